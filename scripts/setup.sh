@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs and starts what orcaops needs on a fresh Debian machine, idempotently:
+# the Docker engine, a running dockerd, and a local `busybox:latest` image built
+# from Debian's busybox-static (no registry needed). Safe to run again and again.
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_pkgs=()
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+[ -x /bin/busybox ] || need_pkgs+=(busybox-static)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing ${need_pkgs[*]} (apt-get)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd (log: /var/log/orcaops-dockerd.log)"
+  # Prefer the init system when there is one; otherwise run the daemon directly.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    $SUDO systemctl start docker
+  else
+    $SUDO sh -c 'nohup dockerd >/var/log/orcaops-dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/orcaops-dockerd.log"; exit 5; }
+fi
+
+# The examples say `image: busybox:latest`, which a machine with a registry pulls;
+# here we build the same name locally so that nothing needs a registry.
+if ! docker image inspect busybox:latest >/dev/null 2>&1; then
+  log "building busybox:latest from /bin/busybox (docker import)"
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
+  mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/root" "$root/work"
+  chmod 1777 "$root/tmp"
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+  done
+  echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
+  echo 'root:x:0:' > "$root/etc/group"
+  tar -C "$root" -c . | docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["sh"]' - busybox:latest >/dev/null
+fi
+log "ready: docker $(docker version --format '{{.Server.Version}}'), image busybox:latest"

@@ -1,0 +1,8 @@
+//! orcaops: a Kubernetes-style declarative reconciler for sandboxed execution.
+//!
+//! Sources write desired state into a store; controllers drive runtimes toward it.
+
+pub mod records;
+pub mod resources;
+pub mod runtime;
+pub mod store;

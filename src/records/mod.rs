@@ -1,0 +1,95 @@
+//! Run records: every run and attempt of a Job, its steps, artifacts and logs.
+//!
+//! The resource keeps only the last few runs in `status.history`; these records keep
+//! them all, and outlive the resource (a Job deleted by its TTL keeps its records).
+//! Logs and artifacts are files under the data dir; the records point at them.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::resources::job::{ArtifactStatus, JobPhase, StepStatus};
+
+/// How an attempt ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// The container could not be created or started (for example, an unknown image).
+    StartFailed,
+    /// The container disappeared before its result was read.
+    Lost,
+}
+
+impl AttemptOutcome {
+    pub fn succeeded(self) -> bool {
+        self == AttemptOutcome::Succeeded
+    }
+}
+
+/// One attempt of one run: one container.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub uid: String,
+    pub run: u32,
+    pub attempt: u32,
+    pub container_name: String,
+    pub outcome: AttemptOutcome,
+    /// The exit code of the failing step (or 0), when one ran.
+    pub exit_code: Option<i64>,
+    /// Why it ended, for a person.
+    pub message: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    pub steps: Vec<StepStatus>,
+    pub artifacts: Vec<ArtifactStatus>,
+}
+
+/// One run of a Job: a generation, a re-run or a retry series ending in one phase.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub run: u32,
+    pub generation: i64,
+    pub phase: JobPhase,
+    pub attempts: u32,
+    pub start_time: Option<DateTime<Utc>>,
+    pub completion_time: Option<DateTime<Utc>>,
+    pub exit_code: Option<i64>,
+    pub summary: String,
+    pub steps: Vec<StepStatus>,
+    pub artifacts: Vec<ArtifactStatus>,
+}
+
+/// Where logs and artifacts of one run live:
+/// `<data>/runs/<namespace>/<name>/<uid>/run-<N>/`.
+pub fn run_dir(data_dir: &Path, namespace: &str, name: &str, uid: &str, run: u32) -> PathBuf {
+    data_dir
+        .join("runs")
+        .join(namespace)
+        .join(name)
+        .join(uid)
+        .join(format!("run-{run}"))
+}
+
+/// The combined output of one attempt.
+pub fn attempt_log(run_dir: &Path, attempt: u32) -> PathBuf {
+    run_dir.join(format!("attempt-{attempt}.log"))
+}
+
+/// The output of one step of one attempt.
+pub fn step_log(run_dir: &Path, attempt: u32, step_index: usize, step_name: &str) -> PathBuf {
+    run_dir.join(format!("attempt-{attempt}")).join(format!("{:02}-{step_name}.log", step_index + 1))
+}
+
+/// Where a collected artifact is stored (a file, or `<name>.tar` for a directory).
+pub fn artifact_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("artifacts")
+}

@@ -1,0 +1,259 @@
+//! The Job kind: ordered steps run in one container image.
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Condition, EnvVar, Resources};
+
+/// What should run: steps in order, in one container of `image`.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "orcaops.dev",
+    version = "v1alpha1",
+    kind = "Job",
+    namespaced,
+    status = "JobStatus",
+    shortname = "ojob",
+    category = "orcaops",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Runs", type_ = "integer", json_path = ".status.totalRuns"),
+    printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
+    printcolumn(name = "Summary", type_ = "string", json_path = ".status.summary", priority = "1"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobSpec {
+    /// The container image every step runs in. It needs `/bin/sh`.
+    pub image: String,
+    /// Steps run in order; the first failing step fails the attempt.
+    pub steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// `none` (the default) gives the container no network at all.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub network: JobNetwork,
+    /// Deadline for the whole run, retries included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
+    /// Once finished, the Job is deleted after this many seconds; its run records stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<u64>,
+    /// A suspended Job starts no run, and stops the one in progress.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub suspend: bool,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// One step: `run` is a shell script for `/bin/sh -c`; `command` is an exec-form array.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobNetwork {
+    #[default]
+    None,
+    Bridge,
+}
+
+/// Retries of a failed attempt, with exponential backoff capped at `maxBackoffSeconds`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retry {
+    /// How many times a failed attempt is retried (0: never).
+    #[serde(default)]
+    pub limit: u32,
+    /// The wait before the first retry; it doubles for each one after.
+    #[serde(default = "default_backoff")]
+    pub backoff_seconds: u64,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_seconds: u64,
+}
+
+fn default_backoff() -> u64 {
+    10
+}
+
+fn default_max_backoff() -> u64 {
+    300
+}
+
+impl Retry {
+    /// The wait before attempt `next_attempt` (2 for the first retry).
+    pub fn backoff_before(&self, next_attempt: u32) -> u64 {
+        let doublings = next_attempt.saturating_sub(2).min(32);
+        self.backoff_seconds
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_backoff_seconds)
+    }
+}
+
+/// A file or directory collected from the container after the steps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Artifact {
+    pub name: String,
+    pub path: String,
+    /// When false (the default), a missing artifact fails a run whose steps succeeded.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub optional: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum JobPhase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl JobPhase {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::TimedOut | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::TimedOut => "TimedOut",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum JobConditionType {
+    /// The current run has a container.
+    Started,
+    /// The current run finished, whatever its outcome.
+    Complete,
+    /// The current run failed, timed out or was cancelled.
+    Failed,
+    Suspended,
+}
+
+/// What happened: the current run, its steps and artifacts, and recent runs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    #[serde(default)]
+    pub phase: JobPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The number of the current (or last) run, counting from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u32>,
+    /// What started the current run: `g<generation>` plus `/rerun=<token>` when re-run by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_trigger: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<DateTime<Utc>>,
+    /// When the next attempt starts, while waiting out a retry backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<DateTime<Utc>>,
+    /// The container of the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactStatus>,
+    /// One line a person reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The most recent runs, newest first, at most ten; every run is in the run records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RunSummary>,
+    #[serde(default)]
+    pub total_runs: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition<JobConditionType>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    pub name: String,
+    /// Absent while the step runs, or when it never ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The last lines of the step's output.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_tail: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactStatus {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One finished run, as kept in `status.history`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub run: u32,
+    pub generation: i64,
+    pub phase: JobPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    pub attempts: u32,
+}
+
+/// How many runs `status.history` keeps.
+pub const HISTORY_LIMIT: usize = 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let retry = Retry { limit: 5, backoff_seconds: 2, max_backoff_seconds: 10 };
+        assert_eq!(retry.backoff_before(2), 2);
+        assert_eq!(retry.backoff_before(3), 4);
+        assert_eq!(retry.backoff_before(4), 8);
+        assert_eq!(retry.backoff_before(5), 10);
+        assert_eq!(retry.backoff_before(60), 10);
+    }
+}

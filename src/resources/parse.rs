@@ -1,0 +1,1 @@
+//! Parsing YAML documents into objects, with errors that name file, document, line, column and field.

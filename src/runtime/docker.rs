@@ -1,0 +1,2 @@
+//! The Docker runtime (bollard).
+pub struct DockerRuntime;

@@ -1,0 +1,109 @@
+//! Runtimes run containers. Local mode uses [`DockerRuntime`].
+//!
+//! A Job attempt is one container whose main process is the step runner
+//! ([`runner`]): a generated `/bin/sh` script that runs the steps in order and
+//! prints markers around each. Docker keeps the container's output, so after a
+//! crash the controller re-reads it and knows exactly which steps ran.
+
+pub mod docker;
+pub mod runner;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+pub use docker::DockerRuntime;
+
+#[derive(thiserror::Error, Debug)]
+pub enum RuntimeError {
+    #[error(
+        "cannot reach the Docker daemon: {message}. Start it (scripts/setup.sh does) or set DOCKER_HOST"
+    )]
+    Unreachable { message: String },
+    #[error("image \"{image}\" is not available: {reason}")]
+    ImageUnavailable { image: String, reason: String },
+    #[error("container {container} not found")]
+    ContainerNotFound { container: String },
+    #[error("path {path} not found in container {container}")]
+    PathNotFound { container: String, path: String },
+    #[error("docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkMode {
+    None,
+    Bridge,
+}
+
+/// Everything needed to create one container.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// The full command (entrypoint is cleared), e.g. `["/bin/sh", "-c", script]`.
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub network: NetworkMode,
+    pub pids_limit: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited { code: i64 },
+    /// Any other Docker state (paused, restarting, removing, dead).
+    Other(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: ContainerState,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl ContainerInfo {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of container output, with Docker's timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub timestamp: DateTime<Utc>,
+    /// The line without its trailing newline (lossy UTF-8).
+    pub text: String,
+}
+
+/// An artifact copied out of a container.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CopiedArtifact {
+    /// The stored file: the file itself, or a tar of a directory.
+    pub path: PathBuf,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    pub is_dir: bool,
+}

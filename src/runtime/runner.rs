@@ -1,0 +1,1 @@
+//! The step runner: a generated shell script and the parser of its markers.

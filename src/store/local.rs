@@ -1,0 +1,2 @@
+//! The local store: SQLite in WAL mode.
+pub struct LocalStore;
