@@ -1,2 +1,390 @@
-//! The local store: SQLite in WAL mode.
-pub struct LocalStore;
+//! The local store: every object in one SQLite file (`<data_dir>/orcaops.db`, WAL mode),
+//! one global resourceVersion, and a watch stream fed from the same writes.
+//!
+//! All writes go through one connection behind one lock, so resourceVersions are taken,
+//! committed and announced in order; reads use a pool (WAL lets them run beside the writer).
+
+mod decide;
+mod history;
+mod records;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::broadcast;
+
+use self::decide::Decision;
+use self::history::WatchHistory;
+use super::{ApplyOutcome, Result, StoreError, WatchEvent, WatchEventType};
+use crate::resources::{Kind, Object, ObjectKey};
+
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "orcaops.db";
+/// How many recent watch events [`LocalStore::watch_since`] can replay.
+const WATCH_HISTORY: usize = 10_000;
+/// How far a slow watcher may fall behind before it gets `RecvError::Lagged`.
+const WATCH_CAPACITY: usize = 4096;
+/// How long a statement waits for a lock held by another process on the same file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const READERS: u32 = 8;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+const SELECT_OBJECT: &str =
+    "SELECT document FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3";
+const SELECT_REVISION: &str = "SELECT revision FROM store_revision WHERE id = 1";
+const NEXT_REVISION: &str =
+    "UPDATE store_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision";
+const UPSERT_OBJECT: &str = "INSERT INTO objects (kind, namespace, name, uid, resource_version, document) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+     ON CONFLICT (kind, namespace, name) DO UPDATE SET \
+     uid = excluded.uid, resource_version = excluded.resource_version, document = excluded.document";
+const DELETE_OBJECT: &str = "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3";
+
+/// The SQLite store of local mode. Cloning is cheap and every clone is the same store.
+///
+/// Watching: [`watch`](Self::watch) and [`watch_since`](Self::watch_since) hand out
+/// `tokio::sync::broadcast` receivers that buffer up to 4096 events. A receiver that falls
+/// further behind gets `RecvError::Lagged` and has lost events: it must list again and
+/// resume with `watch_since` from the list's resourceVersion.
+#[derive(Clone)]
+pub struct LocalStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    readers: SqlitePool,
+    /// The only connection that writes. Holding this lock across the transaction and
+    /// the publication of its event is what keeps watch events in resourceVersion order.
+    writer: tokio::sync::Mutex<SqliteConnection>,
+    /// Taken briefly, and only inside `writer` when both are held.
+    history: Mutex<WatchHistory>,
+    feed: broadcast::Sender<WatchEvent>,
+}
+
+/// The result of one object write.
+struct Written {
+    object: Object,
+    /// None when the write changed nothing and was skipped.
+    event: Option<WatchEventType>,
+}
+
+impl LocalStore {
+    /// Opens (or creates) the store in `data_dir`, creating the directory if missing and
+    /// running the embedded migrations.
+    pub async fn open(data_dir: &Path) -> Result<LocalStore> {
+        Self::open_with_history(data_dir, WATCH_HISTORY).await
+    }
+
+    async fn open_with_history(data_dir: &Path, history: usize) -> Result<LocalStore> {
+        tokio::fs::create_dir_all(data_dir).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", data_dir.display()),
+            )
+        })?;
+        let path = data_dir.join(DB_FILE);
+        // WAL with synchronous=NORMAL: a commit is an append to the log and no fsync, so a
+        // power loss can lose the last commits but never corrupts the file.
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let mut writer = options.connect().await?;
+        MIGRATOR.run(&mut writer).await?;
+        let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
+            .fetch_one(&mut writer)
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options)
+            .await?;
+        tracing::debug!(path = %path.display(), revision, "opened the local store");
+        Ok(LocalStore {
+            inner: Arc::new(Inner {
+                data_dir: data_dir.to_path_buf(),
+                readers,
+                writer: tokio::sync::Mutex::new(writer),
+                history: Mutex::new(WatchHistory::new(to_revision(revision), history)),
+                feed: broadcast::channel(WATCH_CAPACITY).0,
+            }),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Object>> {
+        let key = decide::stored_key(key);
+        let document: Option<String> = sqlx::query_scalar(SELECT_OBJECT)
+            .bind(key.kind.as_str())
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.inner.readers)
+            .await?;
+        document.as_deref().map(parse_object).transpose()
+    }
+
+    /// The objects of one kind in `namespace` (None = all namespaces; ignored for
+    /// cluster-scoped kinds), sorted by namespace and name, with the resourceVersion they
+    /// are current at: watch from there with [`watch_since`](Self::watch_since).
+    pub async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<(Vec<Object>, String)> {
+        // One read transaction is one snapshot: the objects and the version agree.
+        let mut tx = self.inner.readers.begin().await?;
+        let documents: Vec<String> =
+            match namespace.filter(|_| kind.namespaced()) {
+                Some(namespace) => sqlx::query_scalar(
+                    "SELECT document FROM objects WHERE kind = ?1 AND namespace = ?2 ORDER BY name",
+                )
+                .bind(kind.as_str())
+                .bind(namespace)
+                .fetch_all(&mut *tx)
+                .await?,
+                None => {
+                    sqlx::query_scalar(
+                        "SELECT document FROM objects WHERE kind = ?1 ORDER BY namespace, name",
+                    )
+                    .bind(kind.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
+            };
+        let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let objects = documents
+            .iter()
+            .map(|d| parse_object(d))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((objects, revision.to_string()))
+    }
+
+    /// Stores a new object: assigns uid, generation 1, creationTimestamp and
+    /// resourceVersion, and keeps the given status. AlreadyExists if present. Emits ADDED.
+    pub async fn create(&self, obj: Object) -> Result<Object> {
+        let obj = decide::validated(obj)?;
+        let now = Utc::now();
+        Ok(self
+            .write(obj.key(), move |existing| {
+                decide::create(existing, obj, now)
+            })
+            .await?
+            .object)
+    }
+
+    /// Create-or-update from a declarative source (the folder, `orcaops apply`).
+    ///
+    /// Absent: created as by [`create`](Self::create). Present: labels, annotations and
+    /// spec are replaced, except that control annotations (`resources::keys::CONTROL`)
+    /// the stored object has and the new one lacks are kept, so re-applying a file does
+    /// not withdraw a cancel request. The generation moves only when the spec changed;
+    /// status is never touched. When nothing changed: `Unchanged`, no write, no event.
+    pub async fn apply(&self, obj: Object) -> Result<(ApplyOutcome, Object)> {
+        let obj = decide::validated(obj)?;
+        let now = Utc::now();
+        let written = self
+            .write(obj.key(), move |existing| decide::apply(existing, obj, now))
+            .await?;
+        let outcome = match written.event {
+            Some(WatchEventType::Added) => ApplyOutcome::Created,
+            Some(_) => ApplyOutcome::Configured,
+            None => ApplyOutcome::Unchanged,
+        };
+        Ok((outcome, written.object))
+    }
+
+    /// Full replace (PUT) of labels, annotations, finalizers, ownerReferences and spec;
+    /// status untouched. A non-empty resourceVersion that is stale is a Conflict.
+    /// Like Kubernetes, a replace that changes nothing returns the stored object without
+    /// a new resourceVersion or watch event.
+    pub async fn replace(&self, obj: Object) -> Result<Object> {
+        let obj = decide::validated(obj)?;
+        Ok(self
+            .write(obj.key(), move |existing| decide::replace(existing, obj))
+            .await?
+            .object)
+    }
+
+    /// Writes the status only. `resource_version` "" writes unconditionally; otherwise a
+    /// stale one is a Conflict. Emits MODIFIED, unless the status is already this one
+    /// (then nothing is written, as in Kubernetes).
+    pub async fn update_status(
+        &self,
+        key: &ObjectKey,
+        resource_version: &str,
+        status: serde_json::Value,
+    ) -> Result<Object> {
+        let key = decide::stored_key(key);
+        let expected = resource_version.to_string();
+        let target = key.clone();
+        let decision = move |existing| decide::update_status(existing, &target, &expected, status);
+        Ok(self.write(key, decision).await?.object)
+    }
+
+    /// Deletes at once (finalizers are not waited for). Emits DELETED with the last state,
+    /// its resourceVersion bumped as Kubernetes does.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<Object> {
+        let key = decide::stored_key(key);
+        let target = key.clone();
+        Ok(self
+            .write(key, move |existing| decide::delete(existing, &target))
+            .await?
+            .object)
+    }
+
+    /// Every change from now on. See the type's documentation about lagging.
+    pub fn watch(&self) -> broadcast::Receiver<WatchEvent> {
+        self.inner.feed.subscribe()
+    }
+
+    /// The events after resourceVersion `rv` that the store still remembers (the last
+    /// 10 000), and a receiver for everything after them: together they have no gap and no
+    /// duplicate. `Gone` when `rv` is older than that memory (or not a version this store
+    /// has reached): list again. An empty `rv` means "from now", with nothing to replay.
+    pub async fn watch_since(
+        &self,
+        rv: &str,
+    ) -> Result<(Vec<WatchEvent>, broadcast::Receiver<WatchEvent>)> {
+        if rv.is_empty() {
+            return Ok((Vec::new(), self.watch()));
+        }
+        let revision: u64 = rv
+            .parse()
+            .map_err(|_| StoreError::Gone { rv: rv.to_string() })?;
+        // With the writer lock held every committed write has been published, so a version
+        // that `list` read from the database is already in the history.
+        let _writer = self.inner.writer.lock().await;
+        let history = self.inner.history();
+        let receiver = self.inner.feed.subscribe();
+        Ok((history.since(revision, rv)?, receiver))
+    }
+
+    /// The resourceVersion of the newest change published to watchers.
+    pub async fn current_resource_version(&self) -> Result<String> {
+        Ok(self.inner.history().head().to_string())
+    }
+
+    /// Runs one object write to completion, even if the caller stops waiting: a write
+    /// committed but never published would leave every watcher with a gap.
+    async fn write<D>(&self, key: ObjectKey, decide: D) -> Result<Written>
+    where
+        D: FnOnce(Option<Object>) -> Result<Decision> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        detached(async move { inner.write(&key, decide).await }).await
+    }
+}
+
+impl Inner {
+    fn history(&self) -> MutexGuard<'_, WatchHistory> {
+        // The history is consistent after every statement, so a panic elsewhere while
+        // holding the lock cannot have left it half-updated.
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn write<D>(&self, key: &ObjectKey, decide: D) -> Result<Written>
+    where
+        D: FnOnce(Option<Object>) -> Result<Decision>,
+    {
+        let mut writer = self.writer.lock().await;
+        // IMMEDIATE takes the write lock up front, so the read below cannot go stale.
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        let document: Option<String> = sqlx::query_scalar(SELECT_OBJECT)
+            .bind(key.kind.as_str())
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let existing = document.as_deref().map(parse_object).transpose()?;
+        let (mut object, type_) = match decide(existing) {
+            Ok(Decision::Put(object, type_)) => (object, type_),
+            Ok(Decision::Remove(object)) => (object, WatchEventType::Deleted),
+            Ok(Decision::Keep(object)) => {
+                tx.rollback().await?;
+                return Ok(Written {
+                    object,
+                    event: None,
+                });
+            }
+            Err(err) => {
+                tx.rollback().await?;
+                return Err(err);
+            }
+        };
+        let revision: i64 = sqlx::query_scalar(NEXT_REVISION)
+            .fetch_one(&mut *tx)
+            .await?;
+        object.metadata.resource_version = revision.to_string();
+        if type_ == WatchEventType::Deleted {
+            sqlx::query(DELETE_OBJECT)
+                .bind(key.kind.as_str())
+                .bind(&key.namespace)
+                .bind(&key.name)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(UPSERT_OBJECT)
+                .bind(key.kind.as_str())
+                .bind(&key.namespace)
+                .bind(&key.name)
+                .bind(&object.metadata.uid)
+                .bind(revision)
+                .bind(serde_json::to_string(&object)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::debug!(kind = %key.kind, namespace = %key.namespace, name = %key.name, revision, event = ?type_, "stored");
+        let event = WatchEvent {
+            type_,
+            object: object.clone(),
+        };
+        let mut history = self.history();
+        history.push(to_revision(revision), event.clone());
+        // No receiver is not an error: nobody is watching yet.
+        let _ = self.feed.send(event);
+        Ok(Written {
+            object,
+            event: Some(type_),
+        })
+    }
+}
+
+/// Runs `work` as its own task, so dropping the caller's future does not cancel it.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(StoreError::Io(io::Error::other(format!(
+            "a store write was cancelled: {err}"
+        )))),
+    }
+}
+
+fn parse_object(document: &str) -> Result<Object> {
+    Ok(serde_json::from_str(document)?)
+}
+
+/// Revisions start at 0 and only grow, so the stored i64 is never negative.
+fn to_revision(revision: i64) -> u64 {
+    u64::try_from(revision).unwrap_or_default()
+}

@@ -1,0 +1,134 @@
+//! The recent watch events, kept in memory so that a watcher can resume from a
+//! resourceVersion without listing again.
+
+use std::collections::VecDeque;
+
+use crate::store::{Result, StoreError, WatchEvent};
+
+/// The last `capacity` watch events, in resourceVersion order.
+///
+/// It holds every event with a resourceVersion above `base` and up to `head`; a watcher
+/// that last saw a version below `base` has missed events and must list again.
+#[derive(Debug)]
+pub(super) struct WatchHistory {
+    events: VecDeque<(u64, WatchEvent)>,
+    capacity: usize,
+    base: u64,
+    head: u64,
+}
+
+impl WatchHistory {
+    /// An empty history that starts at `revision`: what happened before is not known.
+    pub(super) fn new(revision: u64, capacity: usize) -> Self {
+        WatchHistory {
+            events: VecDeque::with_capacity(capacity.min(1024)),
+            capacity: capacity.max(1),
+            base: revision,
+            head: revision,
+        }
+    }
+
+    /// The resourceVersion of the newest event published.
+    pub(super) fn head(&self) -> u64 {
+        self.head
+    }
+
+    pub(super) fn push(&mut self, revision: u64, event: WatchEvent) {
+        if self.events.len() == self.capacity
+            && let Some((dropped, _)) = self.events.pop_front()
+        {
+            self.base = dropped;
+        }
+        self.events.push_back((revision, event));
+        self.head = revision;
+    }
+
+    /// Every event after `revision`. A revision older than the history, or newer than
+    /// anything published (the store was reset under the watcher), is Gone: the watcher
+    /// can only recover by listing again.
+    pub(super) fn since(&self, revision: u64, asked: &str) -> Result<Vec<WatchEvent>> {
+        if revision < self.base || revision > self.head {
+            return Err(StoreError::Gone {
+                rv: asked.to_string(),
+            });
+        }
+        // Versions are contiguous within the history, but a binary search does not rely on it.
+        let start = self.events.partition_point(|(rv, _)| *rv <= revision);
+        Ok(self
+            .events
+            .range(start..)
+            .map(|(_, event)| event.clone())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::resources::{Kind, Object};
+    use crate::store::WatchEventType;
+
+    fn event(rv: u64) -> WatchEvent {
+        let mut object = Object::new(Kind::Job, "default", &format!("job-{rv}"), json!({}));
+        object.metadata.resource_version = rv.to_string();
+        WatchEvent {
+            type_: WatchEventType::Added,
+            object,
+        }
+    }
+
+    fn versions(events: &[WatchEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e.object.metadata.resource_version.clone())
+            .collect()
+    }
+
+    #[test]
+    fn replays_only_what_follows_the_version() {
+        let mut history = WatchHistory::new(10, 100);
+        for rv in 11..=14 {
+            history.push(rv, event(rv));
+        }
+        assert_eq!(versions(&history.since(12, "12").unwrap()), ["13", "14"]);
+        assert_eq!(
+            versions(&history.since(10, "10").unwrap()),
+            ["11", "12", "13", "14"]
+        );
+        assert!(history.since(14, "14").unwrap().is_empty());
+        assert_eq!(history.head(), 14);
+    }
+
+    #[test]
+    fn versions_before_the_start_are_gone() {
+        let history = WatchHistory::new(10, 100);
+        assert!(matches!(history.since(9, "9"), Err(StoreError::Gone { rv }) if rv == "9"));
+        assert!(history.since(10, "10").unwrap().is_empty());
+    }
+
+    #[test]
+    fn dropping_old_events_moves_the_horizon() {
+        let mut history = WatchHistory::new(0, 3);
+        for rv in 1..=5 {
+            history.push(rv, event(rv));
+        }
+        // 1 and 2 were dropped: a watcher at 1 missed event 2.
+        assert!(matches!(
+            history.since(1, "1"),
+            Err(StoreError::Gone { .. })
+        ));
+        assert_eq!(versions(&history.since(2, "2").unwrap()), ["3", "4", "5"]);
+    }
+
+    #[test]
+    fn versions_from_the_future_are_gone() {
+        let mut history = WatchHistory::new(0, 3);
+        history.push(1, event(1));
+        assert!(matches!(
+            history.since(2, "2"),
+            Err(StoreError::Gone { .. })
+        ));
+    }
+}

@@ -1,0 +1,179 @@
+//! Events and run records in the local store. Neither takes a resourceVersion nor
+//! produces watch events; both go through the single writer connection anyway, because
+//! a second writer would only wait on SQLite's lock.
+
+use chrono::{DateTime, Utc};
+
+use super::LocalStore;
+use crate::records::{AttemptRecord, RunRecord};
+use crate::store::{Event, EventType, InvolvedObject, NewEvent, Result};
+
+const RECORD_EVENT: &str = "INSERT INTO events \
+     (involved_kind, involved_namespace, involved_name, involved_uid, type, reason, message, \
+      count, first_timestamp, last_timestamp) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8) \
+     ON CONFLICT (involved_kind, involved_namespace, involved_name, involved_uid, type, reason, message) \
+     DO UPDATE SET count = count + 1, last_timestamp = excluded.last_timestamp";
+const LIST_EVENTS: &str = "SELECT involved_kind, involved_namespace, involved_name, involved_uid, \
+     type, reason, message, count, first_timestamp, last_timestamp FROM events \
+     WHERE (?1 IS NULL OR involved_kind = ?1) \
+       AND (?2 IS NULL OR involved_namespace = ?2) \
+       AND (?3 IS NULL OR involved_name = ?3) \
+     ORDER BY last_timestamp DESC, id DESC LIMIT ?4";
+const PUT_ATTEMPT: &str = "INSERT INTO attempts (uid, run, attempt, document) VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (uid, run, attempt) DO UPDATE SET document = excluded.document";
+const PUT_RUN: &str = "INSERT INTO runs (uid, run, namespace, name, sort_time, document) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+     ON CONFLICT (uid, run) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, \
+     sort_time = excluded.sort_time, document = excluded.document";
+// A run with neither start nor completion time has not started: it is the newest.
+const RUNS: &str = "SELECT document FROM runs WHERE namespace = ?1 AND name = ?2 \
+     ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC";
+
+type EventRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+);
+
+impl LocalStore {
+    /// Records an event. The same (involved object, type, reason, message) as an event
+    /// already recorded adds 1 to its count and moves its lastTimestamp to now.
+    pub async fn record_event(&self, ev: NewEvent) -> Result<()> {
+        let now = Utc::now().timestamp_micros();
+        let involved = &ev.involved;
+        let mut writer = self.inner.writer.lock().await;
+        sqlx::query(RECORD_EVENT)
+            .bind(&involved.kind)
+            .bind(&involved.namespace)
+            .bind(&involved.name)
+            .bind(&involved.uid)
+            .bind(event_type_name(ev.type_))
+            .bind(&ev.reason)
+            .bind(&ev.message)
+            .bind(now)
+            .execute(&mut *writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Events about objects matching kind, namespace and name (None: any), newest
+    /// lastTimestamp first, at most `limit`.
+    pub async fn list_events(
+        &self,
+        kind: Option<&str>,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let rows: Vec<EventRow> = sqlx::query_as(LIST_EVENTS)
+            .bind(kind)
+            .bind(namespace)
+            .bind(name)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.into_iter().map(event_from_row).collect()
+    }
+
+    /// Stores an attempt, replacing the one with the same (uid, run, attempt).
+    pub async fn put_attempt(&self, rec: &AttemptRecord) -> Result<()> {
+        let document = serde_json::to_string(rec)?;
+        let mut writer = self.inner.writer.lock().await;
+        sqlx::query(PUT_ATTEMPT)
+            .bind(&rec.uid)
+            .bind(i64::from(rec.run))
+            .bind(i64::from(rec.attempt))
+            .bind(document)
+            .execute(&mut *writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The attempts of one run, first attempt first.
+    pub async fn attempts(&self, uid: &str, run: u32) -> Result<Vec<AttemptRecord>> {
+        let documents: Vec<String> = sqlx::query_scalar(
+            "SELECT document FROM attempts WHERE uid = ?1 AND run = ?2 ORDER BY attempt",
+        )
+        .bind(uid)
+        .bind(i64::from(run))
+        .fetch_all(&self.inner.readers)
+        .await?;
+        documents
+            .iter()
+            .map(|d| Ok(serde_json::from_str(d)?))
+            .collect()
+    }
+
+    /// Stores a run, replacing the one with the same (uid, run).
+    pub async fn put_run(&self, rec: &RunRecord) -> Result<()> {
+        let document = serde_json::to_string(rec)?;
+        let sort_time = rec
+            .completion_time
+            .or(rec.start_time)
+            .map(|t| t.timestamp_micros());
+        let mut writer = self.inner.writer.lock().await;
+        sqlx::query(PUT_RUN)
+            .bind(&rec.uid)
+            .bind(i64::from(rec.run))
+            .bind(&rec.namespace)
+            .bind(&rec.name)
+            .bind(sort_time)
+            .bind(document)
+            .execute(&mut *writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Every run of every object that had this namespace and name, including deleted and
+    /// re-created ones: newest first by completion (else start) time, then by run number.
+    /// Runs that have neither time (not started yet) come first.
+    pub async fn runs(&self, namespace: &str, name: &str) -> Result<Vec<RunRecord>> {
+        let documents: Vec<String> = sqlx::query_scalar(RUNS)
+            .bind(namespace)
+            .bind(name)
+            .fetch_all(&self.inner.readers)
+            .await?;
+        documents
+            .iter()
+            .map(|d| Ok(serde_json::from_str(d)?))
+            .collect()
+    }
+}
+
+fn event_type_name(type_: EventType) -> &'static str {
+    match type_ {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    }
+}
+
+fn event_from_row(row: EventRow) -> Result<Event> {
+    let (kind, namespace, name, uid, type_, reason, message, count, first, last) = row;
+    Ok(Event {
+        involved_object: InvolvedObject {
+            kind,
+            namespace,
+            name,
+            uid,
+        },
+        // Written by event_type_name, so it parses; serde names the value if it does not.
+        type_: serde_json::from_value(serde_json::Value::String(type_))?,
+        reason,
+        message,
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        first_timestamp: from_micros(first),
+        last_timestamp: from_micros(last),
+    })
+}
+
+fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
