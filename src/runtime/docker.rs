@@ -1,2 +1,515 @@
 //! The Docker runtime (bollard).
-pub struct DockerRuntime;
+//!
+//! Every call is idempotent where the controller needs it to be: creating a
+//! container that exists adopts it, stopping or removing one that is gone
+//! succeeds. Containers are never auto-removed: the controller removes them
+//! after it has saved their logs and artifacts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig,
+};
+use bollard::query_parameters::{
+    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use chrono::{DateTime, Datelike, Utc};
+use futures::{Stream, StreamExt, TryStreamExt};
+
+use super::artifact::store_archive;
+use super::log_lines;
+use super::{
+    ContainerInfo, ContainerSpec, ContainerState, CopiedArtifact, LogLine, NetworkMode, Result,
+    RuntimeError,
+};
+
+/// How long connecting (version negotiation and ping) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Go's `os.ModeDir` and `os.ModeSymlink`, as Docker reports them in a path stat.
+const GO_MODE_DIR: u32 = 1 << 31;
+const GO_MODE_SYMLINK: u32 = 1 << 27;
+/// Symlinks followed by `copy_out` before giving up (a loop, most likely).
+const MAX_SYMLINK_HOPS: usize = 8;
+
+/// Runs containers on the local Docker daemon.
+#[derive(Clone, Debug)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    /// Connects with local defaults (`DOCKER_HOST` honoured), negotiates the
+    /// API version and pings; any failure is [`RuntimeError::Unreachable`].
+    pub async fn connect() -> Result<Self> {
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        Self::connect_to(&host).await
+    }
+
+    /// Like [`DockerRuntime::connect`], to the daemon at `host`
+    /// (`unix://...`, `tcp://...`).
+    pub async fn connect_to(host: &str) -> Result<Self> {
+        let unreachable = |message: String| RuntimeError::Unreachable {
+            message: format!("{host}: {message}"),
+        };
+        let docker = Docker::connect_with_host(host).map_err(|e| unreachable(e.to_string()))?;
+        let connect = async {
+            // bollard 0.21 speaks API 1.53 by default; Debian's Docker 20.10 speaks 1.41.
+            let docker = docker.negotiate_version().await?;
+            docker.ping().await?;
+            Ok::<_, BollardError>(docker)
+        };
+        let docker = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Self { docker })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.docker
+            .ping()
+            .await
+            .map(drop)
+            .map_err(|e| RuntimeError::Unreachable {
+                message: e.to_string(),
+            })
+    }
+
+    /// Present locally: Ok after one inspect. Otherwise pulls it; a failed
+    /// pull is [`RuntimeError::ImageUnavailable`] with Docker's reason.
+    pub async fn ensure_image(&self, image: &str) -> Result<()> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if status(&e) == Some(404) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let unavailable = |e: BollardError| RuntimeError::ImageUnavailable {
+            image: image.to_string(),
+            reason: docker_message(&e),
+        };
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(progress) = pull.next().await {
+            progress.map_err(unavailable)?;
+        }
+        // A pull can end without an error and still leave no image (e.g. a
+        // platform mismatch); only an inspect says for sure.
+        self.docker
+            .inspect_image(image)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Creates and starts the container. Idempotent: if a container named
+    /// `spec.name` exists, it is adopted, started only if it was merely
+    /// created (starting an exited one would run its steps again), and
+    /// returned. Never creates a second one.
+    pub async fn create_and_start(&self, spec: &ContainerSpec) -> Result<ContainerInfo> {
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let id = match self
+            .docker
+            .create_container(Some(options), container_body(spec))
+            .await
+        {
+            Ok(created) => created.id,
+            Err(e) if status(&e) == Some(409) => {
+                let existing = self.inspect_required(&spec.name).await?;
+                if existing.state != ContainerState::Created {
+                    return Ok(existing);
+                }
+                existing.id
+            }
+            Err(e) if status(&e) == Some(404) => {
+                return Err(RuntimeError::ImageUnavailable {
+                    image: spec.image.clone(),
+                    reason: docker_message(&e),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match self.docker.start_container(&id, None).await {
+            // 304: someone else started it in between.
+            Ok(()) => {}
+            Err(e) if status(&e) == Some(304) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.inspect_required(&id).await
+    }
+
+    /// All containers (running or not) having every given label `key=value`.
+    pub async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            labels
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect::<Vec<_>>(),
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = self.docker.list_containers(Some(options)).await?;
+        // The list omits exit codes and times; inspect each. One that is
+        // removed in between is simply not listed.
+        let inspected = futures::future::try_join_all(
+            summaries
+                .iter()
+                .filter_map(|summary| summary.id.as_deref())
+                .map(|id| self.inspect(id)),
+        )
+        .await?;
+        Ok(inspected.into_iter().flatten().collect())
+    }
+
+    pub async fn inspect(&self, id_or_name: &str) -> Result<Option<ContainerInfo>> {
+        match self.docker.inspect_container(id_or_name, None).await {
+            Ok(response) => Ok(Some(container_info(response))),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn inspect_required(&self, id_or_name: &str) -> Result<ContainerInfo> {
+        self.inspect(id_or_name)
+            .await?
+            .ok_or_else(|| RuntimeError::ContainerNotFound {
+                container: id_or_name.to_string(),
+            })
+    }
+
+    /// The container's output from the start, with Docker's timestamps, split
+    /// into lines. With `follow` the stream goes on until the container
+    /// stops, then ends.
+    pub fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+    ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
+        log_lines::container_log(&self.docker, id, follow)
+    }
+
+    /// Waits for the container to stop and returns its exit code.
+    pub async fn wait(&self, id: &str) -> Result<i64> {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut responses = self.docker.wait_container(id, Some(options));
+        let mut code = None;
+        while let Some(response) = responses.next().await {
+            match response {
+                Ok(response) => code = Some(response.status_code),
+                // bollard reports a non-zero exit as an error.
+                Err(BollardError::DockerContainerWaitError { code: exit, .. }) => {
+                    code = Some(exit);
+                }
+                Err(e) => {
+                    return Err(not_found_as(e, || RuntimeError::ContainerNotFound {
+                        container: id.to_string(),
+                    }));
+                }
+            }
+        }
+        match code {
+            Some(code) => Ok(code),
+            // The daemon closed the stream without a status (it restarted, say).
+            None => self
+                .inspect_required(id)
+                .await
+                .and_then(|info| match info.state {
+                    ContainerState::Exited { code } => Ok(code),
+                    state => Err(RuntimeError::Io(std::io::Error::other(format!(
+                        "wait on container {id} ended while it is {state:?}"
+                    )))),
+                }),
+        }
+    }
+
+    /// Stops the container: SIGTERM, then SIGKILL after `grace_secs`.
+    /// Already stopped or missing: Ok.
+    pub async fn stop(&self, id: &str, grace_secs: u32) -> Result<()> {
+        let options = StopContainerOptionsBuilder::default()
+            .t(i32::try_from(grace_secs).unwrap_or(i32::MAX))
+            .build();
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(status(&e), Some(304 | 404)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Force-removes the container with its anonymous volumes. Missing: Ok.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            // "removal already in progress"
+            Err(e) if status(&e) == Some(409) && docker_message(&e).contains("in progress") => {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Copies `path` out of a (possibly stopped) container into `dest_dir`: a
+    /// regular file is stored as `dest_dir/<name>`, a directory as
+    /// `dest_dir/<name>.tar`. Symlinks are followed. Returns the stored
+    /// file's size and sha256. A missing path is [`RuntimeError::PathNotFound`].
+    pub async fn copy_out(
+        &self,
+        id: &str,
+        path: &str,
+        dest_dir: &Path,
+        name: &str,
+    ) -> Result<CopiedArtifact> {
+        let (resolved, is_dir) = self.resolve_path(id, path).await?;
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(&resolved)
+            .build();
+        let archive = self
+            .docker
+            .download_from_container(id, Some(options))
+            .map_err(RuntimeError::from);
+        store_archive(archive, dest_dir, name, is_dir).await
+    }
+
+    /// Follows symlinks the way `docker cp -L` does and says whether the
+    /// target is a directory.
+    async fn resolve_path(&self, id: &str, path: &str) -> Result<(String, bool)> {
+        let mut current = path.to_string();
+        for _ in 0..=MAX_SYMLINK_HOPS {
+            let options = ContainerArchiveInfoOptionsBuilder::default()
+                .path(&current)
+                .build();
+            let stat = match self
+                .docker
+                .get_container_archive_info(id, Some(options))
+                .await
+            {
+                Ok(stat) => stat,
+                Err(e) if status(&e) == Some(404) => {
+                    return Err(self.missing_path_or_container(id, path).await);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if stat.file_mode & GO_MODE_SYMLINK == 0 {
+                return Ok((current, stat.file_mode & GO_MODE_DIR != 0));
+            }
+            let target = PathBuf::from(&stat.link_target);
+            current = if target.is_absolute() {
+                stat.link_target
+            } else {
+                let parent = Path::new(&current).parent().unwrap_or(Path::new("/"));
+                parent.join(target).to_string_lossy().into_owned()
+            };
+        }
+        Err(RuntimeError::PathNotFound {
+            container: id.to_string(),
+            path: format!("{path} (more than {MAX_SYMLINK_HOPS} symlinks)"),
+        })
+    }
+
+    async fn missing_path_or_container(&self, id: &str, path: &str) -> RuntimeError {
+        match self.inspect(id).await {
+            Ok(Some(_)) => RuntimeError::PathNotFound {
+                container: id.to_string(),
+                path: path.to_string(),
+            },
+            Ok(None) => RuntimeError::ContainerNotFound {
+                container: id.to_string(),
+            },
+            Err(e) => e,
+        }
+    }
+}
+
+/// The create request: the spec plus hardened defaults.
+fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        // An empty (not absent) entrypoint clears the image's, so that
+        // `command` is the whole command line.
+        entrypoint: Some(Vec::new()),
+        cmd: Some(spec.command.clone()),
+        env: Some(
+            spec.env
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect(),
+        ),
+        working_dir: spec.working_dir.clone(),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        host_config: Some(HostConfig {
+            nano_cpus: spec
+                .cpu_millis
+                .map(|millis| i64::try_from(millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
+            memory: spec
+                .memory_bytes
+                .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+            network_mode: Some(
+                match spec.network {
+                    NetworkMode::None => "none",
+                    NetworkMode::Bridge => "bridge",
+                }
+                .to_string(),
+            ),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            pids_limit: Some(spec.pids_limit),
+            auto_remove: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
+    let state = response.state.unwrap_or_default();
+    let container_state = match state.status {
+        Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
+        Some(ContainerStateStatusEnum::EXITED) => ContainerState::Exited {
+            code: state.exit_code.unwrap_or_default(),
+        },
+        Some(other) => ContainerState::Other(other.to_string()),
+        None => ContainerState::Other(String::new()),
+    };
+    let name = response.name.unwrap_or_default();
+    ContainerInfo {
+        id: response.id.unwrap_or_default(),
+        name: name.strip_prefix('/').unwrap_or(&name).to_string(),
+        labels: response
+            .config
+            .and_then(|config| config.labels)
+            .map(|labels| labels.into_iter().collect::<BTreeMap<_, _>>())
+            .unwrap_or_default(),
+        state: container_state,
+        started_at: docker_time(state.started_at.as_deref()),
+        finished_at: docker_time(state.finished_at.as_deref()),
+    }
+}
+
+/// Docker writes Go's zero time ("0001-01-01T00:00:00Z") for "never".
+fn docker_time(text: Option<&str>) -> Option<DateTime<Utc>> {
+    let time = DateTime::parse_from_rfc3339(text?)
+        .ok()?
+        .with_timezone(&Utc);
+    (time.year() > 1).then_some(time)
+}
+
+fn status(error: &BollardError) -> Option<u16> {
+    match error {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Docker's own words, without bollard's wrapping.
+fn docker_message(error: &BollardError) -> String {
+    match error {
+        BollardError::DockerResponseServerError { message, .. } => message.clone(),
+        BollardError::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(super) fn not_found_as(
+    error: BollardError,
+    not_found: impl FnOnce() -> RuntimeError,
+) -> RuntimeError {
+    if status(&error) == Some(404) {
+        not_found()
+    } else {
+        error.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::ContainerState as DockerState;
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            name: "orcaops-test".into(),
+            image: "busybox:latest".into(),
+            command: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            env: vec![("A".into(), "1=2".into())],
+            working_dir: Some("/tmp".into()),
+            labels: BTreeMap::from([("orcaops.dev/kind".into(), "Job".into())]),
+            cpu_millis: Some(500),
+            memory_bytes: Some(64 << 20),
+            network: NetworkMode::None,
+            pids_limit: 128,
+        }
+    }
+
+    #[test]
+    fn container_body_applies_the_spec_and_hardened_defaults() {
+        let body = container_body(&spec());
+        assert_eq!(body.entrypoint, Some(vec![]));
+        assert_eq!(body.env, Some(vec!["A=1=2".to_string()]));
+        assert_eq!(body.working_dir.as_deref(), Some("/tmp"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
+        assert_eq!(host.pids_limit, Some(128));
+        assert_eq!(host.auto_remove, Some(false));
+    }
+
+    #[test]
+    fn zero_time_means_never() {
+        assert_eq!(docker_time(Some("0001-01-01T00:00:00Z")), None);
+        assert_eq!(docker_time(None), None);
+        assert_eq!(
+            docker_time(Some("2026-01-02T03:04:05.123456789Z"))
+                .unwrap()
+                .timestamp_subsec_nanos(),
+            123_456_789
+        );
+    }
+
+    #[test]
+    fn inspect_response_becomes_container_info() {
+        let response = ContainerInspectResponse {
+            id: Some("abc".into()),
+            name: Some("/job-1".into()),
+            state: Some(DockerState {
+                status: Some(ContainerStateStatusEnum::EXITED),
+                exit_code: Some(3),
+                started_at: Some("2026-01-02T03:04:05Z".into()),
+                finished_at: Some("0001-01-01T00:00:00Z".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let info = container_info(response);
+        assert_eq!(info.name, "job-1");
+        assert_eq!(info.state, ContainerState::Exited { code: 3 });
+        assert!(info.started_at.is_some());
+        assert_eq!(info.finished_at, None);
+    }
+}

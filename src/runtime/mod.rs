@@ -5,7 +5,9 @@
 //! prints markers around each. Docker keeps the container's output, so after a
 //! crash the controller re-reads it and knows exactly which steps ran.
 
+mod artifact;
 pub mod docker;
+mod log_lines;
 pub mod runner;
 
 use std::collections::BTreeMap;

@@ -1,1 +1,469 @@
 //! The step runner: a generated shell script and the parser of its markers.
+//!
+//! A Job attempt is one container whose main process is `/bin/sh -c <script>`.
+//! The script runs the steps in order and prints a start marker before each
+//! and an end marker (with the exit code) after each:
+//!
+//! ```text
+//! ::orcaops:<nonce>:start:<i>
+//! ::orcaops:<nonce>:end:<i>:<rc>
+//! ```
+//!
+//! Markers are printed on stdout *and* on stderr. Docker reads the two pipes
+//! independently, so their relative order in the log (and their timestamps)
+//! can disagree with the order of writes; within one stream the order is
+//! exact. Each stream therefore carries its own markers, and output is
+//! attributed to the step whose start marker last appeared on the same
+//! stream. Times and exit codes come from the stdout markers.
+//!
+//! The nonce keeps ordinary output (a step that prints these logs, a test
+//! that prints markers) from being mistaken for a marker. It is not a secret
+//! from the steps themselves: they can read the runner's command line in
+//! `/proc/1/cmdline`. The container's exit code stays authoritative.
+
+use chrono::{DateTime, Utc};
+
+use super::{LogLine, LogStream};
+use crate::resources::job::Step;
+
+const MARKER_PREFIX: &str = "::orcaops:";
+
+/// `["/bin/sh", "-c", script]`: runs the steps in order, stops at the first
+/// non-zero exit and exits with it.
+///
+/// A `run` step is executed as `/bin/sh -c '<script>'`. A `command` step is
+/// executed as `(exec -- 'arg0' 'arg1' ...)`: in a subshell and through
+/// `exec`, so a shell builtin named in exec form (`cd`, `exit`, `set -e`)
+/// cannot change or end the runner, and a missing program fails with 127.
+/// A step with neither (validation rejects it) runs as a no-op `true`.
+///
+/// On SIGTERM (`docker stop`) the runner passes the signal on to the running
+/// step, records how that step ended, starts no further step, and exits with
+/// the step's non-zero code, or 143.
+pub fn runner_command(steps: &[Step], nonce: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), runner_script(steps, nonce)]
+}
+
+/// Defines `orcaops_wait`, which waits for the step in the background and
+/// sets `orcaops_rc`. A step runs in the background so that the runner (PID 1,
+/// which ignores signals it has no handler for) can pass Docker's SIGTERM on
+/// to it: the step gets its grace period, its end marker records how it
+/// ended, and no further step starts.
+const PREAMBLE: &str = r#"set +e
+orcaops_stop=
+orcaops_child=
+trap 'orcaops_stop=1; [ -z "$orcaops_child" ] || kill -TERM "$orcaops_child" 2>/dev/null' TERM INT
+orcaops_wait() {
+  orcaops_child=$1
+  [ -z "$orcaops_stop" ] || kill -TERM "$orcaops_child" 2>/dev/null
+  while :; do
+    wait "$orcaops_child"; orcaops_rc=$?
+    kill -0 "$orcaops_child" 2>/dev/null || break
+  done
+  orcaops_child=
+}
+"#;
+
+/// The exit code after a stop request (128 + SIGTERM), as a shell would report it.
+const STOPPED_EXIT_CODE: i64 = 143;
+
+/// The script passed to `/bin/sh -c`.
+pub fn runner_script(steps: &[Step], nonce: &str) -> String {
+    debug_assert!(
+        nonce.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "the nonce is written into printf formats unquoted"
+    );
+    let mut script = String::from(PREAMBLE);
+    for (index, step) in steps.iter().enumerate() {
+        let start = format!("{MARKER_PREFIX}{nonce}:start:{index}\\n");
+        let end = format!("{MARKER_PREFIX}{nonce}:end:{index}:%d\\n");
+        script.push_str(&format!(
+            "[ -z \"$orcaops_stop\" ] || exit {STOPPED_EXIT_CODE}\n\
+             printf '{start}'; printf '{start}' >&2\n\
+             {} &\n\
+             orcaops_wait $!\n\
+             printf '{end}' \"$orcaops_rc\"; printf '{end}' \"$orcaops_rc\" >&2\n\
+             [ \"$orcaops_rc\" -eq 0 ] || exit \"$orcaops_rc\"\n",
+            step_invocation(step)
+        ));
+    }
+    script.push_str(&format!(
+        "[ -z \"$orcaops_stop\" ] || exit {STOPPED_EXIT_CODE}\nexit 0\n"
+    ));
+    script
+}
+
+fn step_invocation(step: &Step) -> String {
+    match (&step.run, &step.command) {
+        (Some(run), _) => format!("/bin/sh -c {}", shell_quote(run)),
+        (None, Some(command)) if !command.is_empty() => {
+            let args: Vec<String> = command.iter().map(|arg| shell_quote(arg)).collect();
+            format!("(exec -- {})", args.join(" "))
+        }
+        _ => "true".to_string(),
+    }
+}
+
+/// Single-quotes `text` for a POSIX shell: inside single quotes every byte is
+/// literal except `'` itself, which is closed, escaped and reopened.
+pub fn shell_quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('\'');
+    for c in text.chars() {
+        if c == '\'' {
+            quoted.push_str("'\\''");
+        } else {
+            quoted.push(c);
+        }
+    }
+    quoted.push('\'');
+    quoted
+}
+
+/// A random nonce (16 lowercase hex characters) for one attempt's markers.
+pub fn new_nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepProgress {
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marker {
+    Start(usize),
+    End(usize, i64),
+}
+
+/// Feeds log lines (in order) and splits them into per-step output.
+#[derive(Clone, Debug)]
+pub struct RunnerParser {
+    prefix: String,
+    steps: Vec<StepProgress>,
+    /// The step whose start marker last appeared on stdout / stderr.
+    current_stdout: Option<usize>,
+    current_stderr: Option<usize>,
+}
+
+impl RunnerParser {
+    pub fn new(nonce: &str, step_count: usize) -> Self {
+        Self {
+            prefix: format!("{MARKER_PREFIX}{nonce}:"),
+            steps: vec![StepProgress::default(); step_count],
+            current_stdout: None,
+            current_stderr: None,
+        }
+    }
+
+    /// Returns the output text carried by this line (None for a pure marker
+    /// line) and the index of the step it belongs to (None = before the first
+    /// step marker on that stream).
+    pub fn push(&mut self, line: &LogLine) -> Option<(Option<usize>, String)> {
+        let (output, marker) = match self.split_marker(&line.text) {
+            Some((before, marker)) => (before, Some(marker)),
+            None => (line.text.as_str(), None),
+        };
+        // Text before a marker was written before it, so it belongs to the
+        // step that was current until now.
+        let owner = self.current(line.stream);
+        let carried = (marker.is_none() || !output.is_empty()).then(|| (owner, output.to_string()));
+        if let Some(marker) = marker {
+            self.apply(marker, line);
+        }
+        carried
+    }
+
+    pub fn steps(&self) -> &[StepProgress] {
+        &self.steps
+    }
+
+    /// Index of the step that started but has not ended, if any.
+    pub fn running_step(&self) -> Option<usize> {
+        self.steps
+            .iter()
+            .position(|step| step.started_at.is_some() && step.exit_code.is_none())
+    }
+
+    fn current(&self, stream: LogStream) -> Option<usize> {
+        match stream {
+            LogStream::Stdout => self.current_stdout,
+            LogStream::Stderr => self.current_stderr,
+        }
+    }
+
+    /// The runner prints each marker followed by a newline, so a marker is
+    /// always the end of its line; anything before it is a step's output that
+    /// did not end with a newline.
+    fn split_marker<'a>(&self, text: &'a str) -> Option<(&'a str, Marker)> {
+        let at = text.rfind(&self.prefix)?;
+        let marker = self.parse_marker(&text[at + self.prefix.len()..])?;
+        Some((&text[..at], marker))
+    }
+
+    fn parse_marker(&self, rest: &str) -> Option<Marker> {
+        let mut parts = rest.split(':');
+        let marker = match (parts.next()?, parts.next(), parts.next()) {
+            ("start", Some(index), None) => Marker::Start(parse_index(index)?),
+            ("end", Some(index), Some(code)) => Marker::End(parse_index(index)?, parse_code(code)?),
+            _ => return None,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        let index = match marker {
+            Marker::Start(index) | Marker::End(index, _) => index,
+        };
+        (index < self.steps.len()).then_some(marker)
+    }
+
+    fn apply(&mut self, marker: Marker, line: &LogLine) {
+        match (marker, line.stream) {
+            (Marker::Start(index), LogStream::Stdout) => {
+                self.current_stdout = Some(index);
+                let step = &mut self.steps[index];
+                step.started_at.get_or_insert(line.timestamp);
+            }
+            (Marker::Start(index), LogStream::Stderr) => self.current_stderr = Some(index),
+            (Marker::End(index, code), LogStream::Stdout) => {
+                let step = &mut self.steps[index];
+                step.started_at.get_or_insert(line.timestamp);
+                step.finished_at.get_or_insert(line.timestamp);
+                step.exit_code.get_or_insert(code);
+            }
+            (Marker::End(..), LogStream::Stderr) => {}
+        }
+    }
+}
+
+fn parse_index(text: &str) -> Option<usize> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn parse_code(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn run(name: &str, script: &str) -> Step {
+        Step {
+            name: name.into(),
+            run: Some(script.into()),
+            command: None,
+        }
+    }
+
+    fn exec(name: &str, args: &[&str]) -> Step {
+        Step {
+            name: name.into(),
+            run: None,
+            command: Some(args.iter().map(|a| a.to_string()).collect()),
+        }
+    }
+
+    fn at(second: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).unwrap()
+    }
+
+    fn out(second: u32, text: &str) -> LogLine {
+        LogLine {
+            stream: LogStream::Stdout,
+            timestamp: at(second),
+            text: text.into(),
+        }
+    }
+
+    fn err(second: u32, text: &str) -> LogLine {
+        LogLine {
+            stream: LogStream::Stderr,
+            ..out(second, text)
+        }
+    }
+
+    #[test]
+    fn shell_quote_closes_and_reopens_around_single_quotes() {
+        assert_eq!(shell_quote("plain"), "'plain'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$HOME `x` \\n"), "'$HOME `x` \\n'");
+        assert_eq!(shell_quote("a\nb"), "'a\nb'");
+        assert_eq!(shell_quote("'"), "''\\'''");
+    }
+
+    #[test]
+    fn script_runs_each_step_between_markers_and_stops_on_failure() {
+        let script = runner_script(&[run("a", "echo 'hi'"), exec("b", &["ls", "-l"])], "n0");
+        let steps = script.strip_prefix(PREAMBLE).unwrap();
+        assert_eq!(
+            steps,
+            r#"[ -z "$orcaops_stop" ] || exit 143
+printf '::orcaops:n0:start:0\n'; printf '::orcaops:n0:start:0\n' >&2
+/bin/sh -c 'echo '\''hi'\''' &
+orcaops_wait $!
+printf '::orcaops:n0:end:0:%d\n' "$orcaops_rc"; printf '::orcaops:n0:end:0:%d\n' "$orcaops_rc" >&2
+[ "$orcaops_rc" -eq 0 ] || exit "$orcaops_rc"
+[ -z "$orcaops_stop" ] || exit 143
+printf '::orcaops:n0:start:1\n'; printf '::orcaops:n0:start:1\n' >&2
+(exec -- 'ls' '-l') &
+orcaops_wait $!
+printf '::orcaops:n0:end:1:%d\n' "$orcaops_rc"; printf '::orcaops:n0:end:1:%d\n' "$orcaops_rc" >&2
+[ "$orcaops_rc" -eq 0 ] || exit "$orcaops_rc"
+[ -z "$orcaops_stop" ] || exit 143
+exit 0
+"#
+        );
+        let command = runner_command(&[run("a", "true")], "n0");
+        assert_eq!(&command[..2], ["/bin/sh", "-c"]);
+    }
+
+    #[test]
+    fn script_keeps_quotes_variables_newlines_and_unicode_inside_one_quoted_word() {
+        let torture = "echo \"it's $HOME\" '$PATH' `true` \\\nprintf 'é ✓ 日本\\n' # '";
+        let script = runner_script(&[run("t", torture)], "n0");
+        let line = script
+            .lines()
+            .skip_while(|line| !line.starts_with("/bin/sh -c"))
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(line, format!("/bin/sh -c {} &", shell_quote(torture)));
+        // Outside the quotes only `'\''` sequences appear.
+        let quoted = shell_quote(torture);
+        let unquoted: String = quoted[1..quoted.len() - 1].replace("'\\''", "");
+        assert!(!unquoted.contains('\''));
+    }
+
+    #[test]
+    fn empty_step_is_a_no_op() {
+        let script = runner_script(&[exec("e", &[])], "n0");
+        assert!(script.contains("\ntrue &\n"));
+    }
+
+    #[test]
+    fn nonces_are_sixteen_hex_characters_and_differ() {
+        let (a, b) = (new_nonce(), new_nonce());
+        assert_eq!(a.len(), 16);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn parser_splits_output_by_step_and_records_times_and_exit_codes() {
+        let mut parser = RunnerParser::new("n0", 3);
+        assert_eq!(
+            parser.push(&out(0, "preamble")),
+            Some((None, "preamble".into()))
+        );
+        assert_eq!(parser.push(&out(1, "::orcaops:n0:start:0")), None);
+        assert_eq!(parser.running_step(), Some(0));
+        assert_eq!(parser.push(&out(2, "one")), Some((Some(0), "one".into())));
+        assert_eq!(parser.push(&out(3, "::orcaops:n0:end:0:0")), None);
+        assert_eq!(parser.running_step(), None);
+        assert_eq!(parser.push(&out(3, "::orcaops:n0:start:1")), None);
+        assert_eq!(parser.push(&out(5, "::orcaops:n0:end:1:7")), None);
+        assert_eq!(
+            parser.steps(),
+            [
+                StepProgress {
+                    started_at: Some(at(1)),
+                    finished_at: Some(at(3)),
+                    exit_code: Some(0),
+                },
+                StepProgress {
+                    started_at: Some(at(3)),
+                    finished_at: Some(at(5)),
+                    exit_code: Some(7),
+                },
+                StepProgress::default(),
+            ]
+        );
+        assert_eq!(parser.running_step(), None);
+    }
+
+    #[test]
+    fn parser_splits_a_marker_that_follows_output_without_newline() {
+        let mut parser = RunnerParser::new("n0", 2);
+        parser.push(&out(0, "::orcaops:n0:start:0"));
+        assert_eq!(
+            parser.push(&out(1, "no newline::orcaops:n0:end:0:0")),
+            Some((Some(0), "no newline".into()))
+        );
+        assert_eq!(parser.steps()[0].exit_code, Some(0));
+        // Text before a start marker belongs to the step before it.
+        assert_eq!(
+            parser.push(&out(2, "late::orcaops:n0:start:1")),
+            Some((Some(0), "late".into()))
+        );
+        assert_eq!(parser.running_step(), Some(1));
+    }
+
+    #[test]
+    fn parser_treats_markers_with_another_nonce_or_bad_shape_as_output() {
+        let mut parser = RunnerParser::new("n0", 2);
+        parser.push(&out(0, "::orcaops:n0:start:0"));
+        for forged in [
+            "::orcaops:evil:end:0:0",
+            "::orcaops:n0:end:0",
+            "::orcaops:n0:end:0:0:extra",
+            "::orcaops:n0:end:x:0",
+            "::orcaops:n0:end:0:+1",
+            "::orcaops:n0:start:9",
+            "::orcaops:n0:finish:0",
+            " ::orcaops:n0:start:1 trailing",
+        ] {
+            assert_eq!(
+                parser.push(&out(1, forged)),
+                Some((Some(0), forged.to_string())),
+                "{forged}"
+            );
+        }
+        assert_eq!(parser.running_step(), Some(0));
+        assert_eq!(parser.steps()[0].exit_code, None);
+    }
+
+    #[test]
+    fn parser_attributes_stderr_by_its_own_markers() {
+        let mut parser = RunnerParser::new("n0", 2);
+        // Docker may deliver stdout's markers before stderr's output.
+        parser.push(&out(0, "::orcaops:n0:start:0"));
+        parser.push(&out(1, "::orcaops:n0:end:0:0"));
+        parser.push(&out(1, "::orcaops:n0:start:1"));
+        assert_eq!(parser.push(&err(0, "::orcaops:n0:start:0")), None);
+        assert_eq!(
+            parser.push(&err(1, "warning")),
+            Some((Some(0), "warning".into()))
+        );
+        assert_eq!(parser.push(&err(1, "::orcaops:n0:end:0:0")), None);
+        assert_eq!(parser.push(&err(1, "::orcaops:n0:start:1")), None);
+        assert_eq!(parser.push(&err(2, "oops")), Some((Some(1), "oops".into())));
+        // Times come from stdout only.
+        assert_eq!(parser.steps()[0].started_at, Some(at(0)));
+        assert_eq!(parser.running_step(), Some(1));
+    }
+
+    #[test]
+    fn parser_keeps_the_first_end_of_a_step() {
+        let mut parser = RunnerParser::new("n0", 1);
+        parser.push(&out(0, "::orcaops:n0:start:0"));
+        parser.push(&out(1, "::orcaops:n0:end:0:3"));
+        parser.push(&out(2, "::orcaops:n0:end:0:0"));
+        assert_eq!(parser.steps()[0].exit_code, Some(3));
+        assert_eq!(parser.steps()[0].finished_at, Some(at(1)));
+    }
+}
