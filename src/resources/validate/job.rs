@@ -1,0 +1,350 @@
+//! Rules for Jobs, and for Workflows, whose nodes are Jobs.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds};
+use crate::resources::job::{JobSpec, Step};
+use crate::resources::parse::closest;
+use crate::resources::workflow::WorkflowSpec;
+
+/// Checks a Job spec found at `at` (`spec`, or `spec.jobs[2].job` inside a Workflow).
+pub(super) fn job_spec(p: &mut Problems, at: &str, spec: &JobSpec) {
+    if spec.image.trim().is_empty() {
+        p.push(
+            format!("{at}.image"),
+            "the image is empty",
+            "name a container image, such as \"alpine:3.20\"",
+        );
+    } else if spec.image.chars().any(char::is_whitespace) {
+        p.push(
+            format!("{at}.image"),
+            format!("image \"{}\" contains whitespace", spec.image),
+            "give only the image reference here; commands go in steps",
+        );
+    }
+    steps(p, at, &spec.steps);
+    env_vars(p, &format!("{at}.env"), &spec.env);
+    if let Some(dir) = &spec.working_dir {
+        absolute_path(p, &format!("{at}.workingDir"), "working directory", dir);
+    }
+    resources(p, &format!("{at}.resources"), spec.resources.as_ref());
+    seconds(
+        p,
+        &format!("{at}.timeoutSeconds"),
+        spec.timeout_seconds,
+        false,
+    );
+    if let Some(retry) = &spec.retry {
+        seconds(
+            p,
+            &format!("{at}.retry.backoffSeconds"),
+            Some(retry.backoff_seconds),
+            true,
+        );
+        seconds(
+            p,
+            &format!("{at}.retry.maxBackoffSeconds"),
+            Some(retry.max_backoff_seconds),
+            true,
+        );
+        if retry.backoff_seconds > retry.max_backoff_seconds {
+            p.push(
+                format!("{at}.retry.backoffSeconds"),
+                format!(
+                    "backoffSeconds ({}) is larger than maxBackoffSeconds ({})",
+                    retry.backoff_seconds, retry.max_backoff_seconds
+                ),
+                "lower backoffSeconds or raise maxBackoffSeconds",
+            );
+        }
+    }
+    seconds(
+        p,
+        &format!("{at}.ttlSecondsAfterFinished"),
+        spec.ttl_seconds_after_finished,
+        true,
+    );
+    artifacts(p, at, spec);
+}
+
+fn steps(p: &mut Problems, at: &str, steps: &[Step]) {
+    if steps.is_empty() {
+        p.push(
+            format!("{at}.steps"),
+            "a Job needs at least one step",
+            "add a step, such as `- name: build` with `run: make`",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, step) in steps.iter().enumerate() {
+        let field = format!("{at}.steps[{i}]");
+        step_name(p, &format!("{field}.name"), &step.name);
+        if !step.name.is_empty() && !seen.insert(step.name.as_str()) {
+            p.push(
+                format!("{field}.name"),
+                format!(
+                    "step name \"{}\" is used twice (step names name the steps' logs and results)",
+                    step.name
+                ),
+                "give each step its own name",
+            );
+        }
+        match (&step.run, &step.command) {
+            (Some(_), Some(_)) => p.push(
+                &field,
+                format!("step \"{}\" has both run and command", step.name),
+                "keep one: run for a shell script, command for an exec-form list",
+            ),
+            (None, None) => p.push(
+                &field,
+                format!("step \"{}\" has neither run nor command", step.name),
+                "add `run: <shell script>` or `command: [program, args...]`",
+            ),
+            (Some(run), None) if run.trim().is_empty() => p.push(
+                format!("{field}.run"),
+                "the script is empty",
+                "write the shell commands to run, or remove the step",
+            ),
+            (None, Some(command)) if command.first().is_none_or(|c| c.trim().is_empty()) => p.push(
+                format!("{field}.command"),
+                "the command is empty: its first entry must name the program",
+                "write the program and its arguments, such as [\"make\", \"test\"]",
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Step names name files (logs, results), so they are DNS-label-like, with '_' allowed too.
+fn step_name(p: &mut Problems, field: &str, name: &str) {
+    let problem = if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > MAX_NAME {
+        Some(format!(
+            "is {} characters long, over the limit of {MAX_NAME}",
+            name.len()
+        ))
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')))
+    {
+        Some(format!(
+            "contains {c:?}: only lowercase letters, digits, '-' and '_' are allowed"
+        ))
+    } else if !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !name.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        Some("must start and end with a letter or digit".to_string())
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        p.push(
+            field,
+            format!("step name \"{name}\" {problem} (step names are used in file names)"),
+            format!(
+                "use a name such as \"{}\"",
+                super::dns_label_suggestion(name, MAX_NAME)
+            ),
+        );
+    }
+}
+
+fn artifacts(p: &mut Problems, at: &str, spec: &JobSpec) {
+    let mut seen = HashSet::new();
+    for (i, artifact) in spec.artifacts.iter().enumerate() {
+        let field = format!("{at}.artifacts[{i}]");
+        let name = &artifact.name;
+        let safe = !name.is_empty()
+            && name.len() <= 100
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !safe {
+            p.push(
+                format!("{field}.name"),
+                format!("artifact name \"{name}\" is not a safe file name"),
+                "use at most 100 letters, digits, '-', '_' and '.' (for example \"report.xml\")",
+            );
+        } else if !seen.insert(name.as_str()) {
+            p.push(
+                format!("{field}.name"),
+                format!("artifact name \"{name}\" is used twice"),
+                "give each artifact its own name",
+            );
+        }
+        absolute_path(p, &format!("{field}.path"), "artifact path", &artifact.path);
+    }
+}
+
+/// Checks a Workflow: its nodes, the DAG their `needs` form, the schedule, and each node's Job.
+pub(super) fn workflow_spec(p: &mut Problems, spec: &WorkflowSpec) {
+    if spec.jobs.is_empty() {
+        p.push(
+            "spec.jobs",
+            "a Workflow needs at least one job",
+            "add a job under spec.jobs",
+        );
+    }
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in spec.jobs.iter().enumerate() {
+        let field = format!("spec.jobs[{i}]");
+        dns_label(
+            p,
+            &format!("{field}.name"),
+            "job name",
+            &node.name,
+            MAX_NAME,
+        );
+        if index.insert(node.name.as_str(), i).is_some() {
+            p.push(
+                format!("{field}.name"),
+                format!("job name \"{}\" is used twice", node.name),
+                "give each job its own name",
+            );
+        }
+        if node.if_.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            p.push(
+                format!("{field}.if"),
+                "the condition is empty",
+                "write a CEL expression, or remove `if`",
+            );
+        }
+        for (key, values) in &node.matrix {
+            let valid_key = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+            if !valid_key {
+                p.push(
+                    format!("{field}.matrix[\"{key}\"]"),
+                    format!("matrix key \"{key}\" is not a name"),
+                    "use letters, digits, '_' and '-', starting with a letter",
+                );
+            }
+            if values.is_empty() {
+                p.push(
+                    format!("{field}.matrix[\"{key}\"]"),
+                    format!("matrix key \"{key}\" has no values, so the job would never run"),
+                    "list at least one value, or remove the key",
+                );
+            }
+        }
+        job_spec(p, &format!("{field}.job"), &node.job);
+    }
+    for (i, node) in spec.jobs.iter().enumerate() {
+        for (j, need) in node.needs.iter().enumerate() {
+            let field = format!("spec.jobs[{i}].needs[{j}]");
+            if need == &node.name {
+                p.push(
+                    field,
+                    format!("job \"{need}\" needs itself"),
+                    "remove it from its own needs",
+                );
+            } else if !index.contains_key(need.as_str()) {
+                let near = closest(need, spec.jobs.iter().map(|n| n.name.as_str()));
+                let hint = near
+                    .map(|n| format!(", did you mean \"{n}\"?"))
+                    .unwrap_or_default();
+                p.push(
+                    field,
+                    format!(
+                        "job \"{}\" needs \"{need}\", which is not a job of this workflow{hint}",
+                        node.name
+                    ),
+                    match near {
+                        Some(n) => format!("change \"{need}\" to \"{n}\""),
+                        None => {
+                            "name one of the jobs under spec.jobs, or remove the need".to_string()
+                        }
+                    },
+                );
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(spec, &index) {
+        let names: Vec<&str> = cycle.iter().map(|&i| spec.jobs[i].name.as_str()).collect();
+        p.push(
+            format!("spec.jobs[{}].needs", cycle[0]),
+            format!(
+                "the needs form a cycle, so none of these jobs can start: {} -> {}",
+                names.join(" -> "),
+                names[0]
+            ),
+            "remove one of these needs",
+        );
+    }
+    if let Some(schedule) = &spec.schedule
+        && let Err(e) = schedule.parse::<croner::Cron>()
+    {
+        p.push(
+            "spec.schedule",
+            format!("\"{schedule}\" is not a valid cron schedule: {e}"),
+            "use five fields (minute hour day-of-month month day-of-week), such as \"0 3 * * *\", or @daily",
+        );
+    }
+    if spec.concurrency == Some(0) {
+        p.push(
+            "spec.concurrency",
+            "a concurrency of 0 would never run a job",
+            "use 1 or more, or remove it for no limit",
+        );
+    }
+}
+
+/// The first cycle among the nodes' needs (self-needs aside, reported on their own), as node
+/// indices in order: each needs the one after it, and the last needs the first.
+fn find_cycle(spec: &WorkflowSpec, index: &HashMap<&str, usize>) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let edges: Vec<Vec<usize>> = spec
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            node.needs
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .filter(|&j| j != i)
+                .collect()
+        })
+        .collect();
+    let mut marks = vec![Mark::New; spec.jobs.len()];
+    for start in 0..spec.jobs.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        // Iterative depth-first search: (node, next edge to follow), with the path on the stack.
+        let mut stack = vec![(start, 0)];
+        marks[start] = Mark::OnPath;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&target) = edges[node].get(*next) {
+                *next += 1;
+                match marks[target] {
+                    Mark::New => {
+                        marks[target] = Mark::OnPath;
+                        stack.push((target, 0));
+                    }
+                    Mark::OnPath => {
+                        let from = stack
+                            .iter()
+                            .position(|&(n, _)| n == target)
+                            .expect("on the path");
+                        return Some(stack[from..].iter().map(|&(n, _)| n).collect());
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                marks[node] = Mark::Done;
+                stack.pop();
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,313 @@
+//! Rules for Sandboxes, Workspaces and Policies.
+
+use std::collections::HashSet;
+
+use super::{MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds};
+use crate::resources::common::Resources;
+use crate::resources::policy::{PatternRule, PolicySpec};
+use crate::resources::quantity;
+use crate::resources::sandbox::{HealthCheck, SandboxSpec};
+use crate::resources::workspace::WorkspaceSpec;
+
+pub(super) fn sandbox_spec(p: &mut Problems, spec: &SandboxSpec) {
+    if spec.services.is_empty() && spec.template_ref.is_none() {
+        p.push(
+            "spec.services",
+            "a Sandbox needs at least one service, or a templateRef",
+            "add a service (`- name: main` with `image: ...`) under spec.services",
+        );
+    }
+    if let Some(template) = &spec.template_ref {
+        dns_label(p, "spec.templateRef", "template name", template, MAX_NAME);
+    }
+    let mut names = HashSet::new();
+    for (i, service) in spec.services.iter().enumerate() {
+        let field = format!("spec.services[{i}]");
+        dns_label(
+            p,
+            &format!("{field}.name"),
+            "service name",
+            &service.name,
+            MAX_NAME,
+        );
+        if !names.insert(service.name.as_str()) {
+            p.push(
+                format!("{field}.name"),
+                format!("service name \"{}\" is used twice", service.name),
+                "give each service its own name",
+            );
+        }
+        if service.image.trim().is_empty() {
+            p.push(
+                format!("{field}.image"),
+                "the image is empty",
+                "name a container image, such as \"postgres:16\"",
+            );
+        }
+        env_vars(p, &format!("{field}.env"), &service.env);
+        let mut ports = HashSet::new();
+        let mut port_names = HashSet::new();
+        for (j, port) in service.ports.iter().enumerate() {
+            let port_field = format!("{field}.ports[{j}]");
+            if port.container_port == 0 {
+                p.push(
+                    format!("{port_field}.containerPort"),
+                    "port 0 is not a port",
+                    "use a port from 1 to 65535",
+                );
+            } else if !ports.insert(port.container_port) {
+                p.push(
+                    format!("{port_field}.containerPort"),
+                    format!("port {} is listed twice", port.container_port),
+                    "list each port once",
+                );
+            }
+            if let Some(name) = &port.name {
+                dns_label(p, &format!("{port_field}.name"), "port name", name, 15);
+                if !port_names.insert(name.as_str()) {
+                    p.push(
+                        format!("{port_field}.name"),
+                        format!("port name \"{name}\" is used twice"),
+                        "give each port its own name",
+                    );
+                }
+            }
+        }
+        if let Some(check) = &service.health_check {
+            health_check(p, &format!("{field}.healthCheck"), check);
+        }
+        let mut volumes = HashSet::new();
+        for (j, volume) in service.volumes.iter().enumerate() {
+            let volume_field = format!("{field}.volumes[{j}]");
+            dns_label(
+                p,
+                &format!("{volume_field}.name"),
+                "volume name",
+                &volume.name,
+                MAX_NAME,
+            );
+            absolute_path(
+                p,
+                &format!("{volume_field}.mountPath"),
+                "mount path",
+                &volume.mount_path,
+            );
+            if !volumes.insert(volume.mount_path.as_str()) {
+                p.push(
+                    format!("{volume_field}.mountPath"),
+                    format!("two volumes are mounted at \"{}\"", volume.mount_path),
+                    "mount each volume at its own path",
+                );
+            }
+        }
+        resources(p, &format!("{field}.resources"), service.resources.as_ref());
+    }
+    seconds(
+        p,
+        "spec.idleTimeoutSeconds",
+        spec.idle_timeout_seconds,
+        false,
+    );
+    seconds(p, "spec.ttlSeconds", spec.ttl_seconds, false);
+}
+
+fn health_check(p: &mut Problems, field: &str, check: &HealthCheck) {
+    let probes = [
+        check.exec.is_some(),
+        check.tcp_port.is_some(),
+        check.http_path.is_some(),
+    ];
+    match probes.iter().filter(|&&set| set).count() {
+        0 => p.push(
+            field,
+            "the health check has no probe",
+            "set exactly one of exec, tcpPort or httpPath",
+        ),
+        1 => {}
+        _ => p.push(
+            field,
+            "the health check has more than one probe",
+            "keep exactly one of exec, tcpPort or httpPath",
+        ),
+    }
+    if check
+        .exec
+        .as_ref()
+        .is_some_and(|e| e.first().is_none_or(|c| c.trim().is_empty()))
+    {
+        p.push(
+            format!("{field}.exec"),
+            "the exec probe is empty",
+            "give the program and its arguments, such as [\"pg_isready\"]",
+        );
+    }
+    if check.tcp_port == Some(0) {
+        p.push(
+            format!("{field}.tcpPort"),
+            "port 0 is not a port",
+            "use a port from 1 to 65535",
+        );
+    }
+    if let Some(path) = &check.http_path
+        && !path.starts_with('/')
+    {
+        p.push(
+            format!("{field}.httpPath"),
+            format!("HTTP path \"{path}\" does not start with '/'"),
+            format!("write \"/{path}\""),
+        );
+    }
+    match (check.http_port, &check.http_path) {
+        (Some(_), None) => p.push(
+            format!("{field}.httpPort"),
+            "httpPort is set without httpPath",
+            "add httpPath, or use tcpPort for a plain TCP check",
+        ),
+        (Some(0), Some(_)) => p.push(
+            format!("{field}.httpPort"),
+            "port 0 is not a port",
+            "use a port from 1 to 65535",
+        ),
+        _ => {}
+    }
+    seconds(
+        p,
+        &format!("{field}.intervalSeconds"),
+        check.interval_seconds,
+        false,
+    );
+}
+
+pub(super) fn workspace_spec(p: &mut Problems, spec: &WorkspaceSpec) {
+    if let Some(quotas) = &spec.quotas {
+        let limits = Resources {
+            cpu: quotas.cpu.clone(),
+            memory: quotas.memory.clone(),
+        };
+        resources(p, "spec.quotas", Some(&limits));
+    }
+    let mut members = HashSet::new();
+    for (i, member) in spec.members.iter().enumerate() {
+        let field = format!("spec.members[{i}].name");
+        if member.name.trim().is_empty() {
+            p.push(
+                field,
+                "the member name is empty",
+                "give the member's user name",
+            );
+        } else if !members.insert(member.name.as_str()) {
+            p.push(
+                field,
+                format!("member \"{}\" is listed twice", member.name),
+                "list each member once, with one role",
+            );
+        }
+    }
+    if let Some(defaults) = &spec.defaults {
+        seconds(
+            p,
+            "spec.defaults.timeoutSeconds",
+            defaults.timeout_seconds,
+            false,
+        );
+        if defaults
+            .image
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty())
+        {
+            p.push(
+                "spec.defaults.image",
+                "the default image is empty",
+                "name an image, or remove the field",
+            );
+        }
+    }
+    for (i, policy) in spec.policies.iter().enumerate() {
+        dns_label(
+            p,
+            &format!("spec.policies[{i}]"),
+            "policy name",
+            policy,
+            MAX_NAME,
+        );
+    }
+}
+
+pub(super) fn policy_spec(p: &mut Problems, spec: &PolicySpec) {
+    for (i, pattern) in spec.workspaces.iter().enumerate() {
+        if pattern.trim().is_empty() {
+            p.push(
+                format!("spec.workspaces[{i}]"),
+                "the workspace pattern is empty",
+                "write a name or a pattern such as \"team-*\"",
+            );
+        }
+    }
+    patterns(p, "spec.images", spec.images.as_ref());
+    patterns(p, "spec.commands", spec.commands.as_ref());
+    if let Some(cpu) = &spec.max_cpu
+        && let Err(e) = quantity::parse_cpu_millis(cpu)
+    {
+        p.push(
+            "spec.maxCpu",
+            e,
+            "use cores (\"2\") or millicores (\"500m\")",
+        );
+    }
+    if let Some(memory) = &spec.max_memory
+        && let Err(e) = quantity::parse_memory_bytes(memory)
+    {
+        p.push(
+            "spec.maxMemory",
+            e,
+            "use bytes with a suffix, such as \"4Gi\"",
+        );
+    }
+    seconds(p, "spec.maxTimeoutSeconds", spec.max_timeout_seconds, false);
+    let mut names = HashSet::new();
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let field = format!("spec.rules[{i}]");
+        if rule.name.trim().is_empty() {
+            p.push(
+                format!("{field}.name"),
+                "the rule has no name",
+                "name the rule: refusals quote it",
+            );
+        } else if !names.insert(rule.name.as_str()) {
+            p.push(
+                format!("{field}.name"),
+                format!("rule name \"{}\" is used twice", rule.name),
+                "give each rule its own name",
+            );
+        }
+        if rule.expression.trim().is_empty() {
+            p.push(
+                format!("{field}.expression"),
+                "the expression is empty",
+                "write a CEL expression over `object` that is true when allowed",
+            );
+        }
+        if rule.message.trim().is_empty() {
+            p.push(
+                format!("{field}.message"),
+                "the message is empty",
+                "say what the rule refuses and how to comply",
+            );
+        }
+    }
+}
+
+fn patterns(p: &mut Problems, field: &str, rule: Option<&PatternRule>) {
+    let Some(rule) = rule else { return };
+    for (list, patterns) in [("allow", &rule.allow), ("deny", &rule.deny)] {
+        for (i, pattern) in patterns.iter().enumerate() {
+            if pattern.trim().is_empty() {
+                p.push(
+                    format!("{field}.{list}[{i}]"),
+                    "the pattern is empty",
+                    "write a pattern such as \"docker.io/library/*\", or remove it",
+                );
+            }
+        }
+    }
+}
