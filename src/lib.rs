@@ -2,7 +2,11 @@
 //!
 //! Sources write desired state into a store; controllers drive runtimes toward it.
 
+pub mod cli;
+pub mod controller;
 pub mod records;
 pub mod resources;
 pub mod runtime;
+pub mod server;
+pub mod source;
 pub mod store;

@@ -86,7 +86,9 @@ pub fn attempt_log(run_dir: &Path, attempt: u32) -> PathBuf {
 
 /// The output of one step of one attempt.
 pub fn step_log(run_dir: &Path, attempt: u32, step_index: usize, step_name: &str) -> PathBuf {
-    run_dir.join(format!("attempt-{attempt}")).join(format!("{:02}-{step_name}.log", step_index + 1))
+    run_dir
+        .join(format!("attempt-{attempt}"))
+        .join(format!("{:02}-{step_name}.log", step_index + 1))
 }
 
 /// Where a collected artifact is stored (a file, or `<name>.tar` for a directory).

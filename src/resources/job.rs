@@ -1,5 +1,8 @@
 //! The Job kind: ordered steps run in one container image.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = ...`; this lint misreads that as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 use chrono::{DateTime, Utc};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -20,8 +23,17 @@ use super::common::{Condition, EnvVar, Resources};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Runs", type_ = "integer", json_path = ".status.totalRuns"),
     printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
-    printcolumn(name = "Summary", type_ = "string", json_path = ".status.summary", priority = "1"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Summary",
+        type_ = "string",
+        json_path = ".status.summary",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobSpec {
@@ -132,7 +144,10 @@ pub enum JobPhase {
 
 impl JobPhase {
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::TimedOut | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::TimedOut | Self::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -249,7 +264,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let retry = Retry { limit: 5, backoff_seconds: 2, max_backoff_seconds: 10 };
+        let retry = Retry {
+            limit: 5,
+            backoff_seconds: 2,
+            max_backoff_seconds: 10,
+        };
         assert_eq!(retry.backoff_before(2), 2);
         assert_eq!(retry.backoff_before(3), 4);
         assert_eq!(retry.backoff_before(4), 8);

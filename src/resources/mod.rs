@@ -59,7 +59,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Job, Kind::Workflow, Kind::Sandbox, Kind::Workspace, Kind::Policy];
+    pub const ALL: [Kind; 5] = [
+        Kind::Job,
+        Kind::Workflow,
+        Kind::Sandbox,
+        Kind::Workspace,
+        Kind::Policy,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,10 +114,13 @@ impl Kind {
 
     /// Resolves `Job`, `job`, `jobs`, `wf`, `jobs.orcaops.dev` and the like.
     pub fn parse(s: &str) -> Option<Kind> {
-        let s = s.strip_suffix(".orcaops.dev").unwrap_or(s).to_ascii_lowercase();
-        Kind::ALL.into_iter().find(|k| {
-            k.singular() == s || k.plural() == s || k.short_names().contains(&s.as_str())
-        })
+        let s = s
+            .strip_suffix(".orcaops.dev")
+            .unwrap_or(s)
+            .to_ascii_lowercase();
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.singular() == s || k.plural() == s || k.short_names().contains(&s.as_str()))
     }
 
     /// The typed kind from a `kind:` field, exactly as written.
@@ -119,7 +128,10 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    pub fn crd(self) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    pub fn crd(
+        self,
+    ) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition
+    {
         match self {
             Kind::Job => Job::crd(),
             Kind::Workflow => Workflow::crd(),
@@ -146,8 +158,16 @@ pub struct ObjectKey {
 
 impl ObjectKey {
     pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        let namespace = if kind.namespaced() { namespace.into() } else { String::new() };
-        ObjectKey { kind, namespace, name: name.into() }
+        let namespace = if kind.namespaced() {
+            namespace.into()
+        } else {
+            String::new()
+        };
+        ObjectKey {
+            kind,
+            namespace,
+            name: name.into(),
+        }
     }
 }
 
@@ -156,7 +176,13 @@ impl fmt::Display for ObjectKey {
         if self.namespace.is_empty() {
             write!(f, "{}/{}", self.kind.singular(), self.name)
         } else {
-            write!(f, "{}/{}/{}", self.kind.singular(), self.namespace, self.name)
+            write!(
+                f,
+                "{}/{}/{}",
+                self.kind.singular(),
+                self.namespace,
+                self.name
+            )
         }
     }
 }
@@ -218,7 +244,11 @@ impl Object {
     }
 
     pub fn key(&self) -> ObjectKey {
-        ObjectKey::new(self.kind, self.metadata.namespace.clone().unwrap_or_default(), &self.metadata.name)
+        ObjectKey::new(
+            self.kind,
+            self.metadata.namespace.clone().unwrap_or_default(),
+            &self.metadata.name,
+        )
     }
 
     /// The typed resource (for example [`Job`]) this object holds.
@@ -228,7 +258,10 @@ impl Object {
 
     /// `orcaops.dev/source` of this object, if a source wrote it.
     pub fn source(&self) -> Option<&str> {
-        self.metadata.annotations.get(keys::SOURCE).map(String::as_str)
+        self.metadata
+            .annotations
+            .get(keys::SOURCE)
+            .map(String::as_str)
     }
 }
 
@@ -262,7 +295,10 @@ mod tests {
     #[test]
     fn cluster_scoped_keys_drop_the_namespace() {
         assert_eq!(ObjectKey::new(Kind::Policy, "default", "p").namespace, "");
-        assert_eq!(ObjectKey::new(Kind::Job, "default", "j").namespace, "default");
+        assert_eq!(
+            ObjectKey::new(Kind::Job, "default", "j").namespace,
+            "default"
+        );
     }
 
     #[test]
@@ -270,7 +306,13 @@ mod tests {
         let crd = Kind::Job.crd();
         assert_eq!(crd.metadata.name.as_deref(), Some("jobs.orcaops.dev"));
         let version = &crd.spec.versions[0];
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
         let columns = version.additional_printer_columns.as_ref().unwrap();
         assert!(columns.iter().any(|c| c.name == "Phase"));
     }

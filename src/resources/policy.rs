@@ -1,5 +1,8 @@
 //! The Policy kind: rules on what may run. Parsed and validated here; enforcement comes later.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = ...`; this lint misreads that as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,7 +18,11 @@ use super::common::Condition;
     shortname = "opol",
     category = "orcaops",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySpec {

@@ -7,15 +7,19 @@ pub fn parse_cpu_millis(s: &str) -> Result<u64, String> {
         Some(n) => (n, 1.0),
         None => (s, 1000.0),
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("\"{s}\" is not a CPU quantity; use cores (\"1\", \"0.5\") or millicores (\"500m\")"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!(
+            "\"{s}\" is not a CPU quantity; use cores (\"1\", \"0.5\") or millicores (\"500m\")"
+        )
+    })?;
     if !value.is_finite() || value <= 0.0 {
         return Err(format!("CPU quantity \"{s}\" must be greater than zero"));
     }
     let millis = (value * scale).round();
     if millis < 1.0 {
-        return Err(format!("CPU quantity \"{s}\" is below 1m, the smallest unit"));
+        return Err(format!(
+            "CPU quantity \"{s}\" is below 1m, the smallest unit"
+        ));
     }
     Ok(millis as u64)
 }
@@ -39,7 +43,9 @@ pub fn parse_memory_bytes(s: &str) -> Result<u64, String> {
         .find_map(|(suffix, scale)| s.strip_suffix(suffix).map(|n| (n, *scale)))
         .unwrap_or((s, 1.0));
     let value: f64 = number.parse().map_err(|_| {
-        format!("\"{s}\" is not a memory quantity; use bytes with a suffix such as \"256Mi\" or \"1G\"")
+        format!(
+            "\"{s}\" is not a memory quantity; use bytes with a suffix such as \"256Mi\" or \"1G\""
+        )
     })?;
     if !value.is_finite() || value <= 0.0 {
         return Err(format!("memory quantity \"{s}\" must be greater than zero"));
@@ -72,7 +78,11 @@ pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86400,
-            _ => return Err(format!("\"{s}\" is not a duration: unknown unit '{c}'; use s, m, h or d (\"1h30m\")")),
+            _ => {
+                return Err(format!(
+                    "\"{s}\" is not a duration: unknown unit '{c}'; use s, m, h or d (\"1h30m\")"
+                ));
+            }
         };
         let n: u64 = digits
             .parse()
@@ -81,7 +91,9 @@ pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
         digits.clear();
     }
     if !digits.is_empty() {
-        return Err(format!("\"{s}\" is not a duration: \"{digits}\" has no unit; use s, m, h or d"));
+        return Err(format!(
+            "\"{s}\" is not a duration: \"{digits}\" has no unit; use s, m, h or d"
+        ));
     }
     Ok(total)
 }

@@ -1,5 +1,8 @@
 //! The Sandbox kind: long-lived services that agents exec into. Parsed and validated here.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = ...`; this lint misreads that as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -17,7 +20,11 @@ use super::common::{Condition, EnvVar, Resources};
     category = "orcaops",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SandboxSpec {

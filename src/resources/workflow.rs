@@ -1,5 +1,8 @@
 //! The Workflow kind: a DAG of jobs. Parsed and validated; its controller comes later.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = ...`; this lint misreads that as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
@@ -19,7 +22,11 @@ use super::job::JobSpec;
     shortname = "wf",
     category = "orcaops",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowSpec {

@@ -1,5 +1,8 @@
 //! The Workspace kind: a tenant with quotas, members and policies. Parsed and validated here.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = ...`; this lint misreads that as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -14,7 +17,11 @@ use super::common::Condition;
     status = "WorkspaceStatus",
     shortname = "ws",
     category = "orcaops",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkspaceSpec {

@@ -63,7 +63,9 @@ pub struct ContainerSpec {
 pub enum ContainerState {
     Created,
     Running,
-    Exited { code: i64 },
+    Exited {
+        code: i64,
+    },
     /// Any other Docker state (paused, restarting, removing, dead).
     Other(String),
 }

@@ -22,7 +22,11 @@ pub enum StoreError {
     #[error(
         "conflict writing {key}: resourceVersion {expected} is stale (the object is now at {current}); read it again and retry"
     )]
-    Conflict { key: ObjectKey, expected: String, current: String },
+    Conflict {
+        key: ObjectKey,
+        expected: String,
+        current: String,
+    },
     /// A watch asked to resume from a resourceVersion the store no longer has the events
     /// after (or never had); the watcher must list again and watch from the list's version.
     #[error("resourceVersion {rv} is too old; list again")]

@@ -1,0 +1,214 @@
+//! The HTTP client the CLI uses to talk to `orcaops serve` (or an embedded server).
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::CliError;
+use crate::resources::{Kind, Object, ObjectKey};
+use crate::server::Status;
+
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+const BASE: &str = "/apis/orcaops.dev/v1alpha1";
+
+pub fn collection_path(kind: Kind, ns: Option<&str>) -> String {
+    match ns.filter(|_| kind.namespaced()) {
+        Some(ns) => format!("{BASE}/namespaces/{ns}/{}", kind.plural()),
+        None => format!("{BASE}/{}", kind.plural()),
+    }
+}
+
+pub fn object_path(key: &ObjectKey) -> String {
+    let ns = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+    format!("{}/{}", collection_path(key.kind, ns), key.name)
+}
+
+impl ApiClient {
+    pub fn new(base: &str) -> Result<Self, CliError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(CliError::usage(format!(
+                "--server \"{base}\" is not an http:// URL; use for example http://127.0.0.1:7700"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| CliError::usage(format!("cannot build an HTTP client: {e}")))?;
+        Ok(ApiClient { base, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> CliError {
+        CliError::unreachable(format!(
+            "cannot reach the orcaops server at {}: {e}\n  start one with `orcaops serve --dir DIR`, or point --server / ORCAOPS_SERVER at a running one",
+            self.base
+        ))
+    }
+
+    /// True when a server answers `/healthz`.
+    pub async fn is_up(&self) -> bool {
+        let request = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .timeout(Duration::from_millis(800));
+        matches!(request.send().await, Ok(r) if r.status().is_success())
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<reqwest::Response, CliError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some((content_type, body)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let code = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<Status>(&text) {
+            Ok(status) => CliError::from_status(code, status),
+            Err(_) => CliError::usage(format!("the server answered {code}: {text}")),
+        })
+    }
+
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Value, CliError> {
+        let response = self.request(method, path, body).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| CliError::usage(format!("the server sent a body that is not JSON: {e}")))
+    }
+
+    pub async fn get_object(&self, key: &ObjectKey) -> Result<Object, CliError> {
+        let value = self.json(Method::GET, &object_path(key), None).await?;
+        serde_json::from_value(value)
+            .map_err(|e| CliError::usage(format!("unexpected object from the server: {e}")))
+    }
+
+    /// Like [`ApiClient::get_object`], but `None` when the object does not exist.
+    pub async fn find_object(&self, key: &ObjectKey) -> Result<Option<Object>, CliError> {
+        match self.get_object(key).await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if e.not_found => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn list(
+        &self,
+        kind: Kind,
+        ns: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<(Vec<Object>, String), CliError> {
+        let mut path = collection_path(kind, ns);
+        if let Some(sel) = selector {
+            path.push_str(&format!("?labelSelector={}", urlencode(sel)));
+        }
+        let value = self.json(Method::GET, &path, None).await?;
+        let rv = value
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let items =
+            serde_json::from_value(value.get("items").cloned().unwrap_or(Value::Array(vec![])))
+                .map_err(|e| CliError::usage(format!("unexpected list from the server: {e}")))?;
+        Ok((items, rv))
+    }
+
+    /// Server-side apply of one object; returns the stored object and what happened.
+    pub async fn apply(&self, obj: &Object) -> Result<(Object, String), CliError> {
+        let body = serde_json::to_vec(obj).expect("objects serialize");
+        let response = self
+            .request(
+                Method::PATCH,
+                &object_path(&obj.key()),
+                Some(("application/apply-patch+yaml", body)),
+            )
+            .await?;
+        let outcome = response
+            .headers()
+            .get("x-orcaops-apply")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("configured")
+            .to_string();
+        let obj = response
+            .json()
+            .await
+            .map_err(|e| CliError::usage(format!("unexpected answer to apply: {e}")))?;
+        Ok((obj, outcome))
+    }
+
+    /// A streaming body, as chunks of bytes.
+    pub async fn stream(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<bytes::Bytes, reqwest::Error>> + use<>, CliError> {
+        let response = self.request(Method::GET, path, None).await?;
+        Ok(response.bytes_stream())
+    }
+
+    /// A newline-delimited JSON stream (a watch), as parsed values.
+    pub async fn json_lines(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Value> + use<>, CliError> {
+        let chunks = self.stream(path).await?;
+        let mut buf = Vec::new();
+        Ok(chunks
+            .take_while(|c| futures::future::ready(c.is_ok()))
+            .flat_map(move |chunk| {
+                buf.extend_from_slice(&chunk.unwrap_or_default());
+                let mut out = Vec::new();
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    if let Ok(v) = serde_json::from_slice(&line) {
+                        out.push(v);
+                    }
+                }
+                futures::stream::iter(out)
+            }))
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl CliError {
+    fn from_status(code: StatusCode, status: Status) -> Self {
+        let mut e = CliError::usage(status.message);
+        e.not_found = code == StatusCode::NOT_FOUND;
+        e
+    }
+}

@@ -1,0 +1,322 @@
+//! `orcaops describe` and `orcaops history`: a resource as a person reads it.
+
+use std::fmt::Write;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::client::{ApiClient, object_path, urlencode};
+use super::output::{age, table, to_yaml};
+use super::{CliError, exit};
+use crate::records::RunRecord;
+use crate::resources::job::{JobSpec, JobStatus};
+use crate::resources::{Kind, Object, ObjectKey, keys};
+use crate::store::Event;
+
+fn ms(ms: Option<u64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1000 => format!("{ms}ms"),
+        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        Some(ms) => format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| {
+        format!(
+            "{} ({} ago)",
+            t.format("%Y-%m-%d %H:%M:%S UTC"),
+            age(Some(t))
+        )
+    })
+    .unwrap_or_else(|| "-".into())
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines().map(|l| format!("{by}{l}\n")).collect()
+}
+
+pub async fn describe(client: &ApiClient, key: &ObjectKey) -> Result<u8, CliError> {
+    let obj = client.get_object(key).await?;
+    let mut out = String::new();
+    let m = &obj.metadata;
+    let _ = writeln!(out, "Name:         {}", m.name);
+    if let Some(ns) = &m.namespace {
+        let _ = writeln!(out, "Workspace:    {ns}");
+    }
+    let _ = writeln!(out, "Kind:         {}", obj.kind);
+    let _ = writeln!(out, "UID:          {}", m.uid);
+    let _ = writeln!(out, "Generation:   {}", m.generation);
+    let _ = writeln!(out, "Created:      {}", time(m.creation_timestamp));
+    if let Some(source) = obj.source() {
+        let _ = writeln!(out, "Source:       {source}");
+    }
+    for (title, map) in [("Labels:", &m.labels), ("Annotations:", &m.annotations)] {
+        if !map.is_empty() {
+            let _ = writeln!(out, "{title}");
+            for (k, v) in map {
+                let _ = writeln!(out, "  {k}={v}");
+            }
+        }
+    }
+    if obj.kind == Kind::Job {
+        describe_job(&mut out, &obj);
+    } else {
+        let _ = writeln!(out, "Spec:");
+        out.push_str(&indent(&to_yaml(&obj.spec), "  "));
+        if !obj.status.is_null() {
+            let _ = writeln!(out, "Status:");
+            out.push_str(&indent(&to_yaml(&obj.status), "  "));
+        }
+    }
+    let path = format!(
+        "/api/v1/namespaces/{}/events?fieldSelector={}&limit=15",
+        if key.namespace.is_empty() {
+            "-"
+        } else {
+            &key.namespace
+        },
+        urlencode(&format!(
+            "involvedObject.kind={},involvedObject.name={}",
+            key.kind, key.name
+        ))
+    );
+    let events: Vec<Event> = client
+        .json(Method::GET, &path, None)
+        .await
+        .ok()
+        .and_then(|v| serde_json::from_value(v.get("items").cloned().unwrap_or_default()).ok())
+        .unwrap_or_default();
+    let _ = writeln!(out, "Events:");
+    if events.is_empty() {
+        let _ = writeln!(out, "  <none>");
+    } else {
+        let mut rows = vec![vec![
+            "TYPE".into(),
+            "REASON".into(),
+            "AGE".into(),
+            "COUNT".into(),
+            "MESSAGE".into(),
+        ]];
+        for e in events.iter().rev() {
+            rows.push(vec![
+                format!("{:?}", e.type_),
+                e.reason.clone(),
+                age(Some(e.last_timestamp)),
+                e.count.to_string(),
+                e.message.replace('\n', " "),
+            ]);
+        }
+        out.push_str(&indent(&table(&rows), "  "));
+    }
+    print!("{out}");
+    Ok(exit::OK)
+}
+
+fn describe_job(out: &mut String, obj: &Object) {
+    let spec: JobSpec = serde_json::from_value(obj.spec.clone()).unwrap_or_default();
+    let status: JobStatus = serde_json::from_value(obj.status.clone()).unwrap_or_default();
+    let _ = writeln!(out, "Spec:");
+    let _ = writeln!(out, "  Image:        {}", spec.image);
+    if let Some(dir) = &spec.working_dir {
+        let _ = writeln!(out, "  Working dir:  {dir}");
+    }
+    let _ = writeln!(out, "  Network:      {:?}", spec.network);
+    if let Some(r) = &spec.resources {
+        let _ = writeln!(
+            out,
+            "  Resources:    cpu={} memory={}",
+            r.cpu.as_deref().unwrap_or("-"),
+            r.memory.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(t) = spec.timeout_seconds {
+        let _ = writeln!(out, "  Timeout:      {t}s");
+    }
+    if let Some(r) = &spec.retry {
+        let _ = writeln!(
+            out,
+            "  Retry:        up to {} (backoff {}s, max {}s)",
+            r.limit, r.backoff_seconds, r.max_backoff_seconds
+        );
+    }
+    if let Some(ttl) = spec.ttl_seconds_after_finished {
+        let _ = writeln!(out, "  TTL:          {ttl}s after finishing");
+    }
+    if spec.suspend {
+        let _ = writeln!(out, "  Suspended:    true");
+    }
+    for e in &spec.env {
+        let _ = writeln!(out, "  Env:          {}={}", e.name, e.value);
+    }
+    let _ = writeln!(out, "  Steps:");
+    for (i, s) in spec.steps.iter().enumerate() {
+        let what = match (&s.run, &s.command) {
+            (Some(run), _) => {
+                run.lines().next().unwrap_or("").to_string()
+                    + if run.lines().count() > 1 { " …" } else { "" }
+            }
+            (_, Some(cmd)) => format!("{cmd:?}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "    {}. {}: {what}", i + 1, s.name);
+    }
+    for a in &spec.artifacts {
+        let _ = writeln!(
+            out,
+            "  Artifact:     {} <- {}{}",
+            a.name,
+            a.path,
+            if a.optional { " (optional)" } else { "" }
+        );
+    }
+    let _ = writeln!(out, "Status:");
+    let _ = writeln!(
+        out,
+        "  Phase:        {}",
+        if obj.status.is_null() {
+            "Pending"
+        } else {
+            status.phase.as_str()
+        }
+    );
+    if let Some(run) = status.run {
+        let _ = writeln!(
+            out,
+            "  Run:          {run} (attempt {})",
+            status.attempt.unwrap_or(1)
+        );
+    }
+    if let Some(s) = &status.summary {
+        let _ = writeln!(out, "  Summary:      {s}");
+    }
+    let _ = writeln!(out, "  Started:      {}", time(status.start_time));
+    let _ = writeln!(out, "  Completed:    {}", time(status.completion_time));
+    if let Some(next) = status.next_attempt_time {
+        let _ = writeln!(out, "  Next attempt: {}", next.format("%H:%M:%S UTC"));
+    }
+    if let Some(c) = &status.container {
+        let _ = writeln!(out, "  Container:    {c}");
+    }
+    if let Some(run) = obj.metadata.annotations.get(keys::CANCEL) {
+        let _ = writeln!(out, "  Cancel:       requested for run {run}");
+    }
+    if !status.steps.is_empty() {
+        let _ = writeln!(out, "Steps:");
+        let mut rows = vec![vec!["NAME".into(), "EXIT".into(), "DURATION".into()]];
+        for s in &status.steps {
+            rows.push(vec![
+                s.name.clone(),
+                s.exit_code.map_or("-".into(), |c| c.to_string()),
+                ms(s.duration_ms),
+            ]);
+        }
+        out.push_str(&indent(&table(&rows), "  "));
+        for s in status.steps.iter().filter(|s| !s.output_tail.is_empty()) {
+            let _ = writeln!(out, "  Output of {} (tail):", s.name);
+            out.push_str(&indent(&s.output_tail, "    │ "));
+        }
+    }
+    if !status.artifacts.is_empty() {
+        let _ = writeln!(out, "Artifacts:");
+        let mut rows = vec![vec!["NAME".into(), "SIZE".into(), "SHA256".into()]];
+        for a in &status.artifacts {
+            rows.push(vec![a.name.clone(), a.size.to_string(), a.sha256.clone()]);
+        }
+        out.push_str(&indent(&table(&rows), "  "));
+    }
+    if !status.history.is_empty() {
+        let _ = writeln!(
+            out,
+            "History ({} of {} runs):",
+            status.history.len(),
+            status.total_runs
+        );
+        let mut rows = vec![
+            [
+                "RUN", "GEN", "PHASE", "STARTED", "DURATION", "EXIT", "ATTEMPTS",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        for h in &status.history {
+            rows.push(vec![
+                h.run.to_string(),
+                h.generation.to_string(),
+                h.phase.as_str().into(),
+                age(h.start_time) + " ago",
+                ms(h.duration_ms),
+                h.exit_code.map_or("-".into(), |c| c.to_string()),
+                h.attempts.to_string(),
+            ]);
+        }
+        out.push_str(&indent(&table(&rows), "  "));
+    }
+    if !status.conditions.is_empty() {
+        let _ = writeln!(out, "Conditions:");
+        let mut rows = vec![
+            ["TYPE", "STATUS", "REASON", "LAST TRANSITION"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for c in &status.conditions {
+            rows.push(vec![
+                format!("{:?}", c.type_),
+                format!("{:?}", c.status),
+                c.reason.clone(),
+                age(Some(c.last_transition_time)) + " ago",
+            ]);
+        }
+        out.push_str(&indent(&table(&rows), "  "));
+    }
+}
+
+pub async fn history(client: &ApiClient, key: &ObjectKey) -> Result<u8, CliError> {
+    let value: Value = client
+        .json(Method::GET, &format!("{}/runs", object_path(key)), None)
+        .await?;
+    let runs: Vec<RunRecord> =
+        serde_json::from_value(value.get("items").cloned().unwrap_or_default())
+            .map_err(|e| CliError::usage(format!("unexpected run list from the server: {e}")))?;
+    if runs.is_empty() {
+        eprintln!("job {} has no finished runs yet.", key.name);
+        return Ok(exit::OK);
+    }
+    let mut rows = vec![
+        [
+            "RUN", "GEN", "PHASE", "STARTED", "DURATION", "EXIT", "ATTEMPTS", "SUMMARY",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for r in &runs {
+        let duration = match (r.start_time, r.completion_time) {
+            (Some(s), Some(c)) => Some((c - s).num_milliseconds().max(0) as u64),
+            _ => None,
+        };
+        rows.push(vec![
+            r.run.to_string(),
+            r.generation.to_string(),
+            r.phase.as_str().into(),
+            r.start_time
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
+            ms(duration),
+            r.exit_code.map_or("-".into(), |c| c.to_string()),
+            r.attempts.to_string(),
+            r.summary.clone(),
+        ]);
+    }
+    print!("{}", table(&rows));
+    let ok = runs
+        .iter()
+        .filter(|r| r.phase == crate::resources::job::JobPhase::Succeeded)
+        .count();
+    println!(
+        "\n{} runs: {ok} succeeded, {} did not",
+        runs.len(),
+        runs.len() - ok
+    );
+    Ok(exit::OK)
+}

@@ -1,0 +1,288 @@
+//! The `orcaops` command line. `serve` runs local mode; every other command is a
+//! client of its HTTP API, as kubectl is of Kubernetes'.
+
+mod apply;
+mod client;
+mod describe;
+mod output;
+mod run;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::ApiClient;
+
+use crate::resources::{DEFAULT_WORKSPACE, Kind};
+
+/// Exit codes, as DESIGN.md fixes them.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const USAGE: u8 = 1;
+    pub const FAILED: u8 = 2;
+    pub const TIMED_OUT: u8 = 3;
+    pub const POLICY: u8 = 4;
+    pub const UNREACHABLE: u8 = 5;
+}
+
+/// An error that ends the command with a message and an exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+    pub not_found: bool,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError {
+            code: exit::USAGE,
+            message: message.into(),
+            not_found: false,
+        }
+    }
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        CliError {
+            code: exit::UNREACHABLE,
+            message: message.into(),
+            not_found: false,
+        }
+    }
+    pub fn with_code(code: u8, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+            not_found: false,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+const ABOUT: &str =
+    "Declarative, sandboxed execution: Jobs declared as YAML run in Docker containers.";
+
+const AFTER_HELP: &str = "\
+Getting started:
+  orcaops serve --dir examples          run local mode on a folder of YAML files
+  orcaops get jobs                       list jobs and their phases
+  orcaops logs job hello -f              stream a job's output
+  orcaops run --image busybox:latest -- echo hi
+                                         run a one-off job and wait (works without a server)
+
+Exit codes: 0 ok, 1 usage or configuration error, 2 the job failed, 3 timed out,
+4 refused by a policy, 5 Docker or the server unreachable.";
+
+#[derive(Parser, Debug)]
+#[command(name = "orcaops", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The orcaops server to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "ORCAOPS_SERVER",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    pub server: String,
+    /// Log format for diagnostics on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// The kind: job, workflow (wf), sandbox (sb), workspace (ws), policy; singular or plural.
+    pub kind: String,
+    pub name: String,
+    /// The workspace (namespace).
+    #[arg(short = 'n', long = "namespace", visible_alias = "workspace", default_value = DEFAULT_WORKSPACE)]
+    pub namespace: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run local mode: watch a folder of YAML, run Jobs in Docker, serve the API.
+    #[command(
+        after_help = "Every .yaml/.yml file under DIR (recursively; dot-files are ignored) is applied;\n\
+        removing a file deletes what it declared. A broken file is reported and never\n\
+        changes what is already running. State lives in --data-dir."
+    )]
+    Serve(serve::ServeArgs),
+    /// Create or update resources from files, directories or stdin (-).
+    Apply(apply::ApplyArgs),
+    /// List resources, or show one.
+    Get(output::GetArgs),
+    /// Show a resource in detail: spec, status, steps, history and recent events.
+    Describe(Target),
+    /// Print a job's output.
+    Logs(LogsArgs),
+    /// Delete a resource.
+    Delete(Target),
+    /// Cancel the run in progress of a job.
+    #[command(
+        after_help = "Cancelling sets the annotation orcaops.dev/cancel=<run number>; the controller\n\
+        stops the container and the run ends Cancelled. With kubectl on a cluster:\n\
+        kubectl annotate jobs.orcaops.dev NAME orcaops.dev/cancel=<run> --overwrite"
+    )]
+    Cancel(Target),
+    /// Start a new run of a job with an unchanged spec.
+    Rerun(Target),
+    /// Every run of a job, from the run records (they outlive the job).
+    History(Target),
+    /// Run a one-off job, stream its output and wait. Works without a server.
+    Run(run::RunArgs),
+    /// Print the CustomResourceDefinitions of all kinds as YAML.
+    Crds,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Keep streaming until the run ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only this step's output.
+    #[arg(long)]
+    pub step: Option<String>,
+    /// Which run (default: the latest).
+    #[arg(long)]
+    pub run: Option<u32>,
+    /// Which attempt of the run (default: the latest).
+    #[arg(long)]
+    pub attempt: Option<u32>,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+}
+
+pub fn parse_kind(s: &str) -> Result<Kind, CliError> {
+    Kind::parse(s).ok_or_else(|| {
+        CliError::usage(format!(
+            "unknown kind \"{s}\"; use one of job, workflow (wf), sandbox (sb), workspace (ws), policy"
+        ))
+    })
+}
+
+pub fn target_key(t: &Target) -> Result<crate::resources::ObjectKey, CliError> {
+    Ok(crate::resources::ObjectKey::new(
+        parse_kind(&t.kind)?,
+        &t.namespace,
+        &t.name,
+    ))
+}
+
+fn require_job(t: &Target) -> Result<crate::resources::ObjectKey, CliError> {
+    let key = target_key(t)?;
+    if key.kind != Kind::Job {
+        return Err(CliError::usage(format!(
+            "this command works on jobs, not {}",
+            key.kind.plural()
+        )));
+    }
+    Ok(key)
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<u8, CliError> {
+    let client = || ApiClient::new(&cli.server);
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Apply(args) => apply::apply(&client()?, args).await,
+        Command::Get(args) => output::get(&client()?, args).await,
+        Command::Describe(t) => describe::describe(&client()?, &target_key(&t)?).await,
+        Command::Logs(args) => logs(&client()?, args).await,
+        Command::Delete(t) => {
+            let key = target_key(&t)?;
+            client()?
+                .request(reqwest::Method::DELETE, &client::object_path(&key), None)
+                .await?;
+            println!("{}.orcaops.dev/{} deleted", key.kind.singular(), key.name);
+            Ok(exit::OK)
+        }
+        Command::Cancel(t) => {
+            let key = require_job(&t)?;
+            let path = format!("{}/cancel", client::object_path(&key));
+            let obj = client()?.json(reqwest::Method::POST, &path, None).await?;
+            let run = obj
+                .pointer("/metadata/annotations/orcaops.dev~1cancel")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            println!("job.orcaops.dev/{} run {run} cancel requested", key.name);
+            Ok(exit::OK)
+        }
+        Command::Rerun(t) => {
+            let key = require_job(&t)?;
+            let path = format!("{}/rerun", client::object_path(&key));
+            client()?.json(reqwest::Method::POST, &path, None).await?;
+            println!("job.orcaops.dev/{} rerun requested", key.name);
+            Ok(exit::OK)
+        }
+        Command::History(t) => describe::history(&client()?, &require_job(&t)?).await,
+        Command::Run(args) => run::run(&cli.server, args).await,
+        Command::Crds => {
+            print!("{}", crate::resources::crds_yaml());
+            Ok(exit::OK)
+        }
+    }
+}
+
+async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, CliError> {
+    use futures::StreamExt;
+    use std::io::Write;
+    let key = require_job(&args.target)?;
+    let mut query = vec![];
+    if args.follow {
+        query.push("follow=true".to_string());
+    }
+    if let Some(step) = &args.step {
+        query.push(format!("step={}", client::urlencode(step)));
+    }
+    if let Some(run) = args.run {
+        query.push(format!("run={run}"));
+    }
+    if let Some(attempt) = args.attempt {
+        query.push(format!("attempt={attempt}"));
+    }
+    if let Some(tail) = args.tail {
+        query.push(format!("tailLines={tail}"));
+    }
+    let path = format!("{}/log?{}", client::object_path(&key), query.join("&"));
+    let mut stream = client.stream(&path).await?;
+    let mut out = std::io::stdout();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| CliError::unreachable(format!("the log stream broke: {e}")))?;
+        out.write_all(&chunk)
+            .and_then(|_| out.flush())
+            .map_err(|e| CliError::usage(format!("cannot write: {e}")))?;
+    }
+    Ok(exit::OK)
+}
+
+/// Where local state lives when `--data-dir` is not given.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ORCAOPS_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("orcaops");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/orcaops"),
+        None => PathBuf::from(".orcaops-data"),
+    }
+}

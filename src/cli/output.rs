@@ -1,0 +1,258 @@
+//! `orcaops get`: tables, YAML and JSON, and watching.
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::client::{ApiClient, collection_path, urlencode};
+use super::{CliError, exit, parse_kind};
+use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey};
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The kind: job, workflow (wf), sandbox (sb), workspace (ws), policy; singular or plural.
+    pub kind: String,
+    /// One object by name (default: all).
+    pub name: Option<String>,
+    #[arg(short = 'n', long = "namespace", visible_alias = "workspace", default_value = DEFAULT_WORKSPACE)]
+    pub namespace: String,
+    /// Every workspace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Only objects with these labels (`app=web,tier!=db`).
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Format,
+    /// After listing, keep printing changes.
+    #[arg(short, long)]
+    pub watch: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Wide,
+    Yaml,
+    Json,
+    Name,
+}
+
+pub fn age(t: Option<DateTime<Utc>>) -> String {
+    let Some(t) = t else {
+        return "<unknown>".into();
+    };
+    let s = (Utc::now() - t).num_seconds().max(0);
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172_800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+fn status_str(obj: &Object, pointer: &str) -> String {
+    match obj.status.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "-".into(),
+    }
+}
+
+/// The columns of one row, by kind.
+fn row(obj: &Object, wide: bool, with_ns: bool) -> Vec<String> {
+    let mut cells = Vec::new();
+    if with_ns {
+        cells.push(obj.metadata.namespace.clone().unwrap_or_default());
+    }
+    cells.push(obj.metadata.name.clone());
+    match obj.kind {
+        Kind::Job => {
+            let phase = if obj.status.is_null() {
+                "Pending".to_string()
+            } else {
+                status_str(obj, "/phase")
+            };
+            cells.push(phase);
+            cells.push(status_str(obj, "/totalRuns"));
+            cells.push(status_str(obj, "/attempt"));
+            cells.push(age(obj.metadata.creation_timestamp));
+            if wide {
+                cells.push(status_str(obj, "/summary"));
+            }
+        }
+        Kind::Workflow | Kind::Sandbox => {
+            cells.push(status_str(obj, "/phase"));
+            cells.push(age(obj.metadata.creation_timestamp));
+        }
+        Kind::Policy => {
+            cells.push(
+                obj.spec
+                    .get("mode")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Enforce")
+                    .to_string(),
+            );
+            cells.push(age(obj.metadata.creation_timestamp));
+        }
+        Kind::Workspace => cells.push(age(obj.metadata.creation_timestamp)),
+    }
+    cells
+}
+
+fn header(kind: Kind, wide: bool, with_ns: bool) -> Vec<String> {
+    let mut h: Vec<&str> = Vec::new();
+    if with_ns {
+        h.push("WORKSPACE");
+    }
+    h.push("NAME");
+    match kind {
+        Kind::Job => {
+            h.extend(["PHASE", "RUNS", "ATTEMPT", "AGE"]);
+            if wide {
+                h.push("SUMMARY");
+            }
+        }
+        Kind::Workflow | Kind::Sandbox => h.extend(["PHASE", "AGE"]),
+        Kind::Policy => h.extend(["MODE", "AGE"]),
+        Kind::Workspace => h.push("AGE"),
+    }
+    h.into_iter().map(String::from).collect()
+}
+
+/// Left-aligned columns separated by three spaces, as kubectl prints them.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}   ", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn to_yaml(value: &Value) -> String {
+    serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# cannot render YAML: {e}\n"))
+}
+
+fn print_objects(objects: &[Object], kind: Kind, format: Format, with_ns: bool, single: bool) {
+    match format {
+        Format::Json => {
+            let value = if single {
+                serde_json::to_value(&objects[0]).unwrap_or_default()
+            } else {
+                serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": objects })
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+        Format::Yaml => {
+            let value = if single {
+                serde_json::to_value(&objects[0]).unwrap_or_default()
+            } else {
+                serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": objects })
+            };
+            print!("{}", to_yaml(&value));
+        }
+        Format::Name => {
+            for o in objects {
+                println!("{}.orcaops.dev/{}", kind.singular(), o.metadata.name);
+            }
+        }
+        Format::Table | Format::Wide => {
+            let wide = format == Format::Wide;
+            let mut rows = vec![header(kind, wide, with_ns)];
+            rows.extend(objects.iter().map(|o| row(o, wide, with_ns)));
+            print!("{}", table(&rows));
+        }
+    }
+}
+
+pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, CliError> {
+    let kind = parse_kind(&args.kind)?;
+    let ns = (!args.all_namespaces && kind.namespaced()).then_some(args.namespace.as_str());
+    let with_ns = args.all_namespaces && kind.namespaced();
+    let (objects, rv) = match &args.name {
+        Some(name) => {
+            let obj = client
+                .get_object(&ObjectKey::new(kind, ns.unwrap_or(""), name))
+                .await?;
+            let rv = obj.metadata.resource_version.clone();
+            (vec![obj], rv)
+        }
+        None => client.list(kind, ns, args.selector.as_deref()).await?,
+    };
+    if objects.is_empty() && !args.watch {
+        match ns {
+            Some(ns) => eprintln!("No {} found in workspace {ns}.", kind.plural()),
+            None => eprintln!("No {} found.", kind.plural()),
+        }
+        return Ok(exit::OK);
+    }
+    if !objects.is_empty() {
+        print_objects(&objects, kind, args.output, with_ns, args.name.is_some());
+    }
+    if !args.watch {
+        return Ok(exit::OK);
+    }
+    let mut path = format!(
+        "{}?watch=true&resourceVersion={rv}",
+        collection_path(kind, ns)
+    );
+    if let Some(sel) = &args.selector {
+        path.push_str(&format!("&labelSelector={}", urlencode(sel)));
+    }
+    let events = client.json_lines(&path).await?;
+    futures::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        let Some(obj) = event
+            .get("object")
+            .cloned()
+            .and_then(|o| serde_json::from_value::<Object>(o).ok())
+        else {
+            continue;
+        };
+        if args.name.as_ref().is_some_and(|n| *n != obj.metadata.name) {
+            continue;
+        }
+        let kind_of_event = event.get("type").and_then(Value::as_str).unwrap_or("");
+        match args.output {
+            Format::Json => println!("{}", serde_json::to_string(&event).unwrap_or_default()),
+            Format::Yaml => print!("---\n{}", to_yaml(&event)),
+            Format::Name => println!(
+                "{} {}.orcaops.dev/{}",
+                kind_of_event,
+                kind.singular(),
+                obj.metadata.name
+            ),
+            Format::Table | Format::Wide => {
+                let mut cells = row(&obj, args.output == Format::Wide, with_ns);
+                if kind_of_event == "DELETED" {
+                    cells.push("(deleted)".into());
+                }
+                print!("{}", table(&[cells]));
+            }
+        }
+    }
+    Ok(exit::OK)
+}

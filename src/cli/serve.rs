@@ -1,0 +1,148 @@
+//! `orcaops serve`: local mode in one process (store, folder source, controllers, API).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{CliError, exit};
+use crate::controller::{self, Context};
+use crate::runtime::DockerRuntime;
+use crate::server::{self, AppState};
+use crate::source::FolderSource;
+use crate::store::LocalStore;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The folder of YAML files to follow.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Where the database, logs and artifacts live [default: $ORCAOPS_DATA_DIR or ~/.local/share/orcaops].
+    #[arg(long, env = "ORCAOPS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// How many objects are reconciled at once.
+    #[arg(long, default_value_t = controller::DEFAULT_WORKERS)]
+    pub workers: usize,
+}
+
+/// Everything local mode runs, started; used by `serve` and by `run` without a server.
+pub struct LocalMode {
+    pub shutdown: CancellationToken,
+    pub addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LocalMode {
+    pub async fn start(
+        data_dir: PathBuf,
+        dir: Option<PathBuf>,
+        listen: SocketAddr,
+        workers: usize,
+    ) -> Result<LocalMode, CliError> {
+        let store = LocalStore::open(&data_dir).await.map_err(|e| {
+            CliError::usage(format!(
+                "cannot open the store in {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let runtime = DockerRuntime::connect()
+            .await
+            .map_err(|e| CliError::unreachable(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            CliError::usage(format!("cannot listen on {listen}: {e} (is another orcaops serve running? choose another --listen)"))
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let ctx = Context::new(store.clone(), runtime.clone());
+        tasks.push(tokio::spawn(controller::run(
+            ctx,
+            workers,
+            shutdown.clone(),
+        )));
+        if let Some(dir) = dir {
+            let source = FolderSource::new(dir, store.clone());
+            let token = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = source.run(token).await {
+                    warn!(error = %e, "the folder source stopped");
+                }
+            }));
+        }
+        let state = AppState {
+            store: store.clone(),
+            runtime,
+            shutdown: shutdown.clone(),
+        };
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server::serve(listener, state).await {
+                warn!(error = %e, "the API server stopped");
+            }
+        }));
+        Ok(LocalMode {
+            shutdown,
+            addr,
+            tasks,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> Result<u8, CliError> {
+    if !args.dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "--dir {}: not a directory; create it or point at a folder of YAML files",
+            args.dir.display()
+        )));
+    }
+    let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
+    if !args.listen.ip().is_loopback() {
+        warn!(listen = %args.listen, "the API has no authentication yet and is reachable beyond this machine");
+    }
+    let local = LocalMode::start(
+        data_dir.clone(),
+        Some(args.dir.clone()),
+        args.listen,
+        args.workers,
+    )
+    .await?;
+    info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");
+    eprintln!(
+        "orcaops serving {} (data in {}); API on http://{}. Ctrl-C stops.",
+        args.dir.display(),
+        data_dir.display(),
+        local.addr
+    );
+    wait_for_signal().await;
+    info!("shutting down");
+    local.stop().await;
+    Ok(exit::OK)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

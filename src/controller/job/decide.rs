@@ -1,0 +1,653 @@
+//! The pure decision of the Job controller: from what is observed (the Job, its
+//! containers, its attempt records, the time) to the actions to take and the new status.
+//! No I/O happens here; this is where most of the Job behaviour is tested.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::records::{AttemptOutcome, AttemptRecord, RunRecord};
+use crate::resources::common::{ConditionStatus, set_condition};
+use crate::resources::job::{
+    HISTORY_LIMIT, JobConditionType, JobPhase, JobSpec, JobStatus, RunSummary, StepStatus,
+};
+use crate::resources::{ObjectMeta, keys};
+use crate::runtime::{ContainerInfo, ContainerState};
+use crate::store::EventType;
+
+/// Everything the decision needs, read by the observe step.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub meta: ObjectMeta,
+    pub spec: JobSpec,
+    pub status: JobStatus,
+    /// Every container labelled with this Job's uid.
+    pub containers: Vec<ContainerInfo>,
+    /// Attempt records of the current run.
+    pub attempts: Vec<AttemptRecord>,
+    /// `(run, attempt)` of every container above whose result is already recorded.
+    pub harvested: HashSet<(u32, u32)>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobAction {
+    /// Pull the image if needed, create and start the attempt's container.
+    Start {
+        run: u32,
+        attempt: u32,
+        container_name: String,
+    },
+    /// Make sure the container's output is being followed (it wakes the Job when it exits).
+    Follow {
+        container: ContainerInfo,
+        run: u32,
+        attempt: u32,
+    },
+    /// Stop the container if `outcome` says so, save its output, steps and artifacts
+    /// as an attempt record, then remove it.
+    Harvest {
+        container: ContainerInfo,
+        run: u32,
+        attempt: u32,
+        forced: Option<AttemptOutcome>,
+    },
+    /// Remove a container whose result is already recorded.
+    Remove { container: ContainerInfo },
+    /// Record that the attempt's container vanished before its result was read.
+    RecordLost {
+        run: u32,
+        attempt: u32,
+        container_name: String,
+    },
+    /// Persist a finished run in the run records.
+    RecordRun(Box<RunRecord>),
+    /// Delete the Job itself (TTL after finish); its run records stay.
+    DeleteJob,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub actions: Vec<JobAction>,
+    pub status: JobStatus,
+    pub events: Vec<(EventType, &'static str, String)>,
+    pub requeue_after: Option<Duration>,
+}
+
+/// The label on every container of a Job attempt that holds the runner's marker nonce.
+pub const NONCE_LABEL: &str = "orcaops.dev/runner-nonce";
+
+pub fn container_name(meta: &ObjectMeta, run: u32, attempt: u32) -> String {
+    let ns = meta.namespace.as_deref().unwrap_or("default");
+    let uid: String = meta.uid.chars().filter(|c| *c != '-').take(8).collect();
+    format!("orcaops-{ns}-{}-{uid}-r{run}a{attempt}", meta.name)
+}
+
+fn label_u32(c: &ContainerInfo, key: &str) -> Option<u32> {
+    c.label(key).and_then(|v| v.parse().ok())
+}
+
+/// What starts a run: the generation, plus the re-run token when someone asked for one.
+pub fn run_trigger(meta: &ObjectMeta) -> String {
+    match meta.annotations.get(keys::RERUN) {
+        Some(token) if !token.is_empty() => format!("g{}/rerun={token}", meta.generation),
+        _ => format!("g{}", meta.generation),
+    }
+}
+
+fn is_live(c: &ContainerInfo) -> bool {
+    matches!(
+        c.state,
+        ContainerState::Running | ContainerState::Created | ContainerState::Other(_)
+    )
+}
+
+fn secs(d: chrono::TimeDelta) -> Duration {
+    d.to_std().unwrap_or(Duration::ZERO)
+}
+
+fn fmt_duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+struct Decider<'a> {
+    obs: &'a Observed,
+    status: JobStatus,
+    actions: Vec<JobAction>,
+    events: Vec<(EventType, &'static str, String)>,
+    requeue: Option<Duration>,
+}
+
+pub fn decide(obs: &Observed) -> Decision {
+    let mut d = Decider {
+        obs,
+        status: obs.status.clone(),
+        actions: Vec::new(),
+        events: Vec::new(),
+        requeue: None,
+    };
+    d.decide();
+    Decision {
+        actions: d.actions,
+        status: d.status,
+        events: d.events,
+        requeue_after: d.requeue,
+    }
+}
+
+impl Decider<'_> {
+    fn requeue_in(&mut self, after: Duration) {
+        self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
+    }
+
+    fn current(&self) -> Option<(u32, u32)> {
+        Some((self.status.run?, self.status.attempt?))
+    }
+
+    fn is_active(&self) -> bool {
+        self.status.run.is_some() && !self.status.phase.is_finished()
+    }
+
+    fn decide(&mut self) {
+        let live_current = self.sort_containers();
+        let trigger = run_trigger(&self.obs.meta);
+        if self.status.run_trigger.as_deref() != Some(trigger.as_str()) {
+            self.new_run_wanted(trigger, live_current);
+        } else {
+            if self.is_active() {
+                self.drive_run(live_current);
+            }
+            if self.status.phase.is_finished() {
+                self.after_finish();
+            }
+        }
+    }
+
+    /// Removes or harvests every container that is not the current attempt's, and
+    /// returns the current attempt's container, if there is one.
+    fn sort_containers(&mut self) -> Option<ContainerInfo> {
+        let current = self.current().filter(|_| self.is_active());
+        let mut found = None;
+        for c in &self.obs.containers {
+            let (Some(run), Some(attempt)) = (
+                label_u32(c, keys::LABEL_RUN),
+                label_u32(c, keys::LABEL_ATTEMPT),
+            ) else {
+                self.actions.push(JobAction::Remove {
+                    container: c.clone(),
+                });
+                continue;
+            };
+            if self.obs.harvested.contains(&(run, attempt)) {
+                self.actions.push(JobAction::Remove {
+                    container: c.clone(),
+                });
+            } else if Some((run, attempt)) == current {
+                found = Some(c.clone());
+            } else {
+                // A leftover of an earlier attempt: keep its output, then remove it.
+                let forced = is_live(c).then_some(AttemptOutcome::Cancelled);
+                self.actions.push(JobAction::Harvest {
+                    container: c.clone(),
+                    run,
+                    attempt,
+                    forced,
+                });
+            }
+        }
+        found
+    }
+
+    fn new_run_wanted(&mut self, trigger: String, live_current: Option<ContainerInfo>) {
+        let now = self.obs.now;
+        if self.is_active() {
+            if let Some(c) = live_current {
+                let (run, attempt) = self.current().expect("active run has a number");
+                self.actions.push(JobAction::Harvest {
+                    container: c,
+                    run,
+                    attempt,
+                    forced: Some(AttemptOutcome::Cancelled),
+                });
+            }
+            let why = if self.obs.spec.suspend {
+                "the job was suspended".to_string()
+            } else {
+                format!("superseded by generation {}", self.obs.meta.generation)
+            };
+            self.finish_run(JobPhase::Cancelled, None, &why);
+        }
+        self.status.observed_generation = Some(self.obs.meta.generation);
+        if self.obs.spec.suspend {
+            set_condition(
+                &mut self.status.conditions,
+                JobConditionType::Suspended,
+                ConditionStatus::True,
+                "Suspended",
+                "spec.suspend is true; no run starts until it is false",
+                now,
+            );
+            if !self.status.phase.is_finished() {
+                self.status.phase = JobPhase::Pending;
+            }
+            self.status.summary =
+                Some("suspended: no run starts while spec.suspend is true".into());
+            return;
+        }
+        if self
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == JobConditionType::Suspended)
+        {
+            set_condition(
+                &mut self.status.conditions,
+                JobConditionType::Suspended,
+                ConditionStatus::False,
+                "Resumed",
+                "spec.suspend is false",
+                now,
+            );
+        }
+        let run = self.status.total_runs + 1;
+        self.status.total_runs = run;
+        self.status.run = Some(run);
+        self.status.run_trigger = Some(trigger);
+        self.status.start_time = Some(now);
+        self.status.completion_time = None;
+        self.status.artifacts.clear();
+        self.events.push((
+            EventType::Normal,
+            "RunStarted",
+            format!("run {run} started"),
+        ));
+        self.start_attempt(run, 1);
+    }
+
+    fn start_attempt(&mut self, run: u32, attempt: u32) {
+        let now = self.obs.now;
+        let name = container_name(&self.obs.meta, run, attempt);
+        self.status.attempt = Some(attempt);
+        self.status.phase = JobPhase::Running;
+        self.status.next_attempt_time = None;
+        self.status.container = Some(name.clone());
+        self.status.steps = self
+            .obs
+            .spec
+            .steps
+            .iter()
+            .map(|s| StepStatus {
+                name: s.name.clone(),
+                exit_code: None,
+                start_time: None,
+                duration_ms: None,
+                output_tail: String::new(),
+            })
+            .collect();
+        let steps = self.obs.spec.steps.len();
+        self.status.summary = Some(format!(
+            "run {run}, attempt {attempt}: starting {steps} step{}",
+            if steps == 1 { "" } else { "s" }
+        ));
+        set_condition(
+            &mut self.status.conditions,
+            JobConditionType::Started,
+            ConditionStatus::True,
+            "ContainerStarted",
+            &name,
+            now,
+        );
+        set_condition(
+            &mut self.status.conditions,
+            JobConditionType::Complete,
+            ConditionStatus::False,
+            "Running",
+            "",
+            now,
+        );
+        set_condition(
+            &mut self.status.conditions,
+            JobConditionType::Failed,
+            ConditionStatus::False,
+            "Running",
+            "",
+            now,
+        );
+        self.actions.push(JobAction::Start {
+            run,
+            attempt,
+            container_name: name,
+        });
+        self.requeue_deadline();
+    }
+
+    fn deadline(&self) -> Option<DateTime<Utc>> {
+        let timeout = self.obs.spec.timeout_seconds?;
+        Some(self.status.start_time? + chrono::TimeDelta::seconds(timeout as i64))
+    }
+
+    fn requeue_deadline(&mut self) {
+        if let Some(deadline) = self.deadline() {
+            self.requeue_in(secs(deadline - self.obs.now));
+        }
+    }
+
+    fn cancel_requested(&self) -> bool {
+        let run = self.status.run.map(|r| r.to_string());
+        self.obs
+            .meta
+            .annotations
+            .get(keys::CANCEL)
+            .is_some_and(|v| Some(v) == run.as_ref())
+    }
+
+    fn drive_run(&mut self, live_current: Option<ContainerInfo>) {
+        let (run, attempt) = self.current().expect("active run has a number");
+        let now = self.obs.now;
+        let record = self
+            .obs
+            .attempts
+            .iter()
+            .find(|a| a.run == run && a.attempt == attempt)
+            .cloned();
+
+        // A container that already exited, or an attempt that succeeded, is read as it is.
+        let exited = live_current
+            .as_ref()
+            .is_some_and(|c| matches!(c.state, ContainerState::Exited { .. }));
+        let succeeded = record.as_ref().is_some_and(|r| r.outcome.succeeded());
+        let stop_for = if exited || succeeded {
+            None
+        } else if self.cancel_requested() {
+            Some((JobPhase::Cancelled, AttemptOutcome::Cancelled))
+        } else if self.deadline().is_some_and(|d| now >= d) {
+            Some((JobPhase::TimedOut, AttemptOutcome::TimedOut))
+        } else {
+            None
+        };
+        if let Some((phase, outcome)) = stop_for {
+            // Stop and harvest first, so the run ends with the steps that really ran.
+            if let Some(c) = live_current {
+                let forced = is_live(&c).then_some(outcome);
+                self.status.summary = Some(format!("run {run}: stopping ({})", phase.as_str()));
+                self.actions.push(JobAction::Harvest {
+                    container: c,
+                    run,
+                    attempt,
+                    forced,
+                });
+                self.requeue_in(Duration::ZERO);
+                return;
+            }
+            let why = match phase {
+                JobPhase::Cancelled => "cancelled on request".to_string(),
+                _ => format!(
+                    "timed out after {}s",
+                    self.obs.spec.timeout_seconds.unwrap_or(0)
+                ),
+            };
+            self.finish_run(phase, record.as_ref(), &why);
+            return;
+        }
+
+        if let Some(record) = record {
+            self.after_attempt(run, attempt, &record);
+            return;
+        }
+        match live_current {
+            Some(c) => match c.state {
+                ContainerState::Running => {
+                    self.status.phase = JobPhase::Running;
+                    let steps = self.obs.spec.steps.len();
+                    self.status.summary = Some(format!(
+                        "run {run}, attempt {attempt}: running {steps} step{}",
+                        if steps == 1 { "" } else { "s" }
+                    ));
+                    self.actions.push(JobAction::Follow {
+                        container: c,
+                        run,
+                        attempt,
+                    });
+                    self.requeue_deadline();
+                }
+                ContainerState::Exited { .. } => {
+                    self.actions.push(JobAction::Harvest {
+                        container: c,
+                        run,
+                        attempt,
+                        forced: None,
+                    });
+                    self.requeue_in(Duration::ZERO);
+                }
+                ContainerState::Created => {
+                    let name = c.name.clone();
+                    self.actions.push(JobAction::Start {
+                        run,
+                        attempt,
+                        container_name: name,
+                    });
+                    self.requeue_deadline();
+                }
+                ContainerState::Other(_) => self.requeue_in(Duration::from_secs(1)),
+            },
+            None if self.status.phase == JobPhase::Running => {
+                let container_name = self
+                    .status
+                    .container
+                    .clone()
+                    .unwrap_or_else(|| container_name(&self.obs.meta, run, attempt));
+                self.actions.push(JobAction::RecordLost {
+                    run,
+                    attempt,
+                    container_name,
+                });
+                self.requeue_in(Duration::ZERO);
+            }
+            // Waiting out a retry backoff.
+            None => match self.status.next_attempt_time {
+                Some(at) if at > now => {
+                    self.requeue_in(secs(at - now));
+                    self.requeue_deadline();
+                }
+                _ => self.start_attempt(run, attempt),
+            },
+        }
+    }
+
+    fn after_attempt(&mut self, run: u32, attempt: u32, record: &AttemptRecord) {
+        let now = self.obs.now;
+        self.status.steps = record.steps.clone();
+        self.status.artifacts = record.artifacts.clone();
+        if record.outcome.succeeded() {
+            self.finish_run(JobPhase::Succeeded, Some(record), "");
+            return;
+        }
+        let limit = self.obs.spec.retry.as_ref().map_or(0, |r| r.limit);
+        let retriable = matches!(
+            record.outcome,
+            AttemptOutcome::Failed | AttemptOutcome::StartFailed | AttemptOutcome::Lost
+        );
+        if attempt > limit || !retriable {
+            let phase = match record.outcome {
+                AttemptOutcome::TimedOut => JobPhase::TimedOut,
+                AttemptOutcome::Cancelled => JobPhase::Cancelled,
+                _ => JobPhase::Failed,
+            };
+            self.finish_run(phase, Some(record), &record.message);
+            return;
+        }
+        let next = attempt + 1;
+        let backoff = self
+            .obs
+            .spec
+            .retry
+            .as_ref()
+            .map_or(0, |r| r.backoff_before(next));
+        let at = record.finished_at + chrono::TimeDelta::seconds(backoff as i64);
+        if at <= now {
+            self.events.push((
+                EventType::Warning,
+                "Retrying",
+                format!(
+                    "attempt {attempt} failed ({}); starting attempt {next}",
+                    record.message
+                ),
+            ));
+            self.start_attempt(run, next);
+            return;
+        }
+        self.status.phase = JobPhase::Pending;
+        self.status.attempt = Some(next);
+        self.status.container = None;
+        self.status.next_attempt_time = Some(at);
+        self.status.summary = Some(format!(
+            "attempt {attempt} of {} failed ({}); retrying in {}s",
+            limit + 1,
+            record.message,
+            secs(at - now).as_secs().max(1)
+        ));
+        self.events.push((
+            EventType::Warning,
+            "BackOff",
+            format!(
+                "attempt {attempt} failed ({}); attempt {next} starts in {backoff}s",
+                record.message
+            ),
+        ));
+        self.requeue_in(secs(at - now));
+        self.requeue_deadline();
+    }
+
+    /// Ends the current run in `phase`, records it, and keeps it in `history`.
+    fn finish_run(&mut self, phase: JobPhase, record: Option<&AttemptRecord>, why: &str) {
+        let now = self.obs.now;
+        let run = self.status.run.unwrap_or(0);
+        let attempts = self.status.attempt.unwrap_or(1);
+        let completion = record.map_or(now, |r| {
+            r.finished_at
+                .max(self.status.start_time.unwrap_or(r.finished_at))
+        });
+        let completion = if phase == JobPhase::Succeeded || phase == JobPhase::Failed {
+            completion
+        } else {
+            now
+        };
+        if let Some(r) = record {
+            self.status.steps = r.steps.clone();
+            self.status.artifacts = r.artifacts.clone();
+        }
+        let exit_code = record.and_then(|r| r.exit_code);
+        let duration_ms = self
+            .status
+            .start_time
+            .map(|s| secs(completion - s).as_millis() as u64);
+        let took = duration_ms.map(fmt_duration).unwrap_or_default();
+        let summary = match phase {
+            JobPhase::Succeeded => {
+                let steps = self.status.steps.len();
+                format!(
+                    "run {run} succeeded in {took} ({steps} step{})",
+                    if steps == 1 { "" } else { "s" }
+                )
+            }
+            JobPhase::Failed if attempts > 1 => {
+                format!("run {run} failed after {attempts} attempts: {why}")
+            }
+            JobPhase::Failed => format!("run {run} failed: {why}"),
+            JobPhase::TimedOut => format!("run {run} {why}"),
+            _ => format!("run {run} cancelled: {why}"),
+        };
+        self.status.phase = phase;
+        self.status.completion_time = Some(completion);
+        self.status.next_attempt_time = None;
+        self.status.container = None;
+        self.status.summary = Some(summary.clone());
+        let failed = phase != JobPhase::Succeeded;
+        set_condition(
+            &mut self.status.conditions,
+            JobConditionType::Complete,
+            ConditionStatus::True,
+            phase.as_str(),
+            &summary,
+            now,
+        );
+        set_condition(
+            &mut self.status.conditions,
+            JobConditionType::Failed,
+            if failed {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            },
+            phase.as_str(),
+            if failed { &summary } else { "" },
+            now,
+        );
+        let generation = self
+            .status
+            .observed_generation
+            .unwrap_or(self.obs.meta.generation);
+        self.status.history.insert(
+            0,
+            RunSummary {
+                run,
+                generation,
+                phase,
+                start_time: self.status.start_time,
+                duration_ms,
+                exit_code,
+                attempts,
+            },
+        );
+        self.status.history.truncate(HISTORY_LIMIT);
+        let event_type = if failed {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let reason = match phase {
+            JobPhase::Succeeded => "Succeeded",
+            JobPhase::Failed => "Failed",
+            JobPhase::TimedOut => "TimedOut",
+            _ => "Cancelled",
+        };
+        self.events.push((event_type, reason, summary.clone()));
+        self.actions.push(JobAction::RecordRun(Box::new(RunRecord {
+            uid: self.obs.meta.uid.clone(),
+            namespace: self.obs.meta.namespace.clone().unwrap_or_default(),
+            name: self.obs.meta.name.clone(),
+            run,
+            generation,
+            phase,
+            attempts,
+            start_time: self.status.start_time,
+            completion_time: Some(completion),
+            exit_code,
+            summary,
+            steps: self.status.steps.clone(),
+            artifacts: self.status.artifacts.clone(),
+        })));
+    }
+
+    fn after_finish(&mut self) {
+        let (Some(ttl), Some(done)) = (
+            self.obs.spec.ttl_seconds_after_finished,
+            self.status.completion_time,
+        ) else {
+            return;
+        };
+        let due = done + chrono::TimeDelta::seconds(ttl as i64);
+        if self.obs.now >= due {
+            self.actions.push(JobAction::DeleteJob);
+        } else {
+            self.requeue_in(secs(due - self.obs.now));
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! Unit tests of the pure Job decision.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::decide::*;
+use crate::records::{AttemptOutcome, AttemptRecord};
+use crate::resources::job::{JobPhase, JobSpec, JobStatus, Retry, Step, StepStatus};
+use crate::resources::{ObjectMeta, keys};
+use crate::runtime::{ContainerInfo, ContainerState};
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+/// A fixture: one Job with one step, observed at `t0`.
+struct Fixture {
+    obs: Observed,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let meta = ObjectMeta {
+            name: "build".into(),
+            namespace: Some("default".into()),
+            uid: "0123abcd-0000-0000-0000-000000000000".into(),
+            resource_version: "7".into(),
+            generation: 1,
+            ..Default::default()
+        };
+        let spec = JobSpec {
+            image: "busybox:latest".into(),
+            steps: vec![Step {
+                name: "main".into(),
+                run: Some("true".into()),
+                command: None,
+            }],
+            ..Default::default()
+        };
+        Fixture {
+            obs: Observed {
+                meta,
+                spec,
+                status: JobStatus::default(),
+                containers: vec![],
+                attempts: vec![],
+                harvested: HashSet::new(),
+                now: t0(),
+            },
+        }
+    }
+
+    fn with_retry(mut self, limit: u32, backoff: u64) -> Self {
+        self.obs.spec.retry = Some(Retry {
+            limit,
+            backoff_seconds: backoff,
+            max_backoff_seconds: 300,
+        });
+        self
+    }
+
+    fn with_timeout(mut self, secs: u64) -> Self {
+        self.obs.spec.timeout_seconds = Some(secs);
+        self
+    }
+
+    /// Applies a decision's status as the store would, and moves the clock.
+    fn after(mut self, d: &Decision, seconds: i64) -> Self {
+        self.obs.status = d.status.clone();
+        self.obs.now += secs(seconds);
+        self
+    }
+
+    fn container(mut self, run: u32, attempt: u32, state: ContainerState) -> Self {
+        let labels = BTreeMap::from([
+            (keys::LABEL_RUN.to_string(), run.to_string()),
+            (keys::LABEL_ATTEMPT.to_string(), attempt.to_string()),
+            (keys::LABEL_UID.to_string(), self.obs.meta.uid.clone()),
+        ]);
+        self.obs.containers.push(ContainerInfo {
+            id: format!("c-{run}-{attempt}"),
+            name: container_name(&self.obs.meta, run, attempt),
+            labels,
+            state,
+            started_at: Some(self.obs.now),
+            finished_at: None,
+        });
+        self
+    }
+
+    fn no_containers(mut self) -> Self {
+        self.obs.containers.clear();
+        self
+    }
+
+    fn record(mut self, run: u32, attempt: u32, outcome: AttemptOutcome, exit_code: i64) -> Self {
+        self.obs.attempts.push(AttemptRecord {
+            uid: self.obs.meta.uid.clone(),
+            run,
+            attempt,
+            container_name: container_name(&self.obs.meta, run, attempt),
+            outcome,
+            exit_code: Some(exit_code),
+            message: format!("step \"main\" exited with {exit_code}"),
+            started_at: Some(self.obs.now - secs(1)),
+            finished_at: self.obs.now,
+            steps: vec![StepStatus {
+                name: "main".into(),
+                exit_code: Some(exit_code),
+                start_time: None,
+                duration_ms: Some(5),
+                output_tail: "out".into(),
+            }],
+            artifacts: vec![],
+        });
+        self.obs.harvested.insert((run, attempt));
+        self
+    }
+
+    fn decide(&self) -> Decision {
+        decide(&self.obs)
+    }
+}
+
+fn starts(d: &Decision) -> Vec<(u32, u32)> {
+    d.actions
+        .iter()
+        .filter_map(|a| match a {
+            JobAction::Start { run, attempt, .. } => Some((*run, *attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn harvest_forced(d: &Decision) -> Option<Option<AttemptOutcome>> {
+    d.actions.iter().find_map(|a| match a {
+        JobAction::Harvest { forced, .. } => Some(*forced),
+        _ => None,
+    })
+}
+
+/// Runs a fresh job through start -> running -> exited -> recorded.
+fn finished_with(f: Fixture, outcome: AttemptOutcome, code: i64) -> (Fixture, Decision) {
+    let d = f.decide();
+    let f = f
+        .after(&d, 1)
+        .container(1, 1, ContainerState::Exited { code });
+    let d = f.decide();
+    assert_eq!(harvest_forced(&d), Some(None));
+    let f = f.after(&d, 0).no_containers().record(1, 1, outcome, code);
+    let d = f.decide();
+    (f, d)
+}
+
+#[test]
+fn a_new_job_starts_run_one() {
+    let d = Fixture::new().decide();
+    assert_eq!(starts(&d), vec![(1, 1)]);
+    assert_eq!(d.status.phase, JobPhase::Running);
+    assert_eq!(d.status.total_runs, 1);
+    assert_eq!(d.status.observed_generation, Some(1));
+    assert_eq!(d.status.run_trigger.as_deref(), Some("g1"));
+    assert_eq!(d.status.start_time, Some(t0()));
+    assert_eq!(d.status.steps.len(), 1);
+}
+
+#[test]
+fn a_running_container_is_followed_and_nothing_else() {
+    let f = Fixture::new().with_timeout(30);
+    let d = f.decide();
+    let f = f.after(&d, 5).container(1, 1, ContainerState::Running);
+    let d = f.decide();
+    assert!(
+        matches!(
+            d.actions.as_slice(),
+            [JobAction::Follow {
+                run: 1,
+                attempt: 1,
+                ..
+            }]
+        ),
+        "{:?}",
+        d.actions
+    );
+    assert_eq!(
+        d.requeue_after,
+        Some(Duration::from_secs(25)),
+        "looks again at the deadline"
+    );
+}
+
+#[test]
+fn a_successful_attempt_finishes_the_run() {
+    let (_, d) = finished_with(Fixture::new(), AttemptOutcome::Succeeded, 0);
+    assert_eq!(d.status.phase, JobPhase::Succeeded);
+    assert_eq!(d.status.history.len(), 1);
+    assert_eq!(d.status.history[0].exit_code, Some(0));
+    assert!(
+        d.status
+            .summary
+            .as_deref()
+            .unwrap()
+            .starts_with("run 1 succeeded")
+    );
+    assert!(
+        d.actions
+            .iter()
+            .any(|a| matches!(a, JobAction::RecordRun(r) if r.phase == JobPhase::Succeeded))
+    );
+    assert!(starts(&d).is_empty());
+}
+
+#[test]
+fn a_finished_job_is_left_alone_across_restarts() {
+    let (f, d) = finished_with(Fixture::new(), AttemptOutcome::Succeeded, 0);
+    let f = f.after(&d, 3600);
+    let d = f.decide();
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status, f.obs.status, "no status change means no write");
+}
+
+#[test]
+fn a_failed_attempt_is_retried_after_exponential_backoff() {
+    let (f, d) = finished_with(Fixture::new().with_retry(2, 4), AttemptOutcome::Failed, 3);
+    assert_eq!(d.status.phase, JobPhase::Pending);
+    assert_eq!(d.status.attempt, Some(2));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(4)));
+    assert!(starts(&d).is_empty());
+    // Too early: still waiting.
+    let f = f.after(&d, 2);
+    assert!(starts(&f.decide()).is_empty());
+    // Backoff over: attempt 2 starts.
+    let d = f.decide();
+    let f = f.after(&d, 2);
+    let d = f.decide();
+    assert_eq!(starts(&d), vec![(1, 2)]);
+    // Attempt 2 fails too: the wait doubles.
+    let f = f.after(&d, 1).record(1, 2, AttemptOutcome::Failed, 3);
+    let d = f.decide();
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(8)));
+    // Attempt 3 is the last.
+    let f = f.after(&d, 8);
+    let d = f.decide();
+    assert_eq!(starts(&d), vec![(1, 3)]);
+    let f = f.after(&d, 1).record(1, 3, AttemptOutcome::Failed, 3);
+    let d = f.decide();
+    assert_eq!(d.status.phase, JobPhase::Failed);
+    assert_eq!(d.status.history[0].attempts, 3);
+    assert!(
+        d.status
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("after 3 attempts"),
+        "{:?}",
+        d.status.summary
+    );
+}
+
+#[test]
+fn without_retries_a_failure_is_final() {
+    let (_, d) = finished_with(Fixture::new(), AttemptOutcome::Failed, 7);
+    assert_eq!(d.status.phase, JobPhase::Failed);
+    assert_eq!(d.status.history[0].exit_code, Some(7));
+    assert!(
+        d.status
+            .conditions
+            .iter()
+            .any(|c| format!("{:?}", c.type_) == "Failed" && format!("{:?}", c.status) == "True")
+    );
+}
+
+#[test]
+fn the_deadline_stops_the_container_and_the_run_times_out() {
+    let f = Fixture::new().with_timeout(10).with_retry(3, 1);
+    let d = f.decide();
+    let f = f.after(&d, 11).container(1, 1, ContainerState::Running);
+    let d = f.decide();
+    assert_eq!(harvest_forced(&d), Some(Some(AttemptOutcome::TimedOut)));
+    assert_eq!(
+        d.status.phase,
+        JobPhase::Running,
+        "finishes only once harvested"
+    );
+    let f = f
+        .after(&d, 1)
+        .no_containers()
+        .record(1, 1, AttemptOutcome::TimedOut, 143);
+    let d = f.decide();
+    assert_eq!(d.status.phase, JobPhase::TimedOut);
+    assert!(starts(&d).is_empty(), "a timed-out run is not retried");
+}
+
+#[test]
+fn the_deadline_also_ends_a_retry_wait() {
+    let (f, d) = finished_with(
+        Fixture::new().with_timeout(5).with_retry(3, 60),
+        AttemptOutcome::Failed,
+        1,
+    );
+    assert_eq!(d.status.phase, JobPhase::Pending);
+    let f = f.after(&d, 10);
+    let d = f.decide();
+    assert_eq!(d.status.phase, JobPhase::TimedOut);
+    assert!(starts(&d).is_empty());
+}
+
+#[test]
+fn cancel_applies_to_its_run_only() {
+    let f = Fixture::new();
+    let d = f.decide();
+    let mut f = f.after(&d, 1).container(1, 1, ContainerState::Running);
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::CANCEL.into(), "0".into());
+    assert_eq!(
+        harvest_forced(&f.decide()),
+        None,
+        "a cancel for another run is ignored"
+    );
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::CANCEL.into(), "1".into());
+    let d = f.decide();
+    assert_eq!(harvest_forced(&d), Some(Some(AttemptOutcome::Cancelled)));
+    let f = f
+        .after(&d, 1)
+        .no_containers()
+        .record(1, 1, AttemptOutcome::Cancelled, 143);
+    let d = f.decide();
+    assert_eq!(d.status.phase, JobPhase::Cancelled);
+}
+
+#[test]
+fn a_new_generation_supersedes_the_running_run() {
+    let f = Fixture::new();
+    let d = f.decide();
+    let mut f = f.after(&d, 1).container(1, 1, ContainerState::Running);
+    f.obs.meta.generation = 2;
+    let d = f.decide();
+    assert_eq!(harvest_forced(&d), Some(Some(AttemptOutcome::Cancelled)));
+    assert_eq!(starts(&d), vec![(2, 1)]);
+    assert_eq!(d.status.total_runs, 2);
+    assert_eq!(d.status.observed_generation, Some(2));
+    assert_eq!(d.status.history[0].phase, JobPhase::Cancelled);
+    assert_eq!(d.status.history[0].generation, 1);
+}
+
+#[test]
+fn a_rerun_annotation_starts_a_new_run() {
+    let (mut f, d) = finished_with(Fixture::new(), AttemptOutcome::Succeeded, 0);
+    f = f.after(&d, 5);
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::RERUN.into(), "tok".into());
+    let d = f.decide();
+    assert_eq!(starts(&d), vec![(2, 1)]);
+    assert_eq!(d.status.run_trigger.as_deref(), Some("g1/rerun=tok"));
+}
+
+#[test]
+fn ttl_deletes_the_job_once_due() {
+    let mut f = Fixture::new();
+    f.obs.spec.ttl_seconds_after_finished = Some(60);
+    let (f, d) = finished_with(f, AttemptOutcome::Succeeded, 0);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
+    assert!(!d.actions.contains(&JobAction::DeleteJob));
+    let f = f.after(&d, 60);
+    assert!(f.decide().actions.contains(&JobAction::DeleteJob));
+}
+
+#[test]
+fn a_suspended_job_starts_nothing() {
+    let mut f = Fixture::new();
+    f.obs.spec.suspend = true;
+    let d = f.decide();
+    assert!(starts(&d).is_empty());
+    assert_eq!(d.status.phase, JobPhase::Pending);
+    assert!(
+        d.status
+            .conditions
+            .iter()
+            .any(|c| format!("{:?}", c.type_) == "Suspended")
+    );
+    // Unsuspending is a spec change: a new generation starts run 1.
+    let mut f = f.after(&d, 1);
+    f.obs.spec.suspend = false;
+    f.obs.meta.generation = 2;
+    assert_eq!(starts(&f.decide()), vec![(1, 1)]);
+}
+
+#[test]
+fn leftovers_are_harvested_or_removed() {
+    let (f, d) = finished_with(Fixture::new(), AttemptOutcome::Succeeded, 0);
+    // The harvested container of attempt 1 is still there (a crash before removal).
+    let f = f
+        .after(&d, 1)
+        .container(1, 1, ContainerState::Exited { code: 0 });
+    let d = f.decide();
+    assert!(
+        matches!(d.actions.as_slice(), [JobAction::Remove { .. }]),
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
+fn a_vanished_container_is_recorded_as_lost() {
+    let f = Fixture::new();
+    let d = f.decide();
+    let f = f.after(&d, 1);
+    let d = f.decide();
+    assert!(
+        d.actions.iter().any(|a| matches!(
+            a,
+            JobAction::RecordLost {
+                run: 1,
+                attempt: 1,
+                ..
+            }
+        )),
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
+fn a_created_but_unstarted_container_is_started_not_duplicated() {
+    let f = Fixture::new();
+    let d = f.decide();
+    let f = f.after(&d, 1).container(1, 1, ContainerState::Created);
+    let d = f.decide();
+    let name = container_name(&f.obs.meta, 1, 1);
+    assert_eq!(
+        d.actions,
+        vec![JobAction::Start {
+            run: 1,
+            attempt: 1,
+            container_name: name
+        }]
+    );
+}
+
+#[test]
+fn history_keeps_the_last_ten_runs() {
+    let mut f = Fixture::new();
+    for generation in 1..=12 {
+        f.obs.meta.generation = generation;
+        let d = f.decide();
+        let run = d.status.run.unwrap();
+        f = f.after(&d, 1).record(run, 1, AttemptOutcome::Succeeded, 0);
+        let d = f.decide();
+        f = f.after(&d, 1);
+    }
+    assert_eq!(f.obs.status.total_runs, 12);
+    assert_eq!(f.obs.status.history.len(), 10);
+    assert_eq!(f.obs.status.history[0].run, 12);
+    assert_eq!(f.obs.status.history[9].run, 3);
+}
+
+#[test]
+fn container_names_are_deterministic_and_docker_safe() {
+    let f = Fixture::new();
+    assert_eq!(
+        container_name(&f.obs.meta, 3, 2),
+        "orcaops-default-build-0123abcd-r3a2"
+    );
+}

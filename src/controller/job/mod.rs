@@ -1,0 +1,354 @@
+//! The Job controller: observe (store + containers + records), decide (pure), act.
+
+pub mod decide;
+#[cfg(test)]
+mod decide_tests;
+mod harvest;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, info, instrument, warn};
+
+use crate::records::{self, AttemptOutcome, AttemptRecord};
+use crate::resources::job::{JobNetwork, JobSpec, JobStatus};
+use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
+use crate::resources::{Kind, Object, ObjectKey, keys};
+use crate::runtime::runner::{self, RunnerParser};
+use crate::runtime::{ContainerSpec, NetworkMode, RuntimeError};
+use crate::store::{InvolvedObject, NewEvent, StoreError};
+
+use super::{Context, ControllerError};
+use decide::{JobAction, NONCE_LABEL, Observed, decide};
+
+/// The PID limit of every job container (a fork bomb stops here).
+pub const PIDS_LIMIT: i64 = 512;
+
+fn invalid(key: &ObjectKey, e: serde_json::Error) -> ControllerError {
+    ControllerError::InvalidObject {
+        key: key.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// Reconciles one Job; returns when to look at it again.
+#[instrument(skip(ctx), fields(kind = "Job", namespace = %key.namespace, name = %key.name))]
+pub async fn reconcile(
+    ctx: &Arc<Context>,
+    key: &ObjectKey,
+) -> Result<Option<Duration>, ControllerError> {
+    let Some(obj) = ctx.store.get(key).await? else {
+        return Ok(None);
+    };
+    let observed = observe(ctx, key, &obj).await?;
+    let decision = decide(&observed);
+    let uid = obj.metadata.uid.clone();
+    let mut deleted = false;
+    for action in decision.actions {
+        match action {
+            JobAction::DeleteJob => {
+                info!(reason = "ttlSecondsAfterFinished", "deleting finished job");
+                match ctx.store.delete(key).await {
+                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                deleted = true;
+            }
+            action => act(ctx, &obj, &observed.spec, action).await?,
+        }
+    }
+    let involved = InvolvedObject {
+        kind: Kind::Job.as_str().into(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        uid,
+    };
+    for (type_, reason, message) in decision.events {
+        ctx.store
+            .record_event(NewEvent {
+                involved: involved.clone(),
+                type_,
+                reason: reason.into(),
+                message,
+            })
+            .await?;
+    }
+    if deleted {
+        return Ok(None);
+    }
+    if decision.status != observed.status {
+        let status = serde_json::to_value(&decision.status).map_err(|e| invalid(key, e))?;
+        ctx.store
+            .update_status(key, &obj.metadata.resource_version, status)
+            .await?;
+    }
+    Ok(decision.requeue_after)
+}
+
+async fn observe(
+    ctx: &Arc<Context>,
+    key: &ObjectKey,
+    obj: &Object,
+) -> Result<Observed, ControllerError> {
+    let spec: JobSpec = serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(key, e))?;
+    let status: JobStatus = if obj.status.is_null() {
+        JobStatus::default()
+    } else {
+        serde_json::from_value(obj.status.clone()).map_err(|e| invalid(key, e))?
+    };
+    let uid = obj.metadata.uid.as_str();
+    let containers = ctx.runtime.list(&[(keys::LABEL_UID, uid)]).await?;
+    let mut runs: HashSet<u32> = containers
+        .iter()
+        .filter_map(|c| c.label(keys::LABEL_RUN).and_then(|r| r.parse().ok()))
+        .collect();
+    runs.extend(status.run);
+    let mut all_attempts = Vec::new();
+    for run in runs {
+        all_attempts.extend(ctx.store.attempts(uid, run).await?);
+    }
+    let harvested = all_attempts.iter().map(|a| (a.run, a.attempt)).collect();
+    let attempts = all_attempts
+        .into_iter()
+        .filter(|a| Some(a.run) == status.run)
+        .collect();
+    Ok(Observed {
+        meta: obj.metadata.clone(),
+        spec,
+        status,
+        containers,
+        attempts,
+        harvested,
+        now: Utc::now(),
+    })
+}
+
+async fn act(
+    ctx: &Arc<Context>,
+    obj: &Object,
+    spec: &JobSpec,
+    action: JobAction,
+) -> Result<(), ControllerError> {
+    let key = obj.key();
+    match action {
+        JobAction::Start {
+            run,
+            attempt,
+            container_name,
+        } => {
+            debug!(run, attempt, container = %container_name, "starting attempt");
+            match start(ctx, obj, spec, run, attempt, &container_name).await {
+                Ok(container) => {
+                    ctx.follow(&key, obj, &container, run, attempt);
+                    Ok(())
+                }
+                Err(RuntimeError::ImageUnavailable { image, reason }) => {
+                    let message = format!("image \"{image}\" is not available: {reason}");
+                    warn!(%image, %reason, "cannot start attempt");
+                    record_without_container(
+                        ctx,
+                        obj,
+                        run,
+                        attempt,
+                        container_name,
+                        AttemptOutcome::StartFailed,
+                        message,
+                    )
+                    .await
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        JobAction::Follow {
+            container,
+            run,
+            attempt,
+        } => {
+            ctx.follow(&key, obj, &container, run, attempt);
+            Ok(())
+        }
+        JobAction::Harvest {
+            container,
+            run,
+            attempt,
+            forced,
+        } => {
+            ctx.unfollow(&container.id);
+            harvest::harvest(ctx, obj, spec, &container, run, attempt, forced).await
+        }
+        JobAction::Remove { container } => {
+            ctx.unfollow(&container.id);
+            ctx.runtime.remove(&container.id).await?;
+            Ok(())
+        }
+        JobAction::RecordLost {
+            run,
+            attempt,
+            container_name,
+        } => {
+            let message =
+                format!("container {container_name} disappeared before its result was read");
+            warn!(run, attempt, "{message}");
+            record_without_container(
+                ctx,
+                obj,
+                run,
+                attempt,
+                container_name,
+                AttemptOutcome::Lost,
+                message,
+            )
+            .await
+        }
+        JobAction::RecordRun(record) => Ok(ctx.store.put_run(&record).await?),
+        JobAction::DeleteJob => unreachable!("handled by reconcile"),
+    }
+}
+
+async fn record_without_container(
+    ctx: &Arc<Context>,
+    obj: &Object,
+    run: u32,
+    attempt: u32,
+    container_name: String,
+    outcome: AttemptOutcome,
+    message: String,
+) -> Result<(), ControllerError> {
+    ctx.queue.add(obj.key());
+    let record = AttemptRecord {
+        uid: obj.metadata.uid.clone(),
+        run,
+        attempt,
+        container_name,
+        outcome,
+        exit_code: None,
+        message,
+        started_at: None,
+        finished_at: Utc::now(),
+        steps: Vec::new(),
+        artifacts: Vec::new(),
+    };
+    Ok(ctx.store.put_attempt(&record).await?)
+}
+
+/// The labels every container of this Job attempt carries; the keys are a public contract.
+pub fn container_labels(
+    obj: &Object,
+    run: u32,
+    attempt: u32,
+    nonce: &str,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            keys::LABEL_WORKSPACE.to_string(),
+            obj.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        (keys::LABEL_KIND.to_string(), Kind::Job.as_str().to_string()),
+        (keys::LABEL_NAME.to_string(), obj.metadata.name.clone()),
+        (keys::LABEL_UID.to_string(), obj.metadata.uid.clone()),
+        (keys::LABEL_RUN.to_string(), run.to_string()),
+        (keys::LABEL_ATTEMPT.to_string(), attempt.to_string()),
+        (NONCE_LABEL.to_string(), nonce.to_string()),
+    ])
+}
+
+/// The container of one attempt, built from the spec. Pure.
+pub fn container_spec(
+    obj: &Object,
+    spec: &JobSpec,
+    run: u32,
+    attempt: u32,
+    name: &str,
+    nonce: &str,
+) -> ContainerSpec {
+    let resources = spec.resources.clone().unwrap_or_default();
+    ContainerSpec {
+        name: name.to_string(),
+        image: spec.image.clone(),
+        command: runner::runner_command(&spec.steps, nonce),
+        env: spec
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect(),
+        working_dir: spec.working_dir.clone(),
+        labels: container_labels(obj, run, attempt, nonce),
+        // Validation has already rejected quantities that do not parse.
+        cpu_millis: resources
+            .cpu
+            .as_deref()
+            .and_then(|c| parse_cpu_millis(c).ok()),
+        memory_bytes: resources
+            .memory
+            .as_deref()
+            .and_then(|m| parse_memory_bytes(m).ok()),
+        network: match spec.network {
+            JobNetwork::None => NetworkMode::None,
+            JobNetwork::Bridge => NetworkMode::Bridge,
+        },
+        pids_limit: PIDS_LIMIT,
+    }
+}
+
+async fn start(
+    ctx: &Arc<Context>,
+    obj: &Object,
+    spec: &JobSpec,
+    run: u32,
+    attempt: u32,
+    name: &str,
+) -> Result<crate::runtime::ContainerInfo, RuntimeError> {
+    ctx.runtime.ensure_image(&spec.image).await?;
+    let nonce = runner::new_nonce();
+    let container = container_spec(obj, spec, run, attempt, name, &nonce);
+    ctx.runtime.create_and_start(&container).await
+}
+
+/// Streams a running container's output into the attempt log, and wakes the Job
+/// when the container stops. Runs as a task per container; see [`Context::follow`].
+pub(super) async fn follow_output(
+    ctx: Arc<Context>,
+    key: ObjectKey,
+    log_path: std::path::PathBuf,
+    container_id: String,
+    nonce: String,
+    step_count: usize,
+) {
+    let result: Result<(), std::io::Error> = async {
+        if let Some(dir) = log_path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let mut file = tokio::fs::File::create(&log_path).await?;
+        let mut parser = RunnerParser::new(&nonce, step_count);
+        let mut lines = Box::pin(ctx.runtime.logs(&container_id, true));
+        while let Some(line) = lines.next().await {
+            let Ok(line) = line else { break };
+            if let Some((_, text)) = parser.push(&line) {
+                file.write_all(text.as_bytes()).await?;
+                file.write_all(b"\n").await?;
+                file.flush().await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        warn!(container = %container_id, error = %e, "cannot write the live log");
+    }
+    // The stream ends when the container stops: look at the Job now.
+    ctx.queue.add(key);
+}
+
+pub(super) fn run_dir(ctx: &Context, obj: &Object, run: u32) -> std::path::PathBuf {
+    records::run_dir(
+        ctx.store.data_dir(),
+        obj.metadata.namespace.as_deref().unwrap_or_default(),
+        &obj.metadata.name,
+        &obj.metadata.uid,
+        run,
+    )
+}

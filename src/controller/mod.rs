@@ -1,0 +1,247 @@
+//! Controllers: one per kind, all driven by the same [`WorkQueue`], fed from the
+//! store's watch stream and periodic resyncs. Each reconcile is observe -> decide -> act.
+
+pub mod job;
+pub mod queue;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::records;
+use crate::resources::{Kind, Object, ObjectKey, keys};
+use crate::runtime::{ContainerInfo, DockerRuntime, RuntimeError};
+use crate::store::{LocalStore, StoreError, WatchEventType};
+
+pub use queue::WorkQueue;
+
+#[derive(thiserror::Error, Debug)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{key} cannot be read: {message}")]
+    InvalidObject { key: ObjectKey, message: String },
+    #[error("cannot write run records: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ControllerError {
+    /// A stable category, for logs and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ControllerError::Store(StoreError::Conflict { .. }) => "conflict",
+            ControllerError::Store(_) => "store",
+            ControllerError::Runtime(_) => "runtime",
+            ControllerError::InvalidObject { .. } => "invalid",
+            ControllerError::Io(_) => "io",
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub store: LocalStore,
+    pub runtime: DockerRuntime,
+    pub queue: Arc<WorkQueue<ObjectKey>>,
+    /// Log followers by container id.
+    followers: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+/// How often every object is reconciled even when nothing changed.
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(60);
+/// How many objects are reconciled at once.
+pub const DEFAULT_WORKERS: usize = 16;
+
+impl Context {
+    pub fn new(store: LocalStore, runtime: DockerRuntime) -> Arc<Self> {
+        Arc::new(Context {
+            store,
+            runtime,
+            queue: WorkQueue::new(),
+            followers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts following a running container's output unless that already happens.
+    fn follow(
+        self: &Arc<Self>,
+        key: &ObjectKey,
+        obj: &Object,
+        container: &ContainerInfo,
+        run: u32,
+        attempt: u32,
+    ) {
+        let mut followers = self.followers.lock().expect("followers lock");
+        followers.retain(|_, task| !task.is_finished());
+        if followers.contains_key(&container.id) {
+            return;
+        }
+        let spec: crate::resources::JobSpec = match serde_json::from_value(obj.spec.clone()) {
+            Ok(spec) => spec,
+            Err(_) => return,
+        };
+        let log_path = records::attempt_log(&job::run_dir(self, obj, run), attempt);
+        let nonce = container
+            .label(job::decide::NONCE_LABEL)
+            .unwrap_or_default()
+            .to_string();
+        let task = tokio::spawn(job::follow_output(
+            Arc::clone(self),
+            key.clone(),
+            log_path,
+            container.id.clone(),
+            nonce,
+            spec.steps.len(),
+        ));
+        followers.insert(container.id.clone(), task);
+    }
+
+    fn unfollow(&self, container_id: &str) {
+        if let Some(task) = self
+            .followers
+            .lock()
+            .expect("followers lock")
+            .remove(container_id)
+        {
+            task.abort();
+        }
+    }
+
+    /// Removes containers labelled as orcaops Job containers whose Job no longer exists.
+    pub async fn remove_orphans(&self) -> Result<usize, ControllerError> {
+        let (jobs, _) = self.store.list(Kind::Job, None).await?;
+        let live: HashSet<&str> = jobs.iter().map(|j| j.metadata.uid.as_str()).collect();
+        let containers = self
+            .runtime
+            .list(&[(keys::LABEL_KIND, Kind::Job.as_str())])
+            .await?;
+        let mut removed = 0;
+        for c in containers {
+            if c.label(keys::LABEL_UID)
+                .is_some_and(|uid| !live.contains(uid))
+            {
+                info!(container = %c.name, "removing a container whose Job is gone");
+                self.unfollow(&c.id);
+                self.runtime.remove(&c.id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Runs the controllers until `shutdown`: feeds the queue from the store's watch
+/// stream and resyncs, and reconciles with `workers` workers.
+pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken) {
+    // Subscribe before listing, so nothing written in between is missed.
+    let mut watch = ctx.store.watch();
+    if let Err(e) = enqueue_all(&ctx).await {
+        error!(error = %e, "cannot list objects at start-up");
+    }
+    if let Err(e) = ctx.remove_orphans().await {
+        warn!(error = %e, "cannot look for orphaned containers");
+    }
+
+    let mut tasks = Vec::new();
+    for _ in 0..workers.max(1) {
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let key = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    key = ctx.queue.next() => key,
+                };
+                reconcile_one(&ctx, &key).await;
+                ctx.queue.done(&key);
+            }
+        }));
+    }
+
+    let mut resync = tokio::time::interval(RESYNC_PERIOD);
+    resync.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = resync.tick() => {
+                if let Err(e) = enqueue_all(&ctx).await {
+                    warn!(error = %e, "resync failed");
+                }
+                if let Err(e) = ctx.remove_orphans().await {
+                    warn!(error = %e, "orphan sweep failed");
+                }
+            }
+            event = watch.recv() => match event {
+                Ok(event) => {
+                    let key = event.object.key();
+                    if event.type_ == WatchEventType::Deleted && key.kind == Kind::Job {
+                        let ctx = Arc::clone(&ctx);
+                        tokio::spawn(async move {
+                            if let Err(e) = ctx.remove_orphans().await {
+                                warn!(error = %e, "cannot remove the containers of a deleted job");
+                            }
+                        });
+                    } else if key.kind == Kind::Job {
+                        ctx.queue.add(key);
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    warn!(missed, "watch stream lagged; relisting");
+                    if let Err(e) = enqueue_all(&ctx).await {
+                        warn!(error = %e, "relist failed");
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
+    for task in tasks {
+        task.abort();
+    }
+    for (_, task) in ctx.followers.lock().expect("followers lock").drain() {
+        task.abort();
+    }
+}
+
+async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
+    let result = match key.kind {
+        Kind::Job => job::reconcile(ctx, key).await,
+        // The other kinds are stored and validated; their controllers come later.
+        _ => Ok(None),
+    };
+    match result {
+        Ok(requeue) => {
+            ctx.queue.forget(key);
+            if let Some(after) = requeue {
+                ctx.queue.add_after(key.clone(), after);
+            }
+        }
+        Err(e) => {
+            let backoff = ctx.queue.backoff(key);
+            match &e {
+                ControllerError::Store(StoreError::Conflict { .. }) => {
+                    debug!(%key, error = %e, "conflict; retrying")
+                }
+                _ => {
+                    warn!(%key, error = %e, category = e.category(), retry_in_ms = backoff.as_millis() as u64, "reconcile failed")
+                }
+            }
+            ctx.queue.add_after(key.clone(), backoff);
+        }
+    }
+}
+
+async fn enqueue_all(ctx: &Context) -> Result<(), StoreError> {
+    let (jobs, _) = ctx.store.list(Kind::Job, None).await?;
+    for job in jobs {
+        ctx.queue.add(job.key());
+    }
+    Ok(())
+}

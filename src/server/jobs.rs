@@ -1,0 +1,446 @@
+//! Job subresources (log, cancel, rerun, runs, artifacts) and events.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::objects::async_stream;
+use super::{AppState, error::ApiError};
+use crate::records::{self, RunRecord};
+use crate::resources::job::{JobSpec, JobStatus};
+use crate::resources::{Kind, Object, ObjectKey, keys};
+use crate::store::StoreError;
+
+fn job_key(ns: &str, plural: &str, name: &str) -> Result<ObjectKey, ApiError> {
+    match super::objects::kind_for(plural)? {
+        Kind::Job => Ok(ObjectKey::new(Kind::Job, ns, name)),
+        other => Err(ApiError::not_found(format!(
+            "this subresource of {} (it exists for jobs)",
+            other.plural()
+        ))),
+    }
+}
+
+fn job_status(obj: &Object) -> JobStatus {
+    serde_json::from_value(obj.status.clone()).unwrap_or_default()
+}
+
+async fn get_job(state: &AppState, key: &ObjectKey) -> Result<Object, ApiError> {
+    state
+        .store
+        .get(key)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { key: key.clone() }.into())
+}
+
+/// Sets a control annotation, retrying on write conflicts.
+async fn annotate(
+    state: &AppState,
+    key: &ObjectKey,
+    annotation: &str,
+    value: impl Fn(&Object) -> Result<String, ApiError>,
+) -> Result<Object, ApiError> {
+    for _ in 0..5 {
+        let mut obj = get_job(state, key).await?;
+        let v = value(&obj)?;
+        obj.metadata.annotations.insert(annotation.to_string(), v);
+        match state.store.replace(obj).await {
+            Err(StoreError::Conflict { .. }) => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!("{key} kept changing; try again"),
+    ))
+}
+
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+) -> Result<Json<Object>, ApiError> {
+    let key = job_key(&ns, &plural, &name)?;
+    let obj = annotate(&state, &key, keys::CANCEL, |obj| {
+        let status = job_status(obj);
+        match status.run {
+            Some(run) if !status.phase.is_finished() => Ok(run.to_string()),
+            Some(run) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "job {name} has no run in progress: run {run} is {}",
+                    status.phase.as_str()
+                ),
+            )),
+            None => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!("job {name} has not started a run yet"),
+            )),
+        }
+    })
+    .await?;
+    Ok(Json(obj))
+}
+
+pub(super) async fn rerun(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+) -> Result<Json<Object>, ApiError> {
+    let key = job_key(&ns, &plural, &name)?;
+    let token = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    Ok(Json(
+        annotate(&state, &key, keys::RERUN, |_| Ok(token.clone())).await?,
+    ))
+}
+
+pub(super) async fn runs(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    job_key(&ns, &plural, &name)?;
+    let runs = state.store.runs(&ns, &name).await?;
+    if runs.is_empty()
+        && state
+            .store
+            .get(&ObjectKey::new(Kind::Job, &ns, &name))
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "job {ns}/{name} (and no run records of it)"
+        )));
+    }
+    Ok(Json(json!({ "kind": "RunList", "items": runs })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LogQuery {
+    run: Option<u32>,
+    attempt: Option<u32>,
+    step: Option<String>,
+    #[serde(default)]
+    follow: Option<String>,
+    tail_lines: Option<usize>,
+}
+
+/// Which object (uid) and run a log or artifact request means.
+struct RunTarget {
+    uid: String,
+    run: u32,
+    live: bool,
+    spec: Option<JobSpec>,
+}
+
+async fn resolve_run(
+    state: &AppState,
+    key: &ObjectKey,
+    run: Option<u32>,
+) -> Result<RunTarget, ApiError> {
+    let obj = state.store.get(key).await?;
+    if let Some(obj) = &obj {
+        let status = job_status(obj);
+        let spec = serde_json::from_value(obj.spec.clone()).ok();
+        match (run, status.run) {
+            (None, Some(current)) => {
+                return Ok(RunTarget {
+                    uid: obj.metadata.uid.clone(),
+                    run: current,
+                    live: !status.phase.is_finished(),
+                    spec,
+                });
+            }
+            (Some(r), Some(current)) if r <= current => {
+                let live = r == current && !status.phase.is_finished();
+                return Ok(RunTarget {
+                    uid: obj.metadata.uid.clone(),
+                    run: r,
+                    live,
+                    spec,
+                });
+            }
+            (None, None) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("job {} has not started a run yet", key.name),
+                ));
+            }
+            _ => {}
+        }
+    }
+    // A deleted job (or an old run): look in the run records.
+    let runs: Vec<RunRecord> = state.store.runs(&key.namespace, &key.name).await?;
+    let found = match run {
+        Some(r) => runs.iter().find(|x| x.run == r),
+        None => runs.first(),
+    };
+    match found {
+        Some(rec) => Ok(RunTarget {
+            uid: rec.uid.clone(),
+            run: rec.run,
+            live: false,
+            spec: None,
+        }),
+        None if obj.is_none() => Err(ApiError::not_found(format!(
+            "job {}/{}",
+            key.namespace, key.name
+        ))),
+        None => Err(ApiError::not_found(format!(
+            "run {} of job {}",
+            run.unwrap_or(0),
+            key.name
+        ))),
+    }
+}
+
+fn latest_attempt(dir: &std::path::Path) -> Option<u32> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix("attempt-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
+        })
+        .max()
+}
+
+pub(super) async fn log(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let key = job_key(&ns, &plural, &name)?;
+    let target = resolve_run(&state, &key, q.run).await?;
+    let dir = records::run_dir(state.store.data_dir(), &ns, &name, &target.uid, target.run);
+    let follow = matches!(q.follow.as_deref(), Some("true" | "1"));
+    let attempt = q.attempt.or_else(|| latest_attempt(&dir)).unwrap_or(1);
+    let path: PathBuf = match &q.step {
+        None => records::attempt_log(&dir, attempt),
+        Some(step) => {
+            let index = target
+                .spec
+                .as_ref()
+                .and_then(|s| s.steps.iter().position(|x| &x.name == step));
+            let found = match index {
+                Some(i) => Some(records::step_log(&dir, attempt, i, step)),
+                // Without the spec (a deleted job), find the step file by its name.
+                None => std::fs::read_dir(dir.join(format!("attempt-{attempt}")))
+                    .ok()
+                    .and_then(|entries| {
+                        entries.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
+                            p.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.ends_with(&format!("-{step}.log")))
+                        })
+                    }),
+            };
+            found.ok_or_else(|| ApiError::not_found(format!("step \"{step}\" in job {name}")))?
+        }
+    };
+    if !follow || !target.live {
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => text,
+            Err(_) if target.live => String::new(),
+            Err(_) => {
+                return Err(ApiError::not_found(format!(
+                    "logs of run {} attempt {attempt} of job {name}",
+                    target.run
+                )));
+            }
+        };
+        let text = match q.tail_lines {
+            Some(n) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let mut t = lines[lines.len().saturating_sub(n)..].join("\n");
+                if !t.is_empty() {
+                    t.push('\n');
+                }
+                t
+            }
+            None => text,
+        };
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+    }
+    let run = target.run;
+    let stream = async_stream(move |tx| async move {
+        let mut offset = 0u64;
+        loop {
+            let finished = match state.store.get(&key).await {
+                Ok(Some(obj)) => {
+                    let status = job_status(&obj);
+                    status.run != Some(run)
+                        || status.phase.is_finished()
+                        || status.attempt.is_some_and(|a| a > attempt)
+                }
+                _ => true,
+            };
+            if let Ok(mut file) = tokio::fs::File::open(&path).await
+                && file.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
+            {
+                let mut buf = Vec::new();
+                if file.read_to_end(&mut buf).await.is_ok() && !buf.is_empty() {
+                    offset += buf.len() as u64;
+                    if tx
+                        .send(Ok::<_, std::io::Error>(Bytes::from(buf)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            if finished {
+                return;
+            }
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(150)) => {}
+            }
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct ArtifactQuery {
+    run: Option<u32>,
+}
+
+pub(super) async fn artifact(
+    State(state): State<AppState>,
+    Path((ns, plural, name, artifact)): Path<(String, String, String, String)>,
+    Query(q): Query<ArtifactQuery>,
+) -> Result<Response, ApiError> {
+    let key = job_key(&ns, &plural, &name)?;
+    let target = resolve_run(&state, &key, q.run).await?;
+    let dir = records::artifact_dir(&records::run_dir(
+        state.store.data_dir(),
+        &ns,
+        &name,
+        &target.uid,
+        target.run,
+    ));
+    if artifact.contains('/') || artifact.contains("..") {
+        return Err(ApiError::bad_request(
+            "an artifact name has no path separators",
+        ));
+    }
+    let record = state
+        .store
+        .runs(&ns, &name)
+        .await?
+        .into_iter()
+        .find(|r| r.uid == target.uid && r.run == target.run);
+    let sha = record
+        .as_ref()
+        .and_then(|r| r.artifacts.iter().find(|a| a.name == artifact))
+        .map(|a| a.sha256.clone());
+    for (file_name, content_type) in [
+        (artifact.clone(), "application/octet-stream"),
+        (format!("{artifact}.tar"), "application/x-tar"),
+    ] {
+        let path = dir.join(&file_name);
+        if let Ok(file) = tokio::fs::File::open(&path).await {
+            let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+            let mut response = (
+                [
+                    (header::CONTENT_TYPE, content_type.to_string()),
+                    (header::CONTENT_LENGTH, len.to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{file_name}\""),
+                    ),
+                ],
+                body,
+            )
+                .into_response();
+            if let Some(sha) = sha.as_deref().and_then(|s| s.parse().ok()) {
+                response.headers_mut().insert("x-checksum-sha256", sha);
+            }
+            return Ok(response);
+        }
+    }
+    Err(ApiError::not_found(format!(
+        "artifact \"{artifact}\" of run {} of job {name}",
+        target.run
+    )))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EventQuery {
+    field_selector: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn events_namespaced(
+    state: State<AppState>,
+    Path(ns): Path<String>,
+    q: Query<EventQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    events(state, Some(ns), q.0).await
+}
+
+pub(super) async fn events_all(
+    state: State<AppState>,
+    q: Query<EventQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    events(state, None, q.0).await
+}
+
+/// Events, filtered by `fieldSelector=involvedObject.kind=Job,involvedObject.name=x`.
+async fn events(
+    State(state): State<AppState>,
+    ns: Option<String>,
+    q: EventQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (mut kind, mut name) = (None, None);
+    for term in q
+        .field_selector
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|t| !t.is_empty())
+    {
+        match term.split_once('=') {
+            Some(("involvedObject.kind", v)) => kind = Some(v.to_string()),
+            Some(("involvedObject.name", v)) => name = Some(v.to_string()),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported field selector \"{term}\"; use involvedObject.kind or involvedObject.name"
+                )));
+            }
+        }
+    }
+    let items = state
+        .store
+        .list_events(
+            kind.as_deref(),
+            ns.as_deref(),
+            name.as_deref(),
+            q.limit.unwrap_or(100),
+        )
+        .await?;
+    Ok(Json(
+        json!({ "apiVersion": "v1", "kind": "EventList", "items": items }),
+    ))
+}

@@ -1,0 +1,112 @@
+//! The HTTP API in Kubernetes path form (`/apis/orcaops.dev/v1alpha1/...`). The CLI is
+//! its client, as kubectl is a client of the Kubernetes API.
+
+mod error;
+mod jobs;
+mod objects;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+use tracing::info;
+
+pub use error::{ApiError, Status, StatusCause, StatusDetails};
+
+use crate::runtime::DockerRuntime;
+use crate::store::LocalStore;
+
+/// The largest request body accepted (a YAML document is far smaller).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: LocalStore,
+    pub runtime: DockerRuntime,
+    /// Cancelled at shutdown: watches and log streams end cleanly.
+    pub shutdown: CancellationToken,
+}
+
+const BASE: &str = "/apis/orcaops.dev/v1alpha1";
+
+pub fn router(state: AppState) -> Router {
+    let ns = format!("{BASE}/namespaces/{{ns}}/{{plural}}");
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route(
+            &format!("{BASE}/{{plural}}"),
+            get(objects::list_all).post(objects::create_cluster),
+        )
+        .route(
+            &format!("{BASE}/{{plural}}/{{name}}"),
+            get(objects::get_cluster)
+                .put(objects::replace_cluster)
+                .patch(objects::apply_cluster)
+                .delete(objects::delete_cluster),
+        )
+        .route(
+            &ns,
+            get(objects::list_namespaced).post(objects::create_namespaced),
+        )
+        .route(
+            &format!("{ns}/{{name}}"),
+            get(objects::get_namespaced)
+                .put(objects::replace_namespaced)
+                .patch(objects::apply_namespaced)
+                .delete(objects::delete_namespaced),
+        )
+        .route(
+            &format!("{ns}/{{name}}/status"),
+            get(objects::get_namespaced),
+        )
+        .route(&format!("{ns}/{{name}}/log"), get(jobs::log))
+        .route(&format!("{ns}/{{name}}/cancel"), post(jobs::cancel))
+        .route(&format!("{ns}/{{name}}/rerun"), post(jobs::rerun))
+        .route(&format!("{ns}/{{name}}/runs"), get(jobs::runs))
+        .route(
+            &format!("{ns}/{{name}}/artifacts/{{artifact}}"),
+            get(jobs::artifact),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/events",
+            get(jobs::events_namespaced),
+        )
+        .route("/api/v1/events", get(jobs::events_all))
+        .fallback(|| async { ApiError::not_found("the requested resource") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    if let Err(e) = state.store.current_resource_version().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"));
+    }
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(2), state.runtime.ping())
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::runtime::RuntimeError::Unreachable {
+                message: "ping timed out".into(),
+            })
+        })
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("docker: {e}"));
+    }
+    (StatusCode::OK, "ok".into())
+}
+
+/// Serves the API on `listener` until `state.shutdown` is cancelled.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    info!(%addr, "API listening");
+    let shutdown = state.shutdown.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

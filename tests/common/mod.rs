@@ -1,0 +1,234 @@
+//! Shared fixtures for end-to-end tests: a real `orcaops serve` on a temporary
+//! folder and data dir, and the real CLI pointed at it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_orcaops");
+pub const IMAGE: &str = "busybox:latest";
+
+/// Fails the test with instructions when Docker or the test image is missing.
+pub fn require_docker() {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "this test needs a running Docker daemon and the image {IMAGE}: run ./scripts/setup.sh (it installs and starts both)"
+    );
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `orcaops serve`, killed (SIGKILL) when dropped.
+pub struct Server {
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub url: String,
+    pub port: u16,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A new server on a new temporary folder and data dir.
+    pub fn start() -> Server {
+        require_docker();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("folder");
+        let data_dir = tmp.path().join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Server::start_on(&dir, &data_dir, free_port());
+        server._tmp = Some(tmp);
+        server
+    }
+
+    pub fn start_on(dir: &Path, data_dir: &Path, port: u16) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(
+                data_dir
+                    .parent()
+                    .unwrap_or(data_dir)
+                    .join(format!("serve-{port}.log")),
+            )
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--dir"])
+            .arg(dir)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info,orcaops=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the orcaops binary starts");
+        let server = Server {
+            dir: dir.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child: Some(child),
+            _tmp: None,
+        };
+        wait_until(
+            Duration::from_secs(20),
+            "the server answers /healthz",
+            || server.cli(&["get", "jobs"]).status.success().then_some(()),
+        );
+        server
+    }
+
+    /// Kills the server at once (SIGKILL), leaving its containers running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Starts the server again on the same folder, data dir and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let fresh = Server::start_on(&self.dir, &self.data_dir, self.port);
+        self.child = fresh.into_child();
+    }
+
+    fn into_child(mut self) -> Option<Child> {
+        self.child.take()
+    }
+
+    pub fn log(&self) -> String {
+        let path = self
+            .data_dir
+            .parent()
+            .unwrap_or(&self.data_dir)
+            .join(format!("serve-{}.log", self.port));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("ORCAOPS_SERVER", &self.url)
+            .output()
+            .expect("the orcaops binary runs")
+    }
+
+    /// Runs the CLI and returns stdout, failing the test if it exits non-zero.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "orcaops {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let path = self.dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // Write to a temporary name and rename, as editors do, so the watcher never sees half a file.
+        let tmp = self.dir.join(format!(".{}.tmp", rel.replace('/', "_")));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
+    /// The job as JSON, or None when it does not exist.
+    pub fn job(&self, name: &str) -> Option<Value> {
+        let out = self.cli(&["get", "job", name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("get -o json prints JSON"))
+    }
+
+    /// Waits until the job's phase is `phase`; returns the job.
+    pub fn wait_phase(&self, name: &str, phase: &str, timeout: Duration) -> Value {
+        let mut last = Value::Null;
+        let found = poll(timeout, || {
+            let job = self.job(name)?;
+            last = job.clone();
+            (job.pointer("/status/phase").and_then(Value::as_str) == Some(phase)).then_some(job)
+        });
+        match found {
+            Some(job) => job,
+            None => panic!(
+                "job {name} did not reach {phase} within {timeout:?}; last seen:\n{}\nserver log tail:\n{}",
+                serde_json::to_string_pretty(&last).unwrap(),
+                tail(&self.log(), 40)
+            ),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+pub fn wait_until<T>(timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll(timeout, f).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting until {what}"))
+}
+
+/// Containers (running or not) carrying a label `key=value`, as `docker ps` sees them.
+pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("label={key}={value}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+pub fn job_yaml(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: orcaops.dev/v1alpha1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  image: {IMAGE}\n{body}"
+    )
+}
