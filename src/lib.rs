@@ -5,4 +5,5 @@
 pub mod records;
 pub mod resources;
 pub mod runtime;
+pub mod source;
 pub mod store;
