@@ -1,16 +1,6 @@
-//! Sources write desired state into the store. The watched folder is one.
-//! (Temporary stub until the folder source lands.)
-use std::path::PathBuf;
-pub struct FolderSource;
-impl FolderSource {
-    pub fn new(_dir: PathBuf, _store: crate::store::LocalStore) -> Self {
-        FolderSource
-    }
-    pub async fn run(
-        self,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> Result<(), std::io::Error> {
-        shutdown.cancelled().await;
-        Ok(())
-    }
-}
+//! Sources write desired state into a store. This module holds the watched folder; the REST
+//! facade and the CLI are the others.
+
+pub mod folder;
+
+pub use folder::{FolderSource, SourceError, SyncReport};

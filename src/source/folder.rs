@@ -1,0 +1,490 @@
+//! The watched folder: YAML files in a directory are the desired state of the store.
+//!
+//! Every good document is applied, marked `orcaops.dev/source: file:<relative path>`; what a
+//! deleted file owned is deleted, and so is a document removed from a file that now parses
+//! cleanly. A file with any broken document prunes nothing, so a typo never deletes a running
+//! job: the last good version stays in force, and the broken document becomes a Warning event.
+//! Files are only ever read.
+
+mod plan;
+mod scan;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::resources::parse::DocumentError;
+use crate::resources::{Kind, Object, ObjectKey};
+use crate::store::{ApplyOutcome, EventType, InvolvedObject, LocalStore, NewEvent, StoreError};
+use plan::{Clash, Owners};
+use scan::Files;
+
+/// How long to gather file events before acting: an editor's save is several events
+/// (write, close, rename), and a batch is read once. Short, because file-to-container
+/// latency is what a person waits for.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+/// How long to wait before reading the folder again after a failed sync.
+const RETRY: Duration = Duration::from_secs(1);
+
+type Batch = Vec<notify::Result<notify::Event>>;
+
+#[derive(thiserror::Error, Debug)]
+pub enum SourceError {
+    #[error("cannot read the watched folder {}: {source}", dir.display())]
+    ReadDir { dir: PathBuf, source: io::Error },
+    #[error("cannot watch the folder {}: {source}", dir.display())]
+    Watch { dir: PathBuf, source: notify::Error },
+    #[error("the folder source cannot use the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+type Result<T, E = SourceError> = std::result::Result<T, E>;
+
+/// What one sync did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncReport {
+    /// YAML files in the folder.
+    pub files: usize,
+    pub created: Vec<ObjectKey>,
+    pub configured: Vec<ObjectKey>,
+    pub unchanged: usize,
+    pub deleted: Vec<ObjectKey>,
+    /// Documents that did not parse or validate.
+    pub invalid: Vec<DocumentError>,
+    /// Declarations not applied because another owner has the object (one message each).
+    pub clashes: Vec<String>,
+    /// Writes the store refused (one message each).
+    pub failed: Vec<String>,
+}
+
+/// Which keys and files one incremental sync is about.
+struct Scope {
+    keys: BTreeSet<ObjectKey>,
+    files: BTreeSet<String>,
+}
+
+/// What a batch of file events asks for.
+#[derive(Debug, PartialEq)]
+enum Changes {
+    /// These files (relative paths) may have changed, appeared or gone.
+    Files(BTreeSet<String>),
+    /// Events were lost or the folder itself changed: read everything again.
+    Rescan,
+}
+
+/// Applies the YAML files of a folder (recursively) to a [`LocalStore`], and keeps them applied.
+pub struct FolderSource {
+    dir: PathBuf,
+    store: LocalStore,
+}
+
+impl FolderSource {
+    pub fn new(dir: PathBuf, store: LocalStore) -> Self {
+        FolderSource { dir, store }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads the whole folder once and converges the store: applies every good document,
+    /// prunes what a vanished file (or a document removed from a file that now parses
+    /// cleanly) owned.
+    pub async fn sync_all(&self) -> Result<SyncReport> {
+        let mut files = Files::default();
+        self.resync(&mut files).await
+    }
+
+    /// [`sync_all`](Self::sync_all), then watches the folder and applies each change until
+    /// `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        // Events carry canonical paths; the folder is compared against them.
+        let dir = std::fs::canonicalize(&self.dir).map_err(|source| SourceError::ReadDir {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        let source = FolderSource {
+            dir: dir.clone(),
+            store: self.store,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })
+        .map_err(|source| SourceError::Watch {
+            dir: dir.clone(),
+            source,
+        })?;
+        watcher
+            .watch(&dir, RecursiveMode::Recursive)
+            .map_err(|source| SourceError::Watch {
+                dir: dir.clone(),
+                source,
+            })?;
+
+        // Watching starts first: a change made during the first read is seen by one or the other.
+        let mut files = Files::default();
+        let report = source.resync(&mut files).await?;
+        tracing::info!(
+            dir = %dir.display(),
+            files = report.files,
+            created = report.created.len(),
+            configured = report.configured.len(),
+            deleted = report.deleted.len(),
+            invalid = report.invalid.len(),
+            "watching the folder"
+        );
+        // After a failed sync the cache may be ahead of the store: read everything again soon.
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        loop {
+            let retry = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let changes = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = retry => Changes::Rescan,
+                batch = next_batch(&mut rx) => match batch {
+                    Some(batch) => {
+                        let known: Vec<String> = files.files.keys().cloned().collect();
+                        let events_dir = dir.clone();
+                        tokio::task::spawn_blocking(move || changes(&events_dir, &known, batch))
+                            .await
+                            .unwrap_or(Changes::Rescan)
+                    }
+                    None => return Ok(()),
+                },
+            };
+            let result = match changes {
+                Changes::Files(changed) if changed.is_empty() => continue,
+                Changes::Files(changed) if retry_at.is_none() => {
+                    source.update(&mut files, changed).await
+                }
+                _ => source.resync(&mut files).await,
+            };
+            retry_at = match result {
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "the folder source could not sync; it tries again in a second");
+                    Some(tokio::time::Instant::now() + RETRY)
+                }
+            };
+        }
+    }
+
+    /// Reads every file again, then converges everything.
+    async fn resync(&self, files: &mut Files) -> Result<SyncReport> {
+        let dir = self.dir.clone();
+        let scanned = tokio::task::spawn_blocking(move || scan::scan(&dir))
+            .await
+            .map_err(|e| SourceError::ReadDir {
+                dir: self.dir.clone(),
+                source: io::Error::other(e),
+            })?
+            .map_err(|source| SourceError::ReadDir {
+                dir: self.dir.clone(),
+                source,
+            })?;
+        *files = scanned;
+        self.converge(files, None).await
+    }
+
+    /// Reads the `changed` files again, then converges what they declared before, declare
+    /// now, and own in the store.
+    async fn update(&self, files: &mut Files, changed: BTreeSet<String>) -> Result<SyncReport> {
+        let mut keys = BTreeSet::new();
+        for rel in &changed {
+            if let Some(old) = files.files.get(rel) {
+                keys.extend(old.objects.iter().map(Object::key));
+            }
+        }
+        let dir = self.dir.clone();
+        let rels: Vec<String> = changed.iter().cloned().collect();
+        let read = tokio::task::spawn_blocking(move || {
+            rels.into_iter()
+                .map(|rel| (scan::read_file(&dir, &rel), rel))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| SourceError::ReadDir {
+            dir: self.dir.clone(),
+            source: io::Error::other(e),
+        })?;
+        for (state, rel) in read {
+            match state {
+                Some(state) => {
+                    keys.extend(state.objects.iter().map(Object::key));
+                    files.files.insert(rel, state);
+                }
+                None => {
+                    files.files.remove(&rel);
+                }
+            }
+        }
+        self.converge(
+            files,
+            Some(Scope {
+                keys,
+                files: changed,
+            }),
+        )
+        .await
+    }
+
+    /// Every object of every kind, with its source annotation.
+    async fn owners(&self) -> Result<Owners> {
+        let mut owners = Owners::new();
+        for kind in Kind::ALL {
+            let (objects, _) = self.store.list(kind, None).await?;
+            owners.extend(
+                objects
+                    .into_iter()
+                    .map(|obj| (obj.key(), obj.source().map(str::to_string))),
+            );
+        }
+        Ok(owners)
+    }
+
+    /// Brings the store in line with `files`, for the keys in `scope` (everything when None).
+    async fn converge(&self, files: &Files, scope: Option<Scope>) -> Result<SyncReport> {
+        let owners = self.owners().await?;
+        let keys = scope.as_ref().map(|scope| {
+            let owned = owners.iter().filter(|(_, source)| {
+                source
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix("file:"))
+                    .is_some_and(|file| scope.files.contains(file))
+            });
+            let mut keys = scope.keys.clone();
+            keys.extend(owned.map(|(key, _)| key.clone()));
+            keys
+        });
+        let plan = plan::plan(files, &owners, keys.as_ref());
+        let mut report = SyncReport {
+            files: files.files.len(),
+            ..Default::default()
+        };
+
+        for (rel, state) in &files.files {
+            if scope.as_ref().is_none_or(|s| s.files.contains(rel)) {
+                for error in &state.errors {
+                    self.invalid_document(error).await;
+                    report.invalid.push(error.clone());
+                }
+            }
+        }
+        for clash in &plan.clashes {
+            report.clashes.push(self.clash(clash).await);
+        }
+        for (file, obj) in plan.apply {
+            self.apply(&file, obj, &mut report).await;
+        }
+        for (key, file) in plan.delete {
+            let gone = match files.files.contains_key(&file) {
+                true => format!("{file} no longer declares it"),
+                false => format!("{file} was deleted"),
+            };
+            self.delete(&key, &file, &gone, &mut report).await;
+        }
+        Ok(report)
+    }
+
+    async fn apply(&self, file: &str, obj: Object, report: &mut SyncReport) {
+        let key = obj.key();
+        match self.store.apply(obj).await {
+            Ok((ApplyOutcome::Unchanged, _)) => report.unchanged += 1,
+            Ok((outcome, stored)) => {
+                let (reason, verb) = match outcome {
+                    ApplyOutcome::Created => ("Applied", "created"),
+                    _ => ("Configured", "updated"),
+                };
+                tracing::info!(
+                    kind = %key.kind, namespace = %key.namespace, name = %key.name, file,
+                    generation = stored.metadata.generation, "{verb} from the folder"
+                );
+                let message = format!(
+                    "{verb} from {file} (generation {})",
+                    stored.metadata.generation
+                );
+                self.event(object_involved(&stored), EventType::Normal, reason, message)
+                    .await;
+                match outcome {
+                    ApplyOutcome::Created => report.created.push(key),
+                    _ => report.configured.push(key),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, error = %e, "the store refused an object from the folder");
+                let message = format!("{key} from {file} was not applied: {e}");
+                self.event(
+                    file_involved(file),
+                    EventType::Warning,
+                    "ApplyFailed",
+                    message.clone(),
+                )
+                .await;
+                report.failed.push(message);
+            }
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey, file: &str, gone: &str, report: &mut SyncReport) {
+        match self.store.delete(key).await {
+            Ok(deleted) => {
+                tracing::info!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, "deleted: {gone}");
+                self.event(
+                    object_involved(&deleted),
+                    EventType::Normal,
+                    "Deleted",
+                    format!("deleted: {gone}"),
+                )
+                .await;
+                report.deleted.push(key.clone());
+            }
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, error = %e, "could not delete an object the folder no longer declares");
+                report
+                    .failed
+                    .push(format!("{key} ({gone}) was not deleted: {e}"));
+            }
+        }
+    }
+
+    async fn invalid_document(&self, error: &DocumentError) {
+        tracing::warn!(
+            file = %error.file,
+            document = error.document,
+            line = error.line,
+            column = error.column,
+            field = error.field.as_deref(),
+            error = %error.message,
+            "invalid document in the watched folder; the file's last good version stays in force"
+        );
+        self.event(
+            file_involved(&error.file),
+            EventType::Warning,
+            "InvalidDocument",
+            error.to_string(),
+        )
+        .await;
+    }
+
+    async fn clash(&self, clash: &Clash) -> String {
+        let message = clash.message();
+        tracing::warn!(file = %clash.file, object = %clash.key, owner = clash.owner.as_deref(), "{message}");
+        self.event(
+            file_involved(&clash.file),
+            EventType::Warning,
+            "NameClash",
+            message.clone(),
+        )
+        .await;
+        message
+    }
+
+    /// Records an event; a failure to record one is logged, never fatal.
+    async fn event(
+        &self,
+        involved: InvolvedObject,
+        type_: EventType,
+        reason: &str,
+        message: String,
+    ) {
+        let event = NewEvent {
+            involved,
+            type_,
+            reason: reason.to_string(),
+            message,
+        };
+        if let Err(e) = self.store.record_event(event).await {
+            tracing::warn!(error = %e, "could not record an event");
+        }
+    }
+}
+
+/// The next batch of file events: the first one, and those arriving within [`DEBOUNCE`] of it.
+/// `None` when the watcher is gone.
+async fn next_batch(
+    rx: &mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+) -> Option<Batch> {
+    let mut batch = vec![rx.recv().await?];
+    let deadline = tokio::time::Instant::now() + DEBOUNCE;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Some(batch),
+            event = rx.recv() => match event {
+                Some(event) => batch.push(event),
+                None => return Some(batch),
+            },
+        }
+    }
+}
+
+fn file_involved(rel: &str) -> InvolvedObject {
+    InvolvedObject {
+        kind: "File".into(),
+        namespace: String::new(),
+        name: rel.to_string(),
+        uid: String::new(),
+    }
+}
+
+fn object_involved(obj: &Object) -> InvolvedObject {
+    InvolvedObject {
+        kind: obj.kind.to_string(),
+        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+        name: obj.metadata.name.clone(),
+        uid: obj.metadata.uid.clone(),
+    }
+}
+
+/// The files a batch of events touches. `known` are the files read so far, so that a
+/// removed directory removes its files.
+fn changes(dir: &Path, known: &[String], batch: Batch) -> Changes {
+    let mut changed = BTreeSet::new();
+    for event in batch {
+        let Ok(event) = event else {
+            return Changes::Rescan;
+        };
+        if event.need_rescan() {
+            return Changes::Rescan;
+        }
+        // Opening a file (as this source does to read it) is not a change; closing it after
+        // writing is.
+        if let EventKind::Access(access) = event.kind
+            && access != notify::event::AccessKind::Close(notify::event::AccessMode::Write)
+        {
+            continue;
+        }
+        for path in &event.paths {
+            if path == dir {
+                return Changes::Rescan;
+            }
+            let Some(rel) = scan::relative(dir, path) else {
+                continue;
+            };
+            let under = format!("{rel}/");
+            if path.is_dir() {
+                let mut unreadable = Vec::new();
+                changed.extend(scan::walk(dir, path, &mut unreadable).unwrap_or_default());
+                changed.extend(known.iter().filter(|k| k.starts_with(&under)).cloned());
+            } else if scan::is_yaml(path) {
+                changed.insert(rel);
+            } else {
+                // Perhaps a directory that was removed or moved away.
+                changed.extend(known.iter().filter(|k| k.starts_with(&under)).cloned());
+            }
+        }
+    }
+    Changes::Files(changed)
+}
