@@ -7,9 +7,6 @@ pub mod controller;
 pub mod records;
 pub mod resources;
 pub mod runtime;
-<<<<<<< HEAD
 pub mod server;
-=======
->>>>>>> parse
 pub mod source;
 pub mod store;
