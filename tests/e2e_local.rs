@@ -449,10 +449,43 @@ fn kill_9_mid_job_adopts_the_running_container() {
 }
 
 #[test]
-fn containers_whose_job_is_gone_are_removed() {
+fn containers_whose_job_is_gone_are_removed_at_restart() {
+    let mut server = Server::start();
+    server.write(
+        "orphan.yaml",
+        &job_yaml(
+            "orphan",
+            "  steps:\n    - name: wait\n      run: sleep 120\n",
+        ),
+    );
+    let job = server.wait_phase("orphan", "Running", T);
+    let uid = job
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_string();
+    assert_eq!(containers_with_label("orcaops.dev/uid", &uid).len(), 1);
+    // The job's file goes away while the server is down.
+    server.kill();
+    std::fs::remove_file(server.dir.join("orphan.yaml")).unwrap();
+    server.restart();
+    wait_until(
+        Duration::from_secs(20),
+        "the orphaned container is removed",
+        || {
+            containers_with_label("orcaops.dev/uid", &uid)
+                .is_empty()
+                .then_some(())
+        },
+    );
+    assert!(server.job("orphan").is_none());
+}
+
+#[test]
+fn containers_of_another_orcaops_are_left_alone() {
     require_docker();
-    let uid = format!("orphan-{}", std::process::id());
-    let name = format!("orcaops-test-orphan-{}", std::process::id());
+    let uid = format!("foreign-{}", std::process::id());
+    let name = format!("orcaops-test-foreign-{}", std::process::id());
     let made = std::process::Command::new("docker")
         .args([
             "run",
@@ -461,8 +494,12 @@ fn containers_whose_job_is_gone_are_removed() {
             &name,
             "--label",
             "orcaops.dev/kind=Job",
+        ])
+        .args([
             "--label",
             &format!("orcaops.dev/uid={uid}"),
+            "--label",
+            "orcaops.dev/instance=someone-else",
             IMAGE,
             "sleep",
             "300",
@@ -474,12 +511,23 @@ fn containers_whose_job_is_gone_are_removed() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let _server = Server::start();
-    wait_until(Duration::from_secs(20), "the orphan is removed", || {
-        containers_with_label("orcaops.dev/uid", &uid)
-            .is_empty()
-            .then_some(())
-    });
+    let server = Server::start();
+    // Give the start-up sweep time to run, and prove it ran by running a job.
+    server.write(
+        "j.yaml",
+        &job_yaml("j", "  steps:\n    - name: s\n      run: echo\n"),
+    );
+    server.wait_phase("j", "Succeeded", T);
+    let still_there = containers_with_label("orcaops.dev/uid", &uid);
+    std::process::Command::new("docker")
+        .args(["rm", "-f", &name])
+        .output()
+        .unwrap();
+    assert_eq!(
+        still_there.len(),
+        1,
+        "a container owned by another orcaops instance must not be removed"
+    );
 }
 
 #[test]

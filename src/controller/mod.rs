@@ -118,9 +118,13 @@ impl Context {
     pub async fn remove_orphans(&self) -> Result<usize, ControllerError> {
         let (jobs, _) = self.store.list(Kind::Job, None).await?;
         let live: HashSet<&str> = jobs.iter().map(|j| j.metadata.uid.as_str()).collect();
+        // Only this store's containers: other orcaops may share the Docker daemon.
         let containers = self
             .runtime
-            .list(&[(keys::LABEL_KIND, Kind::Job.as_str())])
+            .list(&[
+                (keys::LABEL_KIND, Kind::Job.as_str()),
+                (keys::LABEL_INSTANCE, self.store.instance_id()),
+            ])
             .await?;
         let mut removed = 0;
         for c in containers {

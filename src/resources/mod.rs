@@ -44,6 +44,8 @@ pub mod keys {
     pub const LABEL_UID: &str = "orcaops.dev/uid";
     pub const LABEL_RUN: &str = "orcaops.dev/run";
     pub const LABEL_ATTEMPT: &str = "orcaops.dev/attempt";
+    /// The store instance that owns a container (several orcaops may share a Docker daemon).
+    pub const LABEL_INSTANCE: &str = "orcaops.dev/instance";
     /// Annotations the controllers and CLI own: an apply from a file keeps them.
     pub const CONTROL: &[&str] = &[CANCEL, RERUN];
 }

@@ -65,6 +65,8 @@ pub struct LocalStore {
 
 struct Inner {
     data_dir: PathBuf,
+    /// This store's identity, made once when the database is created.
+    instance: String,
     readers: SqlitePool,
     /// The only connection that writes. Holding this lock across the transaction and
     /// the publication of its event is what keeps watch events in resourceVersion order.
@@ -110,6 +112,10 @@ impl LocalStore {
         let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
             .fetch_one(&mut writer)
             .await?;
+        let instance: String =
+            sqlx::query_scalar("SELECT instance FROM store_instance WHERE id = 1")
+                .fetch_one(&mut writer)
+                .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options)
@@ -118,6 +124,7 @@ impl LocalStore {
         Ok(LocalStore {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_path_buf(),
+                instance,
                 readers,
                 writer: tokio::sync::Mutex::new(writer),
                 history: Mutex::new(WatchHistory::new(to_revision(revision), history)),
@@ -128,6 +135,12 @@ impl LocalStore {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// A random identity of this store, stable across restarts. Containers carry it as
+    /// the `orcaops.dev/instance` label, so an orcaops only cleans up its own.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance
     }
 
     pub async fn get(&self, key: &ObjectKey) -> Result<Option<Object>> {

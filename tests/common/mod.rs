@@ -162,18 +162,31 @@ impl Server {
 
     /// Waits until the job's phase is `phase`; returns the job.
     pub fn wait_phase(&self, name: &str, phase: &str, timeout: Duration) -> Value {
+        self.wait_job(name, &format!("reaches {phase}"), timeout, |job| {
+            job.pointer("/status/phase").and_then(Value::as_str) == Some(phase)
+        })
+    }
+
+    /// Waits until `done(job)`; on timeout fails with the last state and the server log.
+    pub fn wait_job(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let mut last = Value::Null;
         let found = poll(timeout, || {
             let job = self.job(name)?;
             last = job.clone();
-            (job.pointer("/status/phase").and_then(Value::as_str) == Some(phase)).then_some(job)
+            done(&job).then_some(job)
         });
         match found {
             Some(job) => job,
             None => panic!(
-                "job {name} did not reach {phase} within {timeout:?}; last seen:\n{}\nserver log tail:\n{}",
+                "job {name} never {what} within {timeout:?}; last seen:\n{}\nserver log tail:\n{}",
                 serde_json::to_string_pretty(&last).unwrap(),
-                tail(&self.log(), 40)
+                tail(&self.log(), 60)
             ),
         }
     }

@@ -238,11 +238,13 @@ async fn record_without_container(
 /// The labels every container of this Job attempt carries; the keys are a public contract.
 pub fn container_labels(
     obj: &Object,
+    instance: &str,
     run: u32,
     attempt: u32,
     nonce: &str,
 ) -> BTreeMap<String, String> {
     BTreeMap::from([
+        (keys::LABEL_INSTANCE.to_string(), instance.to_string()),
         (
             keys::LABEL_WORKSPACE.to_string(),
             obj.metadata.namespace.clone().unwrap_or_default(),
@@ -256,12 +258,10 @@ pub fn container_labels(
     ])
 }
 
-/// The container of one attempt, built from the spec. Pure.
+/// The container of one attempt, built from the spec and its labels. Pure.
 pub fn container_spec(
-    obj: &Object,
     spec: &JobSpec,
-    run: u32,
-    attempt: u32,
+    labels: BTreeMap<String, String>,
     name: &str,
     nonce: &str,
 ) -> ContainerSpec {
@@ -276,7 +276,7 @@ pub fn container_spec(
             .map(|e| (e.name.clone(), e.value.clone()))
             .collect(),
         working_dir: spec.working_dir.clone(),
-        labels: container_labels(obj, run, attempt, nonce),
+        labels,
         // Validation has already rejected quantities that do not parse.
         cpu_millis: resources
             .cpu
@@ -304,7 +304,8 @@ async fn start(
 ) -> Result<crate::runtime::ContainerInfo, RuntimeError> {
     ctx.runtime.ensure_image(&spec.image).await?;
     let nonce = runner::new_nonce();
-    let container = container_spec(obj, spec, run, attempt, name, &nonce);
+    let labels = container_labels(obj, ctx.store.instance_id(), run, attempt, &nonce);
+    let container = container_spec(spec, labels, name, &nonce);
     ctx.runtime.create_and_start(&container).await
 }
 
