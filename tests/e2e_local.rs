@@ -594,3 +594,133 @@ fn cli_reports_an_unreachable_server_with_exit_5() {
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("orcaops serve"));
 }
+
+#[test]
+fn logs_follow_streams_until_the_run_ends() {
+    let server = Server::start();
+    server.write(
+        "slow.yaml",
+        &job_yaml(
+            "slow",
+            "  steps:\n    - name: s\n      run: echo first; sleep 2; echo second\n",
+        ),
+    );
+    server.wait_phase("slow", "Running", T);
+    let started = std::time::Instant::now();
+    let out = server.cli_ok(&["logs", "job", "slow", "-f"]);
+    assert!(out.contains("first") && out.contains("second"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "logs -f ends with the run"
+    );
+    assert_eq!(phase(&server.job("slow").unwrap()), "Succeeded");
+}
+
+#[test]
+fn get_watch_prints_changes() {
+    let server = Server::start();
+    let mut child = std::process::Command::new(BIN)
+        .args(["get", "jobs", "-w", "-o", "name"])
+        .env("ORCAOPS_SERVER", &server.url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.write(
+        "w.yaml",
+        &job_yaml("watched", "  steps:\n    - name: s\n      run: echo\n"),
+    );
+    server.wait_phase("watched", "Succeeded", T);
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ADDED job.orcaops.dev/watched"), "{text}");
+    assert!(text.contains("MODIFIED job.orcaops.dev/watched"), "{text}");
+}
+
+#[test]
+fn apply_reports_bad_documents_and_applies_the_good_ones() {
+    let server = Server::start();
+    let file = server.data_dir.parent().unwrap().join("mixed.yaml");
+    let content = format!(
+        "{}---\n{}",
+        job_yaml("fine", "  steps:\n    - name: s\n      run: echo fine\n"),
+        job_yaml("typo", "  steps:\n    - name: s\n      comand: [echo]\n")
+    );
+    std::fs::write(&file, content).unwrap();
+    let out = server.cli(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mixed.yaml:19:7:"),
+        "names the file and the absolute line: {stderr}"
+    );
+    assert!(
+        stderr.contains("document 2") && stderr.contains("did you mean \"command\""),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("job.orcaops.dev/fine created"));
+    server.wait_phase("fine", "Succeeded", T);
+    assert!(server.job("typo").is_none());
+}
+
+#[test]
+fn the_api_answers_invalid_requests_with_kubernetes_status_objects() {
+    let server = Server::start();
+    let post = |body: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/yaml",
+                "--data-binary",
+                body,
+            ])
+            .arg(format!(
+                "{}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs",
+                server.url
+            ))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let invalid = post(&job_yaml(
+        "bad",
+        "  steps:\n    - name: s\n      run: echo\n      timeout: 3\n",
+    ));
+    assert_eq!(invalid["kind"], "Status");
+    assert_eq!(invalid["reason"], "Invalid");
+    assert_eq!(invalid["code"], 422);
+    let cause = &invalid["details"]["causes"][0];
+    assert!(
+        cause["field"].as_str().unwrap().contains("spec.steps[0]"),
+        "{invalid}"
+    );
+    let created = post(&job_yaml(
+        "good",
+        "  steps:\n    - name: s\n      run: echo\n",
+    ));
+    assert_eq!(created["metadata"]["name"], "good");
+    let again = post(&job_yaml(
+        "good",
+        "  steps:\n    - name: s\n      run: echo\n",
+    ));
+    assert_eq!(again["reason"], "AlreadyExists");
+    assert_eq!(again["code"], 409);
+    let missing = std::process::Command::new("curl")
+        .args([
+            "-s",
+            &format!(
+                "{}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs/nope",
+                server.url
+            ),
+        ])
+        .output()
+        .unwrap();
+    let missing: Value = serde_json::from_slice(&missing.stdout).unwrap();
+    assert_eq!(missing["reason"], "NotFound");
+}
