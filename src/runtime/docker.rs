@@ -141,12 +141,21 @@ impl DockerRuntime {
             Err(e) => return Err(e.into()),
         };
         match self.docker.start_container(&id, None).await {
-            // 304: someone else started it in between.
             Ok(()) => {}
-            Err(e) if status(&e) == Some(304) => {}
+            // 304: someone else started it in between.
+            Err(e) if status(&e) == Some(304) => return self.inspect_required(&id).await,
             Err(e) => return Err(e.into()),
         }
-        self.inspect_required(&id).await
+        // Just started: what we know is enough, and an inspect here would sit on the
+        // critical path of every job.
+        Ok(ContainerInfo {
+            id,
+            name: spec.name.clone(),
+            labels: spec.labels.clone(),
+            state: ContainerState::Running,
+            started_at: Some(chrono::Utc::now()),
+            finished_at: None,
+        })
     }
 
     /// All containers (running or not) having every given label `key=value`.

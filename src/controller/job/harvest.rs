@@ -32,7 +32,7 @@ pub(super) async fn harvest(
     run: u32,
     attempt: u32,
     forced: Option<AttemptOutcome>,
-) -> Result<(), ControllerError> {
+) -> Result<AttemptRecord, ControllerError> {
     if forced.is_some() {
         ctx.runtime.stop(&container.id, STOP_GRACE_SECS).await?;
     }
@@ -146,7 +146,7 @@ pub(super) async fn harvest(
             warn!(container = %id, error = %e, "cannot remove a harvested container");
         }
     });
-    Ok(())
+    Ok(record)
 }
 
 struct Output {

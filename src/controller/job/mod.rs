@@ -44,30 +44,63 @@ pub async fn reconcile(
     let Some(obj) = ctx.store.get(key).await? else {
         return Ok(None);
     };
-    let observed = observe(ctx, key, &obj).await?;
-    let decision = decide(&observed);
-    let uid = obj.metadata.uid.clone();
+    let mut observed = observe(ctx, key, &obj).await?;
+    let stored_status = observed.status.clone();
+    let mut events = Vec::new();
     let mut deleted = false;
-    for action in decision.actions {
-        match action {
-            JobAction::DeleteJob => {
-                info!(reason = "ttlSecondsAfterFinished", "deleting finished job");
-                match ctx.store.delete(key).await {
-                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
+    // Harvesting the current attempt makes its record known at once: decide again
+    // with it, so a run finishes in one reconcile and one status write.
+    let mut decision = decide(&observed);
+    for pass in 0..3 {
+        let mut harvested = Vec::new();
+        for action in std::mem::take(&mut decision.actions) {
+            match action {
+                JobAction::DeleteJob => {
+                    info!(reason = "ttlSecondsAfterFinished", "deleting finished job");
+                    match ctx.store.delete(key).await {
+                        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    deleted = true;
                 }
-                deleted = true;
+                action => harvested.extend(act(ctx, &obj, &observed.spec, action).await?),
             }
-            action => act(ctx, &obj, &observed.spec, action).await?,
         }
+        events.append(&mut decision.events);
+        let current = (decision.status.run, decision.status.attempt);
+        let again = harvested
+            .iter()
+            .any(|r| (Some(r.run), Some(r.attempt)) == current);
+        if deleted || !again || pass == 2 {
+            break;
+        }
+        for record in harvested {
+            observed
+                .containers
+                .retain(|c| c.name != record.container_name);
+            observed.harvested.insert((record.run, record.attempt));
+            if Some(record.run) == decision.status.run {
+                observed.attempts.push(record);
+            }
+        }
+        observed.status = decision.status.clone();
+        observed.now = Utc::now();
+        decision = decide(&observed);
     }
     let involved = InvolvedObject {
         kind: Kind::Job.as_str().into(),
         namespace: key.namespace.clone(),
         name: key.name.clone(),
-        uid,
+        uid: obj.metadata.uid.clone(),
     };
-    for (type_, reason, message) in decision.events {
+    // The status first: it is what clients wait for; events are for people.
+    if !deleted && decision.status != stored_status {
+        let status = serde_json::to_value(&decision.status).map_err(|e| invalid(key, e))?;
+        ctx.store
+            .update_status(key, &obj.metadata.resource_version, status)
+            .await?;
+    }
+    for (type_, reason, message) in events {
         ctx.store
             .record_event(NewEvent {
                 involved: involved.clone(),
@@ -79,12 +112,6 @@ pub async fn reconcile(
     }
     if deleted {
         return Ok(None);
-    }
-    if decision.status != observed.status {
-        let status = serde_json::to_value(&decision.status).map_err(|e| invalid(key, e))?;
-        ctx.store
-            .update_status(key, &obj.metadata.resource_version, status)
-            .await?;
     }
     Ok(decision.requeue_after)
 }
@@ -132,7 +159,7 @@ async fn act(
     obj: &Object,
     spec: &JobSpec,
     action: JobAction,
-) -> Result<(), ControllerError> {
+) -> Result<Option<AttemptRecord>, ControllerError> {
     let key = obj.key();
     match action {
         JobAction::Start {
@@ -144,7 +171,7 @@ async fn act(
             match start(ctx, obj, spec, run, attempt, &container_name).await {
                 Ok(container) => {
                     ctx.follow(&key, obj, &container, run, attempt);
-                    Ok(())
+                    Ok(None)
                 }
                 Err(RuntimeError::ImageUnavailable { image, reason }) => {
                     let message = format!("image \"{image}\" is not available: {reason}");
@@ -159,6 +186,7 @@ async fn act(
                         message,
                     )
                     .await
+                    .map(Some)
                 }
                 Err(e) => Err(e.into()),
             }
@@ -169,7 +197,7 @@ async fn act(
             attempt,
         } => {
             ctx.follow(&key, obj, &container, run, attempt);
-            Ok(())
+            Ok(None)
         }
         JobAction::Harvest {
             container,
@@ -178,12 +206,14 @@ async fn act(
             forced,
         } => {
             ctx.unfollow(&container.id);
-            harvest::harvest(ctx, obj, spec, &container, run, attempt, forced).await
+            harvest::harvest(ctx, obj, spec, &container, run, attempt, forced)
+                .await
+                .map(Some)
         }
         JobAction::Remove { container } => {
             ctx.unfollow(&container.id);
             ctx.runtime.remove(&container.id).await?;
-            Ok(())
+            Ok(None)
         }
         JobAction::RecordLost {
             run,
@@ -203,8 +233,12 @@ async fn act(
                 message,
             )
             .await
+            .map(Some)
         }
-        JobAction::RecordRun(record) => Ok(ctx.store.put_run(&record).await?),
+        JobAction::RecordRun(record) => {
+            ctx.store.put_run(&record).await?;
+            Ok(None)
+        }
         JobAction::DeleteJob => unreachable!("handled by reconcile"),
     }
 }
@@ -217,7 +251,8 @@ async fn record_without_container(
     container_name: String,
     outcome: AttemptOutcome,
     message: String,
-) -> Result<(), ControllerError> {
+) -> Result<AttemptRecord, ControllerError> {
+    // Look again even if this reconcile stops re-deciding before using the record.
     ctx.queue.add(obj.key());
     let record = AttemptRecord {
         uid: obj.metadata.uid.clone(),
@@ -232,7 +267,8 @@ async fn record_without_container(
         steps: Vec::new(),
         artifacts: Vec::new(),
     };
-    Ok(ctx.store.put_attempt(&record).await?)
+    ctx.store.put_attempt(&record).await?;
+    Ok(record)
 }
 
 /// The labels every container of this Job attempt carries; the keys are a public contract.
