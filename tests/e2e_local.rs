@@ -724,3 +724,28 @@ fn the_api_answers_invalid_requests_with_kubernetes_status_objects() {
     let missing: Value = serde_json::from_slice(&missing.stdout).unwrap();
     assert_eq!(missing["reason"], "NotFound");
 }
+
+#[test]
+fn a_second_process_cannot_share_a_data_dir() {
+    let server = Server::start();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "run",
+            "--embedded",
+            "--data-dir",
+            server.data_dir.to_str().unwrap(),
+            "--image",
+            IMAGE,
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by another orcaops"), "{stderr}");
+    assert!(
+        server.cli(&["get", "jobs"]).status.success(),
+        "the server is undisturbed"
+    );
+}

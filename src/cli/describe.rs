@@ -70,18 +70,18 @@ pub async fn describe(client: &ApiClient, key: &ObjectKey) -> Result<u8, CliErro
             out.push_str(&indent(&to_yaml(&obj.status), "  "));
         }
     }
-    let path = format!(
-        "/api/v1/namespaces/{}/events?fieldSelector={}&limit=15",
-        if key.namespace.is_empty() {
-            "-"
-        } else {
-            &key.namespace
-        },
-        urlencode(&format!(
-            "involvedObject.kind={},involvedObject.name={}",
-            key.kind, key.name
-        ))
-    );
+    let selector = urlencode(&format!(
+        "involvedObject.kind={},involvedObject.name={}",
+        key.kind, key.name
+    ));
+    let path = if key.namespace.is_empty() {
+        format!("/api/v1/events?fieldSelector={selector}&limit=15")
+    } else {
+        format!(
+            "/api/v1/namespaces/{}/events?fieldSelector={selector}&limit=15",
+            key.namespace
+        )
+    };
     let events: Vec<Event> = client
         .json(Method::GET, &path, None)
         .await

@@ -67,7 +67,33 @@ pub(super) fn job_spec(p: &mut Problems, at: &str, spec: &JobSpec) {
     artifacts(p, at, spec);
 }
 
+/// The steps travel to the container as one argument of the runner shell, and Linux
+/// caps one argument at 128 KiB; keep well below it.
+pub const MAX_SCRIPT_BYTES: usize = 96 * 1024;
+
 fn steps(p: &mut Problems, at: &str, steps: &[Step]) {
+    let script_bytes: usize = steps
+        .iter()
+        .map(|s| {
+            s.run.as_ref().map_or(0, String::len)
+                + s.command
+                    .iter()
+                    .flatten()
+                    .map(|a| a.len() + 3)
+                    .sum::<usize>()
+        })
+        .sum();
+    if script_bytes > MAX_SCRIPT_BYTES {
+        p.push(
+            format!("{at}.steps"),
+            format!(
+                "the steps hold {} KiB of script, over the limit of {} KiB",
+                script_bytes / 1024,
+                MAX_SCRIPT_BYTES / 1024
+            ),
+            "put long scripts into the image (or a file the job fetches) and call them from a step",
+        );
+    }
     if steps.is_empty() {
         p.push(
             format!("{at}.steps"),

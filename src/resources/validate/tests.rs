@@ -280,3 +280,16 @@ fn a_spec_that_does_not_match_the_schema_is_one_error() {
     let obj = job(json!({"image": 5}));
     assert_eq!(fields(&obj), ["spec"]);
 }
+
+#[test]
+fn steps_too_large_for_one_argument_are_refused() {
+    let big = "echo x\n".repeat(20_000);
+    let obj = job(json!({"image": "alpine", "steps": [{"name": "a", "run": big}]}));
+    let problems = validate(&obj);
+    assert!(
+        problems
+            .iter()
+            .any(|e| e.field == "spec.steps" && e.message.contains("KiB")),
+        "{problems:?}"
+    );
+}
