@@ -1,25 +1,22 @@
-//! Job subresources (log, cancel, rerun, runs, artifacts) and events.
-
-use std::path::PathBuf;
-use std::time::Duration;
+//! Job subresources (cancel, rerun, runs, artifacts) and events; logs are in `logs.rs`.
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
 
-use super::objects::async_stream;
 use super::{AppState, error::ApiError};
 use crate::records::{self, RunRecord};
 use crate::resources::job::{JobSpec, JobStatus};
 use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::store::StoreError;
 
-fn job_key(ns: &str, plural: &str, name: &str) -> Result<ObjectKey, ApiError> {
+pub(super) fn job_key(ns: &str, plural: &str, name: &str) -> Result<ObjectKey, ApiError> {
     match super::objects::kind_for(plural)? {
         Kind::Job => Ok(ObjectKey::new(Kind::Job, ns, name)),
         other => Err(ApiError::not_found(format!(
@@ -29,7 +26,7 @@ fn job_key(ns: &str, plural: &str, name: &str) -> Result<ObjectKey, ApiError> {
     }
 }
 
-fn job_status(obj: &Object) -> JobStatus {
+pub(super) fn job_status(obj: &Object) -> JobStatus {
     serde_json::from_value(obj.status.clone()).unwrap_or_default()
 }
 
@@ -123,26 +120,15 @@ pub(super) async fn runs(
     Ok(Json(json!({ "kind": "RunList", "items": runs })))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct LogQuery {
-    run: Option<u32>,
-    attempt: Option<u32>,
-    step: Option<String>,
-    #[serde(default)]
-    follow: Option<String>,
-    tail_lines: Option<usize>,
-}
-
 /// Which object (uid) and run a log or artifact request means.
-struct RunTarget {
-    uid: String,
-    run: u32,
-    live: bool,
-    spec: Option<JobSpec>,
+pub(super) struct RunTarget {
+    pub uid: String,
+    pub run: u32,
+    pub live: bool,
+    pub spec: Option<JobSpec>,
 }
 
-async fn resolve_run(
+pub(super) async fn resolve_run(
     state: &AppState,
     key: &ObjectKey,
     run: Option<u32>,
@@ -204,121 +190,6 @@ async fn resolve_run(
     }
 }
 
-fn latest_attempt(dir: &std::path::Path) -> Option<u32> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix("attempt-")?
-                .strip_suffix(".log")?
-                .parse()
-                .ok()
-        })
-        .max()
-}
-
-pub(super) async fn log(
-    State(state): State<AppState>,
-    Path((ns, plural, name)): Path<(String, String, String)>,
-    Query(q): Query<LogQuery>,
-) -> Result<Response, ApiError> {
-    let key = job_key(&ns, &plural, &name)?;
-    let target = resolve_run(&state, &key, q.run).await?;
-    let dir = records::run_dir(state.store.data_dir(), &ns, &name, &target.uid, target.run);
-    let follow = matches!(q.follow.as_deref(), Some("true" | "1"));
-    let attempt = q.attempt.or_else(|| latest_attempt(&dir)).unwrap_or(1);
-    let path: PathBuf = match &q.step {
-        None => records::attempt_log(&dir, attempt),
-        Some(step) => {
-            let index = target
-                .spec
-                .as_ref()
-                .and_then(|s| s.steps.iter().position(|x| &x.name == step));
-            let found = match index {
-                Some(i) => Some(records::step_log(&dir, attempt, i, step)),
-                // Without the spec (a deleted job), find the step file by its name.
-                None => std::fs::read_dir(dir.join(format!("attempt-{attempt}")))
-                    .ok()
-                    .and_then(|entries| {
-                        entries.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
-                            p.file_name()
-                                .and_then(|n| n.to_str())
-                                .is_some_and(|n| n.ends_with(&format!("-{step}.log")))
-                        })
-                    }),
-            };
-            found.ok_or_else(|| ApiError::not_found(format!("step \"{step}\" in job {name}")))?
-        }
-    };
-    if !follow || !target.live {
-        let text = match tokio::fs::read_to_string(&path).await {
-            Ok(text) => text,
-            Err(_) if target.live => String::new(),
-            Err(_) => {
-                return Err(ApiError::not_found(format!(
-                    "logs of run {} attempt {attempt} of job {name}",
-                    target.run
-                )));
-            }
-        };
-        let text = match q.tail_lines {
-            Some(n) => {
-                let lines: Vec<&str> = text.lines().collect();
-                let mut t = lines[lines.len().saturating_sub(n)..].join("\n");
-                if !t.is_empty() {
-                    t.push('\n');
-                }
-                t
-            }
-            None => text,
-        };
-        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
-    }
-    let run = target.run;
-    let stream = async_stream(move |tx| async move {
-        let mut offset = 0u64;
-        loop {
-            let finished = match state.store.get(&key).await {
-                Ok(Some(obj)) => {
-                    let status = job_status(&obj);
-                    status.run != Some(run)
-                        || status.phase.is_finished()
-                        || status.attempt.is_some_and(|a| a > attempt)
-                }
-                _ => true,
-            };
-            if let Ok(mut file) = tokio::fs::File::open(&path).await
-                && file.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
-            {
-                let mut buf = Vec::new();
-                if file.read_to_end(&mut buf).await.is_ok() && !buf.is_empty() {
-                    offset += buf.len() as u64;
-                    if tx
-                        .send(Ok::<_, std::io::Error>(Bytes::from(buf)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-            if finished {
-                return;
-            }
-            tokio::select! {
-                _ = state.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(150)) => {}
-            }
-        }
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        Body::from_stream(stream),
-    )
-        .into_response())
-}
-
 #[derive(Deserialize, Default)]
 pub(super) struct ArtifactQuery {
     run: Option<u32>,
@@ -358,31 +229,64 @@ pub(super) async fn artifact(
         (format!("{artifact}.tar"), "application/x-tar"),
     ] {
         let path = dir.join(&file_name);
-        if let Ok(file) = tokio::fs::File::open(&path).await {
-            let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
-            let mut response = (
-                [
-                    (header::CONTENT_TYPE, content_type.to_string()),
-                    (header::CONTENT_LENGTH, len.to_string()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"{file_name}\""),
-                    ),
-                ],
-                body,
+        let Ok(file) = tokio::fs::File::open(&path).await else {
+            continue;
+        };
+        let internal = |e: std::io::Error| {
+            tracing::error!(path = %path.display(), error = %e, "cannot read an artifact");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "internal error; see the server log",
             )
-                .into_response();
-            if let Some(sha) = sha.as_deref().and_then(|s| s.parse().ok()) {
-                response.headers_mut().insert("x-checksum-sha256", sha);
-            }
-            return Ok(response);
+        };
+        let len = file.metadata().await.map_err(internal)?.len();
+        // The run record has the digest; an artifact without one is hashed here, so the
+        // header is never missing or wrong.
+        let sha = match &sha {
+            Some(sha) => sha.clone(),
+            None => sha256_of(&path).await.map_err(internal)?,
+        };
+        let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+        let mut response = (
+            [
+                (header::CONTENT_TYPE, content_type.to_string()),
+                (header::CONTENT_LENGTH, len.to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{file_name}\""),
+                ),
+            ],
+            body,
+        )
+            .into_response();
+        if let Ok(value) = sha.parse() {
+            response.headers_mut().insert("x-checksum-sha256", value);
         }
+        return Ok(response);
     }
     Err(ApiError::not_found(format!(
         "artifact \"{artifact}\" of run {} of job {name}",
         target.run
     )))
+}
+
+async fn sha256_of(path: &std::path::Path) -> std::io::Result<String> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[derive(Deserialize, Default)]

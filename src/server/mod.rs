@@ -3,7 +3,13 @@
 
 mod error;
 mod jobs;
+mod layers;
+mod list;
+mod logs;
 mod objects;
+mod selector;
+mod status;
+mod watch;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,12 +17,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 use tracing::info;
 
 pub use error::{ApiError, Status, StatusCause, StatusDetails};
+pub use layers::REQUEST_TIMEOUT;
+pub use watch::BOOKMARK_INTERVAL;
 
 use crate::runtime::DockerRuntime;
 use crate::store::LocalStore;
@@ -62,10 +71,18 @@ pub fn router(state: AppState) -> Router {
                 .delete(objects::delete_namespaced),
         )
         .route(
-            &format!("{ns}/{{name}}/status"),
-            get(objects::get_namespaced),
+            &format!("{BASE}/{{plural}}/{{name}}/status"),
+            get(objects::get_cluster)
+                .put(status::replace_cluster)
+                .patch(status::patch_cluster),
         )
-        .route(&format!("{ns}/{{name}}/log"), get(jobs::log))
+        .route(
+            &format!("{ns}/{{name}}/status"),
+            get(objects::get_namespaced)
+                .put(status::replace_namespaced)
+                .patch(status::patch_namespaced),
+        )
+        .route(&format!("{ns}/{{name}}/log"), get(logs::log))
         .route(&format!("{ns}/{{name}}/cancel"), post(jobs::cancel))
         .route(&format!("{ns}/{{name}}/rerun"), post(jobs::rerun))
         .route(&format!("{ns}/{{name}}/runs"), get(jobs::runs))
@@ -80,13 +97,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(jobs::events_all))
         .fallback(|| async { ApiError::not_found("the requested resource") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(layers::timeout())
+        // Outside the timeout, so that a timed-out request also gets a Status body.
+        .layer(axum::middleware::map_response(layers::status_bodies))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    let unready =
+        |what: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", what);
     if let Err(e) = state.store.current_resource_version().await {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"));
+        return unready(format!("store: {e}")).into_response();
     }
     if let Err(e) = tokio::time::timeout(Duration::from_secs(2), state.runtime.ping())
         .await
@@ -96,9 +118,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
             })
         })
     {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("docker: {e}"));
+        return unready(format!("docker: {e}")).into_response();
     }
-    (StatusCode::OK, "ok".into())
+    "ok".into_response()
 }
 
 /// Serves the API on `listener` until `state.shutdown` is cancelled.

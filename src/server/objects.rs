@@ -1,22 +1,16 @@
 //! list, watch, get, create, apply, replace and delete for every kind.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
-
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use serde_json::Value;
 
+use super::list::ListQuery;
 use super::{AppState, error::ApiError};
 use crate::resources::parse::parse_documents;
-use crate::resources::{API_VERSION, Kind, Object, ObjectKey};
-use crate::store::{WatchEvent, WatchEventType};
+use crate::resources::{Kind, Object, ObjectKey};
 
 pub(super) fn kind_for(plural: &str) -> Result<Kind, ApiError> {
     Kind::ALL
@@ -42,152 +36,20 @@ fn key_for(plural: &str, ns: Option<&str>, name: &str) -> Result<ObjectKey, ApiE
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct ListQuery {
-    #[serde(default)]
-    watch: Option<String>,
-    #[serde(default)]
-    resource_version: Option<String>,
-    #[serde(default)]
-    label_selector: Option<String>,
-}
-
-/// `a=b,c!=d,e` — equality-based selectors, as kubectl's `-l`.
-pub(super) fn matches_selector(labels: &BTreeMap<String, String>, selector: &str) -> bool {
-    selector
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .all(|term| {
-            if let Some((k, v)) = term.split_once("!=") {
-                labels.get(k.trim()).map(String::as_str) != Some(v.trim())
-            } else if let Some((k, v)) = term.split_once('=') {
-                let v = v.trim_start_matches('=');
-                labels.get(k.trim()).map(String::as_str) == Some(v.trim())
-            } else if let Some(k) = term.strip_prefix('!') {
-                !labels.contains_key(k)
-            } else {
-                labels.contains_key(term)
-            }
-        })
-}
-
 pub(super) async fn list_all(
-    state: State<AppState>,
+    State(state): State<AppState>,
     Path(plural): Path<String>,
-    query: Query<ListQuery>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    list(state, plural, None, query.0).await
+    super::list::list(state, kind_for(&plural)?, None, query).await
 }
 
 pub(super) async fn list_namespaced(
-    state: State<AppState>,
-    Path((ns, plural)): Path<(String, String)>,
-    query: Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    list(state, plural, Some(ns), query.0).await
-}
-
-async fn list(
     State(state): State<AppState>,
-    plural: String,
-    ns: Option<String>,
-    query: ListQuery,
+    Path((ns, plural)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let kind = kind_for(&plural)?;
-    let ns = ns.filter(|_| kind.namespaced());
-    let selector = query.label_selector.clone().unwrap_or_default();
-    if matches!(query.watch.as_deref(), Some("true" | "1")) {
-        return watch(state, kind, ns, selector, query.resource_version).await;
-    }
-    let (items, rv) = state.store.list(kind, ns.as_deref()).await?;
-    let items: Vec<Object> = items
-        .into_iter()
-        .filter(|o| matches_selector(&o.metadata.labels, &selector))
-        .collect();
-    Ok(Json(json!({
-        "apiVersion": API_VERSION,
-        "kind": format!("{}List", kind.as_str()),
-        "metadata": { "resourceVersion": rv },
-        "items": items,
-    }))
-    .into_response())
-}
-
-/// A watch: newline-delimited `{"type", "object"}` events. Without a resourceVersion it
-/// starts with an ADDED event for every existing object, as Kubernetes does.
-async fn watch(
-    state: AppState,
-    kind: Kind,
-    ns: Option<String>,
-    selector: String,
-    rv: Option<String>,
-) -> Result<Response, ApiError> {
-    let (initial, mut rx) = match rv.as_deref().filter(|rv| !rv.is_empty() && *rv != "0") {
-        Some(rv) => state
-            .store
-            .watch_since(rv)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::GONE, "Expired", e.to_string()))?,
-        None => {
-            let rx = state.store.watch();
-            let (items, _) = state.store.list(kind, ns.as_deref()).await?;
-            let events = items
-                .into_iter()
-                .map(|object| WatchEvent {
-                    type_: WatchEventType::Added,
-                    object,
-                })
-                .collect();
-            (events, rx)
-        }
-    };
-    let wanted = move |e: &WatchEvent| {
-        e.object.kind == kind
-            && ns
-                .as_deref()
-                .is_none_or(|ns| e.object.metadata.namespace.as_deref() == Some(ns))
-            && matches_selector(&e.object.metadata.labels, &selector)
-    };
-    let wanted2 = wanted.clone();
-    let shutdown = state.shutdown.clone();
-    let live = async_stream(move |tx| async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                event = rx.recv() => match event {
-                    Ok(e) if wanted2(&e) => { if tx.send(e).await.is_err() { break } }
-                    Ok(_) => {}
-                    // A watcher that fell behind must list again, as with a 410 in Kubernetes.
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
-                }
-            }
-        }
-    });
-    let initial = futures::stream::iter(initial.into_iter().filter(wanted));
-    let body = initial.chain(live).map(|e| {
-        let mut line = serde_json::to_vec(&e).unwrap_or_default();
-        line.push(b'\n');
-        Ok::<_, Infallible>(Bytes::from(line))
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
-    )
-        .into_response())
-}
-
-/// A stream fed by a task; the task stops when the receiver is dropped.
-pub(super) fn async_stream<T, F, Fut>(f: F) -> impl futures::Stream<Item = T>
-where
-    T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(f(tx));
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    super::list::list(state, kind_for(&plural)?, Some(ns), query).await
 }
 
 pub(super) async fn get_cluster(
@@ -398,23 +260,4 @@ pub(super) async fn delete_namespaced(
             .delete(&key_for(&plural, Some(&ns), &name)?)
             .await?,
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_selectors() {
-        let labels = BTreeMap::from([
-            ("app".to_string(), "web".to_string()),
-            ("tier".to_string(), "db".to_string()),
-        ]);
-        assert!(matches_selector(&labels, ""));
-        assert!(matches_selector(&labels, "app=web"));
-        assert!(matches_selector(&labels, "app==web,tier"));
-        assert!(!matches_selector(&labels, "app=api"));
-        assert!(matches_selector(&labels, "app!=api,!missing"));
-        assert!(!matches_selector(&labels, "missing"));
-    }
 }

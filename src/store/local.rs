@@ -50,6 +50,14 @@ const UPSERT_OBJECT: &str = "INSERT INTO objects (kind, namespace, name, uid, re
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (kind, namespace, name) DO UPDATE SET \
      uid = excluded.uid, resource_version = excluded.resource_version, document = excluded.document";
+// A page of a list: the objects of a kind (in one namespace when ?2 is not NULL) after
+// the key (?3, ?4), in key order. The empty key sorts before every stored one (names are
+// never empty), so the first page starts after ('', '').
+const SELECT_PAGE: &str = "SELECT document FROM objects \
+     WHERE kind = ?1 AND (?2 IS NULL OR namespace = ?2) AND (namespace, name) > (?3, ?4) \
+     ORDER BY namespace, name LIMIT ?5";
+const COUNT_PAGE: &str = "SELECT COUNT(*) FROM objects \
+     WHERE kind = ?1 AND (?2 IS NULL OR namespace = ?2) AND (namespace, name) > (?3, ?4)";
 const DELETE_OBJECT: &str = "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3";
 
 /// The SQLite store of local mode. Cloning is cheap and every clone is the same store.
@@ -74,6 +82,15 @@ struct Inner {
     /// Taken briefly, and only inside `writer` when both are held.
     history: Mutex<WatchHistory>,
     feed: broadcast::Sender<WatchEvent>,
+}
+
+/// One page of a list; see [`LocalStore::list_page`].
+#[derive(Debug)]
+pub struct ListPage {
+    pub items: Vec<Object>,
+    pub resource_version: String,
+    /// How many objects follow the page (0 when it is the last one).
+    pub remaining: usize,
 }
 
 /// The result of one object write.
@@ -158,35 +175,63 @@ impl LocalStore {
     /// cluster-scoped kinds), sorted by namespace and name, with the resourceVersion they
     /// are current at: watch from there with [`watch_since`](Self::watch_since).
     pub async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<(Vec<Object>, String)> {
+        let page = self.list_page(kind, namespace, None, None).await?;
+        Ok((page.items, page.resource_version))
+    }
+
+    /// One page of [`list`](Self::list): the objects after `after` (by namespace, then
+    /// name), at most `limit` of them, how many more follow, and the resourceVersion the
+    /// page is current at.
+    pub async fn list_page(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+    ) -> Result<ListPage> {
+        let namespace = namespace.filter(|_| kind.namespaced());
+        let (after_ns, after_name) = after.unwrap_or(("", ""));
+        // -1 is SQLite's "no limit"; one more than asked tells whether more follow.
+        let fetch = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX - 1) + 1);
         // One read transaction is one snapshot: the objects and the version agree.
         let mut tx = self.inner.readers.begin().await?;
-        let documents: Vec<String> =
-            match namespace.filter(|_| kind.namespaced()) {
-                Some(namespace) => sqlx::query_scalar(
-                    "SELECT document FROM objects WHERE kind = ?1 AND namespace = ?2 ORDER BY name",
-                )
+        let mut documents: Vec<String> = sqlx::query_scalar(SELECT_PAGE)
+            .bind(kind.as_str())
+            .bind(namespace)
+            .bind(after_ns)
+            .bind(after_name)
+            .bind(fetch)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut remaining = 0;
+        if let Some(limit) = limit
+            && documents.len() > limit
+        {
+            documents.truncate(limit);
+            let count: i64 = sqlx::query_scalar(COUNT_PAGE)
                 .bind(kind.as_str())
                 .bind(namespace)
-                .fetch_all(&mut *tx)
-                .await?,
-                None => {
-                    sqlx::query_scalar(
-                        "SELECT document FROM objects WHERE kind = ?1 ORDER BY namespace, name",
-                    )
-                    .bind(kind.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?
-                }
-            };
+                .bind(after_ns)
+                .bind(after_name)
+                .fetch_one(&mut *tx)
+                .await?;
+            remaining = usize::try_from(count)
+                .unwrap_or_default()
+                .saturating_sub(limit);
+        }
         let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        let objects = documents
+        let items = documents
             .iter()
             .map(|d| parse_object(d))
             .collect::<Result<Vec<_>>>()?;
-        Ok((objects, revision.to_string()))
+        Ok(ListPage {
+            items,
+            resource_version: revision.to_string(),
+            remaining,
+        })
     }
 
     /// Stores a new object: assigns uid, generation 1, creationTimestamp and
@@ -289,6 +334,13 @@ impl LocalStore {
         Ok((history.since(revision, rv)?, receiver))
     }
 
+    /// Whether a watch from `rv` can still be served without listing again: false once
+    /// the events after it have left the in-memory history (or it was never reached).
+    pub fn can_resume_from(&self, rv: &str) -> bool {
+        rv.parse()
+            .is_ok_and(|revision| self.inner.history().covers(revision))
+    }
+
     /// The resourceVersion of the newest change published to watchers.
     pub async fn current_resource_version(&self) -> Result<String> {
         Ok(self.inner.history().head().to_string())
@@ -326,6 +378,7 @@ impl Inner {
             .fetch_optional(&mut *tx)
             .await?;
         let existing = document.as_deref().map(parse_object).transpose()?;
+        let previous = existing.clone().map(Arc::new);
         let (mut object, type_) = match decide(existing) {
             Ok(Decision::Put(object, type_)) => (object, type_),
             Ok(Decision::Remove(object)) => (object, WatchEventType::Deleted),
@@ -368,6 +421,7 @@ impl Inner {
         let event = WatchEvent {
             type_,
             object: object.clone(),
+            previous: previous.filter(|_| type_ == WatchEventType::Modified),
         };
         let mut history = self.history();
         history.push(to_revision(revision), event.clone());

@@ -6,12 +6,14 @@
 pub mod events;
 pub mod local;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::resources::{Object, ObjectKey};
 
 pub use events::{Event, EventType, InvolvedObject, NewEvent};
-pub use local::LocalStore;
+pub use local::{ListPage, LocalStore};
 
 #[derive(thiserror::Error, Debug)]
 pub enum StoreError {
@@ -59,6 +61,21 @@ pub struct WatchEvent {
     #[serde(rename = "type")]
     pub type_: WatchEventType,
     pub object: Object,
+    /// The object before a MODIFIED change (None for ADDED and DELETED). A watch with a
+    /// selector needs it: an object that stops matching is DELETED for that watcher, one
+    /// that starts matching is ADDED, as the Kubernetes watch cache does.
+    #[serde(skip)]
+    pub previous: Option<Arc<Object>>,
+}
+
+impl WatchEvent {
+    pub fn new(type_: WatchEventType, object: Object) -> Self {
+        WatchEvent {
+            type_,
+            object,
+            previous: None,
+        }
+    }
 }
 
 /// What an apply did.

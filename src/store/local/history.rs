@@ -43,11 +43,16 @@ impl WatchHistory {
         self.head = revision;
     }
 
+    /// Whether every event after `revision` is still here.
+    pub(super) fn covers(&self, revision: u64) -> bool {
+        (self.base..=self.head).contains(&revision)
+    }
+
     /// Every event after `revision`. A revision older than the history, or newer than
     /// anything published (the store was reset under the watcher), is Gone: the watcher
     /// can only recover by listing again.
     pub(super) fn since(&self, revision: u64, asked: &str) -> Result<Vec<WatchEvent>> {
-        if revision < self.base || revision > self.head {
+        if !self.covers(revision) {
             return Err(StoreError::Gone {
                 rv: asked.to_string(),
             });
@@ -73,10 +78,7 @@ mod tests {
     fn event(rv: u64) -> WatchEvent {
         let mut object = Object::new(Kind::Job, "default", &format!("job-{rv}"), json!({}));
         object.metadata.resource_version = rv.to_string();
-        WatchEvent {
-            type_: WatchEventType::Added,
-            object,
-        }
+        WatchEvent::new(WatchEventType::Added, object)
     }
 
     fn versions(events: &[WatchEvent]) -> Vec<String> {

@@ -326,3 +326,70 @@ async fn delete_emits_deleted_and_then_not_found() {
     let again = store.create(job("default", "build")).await.unwrap();
     assert_ne!(again.metadata.uid, created.metadata.uid);
 }
+
+#[tokio::test]
+async fn pages_walk_the_keys_in_order_and_count_what_follows() {
+    let (_dir, store) = store().await;
+    for (namespace, name) in [("b", "1"), ("a", "2"), ("a", "1"), ("c", "1"), ("b", "2")] {
+        store.create(job(namespace, name)).await.unwrap();
+    }
+    store
+        .create(Object::new(Kind::Policy, "", "p", json!({})))
+        .await
+        .unwrap();
+    let key = |o: &Object| {
+        format!(
+            "{}/{}",
+            o.metadata.namespace.as_deref().unwrap(),
+            o.metadata.name
+        )
+    };
+    let first = store
+        .list_page(Kind::Job, None, None, Some(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.items.iter().map(key).collect::<Vec<_>>(),
+        ["a/1", "a/2"]
+    );
+    assert_eq!(first.remaining, 3);
+    assert_eq!(first.resource_version, "6");
+    let second = store
+        .list_page(Kind::Job, None, Some(("a", "2")), Some(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.items.iter().map(key).collect::<Vec<_>>(),
+        ["b/1", "b/2"]
+    );
+    assert_eq!(second.remaining, 1);
+    let last = store
+        .list_page(Kind::Job, None, Some(("b", "2")), Some(2))
+        .await
+        .unwrap();
+    assert_eq!(last.items.iter().map(key).collect::<Vec<_>>(), ["c/1"]);
+    assert_eq!(last.remaining, 0);
+    let in_b = store
+        .list_page(Kind::Job, Some("b"), Some(("b", "1")), None)
+        .await
+        .unwrap();
+    assert_eq!(in_b.items.iter().map(key).collect::<Vec<_>>(), ["b/2"]);
+    assert!(store.can_resume_from("6"));
+    assert!(!store.can_resume_from("7"), "a version not reached yet");
+}
+
+#[tokio::test]
+async fn modified_events_carry_the_previous_object() {
+    let (_dir, store) = store().await;
+    let created = store.create(job("default", "a")).await.unwrap();
+    let mut rx = store.watch();
+    store
+        .update_status(&created.key(), "", json!({"phase": "Running"}))
+        .await
+        .unwrap();
+    let event = next(&mut rx).await;
+    assert_eq!(event.type_, WatchEventType::Modified);
+    assert_eq!(event.previous.as_deref(), Some(&created));
+    store.delete(&created.key()).await.unwrap();
+    assert_eq!(next(&mut rx).await.previous, None);
+}
