@@ -91,10 +91,21 @@ pub async fn status_bodies(response: Response) -> Response {
         (false, _) => text,
     };
     let mut status = ApiError::new(code, reason, message).into_response();
-    for name in [header::ALLOW, header::RETRY_AFTER] {
+    for name in [header::ALLOW, header::RETRY_AFTER, header::CONNECTION] {
         if let Some(value) = parts.headers.get(&name) {
             status.headers_mut().insert(name, value.clone());
         }
+    }
+    // The unread rest of a refused body is still on the connection: close it, and say
+    // so, or a client would send its next request on it and lose that request.
+    if matches!(
+        code,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT
+    ) {
+        status.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     status
 }

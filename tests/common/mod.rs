@@ -102,6 +102,22 @@ impl Server {
         }
     }
 
+    /// Stops the server as Ctrl-C or a service manager does (SIGTERM) and waits up to
+    /// `within` for it to exit; returns its exit status, or None if it did not exit.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        let exited = poll(within, || child.try_wait().ok().flatten());
+        if exited.is_none() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        exited
+    }
+
     /// Starts the server again on the same folder, data dir and port.
     pub fn restart(&mut self) {
         self.kill();
