@@ -863,3 +863,51 @@ async fn shutdown_ends_watches_cleanly_and_exits_zero() {
         "the watch ends cleanly, not with an error"
     );
 }
+
+/// `orcaops get -w` outlives the server: it waits through a restart, finds its version
+/// gone (410), lists again, and goes on watching.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn get_watch_survives_a_server_restart() {
+    use std::io::BufRead;
+    let mut server = Server::start();
+    let api = Api::new(&server);
+    api.create_workflow("default", "before", json!({})).await;
+    let mut cli = std::process::Command::new(common::BIN)
+        .args(["get", "workflows", "-w", "-o", "name"])
+        .env("ORCAOPS_SERVER", &server.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = cli.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |wanted: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                if line == wanted {
+                    return;
+                }
+                seen.push(line);
+            }
+        }
+        panic!("get -w never printed {wanted:?}; printed {seen:?}");
+    };
+    wait_for("workflow.orcaops.dev/before");
+    api.create_workflow("default", "live", json!({})).await;
+    wait_for("ADDED workflow.orcaops.dev/live");
+    server.restart();
+    let api = Api::new(&server);
+    api.create_workflow("default", "after", json!({})).await;
+    wait_for("ADDED workflow.orcaops.dev/after");
+    cli.kill().ok();
+    cli.wait().ok();
+}

@@ -123,9 +123,28 @@ impl ApiClient {
         ns: Option<&str>,
         selector: Option<&str>,
     ) -> Result<(Vec<Object>, String), CliError> {
+        self.list_selected(kind, ns, selector, None).await
+    }
+
+    /// A list with label and field selectors, and the resourceVersion to watch it from.
+    pub async fn list_selected(
+        &self,
+        kind: Kind,
+        ns: Option<&str>,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<(Vec<Object>, String), CliError> {
+        let mut query = Vec::new();
+        if let Some(sel) = labels {
+            query.push(format!("labelSelector={}", urlencode(sel)));
+        }
+        if let Some(sel) = fields {
+            query.push(format!("fieldSelector={}", urlencode(sel)));
+        }
         let mut path = collection_path(kind, ns);
-        if let Some(sel) = selector {
-            path.push_str(&format!("?labelSelector={}", urlencode(sel)));
+        if !query.is_empty() {
+            path.push('?');
+            path.push_str(&query.join("&"));
         }
         let value = self.json(Method::GET, &path, None).await?;
         let rv = value
@@ -209,6 +228,7 @@ impl CliError {
     fn from_status(code: StatusCode, status: Status) -> Self {
         let mut e = CliError::usage(status.message);
         e.not_found = code == StatusCode::NOT_FOUND;
+        e.gone = code == StatusCode::GONE;
         e
     }
 }

@@ -7,6 +7,7 @@ mod describe;
 mod output;
 mod run;
 mod serve;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,8 @@ pub struct CliError {
     pub code: u8,
     pub message: String,
     pub not_found: bool,
+    /// The server answered 410: the resourceVersion asked for is too old; list again.
+    pub gone: bool,
 }
 
 impl CliError {
@@ -40,6 +43,7 @@ impl CliError {
             code: exit::USAGE,
             message: message.into(),
             not_found: false,
+            gone: false,
         }
     }
     pub fn unreachable(message: impl Into<String>) -> Self {
@@ -47,6 +51,7 @@ impl CliError {
             code: exit::UNREACHABLE,
             message: message.into(),
             not_found: false,
+            gone: false,
         }
     }
     pub fn with_code(code: u8, message: impl Into<String>) -> Self {
@@ -54,6 +59,7 @@ impl CliError {
             code,
             message: message.into(),
             not_found: false,
+            gone: false,
         }
     }
 }

@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use futures::StreamExt;
 use serde_json::Value;
 
-use super::client::{ApiClient, collection_path, urlencode};
+use super::client::ApiClient;
+use super::watch::{Change, ResumingWatch};
 use super::{CliError, exit, parse_kind};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey};
 
@@ -192,16 +192,20 @@ pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, CliError> {
     let kind = parse_kind(&args.kind)?;
     let ns = (!args.all_namespaces && kind.namespaced()).then_some(args.namespace.as_str());
     let with_ns = args.all_namespaces && kind.namespaced();
-    let (objects, rv) = match &args.name {
-        Some(name) => {
-            let obj = client
-                .get_object(&ObjectKey::new(kind, ns.unwrap_or(""), name))
-                .await?;
-            let rv = obj.metadata.resource_version.clone();
-            (vec![obj], rv)
-        }
-        None => client.list(kind, ns, args.selector.as_deref()).await?,
-    };
+    // One object is a list by name: its version is the list's, which a watch can always
+    // resume from, where the object's own version may be older than the server remembers.
+    let by_name = args.name.as_ref().map(|n| format!("metadata.name={n}"));
+    let (objects, rv) = client
+        .list_selected(kind, ns, args.selector.as_deref(), by_name.as_deref())
+        .await?;
+    if let Some(name) = &args.name
+        && objects.is_empty()
+    {
+        // The server's NotFound, with its message.
+        client
+            .get_object(&ObjectKey::new(kind, ns.unwrap_or(""), name))
+            .await?;
+    }
     if objects.is_empty() && !args.watch {
         match ns {
             Some(ns) => eprintln!("No {} found in workspace {ns}.", kind.plural()),
@@ -215,44 +219,52 @@ pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, CliError> {
     if !args.watch {
         return Ok(exit::OK);
     }
-    let mut path = format!(
-        "{}?watch=true&resourceVersion={rv}",
-        collection_path(kind, ns)
+    let mut watch = ResumingWatch::new(
+        client.clone(),
+        kind,
+        ns,
+        args.selector.as_deref(),
+        by_name.as_deref(),
+        &rv,
     );
-    if let Some(sel) = &args.selector {
-        path.push_str(&format!("&labelSelector={}", urlencode(sel)));
-    }
-    let events = client.json_lines(&path).await?;
-    futures::pin_mut!(events);
-    while let Some(event) = events.next().await {
-        let Some(obj) = event
-            .get("object")
-            .cloned()
-            .and_then(|o| serde_json::from_value::<Object>(o).ok())
-        else {
-            continue;
-        };
-        if args.name.as_ref().is_some_and(|n| *n != obj.metadata.name) {
-            continue;
-        }
-        let kind_of_event = event.get("type").and_then(Value::as_str).unwrap_or("");
-        match args.output {
-            Format::Json => println!("{}", serde_json::to_string(&event).unwrap_or_default()),
-            Format::Yaml => print!("---\n{}", to_yaml(&event)),
-            Format::Name => println!(
-                "{} {}.orcaops.dev/{}",
-                kind_of_event,
-                kind.singular(),
-                obj.metadata.name
-            ),
-            Format::Table | Format::Wide => {
-                let mut cells = row(&obj, args.output == Format::Wide, with_ns);
-                if kind_of_event == "DELETED" {
-                    cells.push("(deleted)".into());
+    loop {
+        match watch.next().await? {
+            Change::Event { type_, object } => {
+                print_event(&type_, &object, kind, args.output, with_ns);
+            }
+            // The server no longer had our version: show the state afresh, as a list.
+            Change::Relisted(objects) => {
+                for object in &objects {
+                    print_event("ADDED", object, kind, args.output, with_ns);
                 }
-                print!("{}", table(&[cells]));
             }
         }
     }
-    Ok(exit::OK)
+}
+
+/// One line (or document) per watch event.
+fn print_event(type_: &str, obj: &Object, kind: Kind, format: Format, with_ns: bool) {
+    match format {
+        Format::Json => {
+            let event = serde_json::json!({ "type": type_, "object": obj });
+            println!("{}", serde_json::to_string(&event).unwrap_or_default());
+        }
+        Format::Yaml => {
+            let event = serde_json::json!({ "type": type_, "object": obj });
+            print!("---\n{}", to_yaml(&event));
+        }
+        Format::Name => println!(
+            "{} {}.orcaops.dev/{}",
+            type_,
+            kind.singular(),
+            obj.metadata.name
+        ),
+        Format::Table | Format::Wide => {
+            let mut cells = row(obj, format == Format::Wide, with_ns);
+            if type_ == "DELETED" {
+                cells.push("(deleted)".into());
+            }
+            print!("{}", table(&[cells]));
+        }
+    }
 }

@@ -12,6 +12,7 @@ use reqwest::Method;
 
 use super::client::{ApiClient, object_path};
 use super::serve::LocalMode;
+use super::watch::{Change, ResumingWatch};
 use super::{CliError, exit};
 use crate::resources::common::EnvVar;
 use crate::resources::job::{JobNetwork, JobPhase, JobSpec, JobStatus, Step};
@@ -178,7 +179,7 @@ async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, CliError> {
         .await?
         .map(|o| status_of(&o).total_runs)
         .unwrap_or(0);
-    let (_, outcome) = client.apply(&obj).await?;
+    let (applied, outcome) = client.apply(&obj).await?;
     if outcome == "unchanged" {
         client
             .json(Method::POST, &format!("{}/rerun", object_path(&key)), None)
@@ -190,37 +191,71 @@ async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, CliError> {
         key.name
     );
 
+    // Wait on a watch of this one job from the version the apply wrote: every status
+    // change arrives as it happens, with no request in between.
+    let (changes_tx, mut changes) =
+        tokio::sync::mpsc::channel::<Result<Option<Object>, CliError>>(16);
+    let watcher = tokio::spawn(watch_job(
+        client.clone(),
+        key.clone(),
+        applied.metadata.resource_version.clone(),
+        changes_tx,
+    ));
+
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
     bar.enable_steady_tick(Duration::from_millis(120));
     let started = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let mut log_task: Option<tokio::task::JoinHandle<()>> = None;
-    let mut poll = tokio::time::interval(Duration::from_millis(150));
+    // Only redraws the elapsed time; it sends no request.
+    let mut redraw = tokio::time::interval(Duration::from_millis(100));
     let mut stdout = std::io::stdout();
+    let mut current = applied;
     let final_status = loop {
+        let status = status_of(&current);
+        let ours = status.run == Some(target);
+        if ours && log_task.is_none() {
+            log_task = Some(tokio::spawn(follow_logs(
+                client.clone(),
+                key.clone(),
+                target,
+                tx.clone(),
+            )));
+        }
+        if ours && status.phase.is_finished() {
+            break status;
+        }
+        let phase = if ours {
+            status.phase.as_str()
+        } else {
+            "Pending"
+        };
         tokio::select! {
             Some(chunk) = rx.recv() => {
                 bar.suspend(|| { let _ = stdout.write_all(&chunk); let _ = stdout.flush(); });
             }
-            _ = poll.tick() => {
-                let Some(current) = client.find_object(&key).await? else {
+            _ = redraw.tick() => {
+                bar.set_message(format!("{} · {phase} · {:.1}s", key.name, started.elapsed().as_secs_f64()));
+            }
+            change = changes.recv() => match change {
+                Some(Ok(Some(obj))) => current = obj,
+                Some(Ok(None)) => {
                     bar.finish_and_clear();
                     return Err(CliError::with_code(exit::FAILED, format!("job {} was deleted while running", key.name)));
-                };
-                let status = status_of(&current);
-                let ours = status.run == Some(target);
-                if ours && log_task.is_none() {
-                    log_task = Some(tokio::spawn(follow_logs(client.clone(), key.clone(), target, tx.clone())));
                 }
-                let phase = if ours { status.phase.as_str() } else { "Pending" };
-                bar.set_message(format!("{} · {phase} · {:.1}s", key.name, started.elapsed().as_secs_f64()));
-                if ours && status.phase.is_finished() {
-                    break status;
+                Some(Err(e)) => {
+                    bar.finish_and_clear();
+                    return Err(e);
+                }
+                None => {
+                    bar.finish_and_clear();
+                    return Err(CliError::unreachable("the watch of the job stopped"));
                 }
             }
         }
     };
+    watcher.abort();
     drop(tx);
     if let Some(task) = log_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -237,6 +272,36 @@ async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, CliError> {
         JobPhase::TimedOut => exit::TIMED_OUT,
         _ => exit::FAILED,
     })
+}
+
+/// Sends every new state of the job (None once it is deleted) until the receiver goes.
+async fn watch_job(
+    client: ApiClient,
+    key: ObjectKey,
+    rv: String,
+    tx: tokio::sync::mpsc::Sender<Result<Option<Object>, CliError>>,
+) {
+    let by_name = format!("metadata.name={}", key.name);
+    let mut watch = ResumingWatch::new(
+        client,
+        key.kind,
+        Some(&key.namespace),
+        None,
+        Some(&by_name),
+        &rv,
+    );
+    loop {
+        let update = match watch.next().await {
+            Ok(Change::Event { type_, .. }) if type_ == "DELETED" => Ok(None),
+            Ok(Change::Event { object, .. }) => Ok(Some(*object)),
+            Ok(Change::Relisted(mut objects)) => Ok(objects.pop()),
+            Err(e) => Err(e),
+        };
+        let stop = !matches!(update, Ok(Some(_)));
+        if tx.send(update).await.is_err() || stop {
+            return;
+        }
+    }
 }
 
 /// Follows the output of every attempt of `run` in turn.
