@@ -9,6 +9,7 @@ mod history;
 mod records;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::future::Future;
 use std::io;
@@ -17,11 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection};
 use tokio::sync::broadcast;
 
 use self::decide::Decision;
@@ -38,14 +39,19 @@ const WATCH_CAPACITY: usize = 4096;
 /// How long a statement waits for a lock held by another process on the same file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: u32 = 8;
+/// How often the WAL is copied back into the database file, off the write path. A
+/// checkpoint run by the committing connection (SQLite's default, every 1000 pages)
+/// stalls that commit and every write queued behind it.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// The writer still checkpoints by itself past this many WAL pages (about 40 MiB), so
+/// the log stays bounded should the background checkpoints stop.
+const WRITER_CHECKPOINT_PAGES: &str = "10000";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const SELECT_OBJECT: &str =
     "SELECT document FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3";
 const SELECT_REVISION: &str = "SELECT revision FROM store_revision WHERE id = 1";
-const NEXT_REVISION: &str =
-    "UPDATE store_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision";
 const UPSERT_OBJECT: &str = "INSERT INTO objects (kind, namespace, name, uid, resource_version, document) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (kind, namespace, name) DO UPDATE SET \
@@ -82,6 +88,8 @@ struct Inner {
     /// Taken briefly, and only inside `writer` when both are held.
     history: Mutex<WatchHistory>,
     feed: broadcast::Sender<WatchEvent>,
+    /// Object writes waiting for the writer (see `write.rs`).
+    pending: Mutex<Vec<write::PendingWrite>>,
 }
 
 /// One page of a list; see [`LocalStore::list_page`].
@@ -124,7 +132,11 @@ impl LocalStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let mut writer = options.connect().await?;
+        let mut writer = options
+            .clone()
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .connect()
+            .await?;
         MIGRATOR.run(&mut writer).await?;
         let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
             .fetch_one(&mut writer)
@@ -138,16 +150,17 @@ impl LocalStore {
             .connect_with(options)
             .await?;
         tracing::debug!(path = %path.display(), revision, "opened the local store");
-        Ok(LocalStore {
-            inner: Arc::new(Inner {
-                data_dir: data_dir.to_path_buf(),
-                instance,
-                readers,
-                writer: tokio::sync::Mutex::new(writer),
-                history: Mutex::new(WatchHistory::new(to_revision(revision), history)),
-                feed: broadcast::channel(WATCH_CAPACITY).0,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            data_dir: data_dir.to_path_buf(),
+            instance,
+            readers,
+            writer: tokio::sync::Mutex::new(writer),
+            history: Mutex::new(WatchHistory::new(to_revision(revision), history)),
+            feed: broadcast::channel(WATCH_CAPACITY).0,
+            pending: Mutex::new(Vec::new()),
+        });
+        spawn_checkpointer(Arc::downgrade(&inner));
+        Ok(LocalStore { inner })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -241,7 +254,7 @@ impl LocalStore {
         let now = Utc::now();
         Ok(self
             .write(obj.key(), move |existing| {
-                decide::create(existing, obj, now)
+                decide::create(existing, obj.clone(), now)
             })
             .await?
             .object)
@@ -258,7 +271,9 @@ impl LocalStore {
         let obj = decide::validated(obj)?;
         let now = Utc::now();
         let written = self
-            .write(obj.key(), move |existing| decide::apply(existing, obj, now))
+            .write(obj.key(), move |existing| {
+                decide::apply(existing, obj.clone(), now)
+            })
             .await?;
         let outcome = match written.event {
             Some(WatchEventType::Added) => ApplyOutcome::Created,
@@ -275,7 +290,9 @@ impl LocalStore {
     pub async fn replace(&self, obj: Object) -> Result<Object> {
         let obj = decide::validated(obj)?;
         Ok(self
-            .write(obj.key(), move |existing| decide::replace(existing, obj))
+            .write(obj.key(), move |existing| {
+                decide::replace(existing, obj.clone())
+            })
             .await?
             .object)
     }
@@ -292,7 +309,8 @@ impl LocalStore {
         let key = decide::stored_key(key);
         let expected = resource_version.to_string();
         let target = key.clone();
-        let decision = move |existing| decide::update_status(existing, &target, &expected, status);
+        let decision =
+            move |existing| decide::update_status(existing, &target, &expected, status.clone());
         Ok(self.write(key, decision).await?.object)
     }
 
@@ -346,14 +364,13 @@ impl LocalStore {
         Ok(self.inner.history().head().to_string())
     }
 
-    /// Runs one object write to completion, even if the caller stops waiting: a write
-    /// committed but never published would leave every watcher with a gap.
+    /// Runs one object write to completion (committed with whatever else is queued),
+    /// even if the caller stops waiting.
     async fn write<D>(&self, key: ObjectKey, decide: D) -> Result<Written>
     where
-        D: FnOnce(Option<Object>) -> Result<Decision> + Send + 'static,
+        D: Fn(Option<Object>) -> Result<Decision> + Send + Sync + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        detached(async move { inner.write(&key, decide).await }).await
+        write::write(&self.inner, key, Box::new(decide)).await
     }
 }
 
@@ -363,75 +380,27 @@ impl Inner {
         // holding the lock cannot have left it half-updated.
         self.history.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    async fn write<D>(&self, key: &ObjectKey, decide: D) -> Result<Written>
-    where
-        D: FnOnce(Option<Object>) -> Result<Decision>,
-    {
-        let mut writer = self.writer.lock().await;
-        // IMMEDIATE takes the write lock up front, so the read below cannot go stale.
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let document: Option<String> = sqlx::query_scalar(SELECT_OBJECT)
-            .bind(key.kind.as_str())
-            .bind(&key.namespace)
-            .bind(&key.name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let existing = document.as_deref().map(parse_object).transpose()?;
-        let previous = existing.clone().map(Arc::new);
-        let (mut object, type_) = match decide(existing) {
-            Ok(Decision::Put(object, type_)) => (object, type_),
-            Ok(Decision::Remove(object)) => (object, WatchEventType::Deleted),
-            Ok(Decision::Keep(object)) => {
-                tx.rollback().await?;
-                return Ok(Written {
-                    object,
-                    event: None,
-                });
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] from a reader connection (PASSIVE: it
+/// never waits for the writer or blocks it), for as long as the store exists.
+fn spawn_checkpointer(inner: std::sync::Weak<Inner>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&inner.readers)
+                .await
+            {
+                tracing::debug!(error = %e, "WAL checkpoint failed; the next one retries");
             }
-            Err(err) => {
-                tx.rollback().await?;
-                return Err(err);
-            }
-        };
-        let revision: i64 = sqlx::query_scalar(NEXT_REVISION)
-            .fetch_one(&mut *tx)
-            .await?;
-        object.metadata.resource_version = revision.to_string();
-        if type_ == WatchEventType::Deleted {
-            sqlx::query(DELETE_OBJECT)
-                .bind(key.kind.as_str())
-                .bind(&key.namespace)
-                .bind(&key.name)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            sqlx::query(UPSERT_OBJECT)
-                .bind(key.kind.as_str())
-                .bind(&key.namespace)
-                .bind(&key.name)
-                .bind(&object.metadata.uid)
-                .bind(revision)
-                .bind(serde_json::to_string(&object)?)
-                .execute(&mut *tx)
-                .await?;
         }
-        tx.commit().await?;
-        tracing::debug!(kind = %key.kind, namespace = %key.namespace, name = %key.name, revision, event = ?type_, "stored");
-        let event = WatchEvent {
-            type_,
-            object: object.clone(),
-            previous: previous.filter(|_| type_ == WatchEventType::Modified),
-        };
-        let mut history = self.history();
-        history.push(to_revision(revision), event.clone());
-        // No receiver is not an error: nobody is watching yet.
-        let _ = self.feed.send(event);
-        Ok(Written {
-            object,
-            event: Some(type_),
-        })
-    }
+    });
 }
 
 /// Runs `work` as its own task, so dropping the caller's future does not cancel it.

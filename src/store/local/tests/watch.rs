@@ -133,3 +133,44 @@ async fn watch_since_a_forgotten_version_is_gone() {
     let (replay, _) = store.watch_since("").await.unwrap();
     assert!(replay.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grouped_writes_keep_each_outcome_and_contiguous_versions() {
+    let (dir, store) = store().await;
+    let mut rx = store.watch();
+    // 40 writers, half of them racing for the same name: a group decides each write on
+    // its own, so exactly one racer wins and the refusals do not disturb the rest.
+    let writers: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let name = if i % 2 == 0 {
+                    "contested".to_string()
+                } else {
+                    format!("job-{i}")
+                };
+                store.create(job("default", &name)).await
+            })
+        })
+        .collect();
+    let (mut won, mut lost) = (0, 0);
+    for writer in writers {
+        match writer.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::AlreadyExists { .. }) => lost += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!((won, lost), (21, 19));
+    let mut versions = Vec::new();
+    for _ in 0..21 {
+        versions.push(event_rv(&next(&mut rx).await));
+    }
+    assert_eq!(versions, (1..=21).collect::<Vec<u64>>());
+    assert_eq!(store.current_resource_version().await.unwrap(), "21");
+    // The revision a group reached is what a reopened store continues from.
+    drop(store);
+    let store = LocalStore::open(dir.path()).await.unwrap();
+    let next_one = store.create(job("default", "after")).await.unwrap();
+    assert_eq!(rv(&next_one), 22);
+}

@@ -1,0 +1,312 @@
+//! API benchmark (run with `cargo bench --bench api`): GET and create throughput and
+//! latency against a release `orcaops serve`, with the load generator in this process on
+//! loopback. It prints figures next to the goals (5,000 GET/s, 1,000 creates/s, p99 under
+//! 20 ms); it asserts nothing, because timings on a shared machine are not a test.
+//!
+//! Each kind of request is measured two ways:
+//! - at the goal rate (open loop: requests are sent on a fixed schedule whatever the
+//!   answers do, and latency counts from the scheduled time, so a slow answer cannot
+//!   hide the queue behind it): the p99 a client sees at that load;
+//! - at saturation (closed loop, 16 requests in flight): the most the server does.
+//!
+//! Every phase is bounded in both requests and time. Created Jobs are suspended, so the
+//! Job controller reconciles each one (a Docker list and a status write) but starts no
+//! container: the figure includes the controller's reaction, as in real use. Workflows
+//! have no controller yet, so their figure is the API and the store alone.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_orcaops");
+const BASE: &str = "/apis/orcaops.dev/v1alpha1/namespaces/bench";
+/// Requests in flight at once: enough to keep both cores busy, few enough that queueing
+/// alone does not push the latency past the goal.
+const CONCURRENCY: usize = 16;
+/// How long each phase runs under `cargo bench`; `cargo test` runs the bench too (a
+/// smoke run that proves it still works) with much shorter phases.
+fn phase_time() -> Duration {
+    if std::env::args().any(|a| a == "--bench") {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_millis(300)
+    }
+}
+const SEEDED: usize = 100;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_server(dir: &Path, data: &Path, port: u16) -> Child {
+    let log = std::fs::File::create(data.with_extension("log")).unwrap();
+    Command::new(BIN)
+        .args(["serve", "--dir"])
+        .arg(dir)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the orcaops binary starts")
+}
+
+fn job_json(name: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "orcaops.dev/v1alpha1",
+        "kind": "Job",
+        "metadata": { "name": name, "labels": { "bench": "api" } },
+        "spec": {
+            "image": "busybox:latest",
+            "suspend": true,
+            "steps": [{ "name": "main", "run": "echo hi" }],
+        },
+    }))
+    .unwrap()
+}
+
+fn workflow_json(name: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "orcaops.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": { "name": name },
+        "spec": { "jobs": [{ "name": "a", "job": { "image": "busybox:latest", "steps": [{ "name": "s", "run": "true" }] } }] },
+    }))
+    .unwrap()
+}
+
+struct Outcome {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Outcome {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[i].as_secs_f64() * 1000.0
+    }
+
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self, what: &str, goal_rate: f64) {
+        let goal = if goal_rate > 0.0 {
+            format!(" (goals: >= {goal_rate:.0}/s, p99 < 20 ms)")
+        } else {
+            String::new()
+        };
+        println!(
+            "{what}: {:.0}/s ({} in {:.1} s, {} errors), p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms{goal}",
+            self.rate(),
+            self.requests,
+            self.elapsed.as_secs_f64(),
+            self.errors,
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.percentile(1.0),
+        );
+    }
+}
+
+/// Runs `request(i)` from CONCURRENCY tasks until `max` requests or the phase time.
+async fn load<F, Fut>(max: usize, request: F) -> Outcome
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + phase_time();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (request, next) = (request.clone(), next.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= max || Instant::now() >= deadline {
+                        return (latencies, errors);
+                    }
+                    let t = Instant::now();
+                    let ok = request(i).await;
+                    latencies.push(t.elapsed());
+                    errors += usize::from(!ok);
+                }
+            })
+        })
+        .collect();
+    let mut outcome = Outcome {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for task in tasks {
+        let (latencies, errors) = task.await.unwrap();
+        outcome.latencies.extend(latencies);
+        outcome.errors += errors;
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.requests = outcome.latencies.len();
+    outcome.latencies.sort();
+    outcome
+}
+
+/// Sends `request(i)` at `rate` per second for the phase time (at most `max`), each on its
+/// own task; latency counts from when the request was due.
+async fn load_at_rate<F, Fut>(rate: usize, max: usize, request: F) -> Outcome
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let started = tokio::time::Instant::now();
+    let total = max.min((rate as f64 * phase_time().as_secs_f64()) as usize);
+    let mut tasks = Vec::with_capacity(total);
+    // The timer ticks every millisecond; each tick sends what has come due.
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = 0;
+    while sent < total {
+        tick.tick().await;
+        let due_now = ((started.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(total);
+        while sent < due_now {
+            let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+            let fut = request(sent);
+            tasks.push(tokio::spawn(async move {
+                let ok = fut.await;
+                (due.elapsed(), ok)
+            }));
+            sent += 1;
+        }
+    }
+    let mut outcome = Outcome {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::with_capacity(total),
+    };
+    for task in tasks {
+        let (latency, ok) = task.await.unwrap();
+        outcome.latencies.push(latency);
+        outcome.errors += usize::from(!ok);
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.requests = outcome.latencies.len();
+    outcome.latencies.sort();
+    outcome
+}
+
+async fn get_ok(http: &reqwest::Client, url: String) -> bool {
+    match http.get(url).send().await {
+        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn post_created(http: &reqwest::Client, url: String, body: Vec<u8>) -> bool {
+    match http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => r.status() == reqwest::StatusCode::CREATED && r.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, data) = (tmp.path().join("folder"), tmp.path().join("data"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut server = start_server(&dir, &data, port);
+    let url = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(CONCURRENCY)
+            .build()
+            .unwrap();
+        let ready = async {
+            for _ in 0..200 {
+                if get_ok(&http, format!("{url}/healthz")).await {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        };
+        assert!(ready.await, "the server did not start; see {}", data.with_extension("log").display());
+        for i in 0..SEEDED {
+            assert!(post_created(&http, format!("{url}{BASE}/jobs"), job_json(&format!("seed-{i}"))).await);
+        }
+        println!(
+            "orcaops serve on loopback, {} cores, saturation with {CONCURRENCY} requests in flight, phases of at most {:.1} s",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            phase_time().as_secs_f64()
+        );
+        if phase_time() < Duration::from_secs(1) {
+            println!("(a smoke run under cargo test, not a measurement: use cargo bench --bench api)");
+        }
+
+        let get = {
+            let (http, url) = (http.clone(), url.clone());
+            move |i: usize| {
+                let (http, url) = (http.clone(), format!("{url}{BASE}/jobs/seed-{}", i % SEEDED));
+                async move { get_ok(&http, url).await }
+            }
+        };
+        let create = |plural: &'static str, prefix: &'static str, body: fn(&str) -> Vec<u8>| {
+            let (http, url) = (http.clone(), url.clone());
+            move |i: usize| {
+                let (http, url) = (http.clone(), format!("{url}{BASE}/{plural}"));
+                let body = body(&format!("{prefix}-{i}"));
+                async move { post_created(&http, url, body).await }
+            }
+        };
+        load(2_000, get.clone()).await; // warm-up
+        load_at_rate(5_000, 100_000, get.clone()).await.print("GET one job at 5,000/s", 5000.0);
+        load(100_000, get).await.print("GET one job, saturated", 5000.0);
+        load_at_rate(1_000, 100_000, create("workflows", "wf-r", workflow_json))
+            .await
+            .print("create Workflow at 1,000/s (API + store)", 1000.0);
+        load(30_000, create("workflows", "wf-s", workflow_json))
+            .await
+            .print("create Workflow, saturated (API + store)", 1000.0);
+        load_at_rate(1_000, 100_000, create("jobs", "job-r", job_json))
+            .await
+            .print("create Job at 1,000/s (+ its reconcile)", 1000.0);
+        load(30_000, create("jobs", "job-s", job_json))
+            .await
+            .print("create Job, saturated (+ its reconcile)", 1000.0);
+        let (h, u) = (http.clone(), url.clone());
+        load(20_000, move |_| {
+            let (http, url) = (h.clone(), format!("{u}{BASE}/jobs?limit=100"));
+            async move { get_ok(&http, url).await }
+        })
+        .await
+        .print("list 100 of the jobs (limit=100), saturated", 0.0);
+    });
+    server.kill().ok();
+    server.wait().ok();
+}

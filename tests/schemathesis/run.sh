@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# schemathesis against a live `orcaops serve`: every operation of the OpenAPI document,
+# fuzzed; the run fails on any 5xx response and on any response that does not match the
+# document. It is not part of `cargo test` because it needs PyPI the first time.
+#
+#   tests/schemathesis/run.sh                  # the document the server serves
+#   tests/schemathesis/run.sh openapi.json     # a document from a file, same server
+#
+# Knobs (environment): MAX_EXAMPLES (default 25 per operation), MAX_TIME (seconds,
+# default 600), SEED. schemathesis is installed into $CARGO_TARGET_DIR (or target/)
+# /schemathesis-venv on first use.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=tests/schemathesis
+target="${CARGO_TARGET_DIR:-target}"
+venv="$target/schemathesis-venv"
+schema_path=/openapi/v3/apis/orcaops.dev/v1alpha1
+
+if [ ! -x "$venv/bin/schemathesis" ]; then
+    echo "[schemathesis] installing into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet schemathesis
+fi
+echo "[schemathesis] $("$venv/bin/schemathesis" --version)" >&2
+
+cargo build --quiet --bin orcaops
+bin="$target/debug/orcaops"
+work="$(mktemp -d)"
+mkdir -p "$work/folder"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+url="http://127.0.0.1:$port"
+"$bin" serve --dir "$work/folder" --data-dir "$work/data" --listen "127.0.0.1:$port" \
+    >"$work/serve.log" 2>&1 &
+server=$!
+cleanup() {
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do
+    curl -sf "$url/healthz" >/dev/null && break
+    sleep 0.1
+done
+curl -sf "$url/healthz" >/dev/null || { echo "[schemathesis] the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+
+if [ $# -ge 1 ]; then
+    schema="$1"
+else
+    schema="$work/openapi.json"
+    code="$(curl -s -o "$schema" -w '%{http_code}' "$url$schema_path")"
+    if [ "$code" != 200 ]; then
+        echo "[schemathesis] the server has no OpenAPI document at $schema_path (HTTP $code)." >&2
+        echo "  It is served once the OpenAPI work (src/server/openapi.rs) is merged; until then" >&2
+        echo "  pass a document file: $0 path/to/openapi.json" >&2
+        exit 2
+    fi
+fi
+
+status=0
+SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$here" "$venv/bin/schemathesis" run "$schema" \
+    --url "$url" \
+    --checks not_a_server_error,response_schema_conformance \
+    --max-examples "${MAX_EXAMPLES:-25}" \
+    --max-time "${MAX_TIME:-600}" \
+    --request-timeout 10 \
+    --workers 2 \
+    --suppress-health-check too_slow,filter_too_much \
+    ${SEED:+--seed "$SEED"} \
+    --report junit --report-dir "$target/schemathesis-report" || status=$?
+if grep -q "panicked" "$work/serve.log"; then
+    echo "[schemathesis] the server panicked:" >&2
+    grep -A5 "panicked" "$work/serve.log" >&2
+    status=1
+fi
+exit "$status"
