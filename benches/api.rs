@@ -13,6 +13,9 @@
 //! Job controller reconciles each one (a Docker list and a status write) but starts no
 //! container: the figure includes the controller's reaction, as in real use. Workflows
 //! have no controller yet, so their figure is the API and the store alone.
+//!
+//! `BENCH_WORKERS=N` passes `--workers N` to the server (default 16), to see how much of
+//! the Job figure is the controller's concurrent reconciles competing for the cores.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -52,6 +55,11 @@ fn start_server(dir: &Path, data: &Path, port: u16) -> Child {
         .arg("--data-dir")
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(
+            std::env::var("BENCH_WORKERS")
+                .map(|w| vec!["--workers".to_string(), w])
+                .unwrap_or_default(),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
