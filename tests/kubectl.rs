@@ -87,6 +87,27 @@ impl Kubectl {
         String::from_utf8_lossy(&out.stderr).to_string()
     }
 
+    /// Writes a file into this kubectl's temporary directory (not the watched folder,
+    /// which would apply it too) and returns its path.
+    fn file(&self, name: &str, content: &str) -> String {
+        let path = self.tmp.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    }
+
+    /// Waits until the job has finished `runs` runs, the last one with `phase`.
+    fn wait_runs(&self, name: &str, runs: u64, phase: &str) {
+        wait_until(
+            Duration::from_secs(60),
+            &format!("run {runs} of job {name} ends {phase}"),
+            || {
+                let job = self.json(&["get", "job", name]);
+                (job["status"]["totalRuns"] == runs && job["status"]["phase"] == phase)
+                    .then_some(())
+            },
+        );
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.extend(["-o", "json"]);
@@ -204,24 +225,25 @@ fn apply_get_label_annotate_and_delete_as_on_a_cluster() {
     );
 
     // A changed file: a merge patch, and a new run.
-    let changed = server.dir.join("hello-changed.yaml");
     let text = std::fs::read_to_string(&hello).unwrap();
-    std::fs::write(&changed, text.replace("hello from", "hello again from")).unwrap();
-    let changed = changed.display().to_string();
+    let changed = kubectl.file(
+        "hello-changed.yaml",
+        &text.replace("hello from", "hello again from"),
+    );
     assert_eq!(
         kubectl.ok(&["apply", "-f", &changed]).trim(),
         "job.orcaops.dev/hello configured"
     );
-    wait_until(Duration::from_secs(60), "the second run succeeds", || {
-        let job = kubectl.json(&["get", "job", "hello"]);
-        (job["status"]["totalRuns"] == 2 && job["status"]["phase"] == "Succeeded").then_some(())
-    });
+    kubectl.wait_runs("hello", 2, "Succeeded");
 
     // Server-side apply.
     assert_eq!(
         kubectl.ok(&["apply", "--server-side", "-f", &hello]).trim(),
         "job.orcaops.dev/hello serverside-applied"
     );
+    // The spec changed back: a third run. Wait for it, so that no status write races
+    // the replace below.
+    kubectl.wait_runs("hello", 3, "Succeeded");
     let job = kubectl.json(&["get", "job", "hello"]);
     assert_eq!(
         job["spec"]["steps"][0]["run"],
@@ -247,9 +269,10 @@ fn apply_get_label_annotate_and_delete_as_on_a_cluster() {
     assert_eq!(row.last().unwrap(), "a");
 
     // Replace (PUT) with what get returned.
-    let current = server.dir.join("current.json");
-    std::fs::write(&current, kubectl.ok(&["get", "job", "hello", "-o", "json"])).unwrap();
-    let current = current.display().to_string();
+    let current = kubectl.file(
+        "current.json",
+        &kubectl.ok(&["get", "job", "hello", "-o", "json"]),
+    );
     assert!(
         kubectl
             .ok(&["replace", "-f", &current])

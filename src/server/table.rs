@@ -40,33 +40,12 @@ pub(super) fn requested(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Option<TableRequest>, ApiError> {
-    let accept = headers
+    let version = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",");
-    let version = accept.split(',').find_map(|media| {
-        let mut params = media.split(';').map(str::trim);
-        let essence = params.next().unwrap_or_default();
-        if essence != "application/json" {
-            return None;
-        }
-        let (mut as_, mut g, mut v) = (None, None, None);
-        for p in params {
-            match p.split_once('=') {
-                Some(("as", x)) => as_ = Some(x),
-                Some(("g", x)) => g = Some(x),
-                Some(("v", x)) => v = Some(x),
-                _ => {}
-            }
-        }
-        match (as_, g, v) {
-            (Some("Table"), Some("meta.k8s.io"), Some("v1")) => Some("v1"),
-            (Some("Table"), Some("meta.k8s.io"), Some("v1beta1")) => Some("v1beta1"),
-            _ => None,
-        }
-    });
+        .flat_map(|v| v.split(','))
+        .find_map(table_version);
     let Some(version) = version else {
         return Ok(None);
     };
@@ -81,6 +60,28 @@ pub(super) fn requested(
         }
     };
     Ok(Some(TableRequest { version, include }))
+}
+
+/// `v1` or `v1beta1` when one media type of Accept names a meta.k8s.io Table.
+fn table_version(media: &str) -> Option<&'static str> {
+    let mut params = media.split(';').map(str::trim);
+    if params.next() != Some("application/json") {
+        return None;
+    }
+    let (mut as_, mut g, mut v) = (None, None, None);
+    for p in params {
+        match p.split_once('=') {
+            Some(("as", x)) => as_ = Some(x),
+            Some(("g", x)) => g = Some(x),
+            Some(("v", x)) => v = Some(x),
+            _ => {}
+        }
+    }
+    match (as_, g, v) {
+        (Some("Table"), Some("meta.k8s.io"), Some("v1")) => Some("v1"),
+        (Some("Table"), Some("meta.k8s.io"), Some("v1beta1")) => Some("v1beta1"),
+        _ => None,
+    }
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {

@@ -1,5 +1,6 @@
 use std::collections::BTreeSet;
 
+use super::schemas::{OBJECT_META, STATUS};
 use super::*;
 
 fn refs(value: &Value, out: &mut Vec<String>) {
