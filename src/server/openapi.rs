@@ -56,7 +56,13 @@ pub(super) async fn document(headers: HeaderMap) -> Json<Value> {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     let mut document = DOCUMENT.get_or_init(build).clone();
     if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        document["servers"] = json!([{ "url": format!("http://{host}") }]);
+        // Behind a TLS-terminating proxy (as a GPT Action needs), the proxy says so.
+        let scheme = headers
+            .get("x-forwarded-proto")
+            .and_then(|h| h.to_str().ok())
+            .filter(|p| matches!(*p, "http" | "https"))
+            .unwrap_or("http");
+        document["servers"] = json!([{ "url": format!("{scheme}://{host}") }]);
     }
     Json(document)
 }

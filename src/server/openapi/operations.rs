@@ -5,6 +5,7 @@ use serde_json::json;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::{
     ArrayBuilder, ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type,
 };
@@ -305,7 +306,10 @@ impl KindDocs {
                 )
                 .property("path", string_schema())
                 .property("from", string_schema())
-                .property("value", ObjectBuilder::new())
+                .property(
+                    "value",
+                    ObjectBuilder::new().schema_type(SchemaType::AnyValue),
+                )
                 .required("op")
                 .required("path"),
         );
