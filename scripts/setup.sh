@@ -17,6 +17,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
+# kubectl is only for the tests that drive local mode with a real kubectl.
+if ! command -v kubectl >/dev/null 2>&1; then
+  log "installing kubectl (apt-get) for the kubectl tests"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubectl >/dev/null 2>&1 \
+    || log "warning: kubectl could not be installed; tests/kubectl.rs will fail until it is on PATH"
+fi
+
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd (log: /var/log/orcaops-dockerd.log)"
   # Prefer the init system when there is one; otherwise run the daemon directly.
