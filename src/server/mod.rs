@@ -1,6 +1,7 @@
 //! The HTTP API in Kubernetes path form (`/apis/orcaops.dev/v1alpha1/...`). The CLI is
 //! its client, as kubectl is a client of the Kubernetes API.
 
+mod containers;
 mod error;
 mod jobs;
 mod objects;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route(&format!("{BASE}/containers"), get(containers::list))
         .route(
             &format!("{BASE}/{{plural}}"),
             get(objects::list_all).post(objects::create_cluster),
