@@ -171,7 +171,19 @@ fn stdout_carries_only_protocol_messages() {
         // Answer the handshake before sending the rest, as a client does.
         std::thread::sleep(Duration::from_millis(if m["id"] == 1 { 500 } else { 50 }));
     }
+    // A server that never answers must fail the test, not hang it.
+    if poll(Duration::from_secs(60), || {
+        reader.is_finished().then_some(())
+    })
+    .is_none()
+    {
+        child.kill().ok();
+    }
     let lines = reader.join().unwrap();
+    assert!(
+        lines.last().is_some_and(|l| l.contains("\"id\":3")),
+        "no answer to every request within 60s; stdout: {lines:?}"
+    );
     drop(stdin);
     let exited = poll(Duration::from_secs(15), || child.try_wait().unwrap());
     if exited.is_none() {

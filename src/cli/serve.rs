@@ -176,10 +176,10 @@ pub async fn serve(args: ServeArgs) -> Result<u8, CliError> {
     .await?;
     info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");
     eprintln!(
-        "orcaops serving {} (data in {}); API on http://{}. Ctrl-C stops.",
+        "orcaops serving {} (data in {}); API on http://{addr}, MCP on http://{addr}/mcp. Ctrl-C stops.",
         args.dir.display(),
         data_dir.display(),
-        local.addr
+        addr = local.addr
     );
     wait_for_signal().await;
     info!("shutting down");

@@ -385,7 +385,7 @@ pub(super) async fn logs(client: &ApiClient, args: LogsArgs) -> Result<Answer, T
             "{what}: last {} lines (earlier lines left out; raise tail_lines, at most {MAX_LOG_TAIL}, or pick a step)",
             tail.lines
         ),
-        (false, false) => format!("{what}: {} lines", tail.lines),
+        (false, false) => format!("{what}: {}", compact::count(tail.lines, "line", "lines")),
     };
     Ok(Answer {
         text: format!("{header}\n{}", tail.text),

@@ -58,9 +58,9 @@ def expect(condition, message, result=None):
         raise AssertionError(message + detail)
 
 
-async def call(client, name, arguments, *, error=False):
+async def call(client, name, arguments, *, error=False, progress=None):
     started = time.monotonic()
-    result = await client.call_tool(name, arguments)
+    result = await client.call_tool(name, arguments, progress_callback=progress)
     log(f"{name}({json.dumps(arguments)[:80]}) -> is_error={result.is_error} in {time.monotonic() - started:.1f}s")
     expect(bool(result.is_error) == error, f"{name}: expected is_error={error}", result)
     expect(result.content and text_of(result), f"{name}: the answer has no text", result)
@@ -132,6 +132,25 @@ async def inspect(client, job):
     expect("unknown kind" in text_of(result), "get_resource of an unknown kind", result)
 
 
+async def progress_while_waiting(client):
+    notes = []
+
+    async def on_progress(progress, total, message):
+        notes.append((progress, total, message))
+
+    result = await call(
+        client,
+        "run_job",
+        {"image": "busybox:latest", "script": "sleep 3; echo done"},
+        progress=on_progress,
+    )
+    expect(result.structured_content["phase"] == "Succeeded", "a 3s job succeeds", result)
+    expect(notes, "run_job sent no progress while waiting 3s")
+    expect(all(n[2] and "run 1" in n[2] for n in notes), f"progress messages: {notes}")
+    expect([n[0] for n in notes] == sorted(n[0] for n in notes), f"progress must increase: {notes}")
+    log(f"{len(notes)} progress notifications, last: {notes[-1][2]}")
+
+
 async def quick_job_without_waiting(client):
     result = await call(client, "run_job", {"image": "busybox:latest", "script": "echo quick", "wait": False})
     name = result.structured_content["job"]
@@ -189,6 +208,7 @@ async def scenario(client, which):
         await apply_typo(client)
         await inspect(client, job)
         await quick_job_without_waiting(client)
+        await progress_while_waiting(client)
         await long_job_containers_and_cancel(client)
 
 
