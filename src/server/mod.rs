@@ -2,6 +2,7 @@
 //! its client, as kubectl is a client of the Kubernetes API.
 
 mod discovery;
+mod containers;
 mod error;
 mod jobs;
 mod objects;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route(&format!("{BASE}/containers"), get(containers::list))
         .route(
             &format!("{BASE}/{{plural}}"),
             get(objects::list_all).post(objects::create_cluster),
