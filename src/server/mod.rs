@@ -1,8 +1,8 @@
 //! The HTTP API in Kubernetes path form (`/apis/orcaops.dev/v1alpha1/...`). The CLI is
 //! its client, as kubectl is a client of the Kubernetes API.
 
-mod discovery;
 mod containers;
+mod discovery;
 mod error;
 mod jobs;
 mod objects;
