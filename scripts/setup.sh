@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what orcaops needs on a fresh Debian machine, idempotently:
-# the Docker engine, a running dockerd, and a local `busybox:latest` image built
-# from Debian's busybox-static (no registry needed). Safe to run again and again.
+# the Docker engine, a running dockerd, a local `busybox:latest` image built from
+# Debian's busybox-static (no registry needed), and a Python venv with the MCP SDK
+# for the MCP tests. Safe to run again and again.
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -15,6 +16,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]} (apt-get)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# kubectl is only for the tests that drive local mode with a real kubectl.
+if ! command -v kubectl >/dev/null 2>&1; then
+  log "installing kubectl (apt-get) for the kubectl tests"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubectl >/dev/null 2>&1 \
+    || log "warning: kubectl could not be installed; tests/kubectl.rs will fail until it is on PATH"
 fi
 
 if ! docker info >/dev/null 2>&1; then
@@ -50,4 +58,23 @@ if ! docker image inspect busybox:latest >/dev/null 2>&1; then
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["sh"]' - busybox:latest >/dev/null
 fi
-log "ready: docker $(docker version --format '{{.Server.Version}}'), image busybox:latest"
+# The MCP tests drive `orcaops mcp` with a client we did not write: the official MCP
+# Python SDK, in a venv of its own (tests/mcp.rs looks for it here).
+MCP_VENV="${ORCAOPS_MCP_VENV:-$HOME/.cache/orcaops/mcp-venv}"
+MCP_SDK_VERSION="2.3.0"
+has_sdk() {
+  "$MCP_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_SDK_VERSION')" 2>/dev/null
+}
+if ! has_sdk; then
+  if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    log "installing python3 and python3-venv (apt-get)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  log "installing the MCP Python SDK $MCP_SDK_VERSION into $MCP_VENV"
+  rm -rf "$MCP_VENV"
+  python3 -m venv "$MCP_VENV"
+  "$MCP_VENV/bin/pip" install -q --disable-pip-version-check "mcp==$MCP_SDK_VERSION"
+  has_sdk || { log "the MCP SDK did not install into $MCP_VENV"; exit 1; }
+fi
+log "ready: docker $(docker version --format '{{.Server.Version}}'), image busybox:latest, MCP SDK $MCP_SDK_VERSION"

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod mcp;
 pub mod records;
 pub mod resources;
 pub mod runtime;

@@ -749,3 +749,31 @@ fn a_second_process_cannot_share_a_data_dir() {
         "the server is undisturbed"
     );
 }
+
+#[test]
+fn run_f_runs_a_job_file_and_reruns_it_unchanged() {
+    let server = Server::start();
+    let example = |name: &str| format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let first = server.cli(&["run", "-f", &example("hello.yaml")]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("hello from orcaops"));
+    // The same file again is a new run of the unchanged job.
+    let second = server.cli(&["run", "-f", &example("hello.yaml")]);
+    assert_eq!(second.status.code(), Some(0));
+    let job = server.job("hello").unwrap();
+    assert_eq!(job.pointer("/status/totalRuns"), Some(&Value::from(2)));
+    assert_eq!(job.pointer("/metadata/generation"), Some(&Value::from(1)));
+    let timed_out = server.cli(&["run", "-f", &example("timeout.yaml")]);
+    assert_eq!(timed_out.status.code(), Some(3), "a timed-out job exits 3");
+    let failed = server.cli(&["run", "-f", &example("flaky-with-retries.yaml")]);
+    assert_eq!(failed.status.code(), Some(2), "a failed job exits 2");
+    assert!(
+        String::from_utf8_lossy(&failed.stdout).contains("--- attempt 2 ---"),
+        "retries show up in the output"
+    );
+}

@@ -4,6 +4,7 @@
 mod apply;
 mod client;
 mod describe;
+mod mcp;
 mod output;
 mod run;
 mod serve;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use client::ApiClient;
+pub use client::{ApiClient, collection_path, object_path, urlencode};
 
 use crate::resources::{DEFAULT_WORKSPACE, Kind};
 
@@ -152,6 +153,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print the CustomResourceDefinitions of all kinds as YAML.
     Crds,
+    /// Serve MCP tools over stdio for AI agents (Claude Code: `claude mcp add orcaops -- orcaops mcp`).
+    Mcp(mcp::McpArgs),
 }
 
 #[derive(Args, Debug)]
@@ -239,6 +242,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::History(t) => describe::history(&client()?, &require_job(&t)?).await,
         Command::Run(args) => run::run(&cli.server, args).await,
+        Command::Mcp(args) => mcp::mcp(&cli.server, args).await,
         Command::Crds => {
             print!("{}", crate::resources::crds_yaml());
             Ok(exit::OK)

@@ -117,8 +117,26 @@ impl LocalMode {
             runtime,
             shutdown: shutdown.clone(),
         };
+        // MCP's tools call this same API. It is mounted outside `server::router` so that
+        // the API's per-request layers (body limit, timeouts) never cut its long waits
+        // and event streams.
+        let mut own = addr;
+        if own.ip().is_unspecified() {
+            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let mcp = crate::mcp::http_service(
+            &format!("http://{own}"),
+            listen.ip().is_loopback(),
+            shutdown.clone(),
+        )?;
+        let app = server::router(state).nest_service("/mcp", mcp);
+        let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = server::serve(listener, state).await {
+            info!(%addr, "API listening (MCP at /mcp)");
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
                 warn!(error = %e, "the API server stopped");
             }
         }));
@@ -158,10 +176,10 @@ pub async fn serve(args: ServeArgs) -> Result<u8, CliError> {
     .await?;
     info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");
     eprintln!(
-        "orcaops serving {} (data in {}); API on http://{}. Ctrl-C stops.",
+        "orcaops serving {} (data in {}); API on http://{addr}, MCP on http://{addr}/mcp. Ctrl-C stops.",
         args.dir.display(),
         data_dir.display(),
-        local.addr
+        addr = local.addr
     );
     wait_for_signal().await;
     info!("shutting down");

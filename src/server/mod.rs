@@ -1,14 +1,19 @@
 //! The HTTP API in Kubernetes path form (`/apis/orcaops.dev/v1alpha1/...`). The CLI is
 //! its client, as kubectl is a client of the Kubernetes API.
 
+mod containers;
+mod discovery;
 mod error;
 mod jobs;
 mod layers;
 mod list;
 mod logs;
 mod objects;
+mod openapi;
+mod patch;
 mod selector;
 mod status;
+mod table;
 mod watch;
 
 use std::net::SocketAddr;
@@ -48,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route(&format!("{BASE}/containers"), get(containers::list))
         .route(
             &format!("{BASE}/{{plural}}"),
             get(objects::list_all).post(objects::create_cluster),
@@ -56,7 +62,7 @@ pub fn router(state: AppState) -> Router {
             &format!("{BASE}/{{plural}}/{{name}}"),
             get(objects::get_cluster)
                 .put(objects::replace_cluster)
-                .patch(objects::apply_cluster)
+                .patch(objects::patch_cluster)
                 .delete(objects::delete_cluster),
         )
         .route(
@@ -67,7 +73,7 @@ pub fn router(state: AppState) -> Router {
             &format!("{ns}/{{name}}"),
             get(objects::get_namespaced)
                 .put(objects::replace_namespaced)
-                .patch(objects::apply_namespaced)
+                .patch(objects::patch_namespaced)
                 .delete(objects::delete_namespaced),
         )
         .route(
@@ -95,7 +101,18 @@ pub fn router(state: AppState) -> Router {
             get(jobs::events_namespaced),
         )
         .route("/api/v1/events", get(jobs::events_all))
+        // Discovery and OpenAPI, so that kubectl works against local mode.
+        .route("/api", get(discovery::core_versions))
+        .route("/api/v1", get(discovery::core_resources))
+        .route("/apis", get(discovery::api_group_list))
+        .route("/apis/orcaops.dev", get(discovery::api_group))
+        .route(BASE, get(discovery::api_resources))
+        .route("/version", get(discovery::version))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::index))
+        .route(&format!("/openapi/v3{BASE}"), get(openapi::document))
         .fallback(|| async { ApiError::not_found("the requested resource") })
+        .layer(axum::middleware::from_fn(table::middleware))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(layers::timeout())
         // Outside the timeout, so that a timed-out request also gets a Status body.

@@ -1,13 +1,16 @@
-//! list, watch, get, create, apply, replace and delete for every kind.
+//! list, watch, get, create, patch (server-side apply, merge, JSON), replace and delete
+//! for every kind.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::list::ListQuery;
+use super::patch::{self, PatchKind};
 use super::{AppState, error::ApiError};
 use crate::resources::parse::parse_documents;
 use crate::resources::{Kind, Object, ObjectKey};
@@ -73,6 +76,35 @@ async fn get(state: &AppState, key: &ObjectKey) -> Result<Json<Object>, ApiError
     }
 }
 
+/// Query parameters of writes. kubectl sends `fieldManager` and `fieldValidation=Strict`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct WriteQuery {
+    #[serde(default)]
+    dry_run: Option<String>,
+    #[serde(default)]
+    field_validation: Option<String>,
+}
+
+impl WriteQuery {
+    /// Refuses what orcaops cannot honour, so that nothing is written that the client did
+    /// not mean to write. Field validation is always strict (unknown fields are errors with
+    /// the folder source's messages), which satisfies every directive a client may send.
+    fn check(&self) -> Result<(), ApiError> {
+        if self.dry_run.as_deref().is_some_and(|d| !d.is_empty()) {
+            return Err(ApiError::bad_request(
+                "dryRun is not supported by orcaops yet; nothing was changed (drop --dry-run=server, or use --dry-run=client)",
+            ));
+        }
+        match self.field_validation.as_deref() {
+            None | Some("" | "Strict" | "Warn" | "Ignore") => Ok(()),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "invalid field validation directive: \"{other}\"; use Strict, Warn or Ignore (orcaops always validates strictly)"
+            ))),
+        }
+    }
+}
+
 /// Parses and validates a request body exactly as the folder source parses a file.
 fn admit(
     body: &Bytes,
@@ -80,10 +112,22 @@ fn admit(
     ns: Option<&str>,
     name: Option<&str>,
 ) -> Result<Object, ApiError> {
-    let kind = kind_for(plural)?;
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("the request body is not UTF-8 text"))?;
-    let mut docs = parse_documents("request body", text);
+    admit_text("request body", text, plural, ns, name)
+}
+
+/// Parses and validates one document of `text` (called `file` in error messages), and
+/// checks that it belongs at the path it was sent to.
+fn admit_text(
+    file: &str,
+    text: &str,
+    plural: &str,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> Result<Object, ApiError> {
+    let kind = kind_for(plural)?;
+    let mut docs = parse_documents(file, text);
     if docs.len() != 1 {
         return Err(ApiError::bad_request(format!(
             "the request body must hold exactly one object, found {}",
@@ -122,74 +166,140 @@ fn admit(
     Ok(obj)
 }
 
+/// The parser drops the metadata a server owns; a replace or a patch carries three of
+/// those fields over from the JSON it was given: the resourceVersion (the precondition
+/// of the write), finalizers and ownerReferences.
+fn carry_server_metadata(obj: &mut Object, raw: &Value) {
+    if let Some(rv) = raw
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        obj.metadata.resource_version = rv.to_string();
+    }
+    if let Some(finalizers) = raw
+        .pointer("/metadata/finalizers")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+    {
+        obj.metadata.finalizers = finalizers;
+    }
+    if let Some(Value::Array(owners)) = raw.pointer("/metadata/ownerReferences") {
+        obj.metadata.owner_references = owners.clone();
+    }
+}
+
 pub(super) async fn create_cluster(
     state: State<AppState>,
     Path(plural): Path<String>,
+    query: Query<WriteQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    create(state, plural, None, body).await
+    create(state, plural, None, query.0, body).await
 }
 
 pub(super) async fn create_namespaced(
     state: State<AppState>,
     Path((ns, plural)): Path<(String, String)>,
+    query: Query<WriteQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    create(state, plural, Some(ns), body).await
+    create(state, plural, Some(ns), query.0, body).await
 }
 
 async fn create(
     State(state): State<AppState>,
     plural: String,
     ns: Option<String>,
+    query: WriteQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    query.check()?;
     let obj = admit(&body, &plural, ns.as_deref(), None)?;
     let created = state.store.create(obj).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-pub(super) async fn apply_cluster(
+pub(super) async fn patch_cluster(
     state: State<AppState>,
     Path((plural, name)): Path<(String, String)>,
+    query: Query<WriteQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    apply(state, plural, None, name, headers, body).await
+    patch(state, plural, None, name, query.0, headers, body).await
 }
 
-pub(super) async fn apply_namespaced(
+pub(super) async fn patch_namespaced(
     state: State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
+    query: Query<WriteQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    apply(state, plural, Some(ns), name, headers, body).await
+    patch(state, plural, Some(ns), name, query.0, headers, body).await
 }
 
-/// PATCH with `application/apply-patch+yaml`: create or update from a declaration.
-async fn apply(
+/// PATCH: server-side apply (`application/apply-patch+yaml`), merge patch
+/// (`application/merge-patch+json`) or JSON patch (`application/json-patch+json`).
+async fn patch(
     State(state): State<AppState>,
     plural: String,
     ns: Option<String>,
     name: String,
+    query: WriteQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/apply-patch+yaml") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            format!(
-                "PATCH supports Content-Type application/apply-patch+yaml (server-side apply); got \"{content_type}\""
-            ),
-        ));
+    query.check()?;
+    let kind = patch::patch_kind(&headers)?;
+    if kind == PatchKind::Apply {
+        return server_side_apply(&state, &plural, ns.as_deref(), &name, &body).await;
     }
-    let obj = admit(&body, &plural, ns.as_deref(), Some(&name))?;
+    let key = key_for(&plural, ns.as_deref(), &name)?;
+    // Without a resourceVersion in the patch, a conflict with a concurrent writer (often
+    // the controller writing status) is retried on the fresh object, as Kubernetes does.
+    let pinned = patch::pins_resource_version(kind, &body);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let stored = state
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| crate::store::StoreError::NotFound { key: key.clone() })?;
+        let mut value = serde_json::to_value(&stored).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("serializing {key}: {e}"),
+            )
+        })?;
+        patch::apply_patch(&mut value, kind, &body)?;
+        // Admitted as the folder source admits a file, so errors carry the same messages.
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        let mut obj = admit_text(
+            "the patched object",
+            &text,
+            &plural,
+            ns.as_deref(),
+            Some(&name),
+        )?;
+        carry_server_metadata(&mut obj, &value);
+        match state.store.replace(obj).await {
+            Err(crate::store::StoreError::Conflict { .. }) if !pinned && attempts < 5 => continue,
+            result => return Ok(Json(result?).into_response()),
+        }
+    }
+}
+
+/// Create or update from a whole declaration, as a file of the watched folder is applied.
+async fn server_side_apply(
+    state: &AppState,
+    plural: &str,
+    ns: Option<&str>,
+    name: &str,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let obj = admit(body, plural, ns, Some(name))?;
     let (outcome, obj) = state.store.apply(obj).await?;
     let code = if outcome == crate::store::ApplyOutcome::Created {
         StatusCode::CREATED
@@ -209,17 +319,19 @@ async fn apply(
 pub(super) async fn replace_cluster(
     state: State<AppState>,
     Path((plural, name)): Path<(String, String)>,
+    query: Query<WriteQuery>,
     body: Bytes,
 ) -> Result<Json<Object>, ApiError> {
-    replace(state, plural, None, name, body).await
+    replace(state, plural, None, name, query.0, body).await
 }
 
 pub(super) async fn replace_namespaced(
     state: State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
+    query: Query<WriteQuery>,
     body: Bytes,
 ) -> Result<Json<Object>, ApiError> {
-    replace(state, plural, Some(ns), name, body).await
+    replace(state, plural, Some(ns), name, query.0, body).await
 }
 
 async fn replace(
@@ -227,24 +339,22 @@ async fn replace(
     plural: String,
     ns: Option<String>,
     name: String,
+    query: WriteQuery,
     body: Bytes,
 ) -> Result<Json<Object>, ApiError> {
+    query.check()?;
     let mut obj = admit(&body, &plural, ns.as_deref(), Some(&name))?;
-    // The parser drops server-set metadata; take resourceVersion from the raw body.
     let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Some(rv) = raw
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-    {
-        obj.metadata.resource_version = rv.to_string();
-    }
+    carry_server_metadata(&mut obj, &raw);
     Ok(Json(state.store.replace(obj).await?))
 }
 
 pub(super) async fn delete_cluster(
     State(state): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
+    Query(query): Query<WriteQuery>,
 ) -> Result<Json<Object>, ApiError> {
+    query.check()?;
     Ok(Json(
         state.store.delete(&key_for(&plural, None, &name)?).await?,
     ))
@@ -253,7 +363,9 @@ pub(super) async fn delete_cluster(
 pub(super) async fn delete_namespaced(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
+    Query(query): Query<WriteQuery>,
 ) -> Result<Json<Object>, ApiError> {
+    query.check()?;
     Ok(Json(
         state
             .store

@@ -9,12 +9,14 @@ use chrono::{DateTime, Utc};
 
 use crate::records::{AttemptOutcome, AttemptRecord, RunRecord};
 use crate::resources::common::{ConditionStatus, set_condition};
-use crate::resources::job::{
-    HISTORY_LIMIT, JobConditionType, JobPhase, JobSpec, JobStatus, RunSummary, StepStatus,
-};
+use crate::resources::job::{JobConditionType, JobPhase, JobSpec, JobStatus, StepStatus};
 use crate::resources::{ObjectMeta, keys};
 use crate::runtime::{ContainerInfo, ContainerState};
 use crate::store::EventType;
+
+mod finish;
+#[cfg(test)]
+mod tests;
 
 /// Everything the decision needs, read by the observe step.
 #[derive(Clone, Debug)]
@@ -103,11 +105,11 @@ fn is_live(c: &ContainerInfo) -> bool {
     )
 }
 
-fn secs(d: chrono::TimeDelta) -> Duration {
+pub(super) fn secs(d: chrono::TimeDelta) -> Duration {
     d.to_std().unwrap_or(Duration::ZERO)
 }
 
-fn fmt_duration(ms: u64) -> String {
+pub(super) fn fmt_duration(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
@@ -117,7 +119,7 @@ fn fmt_duration(ms: u64) -> String {
     }
 }
 
-struct Decider<'a> {
+pub(super) struct Decider<'a> {
     obs: &'a Observed,
     status: JobStatus,
     actions: Vec<JobAction>,
@@ -523,131 +525,5 @@ impl Decider<'_> {
         ));
         self.requeue_in(secs(at - now));
         self.requeue_deadline();
-    }
-
-    /// Ends the current run in `phase`, records it, and keeps it in `history`.
-    fn finish_run(&mut self, phase: JobPhase, record: Option<&AttemptRecord>, why: &str) {
-        let now = self.obs.now;
-        let run = self.status.run.unwrap_or(0);
-        let attempts = self.status.attempt.unwrap_or(1);
-        let completion = record.map_or(now, |r| {
-            r.finished_at
-                .max(self.status.start_time.unwrap_or(r.finished_at))
-        });
-        let completion = if phase == JobPhase::Succeeded || phase == JobPhase::Failed {
-            completion
-        } else {
-            now
-        };
-        if let Some(r) = record {
-            self.status.steps = r.steps.clone();
-            self.status.artifacts = r.artifacts.clone();
-        }
-        let exit_code = record.and_then(|r| r.exit_code);
-        let duration_ms = self
-            .status
-            .start_time
-            .map(|s| secs(completion - s).as_millis() as u64);
-        let took = duration_ms.map(fmt_duration).unwrap_or_default();
-        let summary = match phase {
-            JobPhase::Succeeded => {
-                let steps = self.status.steps.len();
-                format!(
-                    "run {run} succeeded in {took} ({steps} step{})",
-                    if steps == 1 { "" } else { "s" }
-                )
-            }
-            JobPhase::Failed if attempts > 1 => {
-                format!("run {run} failed after {attempts} attempts: {why}")
-            }
-            JobPhase::Failed => format!("run {run} failed: {why}"),
-            JobPhase::TimedOut => format!("run {run} {why}"),
-            _ => format!("run {run} cancelled: {why}"),
-        };
-        self.status.phase = phase;
-        self.status.completion_time = Some(completion);
-        self.status.next_attempt_time = None;
-        self.status.container = None;
-        self.status.summary = Some(summary.clone());
-        let failed = phase != JobPhase::Succeeded;
-        set_condition(
-            &mut self.status.conditions,
-            JobConditionType::Complete,
-            ConditionStatus::True,
-            phase.as_str(),
-            &summary,
-            now,
-        );
-        set_condition(
-            &mut self.status.conditions,
-            JobConditionType::Failed,
-            if failed {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            phase.as_str(),
-            if failed { &summary } else { "" },
-            now,
-        );
-        let generation = self
-            .status
-            .observed_generation
-            .unwrap_or(self.obs.meta.generation);
-        self.status.history.insert(
-            0,
-            RunSummary {
-                run,
-                generation,
-                phase,
-                start_time: self.status.start_time,
-                duration_ms,
-                exit_code,
-                attempts,
-            },
-        );
-        self.status.history.truncate(HISTORY_LIMIT);
-        let event_type = if failed {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        let reason = match phase {
-            JobPhase::Succeeded => "Succeeded",
-            JobPhase::Failed => "Failed",
-            JobPhase::TimedOut => "TimedOut",
-            _ => "Cancelled",
-        };
-        self.events.push((event_type, reason, summary.clone()));
-        self.actions.push(JobAction::RecordRun(Box::new(RunRecord {
-            uid: self.obs.meta.uid.clone(),
-            namespace: self.obs.meta.namespace.clone().unwrap_or_default(),
-            name: self.obs.meta.name.clone(),
-            run,
-            generation,
-            phase,
-            attempts,
-            start_time: self.status.start_time,
-            completion_time: Some(completion),
-            exit_code,
-            summary,
-            steps: self.status.steps.clone(),
-            artifacts: self.status.artifacts.clone(),
-        })));
-    }
-
-    fn after_finish(&mut self) {
-        let (Some(ttl), Some(done)) = (
-            self.obs.spec.ttl_seconds_after_finished,
-            self.status.completion_time,
-        ) else {
-            return;
-        };
-        let due = done + chrono::TimeDelta::seconds(ttl as i64);
-        if self.obs.now >= due {
-            self.actions.push(JobAction::DeleteJob);
-        } else {
-            self.requeue_in(secs(due - self.obs.now));
-        }
     }
 }

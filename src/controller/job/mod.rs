@@ -1,8 +1,6 @@
 //! The Job controller: observe (store + containers + records), decide (pure), act.
 
 pub mod decide;
-#[cfg(test)]
-mod decide_tests;
 mod harvest;
 
 use std::collections::{BTreeMap, HashSet};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::decide::*;
+use super::*;
 use crate::records::{AttemptOutcome, AttemptRecord};
 use crate::resources::job::{JobPhase, JobSpec, JobStatus, Retry, Step, StepStatus};
 use crate::resources::{ObjectMeta, keys};

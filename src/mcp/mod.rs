@@ -1,0 +1,261 @@
+//! The MCP server: tools that let AI agents run jobs, apply resources, read status and
+//! logs, and see containers. Every tool is a client of the HTTP API ([`ApiClient`]), so
+//! the stdio transport (`orcaops mcp`, against a server or an embedded one) and the
+//! streamable HTTP transport (`/mcp` on `orcaops serve`) share one code path.
+
+mod compact;
+mod jobs;
+mod objects;
+mod params;
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{ApiClient, CliError};
+use params::{
+    ApplyArgs, ContainersArgs, JobArgs, ListArgs, LogsArgs, Parameters, ResourceArgs, RunJobArgs,
+};
+
+/// What a tool answers: text for the model to read, and the same facts as JSON.
+pub struct Answer {
+    pub text: String,
+    pub structured: Value,
+}
+
+/// A tool error: what went wrong and what to do next. Sent as a tool result with
+/// `isError`, never as a protocol error, so the model reads it and can correct itself.
+#[derive(Debug)]
+pub struct ToolError(pub String);
+
+impl ToolError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ToolError(message.into())
+    }
+}
+
+impl From<CliError> for ToolError {
+    fn from(e: CliError) -> Self {
+        ToolError(e.message)
+    }
+}
+
+fn respond(result: Result<Answer, ToolError>) -> CallToolResult {
+    match result {
+        Ok(answer) => {
+            let mut r = CallToolResult::success(vec![ContentBlock::text(answer.text)]);
+            r.structured_content = Some(answer.structured);
+            r
+        }
+        Err(ToolError(message)) => CallToolResult::error(vec![ContentBlock::text(message)]),
+    }
+}
+
+/// Reads a tool's arguments, or answers why they are wrong.
+macro_rules! args {
+    ($params:expr) => {
+        match $params.0 {
+            Ok(args) => args,
+            Err(message) => return respond(Err(ToolError(message))),
+        }
+    };
+}
+
+const INSTRUCTIONS: &str = "orcaops runs jobs in sandboxed Docker containers and keeps their \
+status, logs and history. Use run_job for one-off commands (it waits and returns exit codes and \
+the output tail); apply_resource to create or update resources from YAML; get_resource, \
+list_resources and get_logs to inspect; cancel_job and delete_resource to stop or remove; \
+list_containers to see what is running. Containers have no network unless asked for.";
+
+/// The MCP server. Cheap to clone: one per session over HTTP.
+#[derive(Clone)]
+pub struct OrcaopsMcp {
+    client: ApiClient,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router(router = tool_router)]
+impl OrcaopsMcp {
+    pub fn new(client: ApiClient) -> Self {
+        OrcaopsMcp {
+            client,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "Run shell commands in a fresh container and wait for the result: phase, \
+        exit code and duration of each step, and the last lines of output. Each entry of \
+        `commands` is one step run with `sh -c`; the first failure stops the job. Containers \
+        have no network unless `network` is true. If the wait ends first, the job keeps running \
+        and the answer says how to follow it.",
+        annotations(open_world_hint = false)
+    )]
+    async fn run_job(
+        &self,
+        params: Parameters<RunJobArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let args = args!(params);
+        respond(jobs::run_job(&self.client, args, &ctx).await)
+    }
+
+    #[tool(
+        description = "Create or update resources from YAML (kinds Job, Workflow, Sandbox, \
+        Workspace, Policy of apiVersion orcaops.dev/v1alpha1; several documents may be separated \
+        by ---). Reports created, configured or unchanged per object. Invalid documents come back \
+        as an error naming the line, column, field and the fix; valid ones are still applied.",
+        annotations(open_world_hint = false, idempotent_hint = true)
+    )]
+    async fn apply_resource(&self, params: Parameters<ApplyArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(objects::apply(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Show one resource: a compact spec and its status. For a job: phase, run, \
+        attempt, each step's exit code, duration and last output lines, recent runs and events.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_resource(&self, params: Parameters<ResourceArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(objects::get(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "List resources of one kind in a workspace (or all workspaces), optionally \
+        filtered by a label selector: name, phase, runs, age and a one-line summary each.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_resources(&self, params: Parameters<ListArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(objects::list(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Read a job's output: the last lines of a run (default the latest), \
+        optionally of one attempt or one step. Says when earlier lines were left out.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_logs(&self, params: Parameters<LogsArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(jobs::logs(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Stop the run in progress of a job; it ends Cancelled. Waits a few seconds \
+        for the container to stop and reports the phase.",
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn cancel_job(&self, params: Parameters<JobArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(jobs::cancel(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Delete a resource. A job's containers are removed; its run records and \
+        logs stay readable with get_logs.",
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn delete_resource(&self, params: Parameters<ResourceArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(objects::delete(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "List the Docker containers orcaops owns (running or finished but not yet \
+        removed), each with the resource it belongs to: kind, workspace, name, run and attempt.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_containers(&self, params: Parameters<ContainersArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(objects::containers(&self.client, args).await)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for OrcaopsMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("orcaops", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+}
+
+/// Serves MCP over stdin/stdout until the client closes it. Nothing else may write to
+/// stdout meanwhile: it carries the protocol.
+pub async fn serve_stdio(client: ApiClient) -> std::io::Result<()> {
+    let service = OrcaopsMcp::new(client)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(std::io::Error::other)?;
+    service.waiting().await.map_err(std::io::Error::other)?;
+    Ok(())
+}
+
+/// The streamable HTTP transport, to mount at `/mcp`; its tools call the API at
+/// `api_base` (the same server). Sessions end when `shutdown` is cancelled.
+///
+/// Host checking stays on for a loopback server (it defeats DNS rebinding from a
+/// browser); a server bound to another address accepts any Host, as its API does.
+pub fn http_service(
+    api_base: &str,
+    loopback: bool,
+    shutdown: CancellationToken,
+) -> Result<StreamableHttpService<OrcaopsMcp, LocalSessionManager>, CliError> {
+    let client = ApiClient::new(api_base)?;
+    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(shutdown);
+    if !loopback {
+        config = config.disable_allowed_hosts();
+    }
+    Ok(StreamableHttpService::new(
+        move || Ok(OrcaopsMcp::new(client.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_is_listed_with_an_object_schema() {
+        let server = OrcaopsMcp::new(ApiClient::new("http://127.0.0.1:1").unwrap());
+        let tools = server.tool_router.list_all();
+        let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "apply_resource",
+                "cancel_job",
+                "delete_resource",
+                "get_logs",
+                "get_resource",
+                "list_containers",
+                "list_resources",
+                "run_job",
+            ]
+        );
+        for tool in &tools {
+            assert_eq!(
+                tool.input_schema.get("type"),
+                Some(&Value::from("object")),
+                "{}",
+                tool.name
+            );
+            assert!(tool.description.as_ref().is_some_and(|d| d.len() > 40));
+        }
+        let run_job = tools.iter().find(|t| t.name == "run_job").unwrap();
+        let props = run_job.input_schema.get("properties").unwrap();
+        assert!(props.get("commands").is_some() && props.get("image").is_some());
+    }
+}

@@ -1,0 +1,163 @@
+//! The tools' inputs: one struct per tool, whose doc comments become the JSON schema
+//! descriptions a model reads, and the extractor that turns bad arguments into tool errors.
+
+use std::collections::BTreeMap;
+
+use rmcp::handler::server::common::FromContextPart;
+use rmcp::handler::server::tool::ToolCallContext;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// A tool's arguments, or why they could not be read.
+///
+/// rmcp's own `Parameters` answers bad arguments with a JSON-RPC error, which clients
+/// show opaquely; the MCP spec asks for a tool error the model can read and correct.
+/// The `#[tool]` macro finds the input schema through a type named `Parameters`, so
+/// this one keeps the name.
+pub struct Parameters<P>(pub Result<P, String>);
+
+impl<P: JsonSchema> JsonSchema for Parameters<P> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        P::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        P::json_schema(generator)
+    }
+}
+
+impl<S, P: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Parameters<P> {
+    fn from_context_part(context: &mut ToolCallContext<'_, S>) -> Result<Self, rmcp::ErrorData> {
+        let arguments = context.arguments.take().unwrap_or_default();
+        let parsed = serde_json::from_value(serde_json::Value::Object(arguments)).map_err(|e| {
+            format!(
+                "invalid arguments for {}: {e}; see the tool's input schema",
+                context.name
+            )
+        });
+        Ok(Parameters(parsed))
+    }
+}
+
+fn default_workspace() -> String {
+    crate::resources::DEFAULT_WORKSPACE.to_string()
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunJobArgs {
+    /// The container image; it needs /bin/sh. Example: "busybox:latest".
+    pub image: String,
+    /// Shell commands run in order, one step each, with `sh -c`; the first that fails
+    /// stops the job. Example: ["make", "make test"]. Give `commands` or `script`.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// One shell script run as a single step, instead of `commands`.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// Environment variables for every step.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Seconds before the job is stopped and ends TimedOut (default: no limit).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// Wait for the job to finish before answering (default true).
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// The longest wait, in seconds (default 120, at most 900). The job keeps running
+    /// when the wait ends first; the answer says how to follow it.
+    #[serde(default)]
+    pub max_wait_seconds: Option<u64>,
+    /// The job's name (default: run-<random>). An existing job of that name is
+    /// updated, or re-run when its spec is unchanged.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The workspace (namespace), default "default".
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// Give the container a network (default false: no network at all).
+    #[serde(default)]
+    pub network: Option<bool>,
+    /// How many lines of output to return (default 40, at most 500).
+    #[serde(default)]
+    pub tail_lines: Option<usize>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyArgs {
+    /// Resource YAML (apiVersion orcaops.dev/v1alpha1; kinds Job, Workflow, Sandbox,
+    /// Workspace, Policy). Several documents may be separated by `---` lines.
+    pub yaml: String,
+    /// Put every namespaced object into this workspace, overriding metadata.namespace.
+    #[serde(default)]
+    pub workspace: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceArgs {
+    /// job, workflow, sandbox, workspace or policy (singular, plural or short: wf, sb, ws).
+    pub kind: String,
+    pub name: String,
+    /// The workspace (namespace) of a job, workflow or sandbox; default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Deserialize, JsonSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ListArgs {
+    /// job, workflow, sandbox, workspace or policy (singular, plural or short: wf, sb, ws).
+    pub kind: String,
+    /// The workspace (namespace), default "default". Ignored for workspaces and policies.
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+    /// List every workspace instead of one.
+    #[serde(default)]
+    pub all_workspaces: bool,
+    /// Only objects with these labels, as kubectl's -l: "app=web,tier!=db".
+    #[serde(default)]
+    pub label_selector: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LogsArgs {
+    /// The job's name.
+    pub job: String,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+    /// Which run (default: the latest). Runs count from 1.
+    #[serde(default)]
+    pub run: Option<u32>,
+    /// Which attempt of the run (default: the latest).
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    /// Only this step's output.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// How many of the last lines to return (default 100, at most 2000).
+    #[serde(default)]
+    pub tail_lines: Option<usize>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct JobArgs {
+    /// The job's name.
+    pub name: String,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ContainersArgs {
+    /// Only containers of resources in this workspace (default: every workspace).
+    #[serde(default)]
+    pub workspace: Option<String>,
+}

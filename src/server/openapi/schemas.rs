@@ -1,0 +1,139 @@
+//! The component schemas: the five kinds from their CRDs, their lists, and the
+//! Kubernetes metadata and Status schemas from k8s-openapi.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use serde_json::{Map, Value, json};
+
+use super::schema_name;
+use crate::resources::{API_VERSION, GROUP, Kind, VERSION};
+use crate::server::discovery::crd;
+
+pub(super) const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
+pub(super) const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+pub(super) const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+pub(super) const WATCH_EVENT: &str = "dev.orcaops.v1alpha1.WatchEvent";
+pub(super) const EVENT_LIST: &str = "dev.orcaops.v1alpha1.EventList";
+
+/// The schema of one kind: its CRD's, plus apiVersion, kind and metadata, as the
+/// Kubernetes API server publishes a CRD.
+pub(super) fn kind_schema(kind: Kind) -> Value {
+    let mut schema = crd(kind)
+        .spec
+        .versions
+        .first()
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_else(|| json!({ "type": "object" }));
+    let properties = schema
+        .as_object_mut()
+        .expect("a CRD schema is an object")
+        .entry("properties")
+        .or_insert_with(|| json!({}));
+    properties["apiVersion"] = json!({
+        "description": format!("APIVersion: always {API_VERSION}."),
+        "type": "string",
+    });
+    properties["kind"] = json!({
+        "description": format!("Kind: always {kind}."),
+        "type": "string",
+    });
+    properties["metadata"] = json!({
+        "description": "Standard object's metadata: name, namespace (the workspace), labels, annotations; uid, resourceVersion, generation and creationTimestamp are set by the server.",
+        "allOf": [{ "$ref": format!("#/components/schemas/{OBJECT_META}") }],
+    });
+    schema["description"] = json!(kind_description(kind));
+    schema["x-kubernetes-group-version-kind"] =
+        json!([{ "group": GROUP, "version": VERSION, "kind": kind.as_str() }]);
+    schema
+}
+
+pub(super) fn kind_description(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Job => {
+            "A Job: ordered steps run in one container image, with retries, timeouts, artifacts and a run history in its status."
+        }
+        Kind::Workflow => "A Workflow: a DAG of jobs with needs, conditions and matrix fan-out.",
+        Kind::Sandbox => {
+            "A Sandbox: a long-lived environment of service containers that agents exec into."
+        }
+        Kind::Workspace => {
+            "A Workspace: a tenant with quotas, members and defaults; namespaced resources live in one."
+        }
+        Kind::Policy => {
+            "A Policy: rules on images, commands, resources and network, enforced on every write and run."
+        }
+    }
+}
+
+pub(super) fn list_schema(kind: Kind) -> Value {
+    json!({
+        "description": format!("A list of {}.", kind.plural()),
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "apiVersion": { "type": "string" },
+            "kind": { "type": "string" },
+            "metadata": { "$ref": format!("#/components/schemas/{LIST_META}") },
+            "items": {
+                "type": "array",
+                "items": { "$ref": format!("#/components/schemas/{}", schema_name(kind.as_str())) },
+            },
+        },
+        "x-kubernetes-group-version-kind": [{ "group": GROUP, "version": VERSION, "kind": format!("{kind}List") }],
+    })
+}
+
+/// ObjectMeta, ListMeta and Status, from k8s-openapi's schemas.
+pub(super) fn meta_schemas() -> Map<String, Value> {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    generator.subschema_for::<meta::ObjectMeta>();
+    generator.subschema_for::<meta::ListMeta>();
+    generator.subschema_for::<meta::Status>();
+    generator.take_definitions(true).into_iter().collect()
+}
+
+pub(super) fn other_schemas() -> Map<String, Value> {
+    let mut schemas = Map::new();
+    schemas.insert(
+        WATCH_EVENT.into(),
+        json!({
+            "description": "One line of a watch stream.",
+            "type": "object",
+            "required": ["type", "object"],
+            "properties": {
+                "type": { "type": "string", "enum": ["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"] },
+                "object": { "type": "object", "description": "The object (an ERROR carries a Status)." },
+            },
+        }),
+    );
+    schemas.insert(
+        EVENT_LIST.into(),
+        json!({
+            "description": "Events, newest last.",
+            "type": "object",
+            "properties": {
+                "apiVersion": { "type": "string" },
+                "kind": { "type": "string" },
+                "items": { "type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "involvedObject": { "type": "object", "properties": {
+                            "kind": { "type": "string" },
+                            "namespace": { "type": "string" },
+                            "name": { "type": "string" },
+                            "uid": { "type": "string" },
+                        }},
+                        "type": { "type": "string", "enum": ["Normal", "Warning"] },
+                        "reason": { "type": "string" },
+                        "message": { "type": "string" },
+                        "count": { "type": "integer" },
+                        "firstTimestamp": { "type": "string", "format": "date-time" },
+                        "lastTimestamp": { "type": "string", "format": "date-time" },
+                    },
+                }},
+            },
+        }),
+    );
+    schemas
+}

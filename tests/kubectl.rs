@@ -1,0 +1,396 @@
+//! A real, unmodified kubectl (Debian's `/usr/bin/kubectl`) against a real `orcaops serve`:
+//! discovery, Tables, apply (client-side and server-side), patches, watch, explain.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Server, wait_until};
+use serde_json::Value;
+
+fn example(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+/// kubectl pointed at one server, with a throwaway kubeconfig, home and discovery cache,
+/// so it never reads or writes the user's own configuration.
+struct Kubectl {
+    server: String,
+    tmp: tempfile::TempDir,
+}
+
+impl Kubectl {
+    fn new(server: &Server) -> Kubectl {
+        let found = Command::new("kubectl")
+            .args(["version", "--client"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "these tests run a real kubectl, and none is on PATH: apt-get install kubectl"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("kubeconfig"), "").unwrap();
+        std::fs::create_dir_all(tmp.path().join("home")).unwrap();
+        Kubectl {
+            server: server.url.clone(),
+            tmp,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("kubectl");
+        command
+            .env("KUBECONFIG", self.tmp.path().join("kubeconfig"))
+            .env("HOME", self.tmp.path().join("home"))
+            .arg("--server")
+            .arg(&self.server)
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("cache"))
+            .args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("kubectl runs")
+    }
+
+    /// Runs kubectl and returns stdout, failing the test if it exits non-zero.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Runs kubectl, expects it to fail, and returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    /// Writes a file into this kubectl's temporary directory (not the watched folder,
+    /// which would apply it too) and returns its path.
+    fn file(&self, name: &str, content: &str) -> String {
+        let path = self.tmp.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    }
+
+    /// Waits until the job has finished `runs` runs, the last one with `phase`.
+    fn wait_runs(&self, name: &str, runs: u64, phase: &str) {
+        wait_until(
+            Duration::from_secs(60),
+            &format!("run {runs} of job {name} ends {phase}"),
+            || {
+                let job = self.json(&["get", "job", name]);
+                (job["status"]["totalRuns"] == runs && job["status"]["phase"] == phase)
+                    .then_some(())
+            },
+        );
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&args)).expect("kubectl -o json prints JSON")
+    }
+
+    fn wait_phase(&self, name: &str, phase: &str) {
+        let jsonpath = "jsonpath={.status.phase}";
+        wait_until(
+            Duration::from_secs(60),
+            &format!("job {name} reaches {phase}"),
+            || (self.ok(&["get", "job", name, "-o", jsonpath]) == phase).then_some(()),
+        );
+    }
+}
+
+/// The header line and the row of `name` of kubectl's table output, split on whitespace.
+fn table_row(output: &str, name: &str) -> (Vec<String>, Vec<String>) {
+    let mut lines = output.lines();
+    let header = lines.next().unwrap_or_default();
+    let row = lines
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no row for {name} in:\n{output}"));
+    let words = |s: &str| s.split_whitespace().map(String::from).collect();
+    (words(header), words(row))
+}
+
+#[test]
+fn discovery_lists_the_kinds_with_short_names_and_explain_reads_the_schemas() {
+    let server = Server::start();
+    let kubectl = Kubectl::new(&server);
+
+    let resources = kubectl.ok(&["api-resources"]);
+    let jobs = resources
+        .lines()
+        .find(|l| l.starts_with("jobs "))
+        .unwrap_or_else(|| panic!("no jobs in api-resources:\n{resources}"));
+    let jobs: Vec<&str> = jobs.split_whitespace().collect();
+    assert_eq!(
+        jobs,
+        ["jobs", "ojob", "orcaops.dev/v1alpha1", "true", "Job"]
+    );
+    assert!(resources.contains("policies"), "{resources}");
+    assert!(resources.contains("events"), "{resources}");
+    let in_category = kubectl.ok(&["api-resources", "--categories=orcaops", "-o", "name"]);
+    assert_eq!(in_category.lines().count(), 5, "{in_category}");
+
+    let version = kubectl.ok(&["version"]);
+    let expected = format!("Server Version: v{}", env!("CARGO_PKG_VERSION"));
+    assert!(version.contains(&expected), "{version}");
+
+    let explain = kubectl.ok(&["explain", "job"]);
+    assert!(explain.contains("GROUP:      orcaops.dev"), "{explain}");
+    assert!(explain.contains("KIND:       Job"), "{explain}");
+    assert!(explain.contains("spec\t<Object> -required-"), "{explain}");
+    let steps = kubectl.ok(&["explain", "jobs.spec.steps"]);
+    assert!(steps.contains("FIELD: steps <[]Object>"), "{steps}");
+    assert!(steps.contains("run\t<string>"), "{steps}");
+    let policy = kubectl.ok(&["explain", "policies.spec"]);
+    assert!(policy.contains("KIND:       Policy"), "{policy}");
+
+    // kubectl falls back to v3 when v2 is absent; the answer is a clean NotFound Status.
+    let v2 = kubectl.fails(&["get", "--raw", "/openapi/v2"]);
+    assert!(v2.contains("NotFound") || v2.contains("not found"), "{v2}");
+}
+
+#[test]
+fn apply_get_label_annotate_and_delete_as_on_a_cluster() {
+    let server = Server::start();
+    let kubectl = Kubectl::new(&server);
+    let hello = example("hello.yaml");
+
+    let empty = kubectl.run(&["get", "jobs"]);
+    assert!(empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("No resources found"));
+
+    // Client-side apply: GET (404), then POST with the last-applied annotation.
+    assert_eq!(
+        kubectl.ok(&["apply", "-f", &hello]).trim(),
+        "job.orcaops.dev/hello created"
+    );
+    kubectl.wait_phase("hello", "Succeeded");
+
+    // The CRD's printer columns, as `kubectl get jobs` shows them on a cluster.
+    let (header, row) = table_row(&kubectl.ok(&["get", "jobs"]), "hello");
+    assert_eq!(header, ["NAME", "PHASE", "RUNS", "ATTEMPT", "AGE"]);
+    assert_eq!(row[..4], ["hello", "Succeeded", "1", "1"]);
+    let wide = kubectl.ok(&["get", "jobs", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("SUMMARY"), "{wide}");
+    assert!(wide.contains("run 1 succeeded"), "{wide}");
+    let (header, _) = table_row(&kubectl.ok(&["get", "jobs", "-A"]), "default");
+    assert_eq!(header[..2], ["NAMESPACE", "NAME"]);
+    let (_, row) = table_row(&kubectl.ok(&["get", "ojob", "hello"]), "hello");
+    assert_eq!(row[1], "Succeeded");
+
+    let list = kubectl.json(&["get", "jobs"]);
+    assert_eq!(list["items"][0]["metadata"]["name"], "hello");
+    assert_eq!(list["items"][0]["status"]["phase"], "Succeeded");
+    let job = kubectl.json(&["get", "job", "hello"]);
+    assert!(
+        job.pointer("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration")
+            .is_some(),
+        "{job}"
+    );
+    let yaml = kubectl.ok(&["get", "job", "hello", "-o", "yaml"]);
+    assert!(
+        yaml.contains("kind: Job") && yaml.contains("phase: Succeeded"),
+        "{yaml}"
+    );
+
+    // The same file again: the three-way merge patch is empty.
+    assert_eq!(
+        kubectl.ok(&["apply", "-f", &hello]).trim(),
+        "job.orcaops.dev/hello unchanged"
+    );
+
+    // A changed file: a merge patch, and a new run.
+    let text = std::fs::read_to_string(&hello).unwrap();
+    let changed = kubectl.file(
+        "hello-changed.yaml",
+        &text.replace("hello from", "hello again from"),
+    );
+    assert_eq!(
+        kubectl.ok(&["apply", "-f", &changed]).trim(),
+        "job.orcaops.dev/hello configured"
+    );
+    kubectl.wait_runs("hello", 2, "Succeeded");
+
+    // Server-side apply.
+    assert_eq!(
+        kubectl.ok(&["apply", "--server-side", "-f", &hello]).trim(),
+        "job.orcaops.dev/hello serverside-applied"
+    );
+    // The spec changed back: a third run. Wait for it, so that no status write races
+    // the replace below.
+    kubectl.wait_runs("hello", 3, "Succeeded");
+    let job = kubectl.json(&["get", "job", "hello"]);
+    assert_eq!(
+        job["spec"]["steps"][0]["run"],
+        "echo \"hello from orcaops on $(uname -s)\""
+    );
+
+    assert!(
+        kubectl
+            .ok(&["label", "job", "hello", "team=a"])
+            .contains("labeled")
+    );
+    assert!(
+        kubectl
+            .ok(&["annotate", "job", "hello", "note=hi"])
+            .contains("annotated")
+    );
+    let job = kubectl.json(&["get", "job", "hello"]);
+    assert_eq!(job["metadata"]["labels"]["team"], "a");
+    assert_eq!(job["metadata"]["annotations"]["note"], "hi");
+    let labelled = kubectl.ok(&["get", "jobs", "-l", "team=a", "-L", "team"]);
+    let (header, row) = table_row(&labelled, "hello");
+    assert_eq!(header.last().unwrap(), "TEAM");
+    assert_eq!(row.last().unwrap(), "a");
+
+    // Replace (PUT) with what get returned.
+    let current = kubectl.file(
+        "current.json",
+        &kubectl.ok(&["get", "job", "hello", "-o", "json"]),
+    );
+    assert!(
+        kubectl
+            .ok(&["replace", "-f", &current])
+            .contains("replaced")
+    );
+
+    assert_eq!(
+        kubectl.ok(&["delete", "job", "hello"]).trim(),
+        "job.orcaops.dev \"hello\" deleted"
+    );
+    let gone = kubectl.fails(&["get", "job", "hello"]);
+    assert!(gone.contains("NotFound"), "{gone}");
+}
+
+#[test]
+fn patches_are_validated_like_files_and_errors_are_statuses() {
+    let server = Server::start();
+    let kubectl = Kubectl::new(&server);
+    kubectl.ok(&["apply", "-f", &example("hello.yaml")]);
+
+    // A typo in a merge patch: the folder source's message, with the fix.
+    let typo = kubectl.fails(&[
+        "patch",
+        "job",
+        "hello",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"steps":[{"name":"x","comand":"ls"}]}}"#,
+    ]);
+    assert!(typo.contains("is invalid"), "{typo}");
+    assert!(
+        typo.contains("unknown field \"comand\", did you mean \"command\"?"),
+        "{typo}"
+    );
+
+    let json_patch = r#"[{"op":"replace","path":"/spec/steps/0/run","value":"echo patched"}]"#;
+    kubectl.ok(&["patch", "job", "hello", "--type", "json", "-p", json_patch]);
+    let job = kubectl.json(&["get", "job", "hello"]);
+    assert_eq!(job["spec"]["steps"][0]["run"], "echo patched");
+    assert_eq!(job["metadata"]["generation"], 2);
+
+    let failed_test = r#"[{"op":"test","path":"/spec/image","value":"alpine"}]"#;
+    let failed = kubectl.fails(&["patch", "job", "hello", "--type", "json", "-p", failed_test]);
+    assert!(failed.contains("does not apply"), "{failed}");
+
+    let strategic = kubectl.fails(&["patch", "job", "hello", "--type", "strategic", "-p", "{}"]);
+    assert!(strategic.contains("merge-patch+json"), "{strategic}");
+
+    let missing = kubectl.fails(&["patch", "job", "nope", "--type", "merge", "-p", "{}"]);
+    assert!(missing.contains("NotFound"), "{missing}");
+
+    // Events are listed under core v1, with the columns kubectl shows on a cluster.
+    wait_until(Duration::from_secs(30), "an event about the job", || {
+        let events = kubectl.ok(&["get", "events"]);
+        events.contains("job/hello").then_some(events)
+    });
+    let events = kubectl.ok(&["get", "events"]);
+    let header: Vec<&str> = events.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
+}
+
+#[test]
+fn get_watch_prints_each_change() {
+    let server = Server::start();
+    let kubectl = Kubectl::new(&server);
+    kubectl.ok(&["apply", "-f", &example("hello.yaml")]);
+    kubectl.wait_phase("hello", "Succeeded");
+
+    let mut watch = kubectl
+        .command(&["get", "jobs", "-w", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl get -w starts");
+    let (tx, rx) = mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut labelled = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+        // Change the job once the watch has shown it as it was.
+        if !labelled && seen.iter().any(|l| l.starts_with("ADDED")) {
+            kubectl.ok(&["label", "job", "hello", "watched=yes"]);
+            labelled = true;
+        }
+        if seen.iter().any(|l| l.starts_with("MODIFIED")) {
+            break;
+        }
+    }
+    watch.kill().ok();
+    watch.wait().ok();
+    let header: Vec<&str> = seen
+        .first()
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        header,
+        ["EVENT", "NAME", "PHASE", "RUNS", "ATTEMPT", "AGE"],
+        "{seen:#?}"
+    );
+    let modified = seen
+        .iter()
+        .find(|l| l.starts_with("MODIFIED"))
+        .unwrap_or_else(|| panic!("kubectl get -w printed no change within 20 s:\n{seen:#?}"));
+    let cells: Vec<&str> = modified.split_whitespace().collect();
+    assert_eq!(cells[..3], ["MODIFIED", "hello", "Succeeded"], "{seen:#?}");
+}
