@@ -34,6 +34,9 @@ pub struct StatusDetails {
 pub struct Status {
     pub kind: String,
     pub api_version: String,
+    /// Always empty, as in Kubernetes' own answers (its schema requires the field).
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     pub status: String,
     pub message: String,
     pub reason: String,
@@ -103,6 +106,7 @@ impl ApiError {
         Status {
             kind: "Status".into(),
             api_version: "v1".into(),
+            metadata: serde_json::Map::new(),
             status: "Failure".into(),
             message: self.message.clone(),
             reason: self.reason.into(),

@@ -58,6 +58,9 @@ else
     fi
 fi
 
+mkdir -p "$target/schemathesis-report"
+report="$(cd "$target/schemathesis-report" && pwd)/junit.xml"
+rm -f "$report"
 status=0
 SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$here" "$venv/bin/schemathesis" run "$schema" \
     --url "$url" \
@@ -68,7 +71,32 @@ SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$here" "$venv/bin/schemathesis" run "$schem
     --workers 2 \
     --suppress-health-check too_slow,filter_too_much \
     ${SEED:+--seed "$SEED"} \
-    --report junit --report-dir "$target/schemathesis-report" || status=$?
+    --generation-database "$target/schemathesis-report/examples.db" \
+    --report junit --report-junit-path "$report" || status=$?
+# schemathesis exits 1 for a failed check and for an error of its own alike. Its test
+# data generator sometimes reports an operation as "Inconsistent results" (Hypothesis'
+# FlakyFailure while drawing a body from a large schema): no request was judged, so it
+# is reported here but does not fail the run. Any failed check, or any other error,
+# does.
+if [ "$status" -ne 0 ] && [ -f "$report" ]; then
+    python3 - "$report" <<'PY' && status=0
+import sys
+import xml.etree.ElementTree as ET
+
+cases = list(ET.parse(sys.argv[1]).iter("testcase"))
+failures = [c.get("name") for c in cases if c.findall("failure")]
+errors = [(c.get("name"), e.text or "") for c in cases for e in c.findall("error")]
+generator = [n for n, text in errors if "Inconsistent results" in text and "FlakyFailure" in text]
+others = [n for n, text in errors if n not in generator]
+for name in generator:
+    print(f"[schemathesis] note: the test data generator failed on {name} (a schemathesis issue; no response was judged)", file=sys.stderr)
+for name in failures:
+    print(f"[schemathesis] FAILED: {name}", file=sys.stderr)
+for name in others:
+    print(f"[schemathesis] ERROR: {name}", file=sys.stderr)
+sys.exit(1 if failures or others else 0)
+PY
+fi
 if grep -q "panicked" "$work/serve.log"; then
     echo "[schemathesis] the server panicked:" >&2
     grep -A5 "panicked" "$work/serve.log" >&2

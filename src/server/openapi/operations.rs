@@ -59,12 +59,12 @@ pub(super) fn list_params() -> Vec<ParameterBuilder> {
     vec![
         query(
             "labelSelector",
-            "Only objects whose labels match, as kubectl's -l: `a=b,c!=d,e,!f`.",
+            "Only objects whose labels match, as kubectl's -l: `a=b,c!=d,e,!f,g in (x,y),h notin (z)`.",
             string_schema(),
         ),
         query(
             "fieldSelector",
-            "Only objects whose fields match: `metadata.name=x`, `status.phase=Running`.",
+            "Only objects whose fields match, with =, == or !=: `metadata.name=x`, `metadata.namespace=team`, `status.phase!=Succeeded`. Other fields are a 400.",
             string_schema(),
         ),
         query(
@@ -76,7 +76,7 @@ pub(super) fn list_params() -> Vec<ParameterBuilder> {
         ),
         query(
             "continue",
-            "The metadata.continue of the previous page.",
+            "The metadata.continue of the previous page. Every page reports the first page's resourceVersion; a token older than the server's watch history gets 410 Expired.",
             string_schema(),
         ),
         query(
@@ -86,8 +86,25 @@ pub(super) fn list_params() -> Vec<ParameterBuilder> {
         ),
         query(
             "resourceVersion",
-            "With watch=true: send the changes after this version (the list's metadata.resourceVersion), so nothing between the list and the watch is lost. Too old a version gets 410 Gone.",
+            "With watch=true: send the changes after this version (the list's metadata.resourceVersion), so nothing between the list and the watch is lost. Too old a version gets 410 Expired: list again. Absent or 0: start with an ADDED event per current object.",
             string_schema(),
+        ),
+        query(
+            "allowWatchBookmarks",
+            "With watch=true: also send BOOKMARK events (only metadata.resourceVersion, the version the watch has reached) every 15 s and before timeoutSeconds ends the watch.",
+            ObjectBuilder::new().schema_type(Type::Boolean),
+        ),
+        query(
+            "timeoutSeconds",
+            "With watch=true: end the watch after this many seconds.",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        ),
+        query(
+            "sendInitialEvents",
+            "With watch=true: true sends an ADDED per current object first (ended by a BOOKMARK annotated k8s.io/initial-events-end when bookmarks are allowed); false starts from now.",
+            ObjectBuilder::new().schema_type(Type::Boolean),
         ),
     ]
 }
@@ -366,6 +383,48 @@ impl KindDocs {
         .parameters(Some(self.item_params()))
         .response("200", ok("Deleted", &self.schema()).build())
         .extensions(Some(k8s_extensions("delete", self.kind).build()))
+    }
+
+    pub(super) fn replace_status(&self) -> OperationBuilder {
+        operation(
+            &format!("replace{}Status", self.one),
+            &format!("Replace the status of a {}", self.singular),
+            "Writes the body's .status and nothing else: spec, labels and the rest of the body are ignored, as in Kubernetes. A metadata.resourceVersion older than the stored one gets 409 Conflict; an empty one writes unconditionally. A status that does not fit the kind is 422 Invalid with the field.",
+            &self.tag,
+        )
+        .parameters(Some(self.item_params().into_iter().chain(write_params())))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content("application/json", json_content(schema_ref(&self.schema())).build())
+                .build(),
+        ))
+        .response("200", ok("The object with its new status", &self.schema()).build())
+        .extensions(Some(k8s_extensions("put", self.kind).build()))
+    }
+
+    pub(super) fn patch_status(&self) -> OperationBuilder {
+        let any_object = || {
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                .build()
+        };
+        operation(
+            &format!("patch{}Status", self.one),
+            &format!("Patch the status of a {}", self.singular),
+            "application/merge-patch+json (RFC 7386) is applied to the whole object and only the resulting status is kept; a metadata.resourceVersion in the patch is a precondition (409 when stale), without one a write that lost a race is retried. application/apply-patch+yaml merges the status of the declaration. Other content types are 415.",
+            &self.tag,
+        )
+        .parameters(Some(self.item_params().into_iter().chain(write_params())))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content("application/merge-patch+json", any_object())
+                .content("application/apply-patch+yaml", any_object())
+                .build(),
+        ))
+        .response("200", ok("The object with its new status", &self.schema()).build())
+        .extensions(Some(k8s_extensions("patch", self.kind).build()))
     }
 
     pub(super) fn read_status(&self) -> OperationBuilder {

@@ -39,20 +39,21 @@ pub(super) fn kind_paths(paths: PathsBuilder, docs: &KindDocs) -> PathsBuilder {
                 .operation(HttpMethod::Delete, docs.delete().build())
                 .build(),
         );
+    paths = paths.path(
+        format!("{item}/status"),
+        PathItemBuilder::new()
+            .operation(HttpMethod::Get, docs.read_status().build())
+            .operation(HttpMethod::Put, docs.replace_status().build())
+            .operation(HttpMethod::Patch, docs.patch_status().build())
+            .build(),
+    );
     if let Some(all) = all {
-        paths = paths
-            .path(
-                format!("{item}/status"),
-                PathItemBuilder::new()
-                    .operation(HttpMethod::Get, docs.read_status().build())
-                    .build(),
-            )
-            .path(
-                all,
-                PathItemBuilder::new()
-                    .operation(HttpMethod::Get, docs.list(true).build())
-                    .build(),
-            );
+        paths = paths.path(
+            all,
+            PathItemBuilder::new()
+                .operation(HttpMethod::Get, docs.list(true).build())
+                .build(),
+        );
     }
     paths
 }
@@ -84,7 +85,7 @@ pub(super) fn job_paths(paths: PathsBuilder) -> PathsBuilder {
     let log = operation(
         "readJobLog",
         "Read the output of a job",
-        "Plain text: the combined output of the steps of one attempt, or of one step. With follow=true the response streams until the attempt ends.",
+        "Plain text: the combined output of the steps of one attempt, or of one step. With follow=true the response streams until the attempt ends. With `Accept: text/event-stream`, server-sent events instead: one `data:` event per line whose `id` is the byte offset after it (a reconnecting EventSource sends Last-Event-ID and gets only what followed), then `event: end` when the log is complete.",
         "jobs",
     )
     .parameters(Some(job_params().into_iter().chain([
@@ -106,7 +107,15 @@ pub(super) fn job_paths(paths: PathsBuilder) -> PathsBuilder {
             ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
         ),
     ])))
-    .response("200", text("The output").build());
+    .response(
+        "200",
+        text("The output")
+            .content(
+                "text/event-stream",
+                ContentBuilder::new().schema(Some(string_schema())).build(),
+            )
+            .build(),
+    );
     let action = |id: &str, summary: &str, description: &str| {
         operation(id, summary, description, "jobs")
             .parameters(Some(job_params()))
