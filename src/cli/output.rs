@@ -195,16 +195,19 @@ pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, CliError> {
     // One object is a list by name: its version is the list's, which a watch can always
     // resume from, where the object's own version may be older than the server remembers.
     let by_name = args.name.as_ref().map(|n| format!("metadata.name={n}"));
-    let (objects, rv) = client
+    let (mut objects, rv) = client
         .list_selected(kind, ns, args.selector.as_deref(), by_name.as_deref())
         .await?;
     if let Some(name) = &args.name
         && objects.is_empty()
+        && args.selector.is_none()
     {
-        // The server's NotFound, with its message.
-        client
+        // The server's NotFound, with its message; or the object, when it was created
+        // between the list and this read.
+        let obj = client
             .get_object(&ObjectKey::new(kind, ns.unwrap_or(""), name))
             .await?;
+        objects.push(obj);
     }
     if objects.is_empty() && !args.watch {
         match ns {
