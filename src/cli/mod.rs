@@ -5,7 +5,7 @@ mod apply;
 mod client;
 mod describe;
 mod mcp;
-mod output;
+pub mod output;
 mod run;
 mod serve;
 mod watch;

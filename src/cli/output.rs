@@ -40,10 +40,12 @@ pub enum Format {
 }
 
 pub fn age(t: Option<DateTime<Utc>>) -> String {
-    let Some(t) = t else {
-        return "<unknown>".into();
-    };
-    let s = (Utc::now() - t).num_seconds().max(0);
+    t.map_or_else(|| "<unknown>".into(), |t| age_since(t, Utc::now()))
+}
+
+/// How long before `now` the time `t` was, as kubectl's AGE column (`45s`, `3m`, `2h`, `4d`).
+pub fn age_since(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let s = (now - t).num_seconds().max(0);
     match s {
         0..120 => format!("{s}s"),
         120..7200 => format!("{}m", s / 60),
@@ -123,6 +125,11 @@ fn header(kind: Kind, wide: bool, with_ns: bool) -> Vec<String> {
 
 /// Left-aligned columns separated by three spaces, as kubectl prints them.
 pub fn table(rows: &[Vec<String>]) -> String {
+    table_with_gap(rows, 3)
+}
+
+/// Left-aligned columns separated by `gap` spaces; trailing spaces are trimmed.
+pub fn table_with_gap(rows: &[Vec<String>], gap: usize) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -137,10 +144,9 @@ pub fn table(rows: &[Vec<String>]) -> String {
     for r in rows {
         let mut line = String::new();
         for (i, cell) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}   ", width = widths[i]));
+            line.push_str(cell);
+            if i + 1 < r.len() {
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + gap));
             }
         }
         out.push_str(line.trim_end());

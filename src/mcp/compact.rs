@@ -128,45 +128,12 @@ pub fn duration(ms: u64) -> String {
 
 /// How long ago `t` was, as kubectl's AGE column.
 pub fn age(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    let Some(t) = t else {
-        return "-".into();
-    };
-    let s = (now - t).num_seconds().max(0);
-    match s {
-        0..120 => format!("{s}s"),
-        120..7200 => format!("{}m", s / 60),
-        7200..172_800 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
+    t.map_or_else(|| "-".into(), |t| crate::cli::output::age_since(t, now))
 }
 
-/// Rows as aligned columns; the first row is the header.
+/// Rows as aligned columns (two spaces apart, to stay compact); the first row is the header.
 pub fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::cli::output::table_with_gap(rows, 2)
 }
 
 fn job_status(obj: &Object) -> JobStatus {
