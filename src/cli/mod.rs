@@ -111,7 +111,7 @@ pub enum LogFormat {
 
 #[derive(Args, Debug, Clone)]
 pub struct Target {
-    /// The kind: job, workflow (wf), sandbox (sb), workspace (ws), policy; singular or plural.
+    /// The kind: job, workflow (wf), sandbox (sb), sandboxtemplate (sbt), workspace (ws), policy; singular or plural.
     pub kind: String,
     pub name: String,
     /// The workspace (namespace).
@@ -181,7 +181,7 @@ pub struct LogsArgs {
 pub fn parse_kind(s: &str) -> Result<Kind, CliError> {
     Kind::parse(s).ok_or_else(|| {
         CliError::usage(format!(
-            "unknown kind \"{s}\"; use one of job, workflow (wf), sandbox (sb), workspace (ws), policy"
+            "unknown kind \"{s}\"; use one of job, workflow (wf), sandbox (sb), sandboxtemplate (sbt), workspace (ws), policy"
         ))
     })
 }

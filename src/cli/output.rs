@@ -11,7 +11,7 @@ use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey};
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// The kind: job, workflow (wf), sandbox (sb), workspace (ws), policy; singular or plural.
+    /// The kind: job, workflow (wf), sandbox (sb), sandboxtemplate (sbt), workspace (ws), policy; singular or plural.
     pub kind: String,
     /// One object by name (default: all).
     pub name: Option<String>,
@@ -44,6 +44,16 @@ pub fn age(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// How long before `now` the time `t` was, as kubectl's AGE column (`45s`, `3m`, `2h`, `4d`).
+/// How long until a time in the future, as `in 5m`; `due` once it has passed.
+pub fn until(t: DateTime<Utc>) -> String {
+    let now = Utc::now();
+    if t <= now {
+        "due".into()
+    } else {
+        format!("in {}", age_since(now, t))
+    }
+}
+
 pub fn age_since(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let s = (now - t).num_seconds().max(0);
     match s {
@@ -84,8 +94,41 @@ fn row(obj: &Object, wide: bool, with_ns: bool) -> Vec<String> {
                 cells.push(status_str(obj, "/summary"));
             }
         }
-        Kind::Workflow | Kind::Sandbox => {
+        Kind::Workflow => {
             cells.push(status_str(obj, "/phase"));
+            cells.push(age(obj.metadata.creation_timestamp));
+        }
+        Kind::Sandbox => {
+            cells.push(status_str(obj, "/phase"));
+            cells.push(
+                obj.spec
+                    .get("templateRef")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string(),
+            );
+            cells.push(
+                obj.status
+                    .get("expiresAt")
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| until(t.with_timezone(&chrono::Utc)))
+                    .unwrap_or_else(|| "-".into()),
+            );
+            cells.push(age(obj.metadata.creation_timestamp));
+            if wide {
+                cells.push(status_str(obj, "/message"));
+            }
+        }
+        Kind::SandboxTemplate => {
+            cells.push(
+                obj.spec
+                    .pointer("/warmPool/size")
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            );
+            cells.push(status_str(obj, "/pool/ready"));
+            cells.push(status_str(obj, "/pool/starting"));
             cells.push(age(obj.metadata.creation_timestamp));
         }
         Kind::Policy => {
@@ -116,7 +159,14 @@ fn header(kind: Kind, wide: bool, with_ns: bool) -> Vec<String> {
                 h.push("SUMMARY");
             }
         }
-        Kind::Workflow | Kind::Sandbox => h.extend(["PHASE", "AGE"]),
+        Kind::Workflow => h.extend(["PHASE", "AGE"]),
+        Kind::Sandbox => {
+            h.extend(["PHASE", "TEMPLATE", "EXPIRES", "AGE"]);
+            if wide {
+                h.push("MESSAGE");
+            }
+        }
+        Kind::SandboxTemplate => h.extend(["POOL", "READY", "STARTING", "AGE"]),
         Kind::Policy => h.extend(["MODE", "AGE"]),
         Kind::Workspace => h.push("AGE"),
     }

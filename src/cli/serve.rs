@@ -98,6 +98,7 @@ impl LocalMode {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let ctx = Context::new(store.clone(), runtime.clone());
+        let activity = ctx.activity.clone();
         tasks.push(tokio::spawn(controller::run(
             ctx,
             workers,
@@ -115,6 +116,7 @@ impl LocalMode {
         let state = AppState {
             store: store.clone(),
             runtime,
+            activity,
             shutdown: shutdown.clone(),
         };
         // MCP's tools call this same API. It is mounted outside `server::router` so that

@@ -1,6 +1,7 @@
 //! Controllers: one per kind, all driven by the same [`WorkQueue`], fed from the
 //! store's watch stream and periodic resyncs. Each reconcile is observe -> decide -> act.
 
+pub mod activity;
 pub mod job;
 pub mod queue;
 
@@ -50,6 +51,8 @@ pub struct Context {
     pub store: LocalStore,
     pub runtime: DockerRuntime,
     pub queue: Arc<WorkQueue<ObjectKey>>,
+    /// Sandbox use seen by the HTTP API (exec, files), read by the Sandbox controller.
+    pub activity: Arc<activity::SandboxActivity>,
     /// Log followers by container id.
     followers: Mutex<HashMap<String, JoinHandle<()>>>,
 }
@@ -65,6 +68,7 @@ impl Context {
             store,
             runtime,
             queue: WorkQueue::new(),
+            activity: activity::SandboxActivity::new(),
             followers: Mutex::new(HashMap::new()),
         })
     }

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 pub use job::{Job, JobSpec, JobStatus};
 pub use policy::Policy;
-pub use sandbox::Sandbox;
+pub use sandbox::{Sandbox, SandboxTemplate};
 pub use workflow::Workflow;
 pub use workspace::Workspace;
 
@@ -38,6 +38,8 @@ pub mod keys {
     pub const CANCEL: &str = "orcaops.dev/cancel";
     /// Changed to any new value to start a new run with the same spec.
     pub const RERUN: &str = "orcaops.dev/rerun";
+    /// Set to a new timestamp to start an expired or stopped Sandbox again.
+    pub const START: &str = "orcaops.dev/start";
     pub const LABEL_WORKSPACE: &str = "orcaops.dev/workspace";
     pub const LABEL_KIND: &str = "orcaops.dev/kind";
     pub const LABEL_NAME: &str = "orcaops.dev/name";
@@ -46,8 +48,14 @@ pub mod keys {
     pub const LABEL_ATTEMPT: &str = "orcaops.dev/attempt";
     /// The store instance that owns a container (several orcaops may share a Docker daemon).
     pub const LABEL_INSTANCE: &str = "orcaops.dev/instance";
+    /// The service of a Sandbox a container runs.
+    pub const LABEL_SERVICE: &str = "orcaops.dev/service";
+    /// The SandboxTemplate whose warm pool a container, network or volume belongs to.
+    pub const LABEL_POOL: &str = "orcaops.dev/pool";
+    /// The warm-pool slot (one pooled sandbox) a container, network or volume belongs to.
+    pub const LABEL_SLOT: &str = "orcaops.dev/slot";
     /// Annotations the controllers and CLI own: an apply from a file keeps them.
-    pub const CONTROL: &[&str] = &[CANCEL, RERUN];
+    pub const CONTROL: &[&str] = &[CANCEL, RERUN, START];
 }
 
 /// The kinds orcaops knows.
@@ -56,15 +64,17 @@ pub enum Kind {
     Job,
     Workflow,
     Sandbox,
+    SandboxTemplate,
     Workspace,
     Policy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Job,
         Kind::Workflow,
         Kind::Sandbox,
+        Kind::SandboxTemplate,
         Kind::Workspace,
         Kind::Policy,
     ];
@@ -74,6 +84,7 @@ impl Kind {
             Kind::Job => "Job",
             Kind::Workflow => "Workflow",
             Kind::Sandbox => "Sandbox",
+            Kind::SandboxTemplate => "SandboxTemplate",
             Kind::Workspace => "Workspace",
             Kind::Policy => "Policy",
         }
@@ -84,6 +95,7 @@ impl Kind {
             Kind::Job => "jobs",
             Kind::Workflow => "workflows",
             Kind::Sandbox => "sandboxes",
+            Kind::SandboxTemplate => "sandboxtemplates",
             Kind::Workspace => "workspaces",
             Kind::Policy => "policies",
         }
@@ -94,6 +106,7 @@ impl Kind {
             Kind::Job => "job",
             Kind::Workflow => "workflow",
             Kind::Sandbox => "sandbox",
+            Kind::SandboxTemplate => "sandboxtemplate",
             Kind::Workspace => "workspace",
             Kind::Policy => "policy",
         }
@@ -105,13 +118,17 @@ impl Kind {
             Kind::Job => &["ojob"],
             Kind::Workflow => &["wf"],
             Kind::Sandbox => &["sb"],
+            Kind::SandboxTemplate => &["sbt", "template", "templates"],
             Kind::Workspace => &["ws"],
             Kind::Policy => &["opol", "pol"],
         }
     }
 
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::Job | Kind::Workflow | Kind::Sandbox)
+        matches!(
+            self,
+            Kind::Job | Kind::Workflow | Kind::Sandbox | Kind::SandboxTemplate
+        )
     }
 
     /// Resolves `Job`, `job`, `jobs`, `wf`, `jobs.orcaops.dev` and the like.
@@ -138,6 +155,7 @@ impl Kind {
             Kind::Job => Job::crd(),
             Kind::Workflow => Workflow::crd(),
             Kind::Sandbox => Sandbox::crd(),
+            Kind::SandboxTemplate => SandboxTemplate::crd(),
             Kind::Workspace => Workspace::crd(),
             Kind::Policy => Policy::crd(),
         }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use super::job::JobSpec;
 use super::policy::PolicySpec;
-use super::sandbox::SandboxSpec;
+use super::sandbox::{SandboxSpec, SandboxTemplateSpec};
 use super::validate::{FieldError, validate};
 use super::workflow::WorkflowSpec;
 use super::workspace::WorkspaceSpec;
@@ -187,7 +187,10 @@ fn scalar_string(value: &Value) -> Option<String> {
 
 /// Whether a kind's spec has required content (the others are valid when empty).
 fn spec_required(kind: Kind) -> bool {
-    matches!(kind, Kind::Job | Kind::Workflow | Kind::Sandbox)
+    matches!(
+        kind,
+        Kind::Job | Kind::Workflow | Kind::Sandbox | Kind::SandboxTemplate
+    )
 }
 
 fn kind_list() -> String {
@@ -301,6 +304,7 @@ impl Document<'_> {
             Kind::Job => self.typed::<JobSpec>(raw)?,
             Kind::Workflow => self.typed::<WorkflowSpec>(raw)?,
             Kind::Sandbox => self.typed::<SandboxSpec>(raw)?,
+            Kind::SandboxTemplate => self.typed::<SandboxTemplateSpec>(raw)?,
             Kind::Workspace => self.typed::<WorkspaceSpec>(raw)?,
             Kind::Policy => self.typed::<PolicySpec>(raw)?,
         };

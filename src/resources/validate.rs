@@ -36,6 +36,7 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         Kind::Job => typed(&mut p, obj, |p, spec| job::job_spec(p, "spec", spec)),
         Kind::Workflow => typed(&mut p, obj, job::workflow_spec),
         Kind::Sandbox => typed(&mut p, obj, others::sandbox_spec),
+        Kind::SandboxTemplate => typed(&mut p, obj, others::sandbox_template_spec),
         Kind::Workspace => typed(&mut p, obj, others::workspace_spec),
         Kind::Policy => typed(&mut p, obj, others::policy_spec),
     }

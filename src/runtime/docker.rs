@@ -5,6 +5,8 @@
 //! succeeds. Containers are never auto-removed: the controller removes them
 //! after it has saved their logs and artifacts.
 
+mod sandbox;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -9,6 +9,7 @@ mod artifact;
 pub mod docker;
 mod log_lines;
 pub mod runner;
+pub mod sandbox;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -42,6 +42,8 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub struct AppState {
     pub store: LocalStore,
     pub runtime: DockerRuntime,
+    /// Where exec calls and file transfers are recorded as sandbox activity.
+    pub activity: std::sync::Arc<crate::controller::activity::SandboxActivity>,
     /// Cancelled at shutdown: watches and log streams end cleanly.
     pub shutdown: CancellationToken,
 }

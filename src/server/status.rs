@@ -105,6 +105,7 @@ fn validate_status(kind: Kind, status: &Value) -> Result<(), ApiError> {
         Kind::Job => check_typed::<job::JobStatus>(status),
         Kind::Workflow => check_typed::<workflow::WorkflowStatus>(status),
         Kind::Sandbox => check_typed::<sandbox::SandboxStatus>(status),
+        Kind::SandboxTemplate => check_typed::<sandbox::SandboxTemplateStatus>(status),
         Kind::Workspace => check_typed::<workspace::WorkspaceStatus>(status),
         Kind::Policy => check_typed::<policy::PolicyStatus>(status),
     }

@@ -1,4 +1,4 @@
-//! Rules for Sandboxes, Workspaces and Policies.
+//! Rules for Sandboxes, SandboxTemplates, Workspaces and Policies.
 
 use std::collections::HashSet;
 
@@ -6,7 +6,7 @@ use super::{MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, s
 use crate::resources::common::Resources;
 use crate::resources::policy::{PatternRule, PolicySpec};
 use crate::resources::quantity;
-use crate::resources::sandbox::{HealthCheck, SandboxSpec};
+use crate::resources::sandbox::{HealthCheck, SandboxService, SandboxSpec, SandboxTemplateSpec};
 use crate::resources::workspace::WorkspaceSpec;
 
 pub(super) fn sandbox_spec(p: &mut Problems, spec: &SandboxSpec) {
@@ -14,14 +14,64 @@ pub(super) fn sandbox_spec(p: &mut Problems, spec: &SandboxSpec) {
         p.push(
             "spec.services",
             "a Sandbox needs at least one service, or a templateRef",
-            "add a service (`- name: main` with `image: ...`) under spec.services",
+            "add a service (`- name: main` with `image: ...`) under spec.services, or name a SandboxTemplate in spec.templateRef",
         );
     }
     if let Some(template) = &spec.template_ref {
         dns_label(p, "spec.templateRef", "template name", template, MAX_NAME);
     }
+    services(p, &spec.services);
+    lifetimes(p, spec.idle_timeout_seconds, spec.ttl_seconds);
+}
+
+pub(super) fn sandbox_template_spec(p: &mut Problems, spec: &SandboxTemplateSpec) {
+    if spec.services.is_empty() {
+        p.push(
+            "spec.services",
+            "a SandboxTemplate needs at least one service",
+            "add a service (`- name: main` with `image: ...`) under spec.services",
+        );
+    }
+    services(p, &spec.services);
+    lifetimes(p, spec.idle_timeout_seconds, spec.ttl_seconds);
+    if let Some(pool) = &spec.warm_pool {
+        if pool.size > MAX_POOL {
+            p.push(
+                "spec.warmPool.size",
+                format!("a warm pool of {} is more than {MAX_POOL}", pool.size),
+                format!("keep the pool at {MAX_POOL} or fewer"),
+            );
+        }
+        if let Some(max) = pool.max_size
+            && (max < pool.size || max > MAX_POOL)
+        {
+            p.push(
+                "spec.warmPool.maxSize",
+                format!("maxSize {max} is outside {}..={MAX_POOL}", pool.size),
+                "set maxSize at least as large as size, or leave it out",
+            );
+        }
+        if pool.refill_concurrency == Some(0) {
+            p.push(
+                "spec.warmPool.refillConcurrency",
+                "a refill concurrency of 0 never refills the pool",
+                "use 1 or more, or leave it out (4)",
+            );
+        }
+    }
+}
+
+/// The largest warm pool one template may ask for.
+const MAX_POOL: u32 = 100;
+
+fn lifetimes(p: &mut Problems, idle: Option<u64>, ttl: Option<u64>) {
+    seconds(p, "spec.idleTimeoutSeconds", idle, false);
+    seconds(p, "spec.ttlSeconds", ttl, false);
+}
+
+fn services(p: &mut Problems, services: &[SandboxService]) {
     let mut names = HashSet::new();
-    for (i, service) in spec.services.iter().enumerate() {
+    for (i, service) in services.iter().enumerate() {
         let field = format!("spec.services[{i}]");
         dns_label(
             p,
@@ -102,32 +152,25 @@ pub(super) fn sandbox_spec(p: &mut Problems, spec: &SandboxSpec) {
         }
         resources(p, &format!("{field}.resources"), service.resources.as_ref());
     }
-    seconds(
-        p,
-        "spec.idleTimeoutSeconds",
-        spec.idle_timeout_seconds,
-        false,
-    );
-    seconds(p, "spec.ttlSeconds", spec.ttl_seconds, false);
 }
 
 fn health_check(p: &mut Problems, field: &str, check: &HealthCheck) {
     let probes = [
         check.exec.is_some(),
-        check.tcp_port.is_some(),
-        check.http_path.is_some(),
+        check.tcp.is_some(),
+        check.http.is_some(),
     ];
     match probes.iter().filter(|&&set| set).count() {
         0 => p.push(
             field,
             "the health check has no probe",
-            "set exactly one of exec, tcpPort or httpPath",
+            "set exactly one of exec, tcp or http",
         ),
         1 => {}
         _ => p.push(
             field,
             "the health check has more than one probe",
-            "keep exactly one of exec, tcpPort or httpPath",
+            "keep exactly one of exec, tcp or http",
         ),
     }
     if check
@@ -141,34 +184,30 @@ fn health_check(p: &mut Problems, field: &str, check: &HealthCheck) {
             "give the program and its arguments, such as [\"pg_isready\"]",
         );
     }
-    if check.tcp_port == Some(0) {
+    if check.tcp.as_ref().is_some_and(|t| t.port == 0) {
         p.push(
-            format!("{field}.tcpPort"),
+            format!("{field}.tcp.port"),
             "port 0 is not a port",
             "use a port from 1 to 65535",
         );
     }
-    if let Some(path) = &check.http_path
-        && !path.starts_with('/')
-    {
-        p.push(
-            format!("{field}.httpPath"),
-            format!("HTTP path \"{path}\" does not start with '/'"),
-            format!("write \"/{path}\""),
-        );
-    }
-    match (check.http_port, &check.http_path) {
-        (Some(_), None) => p.push(
-            format!("{field}.httpPort"),
-            "httpPort is set without httpPath",
-            "add httpPath, or use tcpPort for a plain TCP check",
-        ),
-        (Some(0), Some(_)) => p.push(
-            format!("{field}.httpPort"),
-            "port 0 is not a port",
-            "use a port from 1 to 65535",
-        ),
-        _ => {}
+    if let Some(http) = &check.http {
+        if http.port == 0 {
+            p.push(
+                format!("{field}.http.port"),
+                "port 0 is not a port",
+                "use a port from 1 to 65535",
+            );
+        }
+        if let Some(path) = &http.path
+            && !path.starts_with('/')
+        {
+            p.push(
+                format!("{field}.http.path"),
+                format!("HTTP path \"{path}\" does not start with '/'"),
+                format!("write \"/{path}\""),
+            );
+        }
     }
     seconds(
         p,
@@ -176,6 +215,19 @@ fn health_check(p: &mut Problems, field: &str, check: &HealthCheck) {
         check.interval_seconds,
         false,
     );
+    seconds(
+        p,
+        &format!("{field}.timeoutSeconds"),
+        check.timeout_seconds,
+        false,
+    );
+    if check.failure_threshold == Some(0) {
+        p.push(
+            format!("{field}.failureThreshold"),
+            "a failure threshold of 0 fails before any check",
+            "use 1 or more, or leave it out (3)",
+        );
+    }
 }
 
 pub(super) fn workspace_spec(p: &mut Problems, spec: &WorkspaceSpec) {

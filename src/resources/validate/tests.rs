@@ -217,10 +217,10 @@ fn sandbox_rules() {
     assert_eq!(validate(&sandbox(json!({"templateRef": "python"}))), vec![]);
     let obj = sandbox(json!({
         "services": [
-            {"name": "db", "image": "postgres", "healthCheck": {"exec": ["pg_isready"], "tcpPort": 5432}},
+            {"name": "db", "image": "postgres", "healthCheck": {"exec": ["pg_isready"], "tcp": {"port": 5432}}},
             {"name": "db", "image": "redis", "healthCheck": {}},
             {"name": "web", "image": "nginx", "ports": [{"containerPort": 80}],
-             "healthCheck": {"httpPath": "/", "httpPort": 80, "intervalSeconds": 0},
+             "healthCheck": {"http": {"path": "/", "port": 80}, "intervalSeconds": 0},
              "volumes": [{"name": "data", "mountPath": "data"}]},
         ],
         "idleTimeoutSeconds": 0,
@@ -234,6 +234,37 @@ fn sandbox_rules() {
             "spec.services[2].healthCheck.intervalSeconds",
             "spec.services[2].volumes[0].mountPath",
             "spec.idleTimeoutSeconds",
+        ]
+    );
+}
+
+#[test]
+fn sandbox_template_rules() {
+    let template = |spec: Value| Object::new(Kind::SandboxTemplate, "default", "shell", spec);
+    assert_eq!(
+        fields(&template(json!({"services": []}))),
+        ["spec.services"]
+    );
+    let ok = json!({
+        "services": [{"name": "shell", "image": "busybox:latest"}],
+        "warmPool": {"size": 2, "maxSize": 6},
+    });
+    assert_eq!(validate(&template(ok)), vec![]);
+    let obj = template(json!({
+        "services": [{"name": "web", "image": "nginx",
+                      "healthCheck": {"http": {"port": 0, "path": "health"}, "failureThreshold": 0}}],
+        "warmPool": {"size": 4, "maxSize": 2, "refillConcurrency": 0},
+        "ttlSeconds": 0,
+    }));
+    assert_eq!(
+        fields(&obj),
+        [
+            "spec.services[0].healthCheck.http.port",
+            "spec.services[0].healthCheck.http.path",
+            "spec.services[0].healthCheck.failureThreshold",
+            "spec.ttlSeconds",
+            "spec.warmPool.maxSize",
+            "spec.warmPool.refillConcurrency",
         ]
     );
 }

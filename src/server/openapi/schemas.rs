@@ -57,6 +57,9 @@ pub(super) fn kind_description(kind: Kind) -> &'static str {
         Kind::Sandbox => {
             "A Sandbox: a long-lived environment of service containers that agents exec into."
         }
+        Kind::SandboxTemplate => {
+            "A SandboxTemplate: a reusable Sandbox blueprint, optionally with a warm pool of ready sandboxes."
+        }
         Kind::Workspace => {
             "A Workspace: a tenant with quotas, members and defaults; namespaced resources live in one."
         }

@@ -1,0 +1,120 @@
+//! What a runtime offers Sandboxes: service containers on networks with volumes,
+//! exec (collected, or streamed with stdin), file transfer, health probes, and the
+//! activity check that keeps a busy sandbox from idling out.
+//!
+//! [`DockerRuntime`](super::DockerRuntime) implements these in `docker/sandbox.rs`.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::io::AsyncWrite;
+
+use super::Result;
+
+/// The environment variable every exec'd process carries (value: the exec id).
+/// Children inherit it, so a background job started by an exec is recognised by it.
+pub const EXEC_MARKER_ENV: &str = "ORCAOPS_EXEC";
+
+/// How a service container is attached to the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceNetwork {
+    /// No network at all.
+    None,
+    /// Docker's default bridge, with outside access.
+    Bridge,
+    /// A network of the sandbox's own (internal: no outside access); the service is
+    /// reachable on it under `aliases` (its service name).
+    Private {
+        network: String,
+        aliases: Vec<String>,
+    },
+}
+
+/// Everything needed to create one service container of a sandbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// The full command; empty keeps the image's entrypoint and command.
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub network: ServiceNetwork,
+    /// Container ports published on 127.0.0.1 at ports Docker picks.
+    pub ports: Vec<u16>,
+    /// (Docker volume name, mount path).
+    pub volumes: Vec<(String, String)>,
+    pub pids_limit: i64,
+}
+
+/// A published port: where a container port is reachable on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub container_port: u16,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+/// One command to run inside a running container.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    /// Bytes written to the command's stdin, then stdin is closed. Ignored by
+    /// [`ExecSession`]s, whose caller writes stdin itself.
+    pub stdin: Option<Bytes>,
+    /// Killed after this long; the result then says `timed_out`.
+    pub timeout: Option<Duration>,
+    /// Allocate a terminal (stdout and stderr then arrive merged, as stdout).
+    pub tty: bool,
+}
+
+/// The collected result of an exec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecOutput {
+    /// The command's exit code; 124 when it timed out, 126/127 when it could not run.
+    pub exit_code: i64,
+    pub stdout: Bytes,
+    pub stderr: Bytes,
+    pub timed_out: bool,
+    pub duration: Duration,
+}
+
+/// A chunk of an exec's output, as it arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecChunk {
+    Stdout(Bytes),
+    Stderr(Bytes),
+}
+
+pub type ExecOutputStream = Pin<Box<dyn Stream<Item = Result<ExecChunk>> + Send>>;
+
+/// A started exec: write its stdin, read its output; its exit code comes from
+/// [`DockerRuntime::exec_exit_code`](super::DockerRuntime) once `output` ends.
+pub struct ExecSession {
+    pub id: String,
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+    pub output: ExecOutputStream,
+}
+
+/// A health probe, resolved from a service's `healthCheck`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    Exec(Vec<String>),
+    Tcp { port: u16 },
+    Http { port: u16, path: String },
+}
+
+/// What a path in a container is, for downloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    File,
+    Directory,
+}
