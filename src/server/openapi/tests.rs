@@ -54,6 +54,12 @@ fn every_operation_has_a_unique_id_a_summary_and_a_description() {
         "cancelJob",
         "listPolicies",
         "listEvents",
+        "execInSandbox",
+        "execInSandboxInteractive",
+        "readSandboxFiles",
+        "writeSandboxFiles",
+        "stopSandbox",
+        "startSandbox",
     ] {
         assert!(ids.contains(id), "missing {id}; have {ids:?}");
     }
@@ -101,7 +107,7 @@ fn patch_operations_tell_kubectl_what_it_needs() {
         assert!(content.contains_key("application/merge-patch+json"));
         assert!(!content.contains_key("application/strategic-merge-patch+json"));
     }
-    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.len(), Kind::ALL.len());
 }
 
 #[test]

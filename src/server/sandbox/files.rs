@@ -1,0 +1,393 @@
+//! `PUT` and `GET .../sandboxes/{name}/files?path=`: one file as raw bytes, or a
+//! directory as a tar archive, into and out of a service container.
+
+use std::path::{Component, Path as FsPath, PathBuf};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{
+    MAX_FILE_BYTES, Target, container_path, invalid_field, resolve, runtime_error, sandbox_key,
+};
+use crate::runtime::RuntimeError;
+use crate::runtime::sandbox::PathKind;
+use crate::server::AppState;
+use crate::server::error::ApiError;
+
+/// The header that says whether a download (or a HEAD) is a file or a directory.
+pub const PATH_KIND_HEADER: &str = "x-orcaops-path-kind";
+const DEFAULT_MODE: u32 = 0o644;
+
+#[derive(Deserialize, Default)]
+pub(super) struct FilesQuery {
+    path: Option<String>,
+    service: Option<String>,
+    mode: Option<String>,
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A file mode in octal (`644`, `0755`).
+fn parse_mode(mode: Option<&str>) -> Result<u32, ApiError> {
+    let Some(text) = mode.filter(|m| !m.is_empty()) else {
+        return Ok(DEFAULT_MODE);
+    };
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            invalid_field(
+                "mode",
+                format!("\"{text}\" is not an octal file mode such as 0644 or 755"),
+            )
+        })
+}
+
+enum Upload {
+    File,
+    Tar,
+}
+
+fn upload_kind(headers: &HeaderMap) -> Result<Upload, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/octet-stream" => Ok(Upload::File),
+        "application/x-tar" | "application/tar" => Ok(Upload::Tar),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "a file upload is application/octet-stream (one file at path) or application/x-tar (extracted into the directory path), not {other}"
+            ),
+        )),
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        format!(
+            "an upload may carry at most {} MiB; split it, or copy a tar of parts",
+            MAX_FILE_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
+pub(super) async fn upload(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    Query(q): Query<FilesQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = sandbox_key(&ns, &plural, &name)?;
+    let path = container_path(q.path.as_deref().unwrap_or(""))?;
+    let kind = upload_kind(&headers)?;
+    let mode = parse_mode(q.mode.as_deref())?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_FILE_BYTES) {
+        return Err(too_large());
+    }
+    let target = resolve(&state, &key, q.service.as_deref()).await?;
+    let bytes = axum::body::to_bytes(body, MAX_FILE_BYTES)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("the upload broke off: {e}"))
+            }
+        })?;
+    let _busy = state.activity.begin(&target.uid);
+    let size = bytes.len();
+    let sha256 = hex_sha256(&bytes);
+    let written = match kind {
+        Upload::File => {
+            if path == "/" {
+                return Err(invalid_field("path", "\"/\" is a directory; name the file"));
+            }
+            state
+                .runtime
+                .write_file(&target.container, &path, bytes, mode)
+                .await
+                .map_err(|e| runtime_error(&target, e))?;
+            "file"
+        }
+        Upload::Tar => {
+            extract_into(&state, &target, &path, bytes).await?;
+            "directory"
+        }
+    };
+    Ok(Json(json!({
+        "path": path,
+        "service": target.service,
+        "kind": written,
+        "bytes": size,
+        "sha256": sha256,
+    }))
+    .into_response())
+}
+
+/// Extracts a tar into `dir`, creating `dir` and its missing parents first: the
+/// archive is extracted into the deepest directory that exists, with the missing part
+/// of the path put in front of every entry.
+async fn extract_into(
+    state: &AppState,
+    target: &Target,
+    dir: &str,
+    tar: Bytes,
+) -> Result<(), ApiError> {
+    let mut base = dir.to_string();
+    let mut missing: Vec<String> = Vec::new();
+    loop {
+        match state.runtime.path_kind(&target.container, &base).await {
+            Ok(PathKind::Directory) => break,
+            Ok(PathKind::File) => {
+                return Err(invalid_field(
+                    "path",
+                    format!("{base} is a file; a tar is extracted into a directory"),
+                ));
+            }
+            Err(RuntimeError::PathNotFound { .. }) if base != "/" => {
+                let (parent, last) = base.rsplit_once('/').expect("an absolute path");
+                missing.insert(0, last.to_string());
+                base = if parent.is_empty() {
+                    "/".into()
+                } else {
+                    parent.into()
+                };
+            }
+            Err(e) => return Err(runtime_error(target, e)),
+        }
+    }
+    let tar =
+        if missing.is_empty() {
+            tar
+        } else {
+            let prefix = missing.join("/");
+            Bytes::from(prefix_tar(&tar, &prefix).map_err(|e| {
+                invalid_field("body", format!("is not a readable tar archive: {e}"))
+            })?)
+        };
+    state
+        .runtime
+        .extract_tar(&target.container, &base, tar)
+        .await
+        .map_err(|e| runtime_error(target, e))
+}
+
+/// The same archive with `prefix` (a relative directory path) in front of every
+/// entry, and entries for the prefix's directories themselves. Pure.
+pub(super) fn prefix_tar(tar: &[u8], prefix: &str) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dir = PathBuf::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for part in prefix.split('/').filter(|p| !p.is_empty()) {
+        dir.push(part);
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        header.set_mtime(now);
+        builder.append_data(&mut header, &dir, std::io::empty())?;
+    }
+    let prefixed = |path: &FsPath| -> PathBuf {
+        let mut out = PathBuf::from(prefix);
+        out.extend(
+            path.components()
+                .filter(|c| matches!(c, Component::Normal(_))),
+        );
+        out
+    };
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = prefixed(&entry.path()?);
+        let mut header = entry.header().clone();
+        match header.entry_type() {
+            tar::EntryType::Link => {
+                // A hard link names another entry of the archive, which moved too.
+                let link = entry.link_name()?.map(|l| prefixed(&l)).unwrap_or_default();
+                builder.append_link(&mut header, &path, &link)?;
+            }
+            tar::EntryType::Symlink => {
+                let link = entry
+                    .link_name()?
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
+                builder.append_link(&mut header, &path, &link)?;
+            }
+            _ => builder.append_data(&mut header, &path, &mut entry)?,
+        }
+    }
+    builder.into_inner()
+}
+
+pub(super) async fn download(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    Query(q): Query<FilesQuery>,
+    method: Method,
+) -> Result<Response, ApiError> {
+    let key = sandbox_key(&ns, &plural, &name)?;
+    let path = container_path(q.path.as_deref().unwrap_or(""))?;
+    let target = resolve(&state, &key, q.service.as_deref()).await?;
+    let busy = state.activity.begin(&target.uid);
+    let kind = state
+        .runtime
+        .path_kind(&target.container, &path)
+        .await
+        .map_err(|e| runtime_error(&target, e))?;
+    let base_name = path
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("root");
+    let (kind_name, content_type, file_name) = match kind {
+        PathKind::File => ("file", "application/octet-stream", base_name.to_string()),
+        PathKind::Directory => ("directory", "application/x-tar", format!("{base_name}.tar")),
+    };
+    let mut response = if method == Method::HEAD {
+        StatusCode::OK.into_response()
+    } else {
+        match kind {
+            PathKind::File => {
+                let content = state
+                    .runtime
+                    .read_file(&target.container, &path, MAX_FILE_BYTES as u64)
+                    .await
+                    .map_err(|e| runtime_error(&target, e))?;
+                drop(busy);
+                let mut response = Body::from(content.clone()).into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_LENGTH, content.len().into());
+                if let Ok(sha) = hex_sha256(&content).parse() {
+                    headers.insert("x-checksum-sha256", sha);
+                }
+                response
+            }
+            PathKind::Directory => {
+                let stream = state.runtime.download_tar(&target.container, &path);
+                // The sandbox stays busy until the whole archive is sent.
+                let body = stream.map(move |chunk| {
+                    let _busy = &busy;
+                    chunk.map_err(std::io::Error::other)
+                });
+                Body::from_stream(body).into_response()
+            }
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        content_type.parse().expect("a media type"),
+    );
+    headers.insert(PATH_KIND_HEADER, kind_name.parse().expect("a header value"));
+    if let Ok(value) = format!("attachment; filename=\"{file_name}\"").parse() {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o600);
+            builder.append_data(&mut header, path, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn listing(tar: &[u8]) -> Vec<(String, Vec<u8>, u32)> {
+        let mut archive = tar::Archive::new(tar);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().to_string();
+                let mode = e.header().mode().unwrap();
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+                (path, data, mode)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_prefix_goes_in_front_of_every_entry_and_makes_its_directories() {
+        let long = format!("{}/f", "d".repeat(120));
+        let tar = archive(&[("./a/b.txt", b"hi"), ("c", b"x"), (long.as_str(), b"")]);
+        let out = prefix_tar(&tar, "new/dir").unwrap();
+        let entries = listing(&out);
+        let paths: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "new",
+                "new/dir",
+                "new/dir/a/b.txt",
+                "new/dir/c",
+                &format!("new/dir/{long}")
+            ]
+        );
+        assert_eq!(entries[2].1, b"hi");
+        assert_eq!(entries[2].2, 0o600, "modes are kept");
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode(None).unwrap(), 0o644);
+        assert_eq!(parse_mode(Some("755")).unwrap(), 0o755);
+        assert_eq!(parse_mode(Some("0600")).unwrap(), 0o600);
+        for bad in ["9", "rwx", "77777"] {
+            assert_eq!(
+                parse_mode(Some(bad)).unwrap_err().details.causes[0].field,
+                "mode"
+            );
+        }
+    }
+
+    #[test]
+    fn uploads_are_a_file_or_a_tar() {
+        let mut headers = HeaderMap::new();
+        assert!(matches!(upload_kind(&headers), Ok(Upload::File)));
+        headers.insert(header::CONTENT_TYPE, "application/x-tar".parse().unwrap());
+        assert!(matches!(upload_kind(&headers), Ok(Upload::Tar)));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert_eq!(
+            upload_kind(&headers).err().unwrap().code,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+}
