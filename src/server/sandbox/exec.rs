@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use super::wire::{self, ChunkEncoder, ExecBody, ExecExit, ExecResult, StreamEvent, StreamName};
 use super::{Target, invalid_field, resolve, runtime_error, sandbox_key};
 use crate::runtime::DockerRuntime;
-use crate::runtime::sandbox::{ExecChunk, ExecRequest, ExecSession};
+use crate::runtime::sandbox::{ExecChunk, ExecRequest, ExecSession, TIMED_OUT_EXIT_CODE};
 use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::server::logs::async_stream;
@@ -27,8 +27,6 @@ use crate::server::logs::async_stream;
 const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for Docker to record the exit code once the output has ended.
 const EXIT_CODE_WAIT: Duration = Duration::from_secs(5);
-/// The exit code of a command that ran out of time, as `timeout(1)` reports it.
-pub(super) const TIMED_OUT_CODE: i64 = 124;
 
 #[derive(Deserialize, Default)]
 pub(super) struct ExecQuery {
@@ -268,7 +266,7 @@ async fn pump<F, Fut>(
     let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     let timed_out = abandoned || request.timeout.is_some_and(|t| elapsed >= t);
     let code = if timed_out {
-        Some(TIMED_OUT_CODE)
+        Some(TIMED_OUT_EXIT_CODE)
     } else {
         exit_code(runtime, &id).await
     };

@@ -1,8 +1,6 @@
 //! `PUT` and `GET .../sandboxes/{name}/files?path=`: one file as raw bytes, or a
 //! directory as a tar archive, into and out of a service container.
 
-use std::path::{Component, Path as FsPath, PathBuf};
-
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -16,7 +14,6 @@ use sha2::{Digest, Sha256};
 use super::{
     MAX_FILE_BYTES, Target, container_path, invalid_field, resolve, runtime_error, sandbox_key,
 };
-use crate::runtime::RuntimeError;
 use crate::runtime::sandbox::PathKind;
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -150,101 +147,24 @@ pub(super) async fn upload(
     .into_response())
 }
 
-/// Extracts a tar into `dir`, creating `dir` and its missing parents first: the
-/// archive is extracted into the deepest directory that exists, with the missing part
-/// of the path put in front of every entry.
+/// Extracts a tar into the directory `dir` (created with its parents if missing).
 async fn extract_into(
     state: &AppState,
     target: &Target,
     dir: &str,
     tar: Bytes,
 ) -> Result<(), ApiError> {
-    let mut base = dir.to_string();
-    let mut missing: Vec<String> = Vec::new();
-    loop {
-        match state.runtime.path_kind(&target.container, &base).await {
-            Ok(PathKind::Directory) => break,
-            Ok(PathKind::File) => {
-                return Err(invalid_field(
-                    "path",
-                    format!("{base} is a file; a tar is extracted into a directory"),
-                ));
-            }
-            Err(RuntimeError::PathNotFound { .. }) if base != "/" => {
-                let (parent, last) = base.rsplit_once('/').expect("an absolute path");
-                missing.insert(0, last.to_string());
-                base = if parent.is_empty() {
-                    "/".into()
-                } else {
-                    parent.into()
-                };
-            }
-            Err(e) => return Err(runtime_error(target, e)),
-        }
+    if let Ok(PathKind::File) = state.runtime.path_kind(&target.container, dir).await {
+        return Err(invalid_field(
+            "path",
+            format!("{dir} is a file; a tar is extracted into a directory"),
+        ));
     }
-    let tar =
-        if missing.is_empty() {
-            tar
-        } else {
-            let prefix = missing.join("/");
-            Bytes::from(prefix_tar(&tar, &prefix).map_err(|e| {
-                invalid_field("body", format!("is not a readable tar archive: {e}"))
-            })?)
-        };
     state
         .runtime
-        .extract_tar(&target.container, &base, tar)
+        .extract_tar(&target.container, dir, tar)
         .await
         .map_err(|e| runtime_error(target, e))
-}
-
-/// The same archive with `prefix` (a relative directory path) in front of every
-/// entry, and entries for the prefix's directories themselves. Pure.
-pub(super) fn prefix_tar(tar: &[u8], prefix: &str) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut dir = PathBuf::new();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    for part in prefix.split('/').filter(|p| !p.is_empty()) {
-        dir.push(part);
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o755);
-        header.set_size(0);
-        header.set_mtime(now);
-        builder.append_data(&mut header, &dir, std::io::empty())?;
-    }
-    let prefixed = |path: &FsPath| -> PathBuf {
-        let mut out = PathBuf::from(prefix);
-        out.extend(
-            path.components()
-                .filter(|c| matches!(c, Component::Normal(_))),
-        );
-        out
-    };
-    let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = prefixed(&entry.path()?);
-        let mut header = entry.header().clone();
-        match header.entry_type() {
-            tar::EntryType::Link => {
-                // A hard link names another entry of the archive, which moved too.
-                let link = entry.link_name()?.map(|l| prefixed(&l)).unwrap_or_default();
-                builder.append_link(&mut header, &path, &link)?;
-            }
-            tar::EntryType::Symlink => {
-                let link = entry
-                    .link_name()?
-                    .map(|l| l.into_owned())
-                    .unwrap_or_default();
-                builder.append_link(&mut header, &path, &link)?;
-            }
-            _ => builder.append_data(&mut header, &path, &mut entry)?,
-        }
-    }
-    builder.into_inner()
 }
 
 pub(super) async fn download(
@@ -316,54 +236,6 @@ pub(super) async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (path, data) in entries {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o600);
-            builder.append_data(&mut header, path, *data).unwrap();
-        }
-        builder.into_inner().unwrap()
-    }
-
-    fn listing(tar: &[u8]) -> Vec<(String, Vec<u8>, u32)> {
-        let mut archive = tar::Archive::new(tar);
-        archive
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let mut e = e.unwrap();
-                let path = e.path().unwrap().to_string_lossy().to_string();
-                let mode = e.header().mode().unwrap();
-                let mut data = Vec::new();
-                std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-                (path, data, mode)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_prefix_goes_in_front_of_every_entry_and_makes_its_directories() {
-        let long = format!("{}/f", "d".repeat(120));
-        let tar = archive(&[("./a/b.txt", b"hi"), ("c", b"x"), (long.as_str(), b"")]);
-        let out = prefix_tar(&tar, "new/dir").unwrap();
-        let entries = listing(&out);
-        let paths: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "new",
-                "new/dir",
-                "new/dir/a/b.txt",
-                "new/dir/c",
-                &format!("new/dir/{long}")
-            ]
-        );
-        assert_eq!(entries[2].1, b"hi");
-        assert_eq!(entries[2].2, 0o600, "modes are kept");
-    }
 
     #[test]
     fn modes_are_octal() {

@@ -251,6 +251,30 @@ pub(super) fn runtime_error(target: &Target, e: RuntimeError) -> ApiError {
             "path {path} in service {} of sandbox {name}",
             target.service
         )),
+        RuntimeError::ContainerNotRunning { .. } => conflict(
+            &target.key,
+            format!(
+                "service {} of sandbox {name} is not running (the controller restarts it); wait until the sandbox is Ready: `orcaops get sandbox {name} -w`",
+                target.service
+            ),
+        ),
+        RuntimeError::TooLarge {
+            path, size, limit, ..
+        } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!(
+                "{path} is {size} bytes, over the {} MiB a transfer may carry; compress or split it in the sandbox first",
+                limit / (1024 * 1024)
+            ),
+        ),
+        RuntimeError::NotAFile { path, .. } => invalid_field(
+            "path",
+            format!("{path} is neither a regular file nor a directory"),
+        ),
+        RuntimeError::InvalidPath { path, reason } => {
+            invalid_field("path", format!("\"{path}\": {reason}"))
+        }
         RuntimeError::Unreachable { .. } => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",

@@ -17,12 +17,12 @@ use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::exec::{TIMED_OUT_CODE, exit_code, request_of};
+use super::exec::{exit_code, request_of};
 use super::wire::{ExecBody, channel};
 use super::{Target, invalid_field, resolve, sandbox_key};
 use crate::controller::activity::ActivityGuard;
 use crate::resources::common::EnvVar;
-use crate::runtime::sandbox::{ExecChunk, ExecRequest, ExecSession};
+use crate::runtime::sandbox::{ExecChunk, ExecRequest, ExecSession, TIMED_OUT_EXIT_CODE};
 use crate::server::AppState;
 use crate::server::error::ApiError;
 
@@ -188,7 +188,7 @@ async fn session(
                     None => {
                         let timed_out = request.timeout.is_some_and(|t| started.elapsed() >= t);
                         if timed_out {
-                            break Ok(TIMED_OUT_CODE);
+                            break Ok(TIMED_OUT_EXIT_CODE);
                         }
                         break exit_code(&state.runtime, &id)
                             .await
@@ -217,7 +217,7 @@ async fn session(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 Some(Ok(_)) => {}
             },
-            _ = timeout => break Ok(TIMED_OUT_CODE),
+            _ = timeout => break Ok(TIMED_OUT_EXIT_CODE),
             _ = state.shutdown.cancelled() => break Err("the server is shutting down".into()),
         }
     };
