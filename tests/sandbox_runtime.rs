@@ -198,7 +198,7 @@ async fn services_on_a_private_network_reach_each_other_by_alias_and_nothing_els
             .list_networks(&[(TEST_LABEL, &t.id)])
             .await
             .unwrap();
-        assert_eq!(listed, [network.clone()]);
+        assert_eq!(listed, std::slice::from_ref(&network));
         let on_network = |purpose: &str, alias: &str, command: &[&str]| {
             let mut spec = t.service(purpose, command);
             spec.network = ServiceNetwork::Private {
@@ -352,7 +352,7 @@ async fn create_service_adopts_and_a_restart_keeps_volume_data() {
                 .list_volumes(&[(TEST_LABEL, &t.id)])
                 .await
                 .unwrap(),
-            [volume.clone()]
+            std::slice::from_ref(&volume)
         );
         let mut spec = t.service("volume", &["sleep", "3600"]);
         spec.volumes = vec![(volume.clone(), "/data".into())];
