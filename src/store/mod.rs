@@ -1,7 +1,8 @@
 //! The store: every resource with metadata, spec and status, versioned for optimistic
 //! concurrency, with a watch stream; plus events and run records.
 //!
-//! Local mode uses [`LocalStore`] (SQLite in WAL mode).
+//! [`ObjectStore`] is what controllers and sources use; local mode implements it with
+//! [`LocalStore`] (SQLite in WAL mode).
 
 pub mod events;
 pub mod local;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::resources::{Object, ObjectKey};
+use crate::resources::{Kind, Object, ObjectKey};
 
 pub use events::{Event, EventType, InvolvedObject, NewEvent};
 pub use local::{ListPage, LocalStore};
@@ -85,4 +86,71 @@ pub enum ApplyOutcome {
     Created,
     Configured,
     Unchanged,
+}
+
+/// What controllers and sources need of a store, whichever it is: [`LocalStore`]
+/// (SQLite) in local mode, the Kubernetes API in cluster mode. Run records, logs and
+/// artifacts are not here: they stay in the local data dir in both modes.
+#[async_trait::async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// A stable identity of this store, put on every container it owns, so that two
+    /// stores sharing one Docker daemon or cluster never clean up each other's.
+    fn instance_id(&self) -> &str;
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Object>>;
+    /// Every object of a kind (in one namespace, or all), with the list's resourceVersion.
+    async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<(Vec<Object>, String)>;
+    async fn create(&self, obj: Object) -> Result<Object>;
+    /// Creates or updates from a declarative source; `generation` moves only with `spec`.
+    async fn apply(&self, obj: Object) -> Result<(ApplyOutcome, Object)>;
+    async fn replace(&self, obj: Object) -> Result<Object>;
+    /// Writes the status only; a stale `resource_version` ("" = unconditional) is a Conflict.
+    async fn update_status(
+        &self,
+        key: &ObjectKey,
+        resource_version: &str,
+        status: serde_json::Value,
+    ) -> Result<Object>;
+    async fn delete(&self, key: &ObjectKey) -> Result<Object>;
+    /// Every change from now on (subscribe before listing, so nothing is missed).
+    fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent>;
+    async fn record_event(&self, event: NewEvent) -> Result<()>;
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for LocalStore {
+    fn instance_id(&self) -> &str {
+        LocalStore::instance_id(self)
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Object>> {
+        LocalStore::get(self, key).await
+    }
+    async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<(Vec<Object>, String)> {
+        LocalStore::list(self, kind, namespace).await
+    }
+    async fn create(&self, obj: Object) -> Result<Object> {
+        LocalStore::create(self, obj).await
+    }
+    async fn apply(&self, obj: Object) -> Result<(ApplyOutcome, Object)> {
+        LocalStore::apply(self, obj).await
+    }
+    async fn replace(&self, obj: Object) -> Result<Object> {
+        LocalStore::replace(self, obj).await
+    }
+    async fn update_status(
+        &self,
+        key: &ObjectKey,
+        resource_version: &str,
+        status: serde_json::Value,
+    ) -> Result<Object> {
+        LocalStore::update_status(self, key, resource_version, status).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<Object> {
+        LocalStore::delete(self, key).await
+    }
+    fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent> {
+        LocalStore::watch(self)
+    }
+    async fn record_event(&self, event: NewEvent) -> Result<()> {
+        LocalStore::record_event(self, event).await
+    }
 }
