@@ -57,6 +57,10 @@ pub struct ContainerSpec {
     pub memory_bytes: Option<u64>,
     pub network: NetworkMode,
     pub pids_limit: i64,
+    /// `uid` or `uid:gid`; None keeps the image's user.
+    pub user: Option<String>,
+    /// Mount the image read-only, with a tmpfs at `/tmp` so that shells still work.
+    pub read_only_root: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
