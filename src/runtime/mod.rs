@@ -4,10 +4,14 @@
 //! ([`runner`]): a generated `/bin/sh` script that runs the steps in order and
 //! prints markers around each. Docker keeps the container's output, so after a
 //! crash the controller re-reads it and knows exactly which steps ran.
+//!
+//! Cluster mode runs the same attempt as one pod; [`pod`] builds it (and its
+//! NetworkPolicy) from the Job.
 
 mod artifact;
 pub mod docker;
 mod log_lines;
+pub mod pod;
 pub mod runner;
 
 use std::collections::BTreeMap;
