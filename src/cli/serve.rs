@@ -189,7 +189,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-async fn wait_for_signal() {
+pub(super) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

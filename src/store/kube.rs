@@ -56,6 +56,8 @@ struct Inner {
     instance: String,
     /// The kubeconfig context the client came from, when it came from one.
     context: Option<String>,
+    /// The API server's URL, when known.
+    server: Option<String>,
     recorder: Recorder,
     feed: broadcast::Sender<WatchEvent>,
     /// The watchers start with the first `watch()`: a one-shot `orcaops sync` never needs them.
@@ -84,7 +86,7 @@ pub enum ConnectError {
 /// Why the cluster cannot be used, from [`KubeStore::check_access`].
 #[derive(thiserror::Error, Debug)]
 pub enum AccessError {
-    #[error("cannot reach the Kubernetes API: {}", describe(.0))]
+    #[error("{}", describe(.0))]
     Unreachable(kube::Error),
     #[error("the orcaops CRDs are not installed in this cluster (jobs.orcaops.dev is not served)")]
     CrdsMissing,
@@ -98,7 +100,7 @@ impl KubeStore {
     /// A store on `client`. `instance_id` identifies this orcaops among others sharing the
     /// cluster: it labels the pods it owns, so it never cleans up another's.
     pub fn new(client: Client, instance_id: impl Into<String>) -> Self {
-        Self::build(client, instance_id.into(), None)
+        Self::build(client, instance_id.into(), None, None)
     }
 
     /// A store on the cluster of kubeconfig context `context`, or by default of the current
@@ -123,13 +125,19 @@ impl KubeStore {
             None => Config::infer().await.map_err(ConnectError::Infer)?,
         };
         config.connect_timeout = Some(CONNECT_TIMEOUT);
-        let instance = instance_for(&config.cluster_url.to_string());
+        let server = config.cluster_url.to_string();
+        let instance = instance_for(&server);
         let client = Client::try_from(config).map_err(ConnectError::Client)?;
         let context = context.map(str::to_string).or_else(current_context);
-        Ok(Self::build(client, instance, context))
+        Ok(Self::build(client, instance, context, Some(server)))
     }
 
-    fn build(client: Client, instance: String, context: Option<String>) -> Self {
+    fn build(
+        client: Client,
+        instance: String,
+        context: Option<String>,
+        server: Option<String>,
+    ) -> Self {
         let reporter = Reporter {
             controller: "orcaops".into(),
             instance: Some(instance.clone()),
@@ -141,6 +149,7 @@ impl KubeStore {
                 client,
                 instance,
                 context,
+                server,
                 feed: broadcast::channel(WATCH_CAPACITY).0,
                 watching: Once::new(),
                 _stop_on_drop: stop.clone().drop_guard(),
@@ -152,6 +161,11 @@ impl KubeStore {
     /// The kubeconfig context in use ("in-cluster" or None when not from a kubeconfig).
     pub fn context(&self) -> Option<&str> {
         self.inner.context.as_deref()
+    }
+
+    /// The API server's URL, when the store was built from a configuration.
+    pub fn server(&self) -> Option<&str> {
+        self.inner.server.as_deref()
     }
 
     pub fn client(&self) -> &Client {

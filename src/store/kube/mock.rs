@@ -76,6 +76,42 @@ pub(crate) fn served(obj: &Object, resource_version: &str) -> Value {
     serde_json::to_value(obj).expect("an object serializes")
 }
 
+/// `obj` as served (see [`served`]), with `managedFields` saying that `orcaops-sync`
+/// applied the labels and annotations of `declared`.
+pub(crate) fn served_applied(obj: &Object, declared: &Object, resource_version: &str) -> Value {
+    let mut served = served(obj, resource_version);
+    let names = |map: &std::collections::BTreeMap<String, String>| -> Value {
+        map.keys().map(|k| (format!("f:{k}"), json!({}))).collect()
+    };
+    served["metadata"]["managedFields"] = json!([{
+        "manager": super::SYNC_MANAGER,
+        "operation": "Apply",
+        "apiVersion": API_VERSION,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:metadata": {
+            "f:labels": names(&declared.metadata.labels),
+            "f:annotations": names(&declared.metadata.annotations),
+        }, "f:spec": {}},
+    }]);
+    served
+}
+
+/// The answer to the creation of an events.k8s.io Event.
+pub(crate) fn event_created() -> Value {
+    json!({
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "orcaops.1", "namespace": "default"},
+        "eventTime": "2025-01-01T00:00:00.000000Z",
+    })
+}
+
+/// The path events.k8s.io Events about objects of `namespace` are created at (cluster-scoped
+/// objects' go to `default`).
+pub(crate) fn events_path(namespace: &str) -> String {
+    format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+}
+
 /// A list as the API server returns it.
 pub(crate) fn list(kind: Kind, items: Vec<Value>, resource_version: &str) -> Value {
     json!({

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::mock::{
-    Exchange, JSON_PATCH, Reply, collection_path, list, mock_store, object_path, served, status,
+    Exchange, JSON_PATCH, Reply, collection_path, event_created, events_path, list, mock_store,
+    object_path, served, served_applied, status,
 };
 use super::*;
 use crate::resources::keys;
@@ -36,26 +37,6 @@ fn with_finalizers(obj: &Object, finalizers: &[&str]) -> Object {
     let mut obj = obj.clone();
     obj.metadata.finalizers = finalizers.iter().map(|f| f.to_string()).collect();
     obj
-}
-
-/// `obj` as served, with `managedFields` saying `orcaops-sync` applied the labels and
-/// annotations of `declared`.
-fn served_as_applied(obj: &Object, declared: &Object, rv: &str) -> Value {
-    let mut served = served(obj, rv);
-    let names = |map: &std::collections::BTreeMap<String, String>| -> Value {
-        map.keys().map(|k| (format!("f:{k}"), json!({}))).collect()
-    };
-    served["metadata"]["managedFields"] = json!([{
-        "manager": SYNC_MANAGER,
-        "operation": "Apply",
-        "apiVersion": "orcaops.dev/v1alpha1",
-        "fieldsType": "FieldsV1",
-        "fieldsV1": {"f:metadata": {
-            "f:labels": names(&declared.metadata.labels),
-            "f:annotations": names(&declared.metadata.annotations),
-        }, "f:spec": {}},
-    }]);
-    served
 }
 
 #[tokio::test]
@@ -191,7 +172,7 @@ async fn apply_creates_with_server_side_apply() {
             )
             .body("/spec", json!({"image": "alpine"}))
             .body("/status", Value::Null)
-            .reply(201, served_as_applied(&file, &file, "30")),
+            .reply(201, served_applied(&file, &file, "30")),
     ]);
     let applied = store.apply(file).await;
     api.done().await;
@@ -209,7 +190,7 @@ async fn apply_of_what_is_there_sends_no_write() {
     stored.metadata.labels.insert("tier".into(), "gold".into());
     stored.status = json!({"phase": "Succeeded"});
     let api = api.expect(vec![
-        Exchange::get(path("build")).reply(200, served_as_applied(&stored, &file, "31")),
+        Exchange::get(path("build")).reply(200, served_applied(&stored, &file, "31")),
     ]);
     let applied = store.apply(file).await;
     api.done().await;
@@ -231,12 +212,12 @@ async fn apply_of_a_changed_spec_configures_and_keeps_a_cancel_request() {
     after.spec = json!({"image": "debian"});
     after.metadata.generation = 2;
     let api = api.expect(vec![
-        Exchange::get(path("build")).reply(200, served_as_applied(&stored, &stored, "40")),
+        Exchange::get(path("build")).reply(200, served_applied(&stored, &stored, "40")),
         Exchange::patch(path("build"))
             .applied_by(SYNC_MANAGER)
             .body("/spec/image", json!("debian"))
             .body("/metadata/annotations/orcaops.dev~1cancel", json!("2"))
-            .reply(200, served_as_applied(&after, &after, "41")),
+            .reply(200, served_applied(&after, &after, "41")),
     ]);
     let applied = store.apply(file).await;
     api.done().await;
@@ -376,7 +357,7 @@ async fn a_finalizer_patch_that_lost_a_race_is_built_again_from_a_fresh_read() {
 async fn record_event_posts_an_event_about_the_object() {
     let (store, api) = mock_store();
     let api = api.expect(vec![
-        Exchange::post("/apis/events.k8s.io/v1/namespaces/default/events")
+        Exchange::post(events_path("default"))
             .body("/regarding/kind", json!("Job"))
             .body("/regarding/name", json!("build"))
             .body("/regarding/apiVersion", json!("orcaops.dev/v1alpha1"))
@@ -386,12 +367,7 @@ async fn record_event_posts_an_event_about_the_object() {
             .body("/note", json!("cannot pull alpine:nope"))
             .body("/reportingController", json!("orcaops"))
             .body("/reportingInstance", json!(super::mock::INSTANCE))
-            .reply(
-                201,
-                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
-                       "metadata": {"name": "build.1", "namespace": "default"},
-                       "eventTime": "2025-01-01T00:00:00.000000Z"}),
-            ),
+            .reply(201, event_created()),
     ]);
     let event = |kind: &str, name: &str| NewEvent {
         involved: InvolvedObject {
