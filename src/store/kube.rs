@@ -168,6 +168,7 @@ impl KubeStore {
         self.inner.server.as_deref()
     }
 
+    /// The client, for what the store does not cover (pods, namespaces, quotas).
     pub fn client(&self) -> &Client {
         &self.inner.client
     }
@@ -408,8 +409,10 @@ impl ObjectStore for KubeStore {
         }
     }
 
-    /// Every change from now on. The first call starts one watcher per kind; its first
-    /// list arrives as ADDED events for every existing object.
+    /// Every change from now on. The first call starts one watcher per kind (so it must
+    /// be made inside a Tokio runtime); their first lists arrive as ADDED events for
+    /// every existing object, and every relist after a broken watch as the ADDED,
+    /// MODIFIED and DELETED events it implies.
     fn watch(&self) -> broadcast::Receiver<WatchEvent> {
         let receiver = self.inner.feed.subscribe();
         self.inner.watching.call_once(|| {
