@@ -8,25 +8,16 @@
 //!
 //! Waiting uses one watch connection, so the benchmark spends no CPU polling.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
-use serde_json::Value;
+use common::{IMAGE, Watched, free_port, percentile, require_docker, start_server};
 
-const BIN: &str = env!("CARGO_BIN_EXE_orcaops");
-const IMAGE: &str = "busybox:latest";
 const WORKERS: usize = 16;
 const ROUNDS: usize = 15;
 const BURST: usize = 100;
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
 
 fn job_yaml(name: &str) -> String {
     format!(
@@ -34,70 +25,8 @@ fn job_yaml(name: &str) -> String {
     )
 }
 
-/// The phase of every job, kept current by one watch connection.
-#[derive(Clone, Default)]
-struct Phases {
-    map: Arc<Mutex<HashMap<String, String>>>,
-    changed: Arc<Condvar>,
-}
-
-impl Phases {
-    fn watch(rt: &tokio::runtime::Runtime, url: &str) -> Phases {
-        let phases = Phases::default();
-        let feed = phases.clone();
-        let url = format!("{url}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs?watch=true");
-        rt.spawn(async move {
-            let response = reqwest::get(&url).await.expect("the watch starts");
-            let mut body = response.bytes_stream();
-            let mut buf = Vec::new();
-            while let Some(Ok(chunk)) = body.next().await {
-                buf.extend_from_slice(&chunk);
-                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    let Ok(event) = serde_json::from_slice::<Value>(&line) else {
-                        continue;
-                    };
-                    let field = |p: &str| {
-                        event
-                            .pointer(p)
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string()
-                    };
-                    let (name, phase) = (
-                        field("/object/metadata/name"),
-                        field("/object/status/phase"),
-                    );
-                    feed.map.lock().unwrap().insert(name, phase);
-                    feed.changed.notify_all();
-                }
-            }
-        });
-        phases
-    }
-
-    fn wait(&self, what: &str, done: impl Fn(&HashMap<String, String>) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let mut map = self.map.lock().unwrap();
-        while !done(&map) {
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| panic!("timed out waiting for {what}"));
-            map = self
-                .changed
-                .wait_timeout(map, left.min(Duration::from_millis(200)))
-                .unwrap()
-                .0;
-        }
-    }
-
-    fn wait_succeeded(&self, name: &str) {
-        self.wait(name, |m| match m.get(name).map(String::as_str) {
-            Some("Failed" | "TimedOut" | "Cancelled") => panic!("bench job {name} did not succeed"),
-            Some("Succeeded") => true,
-            _ => false,
-        });
-    }
+fn wait_succeeded(jobs: &Watched, name: &str) {
+    jobs.wait_phase(name, "Succeeded", &["Failed", "TimedOut", "Cancelled"]);
 }
 
 fn docker_run() -> Duration {
@@ -111,36 +40,6 @@ fn docker_run() -> Duration {
     start.elapsed()
 }
 
-fn start_server(dir: &Path, data: &Path, port: u16) -> Child {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            &WORKERS.to_string(),
-        ])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().ok();
-    child.wait().ok();
-    panic!("the server did not start");
-}
-
 fn unix_nanos() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -149,36 +48,23 @@ fn unix_nanos() -> u128 {
 }
 
 fn main() {
-    let docker_ok = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        docker_ok,
-        "the benchmark needs Docker and {IMAGE}: run ./scripts/setup.sh"
-    );
+    require_docker();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let http = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("folder");
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = start_server(&dir, &data, port);
+    let port = free_port();
+    let mut server = start_server(&dir, &data, port, WORKERS);
     let url = format!("http://127.0.0.1:{port}");
-    let phases = Phases::watch(&rt, &url);
+    let phases = Watched::start(&rt, &url, "jobs");
     std::thread::sleep(Duration::from_millis(300));
 
     // Warm up both paths once.
     docker_run();
     std::fs::write(dir.join("warm.yaml"), job_yaml("warm")).unwrap();
-    phases.wait_succeeded("warm");
+    wait_succeeded(&phases, "warm");
 
     // 1. A single job end to end, alternating with the baseline.
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
@@ -201,7 +87,7 @@ fn main() {
             "apply: {}",
             response.status()
         );
-        phases.wait_succeeded(&name);
+        wait_succeeded(&phases, &name);
         ours.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     let (o, t) = (percentile(&mut ours, 0.5), percentile(&mut theirs, 0.5));
@@ -231,7 +117,9 @@ fn main() {
     }
     phases.wait("the burst", |m| {
         m.iter()
-            .filter(|(k, v)| k.starts_with("burst-") && v.as_str() == "Succeeded")
+            .filter(|(k, v)| {
+                k.starts_with("burst-") && v.pointer("/status/phase") == Some(&"Succeeded".into())
+            })
             .count()
             == BURST
     });
@@ -249,7 +137,7 @@ fn main() {
         let since = unix_nanos() as f64 / 1e9 - 1.0;
         let written = unix_nanos();
         std::fs::write(dir.join(format!("{name}.yaml")), job_yaml(&name)).unwrap();
-        phases.wait_succeeded(&name);
+        wait_succeeded(&phases, &name);
         let out = Command::new("docker")
             .args([
                 "events",
