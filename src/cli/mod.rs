@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use client::{ApiClient, collection_path, object_path, urlencode};
+pub use watch::{Change, ResumingWatch};
 
 use crate::resources::{DEFAULT_WORKSPACE, Kind};
 
