@@ -60,6 +60,12 @@ impl DockerRuntime {
         todo!("sandbox runtime")
     }
 
+    /// Renames a container (a claimed warm-pool container takes its sandbox's name).
+    pub async fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
+        let _ = (id, new_name);
+        todo!("sandbox runtime")
+    }
+
     /// Starts an existing, stopped container.
     pub async fn start_container(&self, id: &str) -> Result<()> {
         let _ = id;
