@@ -187,10 +187,7 @@ impl Decider<'_> {
             }
             self.begin_start("started again after expiry");
         } else if !self.has_started()
-            || matches!(
-                phase,
-                Some(SandboxPhase::Stopped | SandboxPhase::Stopping)
-            )
+            || matches!(phase, Some(SandboxPhase::Stopped | SandboxPhase::Stopping))
         {
             self.begin_start("starting");
         }
@@ -232,7 +229,9 @@ impl Decider<'_> {
         let message = format!(
             "SandboxTemplate \"{template}\" not found in workspace \"{ns}\": create it, or fix spec.templateRef"
         );
-        if self.status.phase != Some(SandboxPhase::Pending) || self.status.message.as_deref() != Some(&message) {
+        if self.status.phase != Some(SandboxPhase::Pending)
+            || self.status.message.as_deref() != Some(&message)
+        {
             self.event(EventType::Warning, "TemplateNotFound", message.clone());
         }
         self.status.phase = Some(SandboxPhase::Pending);
@@ -328,7 +327,8 @@ impl Decider<'_> {
             return false;
         }
         self.status_first = true;
-        self.actions.push(SandboxAction::Stop { container_ids: ids });
+        self.actions
+            .push(SandboxAction::Stop { container_ids: ids });
         true
     }
 
@@ -360,7 +360,11 @@ impl Decider<'_> {
             .collect();
         if waiting.is_empty() {
             self.status.message = None;
-            self.set_ready(ConditionStatus::True, "AllServicesReady", "every service is ready");
+            self.set_ready(
+                ConditionStatus::True,
+                "AllServicesReady",
+                "every service is ready",
+            );
             let n = self.status.services.len();
             self.set_phase(
                 SandboxPhase::Ready,
@@ -530,7 +534,11 @@ pub fn endpoints(
         .unwrap_or_default();
     let mut endpoints: Vec<Endpoint> = ports
         .iter()
-        .filter(|p| declared.iter().any(|d| d.container_port == p.container_port))
+        .filter(|p| {
+            declared
+                .iter()
+                .any(|d| d.container_port == p.container_port)
+        })
         .map(|p| Endpoint {
             name: declared
                 .iter()

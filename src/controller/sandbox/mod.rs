@@ -119,8 +119,15 @@ pub async fn reconcile(
         return Ok(requeue);
     }
 
-    let mut observed = observe(ctx, &obj, &spec, status.clone(), effective, template_missing)
-        .await?;
+    let mut observed = observe(
+        ctx,
+        &obj,
+        &spec,
+        status.clone(),
+        effective,
+        template_missing,
+    )
+    .await?;
     let mut decision = decide(&observed);
     if decision.count_processes {
         observed.activity.background = Some(count_processes(ctx, &observed).await?);
@@ -248,10 +255,10 @@ async fn observe(
             if container.state == ContainerState::Running && declares_ports {
                 observed.ports = ctx.runtime.published_ports(&container.id).await?;
             }
-            observed.probe_ready = ctx
-                .sandboxes
-                .monitors
-                .verdict_for(&meta.uid, &name, &container.id);
+            observed.probe_ready =
+                ctx.sandboxes
+                    .monitors
+                    .verdict_for(&meta.uid, &name, &container.id);
             observed.pool_named = pool_named;
             observed.container = Some(container);
         }
@@ -382,7 +389,12 @@ async fn act(
                     entry.container = None;
                     entry.ports.clear();
                 }
-                if !observed.effective.services.iter().any(|s| &s.name == service) {
+                if !observed
+                    .effective
+                    .services
+                    .iter()
+                    .any(|s| &s.name == service)
+                {
                     observed.services.remove(service);
                 }
             }
@@ -398,7 +410,10 @@ async fn act(
             }
             SandboxAction::Stop { container_ids } => {
                 ctx.sandboxes.monitors.stop(&meta.uid);
-                info!(containers = container_ids.len(), "stopping sandbox containers");
+                info!(
+                    containers = container_ids.len(),
+                    "stopping sandbox containers"
+                );
                 let stopped = join_all(
                     container_ids
                         .iter()

@@ -155,10 +155,7 @@ pub fn service_container(
 ) -> ServiceContainerSpec {
     let mut labels = placement.labels;
     labels.insert(keys::LABEL_SERVICE.to_string(), service.name.clone());
-    labels.insert(
-        LABEL_SPEC_HASH.to_string(),
-        service_hash(service, network),
-    );
+    labels.insert(LABEL_SPEC_HASH.to_string(), service_hash(service, network));
     let resources = service.resources.clone().unwrap_or_default();
     ServiceContainerSpec {
         name: placement.container_name,

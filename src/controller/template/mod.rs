@@ -31,8 +31,8 @@ use crate::resources::{Kind, ObjectKey, keys};
 use crate::runtime::ContainerState;
 use crate::store::{InvolvedObject, NewEvent};
 
-pub use pool::{Fingerprint, Pools};
 use pool::{Counters, SlotContainer, slot_monitor_id};
+pub use pool::{Fingerprint, Pools};
 
 /// What a pool slot (or a claim) must match: each service's hash.
 pub fn fingerprint(services: &[SandboxService], network: SandboxNetwork) -> Fingerprint {
@@ -103,12 +103,7 @@ pub async fn reconcile(
     for _ in 0..decision.start {
         let slot = new_slot_id();
         ctx.pools.add_creating(key, &slot, fingerprint.clone());
-        tokio::spawn(make_slot(
-            Arc::clone(ctx),
-            key.clone(),
-            spec.clone(),
-            slot,
-        ));
+        tokio::spawn(make_slot(Arc::clone(ctx), key.clone(), spec.clone(), slot));
     }
     ctx.pools.misses_reported(key, decision.misses_reported);
 
@@ -302,7 +297,10 @@ pub async fn rebuild(ctx: &Context) -> Result<(), ControllerError> {
                 )
             })
             .collect();
-        let contents = if containers.iter().all(|c| c.state == ContainerState::Running) {
+        let contents = if containers
+            .iter()
+            .all(|c| c.state == ContainerState::Running)
+        {
             let mut made = Vec::new();
             for c in &containers {
                 made.push(SlotContainer {

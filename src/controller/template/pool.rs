@@ -134,15 +134,18 @@ impl Pools {
         let pool = inner.pools.entry(template.clone()).or_default();
         pool.claims.push_back(now);
         pool.counters.last_claim_time = Some(now);
-        let found = pool.slots.iter().find_map(|(id, slot)| match &slot.contents {
-            Contents::Created(containers)
-                if &slot.fingerprint == fingerprint
-                    && monitors.all_ready(&slot_monitor_id(template, id)) =>
-            {
-                Some((id.clone(), containers.clone()))
-            }
-            _ => None,
-        });
+        let found = pool
+            .slots
+            .iter()
+            .find_map(|(id, slot)| match &slot.contents {
+                Contents::Created(containers)
+                    if &slot.fingerprint == fingerprint
+                        && monitors.all_ready(&slot_monitor_id(template, id)) =>
+                {
+                    Some((id.clone(), containers.clone()))
+                }
+                _ => None,
+            });
         let Some((slot, containers)) = found else {
             pool.counters.missed += 1;
             pool.unreported_misses += 1;
@@ -151,7 +154,11 @@ impl Pools {
         pool.slots.remove(&slot);
         pool.counters.claimed += 1;
         inner.claimed.insert(
-            (template.namespace.clone(), template.name.clone(), slot.clone()),
+            (
+                template.namespace.clone(),
+                template.name.clone(),
+                slot.clone(),
+            ),
             uid.to_string(),
         );
         // The sandbox's own monitor takes over from here.
@@ -183,7 +190,11 @@ impl Pools {
     /// Notes a claimed slot found at start-up or written in a Sandbox's status.
     pub fn note_claimed(&self, namespace: &str, template: &str, slot: &str, uid: &str) {
         self.inner.lock().expect("pools lock").claimed.insert(
-            (namespace.to_string(), template.to_string(), slot.to_string()),
+            (
+                namespace.to_string(),
+                template.to_string(),
+                slot.to_string(),
+            ),
             uid.to_string(),
         );
     }
@@ -233,14 +244,19 @@ impl Pools {
 
     fn add(&self, template: &ObjectKey, slot: &str, fingerprint: Fingerprint, contents: Contents) {
         let mut inner = self.inner.lock().expect("pools lock");
-        inner.pools.entry(template.clone()).or_default().slots.insert(
-            slot.to_string(),
-            Slot {
-                fingerprint,
-                created_at: Utc::now(),
-                contents,
-            },
-        );
+        inner
+            .pools
+            .entry(template.clone())
+            .or_default()
+            .slots
+            .insert(
+                slot.to_string(),
+                Slot {
+                    fingerprint,
+                    created_at: Utc::now(),
+                    contents,
+                },
+            );
     }
 
     /// Records that a slot was made. False when the slot is no longer wanted (its
@@ -284,7 +300,13 @@ impl Pools {
 
     /// A slot became ready: the refill works again.
     pub fn succeeded(&self, template: &ObjectKey) {
-        if let Some(pool) = self.inner.lock().expect("pools lock").pools.get_mut(template) {
+        if let Some(pool) = self
+            .inner
+            .lock()
+            .expect("pools lock")
+            .pools
+            .get_mut(template)
+        {
             pool.failures_in_a_row = 0;
             pool.retry_at = None;
             pool.last_failure = None;
@@ -318,7 +340,8 @@ impl Pools {
         if !pool.seeded {
             pool.counters.claimed += stored.claimed;
             pool.counters.missed += stored.missed;
-            pool.counters.last_claim_time = pool.counters.last_claim_time.max(stored.last_claim_time);
+            pool.counters.last_claim_time =
+                pool.counters.last_claim_time.max(stored.last_claim_time);
             pool.seeded = true;
         }
     }
@@ -341,7 +364,13 @@ impl Pools {
 
     /// Misses were reported by an event.
     pub fn misses_reported(&self, template: &ObjectKey, n: u64) {
-        if let Some(pool) = self.inner.lock().expect("pools lock").pools.get_mut(template) {
+        if let Some(pool) = self
+            .inner
+            .lock()
+            .expect("pools lock")
+            .pools
+            .get_mut(template)
+        {
             pool.unreported_misses = pool.unreported_misses.saturating_sub(n);
         }
     }
@@ -355,7 +384,11 @@ impl Pools {
     ) -> PoolSnapshot {
         let mut inner = self.inner.lock().expect("pools lock");
         let pool = inner.pools.entry(template.clone()).or_default();
-        while pool.claims.front().is_some_and(|t| now - *t >= CLAIM_WINDOW) {
+        while pool
+            .claims
+            .front()
+            .is_some_and(|t| now - *t >= CLAIM_WINDOW)
+        {
             pool.claims.pop_front();
         }
         let slots = pool
@@ -422,7 +455,10 @@ mod tests {
         assert_eq!(snapshot.recent_claims.len(), 2);
         assert_eq!(snapshot.slots[0].state, SlotState::Starting);
         let later = pools.snapshot(&key(), &monitors, now + CLAIM_WINDOW);
-        assert!(later.recent_claims.is_empty(), "claims age out of the window");
+        assert!(
+            later.recent_claims.is_empty(),
+            "claims age out of the window"
+        );
     }
 
     #[test]

@@ -184,16 +184,15 @@ pub fn decide(
             ),
         ));
     }
-    let pool_status = (desired > 0 || ready_count + starting > 0 || stored.pool.is_some()).then(|| {
-        PoolStatus {
+    let pool_status =
+        (desired > 0 || ready_count + starting > 0 || stored.pool.is_some()).then(|| PoolStatus {
             desired,
             ready: ready_count,
             starting: starting + start,
             claimed: snapshot.counters.claimed,
             missed: snapshot.counters.missed,
             last_claim_time: snapshot.counters.last_claim_time,
-        }
-    });
+        });
     PoolDecision {
         start,
         remove,

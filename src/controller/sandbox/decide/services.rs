@@ -76,8 +76,9 @@ impl Decider<'_> {
             }
         }
         if !to_create.is_empty() {
-            self.actions
-                .push(SandboxAction::Create { services: to_create });
+            self.actions.push(SandboxAction::Create {
+                services: to_create,
+            });
         }
         self.status.services = statuses;
     }
@@ -103,7 +104,14 @@ impl Decider<'_> {
                 self.requeue_in(Duration::from_secs(30));
                 return (status, false);
             }
-            if self.was_running() && self.obs.status.services.iter().any(|s| s.name == service.name && s.state.as_deref() == Some("running")) {
+            if self.was_running()
+                && self
+                    .obs
+                    .status
+                    .services
+                    .iter()
+                    .any(|s| s.name == service.name && s.state.as_deref() == Some("running"))
+            {
                 self.event(
                     EventType::Warning,
                     "ServiceRecreated",
