@@ -75,6 +75,8 @@ impl Scratch {
             memory_bytes: None,
             network: NetworkMode::None,
             pids_limit: 256,
+            user: None,
+            read_only_root: false,
         }
     }
 
@@ -347,6 +349,28 @@ async fn capabilities_are_dropped_and_privileges_cannot_grow() {
                 "NoNewPrivs:\t1"
             ]
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn user_and_read_only_root_are_applied_and_tmp_stays_writable() {
+    docker_test(|t| async move {
+        let spec = ContainerSpec {
+            user: Some("1000:100".into()),
+            read_only_root: true,
+            ..t.spec("readonly", Vec::new())
+        };
+        let steps = [
+            run("id -u; id -g"),
+            run("cat <<EOF\nhere document\nEOF\necho scratch > /tmp/x && cat /tmp/x"),
+            run("touch /root-write 2>/dev/null && echo wrote || echo refused"),
+        ];
+        let result = t.run_steps_with(spec, &steps).await;
+        assert_eq!(result.code, 0, "{result:?}");
+        assert_eq!(result.out(0), ["1000", "100"]);
+        assert_eq!(result.out(1), ["here document", "scratch"]);
+        assert_eq!(result.out(2), ["refused"]);
     })
     .await;
 }

@@ -50,6 +50,9 @@ pub struct JobSpec {
     /// `none` (the default) gives the container no network at all.
     #[serde(default, skip_serializing_if = "is_default")]
     pub network: JobNetwork,
+    /// Who the steps run as, and whether the root filesystem is writable.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub security: JobSecurity,
     /// Deadline for the whole run, retries included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
@@ -86,6 +89,25 @@ pub enum JobNetwork {
     #[default]
     None,
     Bridge,
+}
+
+/// Hardening beyond the defaults every Job gets (no capabilities, no privilege escalation).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobSecurity {
+    /// Refuse to run as root. Without `runAsUser`, Docker runs the steps as uid and gid 65534
+    /// (nobody); a cluster keeps the image's user and refuses to start if that user is root.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub run_as_non_root: bool,
+    /// The uid the steps run as, instead of the image's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// The primary gid the steps run as; needs `runAsUser` or `runAsNonRoot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<i64>,
+    /// Mount the image read-only; `/tmp` stays writable (an empty temporary directory).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub read_only_root_filesystem: bool,
 }
 
 /// Retries of a failed attempt, with exponential backoff capped at `maxBackoffSeconds`.

@@ -366,6 +366,7 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 .collect(),
         ),
         working_dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
         labels: Some(spec.labels.clone().into_iter().collect()),
         host_config: Some(HostConfig {
             nano_cpus: spec
@@ -385,6 +386,12 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
             security_opt: Some(vec!["no-new-privileges".to_string()]),
             pids_limit: Some(spec.pids_limit),
             auto_remove: Some(false),
+            readonly_rootfs: spec.read_only_root.then_some(true),
+            // Shells write here documents and scratch files to /tmp. Its pages count
+            // against the memory limit, so no size of its own.
+            tmpfs: spec.read_only_root.then(|| {
+                HashMap::from([("/tmp".to_string(), "rw,nosuid,nodev,mode=1777".to_string())])
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -469,6 +476,8 @@ mod tests {
             memory_bytes: Some(64 << 20),
             network: NetworkMode::None,
             pids_limit: 128,
+            user: None,
+            read_only_root: false,
         }
     }
 
@@ -489,6 +498,24 @@ mod tests {
         );
         assert_eq!(host.pids_limit, Some(128));
         assert_eq!(host.auto_remove, Some(false));
+        assert_eq!(body.user, None);
+        assert_eq!(host.readonly_rootfs, None);
+        assert_eq!(host.tmpfs, None);
+    }
+
+    #[test]
+    fn container_body_sets_the_user_and_a_read_only_root_with_a_writable_tmp() {
+        let body = container_body(&ContainerSpec {
+            user: Some("1000:100".into()),
+            read_only_root: true,
+            ..spec()
+        });
+        assert_eq!(body.user.as_deref(), Some("1000:100"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.readonly_rootfs, Some(true));
+        let tmpfs = host.tmpfs.unwrap();
+        assert_eq!(tmpfs.keys().collect::<Vec<_>>(), ["/tmp"]);
+        assert!(tmpfs["/tmp"].contains("mode=1777"), "writable by any user");
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //! ([`runner`]): a generated `/bin/sh` script that runs the steps in order and
 //! prints markers around each. Docker keeps the container's output, so after a
 //! crash the controller re-reads it and knows exactly which steps ran.
+//!
+//! Cluster mode runs the same attempt as one pod; [`pod`] builds it (and its
+//! NetworkPolicy) from the Job.
 
 mod artifact;
 pub mod docker;
 mod log_lines;
+pub mod pod;
 pub mod runner;
 pub mod sandbox;
 
@@ -58,6 +62,10 @@ pub struct ContainerSpec {
     pub memory_bytes: Option<u64>,
     pub network: NetworkMode,
     pub pids_limit: i64,
+    /// `uid` or `uid:gid`; None keeps the image's user.
+    pub user: Option<String>,
+    /// Mount the image read-only, with a tmpfs at `/tmp` so that shells still work.
+    pub read_only_root: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,6 +20,11 @@
 //! that prints markers) from being mistaken for a marker. It is not a secret
 //! from the steps themselves: they can read the runner's command line in
 //! `/proc/1/cmdline`. The container's exit code stays authoritative.
+//!
+//! On a cluster, artifacts are copied out of the *running* pod (a finished
+//! pod's filesystem cannot be read), so there the runner can hold the
+//! container open after the last step until the controller has collected
+//! them; see [`RunnerOptions`].
 
 use chrono::{DateTime, Utc};
 
@@ -41,7 +46,48 @@ const MARKER_PREFIX: &str = "::orcaops:";
 /// step, records how that step ended, starts no further step, and exits with
 /// the step's non-zero code, or 143.
 pub fn runner_command(steps: &[Step], nonce: &str) -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into(), runner_script(steps, nonce)]
+    runner_command_with(steps, nonce, RunnerOptions::default())
+}
+
+/// Like [`runner_command`], with options. The default options give exactly
+/// the Docker runner.
+pub fn runner_command_with(steps: &[Step], nonce: &str, options: RunnerOptions) -> Vec<String> {
+    let hold = options.hold_for_collection.then_some(Hold {
+        release_file: RELEASE_FILE,
+        max_seconds: MAX_HOLD_SECONDS,
+    });
+    vec!["/bin/sh".into(), "-c".into(), script(steps, nonce, hold)]
+}
+
+/// How the runner ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunnerOptions {
+    /// After the last step ran (or the first failed one), keep the container
+    /// running until [`RELEASE_FILE`] exists or [`MAX_HOLD_SECONDS`] have
+    /// passed, then exit with the steps' exit code. The end marker of the
+    /// last step is printed before the hold, so the log shows the steps'
+    /// results while the artifacts are copied. A stop request (SIGTERM) ends
+    /// the hold at once.
+    pub hold_for_collection: bool,
+}
+
+/// The directory the pod runtime mounts (an `emptyDir`) for the runner's
+/// coordination files; writable even with a read-only root filesystem.
+pub const COLLECTION_DIR: &str = "/.orcaops";
+
+/// Created (by an exec from the controller) once the artifacts are copied;
+/// a holding runner then exits.
+pub const RELEASE_FILE: &str = "/.orcaops/collected";
+
+/// The longest a runner holds for collection; a controller that is gone for
+/// longer than this does not keep a pod running for ever.
+pub const MAX_HOLD_SECONDS: u32 = 600;
+
+/// Where a holding runner looks for its release, and for how long.
+#[derive(Clone, Copy, Debug)]
+struct Hold<'a> {
+    release_file: &'a str,
+    max_seconds: u32,
 }
 
 /// Defines `orcaops_wait`, which waits for the step in the background and
@@ -67,13 +113,46 @@ orcaops_wait() {
 /// The exit code after a stop request (128 + SIGTERM), as a shell would report it.
 const STOPPED_EXIT_CODE: i64 = 143;
 
-/// The script passed to `/bin/sh -c`.
+/// The script passed to `/bin/sh -c` (the Docker runner: no hold).
 pub fn runner_script(steps: &[Step], nonce: &str) -> String {
+    script(steps, nonce, None)
+}
+
+/// Defines `orcaops_exit CODE`, which a holding runner calls instead of
+/// `exit` once the steps are over. It polls once a second (a foreground
+/// `sleep`, so a SIGTERM is acted on within a second) and gives up holding
+/// if `sleep` itself fails (an image without it), rather than spinning.
+fn hold_function(hold: Hold<'_>) -> String {
+    format!(
+        r#"orcaops_exit() {{
+  orcaops_held=0
+  while [ -z "$orcaops_stop" ] && [ ! -e {release} ] && [ "$orcaops_held" -lt {max} ]; do
+    sleep 1 || break
+    orcaops_held=$((orcaops_held + 1))
+  done
+  exit "$1"
+}}
+"#,
+        release = shell_quote(hold.release_file),
+        max = hold.max_seconds,
+    )
+}
+
+fn script(steps: &[Step], nonce: &str, hold: Option<Hold<'_>>) -> String {
     debug_assert!(
         nonce.bytes().all(|b| b.is_ascii_alphanumeric()),
         "the nonce is written into printf formats unquoted"
     );
     let mut script = String::from(PREAMBLE);
+    // Where the steps are over, a holding runner waits before it exits; a
+    // stopped one (the `exit 143` lines) never waits.
+    let finish = match hold {
+        Some(hold) => {
+            script.push_str(&hold_function(hold));
+            "orcaops_exit"
+        }
+        None => "exit",
+    };
     for (index, step) in steps.iter().enumerate() {
         let start = format!("{MARKER_PREFIX}{nonce}:start:{index}\\n");
         let end = format!("{MARKER_PREFIX}{nonce}:end:{index}:%d\\n");
@@ -83,12 +162,12 @@ pub fn runner_script(steps: &[Step], nonce: &str) -> String {
              {} &\n\
              orcaops_wait $!\n\
              printf '{end}' \"$orcaops_rc\"; printf '{end}' \"$orcaops_rc\" >&2\n\
-             [ \"$orcaops_rc\" -eq 0 ] || exit \"$orcaops_rc\"\n",
+             [ \"$orcaops_rc\" -eq 0 ] || {finish} \"$orcaops_rc\"\n",
             step_invocation(step)
         ));
     }
     script.push_str(&format!(
-        "[ -z \"$orcaops_stop\" ] || exit {STOPPED_EXIT_CODE}\nexit 0\n"
+        "[ -z \"$orcaops_stop\" ] || exit {STOPPED_EXIT_CODE}\n{finish} 0\n"
     ));
     script
 }
@@ -252,6 +331,9 @@ fn parse_code(text: &str) -> Option<i64> {
     }
     text.parse().ok()
 }
+
+#[cfg(test)]
+mod hold_tests;
 
 #[cfg(test)]
 mod tests {
@@ -455,6 +537,37 @@ exit 0
         // Times come from stdout only.
         assert_eq!(parser.steps()[0].started_at, Some(at(0)));
         assert_eq!(parser.running_step(), Some(1));
+    }
+
+    #[test]
+    fn default_options_give_the_docker_runner_and_hold_only_changes_how_it_ends() {
+        let steps = [run("a", "echo hi"), exec("b", &["false"])];
+        assert_eq!(
+            runner_command_with(&steps, "n0", RunnerOptions::default()),
+            ["/bin/sh", "-c", &runner_script(&steps, "n0")]
+        );
+        let held = runner_command_with(
+            &steps,
+            "n0",
+            RunnerOptions {
+                hold_for_collection: true,
+            },
+        );
+        let hold = Hold {
+            release_file: RELEASE_FILE,
+            max_seconds: MAX_HOLD_SECONDS,
+        };
+        assert!(held[2].contains("[ ! -e '/.orcaops/collected' ]"));
+        assert!(held[2].contains("-lt 600 ]"));
+        // Without the hold function, and with `exit` for `orcaops_exit`, it is the Docker runner.
+        assert_eq!(
+            held[2]
+                .replace(&hold_function(hold), "")
+                .replace("orcaops_exit", "exit"),
+            runner_script(&steps, "n0")
+        );
+        // Stopped runners never hold.
+        assert_eq!(held[2].matches("|| exit 143").count(), 3);
     }
 
     #[test]

@@ -15,14 +15,12 @@ use crate::runtime::runner::RunnerParser;
 use crate::runtime::{ContainerInfo, ContainerState, RuntimeError};
 
 use super::super::{Context, ControllerError};
+use super::STOP_GRACE_SECS;
 use super::decide::NONCE_LABEL;
 
 /// How much of a step's output its status keeps.
 const TAIL_LINES: usize = 20;
 const TAIL_BYTES: usize = 2048;
-
-/// Grace period between SIGTERM and SIGKILL when a run is stopped.
-const STOP_GRACE_SECS: u32 = 5;
 
 pub(super) async fn harvest(
     ctx: &Arc<Context>,

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, instrument, warn};
 
 use crate::records::{self, AttemptOutcome, AttemptRecord};
-use crate::resources::job::{JobNetwork, JobSpec, JobStatus};
+use crate::resources::job::{JobNetwork, JobSecurity, JobSpec, JobStatus};
 use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::runtime::runner::{self, RunnerParser};
@@ -25,6 +25,12 @@ use decide::{JobAction, NONCE_LABEL, Observed, decide};
 
 /// The PID limit of every job container (a fork bomb stops here).
 pub const PIDS_LIMIT: i64 = 512;
+
+/// The uid (and gid) Docker runs a `runAsNonRoot` Job as when it names no user: `nobody`.
+pub const NON_ROOT_ID: i64 = 65534;
+
+/// How long a stopped attempt gets between SIGTERM and SIGKILL.
+pub const STOP_GRACE_SECS: u32 = 5;
 
 fn invalid(key: &ObjectKey, e: serde_json::Error) -> ControllerError {
     ControllerError::InvalidObject {
@@ -325,7 +331,31 @@ pub fn container_spec(
             JobNetwork::Bridge => NetworkMode::Bridge,
         },
         pids_limit: PIDS_LIMIT,
+        user: docker_user(&spec.security),
+        read_only_root: spec.security.read_only_root_filesystem,
     }
+}
+
+/// Docker's `--user` for the Job's security block. Docker cannot check the image's user
+/// before it runs, so `runAsNonRoot` without a uid picks one: [`NON_ROOT_ID`].
+fn docker_user(security: &JobSecurity) -> Option<String> {
+    let uid = match (security.run_as_user, security.run_as_non_root) {
+        (Some(uid), _) => uid,
+        (None, true) => NON_ROOT_ID,
+        // Validation refuses a group without a user.
+        (None, false) => return None,
+    };
+    let gid = match (security.run_as_group, security.run_as_user) {
+        (Some(gid), _) => Some(gid),
+        // Not the root group for the uid we picked (a numeric uid missing from the image's
+        // /etc/passwd would otherwise get gid 0).
+        (None, None) => Some(NON_ROOT_ID),
+        (None, Some(_)) => None,
+    };
+    Some(match gid {
+        Some(gid) => format!("{uid}:{gid}"),
+        None => uid.to_string(),
+    })
 }
 
 async fn start(
@@ -386,4 +416,55 @@ pub(super) fn run_dir(ctx: &Context, obj: &Object, run: u32) -> std::path::PathB
         &obj.metadata.uid,
         run,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn security(
+        run_as_non_root: bool,
+        run_as_user: Option<i64>,
+        run_as_group: Option<i64>,
+    ) -> JobSecurity {
+        JobSecurity {
+            run_as_non_root,
+            run_as_user,
+            run_as_group,
+            read_only_root_filesystem: false,
+        }
+    }
+
+    #[test]
+    fn docker_user_follows_the_security_block() {
+        let cases = [
+            (security(false, None, None), None),
+            (security(false, Some(0), None), Some("0")),
+            (security(false, Some(1000), None), Some("1000")),
+            (security(false, Some(1000), Some(100)), Some("1000:100")),
+            (security(true, Some(1000), None), Some("1000")),
+            (security(true, None, None), Some("65534:65534")),
+            (security(true, None, Some(100)), Some("65534:100")),
+        ];
+        for (security, user) in cases {
+            assert_eq!(docker_user(&security).as_deref(), user, "{security:?}");
+        }
+    }
+
+    #[test]
+    fn container_spec_carries_the_user_and_the_read_only_root() {
+        let spec = JobSpec {
+            image: "busybox".into(),
+            security: JobSecurity {
+                read_only_root_filesystem: true,
+                ..security(true, None, None)
+            },
+            ..Default::default()
+        };
+        let container = container_spec(&spec, BTreeMap::new(), "c", "n0");
+        assert_eq!(container.user.as_deref(), Some("65534:65534"));
+        assert!(container.read_only_root);
+        let plain = container_spec(&JobSpec::default(), BTreeMap::new(), "c", "n0");
+        assert_eq!((plain.user, plain.read_only_root), (None, false));
+    }
 }

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds};
-use crate::resources::job::{JobSpec, Step};
+use crate::resources::job::{JobSecurity, JobSpec, Step};
 use crate::resources::parse::closest;
 use crate::resources::workflow::WorkflowSpec;
 
@@ -65,6 +65,7 @@ pub(super) fn job_spec(p: &mut Problems, at: &str, spec: &JobSpec) {
         true,
     );
     artifacts(p, at, spec);
+    security(p, &format!("{at}.security"), &spec.security);
 }
 
 /// The steps travel to the container as one argument of the runner shell, and Linux
@@ -202,6 +203,45 @@ fn artifacts(p: &mut Problems, at: &str, spec: &JobSpec) {
             );
         }
         absolute_path(p, &format!("{field}.path"), "artifact path", &artifact.path);
+    }
+}
+
+/// Kubernetes takes ids from 0 to 2^31 - 1; Docker would take more, but a Job must run on both.
+const MAX_ID: i64 = i32::MAX as i64;
+
+fn security(p: &mut Problems, at: &str, security: &JobSecurity) {
+    for (field, id) in [
+        ("runAsUser", security.run_as_user),
+        ("runAsGroup", security.run_as_group),
+    ] {
+        if let Some(id) = id
+            && !(0..=MAX_ID).contains(&id)
+        {
+            p.push(
+                format!("{at}.{field}"),
+                format!("{id} is not a valid id"),
+                format!("use an id from 0 to {MAX_ID}"),
+            );
+        }
+    }
+    if security.run_as_non_root && security.run_as_user == Some(0) {
+        p.push(
+            format!("{at}.runAsUser"),
+            "runAsUser is 0 (root) while runAsNonRoot is true",
+            "use a non-zero uid, such as 1000, or remove runAsUser to run as uid 65534",
+        );
+    }
+    // Docker can only set a group together with a user, so a group alone would run
+    // differently on the two runtimes.
+    if security.run_as_group.is_some()
+        && security.run_as_user.is_none()
+        && !security.run_as_non_root
+    {
+        p.push(
+            format!("{at}.runAsGroup"),
+            "runAsGroup is set without runAsUser",
+            "set runAsUser as well (or runAsNonRoot: true), or remove runAsGroup",
+        );
     }
 }
 

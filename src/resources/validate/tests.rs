@@ -134,6 +134,56 @@ fn job_fields_are_checked() {
     );
 }
 
+fn job_with_security(security: Value) -> Object {
+    let mut spec = simple_job();
+    spec["security"] = security;
+    job(spec)
+}
+
+#[test]
+fn security_settings_that_can_run_are_valid() {
+    for security in [
+        json!({}),
+        json!({"runAsNonRoot": true}),
+        json!({"runAsNonRoot": true, "runAsGroup": 100}),
+        json!({"runAsUser": 0}),
+        json!({"runAsUser": 1000, "runAsGroup": 1000, "readOnlyRootFilesystem": true}),
+    ] {
+        assert_eq!(
+            validate(&job_with_security(security.clone())),
+            vec![],
+            "{security}"
+        );
+    }
+}
+
+#[test]
+fn run_as_non_root_with_uid_0_is_refused_at_run_as_user() {
+    let e = only_error(&job_with_security(
+        json!({"runAsNonRoot": true, "runAsUser": 0}),
+    ));
+    assert_eq!(e.field, "spec.security.runAsUser");
+    assert!(e.message.contains("runAsNonRoot"), "{e}");
+    assert!(e.fix.contains("65534"), "{e}");
+}
+
+#[test]
+fn security_ids_must_fit_both_runtimes_and_a_group_needs_a_user() {
+    let obj = job_with_security(json!({"runAsUser": -1, "runAsGroup": 2_147_483_648u64}));
+    assert_eq!(
+        fields(&obj),
+        ["spec.security.runAsUser", "spec.security.runAsGroup"]
+    );
+    let e = only_error(&job_with_security(json!({"runAsGroup": 100})));
+    assert_eq!(e.field, "spec.security.runAsGroup");
+    assert!(e.fix.contains("runAsUser"), "{e}");
+    assert_eq!(
+        only_error(&job_with_security(json!({"readOnly": true}))).field,
+        "spec",
+        "unknown fields are refused"
+    );
+}
+
 #[test]
 fn a_bad_quantity_says_how_to_write_one() {
     let obj = job(

@@ -1,0 +1,579 @@
+//! The files that put orcaops on a cluster, checked without one: the plain manifests, the
+//! Helm chart (rendered by a small test-only renderer), the Dockerfile, and the CRDs'
+//! schemas against the API server's rules for structural schemas.
+
+#[path = "cluster_files/chart.rs"]
+mod chart;
+#[path = "cluster_files/objects.rs"]
+mod objects;
+#[path = "cluster_files/render.rs"]
+mod render;
+#[path = "cluster_files/structural.rs"]
+mod structural;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use orcaops::resources::{Kind, crds_yaml};
+use serde_json::{Value, json};
+
+use chart::load_chart;
+use objects::{Doc, check_object, documents, one, read};
+
+const NAMESPACE: &str = "orcaops-system";
+/// The Lease the operator takes for leader election, in its own namespace.
+const LEASE: &str = "orcaops-operator";
+/// A kind being added beside the five of `Kind::ALL`; the ClusterRole grants it already.
+const SANDBOX_TEMPLATES: &str = "sandboxtemplates";
+const REGENERATE: &str = "regenerate with `cargo run -- crds > crds/orcaops.dev.yaml && cp crds/orcaops.dev.yaml manifests/01-crds.yaml && cp crds/orcaops.dev.yaml charts/orcaops/crds/orcaops.dev.yaml`";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every document of every file in manifests/, in file order.
+fn manifests() -> Vec<Doc> {
+    let dir = root().join("manifests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for file in files {
+        assert!(
+            file.extension().is_some_and(|e| e == "yaml"),
+            "{}: manifests/ holds only .yaml files (kubectl apply -f reads them all)",
+            file.display()
+        );
+        let origin = format!("manifests/{}", file.file_name().unwrap().to_string_lossy());
+        let file_docs = documents(&origin, &read(&file));
+        assert!(!file_docs.is_empty(), "{origin} holds no document");
+        docs.extend(file_docs);
+    }
+    docs
+}
+
+#[test]
+fn every_manifest_parses_into_its_typed_kubernetes_object() {
+    let docs = manifests();
+    for doc in &docs {
+        check_object(doc);
+    }
+    let expected: BTreeSet<&str> = [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+    ]
+    .into();
+    assert_eq!(objects::kinds(&docs), expected);
+    assert_eq!(one(&docs, "Namespace").name(), NAMESPACE);
+    for doc in &docs {
+        let cluster_scoped = [
+            "Namespace",
+            "CustomResourceDefinition",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        ];
+        if !cluster_scoped.contains(&doc.kind()) {
+            assert_eq!(
+                doc.value["metadata"]["namespace"], NAMESPACE,
+                "{}: every namespaced object belongs in {NAMESPACE}",
+                doc.origin
+            );
+        }
+    }
+}
+
+#[test]
+fn crd_copies_are_fresh() {
+    let expected = crds_yaml();
+    for copy in [
+        "manifests/01-crds.yaml",
+        "charts/orcaops/crds/orcaops.dev.yaml",
+    ] {
+        let text = std::fs::read_to_string(root().join(copy)).unwrap_or_default();
+        assert!(text == expected, "{copy} is stale or missing: {REGENERATE}");
+    }
+}
+
+/// Every (API group, resource, verb) a set of rules grants; no rule may use `*` or
+/// non-resource URLs. A rule limited to some names counts as a grant of the whole resource,
+/// which errs on the side of finding too much.
+fn grants(rules: &[PolicyRule], origin: &str) -> BTreeSet<(String, String, String)> {
+    let mut grants = BTreeSet::new();
+    for rule in rules {
+        assert!(rule.non_resource_urls.is_none(), "{origin}: {rule:?}");
+        let groups = rule.api_groups.clone().unwrap_or_default();
+        let resources = rule.resources.clone().unwrap_or_default();
+        for word in groups.iter().chain(&resources).chain(&rule.verbs) {
+            assert!(!word.contains('*'), "{origin}: `{word}` grants too much");
+        }
+        for group in &groups {
+            for resource in &resources {
+                for verb in &rule.verbs {
+                    grants.insert((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    grants
+}
+
+/// What the operator needs across the cluster; manifests/03-clusterrole.yaml says why.
+fn needed_cluster_grants() -> BTreeSet<(String, String, String)> {
+    let mut needed = BTreeSet::new();
+    let mut grant = |group: &str, resource: &str, verbs: &[&str]| {
+        for verb in verbs {
+            needed.insert((group.to_string(), resource.to_string(), verb.to_string()));
+        }
+    };
+    let plurals = Kind::ALL
+        .iter()
+        .map(|k| k.plural())
+        .chain([SANDBOX_TEMPLATES]);
+    for plural in plurals {
+        let all = [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ];
+        grant("orcaops.dev", plural, &all);
+        grant(
+            "orcaops.dev",
+            &format!("{plural}/status"),
+            &["get", "update", "patch"],
+        );
+        grant("orcaops.dev", &format!("{plural}/finalizers"), &["update"]);
+    }
+    let read_create_delete = ["get", "list", "watch", "create", "delete"];
+    grant("", "pods", &read_create_delete);
+    grant("", "pods/log", &["get"]);
+    grant("", "pods/exec", &["get", "create"]);
+    grant("", "services", &read_create_delete);
+    grant("", "persistentvolumeclaims", &read_create_delete);
+    grant("", "events", &["create", "patch"]);
+    grant("events.k8s.io", "events", &["create", "patch"]);
+    grant("networking.k8s.io", "networkpolicies", &read_create_delete);
+    grant("", "namespaces", &["get", "list", "watch"]);
+    needed
+}
+
+/// The ClusterRole grants what the operator needs and nothing else.
+fn check_cluster_role(role: &ClusterRole, origin: &str) {
+    let granted = grants(role.rules.as_deref().unwrap_or_default(), origin);
+    for kind in Kind::ALL {
+        let plural = kind.plural();
+        for (resource, verb) in [
+            (plural.to_string(), "watch"),
+            (plural.to_string(), "patch"),
+            (format!("{plural}/status"), "patch"),
+            (format!("{plural}/finalizers"), "update"),
+        ] {
+            let grant = ("orcaops.dev".to_string(), resource, verb.to_string());
+            assert!(granted.contains(&grant), "{origin}: {kind} needs {grant:?}");
+        }
+    }
+    let needed = needed_cluster_grants();
+    let extra: Vec<_> = granted.difference(&needed).collect();
+    let missing: Vec<_> = needed.difference(&granted).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "{origin}: grants beyond what the operator needs: {extra:?}; needed but not granted: {missing:?}"
+    );
+}
+
+/// The leader election Role: the Lease and nothing else.
+fn check_lease_role(role: &Role, origin: &str) {
+    let rules = role.rules.as_deref().unwrap_or_default();
+    let granted = grants(rules, origin);
+    let lease = |verb: &str| {
+        (
+            "coordination.k8s.io".to_string(),
+            "leases".to_string(),
+            verb.to_string(),
+        )
+    };
+    assert_eq!(
+        granted,
+        BTreeSet::from([lease("get"), lease("create"), lease("update")]),
+        "{origin}"
+    );
+    for rule in rules {
+        if let Some(names) = &rule.resource_names {
+            assert_eq!(names, &[LEASE], "{origin}: the Lease is named {LEASE}");
+        }
+    }
+}
+
+#[test]
+fn the_cluster_role_grants_exactly_what_the_operator_needs() {
+    let docs = manifests();
+    let role = one(&docs, "ClusterRole");
+    check_cluster_role(&role.typed(), &role.origin);
+    let lease_role = one(&docs, "Role");
+    check_lease_role(&lease_role.typed(), &lease_role.origin);
+}
+
+#[test]
+fn the_bindings_give_the_roles_to_the_operators_service_account() {
+    let docs = manifests();
+    let account = one(&docs, "ServiceAccount");
+    let cluster_binding: ClusterRoleBinding = one(&docs, "ClusterRoleBinding").typed();
+    let binding: RoleBinding = one(&docs, "RoleBinding").typed();
+    for (role_ref, subjects, role) in [
+        (
+            &cluster_binding.role_ref,
+            &cluster_binding.subjects,
+            one(&docs, "ClusterRole"),
+        ),
+        (&binding.role_ref, &binding.subjects, one(&docs, "Role")),
+    ] {
+        assert_eq!(role_ref.kind, role.kind());
+        assert_eq!(
+            role_ref.name,
+            role.name(),
+            "{} binds a role that is not there",
+            role.origin
+        );
+        let subjects = subjects.as_deref().unwrap_or_default();
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0].kind, "ServiceAccount");
+        assert_eq!(subjects[0].name, account.name());
+        assert_eq!(subjects[0].namespace.as_deref(), Some(NAMESPACE));
+    }
+    let deployment: Deployment = one(&docs, "Deployment").typed();
+    let (pod, _) = objects::operator_pod(&deployment);
+    assert_eq!(pod.service_account_name.as_deref(), Some(account.name()));
+}
+
+#[test]
+fn the_deployment_runs_the_hardened_operator_and_the_service_reaches_it() {
+    let docs = manifests();
+    let deployment: Deployment = one(&docs, "Deployment").typed();
+    let (pod, container) = objects::operator_pod(&deployment);
+    objects::check_hardened(pod, container);
+    objects::check_runs_the_operator(pod, container, 9090);
+    let args = container.args.clone().unwrap_or_default();
+    assert!(args.contains(&"--leader-election".to_string()), "{args:?}");
+    assert_eq!(
+        container.image.as_deref(),
+        Some(format!("orcaops:{}", env!("CARGO_PKG_VERSION")).as_str()),
+        "the image is tagged with the crate's version"
+    );
+    let service: Service = one(&docs, "Service").typed();
+    objects::check_service(&service, &deployment, &[("metrics", 9090), ("api", 8080)]);
+}
+
+#[test]
+fn the_dockerfile_builds_in_stages_and_runs_orcaops_as_non_root() {
+    let text = read(&root().join("Dockerfile"));
+    let instructions = dockerfile_instructions(&text);
+    let stages: Vec<usize> = (0..instructions.len())
+        .filter(|&i| instructions[i].0 == "FROM")
+        .collect();
+    assert!(stages.len() >= 2, "a multi-stage build: {stages:?}");
+    let builder = &instructions[stages[0]].1;
+    assert!(builder.starts_with("rust:1-bookworm"), "builder: {builder}");
+    assert!(
+        instructions
+            .iter()
+            .any(|(op, args)| op == "RUN" && args.contains("cargo build --release --locked")),
+        "the builder runs cargo build --release --locked"
+    );
+    let last = &instructions[*stages.last().unwrap()..];
+    let user = last
+        .iter()
+        .rev()
+        .find(|(op, _)| op == "USER")
+        .map(|(_, args)| args.split(':').next().unwrap().to_string())
+        .expect("the final stage sets a USER");
+    assert!(user != "root" && user != "0", "USER {user}");
+    // Kubernetes checks runAsNonRoot against a numeric user only.
+    assert!(user.parse::<u32>().is_ok(), "USER {user} is numeric");
+    let json_arg = |name: &str| -> Vec<String> {
+        let (_, args) = last
+            .iter()
+            .find(|(op, _)| op == name)
+            .unwrap_or_else(|| panic!("the final stage has no {name}"));
+        serde_json::from_str(args).unwrap_or_else(|e| panic!("{name} {args}: not exec form: {e}"))
+    };
+    assert_eq!(json_arg("ENTRYPOINT"), ["/usr/local/bin/orcaops"]);
+    assert_eq!(json_arg("CMD"), ["operator"]);
+
+    let ignored = read(&root().join(".dockerignore"));
+    let ignored: Vec<&str> = ignored.lines().map(str::trim).collect();
+    for pattern in ["target/", ".git"] {
+        assert!(
+            ignored.contains(&pattern),
+            ".dockerignore leaves out {pattern}"
+        );
+    }
+}
+
+/// (INSTRUCTION, arguments) of a Dockerfile, with continuation lines joined and comments
+/// dropped.
+fn dockerfile_instructions(text: &str) -> Vec<(String, String)> {
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || (line.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) => current.push_str(part),
+            None => {
+                current.push_str(line);
+                let (op, args) = current
+                    .split_once(char::is_whitespace)
+                    .unwrap_or((&current, ""));
+                instructions.push((op.to_ascii_uppercase(), args.trim().to_string()));
+                current.clear();
+            }
+        }
+    }
+    assert!(
+        current.is_empty(),
+        "the Dockerfile ends in a continuation line"
+    );
+    instructions
+}
+
+/// Paths where a CRD may keep fields it does not describe, as "Kind .path". Such fields
+/// escape validation and pruning, so each entry here must say why it needs to.
+const PRESERVE_UNKNOWN_FIELDS_ALLOWED: &[&str] = &[];
+
+#[test]
+fn every_crd_schema_is_structural() {
+    let mut violations = Vec::new();
+    let mut preserved = BTreeSet::new();
+    for kind in Kind::ALL {
+        let crd = serde_json::to_value(kind.crd()).unwrap();
+        let versions = crd["spec"]["versions"].as_array().expect("versions");
+        for version in versions {
+            let schema = &version["schema"]["openAPIV3Schema"];
+            assert!(schema.is_object(), "{kind} {}: no schema", version["name"]);
+            let findings = structural::check(schema);
+            violations.extend(findings.violations.iter().map(|v| format!("{kind} {v}")));
+            preserved.extend(
+                findings
+                    .preserve_unknown_fields
+                    .iter()
+                    .map(|p| format!("{kind} {p}")),
+            );
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "the API server would refuse these CRDs (not structural):\n{}",
+        violations.join("\n")
+    );
+    let allowed: BTreeSet<String> = PRESERVE_UNKNOWN_FIELDS_ALLOWED
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        preserved, allowed,
+        "x-kubernetes-preserve-unknown-fields appears where it is not expected (or no longer appears where the allow-list says); type the field, or add it to PRESERVE_UNKNOWN_FIELDS_ALLOWED with a reason"
+    );
+}
+
+// --- The Helm chart ------------------------------------------------------------------------
+/// Every option of values.yaml turned away from its default.
+fn every_option_flipped() -> Value {
+    json!({
+        "serviceMonitor": { "enabled": true, "labels": { "release": "prometheus" } },
+        "api": { "enabled": false },
+        "persistence": { "existingClaim": "orcaops-data" },
+        "leaderElection": { "enabled": false },
+        "image": { "tag": "dev" },
+        "fullnameOverride": "ops",
+        "podAnnotations": { "example.com/note": "yes" },
+        "imagePullSecrets": [{ "name": "registry" }],
+        "nodeSelector": { "kubernetes.io/os": "linux" },
+        "tolerations": [{ "key": "dedicated", "operator": "Equal", "value": "orcaops", "effect": "NoSchedule" }],
+        "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{ "matchExpressions": [
+                { "key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm64"] }
+            ] }]
+        } } }
+    })
+}
+
+#[test]
+fn chart_metadata_and_values_parse() {
+    let chart = load_chart();
+    assert_eq!(chart.metadata["ApiVersion"], "v2");
+    assert_eq!(chart.metadata["Name"], "orcaops");
+    assert_eq!(
+        chart.metadata["AppVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "appVersion follows the crate's version"
+    );
+    let values = &chart.values;
+    assert_eq!(values["image"]["repository"], "orcaops");
+    assert_eq!(values["replicaCount"], 1);
+    assert_eq!(values["leaderElection"]["enabled"], true);
+    assert_eq!(values["serviceMonitor"]["enabled"], false);
+    assert_eq!(values["metrics"]["port"], 9090);
+    assert_eq!(values["api"]["service"]["port"], 8080);
+    let templates: BTreeSet<&str> = chart.manifests.iter().map(String::as_str).collect();
+    let expected = [
+        "clusterrole.yaml",
+        "deployment.yaml",
+        "role.yaml",
+        "service.yaml",
+        "serviceaccount.yaml",
+        "servicemonitor.yaml",
+    ];
+    assert_eq!(templates, expected.into());
+}
+
+#[test]
+fn chart_renders_with_the_default_values() {
+    let chart = load_chart();
+    let docs = chart.render(&json!({}));
+    let kinds: Vec<&str> = objects::kinds(&docs).into_iter().collect();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    let deployment: Deployment = one(&docs, "Deployment").typed();
+    let (pod, container) = objects::operator_pod(&deployment);
+    objects::check_hardened(pod, container);
+    objects::check_runs_the_operator(pod, container, 9090);
+    let args = container.args.clone().unwrap_or_default();
+    for flag in ["--leader-election", "--api"] {
+        assert!(args.contains(&flag.to_string()), "{flag} in {args:?}");
+    }
+    let data = pod.volumes.iter().flatten().find(|v| v.name == "data");
+    assert!(
+        data.is_some_and(|v| v.empty_dir.is_some()),
+        "an emptyDir by default"
+    );
+    let service: Service = one(&docs, "Service").typed();
+    objects::check_service(&service, &deployment, &[("metrics", 9090), ("api", 8080)]);
+    check_cluster_role(
+        &one(&docs, "ClusterRole").typed(),
+        "the chart's ClusterRole",
+    );
+    check_lease_role(&one(&docs, "Role").typed(), "the chart's Role");
+    assert!(chart.notes(&json!({})).contains("port-forward"));
+}
+
+#[test]
+fn chart_renders_with_every_option_flipped() {
+    let chart = load_chart();
+    let overrides = every_option_flipped();
+    let docs = chart.render(&overrides);
+    let kinds = objects::kinds(&docs);
+    assert!(kinds.contains("ServiceMonitor"), "{kinds:?}");
+    assert!(
+        !kinds.contains("Role"),
+        "no Lease Role without leader election"
+    );
+    let monitor = one(&docs, "ServiceMonitor");
+    assert_eq!(monitor.value["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(monitor.value["spec"]["endpoints"][0]["port"], "metrics");
+
+    let deployment: Deployment = one(&docs, "Deployment").typed();
+    assert_eq!(deployment.metadata.name.as_deref(), Some("ops"));
+    let strategy = deployment
+        .spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref());
+    assert_eq!(
+        strategy,
+        Some("Recreate"),
+        "a claim is released before the new pod starts"
+    );
+    let (pod, container) = objects::operator_pod(&deployment);
+    objects::check_hardened(pod, container);
+    objects::check_runs_the_operator(pod, container, 9090);
+    let args = container.args.clone().unwrap_or_default();
+    assert!(
+        args.contains(&"--no-leader-election".to_string()),
+        "{args:?}"
+    );
+    assert!(!args.contains(&"--api".to_string()), "{args:?}");
+    assert_eq!(container.image.as_deref(), Some("orcaops:dev"));
+    let data = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "data")
+        .unwrap();
+    let claim = data
+        .persistent_volume_claim
+        .as_ref()
+        .map(|c| c.claim_name.as_str());
+    assert_eq!(claim, Some("orcaops-data"));
+    let node_selector = pod.node_selector.clone().unwrap_or_default();
+    assert_eq!(node_selector["kubernetes.io/os"], "linux");
+    assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
+    assert!(
+        pod.affinity
+            .as_ref()
+            .is_some_and(|a| a.node_affinity.is_some())
+    );
+
+    let service: Service = one(&docs, "Service").typed();
+    objects::check_service(&service, &deployment, &[("metrics", 9090)]);
+    let notes = chart.notes(&overrides);
+    assert!(!notes.contains("port-forward"), "{notes}");
+    assert!(notes.contains("orcaops-data"), "{notes}");
+}
+
+/// The chart and manifests/ install the same operator: same rules, same hardening.
+#[test]
+fn chart_agrees_with_the_manifests() {
+    let rendered = load_chart().render(&json!({}));
+    let plain = manifests();
+    for kind in ["ClusterRole", "Role"] {
+        assert_eq!(
+            one(&rendered, kind).value["rules"],
+            one(&plain, kind).value["rules"],
+            "the chart's {kind} differs from manifests/"
+        );
+    }
+    let chart_deployment: Deployment = one(&rendered, "Deployment").typed();
+    let plain_deployment: Deployment = one(&plain, "Deployment").typed();
+    let (chart_pod, chart_container) = objects::operator_pod(&chart_deployment);
+    let (plain_pod, plain_container) = objects::operator_pod(&plain_deployment);
+    assert_eq!(chart_pod.security_context, plain_pod.security_context);
+    assert_eq!(chart_pod.volumes, plain_pod.volumes);
+    assert_eq!(chart_container.image, plain_container.image);
+    assert_eq!(
+        chart_container.security_context,
+        plain_container.security_context
+    );
+    assert_eq!(chart_container.resources, plain_container.resources);
+    assert_eq!(chart_container.ports, plain_container.ports);
+    assert_eq!(chart_container.env, plain_container.env);
+    assert_eq!(chart_container.volume_mounts, plain_container.volume_mounts);
+    assert_eq!(
+        chart_container.liveness_probe,
+        plain_container.liveness_probe
+    );
+    assert_eq!(
+        chart_container.readiness_probe,
+        plain_container.readiness_probe
+    );
+}
