@@ -235,7 +235,7 @@ async fn observe(
         let pooled = claimed_base.as_ref().map(|b| child_name(b, name));
         async move {
             if let Some(c) = ctx.runtime.inspect(&own).await? {
-                return Ok::<_, RuntimeError>((c, false)).map(Some);
+                return Ok::<_, RuntimeError>(Some((c, false)));
             }
             match pooled {
                 Some(pooled) => Ok(ctx.runtime.inspect(&pooled).await?.map(|c| (c, true))),
