@@ -37,6 +37,10 @@ pub struct Observed {
     /// The name of the template `templateRef` names, when it does not exist.
     pub template_missing: Option<String>,
     pub status: SandboxStatus,
+    /// The phase as stored, which watchers have seen: phase events are about changes
+    /// to it (when the reconcile decides again after acting, `status` is the first
+    /// decision's, and must not announce a phase twice).
+    pub shown_phase: Option<SandboxPhase>,
     /// What Docker holds for each service (of the effective spec, and of the stored
     /// status, so a service removed from the spec is found and removed).
     pub services: BTreeMap<String, ServiceObserved>,
@@ -413,7 +417,7 @@ impl Decider<'_> {
         reason: &'static str,
         message: String,
     ) {
-        if self.status.phase != Some(phase) {
+        if self.obs.shown_phase != Some(phase) {
             self.event(type_, reason, message);
         }
         self.status.phase = Some(phase);

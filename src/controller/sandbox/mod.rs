@@ -269,6 +269,7 @@ async fn observe(
         state: spec.state,
         effective,
         template_missing,
+        shown_phase: status.phase,
         status,
         services,
         activity: Activity {

@@ -69,6 +69,7 @@ impl Case {
                 effective: effective(&spec, None),
                 template_missing: None,
                 status: SandboxStatus::default(),
+                shown_phase: None,
                 services: BTreeMap::new(),
                 activity: Activity::default(),
                 now: t0(),
@@ -176,6 +177,7 @@ impl Case {
     /// Applies a decision's status as the store would, and moves the clock.
     fn after(mut self, d: &Decision, seconds: i64) -> Self {
         self.obs.status = d.status.clone();
+        self.obs.shown_phase = d.status.phase;
         self.obs.now += secs(seconds);
         self
     }
@@ -882,6 +884,23 @@ fn an_image_that_cannot_be_pulled_fails_the_sandbox_and_is_retried() {
     );
     assert_eq!(reasons(&d), vec!["Failed"]);
     assert_eq!(d.requeue_after, Some(Duration::from_secs(30)));
+    // Retried 30 s later: the first pass makes it again (Starting, not stored), the
+    // second sees it fail again; Failed is not announced twice.
+    let mut retry = case.after(&d, 30);
+    retry.obs.services.clear();
+    let first = retry.decide();
+    assert!(matches!(first.actions[0], SandboxAction::Create { .. }));
+    let mut second = retry.clone();
+    second.obs.status = first.status.clone();
+    second
+        .obs
+        .services
+        .entry("shell".into())
+        .or_default()
+        .create_error = Some("image \"nope\" is not available: not found".into());
+    let d = second.decide();
+    assert_eq!(d.status.phase, Some(SandboxPhase::Failed));
+    assert!(d.events.is_empty(), "{:?}", d.events);
 }
 
 #[test]
