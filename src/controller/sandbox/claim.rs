@@ -1,8 +1,8 @@
 //! Claiming a ready sandbox from a template's warm pool: the fast path of a new
-//! Sandbox. The slot comes from the in-memory registry (no Docker list), the status
-//! is written at once (phase Ready), and only then are the slot's containers renamed
-//! to the sandbox's own names; a crash in between is repaired by the next reconcile,
-//! which finds the containers under their pool names through `status.claimedFrom`.
+//! Sandbox. The slot comes from the in-memory registry (no Docker list), its containers
+//! are renamed to the sandbox's own names (one quick Docker call each, all at once),
+//! and the status is written (phase Ready, `claimedFrom`). A container still under its
+//! pool name is found through `status.claimedFrom` and renamed by the next reconcile.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,24 +76,33 @@ pub(super) async fn try_claim(
             })
             .collect(),
     };
-    let (new_status, events) = claimed_status(meta, effective, &slot, now);
-    if let Err(e) = write_status(ctx, &key, obj, &new_status).await {
-        // Not recorded: the slot is given back (to be replaced), and the retry claims anew.
-        ctx.pools.unclaim(&tkey, fingerprint, claimed);
-        return Err(e);
-    }
-    debug!(slot = %slot.slot, "claimed a warm-pool sandbox");
+    // The containers take the sandbox's names before the status says Ready, so an
+    // agent that execs the moment it sees Ready finds them by the names it reads.
     let renames = join_all(claimed.containers.iter().map(|c| {
         let to = child_name(&base, &c.service);
         async move { (c, ctx.runtime.rename_container(&c.id, &to).await) }
     }))
     .await;
-    for (c, result) in renames {
-        if let Err(e) = result {
-            // The next reconcile finds it under its pool name and renames it then.
-            warn!(container = %c.name, error = %e, "cannot rename a claimed container");
+    if let Some((c, Err(e))) = renames.iter().find(|(_, r)| r.is_err()) {
+        warn!(container = %c.name, error = %e, "cannot rename a claimed container; starting cold");
+        // Half renamed: neither the pool nor the sandbox can use it as it is.
+        for (c, _) in &renames {
+            let _ = ctx.runtime.remove(&c.id).await;
         }
+        ctx.pools.unclaim(&tkey, fingerprint, claimed);
+        return Ok(None);
     }
+    let (new_status, events) = claimed_status(meta, effective, &slot, now);
+    if let Err(e) = write_status(ctx, &key, obj, &new_status).await {
+        // Not recorded: the retry starts anew. The slot goes back as broken, so its
+        // network and volumes are removed with it.
+        for c in &claimed.containers {
+            let _ = ctx.runtime.remove(&c.id).await;
+        }
+        ctx.pools.unclaim(&tkey, fingerprint, claimed);
+        return Err(e);
+    }
+    debug!(slot = %slot.slot, "claimed a warm-pool sandbox");
     record_events(ctx, &key, &meta.uid, events).await?;
     // Look again at once: the monitor, expiry and the rest of the status follow.
     Ok(Some(Some(Duration::ZERO)))
