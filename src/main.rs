@@ -8,11 +8,12 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, cli::Command::Serve(_)) {
-        "info"
-    } else {
-        "warn"
+    let long_running = match &cli.command {
+        cli::Command::Serve(_) => true,
+        cli::Command::Sync(args) => !args.once,
+        _ => false,
     };
+    let default_level = if long_running { "info" } else { "warn" };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let subscriber = tracing_subscriber::fmt()

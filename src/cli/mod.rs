@@ -1,5 +1,5 @@
-//! The `orcaops` command line. `serve` runs local mode; every other command is a
-//! client of its HTTP API, as kubectl is of Kubernetes'.
+//! The `orcaops` command line. `serve` runs local mode and `sync` feeds a cluster;
+//! every other command is a client of the HTTP API, as kubectl is of Kubernetes'.
 
 mod apply;
 mod client;
@@ -8,6 +8,7 @@ mod mcp;
 pub mod output;
 mod run;
 mod serve;
+mod sync;
 mod watch;
 
 use std::path::PathBuf;
@@ -77,6 +78,7 @@ const ABOUT: &str =
 const AFTER_HELP: &str = "\
 Getting started:
   orcaops serve --dir examples          run local mode on a folder of YAML files
+  orcaops sync --dir examples --once     apply the same folder to a Kubernetes cluster
   orcaops get jobs                       list jobs and their phases
   orcaops logs job hello -f              stream a job's output
   orcaops run --image busybox:latest -- echo hi
@@ -128,6 +130,9 @@ pub enum Command {
         changes what is already running. State lives in --data-dir."
     )]
     Serve(serve::ServeArgs),
+    /// Apply a folder of YAML to a Kubernetes cluster and keep it applied (GitOps).
+    #[command(after_help = sync::AFTER_HELP)]
+    Sync(sync::SyncArgs),
     /// Create or update resources from files, directories or stdin (-).
     Apply(apply::ApplyArgs),
     /// List resources, or show one.
@@ -210,6 +215,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let client = || ApiClient::new(&cli.server);
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
+        Command::Sync(args) => sync::sync(args).await,
         Command::Apply(args) => apply::apply(&client()?, args).await,
         Command::Get(args) => output::get(&client()?, args).await,
         Command::Describe(t) => describe::describe(&client()?, &target_key(&t)?).await,

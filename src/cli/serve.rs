@@ -105,7 +105,7 @@ impl LocalMode {
             shutdown.clone(),
         )));
         if let Some(dir) = dir {
-            let source = FolderSource::new(dir, store.clone());
+            let source = FolderSource::new(dir, std::sync::Arc::new(store.clone()));
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = source.run(token).await {
@@ -189,7 +189,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-async fn wait_for_signal() {
+pub(super) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

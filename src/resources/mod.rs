@@ -54,6 +54,10 @@ pub mod keys {
     pub const LABEL_POOL: &str = "orcaops.dev/pool";
     /// The warm-pool slot (one pooled sandbox) a container, network or volume belongs to.
     pub const LABEL_SLOT: &str = "orcaops.dev/slot";
+    /// The finalizer the cluster-mode controllers put on an object whose deletion needs
+    /// cleanup first (pods, run records): Kubernetes keeps the object, marked with a
+    /// deletionTimestamp, until the controller has cleaned up and removed it.
+    pub const FINALIZER: &str = "orcaops.dev/cleanup";
     /// Annotations the controllers and CLI own: an apply from a file keeps them.
     pub const CONTROL: &[&str] = &[CANCEL, RERUN, START];
 }

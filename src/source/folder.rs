@@ -14,6 +14,7 @@ mod tests;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::resources::parse::DocumentError;
 use crate::resources::{Kind, Object, ObjectKey};
-use crate::store::{ApplyOutcome, EventType, InvolvedObject, LocalStore, NewEvent, StoreError};
+use crate::store::{ApplyOutcome, EventType, InvolvedObject, NewEvent, ObjectStore, StoreError};
 use plan::{Clash, Owners};
 use scan::Files;
 
@@ -79,15 +80,41 @@ enum Changes {
     Rescan,
 }
 
-/// Applies the YAML files of a folder (recursively) to a [`LocalStore`], and keeps them applied.
+/// Applies the YAML files of a folder (recursively) to a store, and keeps them applied:
+/// the local store in local mode, the Kubernetes API with `orcaops sync`.
 pub struct FolderSource {
     dir: PathBuf,
-    store: LocalStore,
+    store: Arc<dyn ObjectStore>,
+    /// Where namespaced objects go, whatever their files say; and the only namespace
+    /// whose objects are pruned (None: as the files say, and everywhere).
+    namespace: Option<String>,
+    /// Whether objects a file no longer declares are deleted.
+    prune: bool,
 }
 
 impl FolderSource {
-    pub fn new(dir: PathBuf, store: LocalStore) -> Self {
-        FolderSource { dir, store }
+    pub fn new(dir: PathBuf, store: Arc<dyn ObjectStore>) -> Self {
+        FolderSource {
+            dir,
+            store,
+            namespace: None,
+            prune: true,
+        }
+    }
+
+    /// Puts every namespaced object in `namespace` (as `kubectl apply -n` does) and limits
+    /// pruning to it, so that folders synced into different namespaces of one cluster
+    /// never delete each other's objects.
+    pub fn with_namespace(mut self, namespace: Option<String>) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// With `false`, objects whose file was deleted (or no longer declares them) are left
+    /// in place: the folder only creates and updates.
+    pub fn with_prune(mut self, prune: bool) -> Self {
+        self.prune = prune;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -112,7 +139,7 @@ impl FolderSource {
         })?;
         let source = FolderSource {
             dir: dir.clone(),
-            store: self.store,
+            ..self
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut watcher = notify::recommended_watcher(move |event| {
@@ -195,6 +222,9 @@ impl FolderSource {
                 source,
             })?;
         *files = scanned;
+        for state in files.files.values_mut() {
+            self.place(state);
+        }
         self.converge(files, None).await
     }
 
@@ -221,7 +251,8 @@ impl FolderSource {
         })?;
         for (state, rel) in read {
             match state {
-                Some(state) => {
+                Some(mut state) => {
+                    self.place(&mut state);
                     keys.extend(state.objects.iter().map(Object::key));
                     files.files.insert(rel, state);
                 }
@@ -240,11 +271,22 @@ impl FolderSource {
         .await
     }
 
-    /// Every object of every kind, with its source annotation.
+    /// Moves the namespaced objects of a file into the namespace given, if one was.
+    fn place(&self, state: &mut scan::FileState) {
+        let Some(namespace) = &self.namespace else {
+            return;
+        };
+        for obj in state.objects.iter_mut().filter(|o| o.kind.namespaced()) {
+            obj.metadata.namespace = Some(namespace.clone());
+        }
+    }
+
+    /// Every object of every kind (in the namespace given, if one was), with its source
+    /// annotation.
     async fn owners(&self) -> Result<Owners> {
         let mut owners = Owners::new();
         for kind in Kind::ALL {
-            let (objects, _) = self.store.list(kind, None).await?;
+            let (objects, _) = self.store.list(kind, self.namespace.as_deref()).await?;
             owners.extend(
                 objects
                     .into_iter()
@@ -288,7 +330,8 @@ impl FolderSource {
         for (file, obj) in plan.apply {
             self.apply(&file, obj, &mut report).await;
         }
-        for (key, file) in plan.delete {
+        let prune = if self.prune { plan.delete } else { Vec::new() };
+        for (key, file) in prune {
             let gone = match files.files.contains_key(&file) {
                 true => format!("{file} no longer declares it"),
                 false => format!("{file} was deleted"),

@@ -4,7 +4,7 @@
 //! All writes go through one connection behind one lock, so resourceVersions are taken,
 //! committed and announced in order; reads use a pool (WAL lets them run beside the writer).
 
-mod decide;
+pub(super) mod decide;
 mod history;
 mod records;
 #[cfg(test)]

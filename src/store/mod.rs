@@ -2,9 +2,10 @@
 //! concurrency, with a watch stream; plus events and run records.
 //!
 //! [`ObjectStore`] is what controllers and sources use; local mode implements it with
-//! [`LocalStore`] (SQLite in WAL mode).
+//! [`LocalStore`] (SQLite in WAL mode), cluster mode with [`KubeStore`] (the Kubernetes API).
 
 pub mod events;
+pub mod kube;
 pub mod local;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::resources::{Kind, Object, ObjectKey};
 
+pub use self::kube::KubeStore;
 pub use events::{Event, EventType, InvolvedObject, NewEvent};
 pub use local::{ListPage, LocalStore};
 
@@ -44,6 +46,20 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("stored record is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The Kubernetes API answered with an error the variants above do not name, or
+    /// could not be reached ([`StoreError::is_unreachable`]).
+    #[error("{}", self::kube::describe(.0))]
+    Kube(#[source] ::kube::Error),
+}
+
+impl StoreError {
+    /// Whether the store could not be reached at all (as opposed to refusing a request).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Kube(e) => self::kube::is_unreachable(e),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -114,6 +130,18 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Every change from now on (subscribe before listing, so nothing is missed).
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent>;
     async fn record_event(&self, event: NewEvent) -> Result<()>;
+    /// Adds finalizer `name` to the object unless it is there already. The local store
+    /// deletes at once and keeps no finalizers, so there this does nothing.
+    async fn add_finalizer(&self, key: &ObjectKey, name: &str) -> Result<()> {
+        let _ = (key, name);
+        Ok(())
+    }
+    /// Removes finalizer `name` from the object if it is there; an object already gone is
+    /// fine (removing the last finalizer of a deleted object is what lets it go).
+    async fn remove_finalizer(&self, key: &ObjectKey, name: &str) -> Result<()> {
+        let _ = (key, name);
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]

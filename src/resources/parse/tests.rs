@@ -212,7 +212,7 @@ fn unknown_kind_lists_the_kinds_and_suggests_the_closest() {
     assert!(err.message.contains("did you mean \"Job\""), "{err}");
     assert!(
         err.message
-            .contains("Job, Workflow, Sandbox, Workspace, Policy"),
+            .contains("Job, Workflow, Sandbox, SandboxTemplate, Workspace, Policy"),
         "{err}"
     );
     assert_eq!(err.fix.as_deref(), Some("set `kind: Job`"));

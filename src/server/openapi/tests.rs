@@ -101,7 +101,7 @@ fn patch_operations_tell_kubectl_what_it_needs() {
         assert!(content.contains_key("application/merge-patch+json"));
         assert!(!content.contains_key("application/strategic-merge-patch+json"));
     }
-    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.len(), Kind::ALL.len());
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! Folder tests: a temporary folder and a real SQLite store in a temporary data dir.
 
+mod cluster;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
 use crate::resources::keys;
-use crate::store::Event;
+use crate::store::{Event, LocalStore};
 
 /// A folder, a store, and the source between them.
 struct Fixture {
@@ -25,7 +28,10 @@ impl Fixture {
     }
 
     fn source(&self) -> FolderSource {
-        FolderSource::new(self.folder.path().to_path_buf(), self.store.clone())
+        FolderSource::new(
+            self.folder.path().to_path_buf(),
+            Arc::new(self.store.clone()),
+        )
     }
 
     fn write(&self, rel: &str, text: &str) {
@@ -171,6 +177,40 @@ async fn a_deleted_file_prunes_what_it_owned() {
 }
 
 #[tokio::test]
+async fn without_prune_a_deleted_file_leaves_its_objects() {
+    let f = Fixture::new().await;
+    f.write("a.yaml", &job_yaml("one", "alpine"));
+    f.sync().await;
+    f.remove("a.yaml");
+    let report = f.source().with_prune(false).sync_all().await.unwrap();
+    assert_eq!(report.deleted, []);
+    assert!(f.job("one").await.is_some());
+}
+
+#[tokio::test]
+async fn a_namespace_places_the_objects_and_limits_pruning_to_it() {
+    let f = Fixture::new().await;
+    // Another folder's object in another namespace, from a file this folder lacks.
+    let mut theirs = Object::new(Kind::Job, "team-b", "theirs", serde_json::json!({}));
+    theirs
+        .metadata
+        .annotations
+        .insert(keys::SOURCE.into(), "file:gone.yaml".into());
+    f.store.create(theirs).await.unwrap();
+    f.write("a.yaml", &job_yaml("one", "alpine"));
+    let source = || f.source().with_namespace(Some("team-a".into()));
+    let report = source().sync_all().await.unwrap();
+    assert_eq!(report.created, [ObjectKey::new(Kind::Job, "team-a", "one")]);
+    assert_eq!(report.deleted, []);
+    let key = ObjectKey::new(Kind::Job, "team-b", "theirs");
+    assert!(f.store.get(&key).await.unwrap().is_some());
+    // Its own objects are still pruned.
+    f.remove("a.yaml");
+    let report = source().sync_all().await.unwrap();
+    assert_eq!(report.deleted, [ObjectKey::new(Kind::Job, "team-a", "one")]);
+}
+
+#[tokio::test]
 async fn dot_files_and_other_files_are_ignored() {
     let f = Fixture::new().await;
     f.write(".build.yaml.swp", &job_yaml("swap", "alpine"));
@@ -242,7 +282,7 @@ async fn an_unreadable_folder_is_an_error_and_prunes_nothing() {
     let f = Fixture::new().await;
     f.write("a.yaml", &job_yaml("one", "alpine"));
     f.sync().await;
-    let missing = FolderSource::new(f.folder.path().join("nope"), f.store.clone());
+    let missing = FolderSource::new(f.folder.path().join("nope"), Arc::new(f.store.clone()));
     assert!(matches!(
         missing.sync_all().await,
         Err(SourceError::ReadDir { .. })

@@ -18,9 +18,9 @@ pub(super) enum Decision {
     Remove(Object),
 }
 
-/// Checks what the store itself relies on (a name, and a namespace where the kind has
+/// Checks what every store relies on (a name, and a namespace where the kind has
 /// one) and normalizes the rest: cluster-scoped kinds carry no namespace.
-pub(super) fn validated(mut obj: Object) -> Result<Object> {
+pub(in crate::store) fn validated(mut obj: Object) -> Result<Object> {
     let key = obj.key();
     if obj.metadata.name.is_empty() {
         return Err(StoreError::Invalid {
