@@ -223,6 +223,11 @@ where
     Fut: Future<Output = ()>,
 {
     let _serial = SERIAL.lock().await;
+    // RUST_LOG=orcaops=debug shows what the controllers did.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let runtime = DockerRuntime::connect().await.unwrap_or_else(|error| {
         panic!("these tests need Docker: start Docker with scripts/setup.sh ({error})")
     });
@@ -438,7 +443,10 @@ async fn a_background_process_keeps_an_idle_sandbox_alive_until_it_ends() {
         );
         assert_eq!(status.expiry_reason, None);
         let events = h.events(Kind::Sandbox, "busy").await;
-        let expired = events.iter().find(|e| e.reason == "Expired").unwrap();
+        let expired = events
+            .iter()
+            .find(|e| e.reason == "Expired")
+            .unwrap_or_else(|| panic!("no Expired event: {events:#?}"));
         assert!(expired.message.contains("idle"), "{}", expired.message);
     })
     .await;
@@ -467,7 +475,10 @@ async fn ttl_expiry_happens_on_time_is_recorded_and_can_be_undone() {
         );
         assert!(secs_between(expires_at, seen) < 2.5, "seen Expired {seen}");
         let events = h.events(Kind::Sandbox, "short").await;
-        let expired = events.iter().find(|e| e.reason == "Expired").unwrap();
+        let expired = events
+            .iter()
+            .find(|e| e.reason == "Expired")
+            .unwrap_or_else(|| panic!("no Expired event: {events:#?}"));
         assert!(expired.message.contains("ttl"), "{}", expired.message);
         // Stopped, not removed.
         let deadline = Instant::now() + WAIT;

@@ -137,13 +137,19 @@ pub async fn reconcile(
     let mut written = false;
     let mut deleted = false;
     for pass in 0..3 {
-        if decision.status_first {
-            write_status(ctx, key, &obj, &decision.status).await?;
-            written = true;
+        deleted = decision.actions.contains(&SandboxAction::DeleteSandbox);
+        if decision.status_first || deleted {
+            // Stopping takes seconds: what was decided (Stopping, Expired, and why)
+            // is recorded before it starts.
+            if decision.status_first {
+                write_status(ctx, key, &obj, &decision.status).await?;
+                written = true;
+            }
+            events.append(&mut decision.events);
+            record_events(ctx, key, &uid, std::mem::take(&mut events)).await?;
         }
         let acted = act(ctx, &obj, &mut observed, &decision).await?;
         events.append(&mut decision.events);
-        deleted = decision.actions.contains(&SandboxAction::DeleteSandbox);
         if deleted || decision.status_first || !acted || pass == 2 {
             break;
         }

@@ -7,9 +7,9 @@ use chrono::TimeDelta;
 
 use super::{Decider, SandboxAction, ServiceObserved, endpoints};
 use crate::controller::sandbox::names::{
-    LABEL_SPEC_HASH, child_name, probe_spec, sandbox_base, service_hash,
+    LABEL_SPEC_HASH, child_name, probe_spec, sandbox_base, service_hash, storage_base,
 };
-use crate::resources::sandbox::{SandboxPhase, SandboxService, ServiceStatus};
+use crate::resources::sandbox::{SandboxNetwork, SandboxPhase, SandboxService, ServiceStatus};
 use crate::runtime::ContainerState;
 use crate::store::EventType;
 
@@ -37,6 +37,8 @@ fn secs_text(d: Duration) -> String {
 impl Decider<'_> {
     pub(super) fn reconcile_services(&mut self) {
         let base = sandbox_base(&self.obs.meta);
+        self.status.network_name = (self.obs.effective.network == SandboxNetwork::Private)
+            .then(|| storage_base(&self.obs.meta, self.status.claimed_from.as_ref()));
         let mut statuses = Vec::new();
         let mut to_create = Vec::new();
         for service in &self.obs.effective.services {

@@ -825,12 +825,17 @@ fn a_changed_service_is_made_again_and_a_removed_one_removed() {
 #[test]
 fn a_network_change_remakes_every_container() {
     let mut case = Case::ready(vec![shell()]);
+    assert_eq!(case.obs.status.network_name, None);
     case.obs.effective.network = SandboxNetwork::Private;
     let d = case.decide();
     assert!(
         d.actions
             .iter()
             .any(|a| matches!(a, SandboxAction::Remove { .. }))
+    );
+    assert_eq!(
+        d.status.network_name.as_deref(),
+        Some("orcaops-default-sb-abcdef01")
     );
 }
 
