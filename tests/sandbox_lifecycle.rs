@@ -842,3 +842,84 @@ async fn a_restarted_controller_adopts_what_runs_and_changes_nothing() {
     })
     .await;
 }
+
+/// Creates a Sandbox and waits, on the store's watch, for it to be Ready: how long
+/// that took.
+async fn create_until_ready(h: &Harness, name: &str, spec: Value) -> (Duration, SandboxStatus) {
+    let mut watch = h.store.watch();
+    let started = Instant::now();
+    h.create(Kind::Sandbox, name, spec).await;
+    loop {
+        let event = tokio::time::timeout(WAIT, watch.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{name} was not Ready within {WAIT:?}"))
+            .unwrap();
+        if event.object.kind != Kind::Sandbox || event.object.metadata.name != name {
+            continue;
+        }
+        let status: SandboxStatus =
+            serde_json::from_value(event.object.status.clone()).unwrap_or_default();
+        if status.phase == Some(SandboxPhase::Ready) {
+            return (started.elapsed(), status);
+        }
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_take_milliseconds_and_cold_starts_little_more_than_docker() {
+    sandbox_test(|h| async move {
+        // Cold: create to Ready, against `docker run -d` of the same container.
+        let (mut ours, mut docker) = (Vec::new(), Vec::new());
+        for i in 0..5 {
+            let name = format!("cold-{i}");
+            let (took, _) = create_until_ready(
+                &h,
+                &name,
+                json!({"services": [{"name": "shell", "image": IMAGE, "command": ["sleep", "infinity"]}]}),
+            )
+            .await;
+            ours.push(took);
+            let baseline = format!("orcaops-test-baseline-{}-{i}", h.store.instance_id());
+            let started = Instant::now();
+            let out = std::process::Command::new("docker")
+                .args(["run", "-d", "--network", "none", "--label"])
+                .arg(format!("{}={}", keys::LABEL_INSTANCE, h.store.instance_id()))
+                .args(["--name", &baseline, IMAGE, "sleep", "infinity"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            docker.push(started.elapsed());
+        }
+        let (cold, run) = (median(ours), median(docker));
+        println!("cold create-to-Ready p50 {cold:?}; docker run -d p50 {run:?}");
+        assert!(
+            cold < run * 2 + Duration::from_millis(200),
+            "a cold start took {cold:?} against {run:?} for docker run -d"
+        );
+
+        // Warm: each claim made with the pool full.
+        h.create(Kind::SandboxTemplate, "quick", pooled_template(3, None))
+            .await;
+        let mut claims = Vec::new();
+        for i in 0..10 {
+            h.wait_pool("quick", "a full pool", |s| {
+                s.pool.as_ref().is_some_and(|p| p.ready == 3 && p.claimed == i)
+            })
+            .await;
+            let (took, status) =
+                create_until_ready(&h, &format!("claim-{i}"), json!({"templateRef": "quick"}))
+                    .await;
+            assert!(status.claimed_from.is_some(), "claim-{i} started cold");
+            claims.push(took);
+        }
+        let p50 = median(claims.clone());
+        println!("claim-to-Ready p50 {p50:?}, all {claims:?}");
+        assert!(p50 < Duration::from_millis(50), "claims took {claims:?}");
+    })
+    .await;
+}

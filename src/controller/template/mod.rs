@@ -109,7 +109,11 @@ pub async fn reconcile(
 
     let mut requeue = decision.requeue_after;
     if decision.status != stored {
-        match ctx.pools.status_write_due(key) {
+        // A claim shows at once (whoever waits for the pool to be full again must not
+        // see it full before the claim); refill progress is written at most every 100 ms.
+        let claims = |s: &SandboxTemplateStatus| s.pool.as_ref().map(|p| (p.claimed, p.missed));
+        let urgent = claims(&decision.status) != claims(&stored);
+        match ctx.pools.status_write_due(key, urgent) {
             Ok(()) => {
                 let value = serde_json::to_value(&decision.status).map_err(|e| invalid(key, e))?;
                 ctx.store

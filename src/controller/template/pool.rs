@@ -117,7 +117,7 @@ struct Inner {
 }
 
 /// The shortest time between two writes of one template's pool status.
-pub const STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+pub const STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Pools {
     /// Takes a ready slot made from `fingerprint`, if there is one; otherwise counts a
@@ -348,11 +348,15 @@ impl Pools {
 
     /// Whether a template's status may be written now (and if so, notes it); otherwise
     /// how long until it may.
-    pub fn status_write_due(&self, template: &ObjectKey) -> Result<(), std::time::Duration> {
+    pub fn status_write_due(
+        &self,
+        template: &ObjectKey,
+        urgent: bool,
+    ) -> Result<(), std::time::Duration> {
         let mut inner = self.inner.lock().expect("pools lock");
         let now = std::time::Instant::now();
         match inner.written.get(template) {
-            Some(last) if now.duration_since(*last) < STATUS_EVERY => {
+            Some(last) if !urgent && now.duration_since(*last) < STATUS_EVERY => {
                 Err(STATUS_EVERY - now.duration_since(*last))
             }
             _ => {
