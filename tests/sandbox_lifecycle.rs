@@ -43,19 +43,27 @@ struct Harness {
     store: LocalStore,
     runtime: DockerRuntime,
     ctx: Arc<Context>,
+    /// The test's token: cancelling it stops every controller the test started.
+    stop: CancellationToken,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
 
 impl Harness {
-    fn start_controllers(store: &LocalStore, runtime: &DockerRuntime) -> Harness {
+    /// Controllers on `store`, stopped when `stop` is cancelled (or on their own).
+    fn start_controllers(
+        store: &LocalStore,
+        runtime: &DockerRuntime,
+        stop: &CancellationToken,
+    ) -> Harness {
         let ctx = Context::new(store.clone(), runtime.clone());
-        let shutdown = CancellationToken::new();
+        let shutdown = stop.child_token();
         let task = tokio::spawn(controller::run(Arc::clone(&ctx), 8, shutdown.clone()));
         Harness {
             store: store.clone(),
             runtime: runtime.clone(),
             ctx,
+            stop: stop.clone(),
             shutdown,
             task: Some(task),
         }
@@ -237,12 +245,15 @@ where
     let tmp = tempfile::tempdir().unwrap();
     let store = LocalStore::open(tmp.path()).await.unwrap();
     let instance = store.instance_id().to_string();
-    let harness = Harness::start_controllers(&store, &runtime);
+    let stop = CancellationToken::new();
+    let harness = Harness::start_controllers(&store, &runtime, &stop);
     let outcome = AssertUnwindSafe(tokio::time::timeout(TEST_TIMEOUT, body(harness)))
         .catch_unwind()
         .await;
-    // The controllers of the test may still run: give them a moment to notice nothing
-    // is left, then remove by label.
+    // Stop every controller of the test first (it would make again what is removed),
+    // let Docker calls in flight land, then remove by label.
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let selector = [(keys::LABEL_INSTANCE, instance.as_str())];
     for c in runtime.list(&selector).await.unwrap() {
         runtime.remove(&c.id).await.unwrap();
@@ -253,6 +264,10 @@ where
     for v in runtime.list_volumes(&selector).await.unwrap() {
         runtime.remove_volume(&v).await.unwrap();
     }
+    assert!(
+        runtime.list(&selector).await.unwrap().is_empty(),
+        "containers left behind"
+    );
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(_)) => panic!("the test did not finish within {TEST_TIMEOUT:?}"),
@@ -795,7 +810,7 @@ async fn a_restarted_controller_adopts_what_runs_and_changes_nothing() {
         assert_eq!(pooled.len(), 1);
 
         h.stop_controllers().await;
-        let h = Harness::start_controllers(&h.store, &h.runtime);
+        let h = Harness::start_controllers(&h.store, &h.runtime, &h.stop);
         tokio::time::sleep(Duration::from_secs(2)).await;
 
         let after = h.get(Kind::Sandbox, "steady").await.unwrap();
