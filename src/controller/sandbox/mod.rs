@@ -300,8 +300,15 @@ async fn count_processes(ctx: &Context, observed: &Observed) -> Result<usize, Co
     for count in counts {
         match count {
             Ok(n) => total += n,
-            // Stopped in between: nothing runs in it.
-            Err(RuntimeError::ContainerNotFound { .. }) => {}
+            // Stopped or gone in between: nothing runs in it.
+            Err(
+                RuntimeError::ContainerNotFound { .. } | RuntimeError::ContainerNotRunning { .. },
+            ) => {}
+            // Processes cannot be seen from here (a remote Docker daemon): background
+            // work cannot be told, so the idle timeout applies as declared.
+            Err(e @ RuntimeError::ProcessesUnreadable { .. }) => {
+                warn!(error = %e, "cannot count background processes; expiring on idle time alone");
+            }
             Err(e) => return Err(e.into()),
         }
     }
