@@ -39,7 +39,10 @@ pub(super) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<ExecBody, A
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    if !content_type.starts_with("application/json") {
+    // curl -d sends its JSON as a form unless told otherwise: read it as JSON too.
+    if !content_type.starts_with("application/json")
+        && !content_type.starts_with("application/x-www-form-urlencoded")
+    {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",

@@ -169,7 +169,7 @@ pub(super) fn target(obj: &Object, service: Option<&str>) -> Result<Target, ApiE
         SandboxPhase::Stopping | SandboxPhase::Stopped => {
             return Err(conflict(
                 &key,
-                format!("sandbox {name} is {}{why}; {start}", phase.as_str()),
+                format!("sandbox {name} is {}; {start}", phase.as_str()),
             ));
         }
         SandboxPhase::Expired => {

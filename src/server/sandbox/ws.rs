@@ -161,13 +161,32 @@ async fn session(
     // Stdin is written by its own task, so a command that does not read it never
     // stops its output from being forwarded.
     let (stdin_tx, mut stdin_rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    // Dropped when the session ends, which lets the writer go.
+    let (_session_alive, session_ended) = tokio::sync::oneshot::channel::<()>();
+    let tty = request.tty;
     tokio::spawn(async move {
+        let mut line_open = false;
         while let Some(bytes) = stdin_rx.recv().await {
             if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
                 break;
             }
+            if let Some(last) = bytes.last() {
+                line_open = *last != b'\n';
+            }
         }
-        let _ = input.shutdown().await;
+        if tty {
+            // Closing a terminal's input makes Docker drop the whole stream, output
+            // included: end it as a keyboard does, with Ctrl-D (twice after an
+            // unfinished line: the first only hands that line over), and keep it open.
+            if stdin {
+                let eot: &[u8] = if line_open { &[0x04, 0x04] } else { &[0x04] };
+                let _ = input.write_all(eot).await;
+                let _ = input.flush().await;
+            }
+            let _ = session_ended.await;
+        } else {
+            let _ = input.shutdown().await;
+        }
     });
     let mut stdin_tx = stdin.then_some(stdin_tx);
     let started = tokio::time::Instant::now();
