@@ -129,24 +129,24 @@ pub(super) async fn exec(client: &ApiClient, args: ExecInSandboxArgs) -> Result<
         .map_err(|e| exec_error(&key, e))?;
     let result: ExecResult = serde_json::from_value(result)
         .map_err(|e| ToolError::new(format!("unexpected answer to exec: {e}")))?;
-    let mut text = if result.timed_out {
-        format!(
-            "timed out after {timeout}s and was killed (exit code {}); raise timeout_seconds (at most {MAX_EXEC_TIMEOUT_SECS}), or run it in the background: command=\"nohup CMD > /tmp/out.log 2>&1 &\", then read_file /tmp/out.log",
-            result.exit_code
-        )
-    } else {
-        format!(
-            "exit code {} in {}",
-            result.exit_code,
-            compact::duration(result.duration_ms)
-        )
-    };
     let service = args
         .service
         .as_deref()
         .map(|s| format!(", service {s}"))
         .unwrap_or_default();
-    let _ = writeln!(text, " (sandbox {}/{}{service})", key.namespace, key.name);
+    let place = format!("sandbox {}/{}{service}", key.namespace, key.name);
+    let mut text = if result.timed_out {
+        format!(
+            "timed out after {timeout}s and was killed (exit code {}; {place}). Raise timeout_seconds (at most {MAX_EXEC_TIMEOUT_SECS}), or run it in the background: command=\"nohup CMD > /tmp/out.log 2>&1 &\", then read_file(path=\"/tmp/out.log\").\n",
+            result.exit_code
+        )
+    } else {
+        format!(
+            "exit code {} in {} ({place})\n",
+            result.exit_code,
+            compact::duration(result.duration_ms)
+        )
+    };
     let (stdout, stdout_bytes, stdout_cut) =
         shown("stdout", &result.stdout, result.stdout_encoding);
     let (stderr, stderr_bytes, stderr_cut) =

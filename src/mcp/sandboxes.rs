@@ -221,7 +221,13 @@ async fn wait_and_answer(
         Waited::Ready(obj) => {
             let (mut text, mut structured) = describe(&obj);
             let took = compact::duration(u64::try_from(started.elapsed().as_millis()).unwrap_or(0));
-            text = text.replacen(" is Ready", &format!(" is Ready ({verb}, {took})"), 1);
+            // "... is Ready (template t)" becomes "... is Ready (template t; created in 180ms)".
+            let (headline, rest) = text.split_once('\n').unwrap_or((&text, ""));
+            let headline = match headline.strip_suffix(')') {
+                Some(open) => format!("{open}; {verb} in {took})"),
+                None => format!("{headline} ({verb} in {took})"),
+            };
+            text = format!("{headline}\n{rest}");
             text.push_str(&next_steps(&key));
             structured["ready"] = json!(true);
             Ok(Answer { text, structured })
