@@ -130,11 +130,52 @@ impl Api {
     }
 }
 
+/// Removes the containers of the sandboxes a test made, when the test ends (passed or
+/// not): the server is killed at the end of a test, and `sleep infinity` would
+/// otherwise keep running.
+#[derive(Default)]
+struct Cleanup(std::cell::RefCell<Vec<String>>);
+
+impl Cleanup {
+    fn track(&self, sandbox: &Value) {
+        let uid = sandbox["metadata"]["uid"].as_str().expect("a uid");
+        self.0.borrow_mut().push(uid.to_string());
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        // Twice: a container the killed server was creating can appear a moment later.
+        self.remove();
+        std::thread::sleep(Duration::from_millis(500));
+        self.remove();
+    }
+}
+
+impl Cleanup {
+    fn remove(&self) {
+        for uid in self.0.borrow().iter() {
+            let ids = containers_with_label("orcaops.dev/uid", uid);
+            if !ids.is_empty() {
+                Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .ok();
+            }
+        }
+    }
+}
+
 /// Applies a sandbox and waits until it is Ready; returns it.
-fn ready_sandbox(server: &Server, name: &str, yaml: &str) -> Value {
+fn ready_sandbox(server: &Server, cleanup: &Cleanup, name: &str, yaml: &str) -> Value {
     let file = server.dir.join(format!("{name}.yaml"));
     std::fs::write(&file, yaml).unwrap();
     server.cli_ok(&["apply", "-f", file.to_str().unwrap()]);
+    let out = server.cli(&["get", "sandbox", name, "-o", "json"]);
+    cleanup.track(&serde_json::from_slice(&out.stdout).unwrap());
     wait_sandbox(server, name, "Ready", Duration::from_secs(60))
 }
 
@@ -173,9 +214,16 @@ fn all_bytes() -> Vec<u8> {
 
 #[test]
 fn rest_exec_collected_and_streamed() {
+    // Declared first, so it runs after the server is killed and nothing recreates them.
+    let cleanup = Cleanup::default();
     let server = Server::start();
     let api = Api::new(&server);
-    ready_sandbox(&server, "box", &sandbox_yaml("box", SECOND_SERVICE));
+    ready_sandbox(
+        &server,
+        &cleanup,
+        "box",
+        &sandbox_yaml("box", SECOND_SERVICE),
+    );
 
     // Exit codes, stdin, env, working dir, the service.
     let out = api.exec_ok(
@@ -334,9 +382,11 @@ fn rest_exec_collected_and_streamed() {
 
 #[test]
 fn files_up_and_down() {
+    // Declared first, so it runs after the server is killed and nothing recreates them.
+    let cleanup = Cleanup::default();
     let server = Server::start();
     let api = Api::new(&server);
-    ready_sandbox(&server, "files", &sandbox_yaml("files", ""));
+    ready_sandbox(&server, &cleanup, "files", &sandbox_yaml("files", ""));
 
     // Every byte value, into a directory that does not exist yet, with a mode.
     let (code, answer) = api.put_file(
@@ -441,8 +491,10 @@ fn files_up_and_down() {
 
 #[test]
 fn websocket_exec_with_stdin() {
+    // Declared first, so it runs after the server is killed and nothing recreates them.
+    let cleanup = Cleanup::default();
     let server = Server::start();
-    ready_sandbox(&server, "ws", &sandbox_yaml("ws", ""));
+    ready_sandbox(&server, &cleanup, "ws", &sandbox_yaml("ws", ""));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ws_base = server.url.replace("http://", "ws://");
     let url = format!(
@@ -520,8 +572,10 @@ fn cli_with_stdin(server: &Server, args: &[&str], input: &[u8]) -> std::process:
 
 #[test]
 fn cli_exec_cp_stop_and_start() {
+    // Declared first, so it runs after the server is killed and nothing recreates them.
+    let cleanup = Cleanup::default();
     let server = Server::start();
-    ready_sandbox(&server, "cli", &sandbox_yaml("cli", ""));
+    ready_sandbox(&server, &cleanup, "cli", &sandbox_yaml("cli", ""));
 
     // The command's exit code, its stdout and stderr apart.
     let out = server.cli(&[
@@ -650,6 +704,7 @@ fn cli_exec_cp_stop_and_start() {
 
 #[test]
 fn a_sandbox_that_is_not_ready_says_to_wait() {
+    let cleanup = Cleanup::default();
     let server = Server::start();
     let api = Api::new(&server);
     // Never healthy: it stays Starting.
@@ -660,6 +715,8 @@ fn a_sandbox_that_is_not_ready_says_to_wait() {
     let file = server.dir.join("slow.yaml");
     std::fs::write(&file, yaml).unwrap();
     server.cli_ok(&["apply", "-f", file.to_str().unwrap()]);
+    let out = server.cli(&["get", "sandbox", "slow", "-o", "json"]);
+    cleanup.track(&serde_json::from_slice(&out.stdout).unwrap());
     let (code, status) = api.exec("slow", json!({"command": ["true"]}));
     assert_eq!(code, 409, "{status}");
     assert!(
