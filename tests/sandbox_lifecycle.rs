@@ -188,6 +188,18 @@ impl Harness {
             .expect("the container exists")
     }
 
+    /// The id of a service's container, if it exists now (it may be being made again).
+    async fn container_id(&self, sandbox: &str, service: &str) -> Option<String> {
+        let status = self.status(sandbox).await;
+        let name = status
+            .services
+            .iter()
+            .find(|s| s.name == service)?
+            .container
+            .clone()?;
+        self.runtime.inspect(&name).await.unwrap().map(|c| c.id)
+    }
+
     async fn exec(&self, sandbox: &str, service: &str, script: &str) -> (i64, String) {
         let container = self.container(sandbox, service).await;
         let out = self
@@ -935,6 +947,175 @@ async fn claims_take_milliseconds_and_cold_starts_little_more_than_docker() {
         let p50 = median(claims.clone());
         println!("claim-to-Ready p50 {p50:?}, all {claims:?}");
         assert!(p50 < Duration::from_millis(50), "claims took {claims:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_a_sandbox_deleted_while_orcaops_was_down_left_is_removed_at_start() {
+    sandbox_test(|mut h| async move {
+        let mut shell = idle_service("shell");
+        shell["volumes"] = json!([{"name": "data", "mountPath": "/data"}]);
+        let obj = h
+            .create(
+                Kind::Sandbox,
+                "orphan",
+                json!({"network": "private", "services": [shell]}),
+            )
+            .await;
+        h.wait_phase("orphan", SandboxPhase::Ready).await;
+        h.stop_controllers().await;
+        h.store
+            .delete(&ObjectKey::new(Kind::Sandbox, "default", "orphan"))
+            .await
+            .unwrap();
+        assert_eq!(h.owned(&obj.metadata.uid).await, (1, 1, 1));
+        let h = Harness::start_controllers(&h.store, &h.runtime, &h.stop);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let owned = h.owned(&obj.metadata.uid).await;
+            if owned == (0, 0, 0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "left behind: {owned:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_template_change_replaces_its_pool_and_updates_claimed_sandboxes() {
+    sandbox_test(|h| async move {
+        let mut client = idle_service("client");
+        client["volumes"] = json!([{"name": "work", "mountPath": "/work"}]);
+        let template = json!({
+            "network": "private",
+            "services": [web_service(), client],
+            "warmPool": {"size": 1},
+        });
+        h.create(Kind::SandboxTemplate, "dev", template.clone())
+            .await;
+        h.wait_pool("dev", "one ready", |s| {
+            s.pool.as_ref().is_some_and(|p| p.ready == 1)
+        })
+        .await;
+        let slot_selector = |h: &Harness| {
+            let instance = h.store.instance_id().to_string();
+            let runtime = h.runtime.clone();
+            async move {
+                let mut names: Vec<String> = runtime
+                    .list(&[
+                        (keys::LABEL_INSTANCE, instance.as_str()),
+                        (keys::LABEL_POOL, "dev"),
+                    ])
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|c| c.name.starts_with("orcaops-pool-"))
+                    .map(|c| c.name)
+                    .collect();
+                names.sort();
+                names
+            }
+        };
+        let obj = h
+            .create(Kind::Sandbox, "dev-1", json!({"templateRef": "dev"}))
+            .await;
+        let status = h.wait_phase("dev-1", SandboxPhase::Ready).await;
+        let claim = status.claimed_from.clone().expect("claimed");
+        let network = status.network_name.clone().expect("a private network");
+        assert_eq!(network, format!("orcaops-pool-default-dev-{}", claim.slot));
+        let (code, out) = h
+            .exec(
+                "dev-1",
+                "client",
+                "echo kept > /work/f && wget -q -O - http://web:8080/index.html",
+            )
+            .await;
+        assert_eq!((code, out.as_str()), (0, "hello"));
+        h.wait_pool("dev", "refilled", |s| {
+            s.pool
+                .as_ref()
+                .is_some_and(|p| p.ready == 1 && p.claimed == 1)
+        })
+        .await;
+        let old_slot = slot_selector(&h).await;
+        let old_client = h.container("dev-1", "client").await.id;
+
+        // Change the client: the pool is made again, and the claimed sandbox follows
+        // (its client container is made again, on the same network and volume).
+        let mut changed = template.clone();
+        changed["services"][1]["env"] = json!([{"name": "VERSION", "value": "2"}]);
+        h.edit(Kind::SandboxTemplate, "dev", |o| o.spec = changed)
+            .await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let now = slot_selector(&h).await;
+            let ready = h
+                .template_status("dev")
+                .await
+                .pool
+                .is_some_and(|p| p.ready == 1);
+            if ready && !now.is_empty() && now.iter().all(|n| !old_slot.contains(n)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pool was not replaced: {old_slot:?} -> {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = h
+            .wait_sandbox("dev-1", "the client made again", |s| {
+                s.phase == Some(SandboxPhase::Ready)
+            })
+            .await;
+        let deadline = Instant::now() + WAIT;
+        while h
+            .container_id("dev-1", "client")
+            .await
+            .is_none_or(|id| id == old_client)
+        {
+            assert!(Instant::now() < deadline, "the client was not made again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        h.wait_phase("dev-1", SandboxPhase::Ready).await;
+        assert_eq!(status.network_name.as_deref(), Some(network.as_str()));
+        let (code, out) = h
+            .exec(
+                "dev-1",
+                "client",
+                "echo $VERSION; cat /work/f; wget -q -O - http://web:8080/index.html",
+            )
+            .await;
+        assert_eq!((code, out.as_str()), (0, "2\nkept\nhello"));
+        assert!(h.has_event(Kind::Sandbox, "dev-1", "ServiceUpdated").await);
+
+        // Deleting it removes the slot's network and volume it used.
+        h.store
+            .delete(&ObjectKey::new(Kind::Sandbox, "default", "dev-1"))
+            .await
+            .unwrap();
+        let instance = h.store.instance_id().to_string();
+        let slot = [
+            (keys::LABEL_INSTANCE, instance.as_str()),
+            (keys::LABEL_SLOT, claim.slot.as_str()),
+        ];
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = (
+                h.runtime.list(&slot).await.unwrap().len(),
+                h.runtime.list_networks(&slot).await.unwrap().len(),
+                h.runtime.list_volumes(&slot).await.unwrap().len(),
+            );
+            if left == (0, 0, 0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "left behind: {left:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(h.owned(&obj.metadata.uid).await, (0, 0, 0));
     })
     .await;
 }
