@@ -418,6 +418,20 @@ fn starting_again_starts_the_kept_containers_without_counting_restarts() {
 }
 
 #[test]
+fn a_container_that_never_started_counts_as_stopped() {
+    let mut case = Case::new(vec![shell(), web()]);
+    case.obs.state = SandboxState::Stopped;
+    case.obs.status.phase = Some(SandboxPhase::Stopping);
+    let d = case
+        .container("shell", ContainerState::Created)
+        .container("web", ContainerState::Other("dead".into()))
+        .decide();
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.phase, Some(SandboxPhase::Stopped));
+    assert_eq!(d.requeue_after, None);
+}
+
+#[test]
 fn a_sandbox_declared_stopped_starts_nothing() {
     let mut case = Case::new(vec![shell()]);
     case.obs.state = SandboxState::Stopped;
