@@ -193,12 +193,23 @@ async fn services_on_a_private_network_reach_each_other_by_alias_and_nothing_els
             .ensure_network(&network, &t.labels())
             .await
             .unwrap();
+        // Concurrent ensures of a new name: Docker 20.10 would make twins, the
+        // losers remove theirs.
+        let raced = t.name("raced");
+        let labels = t.labels();
+        let ensures = (0..4).map(|_| t.runtime.ensure_network(&raced, &labels));
+        for ensured in futures::future::join_all(ensures).await {
+            ensured.unwrap();
+        }
         let listed = t
             .runtime
             .list_networks(&[(TEST_LABEL, &t.id)])
             .await
             .unwrap();
-        assert_eq!(listed, std::slice::from_ref(&network));
+        let mut expected = vec![network.clone(), raced.clone()];
+        expected.sort();
+        assert_eq!(listed, expected);
+        t.runtime.remove_network(&raced).await.unwrap();
         let on_network = |purpose: &str, alias: &str, command: &[&str]| {
             let mut spec = t.service(purpose, command);
             spec.network = ServiceNetwork::Private {
@@ -249,14 +260,19 @@ async fn services_on_a_private_network_reach_each_other_by_alias_and_nothing_els
                 .await
                 .unwrap()
         );
-        // Internal: no default route, so nothing outside the network is reachable.
-        let routes = t
-            .sh_ok(&client.id, "cut -f2 /proc/net/route | tail -n +2")
+        // Internal: a server outside the network (on the default bridge, where the
+        // host reaches it) is out of reach from inside.
+        let mut outside_spec = t.service("outside", &["httpd", "-f", "-p", "8080"]);
+        outside_spec.network = ServiceNetwork::Bridge;
+        let outside = t.start(&outside_spec).await;
+        assert!(t.eventually(&outside.id, &Probe::Tcp { port: 8080 }).await);
+        let outside_ip = t.sh_ok(&outside.id, "hostname -i").await;
+        let outside_ip = outside_ip.trim();
+        assert_eq!(http_get(&format!("{outside_ip}:8080"), "/").await.0, 404);
+        let reach = t
+            .sh(&client.id, &format!("echo | nc -w 1 {outside_ip} 8080"))
             .await;
-        assert!(
-            !routes.is_empty() && !routes.contains("00000000"),
-            "{routes:?}"
-        );
+        assert_ne!(reach.exit_code, 0, "{reach:?}");
         // A network with containers on it cannot go; without them it can, twice.
         assert!(t.runtime.remove_network(&network).await.is_err());
         t.runtime.remove(&web.id).await.unwrap();
@@ -278,6 +294,7 @@ async fn services_on_a_private_network_reach_each_other_by_alias_and_nothing_els
 async fn published_ports_are_reachable_from_the_host_on_loopback() {
     sandbox_test(|t| async move {
         let mut spec = t.service("published", &["httpd", "-f", "-p", "8080", "-h", "/www"]);
+        spec.working_dir = Some("/www".into());
         spec.network = ServiceNetwork::Bridge;
         spec.ports = vec![8080];
         let web = t.start(&spec).await;

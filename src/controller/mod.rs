@@ -383,4 +383,23 @@ mod tests {
             before
         )));
     }
+
+    #[test]
+    fn a_start_request_or_a_new_state_wakes_a_sandbox_its_status_does_not() {
+        let mut before = Object::new(Kind::Sandbox, "default", "s", json!({"services": []}));
+        before.metadata.resource_version = "1".into();
+        let mut written = before.clone();
+        written.status = json!({"phase": "Expired"});
+        written.metadata.resource_version = "2".into();
+        assert!(only_status_changed(&modified(&before, &written)));
+        let mut started = written.clone();
+        started
+            .metadata
+            .annotations
+            .insert(keys::START.into(), "2026-03-01T12:00:00Z".into());
+        assert!(!only_status_changed(&modified(&written, &started)));
+        let mut stopped = written.clone();
+        stopped.spec = json!({"services": [], "state": "Stopped"});
+        assert!(!only_status_changed(&modified(&written, &stopped)));
+    }
 }

@@ -161,6 +161,18 @@ pub fn decide(obs: &Observed) -> Decision {
     }
 }
 
+/// Whether a container in this state has processes to stop (a created, exited, dead or
+/// departing one has none: stopping it again would never end).
+fn needs_stop(state: &ContainerState) -> bool {
+    match state {
+        ContainerState::Running => true,
+        ContainerState::Other(other) => {
+            !matches!(other.as_str(), "dead" | "removing" | "created" | "exited")
+        }
+        ContainerState::Created | ContainerState::Exited { .. } => false,
+    }
+}
+
 /// The time in `orcaops.dev/start`, if it holds one.
 pub fn start_request(meta: &ObjectMeta) -> Option<DateTime<Utc>> {
     let value = meta.annotations.get(keys::START)?;
@@ -308,7 +320,7 @@ impl Decider<'_> {
             .services
             .values()
             .filter_map(|s| s.container.as_ref())
-            .filter(|c| !matches!(c.state, ContainerState::Exited { .. }))
+            .filter(|c| needs_stop(&c.state))
             .map(|c| c.id.clone())
             .collect();
         for service in &mut self.status.services {
@@ -321,9 +333,12 @@ impl Decider<'_> {
                 .get(&service.name)
                 .and_then(|s| s.container.as_ref())
             {
-                service.state = Some(match c.state {
+                service.state = Some(match &c.state {
                     ContainerState::Exited { code } => format!("exited (code {code})"),
-                    _ => "stopping".to_string(),
+                    ContainerState::Created => "created".to_string(),
+                    state if needs_stop(state) => "stopping".to_string(),
+                    ContainerState::Other(other) => other.clone(),
+                    _ => "stopped".to_string(),
                 });
             }
         }

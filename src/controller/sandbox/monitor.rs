@@ -223,16 +223,6 @@ impl Monitors {
         }
     }
 
-    /// The ids being watched.
-    pub fn ids(&self) -> Vec<String> {
-        self.entries
-            .lock()
-            .expect("monitors lock")
-            .keys()
-            .cloned()
-            .collect()
-    }
-
     pub fn stop_all(&self) {
         for (_, entry) in self.entries.lock().expect("monitors lock").drain() {
             entry.cancel.cancel();

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, Mount, MountType, NetworkCreateRequest,
+    ContainerCreateBody, EndpointSettings, Mount, MountType, Network, NetworkCreateRequest,
     NetworkingConfig, PortBinding, PortMap, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
@@ -42,9 +42,9 @@ impl DockerRuntime {
             Ok(network) if network.name.as_deref() == Some(name) => return Ok(()),
             Ok(_) => {}
             Err(e) if status(&e) == Some(404) => {}
-            // "network ... is ambiguous": it exists (twice).
+            // "network ... is ambiguous": it exists twice; keep one.
             Err(e) if status(&e) == Some(400) && docker_message(&e).contains("ambiguous") => {
-                return Ok(());
+                return self.remove_network_twins(name).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -56,33 +56,56 @@ impl DockerRuntime {
             ..Default::default()
         };
         match self.docker.create_network(request).await {
-            // Docker before API 1.44 creates a second network of the same name and
-            // only warns; the one that lost the race removes its own.
-            Ok(created) if !created.warning.is_empty() => {
-                match self.docker.remove_network(&created.id).await {
-                    Ok(()) => Ok(()),
-                    Err(e) if status(&e) == Some(404) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Ok(_) => Ok(()),
-            Err(e) if status(&e) == Some(409) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(e) if status(&e) == Some(409) => return Ok(()),
+            Err(e) => return Err(e.into()),
         }
+        // Docker before API 1.44 does not refuse a second network of the same name
+        // (it may warn, or not even that when two creates race).
+        self.remove_network_twins(name).await
+    }
+
+    /// Keeps the first-created network of this name and removes the others. Every
+    /// caller that raced keeps the same one, and it is the only one an earlier
+    /// caller can already be using.
+    async fn remove_network_twins(&self, name: &str) -> Result<()> {
+        let mut twins = self.networks_named(name).await?;
+        if twins.len() < 2 {
+            return Ok(());
+        }
+        twins.sort_by_key(|network| {
+            let created = network
+                .created
+                .as_deref()
+                .and_then(|created| chrono::DateTime::parse_from_rfc3339(created).ok());
+            (created.is_none(), created, network.id.clone())
+        });
+        for twin in twins.into_iter().skip(1) {
+            let Some(id) = twin.id else { continue };
+            match self.docker.remove_network(&id).await {
+                Ok(()) => {}
+                Err(e) if status(&e) == Some(404) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The networks of exactly this name (Docker's name filter matches substrings).
+    async fn networks_named(&self, name: &str) -> Result<Vec<Network>> {
+        let filters = HashMap::from([("name", vec![name])]);
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let mut networks = self.docker.list_networks(Some(options)).await?;
+        networks.retain(|network| network.name.as_deref() == Some(name));
+        Ok(networks)
     }
 
     /// Removes a network (every network of that name); a missing one is not an
     /// error. Containers still attached to it make this fail.
     pub async fn remove_network(&self, name: &str) -> Result<()> {
-        let filters = HashMap::from([("name", vec![name])]);
-        let options = ListNetworksOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        // The name filter matches substrings; only the exact name is removed.
-        for network in self.docker.list_networks(Some(options)).await? {
-            if network.name.as_deref() != Some(name) {
-                continue;
-            }
+        for network in self.networks_named(name).await? {
             let Some(id) = network.id else { continue };
             match self.docker.remove_network(&id).await {
                 Ok(()) => {}
@@ -93,7 +116,8 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// Names of the networks carrying all these labels.
+    /// Names of the networks carrying all these labels (a name twice if Docker
+    /// holds two networks of that name).
     pub async fn list_networks(&self, labels: &[(&str, &str)]) -> Result<Vec<String>> {
         let filters = label_filters(labels);
         let options = ListNetworksOptionsBuilder::default()
@@ -107,7 +131,6 @@ impl DockerRuntime {
             .filter_map(|network| network.name)
             .collect();
         names.sort();
-        names.dedup();
         Ok(names)
     }
 
