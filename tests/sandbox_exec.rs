@@ -485,6 +485,26 @@ fn files_up_and_down() {
     }
     let (code, status) = api.put_file("files", "path=/x", "text/plain", b"x".to_vec());
     assert_eq!(code, 415, "{status}");
+    // Over the 512 MiB limit: refused from its Content-Length, before the body is sent,
+    // and the connection is closed.
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        socket,
+        "PUT {NS_PATH}/sandboxes/files/files?path=/big HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\nabc",
+        600u64 * 1024 * 1024
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut socket, &mut answer).ok();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(answer.contains("512 MiB"), "{answer}");
     let (code, status) = api.put_file("nope", "path=/x", "application/octet-stream", b"x".to_vec());
     assert_eq!(code, 404, "{status}");
 }

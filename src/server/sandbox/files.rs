@@ -88,6 +88,28 @@ fn too_large() -> ApiError {
 }
 
 pub(super) async fn upload(
+    state: State<AppState>,
+    path: Path<(String, String, String)>,
+    query: Query<FilesQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match write_upload(state, path, query, headers, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            // A refusal may leave the rest of the body unread on the connection: close
+            // it, and say so, or the client's next request on it would be lost.
+            let mut response = e.into_response();
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
+}
+
+async fn write_upload(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
     Query(q): Query<FilesQuery>,
