@@ -34,6 +34,7 @@ pub struct CpArgs {
     pub src: String,
     /// Where to: a local path, SANDBOX:/path, or - (a tar on stdout).
     pub dst: String,
+    /// The workspace (namespace).
     #[arg(short = 'n', long = "namespace", visible_alias = "workspace", default_value = DEFAULT_WORKSPACE)]
     pub namespace: String,
     /// The service (container) [default: the sandbox's first service].

@@ -42,6 +42,7 @@ command ends. Both use a WebSocket at GET .../sandboxes/NAME/exec
 pub struct ExecArgs {
     /// The sandbox to run in.
     pub sandbox: String,
+    /// The workspace (namespace).
     #[arg(short = 'n', long = "namespace", visible_alias = "workspace", default_value = DEFAULT_WORKSPACE)]
     pub namespace: String,
     /// The service (container) to run in [default: the sandbox's first service].
