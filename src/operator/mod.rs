@@ -1,4 +1,6 @@
 //! Cluster mode's process (`orcaops operator`): leader election among replicas, and the
-//! metrics and health endpoints.
+//! metrics and health endpoints ([`http`]).
 
+pub mod http;
 pub mod lease;
+pub mod metrics;
