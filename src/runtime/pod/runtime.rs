@@ -31,6 +31,9 @@ use crate::runtime::{
 /// can be recognised as done from its log alone (see [`PodRuntime::list`]).
 pub const STEPS_ANNOTATION: &str = "orcaops.dev/steps";
 
+/// The pipe between an exec's WebSocket and the artifact file.
+const EXEC_BUFFER: usize = 64 * 1024;
+
 /// How much of a failed exec's stderr its error keeps.
 const MAX_EXEC_MESSAGE: usize = 1024;
 
@@ -115,11 +118,15 @@ impl PodRuntime {
         W: tokio::io::AsyncWrite + Unpin + Send,
     {
         let (namespace, name) = split_id(id)?;
-        let params = AttachParams::default()
-            .container(STEPS_CONTAINER)
-            .stdin(false)
-            .stdout(true)
-            .stderr(true);
+        let params = AttachParams {
+            // kube's 1 KiB pipe would copy a large artifact in tiny pieces.
+            max_stdout_buf_size: Some(EXEC_BUFFER),
+            ..AttachParams::default()
+                .container(STEPS_CONTAINER)
+                .stdin(false)
+                .stdout(true)
+                .stderr(true)
+        };
         let shown = command.join(" ");
         let mut process = self
             .pods(namespace)
@@ -460,5 +467,7 @@ fn time(t: &impl std::fmt::Display) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+#[cfg(test)]
+mod exec_tests;
 #[cfg(test)]
 mod tests;
