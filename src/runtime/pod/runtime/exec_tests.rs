@@ -53,6 +53,8 @@ async fn exec_server(answers: Vec<Answer>) -> (PodRuntime, Arc<Mutex<Vec<String>
         for answer in answers {
             let (stream, _) = listener.accept().await.unwrap();
             let uris = uris.clone();
+            // The error type is tungstenite's, not ours to shrink.
+            #[allow(clippy::result_large_err)]
             let callback = move |request: &Request, mut response: Response| {
                 uris.lock().unwrap().push(request.uri().to_string());
                 response.headers_mut().insert(
