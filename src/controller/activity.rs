@@ -2,21 +2,32 @@
 //! it right now. The HTTP API records exec calls and file transfers here; the Sandbox
 //! controller reads it to move the idle deadline. It lives in memory: the controller
 //! copies it into `status.lastActivityTime`, which is what survives a restart.
+//!
+//! Activity wakes the Sandbox controller (through the waker it sets), at most once per
+//! [`WAKE_EVERY`] per sandbox, so `status.expiresAt` follows use without a status
+//! write per exec.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// The shortest time between two wake-ups of the controller for one sandbox.
+pub const WAKE_EVERY: TimeDelta = TimeDelta::seconds(10);
+
+type Waker = Box<dyn Fn(&str) + Send + Sync>;
 
 #[derive(Default)]
 pub struct SandboxActivity {
     by_uid: Mutex<HashMap<String, Entry>>,
+    waker: OnceLock<Waker>,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     last: DateTime<Utc>,
     in_flight: u32,
+    woken: Option<DateTime<Utc>>,
 }
 
 /// Marks a sandbox busy until dropped (an exec or a transfer in progress).
@@ -30,16 +41,36 @@ impl SandboxActivity {
         Arc::new(SandboxActivity::default())
     }
 
+    /// Sets what is called (with a sandbox uid) when activity should wake its
+    /// controller. Only the first call has an effect.
+    pub fn set_waker(&self, waker: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.waker.set(Box::new(waker));
+    }
+
     /// Records activity now.
     pub fn touch(&self, uid: &str) {
         let now = Utc::now();
-        let mut map = self.by_uid.lock().expect("activity lock");
-        map.entry(uid.to_string())
-            .and_modify(|e| e.last = e.last.max(now))
-            .or_insert(Entry {
-                last: now,
-                in_flight: 0,
-            });
+        let wake = {
+            let mut map = self.by_uid.lock().expect("activity lock");
+            let entry = map
+                .entry(uid.to_string())
+                .and_modify(|e| e.last = e.last.max(now))
+                .or_insert(Entry {
+                    last: now,
+                    in_flight: 0,
+                    woken: None,
+                });
+            due_wake(entry, now)
+        };
+        if wake {
+            self.wake(uid);
+        }
+    }
+
+    fn wake(&self, uid: &str) {
+        if let Some(waker) = self.waker.get() {
+            waker(uid);
+        }
     }
 
     /// Records activity now and keeps the sandbox busy until the guard is dropped.
@@ -78,18 +109,31 @@ impl SandboxActivity {
     }
 }
 
+/// Whether to wake the controller now, and if so notes that it was.
+fn due_wake(entry: &mut Entry, now: DateTime<Utc>) -> bool {
+    if entry.woken.is_some_and(|w| now - w < WAKE_EVERY) {
+        return false;
+    }
+    entry.woken = Some(now);
+    true
+}
+
 impl Drop for ActivityGuard {
     fn drop(&mut self) {
         let now = Utc::now();
-        if let Some(e) = self
+        let wake = self
             .activity
             .by_uid
             .lock()
             .expect("activity lock")
             .get_mut(&self.uid)
-        {
-            e.in_flight = e.in_flight.saturating_sub(1);
-            e.last = e.last.max(now);
+            .is_some_and(|e| {
+                e.in_flight = e.in_flight.saturating_sub(1);
+                e.last = e.last.max(now);
+                due_wake(e, now)
+            });
+        if wake {
+            self.activity.wake(&self.uid);
         }
     }
 }
@@ -113,5 +157,18 @@ mod tests {
         assert!(activity.last("u").unwrap() >= started);
         activity.forget("u");
         assert!(activity.last("u").is_none());
+    }
+
+    #[test]
+    fn activity_wakes_the_controller_at_most_every_ten_seconds() {
+        let activity = SandboxActivity::new();
+        let woken = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&woken);
+        activity.set_waker(move |uid| seen.lock().unwrap().push(uid.to_string()));
+        activity.touch("u");
+        activity.touch("u");
+        drop(activity.begin("u"));
+        activity.touch("v");
+        assert_eq!(*woken.lock().unwrap(), vec!["u", "v"]);
     }
 }

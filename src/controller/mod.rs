@@ -4,6 +4,8 @@
 pub mod activity;
 pub mod job;
 pub mod queue;
+pub mod sandbox;
+pub mod template;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -53,6 +55,10 @@ pub struct Context {
     pub queue: Arc<WorkQueue<ObjectKey>>,
     /// Sandbox use seen by the HTTP API (exec, files), read by the Sandbox controller.
     pub activity: Arc<activity::SandboxActivity>,
+    /// The Sandbox controller's monitors and uid index.
+    pub sandboxes: sandbox::Tracker,
+    /// The warm pools of SandboxTemplates.
+    pub pools: template::Pools,
     /// Log followers by container id.
     followers: Mutex<HashMap<String, JoinHandle<()>>>,
 }
@@ -64,11 +70,25 @@ pub const DEFAULT_WORKERS: usize = 16;
 
 impl Context {
     pub fn new(store: LocalStore, runtime: DockerRuntime) -> Arc<Self> {
+        let queue = WorkQueue::new();
+        let activity = activity::SandboxActivity::new();
+        let sandboxes = sandbox::Tracker::default();
+        // Use of a sandbox wakes its controller, so `expiresAt` follows it.
+        let keys = sandboxes.keys();
+        let wake = Arc::clone(&queue);
+        activity.set_waker(move |uid| {
+            let key = keys.lock().expect("sandbox keys lock").get(uid).cloned();
+            if let Some(key) = key {
+                wake.add(key);
+            }
+        });
         Arc::new(Context {
             store,
             runtime,
-            queue: WorkQueue::new(),
-            activity: activity::SandboxActivity::new(),
+            queue,
+            activity,
+            sandboxes,
+            pools: template::Pools::default(),
             followers: Mutex::new(HashMap::new()),
         })
     }
@@ -118,8 +138,16 @@ impl Context {
         }
     }
 
-    /// Removes containers labelled as orcaops Job containers whose Job no longer exists.
+    /// Removes what belongs to no Job, Sandbox or warm pool any more: Job containers,
+    /// and Sandbox containers, networks and volumes. Returns how many were removed.
     pub async fn remove_orphans(&self) -> Result<usize, ControllerError> {
+        let jobs = self.remove_job_orphans().await?;
+        let sandboxes = sandbox::cleanup::remove_orphans(self).await?;
+        Ok(jobs + sandboxes)
+    }
+
+    /// Removes containers labelled as orcaops Job containers whose Job no longer exists.
+    async fn remove_job_orphans(&self) -> Result<usize, ControllerError> {
         let (jobs, _) = self.store.list(Kind::Job, None).await?;
         let live: HashSet<&str> = jobs.iter().map(|j| j.metadata.uid.as_str()).collect();
         // Only this store's containers: other orcaops may share the Docker daemon.
@@ -150,6 +178,11 @@ impl Context {
 pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken) {
     // Subscribe before listing, so nothing written in between is missed.
     let mut watch = ctx.store.watch();
+    // Before any Sandbox is reconciled: the pools this store left running are claimable
+    // again, and the slots Sandboxes claimed are never handed out twice.
+    if let Err(e) = template::rebuild(&ctx).await {
+        warn!(error = %e, "cannot look for warm-pool sandboxes");
+    }
     if let Err(e) = enqueue_all(&ctx).await {
         error!(error = %e, "cannot list objects at start-up");
     }
@@ -187,19 +220,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
                 }
             }
             event = watch.recv() => match event {
-                Ok(event) => {
-                    let key = event.object.key();
-                    if event.type_ == WatchEventType::Deleted && key.kind == Kind::Job {
-                        let ctx = Arc::clone(&ctx);
-                        tokio::spawn(async move {
-                            if let Err(e) = ctx.remove_orphans().await {
-                                warn!(error = %e, "cannot remove the containers of a deleted job");
-                            }
-                        });
-                    } else if key.kind == Kind::Job && !only_status_changed(&event) {
-                        ctx.queue.add(key);
-                    }
-                }
+                Ok(event) => on_change(&ctx, event),
                 Err(RecvError::Lagged(missed)) => {
                     warn!(missed, "watch stream lagged; relisting");
                     if let Err(e) = enqueue_all(&ctx).await {
@@ -216,6 +237,57 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
     for (_, task) in ctx.followers.lock().expect("followers lock").drain() {
         task.abort();
     }
+    ctx.sandboxes.monitors.stop_all();
+}
+
+/// Queues what a change in the store asks the controllers to look at.
+fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
+    let key = event.object.key();
+    let deleted = event.type_ == WatchEventType::Deleted;
+    match key.kind {
+        Kind::Job if deleted => {
+            let ctx = Arc::clone(ctx);
+            tokio::spawn(async move {
+                if let Err(e) = ctx.remove_job_orphans().await {
+                    warn!(error = %e, "cannot remove the containers of a deleted job");
+                }
+            });
+        }
+        Kind::Sandbox if deleted => {
+            let ctx = Arc::clone(ctx);
+            tokio::spawn(async move {
+                if let Err(e) = sandbox::cleanup::remove_deleted(&ctx, &event.object).await {
+                    warn!(%key, error = %e, "cannot remove what a deleted sandbox left; the next sweep retries");
+                }
+            });
+        }
+        Kind::SandboxTemplate if !only_status_changed(&event) => {
+            // The template itself (its pool), and every Sandbox made from it.
+            ctx.queue.add(key.clone());
+            let ctx = Arc::clone(ctx);
+            tokio::spawn(async move {
+                if let Err(e) = wake_sandboxes_of(&ctx, &key).await {
+                    warn!(%key, error = %e, "cannot list the sandboxes of a template");
+                }
+            });
+        }
+        // START and spec.state are metadata and spec changes: they wake the sandbox.
+        Kind::Job | Kind::Sandbox if !only_status_changed(&event) => ctx.queue.add(key),
+        _ => {}
+    }
+}
+
+async fn wake_sandboxes_of(ctx: &Context, template: &ObjectKey) -> Result<(), StoreError> {
+    let (sandboxes, _) = ctx
+        .store
+        .list(Kind::Sandbox, Some(&template.namespace))
+        .await?;
+    for sb in sandboxes {
+        if sb.spec.get("templateRef").and_then(|t| t.as_str()) == Some(template.name.as_str()) {
+            ctx.queue.add(sb.key());
+        }
+    }
+    Ok(())
 }
 
 /// A change to the status alone (almost always the controller's own write) asks
@@ -236,6 +308,8 @@ fn only_status_changed(event: &WatchEvent) -> bool {
 async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
     let result = match key.kind {
         Kind::Job => job::reconcile(ctx, key).await,
+        Kind::Sandbox => sandbox::reconcile(ctx, key).await,
+        Kind::SandboxTemplate => template::reconcile(ctx, key).await,
         // The other kinds are stored and validated; their controllers come later.
         _ => Ok(None),
     };
@@ -262,9 +336,11 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
 }
 
 async fn enqueue_all(ctx: &Context) -> Result<(), StoreError> {
-    let (jobs, _) = ctx.store.list(Kind::Job, None).await?;
-    for job in jobs {
-        ctx.queue.add(job.key());
+    for kind in [Kind::Job, Kind::SandboxTemplate, Kind::Sandbox] {
+        let (objects, _) = ctx.store.list(kind, None).await?;
+        for obj in objects {
+            ctx.queue.add(obj.key());
+        }
     }
     Ok(())
 }
@@ -306,5 +382,24 @@ mod tests {
             WatchEventType::Added,
             before
         )));
+    }
+
+    #[test]
+    fn a_start_request_or_a_new_state_wakes_a_sandbox_its_status_does_not() {
+        let mut before = Object::new(Kind::Sandbox, "default", "s", json!({"services": []}));
+        before.metadata.resource_version = "1".into();
+        let mut written = before.clone();
+        written.status = json!({"phase": "Expired"});
+        written.metadata.resource_version = "2".into();
+        assert!(only_status_changed(&modified(&before, &written)));
+        let mut started = written.clone();
+        started
+            .metadata
+            .annotations
+            .insert(keys::START.into(), "2026-03-01T12:00:00Z".into());
+        assert!(!only_status_changed(&modified(&written, &started)));
+        let mut stopped = written.clone();
+        stopped.spec = json!({"services": [], "state": "Stopped"});
+        assert!(!only_status_changed(&modified(&written, &stopped)));
     }
 }

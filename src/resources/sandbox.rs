@@ -273,6 +273,14 @@ pub struct ServiceStatus {
     /// When a dead container will be restarted (exponential backoff).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_restart_time: Option<DateTime<Utc>>,
+    /// Deaths in a row, each within a minute of the container's start; the restart
+    /// backoff doubles with each. Back to 0 once the container stays up a minute.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

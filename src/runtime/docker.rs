@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::container::PathStatResponse;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig,
@@ -304,6 +305,12 @@ impl DockerRuntime {
     /// Follows symlinks the way `docker cp -L` does and says whether the
     /// target is a directory.
     async fn resolve_path(&self, id: &str, path: &str) -> Result<(String, bool)> {
+        let (resolved, stat) = self.stat_path(id, path).await?;
+        Ok((resolved, stat.file_mode & GO_MODE_DIR != 0))
+    }
+
+    /// The path with its symlinks followed, and Docker's stat of what it points to.
+    async fn stat_path(&self, id: &str, path: &str) -> Result<(String, PathStatResponse)> {
         let mut current = path.to_string();
         for _ in 0..=MAX_SYMLINK_HOPS {
             let options = ContainerArchiveInfoOptionsBuilder::default()
@@ -321,7 +328,7 @@ impl DockerRuntime {
                 Err(e) => return Err(e.into()),
             };
             if stat.file_mode & GO_MODE_SYMLINK == 0 {
-                return Ok((current, stat.file_mode & GO_MODE_DIR != 0));
+                return Ok((current, stat));
             }
             let target = PathBuf::from(&stat.link_target);
             current = if target.is_absolute() {
@@ -369,31 +376,44 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         user: spec.user.clone(),
         labels: Some(spec.labels.clone().into_iter().collect()),
         host_config: Some(HostConfig {
-            nano_cpus: spec
-                .cpu_millis
-                .map(|millis| i64::try_from(millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
-            memory: spec
-                .memory_bytes
-                .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
-            network_mode: Some(
-                match spec.network {
-                    NetworkMode::None => "none",
-                    NetworkMode::Bridge => "bridge",
-                }
-                .to_string(),
-            ),
-            cap_drop: Some(vec!["ALL".to_string()]),
-            security_opt: Some(vec!["no-new-privileges".to_string()]),
-            pids_limit: Some(spec.pids_limit),
-            auto_remove: Some(false),
             readonly_rootfs: spec.read_only_root.then_some(true),
             // Shells write here documents and scratch files to /tmp. Its pages count
             // against the memory limit, so no size of its own.
             tmpfs: spec.read_only_root.then(|| {
                 HashMap::from([("/tmp".to_string(), "rw,nosuid,nodev,mode=1777".to_string())])
             }),
-            ..Default::default()
+            ..hardened_host_config(
+                spec.cpu_millis,
+                spec.memory_bytes,
+                spec.pids_limit,
+                match spec.network {
+                    NetworkMode::None => "none",
+                    NetworkMode::Bridge => "bridge",
+                },
+            )
         }),
+        ..Default::default()
+    }
+}
+
+/// The host settings every orcaops container gets: limits, no capabilities, no
+/// privilege escalation, a PID limit, and never auto-removed (the controller
+/// removes containers once it has what it needs from them).
+pub(super) fn hardened_host_config(
+    cpu_millis: Option<u64>,
+    memory_bytes: Option<u64>,
+    pids_limit: i64,
+    network_mode: &str,
+) -> HostConfig {
+    HostConfig {
+        nano_cpus: cpu_millis
+            .map(|millis| i64::try_from(millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
+        memory: memory_bytes.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+        network_mode: Some(network_mode.to_string()),
+        cap_drop: Some(vec!["ALL".to_string()]),
+        security_opt: Some(vec!["no-new-privileges".to_string()]),
+        pids_limit: Some(pids_limit),
+        auto_remove: Some(false),
         ..Default::default()
     }
 }

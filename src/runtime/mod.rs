@@ -38,6 +38,27 @@ pub enum RuntimeError {
     ContainerNotFound { container: String },
     #[error("path {path} not found in container {container}")]
     PathNotFound { container: String, path: String },
+    #[error(
+        "container {container} is not running: start the sandbox (spec.state: Running) and try again"
+    )]
+    ContainerNotRunning { container: String },
+    #[error(
+        "{path} in container {container} is {size} bytes, over the {limit}-byte limit: download it as an archive instead"
+    )]
+    TooLarge {
+        container: String,
+        path: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{path} in container {container} is not a regular file: download it as an archive")]
+    NotAFile { container: String, path: String },
+    #[error("{path:?} is not a usable path in a container: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error(
+        "cannot see the processes of container {container} from this host ({reason}): the activity check reads /proc, so orcaops must run beside the Docker daemon, in its PID namespace"
+    )]
+    ProcessesUnreadable { container: String, reason: String },
     #[error("docker: {0}")]
     Docker(#[from] bollard::errors::Error),
     #[error("i/o: {0}")]

@@ -18,6 +18,13 @@ use super::Result;
 /// Children inherit it, so a background job started by an exec is recognised by it.
 pub const EXEC_MARKER_ENV: &str = "ORCAOPS_EXEC";
 
+/// The exit code of an exec that ran out of time (as coreutils' `timeout` says it).
+pub const TIMED_OUT_EXIT_CODE: i64 = 124;
+
+/// The environment variable of the execs orcaops runs itself (health probes and
+/// housekeeping), so that they are never counted as activity.
+pub const PROBE_MARKER_ENV: &str = "ORCAOPS_PROBE";
+
 /// How a service container is attached to the network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServiceNetwork {

@@ -1,0 +1,150 @@
+//! Removing what Sandboxes leave behind: at once when one is deleted (the local store
+//! has no finalizers: the object is gone before anything is removed), and in a sweep
+//! at start-up and every resync, for deletions this process did not see. Only Docker
+//! objects labelled with this store's instance are ever considered.
+
+use std::collections::HashSet;
+
+use tracing::{info, warn};
+
+use super::names::{POOL_PREFIX, pool_base, sandbox_base};
+use crate::controller::template;
+use crate::controller::{Context, ControllerError};
+use crate::resources::sandbox::SandboxStatus;
+use crate::resources::{Kind, Object, ObjectKey, keys};
+
+/// Removes the containers, network and volumes of a deleted Sandbox, and forgets it.
+pub async fn remove_deleted(ctx: &Context, obj: &Object) -> Result<(), ControllerError> {
+    let uid = obj.metadata.uid.as_str();
+    ctx.sandboxes.forget(uid);
+    ctx.activity.forget(uid);
+    ctx.pools.forget_claims_of(uid);
+    let instance = ctx.store.instance_id();
+    let ns = obj.metadata.namespace.clone().unwrap_or_default();
+    let status: SandboxStatus = serde_json::from_value(obj.status.clone()).unwrap_or_default();
+    // Containers it made carry its uid; those it claimed carry their pool slot's labels.
+    let mut selectors = vec![vec![
+        (keys::LABEL_INSTANCE, instance),
+        (keys::LABEL_UID, uid),
+    ]];
+    let mut networks = vec![sandbox_base(&obj.metadata)];
+    if let Some(claim) = &status.claimed_from {
+        selectors.push(vec![
+            (keys::LABEL_INSTANCE, instance),
+            (keys::LABEL_WORKSPACE, ns.as_str()),
+            (keys::LABEL_POOL, claim.template.as_str()),
+            (keys::LABEL_SLOT, claim.slot.as_str()),
+        ]);
+        networks.push(pool_base(&ns, &claim.template, &claim.slot));
+    }
+    let mut removed = 0;
+    for selector in &selectors {
+        for c in ctx.runtime.list(selector).await? {
+            ctx.runtime.remove(&c.id).await?;
+            removed += 1;
+        }
+    }
+    for network in &networks {
+        ctx.runtime.remove_network(network).await?;
+    }
+    for selector in &selectors {
+        for volume in ctx.runtime.list_volumes(selector).await? {
+            ctx.runtime.remove_volume(&volume).await?;
+        }
+    }
+    info!(namespace = %ns, name = %obj.metadata.name, containers = removed, "removed a deleted sandbox");
+    Ok(())
+}
+
+/// Removes every Sandbox container, network and volume of this instance that belongs
+/// to no existing Sandbox and to no live warm-pool slot. Returns how many objects.
+pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
+    let instance = ctx.store.instance_id();
+    let selector = [
+        (keys::LABEL_INSTANCE, instance),
+        (keys::LABEL_KIND, Kind::Sandbox.as_str()),
+    ];
+    // Docker first, the store and the registry after: anything made after the Docker
+    // lists is not looked at, and what it belongs to already exists when they are read.
+    let containers = ctx.runtime.list(&selector).await?;
+    let networks = ctx.runtime.list_networks(&selector).await?;
+    let volumes = ctx.runtime.list_volumes(&selector).await?;
+    let (sandboxes, _) = ctx.store.list(Kind::Sandbox, None).await?;
+    let (templates, _) = ctx.store.list(Kind::SandboxTemplate, None).await?;
+
+    // The pools of templates that are gone.
+    let live_templates: HashSet<ObjectKey> = templates.iter().map(Object::key).collect();
+    let mut gone: Vec<ObjectKey> = ctx
+        .pools
+        .slots()
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| !live_templates.contains(t))
+        .collect();
+    gone.dedup();
+    for t in gone {
+        template::drain(ctx, &t).await;
+    }
+
+    let mut sandbox_bases = HashSet::new();
+    let mut slot_bases = HashSet::new();
+    for sb in &sandboxes {
+        sandbox_bases.insert(sandbox_base(&sb.metadata));
+        let status: SandboxStatus = serde_json::from_value(sb.status.clone()).unwrap_or_default();
+        if let Some(claim) = status.claimed_from {
+            let ns = sb.metadata.namespace.clone().unwrap_or_default();
+            slot_bases.insert(pool_base(&ns, &claim.template, &claim.slot));
+        }
+    }
+    for ((ns, t, slot), _) in ctx.pools.claimed_slots() {
+        slot_bases.insert(pool_base(&ns, &t, &slot));
+    }
+    for (t, slot) in ctx.pools.slots() {
+        slot_bases.insert(pool_base(&t.namespace, &t.name, &slot));
+    }
+    let storage_bases: HashSet<String> = sandbox_bases.union(&slot_bases).cloned().collect();
+
+    let mut removed = 0;
+    for c in containers {
+        let live = if c.name.starts_with(POOL_PREFIX) {
+            under(&c.name, &slot_bases)
+        } else {
+            under(&c.name, &sandbox_bases)
+        };
+        if !live {
+            info!(container = %c.name, "removing a sandbox container that nothing owns");
+            ctx.runtime.remove(&c.id).await?;
+            removed += 1;
+        }
+    }
+    for network in networks {
+        if !storage_bases.contains(&network) {
+            info!(%network, "removing a sandbox network that nothing owns");
+            if let Err(e) = ctx.runtime.remove_network(&network).await {
+                warn!(%network, error = %e, "cannot remove a network");
+            } else {
+                removed += 1;
+            }
+        }
+    }
+    for volume in volumes {
+        if !under(&volume, &storage_bases) {
+            info!(%volume, "removing a sandbox volume that nothing owns");
+            if let Err(e) = ctx.runtime.remove_volume(&volume).await {
+                warn!(%volume, error = %e, "cannot remove a volume");
+            } else {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether `name` is one of `bases`, or a child of one (`<base>-...`).
+fn under(name: &str, bases: &HashSet<String>) -> bool {
+    bases.contains(name)
+        || bases.iter().any(|b| {
+            name.strip_prefix(b.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+}

@@ -1,0 +1,71 @@
+//! Making service containers, with their network and volumes: for a sandbox's cold
+//! start, for a service made again, and for a warm-pool slot. Every call is idempotent
+//! (an existing network, volume or container of the same name is adopted).
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+
+use super::names::{ServicePlacement, child_name, service_container, volume_names};
+use crate::resources::sandbox::{SandboxNetwork, SandboxService};
+use crate::runtime::sandbox::PublishedPort;
+use crate::runtime::{ContainerInfo, DockerRuntime, RuntimeError};
+
+/// Where the containers go and what they are labelled with.
+pub struct Placement<'a> {
+    /// Container names are `<container_base>-<service>`.
+    pub container_base: &'a str,
+    /// The network (when private) is `<storage_base>`, volumes `<storage_base>-<volume>`.
+    pub storage_base: &'a str,
+    pub network: SandboxNetwork,
+    /// The owner's labels, for the containers, the network and the volumes.
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// A made (or adopted) container, running, with where its ports are published.
+pub type Made = (ContainerInfo, Vec<PublishedPort>);
+
+/// Makes the network and volumes, then each service's container (all at once).
+/// The outer error is about the network or a volume; each service has its own result.
+pub async fn make_services(
+    runtime: &DockerRuntime,
+    services: &[&SandboxService],
+    placement: &Placement<'_>,
+) -> Result<Vec<(String, Result<Made, RuntimeError>)>, RuntimeError> {
+    let private = placement.network == SandboxNetwork::Private;
+    if private {
+        runtime
+            .ensure_network(placement.storage_base, placement.labels)
+            .await?;
+    }
+    let owned: Vec<SandboxService> = services.iter().map(|s| (*s).clone()).collect();
+    for volume in volume_names(&owned, placement.storage_base) {
+        runtime.ensure_volume(&volume, placement.labels).await?;
+    }
+    let results = join_all(services.iter().map(|service| async move {
+        let result = async {
+            runtime.ensure_image(&service.image).await?;
+            let spec = service_container(
+                service,
+                placement.network,
+                ServicePlacement {
+                    container_name: child_name(placement.container_base, &service.name),
+                    network_name: private.then_some(placement.storage_base),
+                    storage_base: placement.storage_base,
+                    labels: placement.labels.clone(),
+                },
+            );
+            let info = runtime.create_service(&spec).await?;
+            let ports = if service.ports.is_empty() {
+                Vec::new()
+            } else {
+                runtime.published_ports(&info.id).await?
+            };
+            Ok((info, ports))
+        }
+        .await;
+        (service.name.clone(), result)
+    }))
+    .await;
+    Ok(results)
+}
