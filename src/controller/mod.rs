@@ -14,10 +14,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::operator::metrics::Metrics;
 use crate::records;
 use crate::resources::{Kind, Object, ObjectKey, keys};
-use crate::runtime::{ContainerInfo, DockerRuntime, RuntimeError};
-use crate::store::{LocalStore, StoreError, WatchEvent, WatchEventType};
+use crate::runtime::{ContainerInfo, DockerRuntime, JobRuntime, RuntimeError};
+use crate::store::{LocalStore, ObjectStore, StoreError, WatchEvent, WatchEventType};
 
 pub use queue::WorkQueue;
 
@@ -31,6 +32,9 @@ pub enum ControllerError {
     InvalidObject { key: ObjectKey, message: String },
     #[error("cannot write run records: {0}")]
     Io(#[from] std::io::Error),
+    /// Something only local mode runs (it needs Docker) was asked of cluster mode.
+    #[error("{what} needs Docker, which cluster mode does not use")]
+    NoDocker { what: &'static str },
 }
 
 impl ControllerError {
@@ -42,15 +46,26 @@ impl ControllerError {
             ControllerError::Runtime(_) => "runtime",
             ControllerError::InvalidObject { .. } => "invalid",
             ControllerError::Io(_) => "io",
+            ControllerError::NoDocker { .. } => "unsupported",
         }
     }
 }
 
 /// What every reconcile shares.
 pub struct Context {
-    pub store: LocalStore,
-    pub runtime: DockerRuntime,
+    /// The objects: the local store, or the Kubernetes API.
+    pub store: Arc<dyn ObjectStore>,
+    /// Run and attempt records (and the data dir of logs and artifacts): the local
+    /// store's database in both modes, since the cluster keeps only recent history.
+    pub records: LocalStore,
+    /// What runs Job attempts: Docker, or pods.
+    pub jobs: Arc<dyn JobRuntime>,
+    /// Docker, for what only local mode runs; None in cluster mode.
+    pub docker: Option<DockerRuntime>,
+    /// Whether the store keeps finalizers (a cluster): Jobs then carry one.
+    pub finalizers: bool,
     pub queue: Arc<WorkQueue<ObjectKey>>,
+    pub metrics: Arc<Metrics>,
     /// Sandbox use seen by the HTTP API (exec, files), read by the Sandbox controller.
     pub activity: Arc<activity::SandboxActivity>,
     /// Log followers by container id.
@@ -63,14 +78,52 @@ pub const RESYNC_PERIOD: Duration = Duration::from_secs(60);
 pub const DEFAULT_WORKERS: usize = 16;
 
 impl Context {
+    /// Local mode: the SQLite store holds objects and records, Docker runs everything.
     pub fn new(store: LocalStore, runtime: DockerRuntime) -> Arc<Self> {
+        Self::build(
+            Arc::new(store.clone()),
+            store,
+            Arc::new(runtime.clone()),
+            Some(runtime),
+            false,
+        )
+    }
+
+    /// Cluster mode: objects in the Kubernetes API, records in the local data dir,
+    /// Job attempts as pods (`jobs`), and no Docker.
+    pub fn cluster(
+        store: Arc<dyn ObjectStore>,
+        records: LocalStore,
+        jobs: Arc<dyn JobRuntime>,
+    ) -> Arc<Self> {
+        Self::build(store, records, jobs, None, true)
+    }
+
+    fn build(
+        store: Arc<dyn ObjectStore>,
+        records: LocalStore,
+        jobs: Arc<dyn JobRuntime>,
+        docker: Option<DockerRuntime>,
+        finalizers: bool,
+    ) -> Arc<Self> {
         Arc::new(Context {
             store,
-            runtime,
+            records,
+            jobs,
+            finalizers,
+            docker,
             queue: WorkQueue::new(),
+            metrics: Arc::new(Metrics::new()),
             activity: activity::SandboxActivity::new(),
             followers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Docker, or why it is not there (cluster mode).
+    pub fn docker(&self, what: &'static str) -> Result<&DockerRuntime, ControllerError> {
+        self.docker
+            .as_ref()
+            .ok_or(ControllerError::NoDocker { what })
     }
 
     /// Starts following a running container's output unless that already happens.
@@ -103,6 +156,7 @@ impl Context {
             container.id.clone(),
             nonce,
             spec.steps.len(),
+            !spec.artifacts.is_empty(),
         ));
         followers.insert(container.id.clone(), task);
     }
@@ -124,7 +178,7 @@ impl Context {
         let live: HashSet<&str> = jobs.iter().map(|j| j.metadata.uid.as_str()).collect();
         // Only this store's containers: other orcaops may share the Docker daemon.
         let containers = self
-            .runtime
+            .jobs
             .list(&[
                 (keys::LABEL_KIND, Kind::Job.as_str()),
                 (keys::LABEL_INSTANCE, self.store.instance_id()),
@@ -137,7 +191,7 @@ impl Context {
             {
                 info!(container = %c.name, "removing a container whose Job is gone");
                 self.unfollow(&c.id);
-                self.runtime.remove(&c.id).await?;
+                self.jobs.remove(&c.id).await?;
                 removed += 1;
             }
         }
@@ -234,11 +288,17 @@ fn only_status_changed(event: &WatchEvent) -> bool {
 }
 
 async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
+    let started = std::time::Instant::now();
     let result = match key.kind {
         Kind::Job => job::reconcile(ctx, key).await,
         // The other kinds are stored and validated; their controllers come later.
         _ => Ok(None),
     };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.category(),
+    };
+    ctx.metrics.reconciled(key.kind, outcome, started.elapsed());
     match result {
         Ok(requeue) => {
             ctx.queue.forget(key);
