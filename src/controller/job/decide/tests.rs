@@ -477,3 +477,57 @@ fn container_names_are_deterministic_and_docker_safe() {
         "orcaops-default-build-0123abcd-r3a2"
     );
 }
+
+#[test]
+fn a_deleted_job_stops_its_attempt_records_the_run_and_lets_go() {
+    let f = Fixture::new();
+    let d = f.decide();
+    let mut f = f.after(&d, 5).container(1, 1, ContainerState::Running);
+    f.obs.meta.deletion_timestamp = Some(f.obs.now);
+    let d = f.decide();
+    assert_eq!(harvest_forced(&d), Some(Some(AttemptOutcome::Cancelled)));
+    assert!(
+        !d.actions.contains(&JobAction::RemoveFinalizer),
+        "not before the harvest"
+    );
+    // Harvested: the run ends Cancelled, is recorded, and the finalizer goes.
+    let f = f
+        .no_containers()
+        .record(1, 1, AttemptOutcome::Cancelled, 143);
+    let d = f.decide();
+    assert_eq!(d.status.phase, JobPhase::Cancelled);
+    assert!(d.status.summary.as_deref().unwrap().contains("deleted"));
+    assert!(
+        matches!(
+            d.actions.as_slice(),
+            [JobAction::RecordRun(_), JobAction::RemoveFinalizer]
+        ),
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
+fn a_deleted_job_whose_pod_is_already_gone_just_lets_go() {
+    // Finished earlier: nothing to stop or record.
+    let (mut f, _) = finished_with(Fixture::new(), AttemptOutcome::Succeeded, 0);
+    let d = f.decide();
+    f = f.after(&d, 1);
+    f.obs.meta.deletion_timestamp = Some(f.obs.now);
+    assert_eq!(f.decide().actions, [JobAction::RemoveFinalizer]);
+    // Running, but its pod vanished: the run is recorded as cancelled all the same.
+    let f = Fixture::new();
+    let d = f.decide();
+    let mut f = f.after(&d, 1);
+    f.obs.meta.deletion_timestamp = Some(f.obs.now);
+    let d = f.decide();
+    assert_eq!(d.status.phase, JobPhase::Cancelled);
+    assert!(
+        matches!(
+            d.actions.as_slice(),
+            [JobAction::RecordRun(_), JobAction::RemoveFinalizer]
+        ),
+        "{:?}",
+        d.actions
+    );
+}
