@@ -139,6 +139,7 @@ pub fn decide(obs: &Observed) -> Decision {
         requeue: None,
     };
     d.decide();
+    d.adopt_what_starts();
     Decision {
         actions: d.actions,
         status: d.status,
@@ -150,6 +151,23 @@ pub fn decide(obs: &Observed) -> Decision {
 impl Decider<'_> {
     fn requeue_in(&mut self, after: Duration) {
         self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
+    }
+
+    /// A container of the very attempt being started is not a leftover: it was started
+    /// before its status was written (a crash, or a status write that lost a race), and
+    /// the Start adopts it (names are deterministic). Harvesting it would cancel it.
+    fn adopt_what_starts(&mut self) {
+        let starting: Vec<(u32, u32)> = self
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                JobAction::Start { run, attempt, .. } => Some((*run, *attempt)),
+                _ => None,
+            })
+            .collect();
+        self.actions.retain(|a| {
+            !matches!(a, JobAction::Harvest { run, attempt, .. } if starting.contains(&(*run, *attempt)))
+        });
     }
 
     fn current(&self) -> Option<(u32, u32)> {

@@ -1,5 +1,7 @@
 //! The Job controller: observe (store + containers + records), decide (pure), act.
 
+#[cfg(test)]
+mod cluster_tests;
 pub mod decide;
 mod harvest;
 

@@ -531,3 +531,23 @@ fn a_deleted_job_whose_pod_is_already_gone_just_lets_go() {
         d.actions
     );
 }
+
+#[test]
+fn a_container_started_before_its_status_was_written_is_adopted_not_cancelled() {
+    // The status write after starting run 1 failed: the status knows no run, the
+    // container of run 1 attempt 1 runs.
+    let f = Fixture::new().container(1, 1, ContainerState::Running);
+    let d = f.decide();
+    assert_eq!(harvest_forced(&d), None, "{:?}", d.actions);
+    assert_eq!(starts(&d), vec![(1, 1)]);
+    // The same after a failed attempt: attempt 2 was started, its status not written.
+    let f = Fixture::new().with_retry(1, 0);
+    let d = f.decide();
+    let f = f
+        .after(&d, 1)
+        .record(1, 1, AttemptOutcome::Failed, 1)
+        .container(1, 2, ContainerState::Running);
+    let d = f.decide();
+    assert_eq!(starts(&d), vec![(1, 2)]);
+    assert_eq!(harvest_forced(&d), None, "{:?}", d.actions);
+}
