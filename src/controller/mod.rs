@@ -64,6 +64,8 @@ pub struct Context {
     pub docker: Option<DockerRuntime>,
     /// Whether the store keeps finalizers (a cluster): Jobs then carry one.
     pub finalizers: bool,
+    /// Whether [`run`] has listed what exists and follows the watch (for `/readyz`).
+    pub synced: std::sync::atomic::AtomicBool,
     pub queue: Arc<WorkQueue<ObjectKey>>,
     pub metrics: Arc<Metrics>,
     /// Sandbox use seen by the HTTP API (exec, files), read by the Sandbox controller.
@@ -111,6 +113,7 @@ impl Context {
             records,
             jobs,
             finalizers,
+            synced: std::sync::atomic::AtomicBool::new(false),
             docker,
             queue: WorkQueue::new(),
             metrics: Arc::new(Metrics::new()),
@@ -204,8 +207,11 @@ impl Context {
 pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken) {
     // Subscribe before listing, so nothing written in between is missed.
     let mut watch = ctx.store.watch();
-    if let Err(e) = enqueue_all(&ctx).await {
-        error!(error = %e, "cannot list objects at start-up");
+    ctx.synced
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    match enqueue_all(&ctx).await {
+        Ok(()) => ctx.synced.store(true, std::sync::atomic::Ordering::Relaxed),
+        Err(e) => error!(error = %e, "cannot list objects at start-up"),
     }
     if let Err(e) = ctx.remove_orphans().await {
         warn!(error = %e, "cannot look for orphaned containers");
@@ -233,8 +239,9 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = resync.tick() => {
-                if let Err(e) = enqueue_all(&ctx).await {
-                    warn!(error = %e, "resync failed");
+                match enqueue_all(&ctx).await {
+                    Ok(()) => ctx.synced.store(true, std::sync::atomic::Ordering::Relaxed),
+                    Err(e) => warn!(error = %e, "resync failed"),
                 }
                 if let Err(e) = ctx.remove_orphans().await {
                     warn!(error = %e, "orphan sweep failed");

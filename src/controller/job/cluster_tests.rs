@@ -357,7 +357,8 @@ async fn the_timeout_stops_the_pod_and_the_run_times_out() {
     });
     s.reconcile().await.unwrap();
     assert!(
-        !s.requests("DELETE /api/v1/namespaces/default/pods/").is_empty(),
+        !s.requests("DELETE /api/v1/namespaces/default/pods/")
+            .is_empty(),
         "the pod is stopped"
     );
     let status = s.status();
