@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -17,41 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
 
-/// A check of what readiness depends on beyond the controllers' first list (the store).
+/// What `/readyz` answers from: Ok, or why not.
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
-
-/// What `/readyz` answers from.
-pub struct Readiness {
-    /// Set once the controllers have listed the objects and their watch is running.
-    synced: AtomicBool,
-    check: ReadinessCheck,
-}
-
-impl Readiness {
-    pub fn new(check: ReadinessCheck) -> Arc<Self> {
-        Arc::new(Readiness {
-            synced: AtomicBool::new(false),
-            check,
-        })
-    }
-
-    pub fn set_synced(&self) {
-        self.synced.store(true, Ordering::Relaxed);
-    }
-
-    async fn ready(&self) -> Result<(), String> {
-        (self.check)().await?;
-        if !self.synced.load(Ordering::Relaxed) {
-            return Err("the controllers have not listed the objects yet".to_string());
-        }
-        Ok(())
-    }
-}
 
 #[derive(Clone)]
 struct AppState {
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    readiness: ReadinessCheck,
     /// Sampled into the queue depth gauge at each scrape.
     queue_depth: Arc<dyn Fn() -> usize + Send + Sync>,
 }
@@ -59,7 +30,7 @@ struct AppState {
 /// The router of `/metrics`, `/healthz` and `/readyz`.
 pub fn router(
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    readiness: ReadinessCheck,
     queue_depth: Arc<dyn Fn() -> usize + Send + Sync>,
 ) -> Router {
     Router::new()
@@ -86,7 +57,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.readiness.ready().await {
+    match (state.readiness)().await {
         Ok(()) => "ok\n".into_response(),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -110,13 +81,13 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: Can
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
     use crate::resources::Kind;
 
     async fn start(
-        readiness: Arc<Readiness>,
+        readiness: ReadinessCheck,
         metrics: Arc<Metrics>,
     ) -> (String, CancellationToken) {
         let depth = Arc::new(AtomicUsize::new(7));
@@ -135,19 +106,23 @@ mod tests {
     #[tokio::test]
     async fn health_readiness_and_metrics_answer() {
         let store_up = Arc::new(AtomicBool::new(false));
-        let up = store_up.clone();
-        let readiness = Readiness::new(Arc::new(move || {
-            let up = up.load(Ordering::Relaxed);
+        let synced = Arc::new(AtomicBool::new(false));
+        let (up, listed) = (store_up.clone(), synced.clone());
+        let readiness: ReadinessCheck = Arc::new(move || {
+            let (up, listed) = (up.load(Ordering::Relaxed), listed.load(Ordering::Relaxed));
             Box::pin(async move {
-                match up {
-                    true => Ok(()),
-                    false => Err("cannot reach the Kubernetes API".to_string()),
+                match (up, listed) {
+                    (false, _) => Err("cannot reach the Kubernetes API".to_string()),
+                    (true, false) => {
+                        Err("the controllers have not listed the objects yet".to_string())
+                    }
+                    (true, true) => Ok(()),
                 }
             })
-        }));
+        });
         let metrics = Arc::new(Metrics::new());
         metrics.reconciled(Kind::Job, "ok", std::time::Duration::from_millis(2));
-        let (url, shutdown) = start(readiness.clone(), metrics).await;
+        let (url, shutdown) = start(readiness, metrics).await;
         let http = reqwest::Client::new();
         let get = |path: &str| http.get(format!("{url}{path}")).send();
 
@@ -159,7 +134,7 @@ mod tests {
         let unsynced = get("/readyz").await.unwrap();
         assert_eq!(unsynced.status(), 503);
         assert!(unsynced.text().await.unwrap().contains("not listed"));
-        readiness.set_synced();
+        synced.store(true, Ordering::Relaxed);
         assert_eq!(get("/readyz").await.unwrap().status(), 200);
 
         let scraped = get("/metrics").await.unwrap();

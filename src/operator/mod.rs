@@ -7,10 +7,150 @@ pub mod lease;
 pub mod metrics;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
+
+use crate::controller::{self, Context};
+use crate::runtime::PodRuntime;
+use crate::store::kube::{AccessError, ConnectError, KubeStore};
+use crate::store::{LocalStore, StoreError};
+use lease::{LeaderElector, LeaseConfig, own_identity, own_namespace};
+
+/// What `orcaops operator` runs with.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// The operator's own namespace (the Lease's); None: found out (see [`own_namespace`]).
+    pub namespace: Option<String>,
+    /// Run records, step logs and artifacts.
+    pub data_dir: PathBuf,
+    pub leader_election: bool,
+    pub metrics_addr: SocketAddr,
+    pub workers: usize,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum OperatorError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error("cannot open the run records in {}: {source}", dir.display())]
+    Records { dir: PathBuf, source: StoreError },
+    #[error("cannot listen on {addr} for metrics: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs the operator until `shutdown`: the Kubernetes store, pods for Job attempts, run
+/// records in the data dir, the metrics and health endpoints, and the controllers while
+/// this replica leads.
+pub async fn run(
+    options: OperatorOptions,
+    shutdown: CancellationToken,
+) -> Result<(), OperatorError> {
+    let store =
+        KubeStore::connect(options.kubeconfig.as_deref(), options.context.as_deref()).await?;
+    store.check_access().await?;
+    let records = LocalStore::open(&options.data_dir)
+        .await
+        .map_err(|source| OperatorError::Records {
+            dir: options.data_dir.clone(),
+            source,
+        })?;
+    let client = store.client().clone();
+    let ctx = Context::cluster(
+        Arc::new(store.clone()),
+        records,
+        Arc::new(PodRuntime::new(client.clone())),
+    );
+
+    let (leading, election) = if options.leader_election {
+        let config = LeaseConfig::new(
+            own_namespace(options.namespace.as_deref(), &client),
+            own_identity(),
+        );
+        info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, "leader election on");
+        let (leading, task) = LeaderElector::new(client, config).run(shutdown.clone());
+        (leading, Some(task))
+    } else {
+        let (lead, leading) = watch::channel(true);
+        // Keep the sender: a dropped one would end `while_leading` at once.
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            drop(lead);
+        });
+        (leading, None)
+    };
+    let mut gauge = leading.clone();
+    let metrics = ctx.metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            metrics.set_leader(*gauge.borrow_and_update());
+            if gauge.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(options.metrics_addr)
+        .await
+        .map_err(|source| OperatorError::Listen {
+            addr: options.metrics_addr,
+            source,
+        })?;
+    let readiness = readiness(store, ctx.clone(), leading.clone());
+    let queue = ctx.queue.clone();
+    let app = http::router(
+        ctx.metrics.clone(),
+        readiness,
+        Arc::new(move || queue.len()),
+    );
+    let server = tokio::spawn(http::serve(listener, app, shutdown.clone()));
+
+    warn!(
+        "cluster mode reconciles Jobs; Sandboxes and SandboxTemplates are stored but not run yet"
+    );
+    let workers = options.workers;
+    while_leading(leading, shutdown.clone(), move |term| {
+        controller::run(ctx.clone(), workers, term)
+    })
+    .await;
+    if let Some(election) = election {
+        let _ = election.await;
+    }
+    let _ = server.await;
+    Ok(())
+}
+
+/// Ready when the cluster answers and serves the CRDs, and, on the leader, once the
+/// controllers have listed what exists. A standby is ready: it can take over any time.
+fn readiness(
+    store: KubeStore,
+    ctx: Arc<Context>,
+    leading: watch::Receiver<bool>,
+) -> http::ReadinessCheck {
+    Arc::new(move || {
+        let (store, ctx, leading) = (store.clone(), ctx.clone(), *leading.borrow());
+        Box::pin(async move {
+            store.check_access().await.map_err(|e| e.to_string())?;
+            if leading && !ctx.synced.load(Ordering::Relaxed) {
+                return Err("the controllers have not listed the objects yet".to_string());
+            }
+            Ok(())
+        })
+    })
+}
 
 /// Runs `act` for as long as this replica leads: started (with a fresh token) each time
 /// `leading` turns true, its token cancelled and the task awaited when it turns false,

@@ -85,7 +85,7 @@ impl PodRuntime {
                 Err(e) => return Err(e),
             }
         }
-        Ok(steps_result(&parser))
+        Ok(parser.finished_code())
     }
 
     fn log_lines(&self, id: &str, follow: bool) -> LogLines {
@@ -394,16 +394,6 @@ fn holding_steps(pod: &Pod) -> Option<usize> {
         .get(STEPS_ANNOTATION)?
         .parse()
         .ok()
-}
-
-/// The steps' exit code when they are over: the first non-zero one, or 0 once the last
-/// step ended. None while a step runs or is still to come.
-fn steps_result(parser: &RunnerParser) -> Option<i64> {
-    let steps = parser.steps();
-    if let Some(code) = steps.iter().find_map(|s| s.exit_code.filter(|c| *c != 0)) {
-        return Some(code);
-    }
-    steps.last()?.exit_code
 }
 
 /// A pod as the controller sees an attempt. The state is the `steps` container's:

@@ -283,8 +283,8 @@ fn a_failed_step_ends_a_holding_runner_with_its_code() {
             LineAssembler::default().push_frame(LogStream::Stdout, marker(at, what).as_bytes());
         parser.push(&line[0]);
     }
-    assert_eq!(steps_result(&parser), Some(7));
-    assert_eq!(steps_result(&RunnerParser::new(NONCE, 3)), None);
+    assert_eq!(parser.finished_code(), Some(7));
+    assert_eq!(RunnerParser::new(NONCE, 3).finished_code(), None);
 }
 
 #[test]
