@@ -248,4 +248,57 @@ mod tests {
             (2, 2)
         );
     }
+
+    /// The scenario: another replica holds the Lease, so this one reads the Lease
+    /// and does nothing else: no list of Jobs, no pod.
+    #[tokio::test]
+    async fn with_the_lease_held_by_another_replica_nothing_is_reconciled() {
+        use crate::store::kube::mock::{Reply, mock_client, status};
+        use serde_json::json;
+
+        let (client, api) = mock_client();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server = api.route(seen.clone(), |request| {
+            let renewed = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            Some(match (request.method.as_str(), request.path.contains("/leases/")) {
+                ("GET", true) => Reply::Json(200, json!({
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": "orcaops-operator", "namespace": "ops", "resourceVersion": "3"},
+                    "spec": {"holderIdentity": "the-other-replica", "leaseDurationSeconds": 15,
+                        "renewTime": renewed},
+                })),
+                _ => Reply::Json(500, status(500, "Unexpected", "a standby sent this")),
+            })
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let records = crate::store::LocalStore::open(dir.path()).await.unwrap();
+        let store = crate::store::KubeStore::new(client.clone(), "kube-test");
+        let ctx = Context::cluster(
+            Arc::new(store),
+            records,
+            Arc::new(PodRuntime::new(client.clone())),
+        );
+        let config = LeaseConfig {
+            retry_period: Duration::from_millis(20),
+            ..LeaseConfig::new("ops", "this-replica")
+        };
+        let shutdown = CancellationToken::new();
+        let (leading, election) = LeaderElector::new(client, config).run(shutdown.clone());
+        let acting = tokio::spawn(while_leading(leading, shutdown.clone(), move |term| {
+            controller::run(ctx.clone(), 2, term)
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        shutdown.cancel();
+        acting.await.unwrap();
+        election.await.unwrap();
+        server.abort();
+        let seen = seen.lock().unwrap();
+        assert!(seen.len() >= 3, "the standby keeps looking: {}", seen.len());
+        let other: Vec<String> = seen
+            .iter()
+            .filter(|r| !(r.method == "GET" && r.path.ends_with("/leases/orcaops-operator")))
+            .map(ToString::to_string)
+            .collect();
+        assert!(other.is_empty(), "a standby acted: {other:?}");
+    }
 }
