@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod controller;
 pub mod mcp;
+pub mod operator;
 pub mod records;
 pub mod resources;
 pub mod runtime;

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let long_running = match &cli.command {
-        cli::Command::Serve(_) => true,
+        cli::Command::Serve(_) | cli::Command::Operator(_) => true,
         cli::Command::Sync(args) => !args.once,
         _ => false,
     };

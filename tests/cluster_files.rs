@@ -263,13 +263,17 @@ fn the_deployment_runs_the_hardened_operator_and_the_service_reaches_it() {
     objects::check_runs_the_operator(pod, container, 9090);
     let args = container.args.clone().unwrap_or_default();
     assert!(args.contains(&"--leader-election".to_string()), "{args:?}");
+    assert!(
+        !args.contains(&"--api".to_string()),
+        "the operator refuses --api: {args:?}"
+    );
     assert_eq!(
         container.image.as_deref(),
         Some(format!("orcaops:{}", env!("CARGO_PKG_VERSION")).as_str()),
         "the image is tagged with the crate's version"
     );
     let service: Service = one(&docs, "Service").typed();
-    objects::check_service(&service, &deployment, &[("metrics", 9090), ("api", 8080)]);
+    objects::check_service(&service, &deployment, &[("metrics", 9090)]);
 }
 
 #[test]
@@ -391,7 +395,7 @@ fn every_crd_schema_is_structural() {
 fn every_option_flipped() -> Value {
     json!({
         "serviceMonitor": { "enabled": true, "labels": { "release": "prometheus" } },
-        "api": { "enabled": false },
+        "api": { "enabled": true },
         "persistence": { "existingClaim": "orcaops-data" },
         "leaderElection": { "enabled": false },
         "image": { "tag": "dev" },
@@ -459,22 +463,24 @@ fn chart_renders_with_the_default_values() {
     objects::check_hardened(pod, container);
     objects::check_runs_the_operator(pod, container, 9090);
     let args = container.args.clone().unwrap_or_default();
-    for flag in ["--leader-election", "--api"] {
-        assert!(args.contains(&flag.to_string()), "{flag} in {args:?}");
-    }
+    assert!(args.contains(&"--leader-election".to_string()), "{args:?}");
+    assert!(
+        !args.contains(&"--api".to_string()),
+        "the operator refuses --api: {args:?}"
+    );
     let data = pod.volumes.iter().flatten().find(|v| v.name == "data");
     assert!(
         data.is_some_and(|v| v.empty_dir.is_some()),
         "an emptyDir by default"
     );
     let service: Service = one(&docs, "Service").typed();
-    objects::check_service(&service, &deployment, &[("metrics", 9090), ("api", 8080)]);
+    objects::check_service(&service, &deployment, &[("metrics", 9090)]);
     check_cluster_role(
         &one(&docs, "ClusterRole").typed(),
         "the chart's ClusterRole",
     );
     check_lease_role(&one(&docs, "Role").typed(), "the chart's Role");
-    assert!(chart.notes(&json!({})).contains("port-forward"));
+    assert!(!chart.notes(&json!({})).contains("port-forward"));
 }
 
 #[test]
@@ -512,7 +518,7 @@ fn chart_renders_with_every_option_flipped() {
         args.contains(&"--no-leader-election".to_string()),
         "{args:?}"
     );
-    assert!(!args.contains(&"--api".to_string()), "{args:?}");
+    assert!(args.contains(&"--api".to_string()), "{args:?}");
     assert_eq!(container.image.as_deref(), Some("orcaops:dev"));
     let data = pod
         .volumes
@@ -535,9 +541,9 @@ fn chart_renders_with_every_option_flipped() {
     );
 
     let service: Service = one(&docs, "Service").typed();
-    objects::check_service(&service, &deployment, &[("metrics", 9090)]);
+    objects::check_service(&service, &deployment, &[("metrics", 9090), ("api", 8080)]);
     let notes = chart.notes(&overrides);
-    assert!(!notes.contains("port-forward"), "{notes}");
+    assert!(notes.contains("port-forward"), "{notes}");
     assert!(notes.contains("orcaops-data"), "{notes}");
 }
 

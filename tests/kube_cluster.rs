@@ -72,3 +72,91 @@ async fn sync_once_applies_the_hello_job_and_prunes_it_with_its_file() {
         "the Job is deleted (or being deleted)"
     );
 }
+
+/// The operator, in-process, against the cluster of the current context (the CRDs
+/// installed; no operator Deployment running, or two would act): a Job with an artifact
+/// runs as a pod, succeeds with its steps and the artifact's sha256, and its deletion
+/// waits for the finalizer, which the operator removes.
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn the_operator_runs_a_job_as_a_pod_collects_its_artifact_and_lets_it_go() {
+    use orcaops::operator::{OperatorOptions, run};
+    use orcaops::resources::Object;
+    use serde_json::json;
+    use std::time::Duration;
+
+    let store = KubeStore::from_kubeconfig(None).await.unwrap();
+    let key = ObjectKey::new(Kind::Job, "default", "operator-e2e");
+    let _ = store.delete(&key).await;
+    let job = Object::new(
+        Kind::Job,
+        "default",
+        "operator-e2e",
+        json!({
+            "image": "busybox:1.36",
+            "steps": [
+                {"name": "write", "run": "mkdir -p /tmp/out && echo hello > /tmp/out/greeting.txt"},
+                {"name": "read", "run": "cat /tmp/out/greeting.txt"},
+            ],
+            "artifacts": [{"name": "greeting", "path": "/tmp/out/greeting.txt"}],
+            "timeoutSeconds": 300,
+        }),
+    );
+    store.create(job).await.unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let operator = run(
+        OperatorOptions {
+            kubeconfig: None,
+            context: None,
+            namespace: None,
+            data_dir: data.path().to_path_buf(),
+            leader_election: false,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            workers: 2,
+        },
+        shutdown.clone(),
+    );
+    let checks = async {
+        let mut phase = String::new();
+        for _ in 0..240 {
+            let job = store.get(&key).await.unwrap().expect("the job exists");
+            phase = job.status["phase"].as_str().unwrap_or_default().to_string();
+            if phase == "Succeeded" || phase == "Failed" {
+                assert_eq!(phase, "Succeeded", "{}", job.status);
+                assert_eq!(job.status["steps"][1]["outputTail"], "hello");
+                // sha256 of "hello\n".
+                assert_eq!(
+                    job.status["artifacts"][0]["sha256"],
+                    "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+                );
+                assert!(
+                    job.metadata
+                        .finalizers
+                        .contains(&keys::FINALIZER.to_string())
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(
+            phase, "Succeeded",
+            "the job did not finish within 2 minutes"
+        );
+
+        store.delete(&key).await.unwrap();
+        let mut gone = false;
+        for _ in 0..60 {
+            if store.get(&key).await.unwrap().is_none() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        shutdown.cancel();
+        assert!(gone, "the operator removed its finalizer");
+    };
+    let (operator, ()) = tokio::join!(operator, checks);
+    operator.unwrap();
+}

@@ -1,5 +1,6 @@
-//! The `orcaops` command line. `serve` runs local mode and `sync` feeds a cluster;
-//! every other command is a client of the HTTP API, as kubectl is of Kubernetes'.
+//! The `orcaops` command line. `serve` runs local mode, `operator` cluster mode and `sync`
+//! feeds a cluster; every other command is a client of the HTTP API, as kubectl is of
+//! Kubernetes'.
 
 mod apply;
 mod client;
@@ -7,6 +8,7 @@ mod cp;
 mod describe;
 mod exec;
 mod mcp;
+mod operator;
 pub mod output;
 mod run;
 mod serve;
@@ -83,6 +85,7 @@ const AFTER_HELP: &str = "\
 Getting started:
   orcaops serve --dir examples          run local mode on a folder of YAML files
   orcaops sync --dir examples --once     apply the same folder to a Kubernetes cluster
+  orcaops operator                       reconcile that cluster (usually as its Deployment)
   orcaops get jobs                       list jobs and their phases
   orcaops logs job hello -f              stream a job's output
   orcaops run --image busybox:latest -- echo hi
@@ -136,6 +139,9 @@ pub enum Command {
         changes what is already running. State lives in --data-dir."
     )]
     Serve(serve::ServeArgs),
+    /// Run cluster mode: reconcile the cluster's resources, Job attempts as pods.
+    #[command(after_help = operator::AFTER_HELP)]
+    Operator(operator::OperatorArgs),
     /// Apply a folder of YAML to a Kubernetes cluster and keep it applied (GitOps).
     #[command(after_help = sync::AFTER_HELP)]
     Sync(sync::SyncArgs),
@@ -238,6 +244,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Sync(args) => sync::sync(args).await,
+        Command::Operator(args) => operator::operator(args).await,
         Command::Apply(args) => apply::apply(&client()?, args).await,
         Command::Get(args) => output::get(&client()?, args).await,
         Command::Describe(t) => describe::describe(&client()?, &target_key(&t)?).await,

@@ -178,6 +178,7 @@ fn connect_error(e: ConnectError) -> CliError {
             "; create a cluster (kind create cluster, k3d cluster create) or set KUBECONFIG"
         }
         ConnectError::Client(_) => "",
+        ConnectError::File { .. } => "; point --kubeconfig at a kubeconfig file",
     };
     CliError::usage(format!("{e}{hint}"))
 }

@@ -16,10 +16,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::operator::metrics::Metrics;
 use crate::records;
 use crate::resources::{Kind, Object, ObjectKey, keys};
-use crate::runtime::{ContainerInfo, DockerRuntime, RuntimeError};
-use crate::store::{LocalStore, StoreError, WatchEvent, WatchEventType};
+use crate::runtime::{ContainerInfo, DockerRuntime, JobRuntime, RuntimeError};
+use crate::store::{LocalStore, ObjectStore, StoreError, WatchEvent, WatchEventType};
 
 pub use queue::WorkQueue;
 
@@ -50,9 +51,21 @@ impl ControllerError {
 
 /// What every reconcile shares.
 pub struct Context {
-    pub store: LocalStore,
-    pub runtime: DockerRuntime,
+    /// The objects: the local store, or the Kubernetes API.
+    pub store: Arc<dyn ObjectStore>,
+    /// Run and attempt records (and the data dir of logs and artifacts): the local
+    /// store's database in both modes, since the cluster keeps only recent history.
+    pub records: LocalStore,
+    /// What runs Job attempts: Docker, or pods.
+    pub jobs: Arc<dyn JobRuntime>,
+    /// Docker, for what only local mode runs; None in cluster mode.
+    pub docker: Option<DockerRuntime>,
+    /// Whether the store keeps finalizers (a cluster): Jobs then carry one.
+    pub finalizers: bool,
+    /// Whether [`run`] has listed what exists and follows the watch (for `/readyz`).
+    pub synced: std::sync::atomic::AtomicBool,
     pub queue: Arc<WorkQueue<ObjectKey>>,
+    pub metrics: Arc<Metrics>,
     /// Sandbox use seen by the HTTP API (exec, files), read by the Sandbox controller.
     pub activity: Arc<activity::SandboxActivity>,
     /// The Sandbox controller's monitors and uid index.
@@ -69,7 +82,34 @@ pub const RESYNC_PERIOD: Duration = Duration::from_secs(60);
 pub const DEFAULT_WORKERS: usize = 16;
 
 impl Context {
+    /// Local mode: the SQLite store holds objects and records, Docker runs everything.
     pub fn new(store: LocalStore, runtime: DockerRuntime) -> Arc<Self> {
+        Self::build(
+            Arc::new(store.clone()),
+            store,
+            Arc::new(runtime.clone()),
+            Some(runtime),
+            false,
+        )
+    }
+
+    /// Cluster mode: objects in the Kubernetes API, records in the local data dir,
+    /// Job attempts as pods (`jobs`), and no Docker (so no Sandboxes yet).
+    pub fn cluster(
+        store: Arc<dyn ObjectStore>,
+        records: LocalStore,
+        jobs: Arc<dyn JobRuntime>,
+    ) -> Arc<Self> {
+        Self::build(store, records, jobs, None, true)
+    }
+
+    fn build(
+        store: Arc<dyn ObjectStore>,
+        records: LocalStore,
+        jobs: Arc<dyn JobRuntime>,
+        docker: Option<DockerRuntime>,
+        finalizers: bool,
+    ) -> Arc<Self> {
         let queue = WorkQueue::new();
         let activity = activity::SandboxActivity::new();
         let sandboxes = sandbox::Tracker::default();
@@ -84,13 +124,27 @@ impl Context {
         });
         Arc::new(Context {
             store,
-            runtime,
+            records,
+            jobs,
+            finalizers,
+            synced: std::sync::atomic::AtomicBool::new(false),
+            docker,
             queue,
+            metrics: Arc::new(Metrics::new()),
             activity,
             sandboxes,
             pools: template::Pools::default(),
             followers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Docker, for the Sandbox and SandboxTemplate controllers. They run only in local
+    /// mode: [`reconcile_one`], [`on_change`], [`run`] and [`Context::remove_orphans`]
+    /// never call into them without Docker, so its absence here is a bug.
+    pub fn runtime(&self) -> &DockerRuntime {
+        self.docker
+            .as_ref()
+            .expect("the sandbox controllers run only in local mode, with Docker")
     }
 
     /// Starts following a running container's output unless that already happens.
@@ -123,6 +177,7 @@ impl Context {
             container.id.clone(),
             nonce,
             spec.steps.len(),
+            !spec.artifacts.is_empty(),
         ));
         followers.insert(container.id.clone(), task);
     }
@@ -142,7 +197,10 @@ impl Context {
     /// and Sandbox containers, networks and volumes. Returns how many were removed.
     pub async fn remove_orphans(&self) -> Result<usize, ControllerError> {
         let jobs = self.remove_job_orphans().await?;
-        let sandboxes = sandbox::cleanup::remove_orphans(self).await?;
+        let sandboxes = match self.docker {
+            Some(_) => sandbox::cleanup::remove_orphans(self).await?,
+            None => 0,
+        };
         Ok(jobs + sandboxes)
     }
 
@@ -152,7 +210,7 @@ impl Context {
         let live: HashSet<&str> = jobs.iter().map(|j| j.metadata.uid.as_str()).collect();
         // Only this store's containers: other orcaops may share the Docker daemon.
         let containers = self
-            .runtime
+            .jobs
             .list(&[
                 (keys::LABEL_KIND, Kind::Job.as_str()),
                 (keys::LABEL_INSTANCE, self.store.instance_id()),
@@ -165,7 +223,7 @@ impl Context {
             {
                 info!(container = %c.name, "removing a container whose Job is gone");
                 self.unfollow(&c.id);
-                self.runtime.remove(&c.id).await?;
+                self.jobs.remove(&c.id).await?;
                 removed += 1;
             }
         }
@@ -180,11 +238,16 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
     let mut watch = ctx.store.watch();
     // Before any Sandbox is reconciled: the pools this store left running are claimable
     // again, and the slots Sandboxes claimed are never handed out twice.
-    if let Err(e) = template::rebuild(&ctx).await {
+    if ctx.docker.is_some()
+        && let Err(e) = template::rebuild(&ctx).await
+    {
         warn!(error = %e, "cannot look for warm-pool sandboxes");
     }
-    if let Err(e) = enqueue_all(&ctx).await {
-        error!(error = %e, "cannot list objects at start-up");
+    ctx.synced
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    match enqueue_all(&ctx).await {
+        Ok(()) => ctx.synced.store(true, std::sync::atomic::Ordering::Relaxed),
+        Err(e) => error!(error = %e, "cannot list objects at start-up"),
     }
     if let Err(e) = ctx.remove_orphans().await {
         warn!(error = %e, "cannot look for orphaned containers");
@@ -212,8 +275,9 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = resync.tick() => {
-                if let Err(e) = enqueue_all(&ctx).await {
-                    warn!(error = %e, "resync failed");
+                match enqueue_all(&ctx).await {
+                    Ok(()) => ctx.synced.store(true, std::sync::atomic::Ordering::Relaxed),
+                    Err(e) => warn!(error = %e, "resync failed"),
                 }
                 if let Err(e) = ctx.remove_orphans().await {
                     warn!(error = %e, "orphan sweep failed");
@@ -244,6 +308,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
 fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
     let key = event.object.key();
     let deleted = event.type_ == WatchEventType::Deleted;
+    let sandboxes = ctx.docker.is_some();
     match key.kind {
         Kind::Job if deleted => {
             let ctx = Arc::clone(ctx);
@@ -253,6 +318,8 @@ fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
                 }
             });
         }
+        // Without Docker (cluster mode) the sandbox controllers do not run.
+        Kind::Sandbox | Kind::SandboxTemplate if !sandboxes => {}
         Kind::Sandbox if deleted => {
             let ctx = Arc::clone(ctx);
             tokio::spawn(async move {
@@ -306,13 +373,22 @@ fn only_status_changed(event: &WatchEvent) -> bool {
 }
 
 async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
+    let started = std::time::Instant::now();
     let result = match key.kind {
         Kind::Job => job::reconcile(ctx, key).await,
+        // Sandboxes run on Docker only; cluster mode stores them (the operator says so
+        // once at start-up).
+        Kind::Sandbox | Kind::SandboxTemplate if ctx.docker.is_none() => Ok(None),
         Kind::Sandbox => sandbox::reconcile(ctx, key).await,
         Kind::SandboxTemplate => template::reconcile(ctx, key).await,
         // The other kinds are stored and validated; their controllers come later.
         _ => Ok(None),
     };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.category(),
+    };
+    ctx.metrics.reconciled(key.kind, outcome, started.elapsed());
     match result {
         Ok(requeue) => {
             ctx.queue.forget(key);

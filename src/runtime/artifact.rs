@@ -27,6 +27,28 @@ pub(crate) async fn store_archive<S>(
 where
     S: Stream<Item = Result<Bytes>>,
 {
+    store_archive_of(archive, dest_dir, name, Some(is_dir)).await
+}
+
+/// Like [`store_archive`], for a tar whose first entry says what was copied (a
+/// directory or not): the `tar cf - -C <dir> <base>` of the pod runtime, where no stat
+/// came first.
+pub(crate) async fn store_tar<S>(archive: S, dest_dir: &Path, name: &str) -> Result<CopiedArtifact>
+where
+    S: Stream<Item = Result<Bytes>>,
+{
+    store_archive_of(archive, dest_dir, name, None).await
+}
+
+async fn store_archive_of<S>(
+    archive: S,
+    dest_dir: &Path,
+    name: &str,
+    is_dir: Option<bool>,
+) -> Result<CopiedArtifact>
+where
+    S: Stream<Item = Result<Bytes>>,
+{
     check_name(name)?;
     tokio::fs::create_dir_all(dest_dir).await?;
     let partial = dest_dir.join(format!(".{name}.{}.partial", uuid::Uuid::new_v4().simple()));
@@ -43,12 +65,21 @@ async fn store<S>(
     partial: &Path,
     dest_dir: &Path,
     name: &str,
-    is_dir: bool,
+    is_dir: Option<bool>,
 ) -> Result<CopiedArtifact>
 where
     S: Stream<Item = Result<Bytes>>,
 {
     let (size, sha256) = write_stream(archive, partial).await?;
+    let is_dir = match is_dir {
+        Some(is_dir) => is_dir,
+        None => {
+            let tar = partial.to_path_buf();
+            tokio::task::spawn_blocking(move || first_entry_is_dir(&tar))
+                .await
+                .map_err(io::Error::other)??
+        }
+    };
     if is_dir {
         let path = dest_dir.join(format!("{name}.tar"));
         tokio::fs::rename(partial, &path).await?;
@@ -103,6 +134,20 @@ where
     Ok((size, hex(&hasher.finalize())))
 }
 
+/// Whether the first entry of the tar at `tar` is a directory (long-name and pax
+/// headers are read through by the tar crate).
+fn first_entry_is_dir(tar: &Path) -> io::Result<bool> {
+    let mut archive = tar::Archive::new(std::fs::File::open(tar)?);
+    let mut entries = archive.entries()?;
+    match entries.next() {
+        Some(entry) => Ok(entry?.header().entry_type().is_dir()),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the archive is empty",
+        )),
+    }
+}
+
 /// Writes the first regular file of the tar at `tar` to `target`.
 fn unpack_single_file(tar: &Path, target: &Path) -> io::Result<(u64, String)> {
     let mut archive = tar::Archive::new(std::fs::File::open(tar)?);
@@ -123,7 +168,7 @@ fn unpack_single_file(tar: &Path, target: &Path) -> io::Result<(u64, String)> {
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidData,
-        "the archive from Docker holds no regular file",
+        "the archive holds no regular file",
     ))
 }
 
@@ -232,6 +277,28 @@ mod tests {
         assert_eq!(stored.size, tar.len() as u64);
         assert_eq!(stored.sha256, sha256_hex(&tar));
         assert!(stored.is_dir);
+    }
+
+    #[tokio::test]
+    async fn a_tar_says_itself_whether_it_holds_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = tar_of(&[("out", None), ("out/a.txt", Some(b"a"))]);
+        let stored = store_tar(chunks(tar.clone()), dir.path(), "out")
+            .await
+            .unwrap();
+        assert_eq!(stored.path, dir.path().join("out.tar"));
+        assert_eq!((stored.size, stored.is_dir), (tar.len() as u64, true));
+        assert_eq!(stored.sha256, sha256_hex(&tar));
+        let file = store_tar(
+            chunks(tar_of(&[("report.txt", Some(b"hi"))])),
+            dir.path(),
+            "report",
+        )
+        .await
+        .unwrap();
+        assert_eq!(file.path, dir.path().join("report"));
+        assert_eq!((file.size, file.is_dir), (2, false));
+        assert_eq!(file.sha256, sha256_hex(b"hi"));
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! Runtimes run containers. Local mode uses [`DockerRuntime`].
+//! Runtimes run containers. The Job controller holds a [`JobRuntime`]: local mode's
+//! [`DockerRuntime`], or cluster mode's [`PodRuntime`].
 //!
 //! A Job attempt is one container whose main process is the step runner
 //! ([`runner`]): a generated `/bin/sh` script that runs the steps in order and
@@ -10,6 +11,7 @@
 
 mod artifact;
 pub mod docker;
+pub mod job;
 mod log_lines;
 pub mod pod;
 pub mod runner;
@@ -21,6 +23,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 pub use docker::DockerRuntime;
+pub use job::{AttemptRequest, JobRuntime, LogLines};
+pub use pod::PodRuntime;
 
 #[derive(thiserror::Error, Debug)]
 pub enum RuntimeError {
@@ -59,6 +63,16 @@ pub enum RuntimeError {
     Docker(#[from] bollard::errors::Error),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The Kubernetes API refused a request of the pod runtime, or could not be reached.
+    #[error("{}", crate::store::kube::describe(.0))]
+    Kube(#[source] kube::Error),
+    /// A command run in a pod (artifact copy, release) failed.
+    #[error("exec of {command:?} in pod {pod} failed: {message}")]
+    Exec {
+        pod: String,
+        command: String,
+        message: String,
+    },
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

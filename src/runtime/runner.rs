@@ -259,6 +259,20 @@ impl RunnerParser {
         &self.steps
     }
 
+    /// The steps' exit code once they are over: the first non-zero one (the runner
+    /// starts no step after it), or 0 once the last step ended. None while a step runs
+    /// or is still to come.
+    pub fn finished_code(&self) -> Option<i64> {
+        if let Some(code) = self
+            .steps
+            .iter()
+            .find_map(|s| s.exit_code.filter(|c| *c != 0))
+        {
+            return Some(code);
+        }
+        self.steps.last()?.exit_code
+    }
+
     /// Index of the step that started but has not ended, if any.
     pub fn running_step(&self) -> Option<usize> {
         self.steps

@@ -81,6 +81,11 @@ pub enum ConnectError {
     Infer(kube::config::InferConfigError),
     #[error("cannot build a Kubernetes client: {0}")]
     Client(kube::Error),
+    #[error("cannot read the kubeconfig {}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: kube::config::KubeconfigError,
+    },
 }
 
 /// Why the cluster cannot be used, from [`KubeStore::check_access`].
@@ -109,26 +114,50 @@ impl KubeStore {
     pub async fn from_kubeconfig(
         context: Option<&str>,
     ) -> std::result::Result<KubeStore, ConnectError> {
-        let mut config = match context {
-            Some(name) => {
-                let options = KubeConfigOptions {
-                    context: Some(name.to_string()),
-                    ..Default::default()
-                };
-                Config::from_kubeconfig(&options)
+        Self::connect(None, context).await
+    }
+
+    /// Like [`KubeStore::from_kubeconfig`], reading the kubeconfig at `kubeconfig` when
+    /// given (instead of `$KUBECONFIG` or `~/.kube/config`).
+    pub async fn connect(
+        kubeconfig: Option<&std::path::Path>,
+        context: Option<&str>,
+    ) -> std::result::Result<KubeStore, ConnectError> {
+        let options = KubeConfigOptions {
+            context: context.map(str::to_string),
+            ..Default::default()
+        };
+        let context_error = |source| ConnectError::Context {
+            context: context.unwrap_or("(current)").to_string(),
+            source,
+        };
+        let mut config = match (kubeconfig, context) {
+            (Some(path), _) => {
+                let file = Kubeconfig::read_from(path).map_err(|source| ConnectError::File {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::from_custom_kubeconfig(file, &options)
                     .await
-                    .map_err(|source| ConnectError::Context {
-                        context: name.to_string(),
-                        source,
-                    })?
+                    .map_err(context_error)?
             }
-            None => Config::infer().await.map_err(ConnectError::Infer)?,
+            (None, Some(_)) => Config::from_kubeconfig(&options)
+                .await
+                .map_err(context_error)?,
+            (None, None) => Config::infer().await.map_err(ConnectError::Infer)?,
         };
         config.connect_timeout = Some(CONNECT_TIMEOUT);
         let server = config.cluster_url.to_string();
         let instance = instance_for(&server);
         let client = Client::try_from(config).map_err(ConnectError::Client)?;
-        let context = context.map(str::to_string).or_else(current_context);
+        let context = match kubeconfig {
+            Some(path) => context.map(str::to_string).or_else(|| {
+                Kubeconfig::read_from(path)
+                    .ok()
+                    .and_then(|c| c.current_context)
+            }),
+            None => context.map(str::to_string).or_else(current_context),
+        };
         Ok(Self::build(client, instance, context, Some(server)))
     }
 

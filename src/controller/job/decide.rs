@@ -67,6 +67,9 @@ pub enum JobAction {
     RecordRun(Box<RunRecord>),
     /// Delete the Job itself (TTL after finish); its run records stay.
     DeleteJob,
+    /// The Job is being deleted and nothing of it runs any more: remove the finalizer
+    /// (a cluster's), so the deletion completes.
+    RemoveFinalizer,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -136,6 +139,7 @@ pub fn decide(obs: &Observed) -> Decision {
         requeue: None,
     };
     d.decide();
+    d.adopt_what_starts();
     Decision {
         actions: d.actions,
         status: d.status,
@@ -149,6 +153,23 @@ impl Decider<'_> {
         self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
     }
 
+    /// A container of the very attempt being started is not a leftover: it was started
+    /// before its status was written (a crash, or a status write that lost a race), and
+    /// the Start adopts it (names are deterministic). Harvesting it would cancel it.
+    fn adopt_what_starts(&mut self) {
+        let starting: Vec<(u32, u32)> = self
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                JobAction::Start { run, attempt, .. } => Some((*run, *attempt)),
+                _ => None,
+            })
+            .collect();
+        self.actions.retain(|a| {
+            !matches!(a, JobAction::Harvest { run, attempt, .. } if starting.contains(&(*run, *attempt)))
+        });
+    }
+
     fn current(&self) -> Option<(u32, u32)> {
         Some((self.status.run?, self.status.attempt?))
     }
@@ -159,6 +180,10 @@ impl Decider<'_> {
 
     fn decide(&mut self) {
         let live_current = self.sort_containers();
+        if self.obs.meta.deletion_timestamp.is_some() {
+            self.being_deleted(live_current);
+            return;
+        }
         let trigger = run_trigger(&self.obs.meta);
         if self.status.run_trigger.as_deref() != Some(trigger.as_str()) {
             self.new_run_wanted(trigger, live_current);
@@ -205,6 +230,36 @@ impl Decider<'_> {
             }
         }
         found
+    }
+
+    /// A Job with a deletionTimestamp (a cluster waits for the finalizer): stop the
+    /// attempt and keep what it printed, end the run as Cancelled and record it, then
+    /// let the Job go. The leftovers of earlier attempts are already being removed.
+    fn being_deleted(&mut self, live_current: Option<ContainerInfo>) {
+        if self.is_active() {
+            let (run, attempt) = self.current().expect("active run has a number");
+            if let Some(c) = live_current {
+                let forced = is_live(&c).then_some(AttemptOutcome::Cancelled);
+                self.status.summary =
+                    Some(format!("run {run}: stopping (the job is being deleted)"));
+                self.actions.push(JobAction::Harvest {
+                    container: c,
+                    run,
+                    attempt,
+                    forced,
+                });
+                self.requeue_in(Duration::ZERO);
+                return;
+            }
+            let record = self
+                .obs
+                .attempts
+                .iter()
+                .find(|a| a.run == run && a.attempt == attempt)
+                .cloned();
+            self.finish_run(JobPhase::Cancelled, record.as_ref(), "the job was deleted");
+        }
+        self.actions.push(JobAction::RemoveFinalizer);
     }
 
     fn new_run_wanted(&mut self, trigger: String, live_current: Option<ContainerInfo>) {

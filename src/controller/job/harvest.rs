@@ -32,9 +32,9 @@ pub(super) async fn harvest(
     forced: Option<AttemptOutcome>,
 ) -> Result<AttemptRecord, ControllerError> {
     if forced.is_some() {
-        ctx.runtime.stop(&container.id, STOP_GRACE_SECS).await?;
+        ctx.jobs.stop(&container.id, STOP_GRACE_SECS).await?;
     }
-    let exit_code = match ctx.runtime.inspect(&container.id).await? {
+    let exit_code = match ctx.jobs.inspect(&container.id).await? {
         Some(ContainerInfo {
             state: ContainerState::Exited { code },
             ..
@@ -95,7 +95,7 @@ pub(super) async fn harvest(
     let artifact_dir = records::artifact_dir(&run_dir);
     for artifact in &spec.artifacts {
         match ctx
-            .runtime
+            .jobs
             .copy_out(&container.id, &artifact.path, &artifact_dir, &artifact.name)
             .await
         {
@@ -115,6 +115,13 @@ pub(super) async fn harvest(
             Err(e) => return Err(e.into()),
         }
     }
+    if !spec.artifacts.is_empty() {
+        // A pod holds after its steps until this; Docker has nothing to release. The
+        // removal below ends the attempt anyway, so a failure is only logged.
+        if let Err(e) = ctx.jobs.release(&container.id).await {
+            warn!(container = %container.name, error = %e, "cannot release the attempt after copying its artifacts");
+        }
+    }
 
     let record = AttemptRecord {
         uid: obj.metadata.uid.clone(),
@@ -132,12 +139,12 @@ pub(super) async fn harvest(
         steps,
         artifacts,
     };
-    ctx.store.put_attempt(&record).await?;
+    ctx.records.put_attempt(&record).await?;
     info!(run, attempt, outcome = ?record.outcome, "attempt recorded");
     // The record is safe; the container is no longer needed. Removal is off the
     // critical path: a crash before it happens leaves a harvested container that the
     // next reconcile removes.
-    let runtime = ctx.runtime.clone();
+    let runtime = Arc::clone(&ctx.jobs);
     let id = container.id.clone();
     tokio::spawn(async move {
         if let Err(e) = runtime.remove(&id).await {
@@ -172,9 +179,14 @@ async fn read_output(
         first_time: None,
         last_time: None,
     };
-    let mut lines = Box::pin(ctx.runtime.logs(&container.id, false));
+    let mut lines = ctx.jobs.logs(&container.id, false);
     while let Some(line) = lines.next().await {
-        let line = line?;
+        let line = match line {
+            Ok(line) => line,
+            // Gone meanwhile (a stopped pod is deleted): what was read is what there is.
+            Err(RuntimeError::ContainerNotFound { .. }) => break,
+            Err(e) => return Err(e.into()),
+        };
         output.first_time.get_or_insert(line.timestamp);
         output.last_time = Some(line.timestamp);
         if let Some((step, text)) = parser.push(&line) {

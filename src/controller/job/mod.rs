@@ -1,5 +1,7 @@
 //! The Job controller: observe (store + containers + records), decide (pure), act.
 
+#[cfg(test)]
+mod cluster_tests;
 pub mod decide;
 mod harvest;
 
@@ -7,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, instrument, warn};
@@ -17,7 +19,7 @@ use crate::resources::job::{JobNetwork, JobSecurity, JobSpec, JobStatus};
 use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::runtime::runner::{self, RunnerParser};
-use crate::runtime::{ContainerSpec, NetworkMode, RuntimeError};
+use crate::runtime::{AttemptRequest, ContainerSpec, NetworkMode, RuntimeError};
 use crate::store::{InvolvedObject, NewEvent, StoreError};
 
 use super::{Context, ControllerError};
@@ -45,9 +47,21 @@ pub async fn reconcile(
     ctx: &Arc<Context>,
     key: &ObjectKey,
 ) -> Result<Option<Duration>, ControllerError> {
-    let Some(obj) = ctx.store.get(key).await? else {
+    let Some(mut obj) = ctx.store.get(key).await? else {
         return Ok(None);
     };
+    // On a cluster a Job keeps a finalizer, so that its deletion waits for this
+    // controller to stop its attempt and record the run.
+    if ctx.finalizers
+        && obj.metadata.deletion_timestamp.is_none()
+        && !obj.metadata.finalizers.iter().any(|f| f == keys::FINALIZER)
+    {
+        ctx.store.add_finalizer(key, keys::FINALIZER).await?;
+        let Some(fresh) = ctx.store.get(key).await? else {
+            return Ok(None);
+        };
+        obj = fresh;
+    }
     let mut observed = observe(ctx, key, &obj).await?;
     let stored_status = observed.status.clone();
     let mut events = Vec::new();
@@ -57,6 +71,7 @@ pub async fn reconcile(
     let mut decision = decide(&observed);
     for pass in 0..3 {
         let mut harvested = Vec::new();
+        let deadline = run_deadline(&observed.spec, &decision.status);
         for action in std::mem::take(&mut decision.actions) {
             match action {
                 JobAction::DeleteJob => {
@@ -67,7 +82,12 @@ pub async fn reconcile(
                     }
                     deleted = true;
                 }
-                action => harvested.extend(act(ctx, &obj, &observed.spec, action).await?),
+                JobAction::RemoveFinalizer => {
+                    info!("cleaned up after deletion; letting the job go");
+                    ctx.store.remove_finalizer(key, keys::FINALIZER).await?;
+                    deleted = true;
+                }
+                action => harvested.extend(act(ctx, &obj, &observed.spec, deadline, action).await?),
             }
         }
         events.append(&mut decision.events);
@@ -132,7 +152,7 @@ async fn observe(
         serde_json::from_value(obj.status.clone()).map_err(|e| invalid(key, e))?
     };
     let uid = obj.metadata.uid.as_str();
-    let containers = ctx.runtime.list(&[(keys::LABEL_UID, uid)]).await?;
+    let containers = ctx.jobs.list(&[(keys::LABEL_UID, uid)]).await?;
     let mut runs: HashSet<u32> = containers
         .iter()
         .filter_map(|c| c.label(keys::LABEL_RUN).and_then(|r| r.parse().ok()))
@@ -140,7 +160,7 @@ async fn observe(
     runs.extend(status.run);
     let mut all_attempts = Vec::new();
     for run in runs {
-        all_attempts.extend(ctx.store.attempts(uid, run).await?);
+        all_attempts.extend(ctx.records.attempts(uid, run).await?);
     }
     let harvested = all_attempts.iter().map(|a| (a.run, a.attempt)).collect();
     let attempts = all_attempts
@@ -158,10 +178,17 @@ async fn observe(
     })
 }
 
+/// When the current run's `timeoutSeconds` runs out.
+fn run_deadline(spec: &JobSpec, status: &JobStatus) -> Option<DateTime<Utc>> {
+    let timeout = spec.timeout_seconds?;
+    Some(status.start_time? + chrono::TimeDelta::seconds(i64::try_from(timeout).ok()?))
+}
+
 async fn act(
     ctx: &Arc<Context>,
     obj: &Object,
     spec: &JobSpec,
+    deadline: Option<DateTime<Utc>>,
     action: JobAction,
 ) -> Result<Option<AttemptRecord>, ControllerError> {
     let key = obj.key();
@@ -172,7 +199,13 @@ async fn act(
             container_name,
         } => {
             debug!(run, attempt, container = %container_name, "starting attempt");
-            match start(ctx, obj, spec, run, attempt, &container_name).await {
+            let attempt_of = Attempt {
+                run,
+                attempt,
+                name: &container_name,
+                deadline,
+            };
+            match start(ctx, obj, spec, attempt_of).await {
                 Ok(container) => {
                     ctx.follow(&key, obj, &container, run, attempt);
                     Ok(None)
@@ -216,7 +249,7 @@ async fn act(
         }
         JobAction::Remove { container } => {
             ctx.unfollow(&container.id);
-            ctx.runtime.remove(&container.id).await?;
+            ctx.jobs.remove(&container.id).await?;
             Ok(None)
         }
         JobAction::RecordLost {
@@ -240,10 +273,10 @@ async fn act(
             .map(Some)
         }
         JobAction::RecordRun(record) => {
-            ctx.store.put_run(&record).await?;
+            ctx.records.put_run(&record).await?;
             Ok(None)
         }
-        JobAction::DeleteJob => unreachable!("handled by reconcile"),
+        JobAction::DeleteJob | JobAction::RemoveFinalizer => unreachable!("handled by reconcile"),
     }
 }
 
@@ -271,7 +304,7 @@ async fn record_without_container(
         steps: Vec::new(),
         artifacts: Vec::new(),
     };
-    ctx.store.put_attempt(&record).await?;
+    ctx.records.put_attempt(&record).await?;
     Ok(record)
 }
 
@@ -358,23 +391,40 @@ fn docker_user(security: &JobSecurity) -> Option<String> {
     })
 }
 
+/// Which attempt [`start`] starts.
+struct Attempt<'a> {
+    run: u32,
+    attempt: u32,
+    name: &'a str,
+    deadline: Option<DateTime<Utc>>,
+}
+
 async fn start(
     ctx: &Arc<Context>,
     obj: &Object,
     spec: &JobSpec,
-    run: u32,
-    attempt: u32,
-    name: &str,
+    attempt: Attempt<'_>,
 ) -> Result<crate::runtime::ContainerInfo, RuntimeError> {
-    ctx.runtime.ensure_image(&spec.image).await?;
+    ctx.jobs.ensure_image(&spec.image).await?;
     let nonce = runner::new_nonce();
-    let labels = container_labels(obj, ctx.store.instance_id(), run, attempt, &nonce);
-    let container = container_spec(spec, labels, name, &nonce);
-    ctx.runtime.create_and_start(&container).await
+    ctx.jobs
+        .start_attempt(&AttemptRequest {
+            job: obj,
+            spec,
+            run: attempt.run,
+            attempt: attempt.attempt,
+            name: attempt.name,
+            nonce: &nonce,
+            instance: ctx.store.instance_id(),
+            deadline: attempt.deadline,
+        })
+        .await
 }
 
 /// Streams a running container's output into the attempt log, and wakes the Job
-/// when the container stops. Runs as a task per container; see [`Context::follow`].
+/// when the container stops, or (for a runner that `holds` for its artifacts to be
+/// collected) when its steps are over. Runs as a task per container; see
+/// [`Context::follow`].
 pub(super) async fn follow_output(
     ctx: Arc<Context>,
     key: ObjectKey,
@@ -382,6 +432,7 @@ pub(super) async fn follow_output(
     container_id: String,
     nonce: String,
     step_count: usize,
+    holds: bool,
 ) {
     let result: Result<(), std::io::Error> = async {
         if let Some(dir) = log_path.parent() {
@@ -389,13 +440,19 @@ pub(super) async fn follow_output(
         }
         let mut file = tokio::fs::File::create(&log_path).await?;
         let mut parser = RunnerParser::new(&nonce, step_count);
-        let mut lines = Box::pin(ctx.runtime.logs(&container_id, true));
+        let mut lines = ctx.jobs.logs(&container_id, true);
+        let mut woken = false;
         while let Some(line) = lines.next().await {
             let Ok(line) = line else { break };
             if let Some((_, text)) = parser.push(&line) {
                 file.write_all(text.as_bytes()).await?;
                 file.write_all(b"\n").await?;
                 file.flush().await?;
+            }
+            if holds && !woken && parser.finished_code().is_some() {
+                // The runner now waits for its artifacts to be copied out.
+                woken = true;
+                ctx.queue.add(key.clone());
             }
         }
         Ok(())
@@ -410,7 +467,7 @@ pub(super) async fn follow_output(
 
 pub(super) fn run_dir(ctx: &Context, obj: &Object, run: u32) -> std::path::PathBuf {
     records::run_dir(
-        ctx.store.data_dir(),
+        ctx.records.data_dir(),
         obj.metadata.namespace.as_deref().unwrap_or_default(),
         &obj.metadata.name,
         &obj.metadata.uid,

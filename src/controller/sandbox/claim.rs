@@ -80,14 +80,14 @@ pub(super) async fn try_claim(
     // agent that execs the moment it sees Ready finds them by the names it reads.
     let renames = join_all(claimed.containers.iter().map(|c| {
         let to = child_name(&base, &c.service);
-        async move { (c, ctx.runtime.rename_container(&c.id, &to).await) }
+        async move { (c, ctx.runtime().rename_container(&c.id, &to).await) }
     }))
     .await;
     if let Some((c, Err(e))) = renames.iter().find(|(_, r)| r.is_err()) {
         warn!(container = %c.name, error = %e, "cannot rename a claimed container; starting cold");
         // Half renamed: neither the pool nor the sandbox can use it as it is.
         for (c, _) in &renames {
-            let _ = ctx.runtime.remove(&c.id).await;
+            let _ = ctx.runtime().remove(&c.id).await;
         }
         ctx.pools.unclaim(&tkey, fingerprint, claimed);
         return Ok(None);
@@ -97,7 +97,7 @@ pub(super) async fn try_claim(
         // Not recorded: the retry starts anew. The slot goes back as broken, so its
         // network and volumes are removed with it.
         for c in &claimed.containers {
-            let _ = ctx.runtime.remove(&c.id).await;
+            let _ = ctx.runtime().remove(&c.id).await;
         }
         ctx.pools.unclaim(&tkey, fingerprint, claimed);
         return Err(e);

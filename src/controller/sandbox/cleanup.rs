@@ -39,17 +39,17 @@ pub async fn remove_deleted(ctx: &Context, obj: &Object) -> Result<(), Controlle
     }
     let mut removed = 0;
     for selector in &selectors {
-        for c in ctx.runtime.list(selector).await? {
-            ctx.runtime.remove(&c.id).await?;
+        for c in ctx.runtime().list(selector).await? {
+            ctx.runtime().remove(&c.id).await?;
             removed += 1;
         }
     }
     for network in &networks {
-        ctx.runtime.remove_network(network).await?;
+        ctx.runtime().remove_network(network).await?;
     }
     for selector in &selectors {
-        for volume in ctx.runtime.list_volumes(selector).await? {
-            ctx.runtime.remove_volume(&volume).await?;
+        for volume in ctx.runtime().list_volumes(selector).await? {
+            ctx.runtime().remove_volume(&volume).await?;
         }
     }
     info!(namespace = %ns, name = %obj.metadata.name, containers = removed, "removed a deleted sandbox");
@@ -66,9 +66,9 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
     ];
     // Docker first, the store and the registry after: anything made after the Docker
     // lists is not looked at, and what it belongs to already exists when they are read.
-    let containers = ctx.runtime.list(&selector).await?;
-    let networks = ctx.runtime.list_networks(&selector).await?;
-    let volumes = ctx.runtime.list_volumes(&selector).await?;
+    let containers = ctx.runtime().list(&selector).await?;
+    let networks = ctx.runtime().list_networks(&selector).await?;
+    let volumes = ctx.runtime().list_volumes(&selector).await?;
     let (sandboxes, _) = ctx.store.list(Kind::Sandbox, None).await?;
     let (templates, _) = ctx.store.list(Kind::SandboxTemplate, None).await?;
 
@@ -113,14 +113,14 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
         };
         if !live {
             info!(container = %c.name, "removing a sandbox container that nothing owns");
-            ctx.runtime.remove(&c.id).await?;
+            ctx.runtime().remove(&c.id).await?;
             removed += 1;
         }
     }
     for network in networks {
         if !storage_bases.contains(&network) {
             info!(%network, "removing a sandbox network that nothing owns");
-            if let Err(e) = ctx.runtime.remove_network(&network).await {
+            if let Err(e) = ctx.runtime().remove_network(&network).await {
                 warn!(%network, error = %e, "cannot remove a network");
             } else {
                 removed += 1;
@@ -130,7 +130,7 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
     for volume in volumes {
         if !under(&volume, &storage_bases) {
             info!(%volume, "removing a sandbox volume that nothing owns");
-            if let Err(e) = ctx.runtime.remove_volume(&volume).await {
+            if let Err(e) = ctx.runtime().remove_volume(&volume).await {
                 warn!(%volume, error = %e, "cannot remove a volume");
             } else {
                 removed += 1;

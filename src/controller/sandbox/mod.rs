@@ -240,11 +240,11 @@ async fn observe(
         let own = child_name(&base, name);
         let pooled = claimed_base.as_ref().map(|b| child_name(b, name));
         async move {
-            if let Some(c) = ctx.runtime.inspect(&own).await? {
+            if let Some(c) = ctx.runtime().inspect(&own).await? {
                 return Ok::<_, RuntimeError>(Some((c, false)));
             }
             match pooled {
-                Some(pooled) => Ok(ctx.runtime.inspect(&pooled).await?.map(|c| (c, true))),
+                Some(pooled) => Ok(ctx.runtime().inspect(&pooled).await?.map(|c| (c, true))),
                 None => Ok(None),
             }
         }
@@ -259,7 +259,7 @@ async fn observe(
                 .iter()
                 .any(|s| s.name == name && !s.ports.is_empty());
             if container.state == ContainerState::Running && declares_ports {
-                observed.ports = ctx.runtime.published_ports(&container.id).await?;
+                observed.ports = ctx.runtime().published_ports(&container.id).await?;
             }
             observed.probe_ready =
                 ctx.sandboxes
@@ -295,7 +295,7 @@ async fn count_processes(ctx: &Context, observed: &Observed) -> Result<usize, Co
         .filter_map(|s| s.container.as_ref())
         .filter(|c| c.state == ContainerState::Running)
         .collect();
-    let counts = join_all(running.iter().map(|c| ctx.runtime.exec_processes(&c.id))).await;
+    let counts = join_all(running.iter().map(|c| ctx.runtime().exec_processes(&c.id))).await;
     let mut total = 0;
     for count in counts {
         match count {
@@ -345,7 +345,7 @@ async fn act(
                     labels: &labels,
                 };
                 debug!(services = ?services, "making service containers");
-                let made = make_services(&ctx.runtime, &wanted, &placement).await?;
+                let made = make_services(ctx.runtime(), &wanted, &placement).await?;
                 for (service, result) in made {
                     let entry = observed.services.entry(service.clone()).or_default();
                     match result {
@@ -370,7 +370,7 @@ async fn act(
             } => {
                 acted = true;
                 let entry = observed.services.entry(service.clone()).or_default();
-                match ctx.runtime.start_container(container_id).await {
+                match ctx.runtime().start_container(container_id).await {
                     Ok(()) => {
                         if let Some(c) = &mut entry.container {
                             c.state = ContainerState::Running;
@@ -385,7 +385,7 @@ async fn act(
                             .iter()
                             .any(|s| &s.name == service && !s.ports.is_empty());
                         if declares_ports {
-                            entry.ports = ctx.runtime.published_ports(container_id).await?;
+                            entry.ports = ctx.runtime().published_ports(container_id).await?;
                         }
                     }
                     // Gone in between: it is made again on the next pass.
@@ -398,7 +398,7 @@ async fn act(
                 container_id,
             } => {
                 acted = true;
-                ctx.runtime.remove(container_id).await?;
+                ctx.runtime().remove(container_id).await?;
                 if let Some(entry) = observed.services.get_mut(service) {
                     entry.container = None;
                     entry.ports.clear();
@@ -414,7 +414,7 @@ async fn act(
             }
             SandboxAction::Rename { container_id, to } => {
                 acted = true;
-                ctx.runtime.rename_container(container_id, to).await?;
+                ctx.runtime().rename_container(container_id, to).await?;
                 for entry in observed.services.values_mut() {
                     if let Some(c) = entry.container.as_mut().filter(|c| &c.id == container_id) {
                         c.name = to.clone();
@@ -431,7 +431,7 @@ async fn act(
                 let stopped = join_all(
                     container_ids
                         .iter()
-                        .map(|id| ctx.runtime.stop(id, STOP_GRACE_SECS)),
+                        .map(|id| ctx.runtime().stop(id, STOP_GRACE_SECS)),
                 )
                 .await;
                 for result in stopped {
@@ -479,5 +479,5 @@ fn watch(
     };
     ctx.sandboxes
         .monitors
-        .ensure(uid, key, targets, seed, &ctx.runtime, &ctx.queue);
+        .ensure(uid, key, targets, seed, ctx.runtime(), &ctx.queue);
 }

@@ -161,7 +161,7 @@ async fn make_slot(ctx: Arc<Context>, key: ObjectKey, spec: SandboxTemplateSpec,
         labels: &labels,
     };
     let services: Vec<&SandboxService> = spec.services.iter().collect();
-    let made = match make_services(&ctx.runtime, &services, &placement).await {
+    let made = match make_services(ctx.runtime(), &services, &placement).await {
         Ok(made) => made
             .into_iter()
             .map(|(service, result)| {
@@ -197,7 +197,7 @@ async fn make_slot(ctx: Arc<Context>, key: ObjectKey, spec: SandboxTemplateSpec,
                     &key,
                     targets,
                     |_| false,
-                    &ctx.runtime,
+                    ctx.runtime(),
                     &ctx.queue,
                 );
             });
@@ -225,16 +225,16 @@ async fn remove_slot(ctx: &Context, key: &ObjectKey, slot: &str) {
         (keys::LABEL_SLOT, slot),
     ];
     let result: Result<(), crate::runtime::RuntimeError> = async {
-        for c in ctx.runtime.list(&selector).await? {
+        for c in ctx.runtime().list(&selector).await? {
             if c.name.starts_with(POOL_PREFIX) {
-                ctx.runtime.remove(&c.id).await?;
+                ctx.runtime().remove(&c.id).await?;
             }
         }
-        ctx.runtime
+        ctx.runtime()
             .remove_network(&pool_base(&key.namespace, &key.name, slot))
             .await?;
-        for volume in ctx.runtime.list_volumes(&selector).await? {
-            ctx.runtime.remove_volume(&volume).await?;
+        for volume in ctx.runtime().list_volumes(&selector).await? {
+            ctx.runtime().remove_volume(&volume).await?;
         }
         Ok(())
     }
@@ -263,7 +263,7 @@ pub async fn rebuild(ctx: &Context) -> Result<(), ControllerError> {
         (keys::LABEL_INSTANCE, ctx.store.instance_id()),
         (keys::LABEL_KIND, Kind::Sandbox.as_str()),
     ];
-    let containers = ctx.runtime.list(&selector).await?;
+    let containers = ctx.runtime().list(&selector).await?;
     let (sandboxes, _) = ctx.store.list(Kind::Sandbox, None).await?;
     for sb in &sandboxes {
         let status: SandboxStatus = serde_json::from_value(sb.status.clone()).unwrap_or_default();
@@ -311,7 +311,7 @@ pub async fn rebuild(ctx: &Context) -> Result<(), ControllerError> {
                     service: c.label(keys::LABEL_SERVICE).unwrap_or_default().to_string(),
                     id: c.id.clone(),
                     name: c.name.clone(),
-                    ports: ctx.runtime.published_ports(&c.id).await?,
+                    ports: ctx.runtime().published_ports(&c.id).await?,
                 });
             }
             Ok(made)
@@ -345,7 +345,7 @@ pub async fn rebuild(ctx: &Context) -> Result<(), ControllerError> {
                 &key,
                 targets,
                 |_| false,
-                &ctx.runtime,
+                ctx.runtime(),
                 &ctx.queue,
             );
         }

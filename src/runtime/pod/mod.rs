@@ -15,12 +15,13 @@
 //! `network: none` is a deny-all NetworkPolicy that selects the pod
 //! ([`build_network_policy`]); it must exist before the pod does.
 //!
-//! Everything here is a pure function from the Job to objects; the calls to
-//! the API server live with the controller. Why this shape (and not a
+//! The builders are pure functions from the Job to objects; [`PodRuntime`]
+//! sends what they return and reads pods back for the controller. Why this shape (and not a
 //! container per step, or init containers) is told in `docs/architecture.md`.
 
 mod build;
 mod collect;
+mod runtime;
 #[cfg(test)]
 mod tests;
 
@@ -28,3 +29,4 @@ pub use build::{
     JobAttempt, MAX_POD_NAME, STEPS_CONTAINER, build_network_policy, build_pod, pod_name,
 };
 pub use collect::{artifact_copy_command, release_command};
+pub use runtime::{PodRuntime, STEPS_ANNOTATION};

@@ -43,9 +43,24 @@ type MockHandle = Handle<Request<Body>, Response<Body>>;
 
 /// A store whose API server is the returned [`MockApi`].
 pub(crate) fn mock_store() -> (KubeStore, MockApi) {
+    let (client, api) = mock_client();
+    (KubeStore::new(client, INSTANCE), api)
+}
+
+/// A client whose API server is the returned [`MockApi`] (for the pod runtime, the
+/// Lease, and anything else that is not the store).
+pub(crate) fn mock_client() -> (kube::Client, MockApi) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
-    (KubeStore::new(client, INSTANCE), MockApi { handle })
+    (kube::Client::new(service, "default"), MockApi { handle })
+}
+
+/// The path of a core (`/api/v1`) resource: `pods` or `pods/NAME[/log]` in a namespace,
+/// or across all with `namespace` None.
+pub(crate) fn core_path(namespace: Option<&str>, rest: &str) -> String {
+    match namespace {
+        Some(ns) => format!("/api/v1/namespaces/{ns}/{rest}"),
+        None => format!("/api/v1/{rest}"),
+    }
 }
 
 /// The path of one object.
@@ -140,20 +155,31 @@ pub(crate) enum Reply {
     Json(u16, Value),
     /// A watch stream: one JSON event per line, then the end of the response.
     Lines(Vec<Value>),
+    /// Plain text, as `pods/log` answers.
+    Text(u16, String),
 }
 
 impl Reply {
     fn into_response(self) -> Response<Body> {
-        let (code, bytes) = match self {
-            Reply::Json(code, value) => (code, serde_json::to_vec(&value).unwrap()),
+        let (code, bytes, content_type) = match self {
+            Reply::Json(code, value) => (
+                code,
+                serde_json::to_vec(&value).unwrap(),
+                "application/json",
+            ),
             Reply::Lines(lines) => {
                 let text: Vec<String> = lines.iter().map(Value::to_string).collect();
-                (200, format!("{}\n", text.join("\n")).into_bytes())
+                (
+                    200,
+                    format!("{}\n", text.join("\n")).into_bytes(),
+                    "application/json",
+                )
             }
+            Reply::Text(code, text) => (code, text.into_bytes(), "text/plain"),
         };
         Response::builder()
             .status(StatusCode::from_u16(code).expect("a valid status code"))
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(Body::from(bytes))
             .expect("a valid response")
     }
@@ -223,6 +249,10 @@ impl Exchange {
         self.reply = Reply::Json(code, body);
         self
     }
+    pub fn reply_text(mut self, code: u16, text: impl Into<String>) -> Self {
+        self.reply = Reply::Text(code, text.into());
+        self
+    }
     pub fn not_found(self) -> Self {
         let message = format!("{} not found", self.path);
         self.reply(404, status(404, "NotFound", &message))
@@ -283,7 +313,7 @@ impl Seen {
             .filter(|pair| !pair.is_empty())
             .map(|pair| {
                 let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (n.to_string(), v.replace("%2F", "/").replace("%3A", ":"))
+                (n.to_string(), percent_decoded(v))
             })
             .collect();
         Seen {
@@ -298,6 +328,32 @@ impl Seen {
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         }
     }
+}
+
+/// A query value as it was before form encoding (`%XX` escapes and `+` for a space).
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The mock API server's side of the connection.

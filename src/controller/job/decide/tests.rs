@@ -477,3 +477,77 @@ fn container_names_are_deterministic_and_docker_safe() {
         "orcaops-default-build-0123abcd-r3a2"
     );
 }
+
+#[test]
+fn a_deleted_job_stops_its_attempt_records_the_run_and_lets_go() {
+    let f = Fixture::new();
+    let d = f.decide();
+    let mut f = f.after(&d, 5).container(1, 1, ContainerState::Running);
+    f.obs.meta.deletion_timestamp = Some(f.obs.now);
+    let d = f.decide();
+    assert_eq!(harvest_forced(&d), Some(Some(AttemptOutcome::Cancelled)));
+    assert!(
+        !d.actions.contains(&JobAction::RemoveFinalizer),
+        "not before the harvest"
+    );
+    // Harvested: the run ends Cancelled, is recorded, and the finalizer goes.
+    let f = f
+        .no_containers()
+        .record(1, 1, AttemptOutcome::Cancelled, 143);
+    let d = f.decide();
+    assert_eq!(d.status.phase, JobPhase::Cancelled);
+    assert!(d.status.summary.as_deref().unwrap().contains("deleted"));
+    assert!(
+        matches!(
+            d.actions.as_slice(),
+            [JobAction::RecordRun(_), JobAction::RemoveFinalizer]
+        ),
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
+fn a_deleted_job_whose_pod_is_already_gone_just_lets_go() {
+    // Finished earlier: nothing to stop or record.
+    let (mut f, _) = finished_with(Fixture::new(), AttemptOutcome::Succeeded, 0);
+    let d = f.decide();
+    f = f.after(&d, 1);
+    f.obs.meta.deletion_timestamp = Some(f.obs.now);
+    assert_eq!(f.decide().actions, [JobAction::RemoveFinalizer]);
+    // Running, but its pod vanished: the run is recorded as cancelled all the same.
+    let f = Fixture::new();
+    let d = f.decide();
+    let mut f = f.after(&d, 1);
+    f.obs.meta.deletion_timestamp = Some(f.obs.now);
+    let d = f.decide();
+    assert_eq!(d.status.phase, JobPhase::Cancelled);
+    assert!(
+        matches!(
+            d.actions.as_slice(),
+            [JobAction::RecordRun(_), JobAction::RemoveFinalizer]
+        ),
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
+fn a_container_started_before_its_status_was_written_is_adopted_not_cancelled() {
+    // The status write after starting run 1 failed: the status knows no run, the
+    // container of run 1 attempt 1 runs.
+    let f = Fixture::new().container(1, 1, ContainerState::Running);
+    let d = f.decide();
+    assert_eq!(harvest_forced(&d), None, "{:?}", d.actions);
+    assert_eq!(starts(&d), vec![(1, 1)]);
+    // The same after a failed attempt: attempt 2 was started, its status not written.
+    let f = Fixture::new().with_retry(1, 0);
+    let d = f.decide();
+    let f = f
+        .after(&d, 1)
+        .record(1, 1, AttemptOutcome::Failed, 1)
+        .container(1, 2, ContainerState::Running);
+    let d = f.decide();
+    assert_eq!(starts(&d), vec![(1, 2)]);
+    assert_eq!(harvest_forced(&d), None, "{:?}", d.actions);
+}

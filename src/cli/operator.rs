@@ -1,0 +1,205 @@
+//! `orcaops operator`: cluster mode, the controllers against the Kubernetes API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::{CliError, exit};
+use crate::controller::DEFAULT_WORKERS;
+use crate::operator::{OperatorError, OperatorOptions};
+use crate::store::kube::AccessError;
+
+pub const AFTER_HELP: &str = "\
+The operator reconciles the orcaops resources of the cluster (the CRDs must be
+installed: orcaops crds | kubectl apply -f -). A Job attempt runs as one pod in the
+Job's namespace, owned by the Job and labelled as in local mode
+(kubectl get pods -l orcaops.dev/name=NAME); a Job with `network: none` gets a
+NetworkPolicy that allows no traffic. Run records, step logs and artifacts go to
+--data-dir; the Job's status keeps the recent history. Sandboxes and
+SandboxTemplates are stored but not run on a cluster yet.
+
+Where it runs: in a pod it uses the pod's service account; elsewhere the current
+kubeconfig context (or --kubeconfig and --context).
+
+Replicas: with --leader-election (the default) replicas share the Lease
+orcaops-operator in the operator's namespace (--namespace, else $POD_NAMESPACE, else
+the service account's namespace, else the kubeconfig context's); one leads and acts,
+the others stand by and take over within about 15 s. The holder is $POD_NAME (else the
+host name). Never run more than one replica with --no-leader-election.
+
+Endpoints on --metrics-addr: /metrics (Prometheus text: orcaops_reconciles_total by
+kind and outcome, orcaops_reconcile_duration_seconds, orcaops_queue_depth,
+orcaops_leader), /healthz (the process answers), /readyz (the cluster answers, the
+CRDs are served, and the leader's controllers have listed the objects).
+
+Examples:
+  orcaops operator --no-leader-election --data-dir ./data --metrics-addr 127.0.0.1:9090
+                                  try it from a laptop against the current context
+  orcaops operator --data-dir /var/lib/orcaops
+                                  as the Deployment in manifests/ runs it
+
+Exit codes: 0 stopped by SIGTERM or Ctrl-C, 1 a usage or configuration error (CRDs
+missing, access refused, --api), 5 the cluster is unreachable.";
+
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// The kubeconfig file [default: $KUBECONFIG, ~/.kube/config, or the pod's service account].
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use [default: the current context].
+    #[arg(long)]
+    pub context: Option<String>,
+    /// The operator's own namespace, where the Lease lives [default: $POD_NAMESPACE, the service account's, or the context's].
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Where run records, step logs and artifacts live [default: $ORCAOPS_DATA_DIR or ~/.local/share/orcaops].
+    #[arg(long, env = "ORCAOPS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Act only while holding the Lease orcaops-operator (the default).
+    #[arg(long, overrides_with = "no_leader_election")]
+    pub leader_election: bool,
+    /// Act at once, without a Lease: for exactly one replica.
+    #[arg(long, overrides_with = "leader_election")]
+    pub no_leader_election: bool,
+    /// The address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Also serve the REST facade and MCP on --api-addr (not available in cluster mode yet).
+    #[arg(long)]
+    pub api: bool,
+    /// The address of the REST facade and MCP, with --api.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub api_addr: SocketAddr,
+    /// How many objects are reconciled at once.
+    #[arg(long, default_value_t = DEFAULT_WORKERS)]
+    pub workers: usize,
+}
+
+/// Why `--api` is refused: what the REST facade and MCP need that cluster mode lacks.
+pub const API_UNAVAILABLE: &str = "--api is not available in cluster mode yet: the REST \
+facade (and MCP, which is its client) runs on the local store (SQLite: list pages, watches \
+resumed from a resourceVersion, run records, events) and on Docker (logs, exec and files \
+of sandboxes), not on the Kubernetes API. Remove --api (and --api-addr); use kubectl \
+against the cluster, or `orcaops serve` for the API on one machine";
+
+/// Checks the arguments before anything is built: cheap errors first.
+pub fn options(args: OperatorArgs) -> Result<OperatorOptions, CliError> {
+    if args.api {
+        return Err(CliError::usage(API_UNAVAILABLE));
+    }
+    if args.workers == 0 {
+        return Err(CliError::usage("--workers must be at least 1"));
+    }
+    if let Some(path) = &args.kubeconfig
+        && !path.is_file()
+    {
+        return Err(CliError::usage(format!(
+            "--kubeconfig {}: no such file",
+            path.display()
+        )));
+    }
+    Ok(OperatorOptions {
+        kubeconfig: args.kubeconfig,
+        context: args.context,
+        namespace: args.namespace,
+        data_dir: args.data_dir.unwrap_or_else(super::default_data_dir),
+        leader_election: !args.no_leader_election,
+        metrics_addr: args.metrics_addr,
+        workers: args.workers,
+    })
+}
+
+pub async fn operator(args: OperatorArgs) -> Result<u8, CliError> {
+    let options = options(args)?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        super::serve::wait_for_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    match crate::operator::run(options, shutdown).await {
+        Ok(()) => Ok(exit::OK),
+        Err(e) => Err(error(e)),
+    }
+}
+
+fn error(e: OperatorError) -> CliError {
+    match &e {
+        OperatorError::Access(AccessError::Unreachable(_)) => CliError::unreachable(format!(
+            "{e}. Check that the cluster is running (kubectl cluster-info) and that the \
+             kubeconfig (or the pod's service account) points at it"
+        )),
+        OperatorError::Access(AccessError::CrdsMissing) => CliError::usage(format!(
+            "{e}; install them with: orcaops crds | kubectl apply -f -"
+        )),
+        OperatorError::Access(AccessError::Refused(_)) => CliError::usage(format!(
+            "{e}; the operator's service account needs the ClusterRole of manifests/03-clusterrole.yaml"
+        )),
+        _ => CliError::usage(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> OperatorArgs {
+        let cli = Cli::try_parse_from([&["orcaops", "operator"], args].concat()).unwrap();
+        match cli.command {
+            Command::Operator(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_flags_of_the_manifests_and_the_chart_parse() {
+        let args = parse(&[
+            "--data-dir",
+            "/var/lib/orcaops",
+            "--metrics-addr",
+            "0.0.0.0:9090",
+            "--leader-election",
+        ]);
+        let options = options(args).unwrap();
+        assert!(options.leader_election);
+        assert_eq!(options.data_dir, PathBuf::from("/var/lib/orcaops"));
+        assert_eq!(options.metrics_addr.port(), 9090);
+        let options = options_of(&[
+            "--no-leader-election",
+            "--workers",
+            "4",
+            "--context",
+            "kind-dev",
+            "-n",
+            "ops",
+        ]);
+        assert!(!options.leader_election);
+        assert_eq!(options.workers, 4);
+        assert_eq!(options.context.as_deref(), Some("kind-dev"));
+        assert_eq!(options.namespace.as_deref(), Some("ops"));
+        assert!(options_of(&[]).leader_election, "on by default");
+    }
+
+    fn options_of(args: &[&str]) -> OperatorOptions {
+        options(parse(args)).unwrap()
+    }
+
+    #[test]
+    fn api_is_refused_saying_what_is_missing() {
+        let refused = options(parse(&["--api", "--api-addr", "0.0.0.0:8080"])).unwrap_err();
+        assert_eq!(refused.code, exit::USAGE);
+        assert!(
+            refused.message.contains("local store"),
+            "{}",
+            refused.message
+        );
+        let missing = options(parse(&["--kubeconfig", "/nonexistent/kubeconfig"])).unwrap_err();
+        assert!(missing.message.contains("no such file"));
+    }
+}

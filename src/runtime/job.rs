@@ -1,0 +1,127 @@
+//! What the Job controller needs of a runtime, at the level of an attempt: Docker runs
+//! one as a container ([`DockerRuntime`]), a cluster as a pod
+//! ([`PodRuntime`](super::pod::PodRuntime)). The controller never sees a container spec
+//! or a pod; each runtime builds its own from the [`AttemptRequest`].
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::{ContainerInfo, CopiedArtifact, DockerRuntime, LogLine, Result};
+use crate::controller::job::{container_labels, container_spec};
+use crate::resources::Object;
+use crate::resources::job::JobSpec;
+
+/// A stream of log lines, as [`JobRuntime::logs`] returns it.
+pub type LogLines = BoxStream<'static, Result<LogLine>>;
+
+/// One attempt of a Job, as the controller asks a runtime to start it.
+#[derive(Clone, Copy, Debug)]
+pub struct AttemptRequest<'a> {
+    /// The Job as stored (name, namespace, uid: they name, label and own what runs).
+    pub job: &'a Object,
+    /// The Job's spec, already read from `job`.
+    pub spec: &'a JobSpec,
+    pub run: u32,
+    pub attempt: u32,
+    /// The container name the controller records (`orcaops-<ns>-<name>-<uid8>-r<run>a<attempt>`).
+    /// Docker uses it as it is; a pod gets it cut to 63 characters ([`pod_name`](super::pod::pod_name)).
+    pub name: &'a str,
+    /// The runner's marker nonce; also a label.
+    pub nonce: &'a str,
+    /// The identity of the store that owns the attempt (`orcaops.dev/instance`).
+    pub instance: &'a str,
+    /// When the run's `timeoutSeconds` runs out, if it has one. The controller stops the
+    /// attempt then; a pod also gets what is left as `activeDeadlineSeconds`.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// The runtime of Job attempts. Every call is idempotent where the controller needs it:
+/// starting an attempt that exists adopts it, stopping or removing one that is gone
+/// succeeds.
+#[async_trait::async_trait]
+pub trait JobRuntime: Send + Sync + 'static {
+    /// Makes sure the image can run: Docker pulls it when missing; on a cluster the
+    /// kubelet pulls, so there it does nothing.
+    async fn ensure_image(&self, image: &str) -> Result<()>;
+    /// Creates and starts the attempt, or adopts it when it exists already (never a second one).
+    async fn start_attempt(&self, request: &AttemptRequest<'_>) -> Result<ContainerInfo>;
+    /// Every attempt (running or not) carrying all the labels `key=value`.
+    async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>>;
+    /// One attempt by id, None when it is gone.
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>>;
+    /// The attempt's output from the start, with timestamps, in lines. With `follow` the
+    /// stream goes on until the attempt stops.
+    fn logs(&self, id: &str, follow: bool) -> LogLines;
+    /// Stops the attempt (SIGTERM, then SIGKILL after `grace_secs`); gone is fine.
+    async fn stop(&self, id: &str, grace_secs: u32) -> Result<()>;
+    /// Removes the attempt and what was made for it; gone is fine.
+    async fn remove(&self, id: &str) -> Result<()>;
+    /// Copies `path` out of the attempt into `dest_dir`: a file as `dest_dir/<name>`, a
+    /// directory as `dest_dir/<name>.tar`, with its size and sha256.
+    async fn copy_out(
+        &self,
+        id: &str,
+        path: &str,
+        dest_dir: &Path,
+        name: &str,
+    ) -> Result<CopiedArtifact>;
+    /// Ends the runner's hold once the artifacts are copied (a pod holds; Docker does not,
+    /// since it can copy from a stopped container).
+    async fn release(&self, id: &str) -> Result<()>;
+}
+
+#[async_trait::async_trait]
+impl JobRuntime for DockerRuntime {
+    async fn ensure_image(&self, image: &str) -> Result<()> {
+        DockerRuntime::ensure_image(self, image).await
+    }
+
+    async fn start_attempt(&self, request: &AttemptRequest<'_>) -> Result<ContainerInfo> {
+        let labels = container_labels(
+            request.job,
+            request.instance,
+            request.run,
+            request.attempt,
+            request.nonce,
+        );
+        let container = container_spec(request.spec, labels, request.name, request.nonce);
+        self.create_and_start(&container).await
+    }
+
+    async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
+        DockerRuntime::list(self, labels).await
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>> {
+        DockerRuntime::inspect(self, id).await
+    }
+
+    fn logs(&self, id: &str, follow: bool) -> LogLines {
+        DockerRuntime::logs(self, id, follow).boxed()
+    }
+
+    async fn stop(&self, id: &str, grace_secs: u32) -> Result<()> {
+        DockerRuntime::stop(self, id, grace_secs).await
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        DockerRuntime::remove(self, id).await
+    }
+
+    async fn copy_out(
+        &self,
+        id: &str,
+        path: &str,
+        dest_dir: &Path,
+        name: &str,
+    ) -> Result<CopiedArtifact> {
+        DockerRuntime::copy_out(self, id, path, dest_dir, name).await
+    }
+
+    async fn release(&self, _id: &str) -> Result<()> {
+        Ok(())
+    }
+}

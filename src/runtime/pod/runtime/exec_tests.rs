@@ -1,0 +1,190 @@
+//! Artifact copy and release through a real WebSocket exec: a small server that speaks
+//! the API server's `v4.channel.k8s.io` protocol (stdout on channel 1, stderr on 2, the
+//! exit `Status` on 3), since the tower-test mock cannot upgrade a connection.
+
+use std::sync::{Arc, Mutex};
+
+use futures::SinkExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
+use super::*;
+use crate::runtime::artifact::hex;
+
+const ID: &str = "team-a/orcaops-team-a-build-0123abcd-r1a1";
+
+/// What one exec answers.
+#[derive(Clone)]
+struct Answer {
+    stdout: Vec<u8>,
+    stderr: String,
+    status: Value,
+}
+
+fn success(stdout: Vec<u8>) -> Answer {
+    Answer {
+        stdout,
+        stderr: String::new(),
+        status: json!({"metadata": {}, "status": "Success"}),
+    }
+}
+
+fn exit_code(code: i64, stderr: &str) -> Answer {
+    Answer {
+        stdout: Vec::new(),
+        stderr: stderr.to_string(),
+        status: json!({
+            "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+            "message": format!("command terminated with non-zero exit code: {code}"),
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+        }),
+    }
+}
+
+/// Serves one exec per answer, in order; returns the runtime and the request URIs seen.
+async fn exec_server(answers: Vec<Answer>) -> (PodRuntime, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let uris = seen.clone();
+    tokio::spawn(async move {
+        for answer in answers {
+            let (stream, _) = listener.accept().await.unwrap();
+            let uris = uris.clone();
+            // The error type is tungstenite's, not ours to shrink.
+            #[allow(clippy::result_large_err)]
+            let callback = move |request: &Request, mut response: Response| {
+                uris.lock().unwrap().push(request.uri().to_string());
+                response.headers_mut().insert(
+                    "Sec-WebSocket-Protocol",
+                    "v4.channel.k8s.io".parse().unwrap(),
+                );
+                Ok(response)
+            };
+            let mut ws = tokio_tungstenite::accept_hdr_async(stream, callback)
+                .await
+                .unwrap();
+            let channel = |n: u8, bytes: &[u8]| {
+                let mut message = vec![n];
+                message.extend_from_slice(bytes);
+                Message::Binary(message.into())
+            };
+            for chunk in answer.stdout.chunks(1000) {
+                ws.send(channel(1, chunk)).await.unwrap();
+            }
+            if !answer.stderr.is_empty() {
+                ws.send(channel(2, answer.stderr.as_bytes())).await.unwrap();
+            }
+            ws.send(channel(3, answer.status.to_string().as_bytes()))
+                .await
+                .unwrap();
+            let _ = ws.close(None).await;
+        }
+    });
+    let config = kube::Config::new(url.parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    (PodRuntime::new(client), seen)
+}
+
+fn tar_of(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, content) in entries {
+        let mut header = tar::Header::new_gnu();
+        match content {
+            Some(content) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(content.len() as u64);
+                header.set_mode(0o644);
+                builder.append_data(&mut header, path, *content).unwrap();
+            }
+            None => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                header.set_mode(0o755);
+                builder
+                    .append_data(&mut header, path, std::io::empty())
+                    .unwrap();
+            }
+        }
+    }
+    builder.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn copy_out_stores_what_tar_writes_as_local_mode_stores_it() {
+    let report = b"all good\n".repeat(300);
+    let dir_tar = tar_of(&[("out", None), ("out/a.txt", Some(b"a"))]);
+    let (runtime, seen) = exec_server(vec![
+        success(tar_of(&[("report.txt", Some(&report))])),
+        success(dir_tar.clone()),
+        success(Vec::new()),
+    ])
+    .await;
+    let dest = tempfile::tempdir().unwrap();
+    let file = runtime
+        .copy_out(ID, "/work/out/report.txt", dest.path(), "report")
+        .await
+        .unwrap();
+    let directory = runtime
+        .copy_out(ID, "/work/out", dest.path(), "out")
+        .await
+        .unwrap();
+    runtime.release(ID).await.unwrap();
+
+    // A file: unpacked, hashed as itself (as Docker's archive of it is).
+    assert_eq!(file.path, dest.path().join("report"));
+    assert_eq!(std::fs::read(&file.path).unwrap(), report);
+    assert_eq!(file.size, report.len() as u64);
+    assert_eq!(file.sha256, hex(&Sha256::digest(&report)));
+    assert!(!file.is_dir);
+    // A directory: the tar itself.
+    assert_eq!(directory.path, dest.path().join("out.tar"));
+    assert_eq!(directory.sha256, hex(&Sha256::digest(&dir_tar)));
+    assert!(directory.is_dir);
+    let mut names: Vec<String> = std::fs::read_dir(dest.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["out.tar", "report"], "no spool files left");
+
+    let seen = seen.lock().unwrap();
+    let path = "/api/v1/namespaces/team-a/pods/orcaops-team-a-build-0123abcd-r1a1/exec?";
+    assert!(seen[0].starts_with(path), "{}", seen[0]);
+    assert!(
+        seen[0].contains("container=steps")
+            && seen[0].contains("command=tar&command=cf&command=-&command=-C&command=%2Fwork%2Fout&command=report.txt"),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[2].contains("command=%2Fbin%2Fsh&command=-c"),
+        "{}",
+        seen[2]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_path_is_path_not_found_and_other_failures_say_why() {
+    let (runtime, _) = exec_server(vec![
+        exit_code(2, "tar: report.txt: Cannot stat: No such file or directory\ntar: Exiting with failure status due to previous errors\n"),
+        exit_code(127, "exec: \"tar\": executable file not found in $PATH"),
+    ])
+    .await;
+    let dest = tempfile::tempdir().unwrap();
+    let missing = runtime
+        .copy_out(ID, "/work/out/report.txt", dest.path(), "report")
+        .await;
+    assert!(
+        matches!(&missing, Err(RuntimeError::PathNotFound { path, .. }) if path == "/work/out/report.txt"),
+        "{missing:?}"
+    );
+    let no_tar = runtime
+        .copy_out(ID, "/work/out/report.txt", dest.path(), "report")
+        .await;
+    let message = no_tar.unwrap_err().to_string();
+    assert!(message.contains("executable file not found"), "{message}");
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
+}
