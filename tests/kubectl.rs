@@ -153,7 +153,7 @@ fn discovery_lists_the_kinds_with_short_names_and_explain_reads_the_schemas() {
     assert!(resources.contains("policies"), "{resources}");
     assert!(resources.contains("events"), "{resources}");
     let in_category = kubectl.ok(&["api-resources", "--categories=orcaops", "-o", "name"]);
-    assert_eq!(in_category.lines().count(), 5, "{in_category}");
+    assert_eq!(in_category.lines().count(), 6, "{in_category}");
 
     let version = kubectl.ok(&["version"]);
     let expected = format!("Server Version: v{}", env!("CARGO_PKG_VERSION"));

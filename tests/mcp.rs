@@ -43,13 +43,18 @@ fn python() -> PathBuf {
 
 /// Runs the agent session script with `args`; fails with its output unless it passes.
 fn agent(args: &[&str]) {
+    run_script("agent_session.py", args);
+}
+
+/// Runs a script of tests/mcp with `args`; fails with its output unless it passes.
+fn run_script(name: &str, args: &[&str]) {
     let python = python();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/agent_session.py");
+    let script = format!("{}/tests/mcp/{name}", env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let log_path = tmp.path().join("agent.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(python)
-        .arg(script)
+        .arg(&script)
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -128,6 +133,27 @@ fn streamable_http_with_the_initialize_handshake() {
     ]);
 }
 
+/// An agent opens a sandbox from a template, writes a file, runs a command that reads
+/// it, lists, stops, starts and deletes the sandbox, over streamable HTTP.
+#[test]
+fn sandbox_session_over_streamable_http() {
+    let server = Server::start();
+    run_script(
+        "sandbox_session.py",
+        &["--http", &format!("{}/mcp", server.url)],
+    );
+}
+
+/// The same over stdio, against a running server.
+#[test]
+fn sandbox_session_over_stdio() {
+    let server = Server::start();
+    run_script(
+        "sandbox_session.py",
+        &["--", BIN, "--server", &server.url, "mcp"],
+    );
+}
+
 /// stdout is the protocol: with every log turned on, each line on it must still be a
 /// JSON-RPC message (logs go to stderr).
 #[test]
@@ -201,7 +227,7 @@ fn stdout_carries_only_protocol_messages() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .find(|m| m["id"] == 2)
         .expect("tools/list answered");
-    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 8);
+    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 16);
     let missing = serde_json::from_str::<Value>(lines.last().unwrap()).unwrap();
     assert_eq!(missing["result"]["isError"], true, "{missing}");
     let text = missing["result"]["content"][0]["text"].as_str().unwrap();

@@ -85,7 +85,12 @@ impl ApiClient {
         let text = response.text().await.unwrap_or_default();
         Err(match serde_json::from_str::<Status>(&text) {
             Ok(status) => CliError::from_status(code, status),
-            Err(_) => CliError::usage(format!("the server answered {code}: {text}")),
+            // A HEAD answer has no body; its code still says what happened.
+            Err(_) => {
+                let mut e = CliError::usage(format!("the server answered {code}: {text}"));
+                e.not_found = code == StatusCode::NOT_FOUND;
+                e
+            }
         })
     }
 

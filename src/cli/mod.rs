@@ -4,13 +4,16 @@
 
 mod apply;
 mod client;
+mod cp;
 mod describe;
+mod exec;
 mod mcp;
 mod operator;
 pub mod output;
 mod run;
 mod serve;
 mod sync;
+mod terminal;
 mod watch;
 
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use client::{ApiClient, collection_path, object_path, urlencode};
+pub use watch::{Change, ResumingWatch};
 
 use crate::resources::{DEFAULT_WORKSPACE, Kind};
 
@@ -86,6 +90,8 @@ Getting started:
   orcaops logs job hello -f              stream a job's output
   orcaops run --image busybox:latest -- echo hi
                                          run a one-off job and wait (works without a server)
+  orcaops exec scratch -- ls /           run a command in a sandbox (-it for a shell)
+  orcaops cp ./src scratch:/work         copy files into or out of a sandbox
 
 Exit codes: 0 ok, 1 usage or configuration error, 2 the job failed, 3 timed out,
 4 refused by a policy, 5 Docker or the server unreachable.";
@@ -158,6 +164,22 @@ pub enum Command {
     Cancel(Target),
     /// Start a new run of a job with an unchanged spec.
     Rerun(Target),
+    /// Run a command in a sandbox and exit with its exit code.
+    Exec(exec::ExecArgs),
+    /// Copy files and directories between this machine and a sandbox.
+    Cp(cp::CpArgs),
+    /// Stop a sandbox: its containers stop, their files and volumes are kept.
+    #[command(after_help = "Example: orcaops stop sandbox scratch\n\n\
+        Stopping sets spec.state: Stopped (POST .../sandboxes/NAME/stop); `orcaops start\n\
+        sandbox NAME` brings it back with its files. `orcaops get sandbox NAME -w` shows\n\
+        it reach Stopped.")]
+    Stop(Target),
+    /// Start a stopped or expired sandbox again.
+    #[command(after_help = "Example: orcaops start sandbox scratch\n\n\
+        Starting sets spec.state: Running and the annotation orcaops.dev/start (POST\n\
+        .../sandboxes/NAME/start), which also revives an Expired sandbox; its idle and\n\
+        TTL deadlines count from now. `orcaops get sandbox NAME -w` shows it reach Ready.")]
+    Start(Target),
     /// Every run of a job, from the run records (they outlive the job).
     History(Target),
     /// Run a one-off job, stream its output and wait. Works without a server.
@@ -253,6 +275,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             println!("job.orcaops.dev/{} rerun requested", key.name);
             Ok(exit::OK)
         }
+        Command::Exec(args) => exec::exec(&client()?, args).await,
+        Command::Cp(args) => cp::cp(&client()?, args).await,
+        Command::Stop(t) => sandbox_state(&client()?, &t, "stop").await,
+        Command::Start(t) => sandbox_state(&client()?, &t, "start").await,
         Command::History(t) => describe::history(&client()?, &require_job(&t)?).await,
         Command::Run(args) => run::run(&cli.server, args).await,
         Command::Mcp(args) => mcp::mcp(&cli.server, args).await,
@@ -261,6 +287,31 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `stop` or `start` a sandbox through its subresource.
+async fn sandbox_state(client: &ApiClient, t: &Target, verb: &str) -> Result<u8, CliError> {
+    let key = target_key(t)?;
+    if key.kind != Kind::Sandbox {
+        return Err(CliError::usage(format!(
+            "{verb} works on sandboxes, not {}; for a job use cancel or rerun",
+            key.kind.plural()
+        )));
+    }
+    let path = format!("{}/{verb}", client::object_path(&key));
+    client.json(reqwest::Method::POST, &path, None).await?;
+    let ns = if key.namespace == DEFAULT_WORKSPACE {
+        String::new()
+    } else {
+        format!(" -n {}", key.namespace)
+    };
+    let until = if verb == "stop" { "Stopped" } else { "Ready" };
+    println!("sandbox.orcaops.dev/{} {verb} requested", key.name);
+    eprintln!(
+        "`orcaops get sandbox {}{ns} -w` shows it reach {until}",
+        key.name
+    );
+    Ok(exit::OK)
 }
 
 async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, CliError> {

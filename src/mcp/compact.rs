@@ -64,6 +64,44 @@ pub fn clip(s: &str, max: usize) -> String {
     format!("{kept}… ({} more characters)", count - max)
 }
 
+/// `text` cut to about `max` bytes by keeping its start (`head` bytes) and its end,
+/// with a note of how much was cut between them; also returns the bytes cut. Cuts
+/// fall on line ends when one is near, and always on character boundaries.
+pub fn head_tail(text: &str, max: usize, head: usize) -> (String, usize) {
+    if text.len() <= max {
+        return (text.to_string(), 0);
+    }
+    let head = head.min(max);
+    let tail = max - head;
+    let mut head_end = head;
+    while !text.is_char_boundary(head_end) {
+        head_end -= 1;
+    }
+    // Prefer to end the head after a newline within its last quarter.
+    if let Some(nl) = text[..head_end]
+        .rfind('\n')
+        .filter(|nl| *nl + 1 >= head_end * 3 / 4)
+    {
+        head_end = nl + 1;
+    }
+    let mut tail_start = text.len() - tail;
+    while !text.is_char_boundary(tail_start) {
+        tail_start += 1;
+    }
+    if let Some(nl) = text[tail_start..].find('\n').filter(|nl| *nl < tail / 4) {
+        tail_start += nl + 1;
+    }
+    let cut = tail_start - head_end;
+    (
+        format!(
+            "{}… [{cut} bytes cut here] …\n{}",
+            &text[..head_end],
+            &text[tail_start..]
+        ),
+        cut,
+    )
+}
+
 /// Limits for [`compact`].
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -373,6 +411,25 @@ mod tests {
         assert_eq!(t.text, "");
         assert_eq!(t.lines, 0);
         assert!(!t.truncated);
+    }
+
+    #[test]
+    fn head_tail_keeps_both_ends_and_says_what_it_cut() {
+        assert_eq!(head_tail("short", 100, 20), ("short".to_string(), 0));
+        let text = numbered(1000);
+        let (kept, cut) = head_tail(&text, 200, 50);
+        assert!(kept.starts_with("line 1\n"), "{kept}");
+        assert!(kept.ends_with("line 1000\n"), "{kept}");
+        assert!(kept.contains(&format!("[{cut} bytes cut here]")));
+        assert!(kept.len() < 260, "{}", kept.len());
+        assert_eq!(
+            text.len() - cut,
+            kept.len() - format!("… [{cut} bytes cut here] …\n").len()
+        );
+        // Multi-byte characters are never split.
+        let wide = "é".repeat(500);
+        let (kept, _) = head_tail(&wide, 101, 51);
+        assert!(kept.starts_with('é') && kept.ends_with('é'));
     }
 
     #[test]

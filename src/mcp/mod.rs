@@ -7,6 +7,8 @@ mod compact;
 mod jobs;
 mod objects;
 mod params;
+mod sandbox_io;
+mod sandboxes;
 
 use std::sync::Arc;
 
@@ -21,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ApiClient, CliError};
 use params::{
-    ApplyArgs, ContainersArgs, JobArgs, ListArgs, LogsArgs, Parameters, ResourceArgs, RunJobArgs,
+    ApplyArgs, ContainersArgs, CreateSandboxArgs, ExecInSandboxArgs, JobArgs, ListArgs,
+    ListSandboxesArgs, LogsArgs, Parameters, ReadFileArgs, ResourceArgs, RunJobArgs, SandboxArgs,
+    StartSandboxArgs, WriteFileArgs,
 };
 
 /// What a tool answers: text for the model to read, and the same facts as JSON.
@@ -72,7 +76,11 @@ const INSTRUCTIONS: &str = "orcaops runs jobs in sandboxed Docker containers and
 status, logs and history. Use run_job for one-off commands (it waits and returns exit codes and \
 the output tail); apply_resource to create or update resources from YAML; get_resource, \
 list_resources and get_logs to inspect; cancel_job and delete_resource to stop or remove; \
-list_containers to see what is running. Containers have no network unless asked for.";
+list_containers to see what is running. Containers have no network unless asked for. For work \
+that needs state across commands (a checkout, installed tools, a running service), open a \
+sandbox: create_sandbox from a template (list_resources(kind=\"sandboxtemplate\") shows them), \
+then exec_in_sandbox, write_file and read_file; list_sandboxes, stop_sandbox, start_sandbox and \
+delete_sandbox manage it. A sandbox stops by itself after its idle timeout.";
 
 /// The MCP server. Cheap to clone: one per session over HTTP.
 #[derive(Clone)]
@@ -178,6 +186,98 @@ impl OrcaopsMcp {
         let args = args!(params);
         respond(objects::containers(&self.client, args).await)
     }
+
+    #[tool(
+        description = "Open a sandbox from a SandboxTemplate: long-lived service containers \
+        to run many commands in, keeping files between them. Waits until it is Ready (unless \
+        wait is false) and returns its name, phase, services with their endpoints, and when it \
+        expires. Templates: list_resources(kind=\"sandboxtemplate\").",
+        annotations(open_world_hint = false)
+    )]
+    async fn create_sandbox(
+        &self,
+        params: Parameters<CreateSandboxArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let args = args!(params);
+        respond(sandboxes::create(&self.client, args, &ctx.ct).await)
+    }
+
+    #[tool(
+        description = "Run a command in a Ready sandbox and return its exit code, stdout and \
+        stderr (long output keeps its start and end, with a note of what was cut). `command` is \
+        a shell line run with `sh -c`, or an array of the program and its arguments. Files \
+        written by earlier commands are still there.",
+        annotations(open_world_hint = false)
+    )]
+    async fn exec_in_sandbox(&self, params: Parameters<ExecInSandboxArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(sandbox_io::exec(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Write a file into a sandbox (parent directories are created): text, or \
+        bytes as base64 with encoding=\"base64\"; mode sets its permissions (\"755\" for a script).",
+        annotations(open_world_hint = false, idempotent_hint = true)
+    )]
+    async fn write_file(&self, params: Parameters<WriteFileArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(sandbox_io::write(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Read a file from a sandbox: its text, or base64 when it is not UTF-8; at \
+        most max_bytes (default 64 KiB), saying when the file was longer.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn read_file(&self, params: Parameters<ReadFileArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(sandbox_io::read(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "List sandboxes: name, phase (Pending, Starting, Ready, Stopped, Expired, \
+        Failed), template, when each expires, and age.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_sandboxes(&self, params: Parameters<ListSandboxesArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(sandboxes::list(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Stop a sandbox: its containers stop, their files and volumes are kept; \
+        start_sandbox brings it back as it was.",
+        annotations(open_world_hint = false, idempotent_hint = true)
+    )]
+    async fn stop_sandbox(&self, params: Parameters<SandboxArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(sandboxes::stop(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Start a stopped or expired sandbox again (its files are kept) and wait \
+        until it is Ready; its idle and TTL deadlines count from now.",
+        annotations(open_world_hint = false, idempotent_hint = true)
+    )]
+    async fn start_sandbox(
+        &self,
+        params: Parameters<StartSandboxArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let args = args!(params);
+        respond(sandboxes::start(&self.client, args, &ctx.ct).await)
+    }
+
+    #[tool(
+        description = "Delete a sandbox: its containers, network and volumes are removed, with \
+        every file in them.",
+        annotations(destructive_hint = true, open_world_hint = false)
+    )]
+    async fn delete_sandbox(&self, params: Parameters<SandboxArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(sandboxes::delete(&self.client, args).await)
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -237,12 +337,20 @@ mod tests {
             [
                 "apply_resource",
                 "cancel_job",
+                "create_sandbox",
                 "delete_resource",
+                "delete_sandbox",
+                "exec_in_sandbox",
                 "get_logs",
                 "get_resource",
                 "list_containers",
                 "list_resources",
+                "list_sandboxes",
+                "read_file",
                 "run_job",
+                "start_sandbox",
+                "stop_sandbox",
+                "write_file",
             ]
         );
         for tool in &tools {

@@ -161,3 +161,170 @@ pub struct ContainersArgs {
     #[serde(default)]
     pub workspace: Option<String>,
 }
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSandboxArgs {
+    /// The SandboxTemplate to start from (its services, network and deadlines); see
+    /// them with list_resources(kind="sandboxtemplate").
+    pub template: String,
+    /// The sandbox's name (default: sb-<random>).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Stop the sandbox after this many seconds without exec or file activity
+    /// (default: the template's).
+    #[serde(default, alias = "idleTimeoutSeconds")]
+    pub idle_timeout_seconds: Option<u64>,
+    /// Stop it this many seconds after it starts, whatever its activity (default: the
+    /// template's).
+    #[serde(default, alias = "ttlSeconds")]
+    pub ttl_seconds: Option<u64>,
+    /// Wait until the sandbox is Ready before answering (default true).
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// The longest wait, in seconds (default 120, at most 600).
+    #[serde(default, alias = "maxWaitSeconds")]
+    pub max_wait_seconds: Option<u64>,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+/// A command: one string run with `sh -c`, or the program and its arguments.
+#[derive(Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum CommandLine {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+impl Default for CommandLine {
+    fn default() -> Self {
+        CommandLine::Argv(Vec::new())
+    }
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExecInSandboxArgs {
+    /// The sandbox's name.
+    #[serde(alias = "name")]
+    pub sandbox: String,
+    /// A shell command line run with `sh -c` ("cd /work && make test"), or an array
+    /// of the program and its arguments (["python3", "-c", "print(1)"]).
+    pub command: CommandLine,
+    /// The service (container) to run in (default: the sandbox's first).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Kill the command after this many seconds (default 120, at most 900); the
+    /// answer then says it timed out (exit code 124).
+    #[serde(default, alias = "timeoutSeconds")]
+    pub timeout_seconds: Option<u64>,
+    /// Text given to the command on stdin.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Environment variables for the command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The directory to run in (absolute).
+    #[serde(default, alias = "workingDir")]
+    pub working_dir: Option<String>,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+/// How `content` is written.
+#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContentEncoding {
+    /// The content is the text of the file.
+    #[default]
+    #[serde(rename = "utf-8", alias = "utf8", alias = "text")]
+    Utf8,
+    /// The content is the file's bytes in standard base64.
+    #[serde(rename = "base64")]
+    Base64,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WriteFileArgs {
+    /// The sandbox's name.
+    #[serde(alias = "name")]
+    pub sandbox: String,
+    /// The file's absolute path; missing parent directories are created.
+    pub path: String,
+    /// What the file holds: text, or base64 with encoding="base64".
+    pub content: String,
+    /// "utf-8" (default) or "base64".
+    #[serde(default)]
+    pub encoding: ContentEncoding,
+    /// Permissions in octal, e.g. "755" for a script (default "644").
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The service (container) (default: the sandbox's first).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReadFileArgs {
+    /// The sandbox's name.
+    #[serde(alias = "name")]
+    pub sandbox: String,
+    /// The file's absolute path.
+    pub path: String,
+    /// The most bytes to return (default 65536, at most 1048576); a longer file is
+    /// cut, and the answer says so.
+    #[serde(default, alias = "maxBytes")]
+    pub max_bytes: Option<usize>,
+    /// The service (container) (default: the sandbox's first).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListSandboxesArgs {
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+    /// List every workspace instead of one.
+    #[serde(default)]
+    pub all_workspaces: bool,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxArgs {
+    /// The sandbox's name.
+    #[serde(alias = "name")]
+    pub sandbox: String,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StartSandboxArgs {
+    /// The sandbox's name.
+    #[serde(alias = "name")]
+    pub sandbox: String,
+    /// Wait until it is Ready again (default true).
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// The longest wait, in seconds (default 120, at most 600).
+    #[serde(default, alias = "maxWaitSeconds")]
+    pub max_wait_seconds: Option<u64>,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}

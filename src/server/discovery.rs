@@ -42,6 +42,14 @@ fn subresources(kind: Kind) -> Vec<(&'static str, &'static [&'static str])> {
             ("runs", &["get"][..]),
         ]);
     }
+    if kind == Kind::Sandbox {
+        subs.extend([
+            ("exec", &["create", "get"][..]),
+            ("files", &["get", "update"][..]),
+            ("stop", &["create"][..]),
+            ("start", &["create"][..]),
+        ]);
+    }
     subs
 }
 

@@ -11,6 +11,7 @@ mod logs;
 mod objects;
 mod openapi;
 mod patch;
+mod sandbox;
 mod selector;
 mod status;
 mod table;
@@ -30,6 +31,7 @@ use tracing::info;
 
 pub use error::{ApiError, Status, StatusCause, StatusDetails};
 pub use layers::REQUEST_TIMEOUT;
+pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER, wire as exec_wire};
 pub use watch::BOOKMARK_INTERVAL;
 
 use crate::runtime::DockerRuntime;
@@ -52,7 +54,9 @@ const BASE: &str = "/apis/orcaops.dev/v1alpha1";
 
 pub fn router(state: AppState) -> Router {
     let ns = format!("{BASE}/namespaces/{{ns}}/{{plural}}");
-    Router::new()
+    // Every route but the sandbox ones gets the request timeout: an exec runs as long as
+    // its own timeoutSeconds allows, and file transfers have a longer limit of their own.
+    let timed = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route(&format!("{BASE}/containers"), get(containers::list))
@@ -114,9 +118,12 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3", get(openapi::index))
         .route(&format!("/openapi/v3{BASE}"), get(openapi::document))
         .fallback(|| async { ApiError::not_found("the requested resource") })
+        .layer(layers::timeout());
+    Router::new()
+        .merge(sandbox::routes(&ns))
+        .merge(timed)
         .layer(axum::middleware::from_fn(table::middleware))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(layers::timeout())
         // Outside the timeout, so that a timed-out request also gets a Status body.
         .layer(axum::middleware::map_response(layers::status_bodies))
         .layer(TraceLayer::new_for_http())

@@ -21,6 +21,7 @@ use crate::resources::{GROUP, Kind, VERSION};
 
 mod operations;
 mod paths;
+mod sandbox_paths;
 mod schemas;
 
 use operations::KindDocs;
@@ -80,7 +81,7 @@ pub(super) fn build() -> Value {
     for docs in &kinds {
         paths = paths::kind_paths(paths, docs);
     }
-    paths = paths::other_paths(paths::job_paths(paths));
+    paths = paths::other_paths(sandbox_paths::sandbox_paths(paths::job_paths(paths)));
     let mut tags: Vec<Tag> = kinds
         .iter()
         .map(|d| {

@@ -13,6 +13,10 @@ pub(super) const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Objec
 pub(super) const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 pub(super) const WATCH_EVENT: &str = "dev.orcaops.v1alpha1.WatchEvent";
 pub(super) const EVENT_LIST: &str = "dev.orcaops.v1alpha1.EventList";
+pub(super) const EXEC_REQUEST: &str = "dev.orcaops.v1alpha1.SandboxExecRequest";
+pub(super) const EXEC_RESULT: &str = "dev.orcaops.v1alpha1.SandboxExecResult";
+pub(super) const EXEC_STREAM_EVENT: &str = "dev.orcaops.v1alpha1.SandboxExecStreamEvent";
+pub(super) const FILE_UPLOAD: &str = "dev.orcaops.v1alpha1.SandboxFileUpload";
 
 /// The schema of one kind: its CRD's, plus apiVersion, kind and metadata, as the
 /// Kubernetes API server publishes a CRD.
@@ -135,6 +139,89 @@ pub(super) fn other_schemas() -> Map<String, Value> {
                         "lastTimestamp": { "type": "string", "format": "date-time" },
                     },
                 }},
+            },
+        }),
+    );
+    schemas.extend(sandbox_schemas());
+    schemas
+}
+
+/// The bodies of the sandbox exec and file endpoints (`server::exec_wire`).
+fn sandbox_schemas() -> Map<String, Value> {
+    let encoding = json!({
+        "type": "string",
+        "enum": ["utf-8", "base64"],
+        "description": "utf-8: the string is the output itself; base64: the output is not valid UTF-8 and the string is its standard base64.",
+    });
+    let mut schemas = Map::new();
+    schemas.insert(
+        EXEC_REQUEST.into(),
+        json!({
+            "description": "A command to run in a service container of a Ready sandbox.",
+            "type": "object",
+            "required": ["command"],
+            "additionalProperties": false,
+            "properties": {
+                "command": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                    "description": "The program and its arguments, run without a shell; use [\"sh\", \"-c\", \"...\"] for shell syntax."},
+                "service": {"type": "string", "description": "The service to run in; the sandbox's first service when absent."},
+                "env": {"type": "array", "items": {"type": "object", "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "value": {"type": "string"}}}},
+                "workingDir": {"type": "string", "description": "An absolute directory to run in."},
+                "timeoutSeconds": {"type": "integer", "minimum": 1,
+                    "description": "Kill the command after this many seconds; the result then has timedOut true and exit code 124. No limit when absent."},
+                "stdin": {"type": "string", "description": "Text written to the command's stdin, which is then closed."},
+                "stdinBase64": {"type": "string", "description": "Bytes (standard base64) written to stdin instead of stdin."},
+            },
+        }),
+    );
+    schemas.insert(
+        EXEC_RESULT.into(),
+        json!({
+            "description": "How a command ended, with all of its output.",
+            "type": "object",
+            "required": ["exitCode", "stdout", "stderr", "stdoutEncoding", "stderrEncoding", "timedOut", "durationMs"],
+            "properties": {
+                "exitCode": {"type": "integer", "description": "124 when it timed out, 126/127 when it could not run."},
+                "stdout": {"type": "string"},
+                "stderr": {"type": "string"},
+                "stdoutEncoding": encoding,
+                "stderrEncoding": encoding,
+                "timedOut": {"type": "boolean"},
+                "durationMs": {"type": "integer"},
+            },
+        }),
+    );
+    schemas.insert(
+        EXEC_STREAM_EVENT.into(),
+        json!({
+            "description": "One line of a streamed exec: output as it arrives ({stream, data, encoding}), then one {exit}, or an {error} if the exec broke off.",
+            "type": "object",
+            "properties": {
+                "stream": {"type": "string", "enum": ["stdout", "stderr"]},
+                "data": {"type": "string"},
+                "encoding": encoding,
+                "exit": {"type": "object", "properties": {
+                    "code": {"type": "integer"},
+                    "timedOut": {"type": "boolean"},
+                    "durationMs": {"type": "integer"},
+                }},
+                "error": {"type": "string"},
+            },
+        }),
+    );
+    schemas.insert(
+        FILE_UPLOAD.into(),
+        json!({
+            "description": "What an upload wrote.",
+            "type": "object",
+            "required": ["path", "service", "kind", "bytes", "sha256"],
+            "properties": {
+                "path": {"type": "string"},
+                "service": {"type": "string"},
+                "kind": {"type": "string", "enum": ["file", "directory"]},
+                "bytes": {"type": "integer", "description": "The size of the body received."},
+                "sha256": {"type": "string", "description": "The SHA-256 of the body received, in hex."},
             },
         }),
     );

@@ -54,6 +54,12 @@ fn every_operation_has_a_unique_id_a_summary_and_a_description() {
         "cancelJob",
         "listPolicies",
         "listEvents",
+        "execInSandbox",
+        "execInSandboxInteractive",
+        "readSandboxFiles",
+        "writeSandboxFiles",
+        "stopSandbox",
+        "startSandbox",
     ] {
         assert!(ids.contains(id), "missing {id}; have {ids:?}");
     }

@@ -1,0 +1,287 @@
+//! `PUT` and `GET .../sandboxes/{name}/files?path=`: one file as raw bytes, or a
+//! directory as a tar archive, into and out of a service container.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{
+    MAX_FILE_BYTES, Target, container_path, invalid_field, resolve, runtime_error, sandbox_key,
+};
+use crate::runtime::sandbox::PathKind;
+use crate::server::AppState;
+use crate::server::error::ApiError;
+
+/// The header that says whether a download (or a HEAD) is a file or a directory.
+pub const PATH_KIND_HEADER: &str = "x-orcaops-path-kind";
+const DEFAULT_MODE: u32 = 0o644;
+
+#[derive(Deserialize, Default)]
+pub(super) struct FilesQuery {
+    path: Option<String>,
+    service: Option<String>,
+    mode: Option<String>,
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A file mode in octal (`644`, `0755`).
+fn parse_mode(mode: Option<&str>) -> Result<u32, ApiError> {
+    let Some(text) = mode.filter(|m| !m.is_empty()) else {
+        return Ok(DEFAULT_MODE);
+    };
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            invalid_field(
+                "mode",
+                format!("\"{text}\" is not an octal file mode such as 0644 or 755"),
+            )
+        })
+}
+
+enum Upload {
+    File,
+    Tar,
+}
+
+fn upload_kind(headers: &HeaderMap) -> Result<Upload, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/octet-stream" => Ok(Upload::File),
+        "application/x-tar" | "application/tar" => Ok(Upload::Tar),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "a file upload is application/octet-stream (one file at path) or application/x-tar (extracted into the directory path), not {other}"
+            ),
+        )),
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        format!(
+            "an upload may carry at most {} MiB; split it, or copy a tar of parts",
+            MAX_FILE_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
+pub(super) async fn upload(
+    state: State<AppState>,
+    path: Path<(String, String, String)>,
+    query: Query<FilesQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match write_upload(state, path, query, headers, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            // A refusal may leave the rest of the body unread on the connection: close
+            // it, and say so, or the client's next request on it would be lost.
+            let mut response = e.into_response();
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
+}
+
+async fn write_upload(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    Query(q): Query<FilesQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = sandbox_key(&ns, &plural, &name)?;
+    let path = container_path(q.path.as_deref().unwrap_or(""))?;
+    let kind = upload_kind(&headers)?;
+    let mode = parse_mode(q.mode.as_deref())?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_FILE_BYTES) {
+        return Err(too_large());
+    }
+    let target = resolve(&state, &key, q.service.as_deref()).await?;
+    let bytes = axum::body::to_bytes(body, MAX_FILE_BYTES)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("the upload broke off: {e}"))
+            }
+        })?;
+    let _busy = state.activity.begin(&target.uid);
+    let size = bytes.len();
+    let sha256 = hex_sha256(&bytes);
+    let written = match kind {
+        Upload::File => {
+            if path == "/" {
+                return Err(invalid_field("path", "\"/\" is a directory; name the file"));
+            }
+            state
+                .runtime
+                .write_file(&target.container, &path, bytes, mode)
+                .await
+                .map_err(|e| runtime_error(&target, e))?;
+            "file"
+        }
+        Upload::Tar => {
+            extract_into(&state, &target, &path, bytes).await?;
+            "directory"
+        }
+    };
+    Ok(Json(json!({
+        "path": path,
+        "service": target.service,
+        "kind": written,
+        "bytes": size,
+        "sha256": sha256,
+    }))
+    .into_response())
+}
+
+/// Extracts a tar into the directory `dir` (created with its parents if missing).
+async fn extract_into(
+    state: &AppState,
+    target: &Target,
+    dir: &str,
+    tar: Bytes,
+) -> Result<(), ApiError> {
+    if let Ok(PathKind::File) = state.runtime.path_kind(&target.container, dir).await {
+        return Err(invalid_field(
+            "path",
+            format!("{dir} is a file; a tar is extracted into a directory"),
+        ));
+    }
+    state
+        .runtime
+        .extract_tar(&target.container, dir, tar)
+        .await
+        .map_err(|e| runtime_error(target, e))
+}
+
+pub(super) async fn download(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    Query(q): Query<FilesQuery>,
+    method: Method,
+) -> Result<Response, ApiError> {
+    let key = sandbox_key(&ns, &plural, &name)?;
+    let path = container_path(q.path.as_deref().unwrap_or(""))?;
+    let target = resolve(&state, &key, q.service.as_deref()).await?;
+    let busy = state.activity.begin(&target.uid);
+    let kind = state
+        .runtime
+        .path_kind(&target.container, &path)
+        .await
+        .map_err(|e| runtime_error(&target, e))?;
+    let base_name = path
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("root");
+    let (kind_name, content_type, file_name) = match kind {
+        PathKind::File => ("file", "application/octet-stream", base_name.to_string()),
+        PathKind::Directory => ("directory", "application/x-tar", format!("{base_name}.tar")),
+    };
+    let mut response = if method == Method::HEAD {
+        StatusCode::OK.into_response()
+    } else {
+        match kind {
+            PathKind::File => {
+                let content = state
+                    .runtime
+                    .read_file(&target.container, &path, MAX_FILE_BYTES as u64)
+                    .await
+                    .map_err(|e| runtime_error(&target, e))?;
+                drop(busy);
+                let mut response = Body::from(content.clone()).into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_LENGTH, content.len().into());
+                if let Ok(sha) = hex_sha256(&content).parse() {
+                    headers.insert("x-checksum-sha256", sha);
+                }
+                response
+            }
+            PathKind::Directory => {
+                let stream = state.runtime.download_tar(&target.container, &path);
+                // The sandbox stays busy until the whole archive is sent.
+                let body = stream.map(move |chunk| {
+                    let _busy = &busy;
+                    chunk.map_err(std::io::Error::other)
+                });
+                Body::from_stream(body).into_response()
+            }
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        content_type.parse().expect("a media type"),
+    );
+    headers.insert(PATH_KIND_HEADER, kind_name.parse().expect("a header value"));
+    if let Ok(value) = format!("attachment; filename=\"{file_name}\"").parse() {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode(None).unwrap(), 0o644);
+        assert_eq!(parse_mode(Some("755")).unwrap(), 0o755);
+        assert_eq!(parse_mode(Some("0600")).unwrap(), 0o600);
+        for bad in ["9", "rwx", "77777"] {
+            assert_eq!(
+                parse_mode(Some(bad)).unwrap_err().details.causes[0].field,
+                "mode"
+            );
+        }
+    }
+
+    #[test]
+    fn uploads_are_a_file_or_a_tar() {
+        let mut headers = HeaderMap::new();
+        assert!(matches!(upload_kind(&headers), Ok(Upload::File)));
+        headers.insert(header::CONTENT_TYPE, "application/x-tar".parse().unwrap());
+        assert!(matches!(upload_kind(&headers), Ok(Upload::Tar)));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert_eq!(
+            upload_kind(&headers).err().unwrap().code,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+}
