@@ -751,6 +751,42 @@ fn a_second_process_cannot_share_a_data_dir() {
 }
 
 #[test]
+fn an_operator_cannot_share_a_data_dir() {
+    let server = Server::start();
+    // A kubeconfig that parses: without the lock, the operator would go on to the
+    // (unreachable) cluster and exit 5 instead.
+    let kubeconfig = server.data_dir.parent().unwrap().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n\
+         current-context: x\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "operator",
+            "--no-leader-election",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use by another orcaops"), "{stderr}");
+    assert!(stderr.contains("data dir of its own"), "{stderr}");
+    assert!(
+        server.cli(&["get", "jobs"]).status.success(),
+        "the server is undisturbed"
+    );
+}
+
+#[test]
 fn run_f_runs_a_job_file_and_reruns_it_unchanged() {
     let server = Server::start();
     let example = |name: &str| format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));

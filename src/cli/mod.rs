@@ -16,7 +16,7 @@ mod sync;
 mod terminal;
 mod watch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -345,6 +345,41 @@ async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, CliError> {
             .map_err(|e| CliError::usage(format!("cannot write: {e}")))?;
     }
     Ok(exit::OK)
+}
+
+/// Takes `<data_dir>/orcaops.lock` for as long as the returned file lives, so that two
+/// processes never share a data dir: a second store's writes would never reach the
+/// first one's watchers, and two operators would write the same run records. `hint`
+/// ends the error: what the caller should do instead.
+pub(crate) fn lock_data_dir(data_dir: &Path, hint: &str) -> Result<std::fs::File, CliError> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        CliError::usage(format!(
+            "cannot create the data dir {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let path = data_dir.join("orcaops.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| CliError::usage(format!("cannot open {}: {e}", path.display())))?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(CliError::usage(format!(
+            "the data dir {} is in use by another orcaops (pid {}); {hint}",
+            data_dir.display(),
+            holder.trim()
+        )));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 /// Where local state lives when `--data-dir` is not given.

@@ -113,6 +113,12 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, CliError> {
 
 pub async fn operator(args: OperatorArgs) -> Result<u8, CliError> {
     let options = options(args)?;
+    // Before connecting: a second operator on the same run records is refused at once.
+    let _lock = super::lock_data_dir(
+        &options.data_dir,
+        "each operator replica needs a data dir of its own (the chart and manifests give \
+         every pod its own volume); choose another --data-dir",
+    )?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

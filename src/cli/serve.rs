@@ -40,46 +40,16 @@ pub struct LocalMode {
 }
 
 impl LocalMode {
-    /// Takes `<data_dir>/orcaops.lock`, so that two processes never share a store: the
-    /// second one's writes would never reach the first one's watchers.
-    fn lock(data_dir: &std::path::Path) -> Result<std::fs::File, CliError> {
-        use std::io::{Read, Seek, Write};
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            CliError::usage(format!(
-                "cannot create the data dir {}: {e}",
-                data_dir.display()
-            ))
-        })?;
-        let path = data_dir.join("orcaops.lock");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| CliError::usage(format!("cannot open {}: {e}", path.display())))?;
-        if file.try_lock().is_err() {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            return Err(CliError::usage(format!(
-                "the data dir {} is in use by another orcaops (pid {}); talk to it with --server, or choose another --data-dir",
-                data_dir.display(),
-                holder.trim()
-            )));
-        }
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = write!(file, "{}", std::process::id());
-        Ok(file)
-    }
-
     pub async fn start(
         data_dir: PathBuf,
         dir: Option<PathBuf>,
         listen: SocketAddr,
         workers: usize,
     ) -> Result<LocalMode, CliError> {
-        let lock = Self::lock(&data_dir)?;
+        let lock = super::lock_data_dir(
+            &data_dir,
+            "talk to it with --server, or choose another --data-dir",
+        )?;
         let store = LocalStore::open(&data_dir).await.map_err(|e| {
             CliError::usage(format!(
                 "cannot open the store in {}: {e}",
