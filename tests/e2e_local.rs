@@ -779,7 +779,7 @@ fn an_operator_cannot_share_a_data_dir() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("in use by another orcaops"), "{stderr}");
-    assert!(stderr.contains("data dir of its own"), "{stderr}");
+    assert!(stderr.contains("a data dir of its own"), "{stderr}");
     assert!(
         server.cli(&["get", "jobs"]).status.success(),
         "the server is undisturbed"

@@ -113,12 +113,18 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, CliError> {
 
 pub async fn operator(args: OperatorArgs) -> Result<u8, CliError> {
     let options = options(args)?;
-    // Before connecting: a second operator on the same run records is refused at once.
-    let _lock = super::lock_data_dir(
-        &options.data_dir,
-        "each operator replica needs a data dir of its own (the chart and manifests give \
-         every pod its own volume); choose another --data-dir",
-    )?;
+    // Without a Lease, nothing else keeps a second operator from acting beside this
+    // one, writing the same run records; refuse it before connecting. (With the Lease,
+    // replicas may share a ReadWriteMany data dir: only the leader writes.)
+    let _lock = if options.leader_election {
+        None
+    } else {
+        Some(super::lock_data_dir(
+            &options.data_dir,
+            "without leader election, each operator needs a data dir of its own; \
+             choose another --data-dir, or use --leader-election so that one of them acts",
+        )?)
+    };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -112,6 +112,14 @@ pub enum ContainerState {
     },
     /// Any other Docker state (paused, restarting, removing, dead).
     Other(String),
+    /// It never started and the runtime will not get it going by itself: on a cluster, a
+    /// pod whose image cannot be pulled (`ErrImagePull`, `ImagePullBackOff`,
+    /// `InvalidImageName`) or whose container the kubelet refuses to create
+    /// (`CreateContainerConfigError`). `reason` is the kubelet's, with its message. Docker
+    /// never reports it: there the pull or the create fails in the call itself.
+    CannotStart {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -64,6 +64,7 @@ impl From<ContainerInfo> for ContainerItem {
             ContainerState::Running => ("running".to_string(), None),
             ContainerState::Exited { code } => ("exited".to_string(), Some(*code)),
             ContainerState::Other(s) => (s.clone(), None),
+            ContainerState::CannotStart { reason } => (format!("cannot start: {reason}"), None),
         };
         ContainerItem {
             id: c.id,

@@ -346,6 +346,40 @@ async fn a_failed_pod_is_retried_after_the_backoff() {
 }
 
 #[tokio::test]
+async fn a_pod_that_cannot_pull_its_image_fails_its_attempt_with_the_kubelets_reason() {
+    let s = Scenario::new(json!({"retry": {"limit": 1, "backoffSeconds": 30}})).await;
+    s.reconcile().await.unwrap();
+    s.set_pod(
+        "Pending",
+        json!({"waiting": {
+            "reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"busybox:nope\""
+        }}),
+    );
+    s.reconcile().await.unwrap();
+    s.settle().await;
+    assert!(s.pod_names().is_empty(), "the stuck pod is removed");
+    let status = s.status();
+    assert_eq!(status.phase, JobPhase::Pending, "{:?}", status.summary);
+    assert_eq!(status.attempt, Some(2), "retried like any failed attempt");
+    let uid = s.with(|c| {
+        c.job.as_ref().unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    let attempts = s.ctx.records.attempts(&uid, 1).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, AttemptOutcome::StartFailed);
+    assert!(
+        attempts[0].message.contains("ImagePullBackOff")
+            && attempts[0].message.contains("busybox:nope"),
+        "{}",
+        attempts[0].message
+    );
+}
+
+#[tokio::test]
 async fn the_timeout_stops_the_pod_and_the_run_times_out() {
     let s = Scenario::new(json!({"timeoutSeconds": 60})).await;
     s.reconcile().await.unwrap();

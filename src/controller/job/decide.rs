@@ -57,6 +57,15 @@ pub enum JobAction {
     },
     /// Remove a container whose result is already recorded.
     Remove { container: ContainerInfo },
+    /// The attempt never started and will not ([`ContainerState::CannotStart`]): remove
+    /// it and record it with `outcome` and `message`; nothing ran, so there is no output.
+    Abandon {
+        container: ContainerInfo,
+        run: u32,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        message: String,
+    },
     /// Record that the attempt's container vanished before its result was read.
     RecordLost {
         run: u32,
@@ -218,6 +227,14 @@ impl Decider<'_> {
                 });
             } else if Some((run, attempt)) == current {
                 found = Some(c.clone());
+            } else if let ContainerState::CannotStart { reason } = &c.state {
+                self.actions.push(JobAction::Abandon {
+                    container: c.clone(),
+                    run,
+                    attempt,
+                    outcome: AttemptOutcome::Cancelled,
+                    message: format!("never started: {reason}"),
+                });
             } else {
                 // A leftover of an earlier attempt: keep its output, then remove it.
                 let forced = is_live(c).then_some(AttemptOutcome::Cancelled);
@@ -239,9 +256,14 @@ impl Decider<'_> {
         if self.is_active() {
             let (run, attempt) = self.current().expect("active run has a number");
             if let Some(c) = live_current {
-                let forced = is_live(&c).then_some(AttemptOutcome::Cancelled);
                 self.status.summary =
                     Some(format!("run {run}: stopping (the job is being deleted)"));
+                if let ContainerState::CannotStart { reason } = &c.state {
+                    let message = format!("never started: {reason}");
+                    self.abandon(c, run, attempt, AttemptOutcome::Cancelled, message);
+                    return;
+                }
+                let forced = is_live(&c).then_some(AttemptOutcome::Cancelled);
                 self.actions.push(JobAction::Harvest {
                     container: c,
                     run,
@@ -385,6 +407,24 @@ impl Decider<'_> {
         self.requeue_deadline();
     }
 
+    fn abandon(
+        &mut self,
+        container: ContainerInfo,
+        run: u32,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        message: String,
+    ) {
+        self.actions.push(JobAction::Abandon {
+            container,
+            run,
+            attempt,
+            outcome,
+            message,
+        });
+        self.requeue_in(Duration::ZERO);
+    }
+
     fn deadline(&self) -> Option<DateTime<Utc>> {
         let timeout = self.obs.spec.timeout_seconds?;
         Some(self.status.start_time? + chrono::TimeDelta::seconds(timeout as i64))
@@ -429,6 +469,22 @@ impl Decider<'_> {
         } else {
             None
         };
+        if let Some(c) = &live_current
+            && let ContainerState::CannotStart { reason } = &c.state
+        {
+            // Nothing ran, so there is nothing to harvest: record why, then retry or end
+            // as any failed attempt does (or as the cancel or timeout says).
+            let (outcome, message) = match stop_for {
+                Some((_, outcome)) => (outcome, format!("never started: {reason}")),
+                None => (
+                    AttemptOutcome::StartFailed,
+                    format!("the pod cannot start: {reason}"),
+                ),
+            };
+            let c = c.clone();
+            self.abandon(c, run, attempt, outcome, message);
+            return;
+        }
         if let Some((phase, outcome)) = stop_for {
             // Stop and harvest first, so the run ends with the steps that really ran.
             if let Some(c) = live_current {
@@ -493,6 +549,7 @@ impl Decider<'_> {
                     self.requeue_deadline();
                 }
                 ContainerState::Other(_) => self.requeue_in(Duration::from_secs(1)),
+                ContainerState::CannotStart { .. } => unreachable!("abandoned above"),
             },
             None if self.status.phase == JobPhase::Running => {
                 let container_name = self

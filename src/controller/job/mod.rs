@@ -252,6 +252,20 @@ async fn act(
             ctx.jobs.remove(&container.id).await?;
             Ok(None)
         }
+        JobAction::Abandon {
+            container,
+            run,
+            attempt,
+            outcome,
+            message,
+        } => {
+            warn!(run, attempt, pod = %container.id, "{message}");
+            ctx.unfollow(&container.id);
+            ctx.jobs.remove(&container.id).await?;
+            record_without_container(ctx, obj, run, attempt, container.name, outcome, message)
+                .await
+                .map(Some)
+        }
         JobAction::RecordLost {
             run,
             attempt,

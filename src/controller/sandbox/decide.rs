@@ -169,7 +169,9 @@ fn needs_stop(state: &ContainerState) -> bool {
         ContainerState::Other(other) => {
             !matches!(other.as_str(), "dead" | "removing" | "created" | "exited")
         }
-        ContainerState::Created | ContainerState::Exited { .. } => false,
+        ContainerState::Created
+        | ContainerState::Exited { .. }
+        | ContainerState::CannotStart { .. } => false,
     }
 }
 

@@ -396,11 +396,37 @@ fn holding_steps(pod: &Pod) -> Option<usize> {
         .ok()
 }
 
+/// Why the kubelet leaves a container waiting that it will not get past by itself: the
+/// image cannot be pulled or named, or the container cannot be made from the pod's spec.
+/// (`ContainerCreating` and `PodInitializing` are on their way; `CrashLoopBackOff`
+/// needs a restart policy, which attempt pods do not have.)
+const CANNOT_START: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// The reason (with the kubelet's message) a container is stuck waiting, if it is.
+pub(crate) fn cannot_start(state: &k8s_openapi::api::core::v1::ContainerState) -> Option<String> {
+    let waiting = state.waiting.as_ref()?;
+    let reason = waiting.reason.as_deref()?;
+    CANNOT_START
+        .contains(&reason)
+        .then(|| match waiting.message.as_deref() {
+            Some(message) if !message.is_empty() => format!("{reason}: {message}"),
+            _ => reason.to_string(),
+        })
+}
+
 /// A pod as the controller sees an attempt. The state is the `steps` container's:
 /// waiting or running is Running (a pod being scheduled or pulling its image has
-/// started as far as the controller can act), terminated is Exited with its code. A
-/// pod that ended without that container ever running (deadline, eviction) is Exited
-/// with 0 if it succeeded and 1 otherwise.
+/// started as far as the controller can act), terminated is Exited with its code, and
+/// waiting for a reason it will not get past ([`cannot_start`]) is CannotStart. A pod
+/// that ended without that container ever running (deadline, eviction) is Exited with 0
+/// if it succeeded and 1 otherwise.
 pub(crate) fn pod_info(pod: &Pod) -> ContainerInfo {
     let meta = pod.meta();
     let namespace = meta.namespace.clone().unwrap_or_default();
@@ -413,6 +439,7 @@ pub(crate) fn pod_info(pod: &Pod) -> ContainerInfo {
         .find(|c| c.name == STEPS_CONTAINER);
     let container_state = steps.and_then(|c| c.state.clone()).unwrap_or_default();
     let phase = status.phase.as_deref().unwrap_or("Pending");
+    let stuck = cannot_start(&container_state);
     let (state, started_at, finished_at) = match (&container_state.terminated, phase) {
         (Some(t), _) => (
             ContainerState::Exited {
@@ -424,6 +451,13 @@ pub(crate) fn pod_info(pod: &Pod) -> ContainerInfo {
         (None, "Succeeded") => (ContainerState::Exited { code: 0 }, None, None),
         (None, "Failed") => (ContainerState::Exited { code: 1 }, None, None),
         (None, "Unknown") => (ContainerState::Other("Unknown".to_string()), None, None),
+        (None, "Pending" | "Running") if stuck.is_some() => (
+            ContainerState::CannotStart {
+                reason: stuck.unwrap_or_default(),
+            },
+            None,
+            None,
+        ),
         (None, _) => (
             ContainerState::Running,
             container_state

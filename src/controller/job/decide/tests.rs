@@ -551,3 +551,89 @@ fn a_container_started_before_its_status_was_written_is_adopted_not_cancelled() 
     assert_eq!(starts(&d), vec![(1, 2)]);
     assert_eq!(harvest_forced(&d), None, "{:?}", d.actions);
 }
+
+fn abandoned(d: &Decision) -> Option<(u32, u32, AttemptOutcome, String)> {
+    d.actions.iter().find_map(|a| match a {
+        JobAction::Abandon {
+            run,
+            attempt,
+            outcome,
+            message,
+            ..
+        } => Some((*run, *attempt, *outcome, message.clone())),
+        _ => None,
+    })
+}
+
+fn pull_failure() -> ContainerState {
+    ContainerState::CannotStart {
+        reason: "ImagePullBackOff: Back-off pulling image \"busybox:nope\"".into(),
+    }
+}
+
+#[test]
+fn an_attempt_that_cannot_start_is_abandoned_and_retried_as_a_failure() {
+    let f = Fixture::new().with_retry(1, 4);
+    let d = f.decide();
+    let f = f.after(&d, 3).container(1, 1, pull_failure());
+    let d = f.decide();
+    let (run, attempt, outcome, message) = abandoned(&d).expect("abandoned");
+    assert_eq!((run, attempt, outcome), (1, 1, AttemptOutcome::StartFailed));
+    assert!(
+        message.contains("cannot start") && message.contains("busybox:nope"),
+        "{message}"
+    );
+    assert!(harvest_forced(&d).is_none(), "nothing ran: no harvest");
+    assert!(
+        !d.actions
+            .iter()
+            .any(|a| matches!(a, JobAction::Follow { .. })),
+        "{:?}",
+        d.actions
+    );
+    // Recorded as a failed start: the retry waits out its backoff like any failure.
+    let f = f
+        .after(&d, 0)
+        .no_containers()
+        .record(1, 1, AttemptOutcome::StartFailed, 0);
+    let d = f.decide();
+    assert_eq!(d.status.attempt, Some(2));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(4)));
+    assert!(starts(&d).is_empty());
+}
+
+#[test]
+fn a_stuck_attempt_past_the_deadline_or_cancelled_says_so() {
+    let f = Fixture::new().with_timeout(10);
+    let d = f.decide();
+    let f = f.after(&d, 11).container(1, 1, pull_failure());
+    let (_, _, outcome, message) = abandoned(&f.decide()).expect("abandoned");
+    assert_eq!(outcome, AttemptOutcome::TimedOut);
+    assert!(
+        message.starts_with("never started: ImagePullBackOff"),
+        "{message}"
+    );
+
+    let f = Fixture::new();
+    let d = f.decide();
+    let mut f = f.after(&d, 1).container(1, 1, pull_failure());
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::CANCEL.to_string(), "1".to_string());
+    let (_, _, outcome, _) = abandoned(&f.decide()).expect("abandoned");
+    assert_eq!(outcome, AttemptOutcome::Cancelled);
+}
+
+#[test]
+fn a_stuck_leftover_is_abandoned_not_harvested() {
+    let f = Fixture::new().with_retry(2, 1);
+    let d = f.decide();
+    // The Job has moved on to attempt 2, but attempt 1's pod is still there, stuck.
+    let mut f = f.after(&d, 1).container(1, 1, pull_failure());
+    f.obs.status.attempt = Some(2);
+    let d = f.decide();
+    let (run, attempt, outcome, _) = abandoned(&d).expect("abandoned");
+    assert_eq!((run, attempt, outcome), (1, 1, AttemptOutcome::Cancelled));
+    assert!(harvest_forced(&d).is_none(), "{:?}", d.actions);
+}

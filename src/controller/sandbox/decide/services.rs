@@ -186,6 +186,14 @@ impl Decider<'_> {
             ContainerState::Created => {
                 self.start(service, container.id.clone(), &mut status, false);
             }
+            // A pod that cannot pull its image: the kubelet goes on trying; say why.
+            ContainerState::CannotStart { reason } => {
+                status.ready = false;
+                status.state = Some("waiting".into());
+                status.message = Some(reason.clone());
+                self.requeue_in(Duration::from_secs(5));
+                return (status, false);
+            }
             ContainerState::Exited { .. } | ContainerState::Other(_) => {
                 let code = match container.state {
                     ContainerState::Exited { code } => Some(code),

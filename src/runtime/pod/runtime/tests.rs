@@ -314,6 +314,37 @@ fn pods_that_ended_without_the_container_running_have_exited() {
     );
 }
 
+#[test]
+fn a_pod_stuck_on_its_image_cannot_start_and_says_why() {
+    let info = |state: Value| {
+        let pod: Pod = serde_json::from_value(pod(POD, json!({}), "Pending", state)).unwrap();
+        pod_info(&pod).state
+    };
+    assert_eq!(
+        info(json!({"waiting": {
+            "reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"busybox:nope\""
+        }})),
+        ContainerState::CannotStart {
+            reason: "ImagePullBackOff: Back-off pulling image \"busybox:nope\"".into()
+        }
+    );
+    assert_eq!(
+        info(json!({"waiting": {"reason": "InvalidImageName"}})),
+        ContainerState::CannotStart {
+            reason: "InvalidImageName".into()
+        }
+    );
+    // On its way: still Running as far as the controller is concerned.
+    for reason in ["ContainerCreating", "PodInitializing"] {
+        assert_eq!(
+            info(json!({"waiting": {"reason": reason}})),
+            ContainerState::Running,
+            "{reason}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn logs_follow_the_pod_log_with_timestamps() {
     let (client, api) = mock_client();
