@@ -380,6 +380,56 @@ async fn a_pod_that_cannot_pull_its_image_fails_its_attempt_with_the_kubelets_re
 }
 
 #[tokio::test]
+async fn a_log_rotated_away_is_read_from_the_journal_the_follower_kept() {
+    let s = Scenario::new(json!({})).await;
+    s.reconcile().await.unwrap();
+    s.set_pod("Running", json!({"running": {}}));
+    s.set_log(&[0, 4]);
+    // The follower reads the log as it is; twice, as after a controller restart.
+    for _ in 0..2 {
+        s.reconcile().await.unwrap();
+        s.settle().await;
+    }
+    // The kubelet rotates: pods/log now starts at step 1 (the last three lines).
+    s.with(|c| {
+        let lines: Vec<&str> = c.log.lines().collect();
+        c.log = lines[3..].join("\n") + "\n";
+    });
+    s.set_pod("Failed", terminated(4));
+    s.reconcile().await.unwrap();
+    let status = s.status();
+    assert_eq!(status.phase, JobPhase::Failed, "{:?}", status.summary);
+    let codes: Vec<Option<i64>> = status.steps.iter().map(|s| s.exit_code).collect();
+    assert_eq!(
+        codes,
+        [Some(0), Some(4)],
+        "step one's markers came from the journal"
+    );
+    assert_eq!(status.steps[0].output_tail, "output of step 0");
+    let journals: Vec<_> = walk(s._dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+        .collect();
+    assert!(
+        journals.is_empty(),
+        "a harvested journal is removed: {journals:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test]
 async fn the_timeout_stops_the_pod_and_the_run_times_out() {
     let s = Scenario::new(json!({"timeoutSeconds": 60})).await;
     s.reconcile().await.unwrap();

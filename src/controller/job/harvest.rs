@@ -12,11 +12,11 @@ use crate::records::{self, AttemptOutcome, AttemptRecord};
 use crate::resources::Object;
 use crate::resources::job::{ArtifactStatus, JobSpec, StepStatus};
 use crate::runtime::runner::RunnerParser;
-use crate::runtime::{ContainerInfo, ContainerState, RuntimeError};
+use crate::runtime::{ContainerInfo, ContainerState, LogLine, RuntimeError};
 
 use super::super::{Context, ControllerError};
-use super::STOP_GRACE_SECS;
 use super::decide::NONCE_LABEL;
+use super::{STOP_GRACE_SECS, journal};
 
 /// How much of a step's output its status keeps.
 const TAIL_LINES: usize = 20;
@@ -43,7 +43,8 @@ pub(super) async fn harvest(
     };
     let run_dir = super::run_dir(ctx, obj, run);
     let nonce = container.label(NONCE_LABEL).unwrap_or_default().to_string();
-    let output = read_output(ctx, container, &nonce, spec.steps.len()).await?;
+    let journal = journal::path(&records::attempt_log(&run_dir, attempt));
+    let output = read_output(ctx, container, &journal, &nonce, spec.steps.len()).await?;
     write_logs(&run_dir, attempt, spec, &output).await?;
 
     let steps: Vec<StepStatus> = spec
@@ -141,6 +142,12 @@ pub(super) async fn harvest(
     };
     ctx.records.put_attempt(&record).await?;
     info!(run, attempt, outcome = ?record.outcome, "attempt recorded");
+    // Its lines are in the step logs now.
+    if let Err(e) = tokio::fs::remove_file(&journal).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(journal = %journal.display(), error = %e, "cannot remove a harvested attempt's journal");
+    }
     // The record is safe; the container is no longer needed. Removal is off the
     // critical path: a crash before it happens leaves a harvested container that the
     // next reconcile removes.
@@ -164,9 +171,12 @@ struct Output {
     last_time: Option<DateTime<Utc>>,
 }
 
+/// The attempt's output, split into steps: what the runtime serves, after what it no
+/// longer serves but the follower kept in the journal (see [`journal`]).
 async fn read_output(
     ctx: &Context,
     container: &ContainerInfo,
+    journal_path: &std::path::Path,
     nonce: &str,
     step_count: usize,
 ) -> Result<Output, ControllerError> {
@@ -180,13 +190,15 @@ async fn read_output(
         last_time: None,
     };
     let mut lines = ctx.jobs.logs(&container.id, false);
-    while let Some(line) = lines.next().await {
-        let line = match line {
-            Ok(line) => line,
-            // Gone meanwhile (a stopped pod is deleted): what was read is what there is.
-            Err(RuntimeError::ContainerNotFound { .. }) => break,
-            Err(e) => return Err(e.into()),
-        };
+    let mut next = async || match lines.next().await {
+        Some(Ok(line)) => Ok(Some(line)),
+        // Gone meanwhile (a stopped pod is deleted): what was read is what there is.
+        Some(Err(RuntimeError::ContainerNotFound { .. })) | None => Ok(None),
+        Some(Err(e)) => Err(ControllerError::from(e)),
+    };
+    let head = next().await?;
+    let lost = journal::lost_before(journal::read(journal_path).await?, head.as_ref());
+    let mut push = |line: LogLine| {
         output.first_time.get_or_insert(line.timestamp);
         output.last_time = Some(line.timestamp);
         if let Some((step, text)) = parser.push(&line) {
@@ -196,6 +208,12 @@ async fn read_output(
             }
             output.all.push(text);
         }
+    };
+    for line in lost.into_iter().chain(head) {
+        push(line);
+    }
+    while let Some(line) = next().await? {
+        push(line);
     }
     output.progress = parser.steps().to_vec();
     Ok(output)

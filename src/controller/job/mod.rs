@@ -4,6 +4,7 @@
 mod cluster_tests;
 pub mod decide;
 mod harvest;
+mod journal;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -453,16 +454,19 @@ pub(super) async fn follow_output(
             tokio::fs::create_dir_all(dir).await?;
         }
         let mut file = tokio::fs::File::create(&log_path).await?;
+        let mut journal = journal::Writer::open(&journal::path(&log_path)).await?;
         let mut parser = RunnerParser::new(&nonce, step_count);
         let mut lines = ctx.jobs.logs(&container_id, true);
         let mut woken = false;
         while let Some(line) = lines.next().await {
             let Ok(line) = line else { break };
+            journal.push(&line).await?;
             if let Some((_, text)) = parser.push(&line) {
                 file.write_all(text.as_bytes()).await?;
                 file.write_all(b"\n").await?;
                 file.flush().await?;
             }
+            journal.flush().await?;
             if holds && !woken && parser.finished_code().is_some() {
                 // The runner now waits for its artifacts to be copied out.
                 woken = true;

@@ -1,0 +1,214 @@
+//! The attempt's raw output as it was followed, kept beside the attempt log
+//! (`attempt-N.journal`), so that a harvest can read what the runtime no longer serves.
+//!
+//! The kubelet rotates container logs (10 MiB by default) and `pods/log` answers only
+//! the current file, so a harvest that reads the log from the start would lose the
+//! runner's markers of the early steps. The follower appends every line, with its
+//! timestamp and stream, as it arrives; the harvest puts the journal's lines from
+//! before the runtime's first line in front of what the runtime still has. Docker
+//! keeps the whole log, so there the journal adds nothing and is never read past its
+//! first line. Once the attempt is harvested, the journal is removed.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::runtime::{LogLine, LogStream};
+
+/// Where the journal of the attempt logged at `attempt_log` is.
+pub(super) fn path(attempt_log: &Path) -> PathBuf {
+    attempt_log.with_extension("journal")
+}
+
+/// One line of the journal: `<RFC 3339 timestamp>\t<o|e>\t<text>`.
+fn encode(line: &LogLine) -> String {
+    let stream = match line.stream {
+        LogStream::Stdout => 'o',
+        LogStream::Stderr => 'e',
+    };
+    format!(
+        "{}\t{stream}\t{}\n",
+        line.timestamp.to_rfc3339_opts(SecondsFormat::Nanos, true),
+        line.text
+    )
+}
+
+fn decode(line: &str) -> Option<LogLine> {
+    let mut parts = line.splitn(3, '\t');
+    let timestamp = DateTime::parse_from_rfc3339(parts.next()?)
+        .ok()?
+        .with_timezone(&Utc);
+    let stream = match parts.next()? {
+        "o" => LogStream::Stdout,
+        "e" => LogStream::Stderr,
+        _ => return None,
+    };
+    Some(LogLine {
+        stream,
+        timestamp,
+        text: parts.next()?.to_string(),
+    })
+}
+
+/// Appends to a journal, skipping what it holds already: a follower started again
+/// (after a controller restart) reads the log from the start once more. Two lines can
+/// share a timestamp, so the lines at the journal's last timestamp are compared by text.
+pub(super) struct Writer {
+    file: tokio::fs::File,
+    /// The journal's last timestamp and the texts logged at it, until the first new line.
+    held: Option<(DateTime<Utc>, Vec<String>)>,
+}
+
+impl Writer {
+    pub(super) async fn open(path: &Path) -> std::io::Result<Writer> {
+        let journal = read(path).await?;
+        let held = journal.last().map(|last| {
+            let at = last.timestamp;
+            let texts = journal
+                .iter()
+                .filter(|l| l.timestamp == at)
+                .map(|l| l.text.clone())
+                .collect();
+            (at, texts)
+        });
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        Ok(Writer { file, held })
+    }
+
+    pub(super) async fn push(&mut self, line: &LogLine) -> std::io::Result<()> {
+        if let Some((at, texts)) = &mut self.held {
+            if line.timestamp < *at {
+                return Ok(());
+            }
+            if line.timestamp == *at
+                && let Some(i) = texts.iter().position(|t| *t == line.text)
+            {
+                texts.swap_remove(i);
+                return Ok(());
+            }
+            // The first line the journal lacks: the rest are new too.
+            self.held = None;
+        }
+        self.file.write_all(encode(line).as_bytes()).await
+    }
+
+    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().await
+    }
+}
+
+/// Every line of the journal; none when there is no journal. A torn last line (a
+/// crash mid-write) is skipped.
+pub(super) async fn read(path: &Path) -> std::io::Result<Vec<LogLine>> {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut lines = BufReader::new(file).lines();
+    let mut out = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        out.extend(decode(&line));
+    }
+    Ok(out)
+}
+
+/// What the runtime lost: the journal's lines before `first` (the first line the
+/// runtime still serves), or all of them when it serves none. Lines that share
+/// `first`'s timestamp count as lost only when they come before it in the journal.
+pub(super) fn lost_before(mut journal: Vec<LogLine>, first: Option<&LogLine>) -> Vec<LogLine> {
+    let Some(first) = first else {
+        return journal;
+    };
+    let end = journal
+        .iter()
+        .position(|l| l.timestamp == first.timestamp && l.text == first.text)
+        .unwrap_or_else(|| journal.partition_point(|l| l.timestamp < first.timestamp));
+    journal.truncate(end);
+    journal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(second: u32, text: &str) -> LogLine {
+        LogLine {
+            stream: if second.is_multiple_of(2) {
+                LogStream::Stdout
+            } else {
+                LogStream::Stderr
+            },
+            timestamp: DateTime::parse_from_rfc3339(&format!("2026-01-01T00:00:{second:02}.5Z"))
+                .unwrap()
+                .with_timezone(&Utc),
+            text: text.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_journal_keeps_lines_with_tabs_and_streams_and_skips_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(&dir.path().join("attempt-1.log"));
+        assert_eq!(path.file_name().unwrap(), "attempt-1.journal");
+        assert!(read(&path).await.unwrap().is_empty(), "no journal yet");
+        let mut twin = line(2, "twin");
+        twin.stream = LogStream::Stdout;
+        let lines = [line(1, "a\tb"), line(2, ""), twin, line(3, "ü")];
+        let mut writer = Writer::open(&path).await.unwrap();
+        for l in &lines[..2] {
+            writer.push(l).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        drop(writer);
+        // A follower started again sees the log from the start: nothing is doubled.
+        let mut writer = Writer::open(&path).await.unwrap();
+        for l in &lines {
+            writer.push(l).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        assert_eq!(read(&path).await.unwrap(), lines);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attempt-1.journal");
+        let whole = encode(&line(1, "whole"));
+        tokio::fs::write(&path, format!("{whole}2026-01-01T00:0"))
+            .await
+            .unwrap();
+        assert_eq!(read(&path).await.unwrap(), [line(1, "whole")]);
+    }
+
+    #[test]
+    fn only_what_the_runtime_lost_is_put_back() {
+        let journal = vec![line(1, "one"), line(2, "two"), line(3, "three")];
+        let texts = |lines: Vec<LogLine>| lines.into_iter().map(|l| l.text).collect::<Vec<_>>();
+        // Rotated: the runtime starts at second 3.
+        assert_eq!(
+            texts(lost_before(journal.clone(), Some(&line(3, "three")))),
+            ["one", "two"]
+        );
+        // Nothing lost (Docker): the runtime starts where the journal does.
+        assert!(lost_before(journal.clone(), Some(&line(1, "one"))).is_empty());
+        // Two lines at one instant, the rotation between them: the first one is lost.
+        let same = vec![line(1, "one"), line(2, "end"), line(2, "start")];
+        assert_eq!(
+            texts(lost_before(same.clone(), Some(&line(2, "start")))),
+            ["one", "end"]
+        );
+        // A first line the journal never saw: everything before its instant.
+        assert_eq!(
+            texts(lost_before(same, Some(&line(3, "unseen")))),
+            ["one", "end", "start"]
+        );
+        // The runtime serves nothing at all any more.
+        assert_eq!(texts(lost_before(journal, None)), ["one", "two", "three"]);
+    }
+}
