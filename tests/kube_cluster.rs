@@ -114,6 +114,7 @@ async fn the_operator_runs_a_job_as_a_pod_collects_its_artifact_and_lets_it_go()
             data_dir: data.path().to_path_buf(),
             leader_election: false,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            api_addr: None,
             workers: 2,
         },
         shutdown.clone(),

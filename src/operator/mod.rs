@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::controller::{self, Context};
 use crate::runtime::PodRuntime;
+use crate::server::AppState;
 use crate::store::kube::{AccessError, ConnectError, KubeStore};
 use crate::store::{LocalStore, StoreError};
 use lease::{LeaderElector, LeaseConfig, own_identity, own_namespace};
@@ -33,6 +34,8 @@ pub struct OperatorOptions {
     pub data_dir: PathBuf,
     pub leader_election: bool,
     pub metrics_addr: SocketAddr,
+    /// Where the REST facade and MCP listen (`--api`); None: they do not run.
+    pub api_addr: Option<SocketAddr>,
     pub workers: usize,
 }
 
@@ -44,11 +47,14 @@ pub enum OperatorError {
     Access(#[from] AccessError),
     #[error("cannot open the run records in {}: {source}", dir.display())]
     Records { dir: PathBuf, source: StoreError },
-    #[error("cannot listen on {addr} for metrics: {source}")]
+    #[error("cannot listen on {addr} for {what}: {source}")]
     Listen {
         addr: SocketAddr,
+        what: &'static str,
         source: std::io::Error,
     },
+    #[error("cannot start MCP: {0}")]
+    Mcp(String),
 }
 
 /// Runs the operator until `shutdown`: the Kubernetes store, pods for Job attempts, run
@@ -107,6 +113,7 @@ pub async fn run(
         .await
         .map_err(|source| OperatorError::Listen {
             addr: options.metrics_addr,
+            what: "metrics",
             source,
         })?;
     let readiness = readiness(store, ctx.clone(), leading.clone());
@@ -117,6 +124,20 @@ pub async fn run(
         Arc::new(move || queue.len()),
     );
     let server = tokio::spawn(http::serve(listener, app, shutdown.clone()));
+    let api = match options.api_addr {
+        Some(addr) => {
+            let state = AppState {
+                objects: ctx.store.clone(),
+                records: ctx.records.clone(),
+                runtime: None,
+                activity: ctx.activity.clone(),
+                shutdown: shutdown.clone(),
+                leading: Some(leading.clone()),
+            };
+            Some(serve_api(addr, state).await?)
+        }
+        None => None,
+    };
 
     warn!(
         "cluster mode reconciles Jobs; Sandboxes and SandboxTemplates are stored but not run yet"
@@ -130,7 +151,50 @@ pub async fn run(
         let _ = election.await;
     }
     let _ = server.await;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     Ok(())
+}
+
+/// Starts the REST facade with MCP at `/mcp` on `addr`, as `orcaops serve` does, until
+/// `state.shutdown`. Objects, watches and events come from the cluster; run records,
+/// logs and artifacts from this replica's data dir (a standby answers 503 for those).
+async fn serve_api(
+    addr: SocketAddr,
+    state: AppState,
+) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| OperatorError::Listen {
+            addr,
+            what: "the API",
+            source,
+        })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    // MCP's tools are clients of this same API, over loopback.
+    let mut own = bound;
+    if own.ip().is_unspecified() {
+        own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let shutdown = state.shutdown.clone();
+    let mcp = crate::mcp::http_service(
+        &format!("http://{own}"),
+        addr.ip().is_loopback(),
+        shutdown.clone(),
+    )
+    .map_err(|e| OperatorError::Mcp(e.message))?;
+    let app = crate::server::router(state).nest_service("/mcp", mcp);
+    warn!(%bound, "the API has no authentication yet: it acts with the operator's service account; keep it on a ClusterIP Service and reach it with kubectl port-forward");
+    Ok(tokio::spawn(async move {
+        info!(addr = %bound, "API listening (MCP at /mcp)");
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "the API server stopped");
+        }
+    }))
 }
 
 /// Ready when the cluster answers and serves the CRDs, and, on the leader, once the
