@@ -140,9 +140,9 @@ fn error(e: OperatorError) -> CliError {
         OperatorError::Access(AccessError::Refused(_)) => CliError::usage(format!(
             "{e}; the operator's service account needs the ClusterRole of manifests/03-clusterrole.yaml"
         )),
-        OperatorError::Listen { what: "the API", .. } => {
-            CliError::usage(format!("{e}; choose another --api-addr"))
-        }
+        OperatorError::Listen {
+            what: "the API", ..
+        } => CliError::usage(format!("{e}; choose another --api-addr")),
         _ => CliError::usage(e.to_string()),
     }
 }

@@ -1,6 +1,8 @@
 //! The HTTP API in Kubernetes path form (`/apis/orcaops.dev/v1alpha1/...`). The CLI is
 //! its client, as kubectl is a client of the Kubernetes API.
 
+#[cfg(test)]
+mod cluster_tests;
 mod containers;
 mod discovery;
 mod error;
@@ -101,9 +103,9 @@ impl AppState {
     /// saying what to use instead. The one place that decides it: a runtime for
     /// sandboxes on a cluster plugs in here.
     pub fn runtime(&self) -> Result<&DockerRuntime, ApiError> {
-        self.runtime.as_ref().ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", NO_RUNTIME)
-        })
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", NO_RUNTIME))
     }
 
     /// The run records, or 503 on a standby replica (whose data dir is not written).

@@ -356,7 +356,10 @@ pub(super) async fn delete_cluster(
 ) -> Result<Json<Object>, ApiError> {
     query.check()?;
     Ok(Json(
-        state.objects.delete(&key_for(&plural, None, &name)?).await?,
+        state
+            .objects
+            .delete(&key_for(&plural, None, &name)?)
+            .await?,
     ))
 }
 

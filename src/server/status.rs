@@ -211,7 +211,11 @@ async fn patch(
         .and_then(Value::as_str)
         .map(String::from);
     for _ in 0..PATCH_RETRIES {
-        let current = state.objects.get(key).await?.ok_or_else(|| not_found(key))?;
+        let current = state
+            .objects
+            .get(key)
+            .await?
+            .ok_or_else(|| not_found(key))?;
         let mut doc = serde_json::to_value(&current).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,9 +13,9 @@ use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde::Serialize;
 use serde_json::json;
-use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -118,7 +118,10 @@ pub(super) async fn start(
         } else {
             store.list(params.kind, params.ns.as_deref()).await?
         };
-        match store.watch_from(params.kind, params.ns.as_deref(), &rv).await {
+        match store
+            .watch_from(params.kind, params.ns.as_deref(), &rv)
+            .await
+        {
             Ok(watch) => {
                 let (replay, feed) = (watch.replay, watch.feed);
                 return Ok(Start {

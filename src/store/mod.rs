@@ -262,7 +262,9 @@ impl ObjectStore for LocalStore {
 }
 
 /// A broadcast receiver as a feed: a receiver that lagged ends it with `Lagged`.
-fn local_feed(receiver: tokio::sync::broadcast::Receiver<WatchEvent>) -> BoxStream<'static, Result<WatchEvent>> {
+fn local_feed(
+    receiver: tokio::sync::broadcast::Receiver<WatchEvent>,
+) -> BoxStream<'static, Result<WatchEvent>> {
     use futures::StreamExt;
     use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 

@@ -20,9 +20,9 @@ use tokio::io::AsyncWriteExt;
 use super::exec::{exit_code, request_of};
 use super::wire::{ExecBody, channel};
 use super::{Target, invalid_field, resolve, sandbox_key};
-use crate::runtime::DockerRuntime;
 use crate::controller::activity::ActivityGuard;
 use crate::resources::common::EnvVar;
+use crate::runtime::DockerRuntime;
 use crate::runtime::sandbox::{ExecChunk, ExecRequest, ExecSession, TIMED_OUT_EXIT_CODE};
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -110,9 +110,7 @@ pub(super) async fn exec_websocket(
     let stdin = query.stdin;
     Ok(upgrade
         .protocols(channel::PROTOCOLS)
-        .on_upgrade(move |socket| {
-            session(socket, state, runtime, target, request, stdin, busy)
-        })
+        .on_upgrade(move |socket| session(socket, state, runtime, target, request, stdin, busy))
         .into_response())
 }
 
@@ -150,10 +148,7 @@ async fn session(
         id,
         mut input,
         mut output,
-    } = match runtime
-        .exec_session(&target.container, &request)
-        .await
-    {
+    } = match runtime.exec_session(&target.container, &request).await {
         Ok(session) => session,
         Err(e) => {
             let message = super::runtime_error(&target, e).message;

@@ -30,7 +30,11 @@ const WATCH_REQUEST_SECONDS: u32 = 290;
 const FEED_BUFFER: usize = 64;
 
 /// The API of `kind` in `namespace` (None, or a cluster-scoped kind: all).
-pub(super) fn kind_api(client: &kube::Client, kind: Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+pub(super) fn kind_api(
+    client: &kube::Client,
+    kind: Kind,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
     let resource = api_resource(kind);
     match namespace.filter(|_| kind.namespaced()) {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
@@ -45,7 +49,12 @@ pub(super) fn page(
     limit: Option<usize>,
     resource_version: String,
 ) -> ListPage {
-    let key = |o: &Object| (o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone());
+    let key = |o: &Object| {
+        (
+            o.metadata.namespace.clone().unwrap_or_default(),
+            o.metadata.name.clone(),
+        )
+    };
     objects.sort_by_key(key);
     if let Some((ns, name)) = after {
         let after = (ns.to_string(), name.to_string());
@@ -208,7 +217,7 @@ pub(super) async fn list_events(
                 && name.is_none_or(|n| e.involved_object.name == n)
         })
         .collect();
-    events.sort_by(|a, b| b.last_timestamp.cmp(&a.last_timestamp));
+    events.sort_by_key(|e| std::cmp::Reverse(e.last_timestamp));
     events.truncate(limit);
     Ok(events)
 }
