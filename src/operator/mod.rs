@@ -134,7 +134,14 @@ pub async fn run(
                 shutdown: shutdown.clone(),
                 leading: Some(leading.clone()),
             };
-            Some(serve_api(addr, state).await?)
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| OperatorError::Listen {
+                    addr,
+                    what: "the API",
+                    source,
+                })?;
+            Some(serve_api(listener, state)?)
         }
         None => None,
     };
@@ -157,21 +164,20 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts the REST facade with MCP at `/mcp` on `addr`, as `orcaops serve` does, until
-/// `state.shutdown`. Objects, watches and events come from the cluster; run records,
-/// logs and artifacts from this replica's data dir (a standby answers 503 for those).
-async fn serve_api(
-    addr: SocketAddr,
+/// Serves the REST facade with MCP at `/mcp` on `listener`, as `orcaops serve` does,
+/// until `state.shutdown`. Objects, watches and events come from the cluster; run
+/// records, logs and artifacts from this replica's data dir (a standby answers 503).
+fn serve_api(
+    listener: tokio::net::TcpListener,
     state: AppState,
 ) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let bound = listener
+        .local_addr()
         .map_err(|source| OperatorError::Listen {
-            addr,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             what: "the API",
             source,
         })?;
-    let bound = listener.local_addr().unwrap_or(addr);
     // MCP's tools are clients of this same API, over loopback.
     let mut own = bound;
     if own.ip().is_unspecified() {
@@ -180,7 +186,7 @@ async fn serve_api(
     let shutdown = state.shutdown.clone();
     let mcp = crate::mcp::http_service(
         &format!("http://{own}"),
-        addr.ip().is_loopback(),
+        bound.ip().is_loopback(),
         shutdown.clone(),
     )
     .map_err(|e| OperatorError::Mcp(e.message))?;
@@ -311,6 +317,73 @@ mod tests {
             (started.load(Ordering::SeqCst), ended.load(Ordering::SeqCst)),
             (2, 2)
         );
+    }
+
+    /// `--api`: the REST facade answers from the cluster and MCP is mounted at /mcp, in
+    /// the operator's process, until shutdown.
+    #[tokio::test]
+    async fn the_api_and_mcp_are_served_beside_the_operator() {
+        use crate::resources::Kind;
+        use crate::store::kube::mock::{Reply, collection_path, list, mock_store};
+
+        let (store, api) = mock_store();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let cluster = api.route(seen.clone(), |request| {
+            Some(
+                match request.path == collection_path(Kind::Job, Some("default")) {
+                    true => Reply::Json(200, list(Kind::Job, vec![], "42")),
+                    false => Reply::Json(404, serde_json::json!({})),
+                },
+            )
+        });
+        let data = tempfile::tempdir().unwrap();
+        let records = LocalStore::open(data.path()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let (_lead, leading) = watch::channel(true);
+        let state = AppState {
+            objects: Arc::new(store),
+            records,
+            runtime: None,
+            activity: crate::controller::activity::SandboxActivity::new(),
+            shutdown: shutdown.clone(),
+            leading: Some(leading),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = serve_api(listener, state).unwrap();
+        let http = reqwest::Client::new();
+
+        let jobs = http
+            .get(format!(
+                "{url}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(jobs.status(), 200);
+        let jobs: serde_json::Value = jobs.json().await.unwrap();
+        assert_eq!(jobs["metadata"]["resourceVersion"], "42");
+
+        let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "test", "version": "0"}}});
+        let mcp = http
+            .post(format!("{url}/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(mcp.status(), 200);
+        let text = mcp.text().await.unwrap();
+        assert!(text.contains("serverInfo"), "{text}");
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the API stops at shutdown")
+            .unwrap();
+        cluster.abort();
     }
 
     /// The scenario: another replica holds the Lease, so this one reads the Lease
