@@ -46,7 +46,10 @@ pub enum OperatorError {
     #[error(transparent)]
     Access(#[from] AccessError),
     #[error("cannot open the run records in {}: {source}", dir.display())]
-    Records { dir: PathBuf, source: StoreError },
+    Records {
+        dir: PathBuf,
+        source: Box<StoreError>,
+    },
     #[error("cannot listen on {addr} for {what}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -71,7 +74,7 @@ pub async fn run(
         .await
         .map_err(|source| OperatorError::Records {
             dir: options.data_dir.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let client = store.client().clone();
     let ctx = Context::cluster(
