@@ -28,6 +28,9 @@ use crate::store::{
 const WATCH_REQUEST_SECONDS: u32 = 290;
 /// Events buffered between the API watch and the facade's watcher.
 const FEED_BUFFER: usize = 64;
+/// How long to wait before watching again when an API watch ended at once with nothing
+/// in it (a proxy cutting connections, say), so that such a cluster is not asked in a loop.
+const RENEW_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The API of `kind` in `namespace` (None, or a cluster-scoped kind: all).
 pub(super) fn kind_api(
@@ -120,18 +123,30 @@ async fn follow(
     // The last state of each object this watch saw, so that MODIFIED carries `previous`
     // (the facade's selectors need it to turn a change into ADDED or DELETED).
     let mut seen: HashMap<ObjectKey, Arc<Object>> = HashMap::new();
+    let mut opened = (tokio::time::Instant::now(), false);
     loop {
         let next = tokio::select! {
             _ = tx.closed() => return,
             next = stream.next() => next,
         };
         let event = match next {
-            Some(Ok(event)) => event,
+            Some(Ok(event)) => {
+                opened.1 = true;
+                event
+            }
             Some(Err(e)) => {
                 let _ = tx.send(Err(StoreError::Kube(e))).await;
                 return;
             }
             None => {
+                let (at, yielded) = opened;
+                if !yielded && at.elapsed() < RENEW_PAUSE {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        _ = tokio::time::sleep(RENEW_PAUSE) => {}
+                    }
+                }
+                opened = (tokio::time::Instant::now(), false);
                 stream = match open(&api, &rv).await {
                     Ok(stream) => stream,
                     Err(e) => {
