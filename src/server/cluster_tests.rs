@@ -357,24 +357,53 @@ async fn a_watch_from_a_version_the_cluster_no_longer_has_is_410_expired() {
 #[tokio::test]
 async fn a_watch_without_a_version_lists_then_watches_from_the_lists_version() {
     let (cluster, api) = replica().await;
+    let web = |name: &str| {
+        let mut obj = job(name);
+        obj.metadata.labels.insert("app".into(), "web".into());
+        obj
+    };
     let api = api.expect(vec![
-        Exchange::get(jobs()).reply(200, list(Kind::Job, vec![served(&job("a"), "6")], "20")),
+        Exchange::get(jobs()).reply(
+            200,
+            list(
+                Kind::Job,
+                vec![served(&web("a"), "6"), served(&web("b"), "7")],
+                "20",
+            ),
+        ),
         Exchange::get(jobs())
             .query("watch", "true")
             .query("resourceVersion", "20")
-            .reply_lines(vec![watch_line("DELETED", &job("a"), "21")]),
+            .reply_lines(vec![
+                watch_line("DELETED", &web("a"), "21"),
+                // b loses its label: it was listed, so the watcher is told it is gone.
+                watch_line("MODIFIED", &job("b"), "22"),
+            ]),
         Exchange::get(jobs())
             .query("watch", "true")
-            .query("resourceVersion", "21")
+            .query("resourceVersion", "22")
             .reply(410, status(410, "Expired", "gone")),
     ]);
-    let watched = cluster.get(&jobs_uri("?watch=true")).await;
+    let watched = cluster
+        .get(&jobs_uri("?watch=true&labelSelector=app%3Dweb"))
+        .await;
     api.done().await;
-    let types: Vec<String> = lines(&watched.text)
+    let summary: Vec<String> = lines(&watched.text)
         .iter()
-        .map(|e| e["type"].as_str().unwrap().to_string())
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap_or("-")
+            )
+        })
         .collect();
-    assert_eq!(types, ["ADDED", "DELETED", "ERROR"], "{}", watched.text);
+    assert_eq!(
+        summary,
+        ["ADDED a", "ADDED b", "DELETED a", "DELETED b", "ERROR -"],
+        "{}",
+        watched.text
+    );
 }
 
 #[tokio::test]

@@ -94,7 +94,7 @@ pub(super) async fn start(
         })?;
         let ns = params.ns.as_deref();
         let watch = store
-            .watch_from(params.kind, ns, rv)
+            .watch_from(params.kind, ns, rv, &[])
             .await
             .map_err(|e| match e {
                 StoreError::Gone { .. } => expired(rv, &e),
@@ -119,7 +119,7 @@ pub(super) async fn start(
             store.list(params.kind, params.ns.as_deref()).await?
         };
         match store
-            .watch_from(params.kind, params.ns.as_deref(), &rv)
+            .watch_from(params.kind, params.ns.as_deref(), &rv, &initial)
             .await
         {
             Ok(watch) => {

@@ -500,8 +500,14 @@ impl ObjectStore for KubeStore {
         reads::current_resource_version(self.client()).await
     }
 
-    async fn watch_from(&self, kind: Kind, namespace: Option<&str>, rv: &str) -> Result<WatchFrom> {
-        reads::watch_from(self.client(), kind, namespace, rv).await
+    async fn watch_from(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        rv: &str,
+        known: &[Object],
+    ) -> Result<WatchFrom> {
+        reads::watch_from(self.client(), kind, namespace, rv, known).await
     }
 
     async fn list_events(

@@ -165,7 +165,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn current_resource_version(&self) -> Result<String>;
     /// The changes of `kind` (in `namespace`, or all) after resourceVersion `rv`; `Gone`
     /// when the store no longer has them: list again and watch from the list's version.
-    async fn watch_from(&self, kind: Kind, namespace: Option<&str>, rv: &str) -> Result<WatchFrom>;
+    /// `known` are the objects the watcher already has (the list it starts from): a
+    /// MODIFIED of one of them carries it as `previous` where the store's own events do
+    /// not (the local store's always do).
+    async fn watch_from(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        rv: &str,
+        known: &[Object],
+    ) -> Result<WatchFrom>;
     /// Events about objects matching kind, namespace and name (None: any), newest first,
     /// at most `limit`.
     async fn list_events(
@@ -242,8 +251,14 @@ impl ObjectStore for LocalStore {
         LocalStore::current_resource_version(self).await
     }
     /// Every kind's changes: the local store keeps one history for all of them.
-    async fn watch_from(&self, kind: Kind, namespace: Option<&str>, rv: &str) -> Result<WatchFrom> {
-        let _ = (kind, namespace);
+    async fn watch_from(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        rv: &str,
+        known: &[Object],
+    ) -> Result<WatchFrom> {
+        let _ = (kind, namespace, known);
         let (replay, receiver) = LocalStore::watch_since(self, rv).await?;
         Ok(WatchFrom {
             replay,

@@ -88,11 +88,16 @@ pub(super) async fn watch_from(
     kind: Kind,
     namespace: Option<&str>,
     rv: &str,
+    known: &[Object],
 ) -> Result<WatchFrom> {
     let api = kind_api(client, kind, namespace);
     let first = open(&api, rv).await?;
     let (tx, rx) = mpsc::channel(FEED_BUFFER);
-    tokio::spawn(follow(api, kind, rv.to_string(), first, tx));
+    let seen = known
+        .iter()
+        .map(|o| (o.key(), Arc::new(o.clone())))
+        .collect();
+    tokio::spawn(follow(api, kind, rv.to_string(), first, seen, tx));
     Ok(WatchFrom {
         replay: Vec::new(),
         feed: tokio_stream::wrappers::ReceiverStream::new(rx).boxed(),
@@ -118,11 +123,12 @@ async fn follow(
     kind: Kind,
     mut rv: String,
     mut stream: ApiWatch,
+    mut seen: HashMap<ObjectKey, Arc<Object>>,
     tx: mpsc::Sender<Result<WatchEvent>>,
 ) {
-    // The last state of each object this watch saw, so that MODIFIED carries `previous`
-    // (the facade's selectors need it to turn a change into ADDED or DELETED).
-    let mut seen: HashMap<ObjectKey, Arc<Object>> = HashMap::new();
+    // `seen`: the last state of each object this watch saw (or started from), so that
+    // MODIFIED carries `previous` (the facade's selectors need it to turn a change into
+    // ADDED or DELETED).
     let mut opened = (tokio::time::Instant::now(), false);
     loop {
         let next = tokio::select! {
