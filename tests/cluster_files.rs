@@ -160,7 +160,7 @@ fn needed_cluster_grants() -> BTreeSet<(String, String, String)> {
     grant("", "services", &read_create_delete);
     grant("", "persistentvolumeclaims", &read_create_delete);
     grant("", "events", &["create", "patch"]);
-    grant("events.k8s.io", "events", &["create", "patch"]);
+    grant("events.k8s.io", "events", &["create", "patch", "list"]);
     grant("networking.k8s.io", "networkpolicies", &read_create_delete);
     grant("", "namespaces", &["get", "list", "watch"]);
     needed
@@ -265,7 +265,7 @@ fn the_deployment_runs_the_hardened_operator_and_the_service_reaches_it() {
     assert!(args.contains(&"--leader-election".to_string()), "{args:?}");
     assert!(
         !args.contains(&"--api".to_string()),
-        "the operator refuses --api: {args:?}"
+        "the API is off unless asked for: {args:?}"
     );
     assert_eq!(
         container.image.as_deref(),
@@ -466,7 +466,7 @@ fn chart_renders_with_the_default_values() {
     assert!(args.contains(&"--leader-election".to_string()), "{args:?}");
     assert!(
         !args.contains(&"--api".to_string()),
-        "the operator refuses --api: {args:?}"
+        "the API is off unless asked for: {args:?}"
     );
     let data = pod.volumes.iter().flatten().find(|v| v.name == "data");
     assert!(
@@ -481,6 +481,36 @@ fn chart_renders_with_the_default_values() {
     );
     check_lease_role(&one(&docs, "Role").typed(), "the chart's Role");
     assert!(!chart.notes(&json!({})).contains("port-forward"));
+}
+
+#[test]
+fn chart_with_the_api_serves_it_on_a_cluster_ip_and_says_it_has_no_authentication() {
+    let chart = load_chart();
+    let overrides = json!({"api": {"enabled": true, "port": 8181, "service": {"port": 80}}});
+    let docs = chart.render(&overrides);
+    let deployment: Deployment = one(&docs, "Deployment").typed();
+    let (_, container) = objects::operator_pod(&deployment);
+    let args = container.args.clone().unwrap_or_default();
+    let api = args.iter().position(|a| a == "--api").expect("--api");
+    assert_eq!(args[api + 1..api + 3], ["--api-addr", "0.0.0.0:8181"]);
+    let service: Service = one(&docs, "Service").typed();
+    assert_eq!(
+        service.spec.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("ClusterIP")
+    );
+    let port = service
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some("api"))
+        .expect("the api port");
+    assert_eq!(port.port, 80);
+    let notes = chart.notes(&overrides);
+    assert!(notes.contains("no authentication"), "{notes}");
+    assert!(notes.contains("port-forward"), "{notes}");
+    // With standbys, run records and logs are only on the leader: the notes say so.
+    assert!(notes.contains("standby answers 503"), "{notes}");
+    assert!(!chart.notes(&json!({})).contains("no authentication"));
 }
 
 #[test]

@@ -114,6 +114,7 @@ async fn the_operator_runs_a_job_as_a_pod_collects_its_artifact_and_lets_it_go()
             data_dir: data.path().to_path_buf(),
             leader_election: false,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            api_addr: None,
             workers: 2,
         },
         shutdown.clone(),
@@ -159,4 +160,108 @@ async fn the_operator_runs_a_job_as_a_pod_collects_its_artifact_and_lets_it_go()
     };
     let (operator, ()) = tokio::join!(operator, checks);
     operator.unwrap();
+}
+
+/// A free local port (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Stops the operator's child process when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn the_operators_api_creates_watches_and_deletes_on_the_cluster() {
+    let data = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    let _operator = Child(
+        Command::new(BIN)
+            .args([
+                "operator",
+                "--no-leader-election",
+                "--api",
+                "--api-addr",
+                &api,
+            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .arg("--data-dir")
+            .arg(data.path())
+            .spawn()
+            .expect("the orcaops binary runs"),
+    );
+    let url = format!("http://{api}");
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+            ready = r.status() == 200;
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        ready,
+        "the operator's API never became ready (a cluster in the current context, with the CRDs installed?)"
+    );
+
+    let jobs = format!("{url}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs");
+    let listed: serde_json::Value = http.get(&jobs).send().await.unwrap().json().await.unwrap();
+    let rv = listed["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let yaml = "apiVersion: orcaops.dev/v1alpha1\nkind: Job\nmetadata:\n  name: api-hello\nspec:\n  image: busybox:latest\n  suspend: true\n  steps:\n    - name: greet\n      run: echo hi\n";
+    let created = http
+        .post(&jobs)
+        .header("content-type", "application/yaml")
+        .body(yaml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let watched = http
+        .get(format!(
+            "{jobs}?watch=true&resourceVersion={rv}&timeoutSeconds=3"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        watched
+            .lines()
+            .any(|l| l.contains("\"ADDED\"") && l.contains("api-hello")),
+        "{watched}"
+    );
+    let deleted = http
+        .delete(format!("{jobs}/api-hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let exec = http
+        .post(format!(
+            "{url}/apis/orcaops.dev/v1alpha1/namespaces/default/sandboxes/x/exec"
+        ))
+        .json(&serde_json::json!({"command": ["true"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exec.status(), 501);
 }

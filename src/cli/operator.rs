@@ -34,14 +34,25 @@ kind and outcome, orcaops_reconcile_duration_seconds, orcaops_queue_depth,
 orcaops_leader), /healthz (the process answers), /readyz (the cluster answers, the
 CRDs are served, and the leader's controllers have listed the objects).
 
+The REST facade and MCP (--api): the same API as `orcaops serve` (MCP at /mcp) on
+--api-addr, acting on the cluster with the operator's service account. Objects, status,
+watches and events come from the cluster on every replica; run records, step logs and
+artifacts from this replica's --data-dir, so a standby answers 503 for those (run one
+replica with the API, or reach the leader). Sandbox exec, files and /containers answer
+501 on a cluster: use kubectl exec and kubectl cp. There is no authentication yet: keep
+the port on a ClusterIP Service and reach it with kubectl port-forward.
+
 Examples:
   orcaops operator --no-leader-election --data-dir ./data --metrics-addr 127.0.0.1:9090
                                   try it from a laptop against the current context
   orcaops operator --data-dir /var/lib/orcaops
                                   as the Deployment in manifests/ runs it
+  orcaops operator --no-leader-election --api --api-addr 127.0.0.1:8080
+                                  with the REST facade and MCP (orcaops --server
+                                  http://127.0.0.1:8080 get jobs)
 
 Exit codes: 0 stopped by SIGTERM or Ctrl-C, 1 a usage or configuration error (CRDs
-missing, access refused, --api), 5 the cluster is unreachable.";
+missing, access refused, an address in use), 5 the cluster is unreachable.";
 
 #[derive(Args, Debug)]
 pub struct OperatorArgs {
@@ -66,7 +77,7 @@ pub struct OperatorArgs {
     /// The address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
-    /// Also serve the REST facade and MCP on --api-addr (not available in cluster mode yet).
+    /// Also serve the REST facade and MCP (at /mcp) on --api-addr, acting on the cluster. No authentication yet: keep it on a ClusterIP Service.
     #[arg(long)]
     pub api: bool,
     /// The address of the REST facade and MCP, with --api.
@@ -77,18 +88,8 @@ pub struct OperatorArgs {
     pub workers: usize,
 }
 
-/// Why `--api` is refused: what the REST facade and MCP need that cluster mode lacks.
-pub const API_UNAVAILABLE: &str = "--api is not available in cluster mode yet: the REST \
-facade (and MCP, which is its client) runs on the local store (SQLite: list pages, watches \
-resumed from a resourceVersion, run records, events) and on Docker (logs, exec and files \
-of sandboxes), not on the Kubernetes API. Remove --api (and --api-addr); use kubectl \
-against the cluster, or `orcaops serve` for the API on one machine";
-
 /// Checks the arguments before anything is built: cheap errors first.
 pub fn options(args: OperatorArgs) -> Result<OperatorOptions, CliError> {
-    if args.api {
-        return Err(CliError::usage(API_UNAVAILABLE));
-    }
     if args.workers == 0 {
         return Err(CliError::usage("--workers must be at least 1"));
     }
@@ -107,6 +108,7 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, CliError> {
         data_dir: args.data_dir.unwrap_or_else(super::default_data_dir),
         leader_election: !args.no_leader_election,
         metrics_addr: args.metrics_addr,
+        api_addr: args.api.then_some(args.api_addr),
         workers: args.workers,
     })
 }
@@ -150,6 +152,9 @@ fn error(e: OperatorError) -> CliError {
         OperatorError::Access(AccessError::Refused(_)) => CliError::usage(format!(
             "{e}; the operator's service account needs the ClusterRole of manifests/03-clusterrole.yaml"
         )),
+        OperatorError::Listen {
+            what: "the API", ..
+        } => CliError::usage(format!("{e}; choose another --api-addr")),
         _ => CliError::usage(e.to_string()),
     }
 }
@@ -203,14 +208,20 @@ mod tests {
     }
 
     #[test]
-    fn api_is_refused_saying_what_is_missing() {
-        let refused = options(parse(&["--api", "--api-addr", "0.0.0.0:8080"])).unwrap_err();
-        assert_eq!(refused.code, exit::USAGE);
-        assert!(
-            refused.message.contains("local store"),
-            "{}",
-            refused.message
+    fn api_is_served_on_api_addr_only_when_asked() {
+        let options = options_of(&["--api", "--api-addr", "127.0.0.1:8181"]);
+        assert_eq!(options.api_addr, Some("127.0.0.1:8181".parse().unwrap()));
+        assert_eq!(
+            options_of(&["--api"]).api_addr,
+            Some("0.0.0.0:8080".parse().unwrap()),
+            "the default address"
         );
+        assert_eq!(options_of(&["--api-addr", "127.0.0.1:8181"]).api_addr, None);
+        assert_eq!(options_of(&[]).api_addr, None);
+    }
+
+    #[test]
+    fn a_missing_kubeconfig_is_a_usage_error() {
         let missing = options(parse(&["--kubeconfig", "/nonexistent/kubeconfig"])).unwrap_err();
         assert!(missing.message.contains("no such file"));
     }

@@ -83,12 +83,7 @@ impl LocalMode {
                 }
             }));
         }
-        let state = AppState {
-            store: store.clone(),
-            runtime,
-            activity,
-            shutdown: shutdown.clone(),
-        };
+        let state = AppState::local(store.clone(), runtime, activity, shutdown.clone());
         // MCP's tools call this same API. It is mounted outside `server::router` so that
         // the API's per-request layers (body limit, timeouts) never cut its long waits
         // and event streams.

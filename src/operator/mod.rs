@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::controller::{self, Context};
 use crate::runtime::PodRuntime;
+use crate::server::AppState;
 use crate::store::kube::{AccessError, ConnectError, KubeStore};
 use crate::store::{LocalStore, StoreError};
 use lease::{LeaderElector, LeaseConfig, own_identity, own_namespace};
@@ -33,6 +34,8 @@ pub struct OperatorOptions {
     pub data_dir: PathBuf,
     pub leader_election: bool,
     pub metrics_addr: SocketAddr,
+    /// Where the REST facade and MCP listen (`--api`); None: they do not run.
+    pub api_addr: Option<SocketAddr>,
     pub workers: usize,
 }
 
@@ -43,12 +46,18 @@ pub enum OperatorError {
     #[error(transparent)]
     Access(#[from] AccessError),
     #[error("cannot open the run records in {}: {source}", dir.display())]
-    Records { dir: PathBuf, source: StoreError },
-    #[error("cannot listen on {addr} for metrics: {source}")]
+    Records {
+        dir: PathBuf,
+        source: Box<StoreError>,
+    },
+    #[error("cannot listen on {addr} for {what}: {source}")]
     Listen {
         addr: SocketAddr,
+        what: &'static str,
         source: std::io::Error,
     },
+    #[error("cannot start MCP: {0}")]
+    Mcp(String),
 }
 
 /// Runs the operator until `shutdown`: the Kubernetes store, pods for Job attempts, run
@@ -65,7 +74,7 @@ pub async fn run(
         .await
         .map_err(|source| OperatorError::Records {
             dir: options.data_dir.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let client = store.client().clone();
     let ctx = Context::cluster(
@@ -107,6 +116,7 @@ pub async fn run(
         .await
         .map_err(|source| OperatorError::Listen {
             addr: options.metrics_addr,
+            what: "metrics",
             source,
         })?;
     let readiness = readiness(store, ctx.clone(), leading.clone());
@@ -117,6 +127,27 @@ pub async fn run(
         Arc::new(move || queue.len()),
     );
     let server = tokio::spawn(http::serve(listener, app, shutdown.clone()));
+    let api = match options.api_addr {
+        Some(addr) => {
+            let state = AppState {
+                objects: ctx.store.clone(),
+                records: ctx.records.clone(),
+                runtime: None,
+                activity: ctx.activity.clone(),
+                shutdown: shutdown.clone(),
+                leading: Some(leading.clone()),
+            };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| OperatorError::Listen {
+                    addr,
+                    what: "the API",
+                    source,
+                })?;
+            Some(serve_api(listener, state)?)
+        }
+        None => None,
+    };
 
     warn!(
         "cluster mode reconciles Jobs; Sandboxes and SandboxTemplates are stored but not run yet"
@@ -130,7 +161,49 @@ pub async fn run(
         let _ = election.await;
     }
     let _ = server.await;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     Ok(())
+}
+
+/// Serves the REST facade with MCP at `/mcp` on `listener`, as `orcaops serve` does,
+/// until `state.shutdown`. Objects, watches and events come from the cluster; run
+/// records, logs and artifacts from this replica's data dir (a standby answers 503).
+fn serve_api(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
+    let bound = listener
+        .local_addr()
+        .map_err(|source| OperatorError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            what: "the API",
+            source,
+        })?;
+    // MCP's tools are clients of this same API, over loopback.
+    let mut own = bound;
+    if own.ip().is_unspecified() {
+        own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let shutdown = state.shutdown.clone();
+    let mcp = crate::mcp::http_service(
+        &format!("http://{own}"),
+        bound.ip().is_loopback(),
+        shutdown.clone(),
+    )
+    .map_err(|e| OperatorError::Mcp(e.message))?;
+    let app = crate::server::router(state).nest_service("/mcp", mcp);
+    warn!(%bound, "the API has no authentication yet: it acts with the operator's service account; keep it on a ClusterIP Service and reach it with kubectl port-forward");
+    Ok(tokio::spawn(async move {
+        info!(addr = %bound, "API listening (MCP at /mcp)");
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "the API server stopped");
+        }
+    }))
 }
 
 /// Ready when the cluster answers and serves the CRDs, and, on the leader, once the
@@ -247,6 +320,73 @@ mod tests {
             (started.load(Ordering::SeqCst), ended.load(Ordering::SeqCst)),
             (2, 2)
         );
+    }
+
+    /// `--api`: the REST facade answers from the cluster and MCP is mounted at /mcp, in
+    /// the operator's process, until shutdown.
+    #[tokio::test]
+    async fn the_api_and_mcp_are_served_beside_the_operator() {
+        use crate::resources::Kind;
+        use crate::store::kube::mock::{Reply, collection_path, list, mock_store};
+
+        let (store, api) = mock_store();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let cluster = api.route(seen.clone(), |request| {
+            Some(
+                match request.path == collection_path(Kind::Job, Some("default")) {
+                    true => Reply::Json(200, list(Kind::Job, vec![], "42")),
+                    false => Reply::Json(404, serde_json::json!({})),
+                },
+            )
+        });
+        let data = tempfile::tempdir().unwrap();
+        let records = LocalStore::open(data.path()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let (_lead, leading) = watch::channel(true);
+        let state = AppState {
+            objects: Arc::new(store),
+            records,
+            runtime: None,
+            activity: crate::controller::activity::SandboxActivity::new(),
+            shutdown: shutdown.clone(),
+            leading: Some(leading),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = serve_api(listener, state).unwrap();
+        let http = reqwest::Client::new();
+
+        let jobs = http
+            .get(format!(
+                "{url}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(jobs.status(), 200);
+        let jobs: serde_json::Value = jobs.json().await.unwrap();
+        assert_eq!(jobs["metadata"]["resourceVersion"], "42");
+
+        let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "test", "version": "0"}}});
+        let mcp = http
+            .post(format!("{url}/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(mcp.status(), 200);
+        let text = mcp.text().await.unwrap();
+        assert!(text.contains("serverInfo"), "{text}");
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the API stops at shutdown")
+            .unwrap();
+        cluster.abort();
     }
 
     /// The scenario: another replica holds the Lease, so this one reads the Lease

@@ -92,9 +92,9 @@ fn by_owner(a: &ContainerItem, b: &ContainerItem) -> Ordering {
 }
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let instance = state.store.instance_id().to_string();
+    let instance = state.objects.instance_id().to_string();
     let containers = state
-        .runtime
+        .runtime()?
         .list(&[(keys::LABEL_INSTANCE, instance.as_str())])
         .await
         .map_err(|e| {

@@ -143,6 +143,20 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string())
             }
+            // Cluster mode: what the Kubernetes API refused (the operator's service account
+            // may not be allowed something) is the caller's to know, as the API said it.
+            StoreError::Kube(::kube::Error::Api(s)) if (400..500).contains(&s.code) => {
+                let code = StatusCode::from_u16(s.code).unwrap_or(StatusCode::BAD_REQUEST);
+                ApiError::new(code, kube_reason(code), e.to_string())
+            }
+            StoreError::Kube(_) if e.is_unreachable() => {
+                error!(error = %e, "the Kubernetes API is unreachable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    e.to_string(),
+                )
+            }
             _ => {
                 // Internal: log the detail once, answer with a generic message.
                 error!(error = %e, "store error");
@@ -153,6 +167,20 @@ impl From<StoreError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// The Status reason Kubernetes gives with a client error code.
+fn kube_reason(code: StatusCode) -> &'static str {
+    match code {
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::CONFLICT => "Conflict",
+        StatusCode::GONE => "Expired",
+        StatusCode::UNPROCESSABLE_ENTITY => "Invalid",
+        StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
+        _ => "BadRequest",
     }
 }
 

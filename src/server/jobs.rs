@@ -32,7 +32,7 @@ pub(super) fn job_status(obj: &Object) -> JobStatus {
 
 async fn get_job(state: &AppState, key: &ObjectKey) -> Result<Object, ApiError> {
     state
-        .store
+        .objects
         .get(key)
         .await?
         .ok_or_else(|| StoreError::NotFound { key: key.clone() }.into())
@@ -49,7 +49,7 @@ async fn annotate(
         let mut obj = get_job(state, key).await?;
         let v = value(&obj)?;
         obj.metadata.annotations.insert(annotation.to_string(), v);
-        match state.store.replace(obj).await {
+        match state.objects.replace(obj).await {
             Err(StoreError::Conflict { .. }) => continue,
             other => return Ok(other?),
         }
@@ -105,10 +105,10 @@ pub(super) async fn runs(
     Path((ns, plural, name)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     job_key(&ns, &plural, &name)?;
-    let runs = state.store.runs(&ns, &name).await?;
+    let runs = state.records()?.runs(&ns, &name).await?;
     if runs.is_empty()
         && state
-            .store
+            .objects
             .get(&ObjectKey::new(Kind::Job, &ns, &name))
             .await?
             .is_none()
@@ -133,7 +133,7 @@ pub(super) async fn resolve_run(
     key: &ObjectKey,
     run: Option<u32>,
 ) -> Result<RunTarget, ApiError> {
-    let obj = state.store.get(key).await?;
+    let obj = state.objects.get(key).await?;
     if let Some(obj) = &obj {
         let status = job_status(obj);
         let spec = serde_json::from_value(obj.spec.clone()).ok();
@@ -166,7 +166,7 @@ pub(super) async fn resolve_run(
         }
     }
     // A deleted job (or an old run): look in the run records.
-    let runs: Vec<RunRecord> = state.store.runs(&key.namespace, &key.name).await?;
+    let runs: Vec<RunRecord> = state.records()?.runs(&key.namespace, &key.name).await?;
     let found = match run {
         Some(r) => runs.iter().find(|x| x.run == r),
         None => runs.first(),
@@ -203,7 +203,7 @@ pub(super) async fn artifact(
     let key = job_key(&ns, &plural, &name)?;
     let target = resolve_run(&state, &key, q.run).await?;
     let dir = records::artifact_dir(&records::run_dir(
-        state.store.data_dir(),
+        state.records()?.data_dir(),
         &ns,
         &name,
         &target.uid,
@@ -215,7 +215,7 @@ pub(super) async fn artifact(
         ));
     }
     let record = state
-        .store
+        .records()?
         .runs(&ns, &name)
         .await?
         .into_iter()
@@ -336,7 +336,7 @@ async fn events(
         }
     }
     let items = state
-        .store
+        .objects
         .list_events(
             kind.as_deref(),
             ns.as_deref(),

@@ -105,7 +105,7 @@ pub(super) async fn list(
         .map(ContinueToken::decode)
         .transpose()?;
     if let Some(token) = &start
-        && !state.store.can_resume_from(&token.rv)
+        && !state.objects.can_resume_from(&token.rv)
     {
         return Err(ApiError::new(
             StatusCode::GONE,
@@ -124,14 +124,14 @@ pub(super) async fn list(
     let after = start.as_ref().map(|t| (t.ns.as_str(), t.name.as_str()));
     let (items, remaining, rv) = if selectors.is_empty() {
         let page = state
-            .store
+            .objects
             .list_page(kind, ns.as_deref(), after, limit)
             .await?;
         (page.items, page.remaining, page.resource_version)
     } else {
         // Selectors filter after reading, so the page is cut here rather than in SQL.
         let page = state
-            .store
+            .objects
             .list_page(kind, ns.as_deref(), after, None)
             .await?;
         let mut items: Vec<_> = page

@@ -104,7 +104,13 @@ pub(super) async fn log(
 ) -> Result<Response, ApiError> {
     let key = job_key(&ns, &plural, &name)?;
     let target = resolve_run(&state, &key, q.run).await?;
-    let dir = records::run_dir(state.store.data_dir(), &ns, &name, &target.uid, target.run);
+    let dir = records::run_dir(
+        state.records()?.data_dir(),
+        &ns,
+        &name,
+        &target.uid,
+        target.run,
+    );
     let follow = matches!(q.follow.as_deref(), Some("true" | "1"));
     let sse = wants_event_stream(&headers);
     // An EventSource reconnecting after a drop says where it got to.
@@ -161,7 +167,7 @@ pub(super) async fn log(
             let mut offset = start as u64;
             let mut idle = 0;
             loop {
-                let finished = match state.store.get(&key).await {
+                let finished = match state.objects.get(&key).await {
                     Ok(Some(obj)) => {
                         let status = job_status(&obj);
                         status.run != Some(run)

@@ -1,6 +1,8 @@
 //! The HTTP API in Kubernetes path form (`/apis/orcaops.dev/v1alpha1/...`). The CLI is
 //! its client, as kubectl is a client of the Kubernetes API.
 
+#[cfg(test)]
+mod cluster_tests;
 mod containers;
 mod discovery;
 mod error;
@@ -18,6 +20,7 @@ mod table;
 mod watch;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -34,20 +37,88 @@ pub use layers::REQUEST_TIMEOUT;
 pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER, wire as exec_wire};
 pub use watch::BOOKMARK_INTERVAL;
 
+use crate::controller::activity::SandboxActivity;
 use crate::runtime::DockerRuntime;
-use crate::store::LocalStore;
+use crate::store::{LocalStore, ObjectStore};
 
 /// The largest request body accepted (a YAML document is far smaller).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// What the handlers share. Local mode: the SQLite store is both `objects` and
+/// `records`, and Docker is the runtime. Cluster mode (`orcaops operator --api`): the
+/// Kubernetes API holds the objects, the operator's data dir the records, and there is
+/// no Docker.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: LocalStore,
-    pub runtime: DockerRuntime,
+    /// Objects, status, watches and events: the local store or the Kubernetes API.
+    pub objects: Arc<dyn ObjectStore>,
+    /// Run records, step logs and artifacts: the local data dir in both modes. Read it
+    /// through [`AppState::records`].
+    pub records: LocalStore,
+    /// Docker, for sandbox exec and files and `/containers`; None on a cluster. Read it
+    /// through [`AppState::runtime`].
+    pub runtime: Option<DockerRuntime>,
     /// Where exec calls and file transfers are recorded as sandbox activity.
-    pub activity: std::sync::Arc<crate::controller::activity::SandboxActivity>,
+    pub activity: Arc<SandboxActivity>,
     /// Cancelled at shutdown: watches and log streams end cleanly.
     pub shutdown: CancellationToken,
+    /// Cluster mode: whether this replica leads, and so whether its data dir is where
+    /// the run records are being written. None (local mode): always.
+    pub leading: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// What a sandbox exec, a file transfer or `/containers` answers on a cluster.
+pub const NO_RUNTIME: &str = "sandbox exec, files and /containers are not available on a \
+cluster yet: the operator's API has no container runtime to reach sandboxes through. Use \
+kubectl instead: kubectl exec -n NAMESPACE POD -- COMMAND and kubectl cp (the pods carry \
+the labels orcaops.dev/kind and orcaops.dev/name: kubectl get pods -l orcaops.dev/name=NAME), \
+or `orcaops serve` for sandboxes on one machine";
+
+/// What run records, logs and artifacts answer on a replica that does not lead.
+pub const NOT_LEADING: &str = "this operator replica is a standby: run records, step logs \
+and artifacts are written to the data dir of the leading replica, not this one. Reach the \
+leader's API (its pod is the holder of the Lease orcaops-operator: kubectl get lease \
+orcaops-operator -n NAMESPACE -o jsonpath='{.spec.holderIdentity}', then kubectl \
+port-forward pod/HOLDER 8080), or run one replica when the API is on";
+
+impl AppState {
+    /// Local mode: one SQLite store for objects and records, and Docker.
+    pub fn local(
+        store: LocalStore,
+        runtime: DockerRuntime,
+        activity: Arc<SandboxActivity>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        AppState {
+            objects: Arc::new(store.clone()),
+            records: store,
+            runtime: Some(runtime),
+            activity,
+            shutdown,
+            leading: None,
+        }
+    }
+
+    /// The container runtime sandbox exec, files and `/containers` go through, or 501
+    /// saying what to use instead. The one place that decides it: a runtime for
+    /// sandboxes on a cluster plugs in here.
+    pub fn runtime(&self) -> Result<&DockerRuntime, ApiError> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", NO_RUNTIME))
+    }
+
+    /// The run records, or 503 on a standby replica (whose data dir is not written).
+    pub fn records(&self) -> Result<&LocalStore, ApiError> {
+        match &self.leading {
+            Some(leading) if !*leading.borrow() => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                NOT_LEADING,
+            )),
+            _ => Ok(&self.records),
+        }
+    }
 }
 
 const BASE: &str = "/apis/orcaops.dev/v1alpha1";
@@ -133,10 +204,14 @@ pub fn router(state: AppState) -> Router {
 async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     let unready =
         |what: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", what);
-    if let Err(e) = state.store.current_resource_version().await {
+    if let Err(e) = state.objects.current_resource_version().await {
         return unready(format!("store: {e}")).into_response();
     }
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(2), state.runtime.ping())
+    // On a cluster there is no Docker to ask (sandbox exec answers 501 instead).
+    let Some(runtime) = &state.runtime else {
+        return "ok".into_response();
+    };
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(2), runtime.ping())
         .await
         .unwrap_or_else(|_| {
             Err(crate::runtime::RuntimeError::Unreachable {

@@ -70,7 +70,7 @@ pub(super) async fn get_namespaced(
 }
 
 async fn get(state: &AppState, key: &ObjectKey) -> Result<Json<Object>, ApiError> {
-    match state.store.get(key).await? {
+    match state.objects.get(key).await? {
         Some(obj) => Ok(Json(obj)),
         None => Err(crate::store::StoreError::NotFound { key: key.clone() }.into()),
     }
@@ -214,7 +214,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     query.check()?;
     let obj = admit(&body, &plural, ns.as_deref(), None)?;
-    let created = state.store.create(obj).await?;
+    let created = state.objects.create(obj).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -262,7 +262,7 @@ async fn patch(
     loop {
         attempts += 1;
         let stored = state
-            .store
+            .objects
             .get(&key)
             .await?
             .ok_or_else(|| crate::store::StoreError::NotFound { key: key.clone() })?;
@@ -284,7 +284,7 @@ async fn patch(
             Some(&name),
         )?;
         carry_server_metadata(&mut obj, &value);
-        match state.store.replace(obj).await {
+        match state.objects.replace(obj).await {
             Err(crate::store::StoreError::Conflict { .. }) if !pinned && attempts < 5 => continue,
             result => return Ok(Json(result?).into_response()),
         }
@@ -300,7 +300,7 @@ async fn server_side_apply(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let obj = admit(body, plural, ns, Some(name))?;
-    let (outcome, obj) = state.store.apply(obj).await?;
+    let (outcome, obj) = state.objects.apply(obj).await?;
     let code = if outcome == crate::store::ApplyOutcome::Created {
         StatusCode::CREATED
     } else {
@@ -346,7 +346,7 @@ async fn replace(
     let mut obj = admit(&body, &plural, ns.as_deref(), Some(&name))?;
     let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     carry_server_metadata(&mut obj, &raw);
-    Ok(Json(state.store.replace(obj).await?))
+    Ok(Json(state.objects.replace(obj).await?))
 }
 
 pub(super) async fn delete_cluster(
@@ -356,7 +356,10 @@ pub(super) async fn delete_cluster(
 ) -> Result<Json<Object>, ApiError> {
     query.check()?;
     Ok(Json(
-        state.store.delete(&key_for(&plural, None, &name)?).await?,
+        state
+            .objects
+            .delete(&key_for(&plural, None, &name)?)
+            .await?,
     ))
 }
 
@@ -368,7 +371,7 @@ pub(super) async fn delete_namespaced(
     query.check()?;
     Ok(Json(
         state
-            .store
+            .objects
             .delete(&key_for(&plural, Some(&ns), &name)?)
             .await?,
     ))

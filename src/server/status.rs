@@ -146,7 +146,7 @@ async fn replace(
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .unwrap_or("");
-    Ok(Json(state.store.update_status(key, rv, status).await?))
+    Ok(Json(state.objects.update_status(key, rv, status).await?))
 }
 
 pub(super) async fn patch_namespaced(
@@ -211,7 +211,11 @@ async fn patch(
         .and_then(Value::as_str)
         .map(String::from);
     for _ in 0..PATCH_RETRIES {
-        let current = state.store.get(key).await?.ok_or_else(|| not_found(key))?;
+        let current = state
+            .objects
+            .get(key)
+            .await?
+            .ok_or_else(|| not_found(key))?;
         let mut doc = serde_json::to_value(&current).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -225,7 +229,7 @@ async fn patch(
         let expected = precondition
             .clone()
             .unwrap_or_else(|| current.metadata.resource_version.clone());
-        match state.store.update_status(key, &expected, status).await {
+        match state.objects.update_status(key, &expected, status).await {
             Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
             other => return Ok(Json(other?)),
         }

@@ -2,8 +2,9 @@
 //! BOOKMARK, ERROR) from the store's watch stream, as the Kubernetes API streams them.
 //!
 //! A watch is gapless: it starts from a list (or a resourceVersion) and continues with
-//! `LocalStore::watch_since`, which replays what followed and hands over to the live feed
-//! without a gap or a duplicate.
+//! `ObjectStore::watch_from`, which replays what followed and hands over to the live feed
+//! without a gap or a duplicate (the local store from its history and broadcast feed, the
+//! Kubernetes store with an API watch from that version).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -12,9 +13,9 @@ use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +23,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::selector::Selectors;
 use crate::resources::{API_VERSION, Kind, Object};
-use crate::store::{LocalStore, StoreError, WatchEvent, WatchEventType};
+use crate::store::{ObjectStore, StoreError, WatchEvent, WatchEventType};
 
 /// How often an idle watch that allows bookmarks is told its position (Kubernetes: about
 /// a minute; a local store can afford more, and clients resume closer to the present).
@@ -48,7 +49,7 @@ pub(super) struct WatchParams {
 }
 
 pub(super) async fn watch(state: AppState, params: WatchParams) -> Result<Response, ApiError> {
-    let start = start(&state.store, &params).await?;
+    let start = start(state.objects.as_ref(), &params).await?;
     let lines = spawn_watch(start, params, state.shutdown.clone(), BOOKMARK_INTERVAL);
     let body = tokio_stream::wrappers::ReceiverStream::new(lines).map(Ok::<_, Infallible>);
     Ok((
@@ -63,7 +64,7 @@ pub(super) async fn watch(state: AppState, params: WatchParams) -> Result<Respon
 pub(super) struct Start {
     initial: Vec<Object>,
     replay: Vec<WatchEvent>,
-    feed: broadcast::Receiver<WatchEvent>,
+    feed: BoxStream<'static, Result<WatchEvent, StoreError>>,
     position: u64,
 }
 
@@ -77,7 +78,10 @@ fn expired(rv: &str, e: &StoreError) -> ApiError {
     )
 }
 
-pub(super) async fn start(store: &LocalStore, params: &WatchParams) -> Result<Start, ApiError> {
+pub(super) async fn start(
+    store: &dyn ObjectStore,
+    params: &WatchParams,
+) -> Result<Start, ApiError> {
     let resume = params
         .resource_version
         .as_deref()
@@ -88,10 +92,15 @@ pub(super) async fn start(store: &LocalStore, params: &WatchParams) -> Result<St
                 "resourceVersion \"{rv}\" is not one this server issued; it is a number from a list or an object"
             ))
         })?;
-        let (replay, feed) = store.watch_since(rv).await.map_err(|e| match e {
-            StoreError::Gone { .. } => expired(rv, &e),
-            other => other.into(),
-        })?;
+        let ns = params.ns.as_deref();
+        let watch = store
+            .watch_from(params.kind, ns, rv, &[])
+            .await
+            .map_err(|e| match e {
+                StoreError::Gone { .. } => expired(rv, &e),
+                other => other.into(),
+            })?;
+        let (replay, feed) = (watch.replay, watch.feed);
         return Ok(Start {
             initial: Vec::new(),
             replay,
@@ -109,8 +118,12 @@ pub(super) async fn start(store: &LocalStore, params: &WatchParams) -> Result<St
         } else {
             store.list(params.kind, params.ns.as_deref()).await?
         };
-        match store.watch_since(&rv).await {
-            Ok((replay, feed)) => {
+        match store
+            .watch_from(params.kind, params.ns.as_deref(), &rv, &initial)
+            .await
+        {
+            Ok(watch) => {
+                let (replay, feed) = (watch.replay, watch.feed);
                 return Ok(Start {
                     initial,
                     replay,
@@ -246,13 +259,13 @@ pub(super) fn spawn_watch(
                     }
                     return;
                 }
-                received = feed.recv() => match received {
-                    Ok(event) => {
+                received = feed.next() => match received {
+                    Some(Ok(event)) => {
                         if !watcher.event(&scope, &event).await {
                             return;
                         }
                     }
-                    Err(RecvError::Lagged(missed)) => {
+                    Some(Err(StoreError::Lagged { missed })) => {
                         let status = ApiError::new(
                             StatusCode::GONE,
                             "Expired",
@@ -265,7 +278,15 @@ pub(super) fn spawn_watch(
                         watcher.send(line("ERROR", &status)).await;
                         return;
                     }
-                    Err(RecvError::Closed) => return,
+                    Some(Err(e)) => {
+                        let status = match e {
+                            StoreError::Gone { .. } => expired(&watcher.position.to_string(), &e),
+                            other => ApiError::from(other),
+                        };
+                        watcher.send(line("ERROR", &status.to_status())).await;
+                        return;
+                    }
+                    None => return,
                 },
                 _ = tick.tick(), if bookmarks => {
                     if !watcher.bookmark(false).await {
@@ -325,6 +346,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::store::LocalStore;
 
     fn job(name: &str, labels: &[(&str, &str)], phase: &str) -> Object {
         let mut obj = Object::new(Kind::Job, "default", name, json!({}));

@@ -10,6 +10,7 @@ mod convert;
 #[cfg(test)]
 pub(crate) mod mock;
 mod patch;
+mod reads;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -26,7 +27,10 @@ use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::local::decide::validated;
-use super::{ApplyOutcome, EventType, NewEvent, ObjectStore, Result, StoreError, WatchEvent};
+use super::{
+    ApplyOutcome, Event, EventType, ListPage, NewEvent, ObjectStore, Result, StoreError,
+    WatchEvent, WatchFrom,
+};
 use crate::resources::{Kind, Object, ObjectKey};
 use convert::{api_resource, from_dynamic, object_reference, to_dynamic};
 pub use patch::{STATUS_MANAGER, SYNC_MANAGER};
@@ -322,13 +326,7 @@ impl ObjectStore for KubeStore {
     }
 
     async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<(Vec<Object>, String)> {
-        let resource = api_resource(kind);
-        let client = self.client().clone();
-        let api: Api<DynamicObject> = match namespace.filter(|_| kind.namespaced()) {
-            Some(ns) => Api::namespaced_with(client, ns, &resource),
-            None => Api::all_with(client, &resource),
-        };
-        let list = api
+        let list = reads::kind_api(self.client(), kind, namespace)
             .list(&ListParams::default())
             .await
             .map_err(StoreError::Kube)?;
@@ -483,6 +481,43 @@ impl ObjectStore for KubeStore {
             .publish(&kube_event, &reference)
             .await
             .map_err(StoreError::Kube)
+    }
+
+    /// A page cut from a full list, in the local store's order, so that continue tokens
+    /// mean the same in both modes (pages are not one snapshot: each is a fresh list).
+    async fn list_page(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+    ) -> Result<ListPage> {
+        let (items, rv) = self.list(kind, namespace).await?;
+        Ok(reads::page(items, after, limit, rv))
+    }
+
+    async fn current_resource_version(&self) -> Result<String> {
+        reads::current_resource_version(self.client()).await
+    }
+
+    async fn watch_from(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        rv: &str,
+        known: &[Object],
+    ) -> Result<WatchFrom> {
+        reads::watch_from(self.client(), kind, namespace, rv, known).await
+    }
+
+    async fn list_events(
+        &self,
+        kind: Option<&str>,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        reads::list_events(self.client(), kind, namespace, name, limit).await
     }
 
     async fn add_finalizer(&self, key: &ObjectKey, name: &str) -> Result<()> {

@@ -10,6 +10,7 @@ pub mod local;
 
 use std::sync::Arc;
 
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::resources::{Kind, Object, ObjectKey};
@@ -36,6 +37,10 @@ pub enum StoreError {
     /// after (or never had); the watcher must list again and watch from the list's version.
     #[error("resourceVersion {rv} is too old; list again")]
     Gone { rv: String },
+    /// A watch fell behind the store's buffer and lost `missed` events; the watcher must
+    /// list again and watch from the list's version.
+    #[error("the watch fell {missed} events behind the store and lost them")]
+    Lagged { missed: u64 },
     #[error("cannot store {key}: {message}")]
     Invalid { key: ObjectKey, message: String },
     #[error("database error: {0}")]
@@ -104,9 +109,20 @@ pub enum ApplyOutcome {
     Unchanged,
 }
 
-/// What controllers and sources need of a store, whichever it is: [`LocalStore`]
-/// (SQLite) in local mode, the Kubernetes API in cluster mode. Run records, logs and
-/// artifacts are not here: they stay in the local data dir in both modes.
+/// The changes of a watch resumed from a resourceVersion (see [`ObjectStore::watch_from`]).
+pub struct WatchFrom {
+    /// The changes after the version that the store already has at hand, to send first.
+    pub replay: Vec<WatchEvent>,
+    /// Everything after `replay`, with no gap and no duplicate. It may carry other kinds
+    /// and namespaces than asked (the watcher filters). It ends with an error item when it
+    /// cannot go on: [`StoreError::Lagged`] or [`StoreError::Gone`] (the watcher must list
+    /// again), or another error of the store.
+    pub feed: BoxStream<'static, Result<WatchEvent>>,
+}
+
+/// What controllers, sources and the REST facade need of a store, whichever it is:
+/// [`LocalStore`] (SQLite) in local mode, the Kubernetes API in cluster mode. Run records,
+/// logs and artifacts are not here: they stay in the local data dir in both modes.
 #[async_trait::async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
     /// A stable identity of this store, put on every container it owns, so that two
@@ -130,6 +146,44 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Every change from now on (subscribe before listing, so nothing is missed).
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent>;
     async fn record_event(&self, event: NewEvent) -> Result<()>;
+    /// One page of [`list`](Self::list) in (namespace, name) order: the objects after
+    /// `after`, at most `limit` of them, how many more follow, and the resourceVersion.
+    async fn list_page(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+    ) -> Result<ListPage>;
+    /// Whether a list continued at resourceVersion `rv` can still be served as one
+    /// consistent read (the local store: while `rv` is in its watch history).
+    fn can_resume_from(&self, rv: &str) -> bool {
+        let _ = rv;
+        true
+    }
+    /// The resourceVersion of the newest change; answering it is the store's readiness.
+    async fn current_resource_version(&self) -> Result<String>;
+    /// The changes of `kind` (in `namespace`, or all) after resourceVersion `rv`; `Gone`
+    /// when the store no longer has them: list again and watch from the list's version.
+    /// `known` are the objects the watcher already has (the list it starts from): a
+    /// MODIFIED of one of them carries it as `previous` where the store's own events do
+    /// not (the local store's always do).
+    async fn watch_from(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        rv: &str,
+        known: &[Object],
+    ) -> Result<WatchFrom>;
+    /// Events about objects matching kind, namespace and name (None: any), newest first,
+    /// at most `limit`.
+    async fn list_events(
+        &self,
+        kind: Option<&str>,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Event>>;
     /// Adds finalizer `name` to the object unless it is there already. The local store
     /// deletes at once and keeps no finalizers, so there this does nothing.
     async fn add_finalizer(&self, key: &ObjectKey, name: &str) -> Result<()> {
@@ -181,4 +235,64 @@ impl ObjectStore for LocalStore {
     async fn record_event(&self, event: NewEvent) -> Result<()> {
         LocalStore::record_event(self, event).await
     }
+    async fn list_page(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+    ) -> Result<ListPage> {
+        LocalStore::list_page(self, kind, namespace, after, limit).await
+    }
+    fn can_resume_from(&self, rv: &str) -> bool {
+        LocalStore::can_resume_from(self, rv)
+    }
+    async fn current_resource_version(&self) -> Result<String> {
+        LocalStore::current_resource_version(self).await
+    }
+    /// Every kind's changes: the local store keeps one history for all of them.
+    async fn watch_from(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        rv: &str,
+        known: &[Object],
+    ) -> Result<WatchFrom> {
+        let _ = (kind, namespace, known);
+        let (replay, receiver) = LocalStore::watch_since(self, rv).await?;
+        Ok(WatchFrom {
+            replay,
+            feed: local_feed(receiver),
+        })
+    }
+    async fn list_events(
+        &self,
+        kind: Option<&str>,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        LocalStore::list_events(self, kind, namespace, name, limit).await
+    }
+}
+
+/// A broadcast receiver as a feed: a receiver that lagged ends it with `Lagged`.
+fn local_feed(
+    receiver: tokio::sync::broadcast::Receiver<WatchEvent>,
+) -> BoxStream<'static, Result<WatchEvent>> {
+    use futures::StreamExt;
+    use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+
+    let mut lagged = false;
+    BroadcastStream::new(receiver)
+        .map(|item| match item {
+            Ok(event) => Ok(event),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => Err(StoreError::Lagged { missed }),
+        })
+        .take_while(move |item| {
+            let go_on = !lagged;
+            lagged |= item.is_err();
+            futures::future::ready(go_on)
+        })
+        .boxed()
 }

@@ -124,13 +124,13 @@ pub(super) async fn exec(
     let key = sandbox_key(&ns, &plural, &name)?;
     let body = parse_body(&headers, &body)?;
     let request = request_of(&body)?;
+    let runtime = state.runtime()?.clone();
     let target = resolve(&state, &key, body.service.as_deref()).await?;
     if matches!(query.stream.as_deref(), Some("true" | "1")) {
-        return streamed(state, target, request).await;
+        return streamed(state, runtime, target, request).await;
     }
     let _busy = state.activity.begin(&target.uid);
-    let out = state
-        .runtime
+    let out = runtime
         .exec(&target.container, &request)
         .await
         .map_err(|e| runtime_error(&target, e))?;
@@ -151,19 +151,19 @@ pub(super) async fn exec(
 /// Starts the command, then answers at once with a body that streams its output.
 async fn streamed(
     state: AppState,
+    runtime: DockerRuntime,
     target: Target,
     request: ExecRequest,
 ) -> Result<Response, ApiError> {
     let busy = state.activity.begin(&target.uid);
-    let session = state
-        .runtime
+    let session = runtime
         .exec_session(&target.container, &request)
         .await
         .map_err(|e| runtime_error(&target, e))?;
     let started = Instant::now();
     let lines = async_stream(move |tx| async move {
         let _busy = busy;
-        let run = pump(&state.runtime, session, &request, started, |event| {
+        let run = pump(&runtime, session, &request, started, |event| {
             let tx = tx.clone();
             async move { tx.send(Bytes::from(event.to_line())).await.is_ok() }
         });

@@ -120,6 +120,7 @@ async fn write_upload(
     let path = container_path(q.path.as_deref().unwrap_or(""))?;
     let kind = upload_kind(&headers)?;
     let mode = parse_mode(q.mode.as_deref())?;
+    state.runtime()?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -148,7 +149,7 @@ async fn write_upload(
                 return Err(invalid_field("path", "\"/\" is a directory; name the file"));
             }
             state
-                .runtime
+                .runtime()?
                 .write_file(&target.container, &path, bytes, mode)
                 .await
                 .map_err(|e| runtime_error(&target, e))?;
@@ -176,14 +177,14 @@ async fn extract_into(
     dir: &str,
     tar: Bytes,
 ) -> Result<(), ApiError> {
-    if let Ok(PathKind::File) = state.runtime.path_kind(&target.container, dir).await {
+    let runtime = state.runtime()?;
+    if let Ok(PathKind::File) = runtime.path_kind(&target.container, dir).await {
         return Err(invalid_field(
             "path",
             format!("{dir} is a file; a tar is extracted into a directory"),
         ));
     }
-    state
-        .runtime
+    runtime
         .extract_tar(&target.container, dir, tar)
         .await
         .map_err(|e| runtime_error(target, e))
@@ -197,10 +198,10 @@ pub(super) async fn download(
 ) -> Result<Response, ApiError> {
     let key = sandbox_key(&ns, &plural, &name)?;
     let path = container_path(q.path.as_deref().unwrap_or(""))?;
+    let runtime = state.runtime()?;
     let target = resolve(&state, &key, q.service.as_deref()).await?;
     let busy = state.activity.begin(&target.uid);
-    let kind = state
-        .runtime
+    let kind = runtime
         .path_kind(&target.container, &path)
         .await
         .map_err(|e| runtime_error(&target, e))?;
@@ -218,8 +219,7 @@ pub(super) async fn download(
     } else {
         match kind {
             PathKind::File => {
-                let content = state
-                    .runtime
+                let content = runtime
                     .read_file(&target.container, &path, MAX_FILE_BYTES as u64)
                     .await
                     .map_err(|e| runtime_error(&target, e))?;
@@ -233,7 +233,7 @@ pub(super) async fn download(
                 response
             }
             PathKind::Directory => {
-                let stream = state.runtime.download_tar(&target.container, &path);
+                let stream = runtime.download_tar(&target.container, &path);
                 // The sandbox stays busy until the whole archive is sent.
                 let body = stream.map(move |chunk| {
                     let _busy = &busy;

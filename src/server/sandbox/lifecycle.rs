@@ -24,7 +24,7 @@ async fn update(
     for _ in 0..5 {
         let mut obj = get_sandbox(state, key).await?;
         change(&mut obj);
-        match state.store.replace(obj).await {
+        match state.objects.replace(obj).await {
             Err(StoreError::Conflict { .. }) => continue,
             other => return Ok(other?),
         }

@@ -71,7 +71,7 @@ pub(super) fn sandbox_key(ns: &str, plural: &str, name: &str) -> Result<ObjectKe
 }
 
 pub(super) async fn get_sandbox(state: &AppState, key: &ObjectKey) -> Result<Object, ApiError> {
-    match state.store.get(key).await? {
+    match state.objects.get(key).await? {
         Some(obj) => Ok(obj),
         None => {
             let mut err = ApiError::from(StoreError::NotFound { key: key.clone() });

@@ -22,6 +22,7 @@ use super::wire::{ExecBody, channel};
 use super::{Target, invalid_field, resolve, sandbox_key};
 use crate::controller::activity::ActivityGuard;
 use crate::resources::common::EnvVar;
+use crate::runtime::DockerRuntime;
 use crate::runtime::sandbox::{ExecChunk, ExecRequest, ExecSession, TIMED_OUT_EXIT_CODE};
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -97,6 +98,7 @@ pub(super) async fn exec_websocket(
     let query = parse_query(raw.as_deref())?;
     let mut request = request_of(&query.body)?;
     request.tty = query.tty;
+    let runtime = state.runtime()?.clone();
     let target = resolve(&state, &key, query.body.service.as_deref()).await?;
     let upgrade = upgrade.map_err(|e| {
         ApiError::bad_request(format!(
@@ -108,7 +110,7 @@ pub(super) async fn exec_websocket(
     let stdin = query.stdin;
     Ok(upgrade
         .protocols(channel::PROTOCOLS)
-        .on_upgrade(move |socket| session(socket, state, target, request, stdin, busy))
+        .on_upgrade(move |socket| session(socket, state, runtime, target, request, stdin, busy))
         .into_response())
 }
 
@@ -135,6 +137,7 @@ fn failure(message: &str) -> Message {
 async fn session(
     socket: WebSocket,
     state: AppState,
+    runtime: DockerRuntime,
     target: Target,
     request: ExecRequest,
     stdin: bool,
@@ -145,11 +148,7 @@ async fn session(
         id,
         mut input,
         mut output,
-    } = match state
-        .runtime
-        .exec_session(&target.container, &request)
-        .await
-    {
+    } = match runtime.exec_session(&target.container, &request).await {
         Ok(session) => session,
         Err(e) => {
             let message = super::runtime_error(&target, e).message;
@@ -209,7 +208,7 @@ async fn session(
                         if timed_out {
                             break Ok(TIMED_OUT_EXIT_CODE);
                         }
-                        break exit_code(&state.runtime, &id)
+                        break exit_code(&runtime, &id)
                             .await
                             .ok_or_else(|| "Docker did not report the exit code".to_string());
                     }
@@ -227,7 +226,7 @@ async fn session(
                     }
                     Some(channel::RESIZE) => {
                         if let Ok(size) = serde_json::from_slice::<Resize>(&data[1..]) {
-                            let _ = state.runtime.exec_resize(&id, size.width, size.height).await;
+                            let _ = runtime.exec_resize(&id, size.width, size.height).await;
                         }
                     }
                     Some(channel::CLOSE) if data.get(1) == Some(&channel::STDIN) => stdin_tx = None,

@@ -249,6 +249,11 @@ impl Exchange {
         self.reply = Reply::Json(code, body);
         self
     }
+    /// A watch stream: these events, one per line, then the end of the response.
+    pub fn reply_lines(mut self, lines: Vec<Value>) -> Self {
+        self.reply = Reply::Lines(lines);
+        self
+    }
     pub fn reply_text(mut self, code: u16, text: impl Into<String>) -> Self {
         self.reply = Reply::Text(code, text.into());
         self
