@@ -22,6 +22,7 @@
 mod build;
 mod collect;
 mod runtime;
+pub mod sandbox;
 #[cfg(test)]
 mod tests;
 
