@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::STOP_GRACE_SECS;
 use super::decide::{FAILED_AFTER, Observed, SandboxAction, ServiceObserved};
-use super::names::LABEL_SPEC_HASH;
+use super::names::{LABEL_SPEC_HASH, service_hash};
 use super::runtime::SandboxRuntime;
 use crate::controller::{Context, ControllerError};
 use crate::resources::sandbox::{EffectiveSandbox, SandboxStatus};
@@ -180,10 +180,23 @@ fn mark_removing(meta: &ObjectMeta, observed: &mut Observed) {
     let pod = sandbox_pod_name(meta);
     let ns = meta.namespace.clone().unwrap_or_default();
     for (name, entry) in observed.services.iter_mut() {
+        // The declared hash: what goes away is waited for, not removed again.
+        let labels = observed
+            .effective
+            .services
+            .iter()
+            .find(|s| &s.name == name)
+            .map(|s| {
+                BTreeMap::from([(
+                    LABEL_SPEC_HASH.to_string(),
+                    service_hash(s, observed.effective.network),
+                )])
+            })
+            .unwrap_or_default();
         entry.container = Some(ContainerInfo {
             id: format!("{ns}/{pod}/{name}"),
             name: format!("{pod}/{name}"),
-            labels: BTreeMap::new(),
+            labels,
             state: ContainerState::Other(REMOVING.to_string()),
             started_at: None,
             finished_at: None,
@@ -230,12 +243,16 @@ pub fn services_of(
         }
         let mut container_labels = labels.clone();
         container_labels.insert(keys::LABEL_SERVICE.to_string(), name.clone());
-        let hash = annotations
-            .get(&format!("{SPEC_HASH_ANNOTATION}{name}"))
-            .filter(|_| in_pod.contains(&name.as_str()))
-            .cloned()
-            // Not in this pod: no hash matches, so the pod is made again.
-            .unwrap_or_else(|| "not-in-the-pod".to_string());
+        let hash = match declared {
+            // Going away already: nothing to remove again, only to wait for.
+            Some(declared) if terminating => service_hash(declared, effective.network),
+            _ => annotations
+                .get(&format!("{SPEC_HASH_ANNOTATION}{name}"))
+                .filter(|_| in_pod.contains(&name.as_str()))
+                .cloned()
+                // Not in this pod: no hash matches, so the pod is made again.
+                .unwrap_or_else(|| "not-in-the-pod".to_string()),
+        };
         container_labels.insert(LABEL_SPEC_HASH.to_string(), hash);
         let container_status = status
             .container_statuses
@@ -361,3 +378,6 @@ fn failing(status: &ContainerStatus) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests;
