@@ -529,3 +529,84 @@ async fn two_services_on_one_port_fail_with_the_fix_and_make_no_pod() {
             .contains("give each its own containerPort")
     );
 }
+
+/// `(API group, resource, verb)` of a request, as RBAC authorizes it.
+fn authorized_as(request: &str) -> (String, String, String) {
+    let (method, path) = request.split_once(' ').unwrap();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // /api/v1/namespaces/ns/<resource>[/name[/sub]] or /apis/<group>/<v>/namespaces/...
+    let (group, rest) = match parts[0] {
+        "api" => ("", &parts[2..]),
+        _ => (parts[1], &parts[3..]),
+    };
+    let rest = &rest[2..];
+    let resource = match rest {
+        [resource, _, sub, ..] => format!("{resource}/{sub}"),
+        [resource, ..] => resource.to_string(),
+        [] => panic!("no resource in {request}"),
+    };
+    let verb = match (method, rest.len()) {
+        ("GET", 1) => "list",
+        ("GET", _) => "get",
+        ("POST", _) => "create",
+        ("PATCH", _) => "patch",
+        ("PUT", _) => "update",
+        ("DELETE", _) => "delete",
+        _ => panic!("unexpected {request}"),
+    };
+    (group.to_string(), resource, verb.to_string())
+}
+
+/// Every request a sandbox's whole life sends (create, ready, stop, start, delete) is
+/// granted by the operator's ClusterRole, as the plain manifests install it.
+#[tokio::test]
+async fn the_operators_cluster_role_grants_every_request_of_a_sandboxs_life() {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let s = Scenario::ready(spec(json!({"network": "private"}))).await;
+    s.edit_sandbox(|sb| sb["spec"]["state"] = json!("Stopped"));
+    s.reconcile().await.unwrap();
+    s.pod_gone();
+    s.edit_sandbox(|sb| sb["spec"]["state"] = json!("Running"));
+    s.reconcile().await.unwrap();
+    s.edit_sandbox(|sb| sb["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:05:00Z"));
+    s.reconcile().await.unwrap();
+    assert!(s.with(|c| c.sandbox.is_none()));
+
+    let file = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/03-clusterrole.yaml"),
+    )
+    .unwrap();
+    let first = file.split("\n---\n").next().unwrap();
+    let role: ClusterRole = serde_saphyr::from_str(first).unwrap();
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in role.rules.unwrap() {
+        for group in rule.api_groups.unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    granted.insert((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    let requests = s.requests("");
+    let kinds: std::collections::BTreeSet<String> =
+        requests.iter().map(|r| authorized_as(r).1).collect();
+    for needed in [
+        "pods",
+        "services",
+        "persistentvolumeclaims",
+        "networkpolicies",
+    ] {
+        assert!(
+            kinds.contains(needed),
+            "the scenario never touched {needed}"
+        );
+    }
+    for request in &requests {
+        let grant = authorized_as(request);
+        assert!(
+            granted.contains(&grant),
+            "{request} needs {grant:?}, which manifests/03-clusterrole.yaml does not grant"
+        );
+    }
+}
