@@ -7,6 +7,7 @@
 //! that crashed between two creates finishes the set on its next reconcile.
 
 pub mod build;
+pub mod exec;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ use build::{
 pub use build::{
     PlacementError, SPEC_HASH_ANNOTATION, VOLUME_SIZE, service_host, volume_claim_name,
 };
+pub use exec::sandbox_container_id;
 
 /// What creating a sandbox's pod came to.
 #[derive(Debug)]
