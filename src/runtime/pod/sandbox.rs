@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod exec;
+pub mod files;
 #[cfg(test)]
 mod tests;
 

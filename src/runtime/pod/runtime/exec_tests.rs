@@ -235,3 +235,42 @@ async fn a_sandbox_exec_collects_output_and_the_exit_code() {
         .unwrap();
     assert_eq!((ok.exit_code, &ok.stdout[..]), (0, &b"fine"[..]));
 }
+
+/// Reading a file of a sandbox's service: its bytes, or Docker's errors for a missing
+/// path, a directory and a file over the limit.
+#[tokio::test]
+async fn a_sandbox_file_read_says_what_is_wrong_as_docker_does() {
+    const WEB: &str = "team-a/orcaops-team-a-web-dev-0123abcd/web";
+    let (runtime, seen) = exec_server(vec![
+        success(b"hello\n".to_vec()),
+        exit_code(4, ""),
+        exit_code(3, ""),
+        exit_code(5, "2048\n"),
+    ])
+    .await;
+    let read = |path: &'static str| runtime.sandbox_read_file(WEB, path, 1024);
+    assert_eq!(&read("/etc/motd").await.unwrap()[..], b"hello\n");
+    assert!(matches!(
+        read("/nope").await,
+        Err(RuntimeError::PathNotFound { .. })
+    ));
+    assert!(matches!(
+        read("/etc").await,
+        Err(RuntimeError::NotAFile { .. })
+    ));
+    assert!(matches!(
+        read("/big").await,
+        Err(RuntimeError::TooLarge {
+            size: 2048,
+            limit: 1024,
+            ..
+        })
+    ));
+    assert!(matches!(
+        runtime.sandbox_read_file(WEB, "relative", 10).await,
+        Err(RuntimeError::InvalidPath { .. })
+    ));
+    let uri = seen.lock().unwrap()[0].clone();
+    assert!(uri.contains("command=%2Fetc%2Fmotd"), "{uri}");
+    assert_eq!(seen.lock().unwrap().len(), 4, "no exec for a relative path");
+}
