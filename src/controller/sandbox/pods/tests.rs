@@ -84,6 +84,12 @@ impl Cluster {
                 }
                 return ok(self.bump());
             }
+            // With its finalizer the Sandbox stays, marked for deletion.
+            ("DELETE", SB_PATH) => {
+                let sb = self.sandbox.as_mut().expect("the sandbox exists");
+                sb["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:09:00Z");
+                return ok(self.bump());
+            }
             ("PATCH", p) if p == format!("{SB_PATH}/status") => {
                 let sb = self.sandbox.as_mut().expect("the sandbox exists");
                 sb["status"] = request.body["status"].clone();
@@ -482,6 +488,18 @@ async fn the_ttl_expires_the_sandbox_and_deletes_its_pod() {
         "onExpiry Stop keeps volumes"
     );
     assert!(s.with(|c| c.events.contains(&"Expired".to_string())));
+}
+
+#[tokio::test]
+async fn expiry_with_delete_deletes_the_sandbox_and_the_finalizer_cleans_up() {
+    let s = Scenario::ready(spec(json!({"ttlSeconds": 60, "onExpiry": "Delete"}))).await;
+    s.edit_sandbox(|sb| sb["status"]["startedAt"] = json!("2020-01-01T00:00:00Z"));
+    s.reconcile().await.unwrap();
+    assert_eq!(s.requests("DELETE /apis/orcaops.dev").len(), 1);
+    // The watch sees the deletion mark and wakes the sandbox: its finalizer runs.
+    s.reconcile().await.unwrap();
+    assert!(s.with(|c| c.sandbox.is_none()));
+    s.with(|c| assert!(c.pods.is_empty() && c.claims.is_empty() && c.services.is_empty()));
 }
 
 #[tokio::test]
