@@ -628,3 +628,68 @@ async fn the_operators_cluster_role_grants_every_request_of_a_sandboxs_life() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_evicted_pod_is_made_again_after_the_restart_backoff() {
+    let s = Scenario::ready(spec(json!({}))).await;
+    s.with(|c| {
+        let pod = c.pods.get_mut(POD).unwrap();
+        let terminated = json!({"terminated": {"exitCode": 137, "reason": "Error",
+            "startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:00:30Z"}});
+        pod["status"] = json!({"phase": "Failed", "reason": "Evicted", "containerStatuses": [
+            {"name": "web", "image": "nginx:1.27", "imageID": "", "ready": false,
+             "restartCount": 0, "state": terminated},
+            {"name": "shell", "image": "busybox:1.36", "imageID": "", "ready": false,
+             "restartCount": 0, "state": terminated},
+        ]});
+    });
+    s.reconcile().await.unwrap();
+    let status = s.status();
+    assert_eq!(
+        status.services[0].state.as_deref(),
+        Some("exited (code 137)")
+    );
+    let at = status.services[0]
+        .next_restart_time
+        .expect("a restart is scheduled");
+    assert!(s.with(|c| c.events.contains(&"ServiceDied".to_string())));
+    // The backoff is over: the ended pod is deleted and made again.
+    s.edit_sandbox(|sb| {
+        for service in sb["status"]["services"].as_array_mut().unwrap() {
+            service["nextRestartTime"] = json!("2020-01-01T00:00:00Z");
+        }
+    });
+    assert!(at > chrono::Utc::now() - chrono::TimeDelta::seconds(5));
+    s.reconcile().await.unwrap();
+    assert_eq!(s.requests("POST /api/v1/namespaces/default/pods").len(), 2);
+    let pod = s.with(|c| c.pods[POD].clone());
+    assert_eq!(pod["status"]["phase"], "Pending", "a new pod");
+}
+
+#[tokio::test]
+async fn a_service_crash_looping_past_five_restarts_fails_the_sandbox() {
+    let s = Scenario::ready(spec(json!({}))).await;
+    s.with(|c| {
+        let pod = c.pods.get_mut(POD).unwrap();
+        pod["status"]["containerStatuses"][0] = json!({
+            "name": "web", "image": "nginx:1.27", "imageID": "", "ready": false,
+            "restartCount": 6,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
+            "lastState": {"terminated": {"exitCode": 1}},
+        });
+    });
+    s.reconcile().await.unwrap();
+    let status = s.status();
+    assert_eq!(status.phase, Some(SandboxPhase::Failed));
+    assert_eq!(status.services[0].restarts, 6);
+    assert_eq!(
+        status.services[0].state.as_deref(),
+        Some("waiting (CrashLoopBackOff)")
+    );
+    let message = status.message.unwrap();
+    assert!(
+        message.contains("keeps failing: exited (code 1), restarted 6 times"),
+        "{message}"
+    );
+    assert_eq!(s.requests("POST /api/v1/namespaces/default/pods").len(), 1);
+}
