@@ -124,4 +124,70 @@ mod tests {
         let quiet = no_pool_status(&plain, &status, 4, now);
         assert!(quiet.message.is_none() && quiet.conditions.is_empty());
     }
+
+    /// Through the real KubeStore on the mock API server: the status is written and the
+    /// event recorded once; a second reconcile writes nothing.
+    #[tokio::test]
+    async fn a_template_with_a_pool_on_a_cluster_says_so_once() {
+        use crate::runtime::PodRuntime;
+        use crate::store::kube::mock::{Reply, event_created, mock_client, status};
+        use crate::store::{KubeStore, LocalStore};
+        use serde_json::json;
+        use std::sync::Mutex;
+
+        const PATH: &str = "/apis/orcaops.dev/v1alpha1/namespaces/default/sandboxtemplates/shell";
+        let template = Arc::new(Mutex::new(json!({
+            "apiVersion": "orcaops.dev/v1alpha1", "kind": "SandboxTemplate",
+            "metadata": {"name": "shell", "namespace": "default", "uid": "u-1",
+                "generation": 1, "resourceVersion": "1"},
+            "spec": {"services": [{"name": "shell", "image": "busybox:1.36"}],
+                "warmPool": {"size": 2}},
+        })));
+        let writes = Arc::new(Mutex::new((0, Vec::<String>::new())));
+        let (client, api) = mock_client();
+        let (state, seen) = (template.clone(), writes.clone());
+        let _server = api.route(Arc::new(Mutex::new(Vec::new())), move |request| {
+            let path = request.path.as_str();
+            Some(match (request.method.as_str(), path) {
+                ("GET", PATH) => Reply::Json(200, state.lock().unwrap().clone()),
+                ("PATCH", p) if p == format!("{PATH}/status") => {
+                    let mut t = state.lock().unwrap();
+                    t["status"] = request.body["status"].clone();
+                    t["metadata"]["resourceVersion"] = json!("2");
+                    seen.lock().unwrap().0 += 1;
+                    Reply::Json(200, t.clone())
+                }
+                ("POST", "/apis/events.k8s.io/v1/namespaces/default/events") => {
+                    let reason = request.body["reason"].as_str().unwrap_or_default();
+                    seen.lock().unwrap().1.push(reason.to_string());
+                    Reply::Json(201, event_created())
+                }
+                (method, p) => {
+                    Reply::Json(500, status(500, "Unexpected", &format!("{method} {p}")))
+                }
+            })
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let records = LocalStore::open(dir.path()).await.unwrap();
+        let pods = PodRuntime::new(client.clone());
+        let ctx = Context::cluster(
+            Arc::new(KubeStore::new(client, "kube-test")),
+            records,
+            Arc::new(pods.clone()),
+            Some(Arc::new(pods)),
+        );
+        let key = ObjectKey::new(Kind::SandboxTemplate, "default", "shell");
+        report_no_pool(&ctx, &key).await.unwrap();
+        report_no_pool(&ctx, &key).await.unwrap();
+        let stored = template.lock().unwrap()["status"].clone();
+        assert_eq!(stored["conditions"][0]["type"], "WarmPool");
+        assert_eq!(stored["conditions"][0]["status"], "False");
+        assert_eq!(stored["message"], NO_POOL_ON_A_CLUSTER);
+        let (status_writes, events) = writes.lock().unwrap().clone();
+        assert_eq!(
+            status_writes, 1,
+            "the second reconcile has nothing to write"
+        );
+        assert_eq!(events, ["WarmPoolNotRun"]);
+    }
 }
