@@ -265,3 +265,119 @@ async fn the_operators_api_creates_watches_and_deletes_on_the_cluster() {
         .unwrap();
     assert_eq!(exec.status(), 501);
 }
+
+/// The operator, in-process, against the cluster of the current context: a Sandbox
+/// with a port and a volume becomes a pod, a Service and a claim, is Ready, stops
+/// (pod gone, claim kept), starts again, and its deletion removes everything.
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn the_operator_runs_a_sandbox_as_a_pod_stops_starts_and_deletes_it() {
+    use orcaops::operator::{OperatorOptions, run};
+    use orcaops::resources::Object;
+    use serde_json::json;
+    use std::time::Duration;
+
+    let store = KubeStore::from_kubeconfig(None).await.unwrap();
+    let client = kube::Client::try_default().await.unwrap();
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), "default");
+    let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(client, "default");
+    let key = ObjectKey::new(Kind::Sandbox, "default", "sandbox-e2e");
+    let _ = store.delete(&key).await;
+    let sandbox = Object::new(
+        Kind::Sandbox,
+        "default",
+        "sandbox-e2e",
+        json!({
+            "network": "private",
+            "ttlSeconds": 600,
+            "services": [{"name": "web", "image": "busybox:1.36",
+                "command": ["httpd", "-f", "-p", "8080"],
+                "ports": [{"containerPort": 8080}],
+                "healthCheck": {"tcp": {"port": 8080}},
+                "volumes": [{"name": "data", "mountPath": "/data"}]}],
+        }),
+    );
+    let created = store.create(sandbox).await.unwrap();
+    let uid8: String = created
+        .metadata
+        .uid
+        .chars()
+        .filter(|c| *c != '-')
+        .take(8)
+        .collect();
+    let pod = format!("orcaops-default-sandbox-e2e-{uid8}");
+    let claim = format!("{pod}-data");
+
+    let data = tempfile::tempdir().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let operator = run(
+        OperatorOptions {
+            kubeconfig: None,
+            context: None,
+            namespace: None,
+            data_dir: data.path().to_path_buf(),
+            leader_election: false,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            api_addr: None,
+            workers: 2,
+        },
+        shutdown.clone(),
+    );
+    let phase_is = |want: &'static str| {
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            for _ in 0..240 {
+                let sb = store.get(&key).await.unwrap().expect("the sandbox exists");
+                if sb.status["phase"] == want {
+                    return sb;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            panic!("the sandbox was not {want} within 2 minutes");
+        }
+    };
+    let checks = async {
+        let ready = phase_is("Ready").await;
+        assert_eq!(
+            ready.status["services"][0]["endpoints"][0]["hostIp"],
+            "sandbox-e2e.default.svc"
+        );
+        assert!(pods.get_opt(&pod).await.unwrap().is_some());
+
+        let mut stopped = store.get(&key).await.unwrap().unwrap();
+        stopped.spec["state"] = json!("Stopped");
+        store.replace(stopped).await.unwrap();
+        phase_is("Stopped").await;
+        assert!(
+            claims.get_opt(&claim).await.unwrap().is_some(),
+            "the volume is kept"
+        );
+
+        let mut running = store.get(&key).await.unwrap().unwrap();
+        running.spec["state"] = json!("Running");
+        store.replace(running).await.unwrap();
+        phase_is("Ready").await;
+
+        store.delete(&key).await.unwrap();
+        let mut gone = false;
+        for _ in 0..120 {
+            if store.get(&key).await.unwrap().is_none() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        shutdown.cancel();
+        assert!(gone, "the operator removed its finalizer");
+        let left = claims.get_opt(&claim).await.unwrap();
+        assert!(
+            left.is_none_or(|c| c.metadata.deletion_timestamp.is_some()),
+            "the claim is deleted"
+        );
+    };
+    let (operator, ()) = tokio::join!(operator, checks);
+    operator.unwrap();
+}

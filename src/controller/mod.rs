@@ -21,6 +21,7 @@ use crate::records;
 use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::runtime::{ContainerInfo, DockerRuntime, JobRuntime, RuntimeError};
 use crate::store::{LocalStore, ObjectStore, StoreError, WatchEvent, WatchEventType};
+pub use sandbox::runtime::SandboxRuntime;
 
 pub use queue::WorkQueue;
 
@@ -58,8 +59,11 @@ pub struct Context {
     pub records: LocalStore,
     /// What runs Job attempts: Docker, or pods.
     pub jobs: Arc<dyn JobRuntime>,
-    /// Docker, for what only local mode runs; None in cluster mode.
+    /// Docker, for what only local mode runs (warm pools); None in cluster mode.
     pub docker: Option<DockerRuntime>,
+    /// What runs Sandboxes: Docker, or a pod per sandbox. None: Sandboxes and
+    /// SandboxTemplates are stored and not run.
+    pub sandbox_runtime: Option<Arc<dyn SandboxRuntime>>,
     /// Whether the store keeps finalizers (a cluster): Jobs then carry one.
     pub finalizers: bool,
     /// Whether [`run`] has listed what exists and follows the watch (for `/readyz`).
@@ -88,19 +92,22 @@ impl Context {
             Arc::new(store.clone()),
             store,
             Arc::new(runtime.clone()),
-            Some(runtime),
+            Some(runtime.clone()),
+            Some(Arc::new(runtime)),
             false,
         )
     }
 
     /// Cluster mode: objects in the Kubernetes API, records in the local data dir,
-    /// Job attempts as pods (`jobs`), and no Docker (so no Sandboxes yet).
+    /// Job attempts as pods (`jobs`), Sandboxes as pods (`sandboxes`; None stores
+    /// them without running them), and no Docker (so no warm pools).
     pub fn cluster(
         store: Arc<dyn ObjectStore>,
         records: LocalStore,
         jobs: Arc<dyn JobRuntime>,
+        sandboxes: Option<Arc<dyn SandboxRuntime>>,
     ) -> Arc<Self> {
-        Self::build(store, records, jobs, None, true)
+        Self::build(store, records, jobs, None, sandboxes, true)
     }
 
     fn build(
@@ -108,6 +115,7 @@ impl Context {
         records: LocalStore,
         jobs: Arc<dyn JobRuntime>,
         docker: Option<DockerRuntime>,
+        sandbox_runtime: Option<Arc<dyn SandboxRuntime>>,
         finalizers: bool,
     ) -> Arc<Self> {
         let queue = WorkQueue::new();
@@ -129,6 +137,7 @@ impl Context {
             finalizers,
             synced: std::sync::atomic::AtomicBool::new(false),
             docker,
+            sandbox_runtime,
             queue,
             metrics: Arc::new(Metrics::new()),
             activity,
@@ -138,13 +147,22 @@ impl Context {
         })
     }
 
-    /// Docker, for the Sandbox and SandboxTemplate controllers. They run only in local
-    /// mode: [`reconcile_one`], [`on_change`], [`run`] and [`Context::remove_orphans`]
-    /// never call into them without Docker, so its absence here is a bug.
+    /// Docker, for warm pools (the SandboxTemplate controller and claims). They run
+    /// only in local mode: [`reconcile_one`], [`run`] and the Sandbox controller
+    /// (through [`SandboxRuntime::runs_warm_pools`]) never call into them without
+    /// Docker, so its absence here is a bug.
     pub fn runtime(&self) -> &DockerRuntime {
         self.docker
             .as_ref()
-            .expect("the sandbox controllers run only in local mode, with Docker")
+            .expect("warm pools run only in local mode, with Docker")
+    }
+
+    /// What runs Sandboxes. [`reconcile_one`] and [`on_change`] never reconcile a
+    /// Sandbox without one, so its absence here is a bug.
+    pub fn sandbox_runtime(&self) -> &dyn SandboxRuntime {
+        self.sandbox_runtime
+            .as_deref()
+            .expect("sandboxes are reconciled only with a sandbox runtime")
     }
 
     /// Starts following a running container's output unless that already happens.
@@ -197,8 +215,8 @@ impl Context {
     /// and Sandbox containers, networks and volumes. Returns how many were removed.
     pub async fn remove_orphans(&self) -> Result<usize, ControllerError> {
         let jobs = self.remove_job_orphans().await?;
-        let sandboxes = match self.docker {
-            Some(_) => sandbox::cleanup::remove_orphans(self).await?,
+        let sandboxes = match &self.sandbox_runtime {
+            Some(runtime) => runtime.remove_orphans(self).await?,
             None => 0,
         };
         Ok(jobs + sandboxes)
@@ -308,7 +326,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
 fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
     let key = event.object.key();
     let deleted = event.type_ == WatchEventType::Deleted;
-    let sandboxes = ctx.docker.is_some();
+    let sandboxes = ctx.sandbox_runtime.is_some();
     match key.kind {
         Kind::Job if deleted => {
             let ctx = Arc::clone(ctx);
@@ -318,12 +336,16 @@ fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
                 }
             });
         }
-        // Without Docker (cluster mode) the sandbox controllers do not run.
+        // Without a sandbox runtime the sandbox controllers do not run.
         Kind::Sandbox | Kind::SandboxTemplate if !sandboxes => {}
         Kind::Sandbox if deleted => {
             let ctx = Arc::clone(ctx);
             tokio::spawn(async move {
-                if let Err(e) = sandbox::cleanup::remove_deleted(&ctx, &event.object).await {
+                if let Err(e) = ctx
+                    .sandbox_runtime()
+                    .remove_deleted(&ctx, &event.object)
+                    .await
+                {
                     warn!(%key, error = %e, "cannot remove what a deleted sandbox left; the next sweep retries");
                 }
             });
@@ -376,10 +398,12 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
     let started = std::time::Instant::now();
     let result = match key.kind {
         Kind::Job => job::reconcile(ctx, key).await,
-        // Sandboxes run on Docker only; cluster mode stores them (the operator says so
+        // Without a sandbox runtime Sandboxes are stored, not run (the operator says so
         // once at start-up).
-        Kind::Sandbox | Kind::SandboxTemplate if ctx.docker.is_none() => Ok(None),
+        Kind::Sandbox | Kind::SandboxTemplate if ctx.sandbox_runtime.is_none() => Ok(None),
         Kind::Sandbox => sandbox::reconcile(ctx, key).await,
+        // Warm pools run on Docker only: a cluster's templates say so.
+        Kind::SandboxTemplate if ctx.docker.is_none() => template::report_no_pool(ctx, key).await,
         Kind::SandboxTemplate => template::reconcile(ctx, key).await,
         // The other kinds are stored and validated; their controllers come later.
         _ => Ok(None),

@@ -77,10 +77,12 @@ pub async fn run(
             source: Box::new(source),
         })?;
     let client = store.client().clone();
+    let pods = PodRuntime::new(client.clone());
     let ctx = Context::cluster(
         Arc::new(store.clone()),
         records,
-        Arc::new(PodRuntime::new(client.clone())),
+        Arc::new(pods.clone()),
+        Some(Arc::new(pods)),
     );
 
     let (leading, election) = if options.leader_election {
@@ -149,8 +151,8 @@ pub async fn run(
         None => None,
     };
 
-    warn!(
-        "cluster mode reconciles Jobs; Sandboxes and SandboxTemplates are stored but not run yet"
+    info!(
+        "cluster mode reconciles Jobs and Sandboxes as pods; SandboxTemplates' warm pools are not run"
     );
     let workers = options.workers;
     while_leading(leading, shutdown.clone(), move |term| {
@@ -413,10 +415,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let records = crate::store::LocalStore::open(dir.path()).await.unwrap();
         let store = crate::store::KubeStore::new(client.clone(), "kube-test");
+        let pods = PodRuntime::new(client.clone());
         let ctx = Context::cluster(
             Arc::new(store),
             records,
-            Arc::new(PodRuntime::new(client.clone())),
+            Arc::new(pods.clone()),
+            Some(Arc::new(pods)),
         );
         let config = LeaseConfig {
             retry_period: Duration::from_millis(20),

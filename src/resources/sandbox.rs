@@ -365,6 +365,15 @@ pub struct SandboxTemplateStatus {
     pub pool: Option<PoolStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition<SandboxTemplateConditionType>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SandboxTemplateConditionType {
+    /// Whether the declared warm pool is kept. False on a cluster, where warm pools do
+    /// not run yet: Sandboxes of the template start cold.
+    WarmPool,
 }
 
 /// The depth of a warm pool.

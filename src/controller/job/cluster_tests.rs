@@ -180,7 +180,12 @@ impl Scenario {
         let dir = tempfile::tempdir().unwrap();
         let records = LocalStore::open(dir.path()).await.unwrap();
         let store = KubeStore::new(client.clone(), "kube-test");
-        let ctx = Context::cluster(Arc::new(store), records, Arc::new(PodRuntime::new(client)));
+        let ctx = Context::cluster(
+            Arc::new(store),
+            records,
+            Arc::new(PodRuntime::new(client)),
+            None,
+        );
         Scenario {
             cluster,
             ctx,

@@ -59,8 +59,11 @@ pub struct ServiceObserved {
     /// The monitor's verdict on its health check: `None` while it has none.
     pub probe_ready: Option<bool>,
     /// Creating the container failed with the user's error (an image that cannot be
-    /// pulled): the message says which.
+    /// pulled), or the runtime reports it failing for good: the message says which.
     pub create_error: Option<String>,
+    /// How many times the runtime itself restarted the container (a pod's kubelet
+    /// does; Docker leaves restarts to this controller and says `None`).
+    pub restarts: Option<u32>,
 }
 
 /// How the sandbox is being used.

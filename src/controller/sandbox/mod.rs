@@ -1,35 +1,36 @@
-//! The Sandbox controller: observe (the Sandbox, its template, its containers by name,
-//! the monitor's verdicts, its activity), decide (pure, [`decide`]), act (idempotent
-//! Docker calls), then one status write. A Sandbox naming a template with a warm pool
+//! The Sandbox controller: observe (the Sandbox, its template, its services' containers
+//! and their health, its activity), decide (pure, [`decide`]), act (idempotent runtime
+//! calls), then one status write. What runs the services is a [`SandboxRuntime`]:
+//! Docker ([`docker`]) or a pod per sandbox on a cluster ([`pods`]). A Sandbox naming a template with a warm pool
 //! first tries to claim a ready pooled sandbox ([`claim`]).
 
 mod claim;
 pub mod cleanup;
 pub mod decide;
+mod docker;
 pub mod make;
 pub mod monitor;
 pub mod names;
+mod pods;
+pub mod runtime;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::future::join_all;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, info, instrument};
 
 use crate::resources::sandbox::{
     EffectiveSandbox, SandboxSpec, SandboxStatus, SandboxTemplateSpec, effective,
 };
-use crate::resources::{Kind, Object, ObjectKey};
-use crate::runtime::{ContainerInfo, ContainerState, RuntimeError};
+use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::store::{EventType, InvolvedObject, NewEvent, StoreError};
 
 use super::{Context, ControllerError};
-use decide::{Activity, Decision, Observed, SandboxAction, ServiceObserved, decide};
-use make::{Placement, make_services};
-use monitor::{Monitors, Target};
-use names::{Owner, child_name, owner_labels, pool_base, probe_spec, sandbox_base, storage_base};
+use decide::{Activity, Decision, Observed, SandboxAction, decide};
+use monitor::Monitors;
+pub use runtime::SandboxRuntime;
 
 /// How long a stopping container gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE_SECS: u32 = 5;
@@ -100,10 +101,29 @@ pub async fn reconcile(
     ctx: &Arc<Context>,
     key: &ObjectKey,
 ) -> Result<Option<Duration>, ControllerError> {
-    let Some(obj) = ctx.store.get(key).await? else {
+    let Some(mut obj) = ctx.store.get(key).await? else {
         return Ok(None);
     };
     let uid = obj.metadata.uid.clone();
+    if ctx.finalizers {
+        // On a cluster the Sandbox keeps a finalizer, so that its deletion waits for its
+        // pod, Service and volumes to be removed.
+        if obj.metadata.deletion_timestamp.is_some() {
+            if obj.metadata.finalizers.iter().any(|f| f == keys::FINALIZER) {
+                ctx.sandbox_runtime().remove_deleted(ctx, &obj).await?;
+                info!("cleaned up after deletion; letting the sandbox go");
+                ctx.store.remove_finalizer(key, keys::FINALIZER).await?;
+            }
+            return Ok(None);
+        }
+        if !obj.metadata.finalizers.iter().any(|f| f == keys::FINALIZER) {
+            ctx.store.add_finalizer(key, keys::FINALIZER).await?;
+            let Some(fresh) = ctx.store.get(key).await? else {
+                return Ok(None);
+            };
+            obj = fresh;
+        }
+    }
     ctx.sandboxes.remember(&uid, key);
     let spec: SandboxSpec =
         serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(key, e))?;
@@ -113,8 +133,9 @@ pub async fn reconcile(
         Err(name) => (None, Some(name)),
     };
     let effective = effective(&spec, template.as_ref());
-    if let Some(requeue) =
-        claim::try_claim(ctx, &obj, &spec, &status, template.as_ref(), &effective).await?
+    if ctx.sandbox_runtime().runs_warm_pools()
+        && let Some(requeue) =
+            claim::try_claim(ctx, &obj, &spec, &status, template.as_ref(), &effective).await?
     {
         return Ok(requeue);
     }
@@ -130,7 +151,8 @@ pub async fn reconcile(
     .await?;
     let mut decision = decide(&observed);
     if decision.count_processes {
-        observed.activity.background = Some(count_processes(ctx, &observed).await?);
+        observed.activity.background =
+            Some(ctx.sandbox_runtime().count_processes(&observed).await?);
         decision = decide(&observed);
     }
     let mut events = Vec::new();
@@ -166,12 +188,18 @@ pub async fn reconcile(
     if deleted {
         return Ok(None);
     }
+    let mut requeue = decision.requeue_after;
     if decision.watch {
-        watch(ctx, key, &uid, &observed, &decision.status);
+        let look_again = ctx
+            .sandbox_runtime()
+            .watch(ctx, key, &uid, &observed, &decision.status);
+        if let Some(poll) = look_again {
+            requeue = Some(requeue.map_or(poll, |r| r.min(poll)));
+        }
     } else {
-        ctx.sandboxes.monitors.stop(&uid);
+        ctx.sandbox_runtime().unwatch(ctx, &uid);
     }
-    Ok(decision.requeue_after)
+    Ok(requeue)
 }
 
 async fn write_status(
@@ -222,54 +250,16 @@ async fn observe(
     template_missing: Option<String>,
 ) -> Result<Observed, ControllerError> {
     let meta = &obj.metadata;
-    let base = sandbox_base(meta);
     let mut names: Vec<String> = effective.services.iter().map(|s| s.name.clone()).collect();
     for s in &status.services {
         if !names.contains(&s.name) {
             names.push(s.name.clone());
         }
     }
-    let claimed_base = status.claimed_from.as_ref().map(|c| {
-        pool_base(
-            meta.namespace.as_deref().unwrap_or("default"),
-            &c.template,
-            &c.slot,
-        )
-    });
-    let found = join_all(names.iter().map(|name| {
-        let own = child_name(&base, name);
-        let pooled = claimed_base.as_ref().map(|b| child_name(b, name));
-        async move {
-            if let Some(c) = ctx.runtime().inspect(&own).await? {
-                return Ok::<_, RuntimeError>(Some((c, false)));
-            }
-            match pooled {
-                Some(pooled) => Ok(ctx.runtime().inspect(&pooled).await?.map(|c| (c, true))),
-                None => Ok(None),
-            }
-        }
-    }))
-    .await;
-    let mut services = BTreeMap::new();
-    for (name, found) in names.into_iter().zip(found) {
-        let mut observed = ServiceObserved::default();
-        if let Some((container, pool_named)) = found? {
-            let declares_ports = effective
-                .services
-                .iter()
-                .any(|s| s.name == name && !s.ports.is_empty());
-            if container.state == ContainerState::Running && declares_ports {
-                observed.ports = ctx.runtime().published_ports(&container.id).await?;
-            }
-            observed.probe_ready =
-                ctx.sandboxes
-                    .monitors
-                    .verdict_for(&meta.uid, &name, &container.id);
-            observed.pool_named = pool_named;
-            observed.container = Some(container);
-        }
-        services.insert(name, observed);
-    }
+    let services = ctx
+        .sandbox_runtime()
+        .observe_services(ctx, obj, &effective, &status, &names)
+        .await?;
     Ok(Observed {
         meta: meta.clone(),
         state: spec.state,
@@ -287,34 +277,6 @@ async fn observe(
     })
 }
 
-/// Processes started by an exec that still run, over every running service.
-async fn count_processes(ctx: &Context, observed: &Observed) -> Result<usize, ControllerError> {
-    let running: Vec<&ContainerInfo> = observed
-        .services
-        .values()
-        .filter_map(|s| s.container.as_ref())
-        .filter(|c| c.state == ContainerState::Running)
-        .collect();
-    let counts = join_all(running.iter().map(|c| ctx.runtime().exec_processes(&c.id))).await;
-    let mut total = 0;
-    for count in counts {
-        match count {
-            Ok(n) => total += n,
-            // Stopped or gone in between: nothing runs in it.
-            Err(
-                RuntimeError::ContainerNotFound { .. } | RuntimeError::ContainerNotRunning { .. },
-            ) => {}
-            // Processes cannot be seen from here (a remote Docker daemon): background
-            // work cannot be told, so the idle timeout applies as declared.
-            Err(e @ RuntimeError::ProcessesUnreadable { .. }) => {
-                warn!(error = %e, "cannot count background processes; expiring on idle time alone");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(total)
-}
-
 /// Runs the decision's actions, updating `observed` with what they did. Returns
 /// whether any container was made, started, renamed or removed.
 async fn act(
@@ -324,160 +286,20 @@ async fn act(
     decision: &Decision,
 ) -> Result<bool, ControllerError> {
     let key = obj.key();
-    let meta = &obj.metadata;
     let mut acted = false;
     for action in &decision.actions {
-        match action {
-            SandboxAction::Create { services } => {
-                acted = true;
-                let labels = owner_labels(Owner::Sandbox(meta), ctx.store.instance_id());
-                let storage = storage_base(meta, observed.status.claimed_from.as_ref());
-                let wanted: Vec<_> = observed
-                    .effective
-                    .services
-                    .iter()
-                    .filter(|s| services.contains(&s.name))
-                    .collect();
-                let placement = Placement {
-                    container_base: &sandbox_base(meta),
-                    storage_base: &storage,
-                    network: observed.effective.network,
-                    labels: &labels,
-                };
-                debug!(services = ?services, "making service containers");
-                let made = make_services(ctx.runtime(), &wanted, &placement).await?;
-                for (service, result) in made {
-                    let entry = observed.services.entry(service.clone()).or_default();
-                    match result {
-                        Ok((container, ports)) => {
-                            entry.container = Some(container);
-                            entry.ports = ports;
-                            entry.pool_named = false;
-                            entry.create_error = None;
-                        }
-                        Err(RuntimeError::ImageUnavailable { image, reason }) => {
-                            warn!(%service, %image, %reason, "cannot make a service container");
-                            entry.create_error =
-                                Some(format!("image \"{image}\" is not available: {reason}"));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
+        if *action == SandboxAction::DeleteSandbox {
+            info!(reason = "expired", "deleting sandbox");
+            match ctx.store.delete(&key).await {
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
-            SandboxAction::Start {
-                service,
-                container_id,
-            } => {
-                acted = true;
-                let entry = observed.services.entry(service.clone()).or_default();
-                match ctx.runtime().start_container(container_id).await {
-                    Ok(()) => {
-                        if let Some(c) = &mut entry.container {
-                            c.state = ContainerState::Running;
-                            c.started_at = Some(Utc::now());
-                            c.finished_at = None;
-                        }
-                        entry.probe_ready = None;
-                        // A restarted container gets new host ports.
-                        let declares_ports = observed
-                            .effective
-                            .services
-                            .iter()
-                            .any(|s| &s.name == service && !s.ports.is_empty());
-                        if declares_ports {
-                            entry.ports = ctx.runtime().published_ports(container_id).await?;
-                        }
-                    }
-                    // Gone in between: it is made again on the next pass.
-                    Err(RuntimeError::ContainerNotFound { .. }) => entry.container = None,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            SandboxAction::Remove {
-                service,
-                container_id,
-            } => {
-                acted = true;
-                ctx.runtime().remove(container_id).await?;
-                if let Some(entry) = observed.services.get_mut(service) {
-                    entry.container = None;
-                    entry.ports.clear();
-                }
-                if !observed
-                    .effective
-                    .services
-                    .iter()
-                    .any(|s| &s.name == service)
-                {
-                    observed.services.remove(service);
-                }
-            }
-            SandboxAction::Rename { container_id, to } => {
-                acted = true;
-                ctx.runtime().rename_container(container_id, to).await?;
-                for entry in observed.services.values_mut() {
-                    if let Some(c) = entry.container.as_mut().filter(|c| &c.id == container_id) {
-                        c.name = to.clone();
-                        entry.pool_named = false;
-                    }
-                }
-            }
-            SandboxAction::Stop { container_ids } => {
-                ctx.sandboxes.monitors.stop(&meta.uid);
-                info!(
-                    containers = container_ids.len(),
-                    "stopping sandbox containers"
-                );
-                let stopped = join_all(
-                    container_ids
-                        .iter()
-                        .map(|id| ctx.runtime().stop(id, STOP_GRACE_SECS)),
-                )
-                .await;
-                for result in stopped {
-                    result?;
-                }
-            }
-            SandboxAction::DeleteSandbox => {
-                info!(reason = "expired", "deleting sandbox");
-                match ctx.store.delete(&key).await {
-                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            continue;
         }
+        acted |= ctx
+            .sandbox_runtime()
+            .act(ctx, obj, observed, action)
+            .await?;
     }
     Ok(acted)
-}
-
-/// Hands the running containers to the sandbox's monitor.
-fn watch(
-    ctx: &Arc<Context>,
-    key: &ObjectKey,
-    uid: &str,
-    observed: &Observed,
-    status: &SandboxStatus,
-) {
-    let targets: Vec<Target> = observed
-        .effective
-        .services
-        .iter()
-        .filter_map(|service| {
-            let container = observed.services.get(&service.name)?.container.as_ref()?;
-            (container.state == ContainerState::Running).then(|| Target {
-                service: service.name.clone(),
-                container_id: container.id.clone(),
-                probe: probe_spec(service.health_check.as_ref()),
-            })
-        })
-        .collect();
-    let seed = |t: &Target| {
-        status
-            .services
-            .iter()
-            .any(|s| s.name == t.service && s.ready)
-    };
-    ctx.sandboxes
-        .monitors
-        .ensure(uid, key, targets, seed, ctx.runtime(), &ctx.queue);
 }

@@ -6,6 +6,7 @@
 //! ([`pool::Pools`]). A slot belongs to no Sandbox until claimed; its Docker objects
 //! are named `orcaops-pool-<ns>-<template>-<slot>[-<service>|-<volume>]`.
 
+mod cluster;
 pub mod pool;
 pub mod sizing;
 
@@ -31,6 +32,7 @@ use crate::resources::{Kind, ObjectKey, keys};
 use crate::runtime::ContainerState;
 use crate::store::{InvolvedObject, NewEvent};
 
+pub use cluster::{NO_POOL_ON_A_CLUSTER, report_no_pool};
 use pool::{Counters, SlotContainer, slot_monitor_id};
 pub use pool::{Fingerprint, Pools};
 

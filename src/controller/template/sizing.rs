@@ -200,6 +200,7 @@ pub fn decide(
             observed_generation: Some(generation),
             pool: pool_status,
             message,
+            ..Default::default()
         },
         events,
         misses_reported: misses,

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
 use crate::controller::job::{STOP_GRACE_SECS, container_labels};
+use crate::resources::common::Resources;
 use crate::resources::job::{JobNetwork, JobSpec};
 use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::resources::{API_VERSION, DEFAULT_WORKSPACE, Kind, Object, keys};
@@ -99,7 +100,7 @@ pub fn pod_name(meta: &crate::resources::ObjectMeta, run: u32, attempt: u32) -> 
 /// `prefix + suffix` as a DNS label of at most `max` characters, cutting the
 /// prefix. A cut prefix loses its trailing `-`, so the name never holds a
 /// doubled dash where it was cut.
-fn fit_name(prefix: &str, suffix: &str, max: usize) -> String {
+pub(super) fn fit_name(prefix: &str, suffix: &str, max: usize) -> String {
     let dns = |text: &str| -> String {
         text.chars()
             .map(|c| c.to_ascii_lowercase())
@@ -162,16 +163,10 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
                 .collect()
         }),
         working_dir: spec.working_dir.clone(),
-        resources: resources(spec),
+        resources: resources(spec.resources.as_ref()),
         security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_string()]),
-                add: None,
-            }),
             read_only_root_filesystem: security.read_only_root_filesystem.then_some(true),
-            ..Default::default()
+            ..hardened_container()
         }),
         // The results travel in the log; the message stays unused (see the module doc).
         termination_message_policy: Some("File".to_string()),
@@ -190,10 +185,7 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             security_context: Some(PodSecurityContext {
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_string(),
-                    localhost_profile: None,
-                }),
+                seccomp_profile: Some(runtime_default_seccomp()),
                 run_as_non_root: security.run_as_non_root.then_some(true),
                 run_as_user: security.run_as_user,
                 run_as_group: security.run_as_group,
@@ -235,9 +227,9 @@ pub fn build_network_policy(attempt: &JobAttempt<'_>) -> Option<NetworkPolicy> {
 }
 
 /// Requests equal to limits, as Docker has only limits: the scheduler then
-/// reserves what the Job may use.
-fn resources(spec: &JobSpec) -> Option<ResourceRequirements> {
-    let wanted = spec.resources.as_ref()?;
+/// reserves what the Job (or the sandbox service) may use.
+pub(super) fn resources(wanted: Option<&Resources>) -> Option<ResourceRequirements> {
+    let wanted = wanted?;
     let mut quantities = BTreeMap::new();
     if let Some(cpu) = &wanted.cpu {
         let canonical = parse_cpu_millis(cpu).ok().map(|m| format!("{m}m"));
@@ -278,6 +270,27 @@ fn quantity(written: &str, canonical: Option<String>, suffixes: &[&str]) -> Quan
     match canonical {
         Some(canonical) if !plain_decimal => Quantity(canonical),
         _ => Quantity(written.to_string()),
+    }
+}
+
+/// What every orcaops container runs with: no privileges, no capabilities.
+pub(super) fn hardened_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            add: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The default seccomp profile, which Docker applies by itself.
+pub(super) fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_string(),
+        localhost_profile: None,
     }
 }
 

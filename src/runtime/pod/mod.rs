@@ -22,6 +22,7 @@
 mod build;
 mod collect;
 mod runtime;
+pub mod sandbox;
 #[cfg(test)]
 mod tests;
 
@@ -29,4 +30,5 @@ pub use build::{
     JobAttempt, MAX_POD_NAME, STEPS_CONTAINER, build_network_policy, build_pod, pod_name,
 };
 pub use collect::{artifact_copy_command, release_command};
+pub(crate) use runtime::time as pod_time;
 pub use runtime::{PodRuntime, STEPS_ANNOTATION};

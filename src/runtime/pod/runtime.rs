@@ -48,6 +48,10 @@ impl PodRuntime {
         PodRuntime { client }
     }
 
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn pods(&self, namespace: &str) -> Api<Pod> {
         Api::namespaced(self.client.clone(), namespace)
     }
@@ -485,7 +489,7 @@ pub(crate) fn pod_info(pod: &Pod) -> ContainerInfo {
 }
 
 /// A Kubernetes time (jiff) as the application's (chrono), through RFC 3339.
-fn time(t: &impl std::fmt::Display) -> Option<DateTime<Utc>> {
+pub(crate) fn time(t: &impl std::fmt::Display) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(&t.to_string())
         .ok()
         .map(|t| t.with_timezone(&Utc))

@@ -96,6 +96,21 @@ impl Decider<'_> {
         let network = self.obs.effective.network;
         status.container = Some(own_name.to_string());
         status.message = None;
+        if let Some(restarts) = observed.restarts {
+            // The runtime restarts the container itself: its count is the service's.
+            if restarts > status.restarts {
+                status.last_restart_time = Some(self.obs.now);
+                self.event(
+                    EventType::Normal,
+                    "ServiceRestarted",
+                    format!(
+                        "service {} was restarted by the runtime (restart {restarts})",
+                        service.name
+                    ),
+                );
+            }
+            status.restarts = restarts;
+        }
         let Some(container) = &observed.container else {
             status.ready = false;
             status.endpoints.clear();

@@ -607,3 +607,27 @@ fn start_requests_are_read_as_times() {
     meta.annotations.insert(keys::START.into(), "soon".into());
     assert_eq!(start_request(&meta), None);
 }
+
+// --- a runtime that restarts containers itself (a pod's kubelet) ---
+
+#[test]
+fn restarts_counted_by_the_runtime_become_the_services_restarts() {
+    let mut case = Case::ready(vec![shell()]);
+    case.obs.services.get_mut("shell").unwrap().restarts = Some(0);
+    let d = case.decide();
+    assert_eq!(service(&d, "shell").restarts, 0);
+    assert!(!reasons(&d).contains(&"ServiceRestarted"));
+    let mut case = case.after(&d, 5);
+    case.obs.services.get_mut("shell").unwrap().restarts = Some(2);
+    let d = case.decide();
+    assert_eq!(service(&d, "shell").restarts, 2);
+    assert_eq!(service(&d, "shell").last_restart_time, Some(case.obs.now));
+    assert_eq!(reasons(&d), vec!["ServiceRestarted"]);
+    assert!(d.actions.is_empty(), "the runtime restarted it: {d:#?}");
+    // A new pod counts from zero again: the status follows, without an event.
+    let mut case = case.after(&d, 5);
+    case.obs.services.get_mut("shell").unwrap().restarts = Some(0);
+    let d = case.decide();
+    assert_eq!(service(&d, "shell").restarts, 0);
+    assert!(!reasons(&d).contains(&"ServiceRestarted"));
+}

@@ -188,3 +188,89 @@ async fn a_missing_path_is_path_not_found_and_other_failures_say_why() {
     assert!(message.contains("executable file not found"), "{message}");
     assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
 }
+
+/// An exec into a sandbox's service: the command wrapped with the marker, the
+/// service's container, and stdout, stderr and the exit code collected as on Docker.
+#[tokio::test]
+async fn a_sandbox_exec_collects_output_and_the_exit_code() {
+    use crate::runtime::sandbox::ExecRequest;
+    let answer = Answer {
+        stdout: b"out\n".to_vec(),
+        stderr: "err\n".to_string(),
+        ..exit_code(3, "")
+    };
+    let (runtime, seen) = exec_server(vec![answer, success(b"fine".to_vec())]).await;
+    let request = ExecRequest {
+        command: vec!["sh".into(), "-c".into(), "exit 3".into()],
+        env: vec![("A".into(), "1".into())],
+        ..Default::default()
+    };
+    let output = runtime
+        .sandbox_exec("team-a/orcaops-team-a-web-dev-0123abcd/web", &request)
+        .await
+        .unwrap();
+    assert_eq!(output.exit_code, 3);
+    assert_eq!(&output.stdout[..], b"out\n");
+    assert_eq!(&output.stderr[..], b"err\n");
+    assert!(!output.timed_out);
+    let uri = seen.lock().unwrap()[0].clone();
+    assert!(
+        uri.starts_with("/api/v1/namespaces/team-a/pods/orcaops-team-a-web-dev-0123abcd/exec?"),
+        "{uri}"
+    );
+    assert!(uri.contains("container=web"), "{uri}");
+    assert!(uri.contains("command=env"), "{uri}");
+    assert!(uri.contains("command=A%3D1"), "{uri}");
+    assert!(!uri.contains("stdin=true"), "{uri}");
+
+    let ok = runtime
+        .sandbox_exec(
+            "team-a/orcaops-team-a-web-dev-0123abcd/web",
+            &ExecRequest {
+                command: vec!["true".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((ok.exit_code, &ok.stdout[..]), (0, &b"fine"[..]));
+}
+
+/// Reading a file of a sandbox's service: its bytes, or Docker's errors for a missing
+/// path, a directory and a file over the limit.
+#[tokio::test]
+async fn a_sandbox_file_read_says_what_is_wrong_as_docker_does() {
+    const WEB: &str = "team-a/orcaops-team-a-web-dev-0123abcd/web";
+    let (runtime, seen) = exec_server(vec![
+        success(b"hello\n".to_vec()),
+        exit_code(4, ""),
+        exit_code(3, ""),
+        exit_code(5, "2048\n"),
+    ])
+    .await;
+    let read = |path: &'static str| runtime.sandbox_read_file(WEB, path, 1024);
+    assert_eq!(&read("/etc/motd").await.unwrap()[..], b"hello\n");
+    assert!(matches!(
+        read("/nope").await,
+        Err(RuntimeError::PathNotFound { .. })
+    ));
+    assert!(matches!(
+        read("/etc").await,
+        Err(RuntimeError::NotAFile { .. })
+    ));
+    assert!(matches!(
+        read("/big").await,
+        Err(RuntimeError::TooLarge {
+            size: 2048,
+            limit: 1024,
+            ..
+        })
+    ));
+    assert!(matches!(
+        runtime.sandbox_read_file(WEB, "relative", 10).await,
+        Err(RuntimeError::InvalidPath { .. })
+    ));
+    let uri = seen.lock().unwrap()[0].clone();
+    assert!(uri.contains("command=%2Fetc%2Fmotd"), "{uri}");
+    assert_eq!(seen.lock().unwrap().len(), 4, "no exec for a relative path");
+}
