@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -103,7 +104,9 @@ fn container_of(sandboxes: &Watched, name: &str) -> String {
         .expect("a Ready sandbox names its container")
 }
 
-fn pool_ready(templates: &Watched, name: &str) -> u64 {
+/// The ready depth of template `name`'s pool, in the map [`Watched::wait`] hands over
+/// (its lock is held there: calling `Watched::get` inside would deadlock).
+fn pool_ready(templates: &HashMap<String, Value>, name: &str) -> u64 {
     templates
         .get(name)
         .and_then(|t| t.pointer("/status/pool/ready").and_then(Value::as_u64))
@@ -205,8 +208,8 @@ fn main() {
     );
     let mut claims = Vec::new();
     for i in 0..ROUNDS {
-        templates.wait("the pool to fill", |_| {
-            pool_ready(&templates, "pooled") >= u64::from(POOL)
+        templates.wait("the pool to fill", |m| {
+            pool_ready(m, "pooled") >= u64::from(POOL)
         });
         let name = format!("claim-{i}");
         let start = Instant::now();
