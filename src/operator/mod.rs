@@ -82,7 +82,7 @@ pub async fn run(
         Arc::new(store.clone()),
         records,
         Arc::new(pods.clone()),
-        Some(Arc::new(pods)),
+        Some(Arc::new(pods.clone())),
     );
 
     let (leading, election) = if options.leader_election {
@@ -135,6 +135,7 @@ pub async fn run(
                 objects: ctx.store.clone(),
                 records: ctx.records.clone(),
                 runtime: None,
+                pods: Some(pods),
                 activity: ctx.activity.clone(),
                 shutdown: shutdown.clone(),
                 leading: Some(leading.clone()),
@@ -349,6 +350,7 @@ mod tests {
             objects: Arc::new(store),
             records,
             runtime: None,
+            pods: None,
             activity: crate::controller::activity::SandboxActivity::new(),
             shutdown: shutdown.clone(),
             leading: Some(leading),

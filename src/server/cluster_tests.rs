@@ -39,6 +39,7 @@ async fn replica() -> (Replica, MockApi) {
         objects: std::sync::Arc::new(store),
         records: records.clone(),
         runtime: None,
+        pods: None,
         activity: SandboxActivity::new(),
         shutdown: CancellationToken::new(),
         leading: Some(leading),

@@ -58,6 +58,10 @@ pub struct AppState {
     /// Docker, for sandbox exec and files and `/containers`; None on a cluster. Read it
     /// through [`AppState::runtime`].
     pub runtime: Option<DockerRuntime>,
+    /// On a cluster: the pods that sandboxes run in, for exec and single-file transfers
+    /// (`pods/exec`). Used only where `runtime` is None; read it through
+    /// [`AppState::pods`].
+    pub pods: Option<crate::runtime::PodRuntime>,
     /// Where exec calls and file transfers are recorded as sandbox activity.
     pub activity: Arc<SandboxActivity>,
     /// Cancelled at shutdown: watches and log streams end cleanly.
@@ -68,11 +72,12 @@ pub struct AppState {
 }
 
 /// What a sandbox exec, a file transfer or `/containers` answers on a cluster.
-pub const NO_RUNTIME: &str = "sandbox exec, files and /containers are not available on a \
-cluster yet: the operator's API has no container runtime to reach sandboxes through. Use \
-kubectl instead: kubectl exec -n NAMESPACE POD -- COMMAND and kubectl cp (the pods carry \
-the labels orcaops.dev/kind and orcaops.dev/name: kubectl get pods -l orcaops.dev/name=NAME), \
-or `orcaops serve` for sandboxes on one machine";
+pub const NO_RUNTIME: &str = "streamed and interactive exec, directory transfers (tar) \
+and /containers are not available on a cluster yet (exec with collected output and \
+single-file uploads and downloads are). Use kubectl instead: kubectl exec -it -n NAMESPACE \
+POD -c SERVICE -- COMMAND and kubectl cp (the pods carry the labels orcaops.dev/kind and \
+orcaops.dev/name: kubectl get pods -l orcaops.dev/name=NAME), or `orcaops serve` for \
+sandboxes on one machine";
 
 /// What run records, logs and artifacts answer on a replica that does not lead.
 pub const NOT_LEADING: &str = "this operator replica is a standby: run records, step logs \
@@ -93,6 +98,7 @@ impl AppState {
             objects: Arc::new(store.clone()),
             records: store,
             runtime: Some(runtime),
+            pods: None,
             activity,
             shutdown,
             leading: None,
@@ -106,6 +112,15 @@ impl AppState {
         self.runtime
             .as_ref()
             .ok_or_else(|| ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", NO_RUNTIME))
+    }
+
+    /// On a cluster, the pods sandboxes run in: exec (collected) and one file up or down
+    /// go through `pods/exec` there. None in local mode (Docker serves all of it).
+    pub fn pods(&self) -> Option<&crate::runtime::PodRuntime> {
+        self.runtime
+            .is_none()
+            .then_some(self.pods.as_ref())
+            .flatten()
     }
 
     /// The run records, or 503 on a standby replica (whose data dir is not written).

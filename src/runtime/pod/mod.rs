@@ -21,7 +21,7 @@
 
 mod build;
 mod collect;
-mod runtime;
+pub(crate) mod runtime;
 pub mod sandbox;
 #[cfg(test)]
 mod tests;

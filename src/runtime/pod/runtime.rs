@@ -496,6 +496,6 @@ pub(crate) fn time(t: &impl std::fmt::Display) -> Option<DateTime<Utc>> {
 }
 
 #[cfg(test)]
-mod exec_tests;
+pub(crate) mod exec_tests;
 #[cfg(test)]
 mod tests;

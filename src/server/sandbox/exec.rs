@@ -17,7 +17,9 @@ use tokio::io::AsyncWriteExt;
 use super::wire::{self, ChunkEncoder, ExecBody, ExecExit, ExecResult, StreamEvent, StreamName};
 use super::{Target, invalid_field, resolve, runtime_error, sandbox_key};
 use crate::runtime::DockerRuntime;
-use crate::runtime::sandbox::{ExecChunk, ExecRequest, ExecSession, TIMED_OUT_EXIT_CODE};
+use crate::runtime::sandbox::{
+    ExecChunk, ExecOutput, ExecRequest, ExecSession, TIMED_OUT_EXIT_CODE,
+};
 use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::server::logs::async_stream;
@@ -124,9 +126,25 @@ pub(super) async fn exec(
     let key = sandbox_key(&ns, &plural, &name)?;
     let body = parse_body(&headers, &body)?;
     let request = request_of(&body)?;
+    let stream = matches!(query.stream.as_deref(), Some("true" | "1"));
+    // On a cluster the exec goes through pods/exec and is collected; a streamed one gets
+    // its output in one piece when the command ends (then the exit), in the same format.
+    if let Some(pods) = state.pods() {
+        let target = resolve(&state, &key, body.service.as_deref()).await?;
+        let _busy = state.activity.begin(&target.uid);
+        let out = pods
+            .sandbox_exec(&target.container, &request)
+            .await
+            .map_err(|e| runtime_error(&target, e))?;
+        return Ok(if stream {
+            stream_of(&out)
+        } else {
+            collected(&out)
+        });
+    }
     let runtime = state.runtime()?.clone();
     let target = resolve(&state, &key, body.service.as_deref()).await?;
-    if matches!(query.stream.as_deref(), Some("true" | "1")) {
+    if stream {
         return streamed(state, runtime, target, request).await;
     }
     let _busy = state.activity.begin(&target.uid);
@@ -134,9 +152,50 @@ pub(super) async fn exec(
         .exec(&target.container, &request)
         .await
         .map_err(|e| runtime_error(&target, e))?;
+    Ok(collected(&out))
+}
+
+/// A finished exec as a stream: its stdout, its stderr, then the exit.
+fn stream_of(out: &ExecOutput) -> Response {
+    let mut lines = Vec::new();
+    for (stream, bytes) in [
+        (StreamName::Stdout, &out.stdout),
+        (StreamName::Stderr, &out.stderr),
+    ] {
+        if !bytes.is_empty() {
+            let (data, encoding) = wire::encode(bytes);
+            lines.extend(
+                StreamEvent::Output {
+                    stream,
+                    data,
+                    encoding,
+                }
+                .to_line(),
+            );
+        }
+    }
+    let exit = ExecExit {
+        code: out.exit_code,
+        timed_out: out.timed_out,
+        duration_ms: u64::try_from(out.duration.as_millis()).unwrap_or(u64::MAX),
+    };
+    lines.extend(StreamEvent::Exit { exit }.to_line());
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        lines,
+    )
+        .into_response()
+}
+
+/// A finished exec as the answer: exit code, output (base64 where not UTF-8) and time.
+fn collected(out: &ExecOutput) -> Response {
     let (stdout, stdout_encoding) = wire::encode(&out.stdout);
     let (stderr, stderr_encoding) = wire::encode(&out.stderr);
-    Ok(Json(ExecResult {
+    Json(ExecResult {
         exit_code: out.exit_code,
         stdout,
         stderr,
@@ -145,7 +204,7 @@ pub(super) async fn exec(
         timed_out: out.timed_out,
         duration_ms: u64::try_from(out.duration.as_millis()).unwrap_or(u64::MAX),
     })
-    .into_response())
+    .into_response()
 }
 
 /// Starts the command, then answers at once with a body that streams its output.

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::{
     MAX_FILE_BYTES, Target, container_path, invalid_field, resolve, runtime_error, sandbox_key,
 };
+use crate::runtime::RuntimeError;
 use crate::runtime::sandbox::PathKind;
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -120,7 +121,13 @@ async fn write_upload(
     let path = container_path(q.path.as_deref().unwrap_or(""))?;
     let kind = upload_kind(&headers)?;
     let mode = parse_mode(q.mode.as_deref())?;
-    state.runtime()?;
+    let pods = state.pods().cloned();
+    match (&pods, &kind) {
+        (Some(_), Upload::File) => {}
+        _ => {
+            state.runtime()?;
+        }
+    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -148,11 +155,17 @@ async fn write_upload(
             if path == "/" {
                 return Err(invalid_field("path", "\"/\" is a directory; name the file"));
             }
-            state
-                .runtime()?
-                .write_file(&target.container, &path, bytes, mode)
-                .await
-                .map_err(|e| runtime_error(&target, e))?;
+            match &pods {
+                Some(pods) => pods
+                    .sandbox_write_file(&target.container, &path, bytes, mode)
+                    .await
+                    .map_err(|e| runtime_error(&target, e))?,
+                None => state
+                    .runtime()?
+                    .write_file(&target.container, &path, bytes, mode)
+                    .await
+                    .map_err(|e| runtime_error(&target, e))?,
+            }
             "file"
         }
         Upload::Tar => {
@@ -198,6 +211,26 @@ pub(super) async fn download(
 ) -> Result<Response, ApiError> {
     let key = sandbox_key(&ns, &plural, &name)?;
     let path = container_path(q.path.as_deref().unwrap_or(""))?;
+    if let Some(pods) = state.pods().filter(|_| method != Method::HEAD) {
+        let target = resolve(&state, &key, q.service.as_deref()).await?;
+        let _busy = state.activity.begin(&target.uid);
+        let content = match pods
+            .sandbox_read_file(&target.container, &path, MAX_FILE_BYTES as u64)
+            .await
+        {
+            Ok(content) => content,
+            // A directory travels as a tar, which only Docker serves yet.
+            Err(RuntimeError::NotAFile { .. }) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "NotImplemented",
+                    crate::server::NO_RUNTIME,
+                ));
+            }
+            Err(e) => return Err(runtime_error(&target, e)),
+        };
+        return Ok(file_response(content, &path));
+    }
     let runtime = state.runtime()?;
     let target = resolve(&state, &key, q.service.as_deref()).await?;
     let busy = state.activity.begin(&target.uid);
@@ -253,6 +286,30 @@ pub(super) async fn download(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// One file's bytes as a download: its length, checksum, kind and name in the headers.
+fn file_response(content: Bytes, path: &str) -> Response {
+    let name = path
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("root");
+    let mut response = Body::from(content.clone()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, content.len().into());
+    if let Ok(sha) = hex_sha256(&content).parse() {
+        headers.insert("x-checksum-sha256", sha);
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(PATH_KIND_HEADER, header::HeaderValue::from_static("file"));
+    if let Ok(value) = format!("attachment; filename=\"{name}\"").parse() {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
 }
 
 #[cfg(test)]

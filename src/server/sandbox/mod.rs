@@ -6,6 +6,8 @@
 mod exec;
 mod files;
 mod lifecycle;
+#[cfg(test)]
+mod pod_tests;
 pub mod wire;
 mod ws;
 

@@ -17,13 +17,13 @@ const ID: &str = "team-a/orcaops-team-a-build-0123abcd-r1a1";
 
 /// What one exec answers.
 #[derive(Clone)]
-struct Answer {
+pub(crate) struct Answer {
     stdout: Vec<u8>,
     stderr: String,
     status: Value,
 }
 
-fn success(stdout: Vec<u8>) -> Answer {
+pub(crate) fn success(stdout: Vec<u8>) -> Answer {
     Answer {
         stdout,
         stderr: String::new(),
@@ -31,7 +31,7 @@ fn success(stdout: Vec<u8>) -> Answer {
     }
 }
 
-fn exit_code(code: i64, stderr: &str) -> Answer {
+pub(crate) fn exit_code(code: i64, stderr: &str) -> Answer {
     Answer {
         stdout: Vec::new(),
         stderr: stderr.to_string(),
@@ -44,7 +44,7 @@ fn exit_code(code: i64, stderr: &str) -> Answer {
 }
 
 /// Serves one exec per answer, in order; returns the runtime and the request URIs seen.
-async fn exec_server(answers: Vec<Answer>) -> (PodRuntime, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn exec_server(answers: Vec<Answer>) -> (PodRuntime, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
