@@ -152,16 +152,7 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
                 hold_for_collection: attempt.holds_for_collection(),
             },
         )),
-        env: (!spec.env.is_empty()).then(|| {
-            spec.env
-                .iter()
-                .map(|e| EnvVar {
-                    name: e.name.clone(),
-                    value: Some(e.value.clone()),
-                    ..Default::default()
-                })
-                .collect()
-        }),
+        env: env_vars(&spec.env),
         working_dir: spec.working_dir.clone(),
         resources: resources(spec.resources.as_ref()),
         security_context: Some(SecurityContext {
@@ -292,6 +283,19 @@ pub(super) fn runtime_default_seccomp() -> SeccompProfile {
         type_: "RuntimeDefault".to_string(),
         localhost_profile: None,
     }
+}
+
+/// A resource's `env` as a container's (None when empty, so that pods stay minimal).
+pub(crate) fn env_vars(env: &[crate::resources::common::EnvVar]) -> Option<Vec<EnvVar>> {
+    (!env.is_empty()).then(|| {
+        env.iter()
+            .map(|e| EnvVar {
+                name: e.name.clone(),
+                value: Some(e.value.clone()),
+                ..Default::default()
+            })
+            .collect()
+    })
 }
 
 fn empty_dir(name: &str) -> Volume {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, ExecAction, HTTPGetAction, HostAlias, PersistentVolumeClaim,
+    Container, ContainerPort, ExecAction, HTTPGetAction, HostAlias, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
     Probe as K8sProbe, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
     VolumeResourceRequirements,
@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::super::build::{
-    MAX_POD_NAME, fit_name, hardened_container, resources, runtime_default_seccomp,
+    MAX_POD_NAME, env_vars, fit_name, hardened_container, resources, runtime_default_seccomp,
 };
 use crate::controller::sandbox::STOP_GRACE_SECS;
 use crate::controller::sandbox::names::{Owner, owner_labels, probe_spec, service_hash, uid8};
@@ -236,17 +236,7 @@ fn container(service: &SandboxService) -> Container {
         name: service.name.clone(),
         image: Some(service.image.clone()),
         command: (!service.command.is_empty()).then(|| service.command.clone()),
-        env: (!service.env.is_empty()).then(|| {
-            service
-                .env
-                .iter()
-                .map(|e| EnvVar {
-                    name: e.name.clone(),
-                    value: Some(e.value.clone()),
-                    ..Default::default()
-                })
-                .collect()
-        }),
+        env: env_vars(&service.env),
         working_dir: service.working_dir.clone(),
         ports: (!service.ports.is_empty()).then(|| {
             service
