@@ -287,6 +287,27 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
         }));
     }
 
+    // A runtime that reports changes to what runs (a cluster's pods) wakes their Sandboxes.
+    if let Some(mut changes) = ctx
+        .sandbox_runtime
+        .as_ref()
+        .and_then(|runtime| runtime.changes(ctx.store.instance_id()))
+    {
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    key = futures::StreamExt::next(&mut changes) => match key {
+                        Some(key) => ctx.queue.add(key),
+                        None => break,
+                    },
+                }
+            }
+        }));
+    }
+
     let mut resync = tokio::time::interval(RESYNC_PERIOD);
     resync.tick().await;
     loop {

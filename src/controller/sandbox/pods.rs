@@ -173,6 +173,12 @@ impl SandboxRuntime for PodRuntime {
     fn runs_warm_pools(&self) -> bool {
         false
     }
+
+    /// The kubelet's changes arrive at once through a watch of the sandbox pods; the
+    /// poll of [`POD_POLL`] stays as a safety net.
+    fn changes(&self, instance: &str) -> Option<futures::stream::BoxStream<'static, ObjectKey>> {
+        Some(self.sandbox_pod_changes(instance))
+    }
 }
 
 /// Every container of the pod as being removed (it is being deleted).

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
+
 use super::decide::{Observed, SandboxAction, ServiceObserved};
 use crate::controller::{Context, ControllerError};
 use crate::resources::sandbox::{EffectiveSandbox, SandboxStatus};
@@ -66,4 +68,12 @@ pub trait SandboxRuntime: Send + Sync {
 
     /// Whether SandboxTemplates' warm pools run here (and Sandboxes can be claimed).
     fn runs_warm_pools(&self) -> bool;
+
+    /// Sandboxes whose services changed on their own (a container restarted, a probe
+    /// flipped), for a runtime that can report it as it happens; the controller looks at
+    /// each one again. None: [`SandboxRuntime::watch`] covers it.
+    fn changes(&self, instance: &str) -> Option<BoxStream<'static, ObjectKey>> {
+        let _ = instance;
+        None
+    }
 }

@@ -12,14 +12,18 @@ pub mod files;
 #[cfg(test)]
 mod tests;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::warn;
 
 use super::runtime::PodRuntime;
-use crate::resources::{Kind, ObjectMeta, keys};
+use crate::resources::{Kind, ObjectKey, ObjectMeta, keys};
 use crate::runtime::{Result, RuntimeError};
 use build::{
     SandboxPlacement, build_sandbox_network_policy, build_sandbox_pod, build_sandbox_pvcs,
@@ -189,5 +193,48 @@ fn ignore_not_found(result: kube::Result<()>) -> Result<()> {
         Ok(()) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(RuntimeError::Kube(e)),
+    }
+}
+
+/// The Sandbox a pod belongs to, from its labels (a pool slot's pod has no sandbox name).
+fn sandbox_of(pod: &Pod) -> Option<ObjectKey> {
+    let labels = pod.metadata.labels.as_ref()?;
+    let name = labels.get(keys::LABEL_NAME)?;
+    let namespace = labels
+        .get(keys::LABEL_WORKSPACE)
+        .or(pod.metadata.namespace.as_ref())?;
+    Some(ObjectKey::new(Kind::Sandbox, namespace, name))
+}
+
+impl PodRuntime {
+    /// Every change to the pod of one of `instance`'s sandboxes, in every namespace, as
+    /// the key of its Sandbox: made, a container restarted or a probe flipped by the
+    /// kubelet, evicted, deleted. One kube-runtime watcher (it lists, then watches, and
+    /// starts again with a backoff when the API server ends the watch or fails).
+    pub fn sandbox_pod_changes(&self, instance: &str) -> BoxStream<'static, ObjectKey> {
+        let selector = format!(
+            "{}={},{}={instance}",
+            keys::LABEL_KIND,
+            Kind::Sandbox.as_str(),
+            keys::LABEL_INSTANCE
+        );
+        let pods: Api<Pod> = Api::all(self.client().clone());
+        watcher(pods, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .filter_map(|event| async move {
+                match event {
+                    Ok(
+                        watcher::Event::Apply(pod)
+                        | watcher::Event::InitApply(pod)
+                        | watcher::Event::Delete(pod),
+                    ) => sandbox_of(&pod),
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                    Err(e) => {
+                        warn!(error = %e, "the watch of sandbox pods failed; it starts again");
+                        None
+                    }
+                }
+            })
+            .boxed()
     }
 }

@@ -308,3 +308,92 @@ fn names_are_dns_labels_and_the_service_falls_back_to_the_pod_name() {
         "a Service name starts with a letter"
     );
 }
+
+/// A pod as the API serves it, with the sandbox labels (`name` None: a pool slot's).
+fn labelled_pod(namespace: &str, pod: &str, sandbox: Option<&str>) -> serde_json::Value {
+    let mut labels = serde_json::json!({
+        "orcaops.dev/kind": "Sandbox",
+        "orcaops.dev/instance": "kube-test",
+        "orcaops.dev/workspace": namespace,
+    });
+    if let Some(name) = sandbox {
+        labels["orcaops.dev/name"] = name.into();
+    }
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod, "namespace": namespace, "resourceVersion": "5", "labels": labels},
+    })
+}
+
+#[tokio::test]
+async fn the_pods_of_this_stores_sandboxes_wake_their_sandboxes() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use crate::resources::{Kind, ObjectKey};
+    use crate::runtime::PodRuntime;
+    use crate::store::kube::mock::{Reply, mock_client};
+
+    let (client, api) = mock_client();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut watches = 0;
+    let server = api.route(seen.clone(), move |request| {
+        if request.path != "/api/v1/pods" {
+            return None;
+        }
+        let watching = request
+            .query
+            .iter()
+            .any(|(n, v)| n == "watch" && v == "true");
+        if !watching {
+            return Some(Reply::Json(
+                200,
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "10"},
+                    "items": [
+                        labelled_pod("team-a", "orcaops-team-a-box-0123abcd", Some("box")),
+                        labelled_pod("team-a", "orcaops-pool-team-a-shell-x1", None),
+                    ],
+                }),
+            ));
+        }
+        watches += 1;
+        (watches == 1).then(|| {
+            Reply::Lines(vec![serde_json::json!({
+                "type": "MODIFIED",
+                "object": labelled_pod("team-b", "orcaops-team-b-web-4567cdef", Some("web")),
+            })])
+        })
+    });
+    let mut changes = PodRuntime::new(client).sandbox_pod_changes("kube-test");
+    let mut keys = Vec::new();
+    while keys.len() < 2 {
+        let key = tokio::time::timeout(Duration::from_secs(5), changes.next())
+            .await
+            .expect("a change within 5 s")
+            .expect("the stream goes on");
+        keys.push(key);
+    }
+    server.abort();
+    assert_eq!(
+        keys,
+        [
+            ObjectKey::new(Kind::Sandbox, "team-a", "box"),
+            ObjectKey::new(Kind::Sandbox, "team-b", "web"),
+        ],
+        "the pool slot's pod wakes nothing"
+    );
+    let seen = seen.lock().unwrap();
+    let selector = seen[0]
+        .query
+        .iter()
+        .find(|(n, _)| n == "labelSelector")
+        .map(|(_, v)| v.clone());
+    assert_eq!(
+        selector.as_deref(),
+        Some("orcaops.dev/kind=Sandbox,orcaops.dev/instance=kube-test"),
+        "only this store's sandbox pods"
+    );
+}
