@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::super::sandbox::invalid;
+use super::read;
 use crate::controller::{Context, ControllerError};
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::sandbox::{
@@ -29,13 +30,7 @@ pub async fn report_no_pool(
     let Some(obj) = ctx.store.get(key).await? else {
         return Ok(None);
     };
-    let spec: SandboxTemplateSpec =
-        serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(key, e))?;
-    let stored: SandboxTemplateStatus = if obj.status.is_null() {
-        SandboxTemplateStatus::default()
-    } else {
-        serde_json::from_value(obj.status.clone()).map_err(|e| invalid(key, e))?
-    };
+    let (spec, stored) = read(&obj, key)?;
     let status = no_pool_status(&spec, &stored, obj.metadata.generation, Utc::now());
     if status == stored {
         return Ok(None);

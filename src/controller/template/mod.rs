@@ -34,6 +34,20 @@ use crate::store::{InvolvedObject, NewEvent};
 
 pub use cluster::{NO_POOL_ON_A_CLUSTER, report_no_pool};
 use pool::{Counters, SlotContainer, slot_monitor_id};
+
+/// A stored template's spec and status (a template never written to has the default).
+pub(super) fn read(
+    obj: &crate::resources::Object,
+    key: &ObjectKey,
+) -> Result<(SandboxTemplateSpec, SandboxTemplateStatus), ControllerError> {
+    let spec = serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(key, e))?;
+    let stored = if obj.status.is_null() {
+        SandboxTemplateStatus::default()
+    } else {
+        serde_json::from_value(obj.status.clone()).map_err(|e| invalid(key, e))?
+    };
+    Ok((spec, stored))
+}
 pub use pool::{Fingerprint, Pools};
 
 /// What a pool slot (or a claim) must match: each service's hash.
@@ -54,13 +68,7 @@ pub async fn reconcile(
         drain(ctx, key).await;
         return Ok(None);
     };
-    let spec: SandboxTemplateSpec =
-        serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(key, e))?;
-    let stored: SandboxTemplateStatus = if obj.status.is_null() {
-        SandboxTemplateStatus::default()
-    } else {
-        serde_json::from_value(obj.status.clone()).map_err(|e| invalid(key, e))?
-    };
+    let (spec, stored) = read(&obj, key)?;
     if let Some(p) = &stored.pool {
         ctx.pools.seed(
             key,
