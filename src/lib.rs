@@ -4,7 +4,9 @@
 
 pub mod cli;
 pub mod controller;
+pub mod kubeapi;
 pub mod mcp;
+pub mod metrics;
 pub mod operator;
 pub mod records;
 pub mod resources;

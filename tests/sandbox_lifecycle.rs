@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use orcaops::controller::{self, Context};
+use orcaops::controller::{self, Backend, Context};
 use orcaops::resources::sandbox::{SandboxPhase, SandboxStatus, SandboxTemplateStatus};
 use orcaops::resources::{Kind, Object, ObjectKey, keys};
 use orcaops::runtime::sandbox::ExecRequest;
@@ -65,7 +65,10 @@ impl Harness {
         runtime: &DockerRuntime,
         stop: &CancellationToken,
     ) -> Harness {
-        let ctx = Context::new(store.clone(), runtime.clone());
+        let ctx = Context::new(&Backend::Local {
+            store: store.clone(),
+            docker: runtime.clone(),
+        });
         let shutdown = stop.child_token();
         let task = tokio::spawn(controller::run(Arc::clone(&ctx), 8, shutdown.clone()));
         Harness {

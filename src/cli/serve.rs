@@ -67,8 +67,19 @@ impl LocalMode {
             .map_err(|e| CliError::usage(e.to_string()))?;
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
-        let ctx = Context::new(store.clone(), runtime.clone());
-        let activity = ctx.activity.clone();
+        let backend = controller::Backend::Local {
+            store: store.clone(),
+            docker: runtime,
+        };
+        let ctx = Context::new(&backend);
+        let state = AppState {
+            objects: ctx.store.clone(),
+            records: ctx.records.clone(),
+            sandboxes: backend.sandbox_io(),
+            activity: ctx.activity.clone(),
+            shutdown: shutdown.clone(),
+            leading: None,
+        };
         tasks.push(tokio::spawn(controller::run(
             ctx,
             workers,
@@ -83,7 +94,6 @@ impl LocalMode {
                 }
             }));
         }
-        let state = AppState::local(store.clone(), runtime, activity, shutdown.clone());
         // MCP's tools call this same API. It is mounted outside `server::router` so that
         // the API's per-request layers (body limit, timeouts) never cut its long waits
         // and event streams.

@@ -228,7 +228,7 @@ fn source_error(cluster: &Cluster, e: SourceError) -> CliError {
             CliError::unreachable(unreachable_message(cluster, &store))
         }
         SourceError::Store(StoreError::Kube(e)) => {
-            CliError::usage(format!("{} ({cluster})", crate::store::kube::describe(&e)))
+            CliError::usage(format!("{} ({cluster})", crate::kubeapi::describe(&e)))
         }
         other => CliError::usage(other.to_string()),
     }

@@ -2,25 +2,24 @@
 //! store's watch stream and periodic resyncs. Each reconcile is observe -> decide -> act.
 
 pub mod activity;
+mod backend;
 pub mod job;
 pub mod queue;
 pub mod sandbox;
 pub mod template;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
-use crate::operator::metrics::Metrics;
-use crate::records;
-use crate::resources::{Kind, Object, ObjectKey, keys};
-use crate::runtime::{ContainerInfo, DockerRuntime, JobRuntime, RuntimeError};
+use crate::metrics::Metrics;
+use crate::resources::{Kind, ObjectKey};
+use crate::runtime::{JobRuntime, RuntimeError};
 use crate::store::{LocalStore, ObjectStore, StoreError, WatchEvent, WatchEventType};
+pub use backend::Backend;
 pub use sandbox::runtime::SandboxRuntime;
 
 pub use queue::WorkQueue;
@@ -59,12 +58,10 @@ pub struct Context {
     pub records: LocalStore,
     /// What runs Job attempts: Docker, or pods.
     pub jobs: Arc<dyn JobRuntime>,
-    /// Docker, for what only local mode runs (warm pools); None in cluster mode.
-    pub docker: Option<DockerRuntime>,
-    /// What runs Sandboxes: Docker, or a pod per sandbox. None: Sandboxes and
-    /// SandboxTemplates are stored and not run.
-    pub sandbox_runtime: Option<Arc<dyn SandboxRuntime>>,
-    /// Whether the store keeps finalizers (a cluster): Jobs then carry one.
+    /// What runs Sandboxes (and, where the mode has them, warm pools): Docker, or a pod
+    /// per sandbox.
+    pub sandbox_runtime: Arc<dyn SandboxRuntime>,
+    /// Whether the store keeps finalizers (a cluster): Jobs and Sandboxes then carry one.
     pub finalizers: bool,
     /// Whether [`run`] has listed what exists and follows the watch (for `/readyz`).
     pub synced: std::sync::atomic::AtomicBool,
@@ -76,8 +73,8 @@ pub struct Context {
     pub sandboxes: sandbox::Tracker,
     /// The warm pools of SandboxTemplates.
     pub pools: template::Pools,
-    /// Log followers by container id.
-    followers: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// The Job controller's log followers.
+    pub followers: job::follow::Followers,
 }
 
 /// How often every object is reconciled even when nothing changed.
@@ -86,38 +83,8 @@ pub const RESYNC_PERIOD: Duration = Duration::from_secs(60);
 pub const DEFAULT_WORKERS: usize = 16;
 
 impl Context {
-    /// Local mode: the SQLite store holds objects and records, Docker runs everything.
-    pub fn new(store: LocalStore, runtime: DockerRuntime) -> Arc<Self> {
-        Self::build(
-            Arc::new(store.clone()),
-            store,
-            Arc::new(runtime.clone()),
-            Some(runtime.clone()),
-            Some(Arc::new(runtime)),
-            false,
-        )
-    }
-
-    /// Cluster mode: objects in the Kubernetes API, records in the local data dir,
-    /// Job attempts as pods (`jobs`), Sandboxes as pods (`sandboxes`; None stores
-    /// them without running them), and no Docker (so no warm pools).
-    pub fn cluster(
-        store: Arc<dyn ObjectStore>,
-        records: LocalStore,
-        jobs: Arc<dyn JobRuntime>,
-        sandboxes: Option<Arc<dyn SandboxRuntime>>,
-    ) -> Arc<Self> {
-        Self::build(store, records, jobs, None, sandboxes, true)
-    }
-
-    fn build(
-        store: Arc<dyn ObjectStore>,
-        records: LocalStore,
-        jobs: Arc<dyn JobRuntime>,
-        docker: Option<DockerRuntime>,
-        sandbox_runtime: Option<Arc<dyn SandboxRuntime>>,
-        finalizers: bool,
-    ) -> Arc<Self> {
+    /// The controllers' shared state over `backend`.
+    pub fn new(backend: &Backend) -> Arc<Self> {
         let queue = WorkQueue::new();
         let activity = activity::SandboxActivity::new();
         let sandboxes = sandbox::Tracker::default();
@@ -131,121 +98,32 @@ impl Context {
             }
         });
         Arc::new(Context {
-            store,
-            records,
-            jobs,
-            finalizers,
+            store: backend.objects(),
+            records: backend.records(),
+            jobs: backend.jobs(),
+            sandbox_runtime: backend.sandboxes(),
+            finalizers: backend.keeps_finalizers(),
             synced: std::sync::atomic::AtomicBool::new(false),
-            docker,
-            sandbox_runtime,
             queue,
             metrics: Arc::new(Metrics::new()),
             activity,
             sandboxes,
             pools: template::Pools::default(),
-            followers: Mutex::new(HashMap::new()),
+            followers: job::follow::Followers::default(),
         })
     }
 
-    /// Docker, for warm pools (the SandboxTemplate controller and claims). They run
-    /// only in local mode: [`reconcile_one`], [`run`] and the Sandbox controller
-    /// (through [`SandboxRuntime::runs_warm_pools`]) never call into them without
-    /// Docker, so its absence here is a bug.
-    pub fn runtime(&self) -> &DockerRuntime {
-        self.docker
-            .as_ref()
-            .expect("warm pools run only in local mode, with Docker")
-    }
-
-    /// What runs Sandboxes. [`reconcile_one`] and [`on_change`] never reconcile a
-    /// Sandbox without one, so its absence here is a bug.
+    /// What runs Sandboxes.
     pub fn sandbox_runtime(&self) -> &dyn SandboxRuntime {
-        self.sandbox_runtime
-            .as_deref()
-            .expect("sandboxes are reconciled only with a sandbox runtime")
-    }
-
-    /// Starts following a running container's output unless that already happens.
-    fn follow(
-        self: &Arc<Self>,
-        key: &ObjectKey,
-        obj: &Object,
-        container: &ContainerInfo,
-        run: u32,
-        attempt: u32,
-    ) {
-        let mut followers = self.followers.lock().expect("followers lock");
-        followers.retain(|_, task| !task.is_finished());
-        if followers.contains_key(&container.id) {
-            return;
-        }
-        let spec: crate::resources::JobSpec = match serde_json::from_value(obj.spec.clone()) {
-            Ok(spec) => spec,
-            Err(_) => return,
-        };
-        let log_path = records::attempt_log(&job::run_dir(self, obj, run), attempt);
-        let nonce = container
-            .label(job::decide::NONCE_LABEL)
-            .unwrap_or_default()
-            .to_string();
-        let task = tokio::spawn(job::follow_output(
-            Arc::clone(self),
-            key.clone(),
-            log_path,
-            container.id.clone(),
-            nonce,
-            spec.steps.len(),
-            !spec.artifacts.is_empty(),
-        ));
-        followers.insert(container.id.clone(), task);
-    }
-
-    fn unfollow(&self, container_id: &str) {
-        if let Some(task) = self
-            .followers
-            .lock()
-            .expect("followers lock")
-            .remove(container_id)
-        {
-            task.abort();
-        }
+        self.sandbox_runtime.as_ref()
     }
 
     /// Removes what belongs to no Job, Sandbox or warm pool any more: Job containers,
     /// and Sandbox containers, networks and volumes. Returns how many were removed.
     pub async fn remove_orphans(&self) -> Result<usize, ControllerError> {
-        let jobs = self.remove_job_orphans().await?;
-        let sandboxes = match &self.sandbox_runtime {
-            Some(runtime) => runtime.remove_orphans(self).await?,
-            None => 0,
-        };
+        let jobs = job::follow::remove_orphans(self).await?;
+        let sandboxes = self.sandbox_runtime.remove_orphans(self).await?;
         Ok(jobs + sandboxes)
-    }
-
-    /// Removes containers labelled as orcaops Job containers whose Job no longer exists.
-    async fn remove_job_orphans(&self) -> Result<usize, ControllerError> {
-        let (jobs, _) = self.store.list(Kind::Job, None).await?;
-        let live: HashSet<&str> = jobs.iter().map(|j| j.metadata.uid.as_str()).collect();
-        // Only this store's containers: other orcaops may share the Docker daemon.
-        let containers = self
-            .jobs
-            .list(&[
-                (keys::LABEL_KIND, Kind::Job.as_str()),
-                (keys::LABEL_INSTANCE, self.store.instance_id()),
-            ])
-            .await?;
-        let mut removed = 0;
-        for c in containers {
-            if c.label(keys::LABEL_UID)
-                .is_some_and(|uid| !live.contains(uid))
-            {
-                info!(container = %c.name, "removing a container whose Job is gone");
-                self.unfollow(&c.id);
-                self.jobs.remove(&c.id).await?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
     }
 }
 
@@ -256,8 +134,8 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
     let mut watch = ctx.store.watch();
     // Before any Sandbox is reconciled: the pools this store left running are claimable
     // again, and the slots Sandboxes claimed are never handed out twice.
-    if ctx.docker.is_some()
-        && let Err(e) = template::rebuild(&ctx).await
+    if let Some(docker) = ctx.sandbox_runtime.warm_pools()
+        && let Err(e) = template::rebuild(&ctx, docker).await
     {
         warn!(error = %e, "cannot look for warm-pool sandboxes");
     }
@@ -288,11 +166,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
     }
 
     // A runtime that reports changes to what runs (a cluster's pods) wakes their Sandboxes.
-    if let Some(mut changes) = ctx
-        .sandbox_runtime
-        .as_ref()
-        .and_then(|runtime| runtime.changes(ctx.store.instance_id()))
-    {
+    if let Some(mut changes) = ctx.sandbox_runtime.changes(ctx.store.instance_id()) {
         let ctx = Arc::clone(&ctx);
         let shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -337,9 +211,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
     for task in tasks {
         task.abort();
     }
-    for (_, task) in ctx.followers.lock().expect("followers lock").drain() {
-        task.abort();
-    }
+    ctx.followers.stop_all();
     ctx.sandboxes.monitors.stop_all();
 }
 
@@ -347,18 +219,15 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
 fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
     let key = event.object.key();
     let deleted = event.type_ == WatchEventType::Deleted;
-    let sandboxes = ctx.sandbox_runtime.is_some();
     match key.kind {
         Kind::Job if deleted => {
             let ctx = Arc::clone(ctx);
             tokio::spawn(async move {
-                if let Err(e) = ctx.remove_job_orphans().await {
+                if let Err(e) = job::follow::remove_orphans(&ctx).await {
                     warn!(error = %e, "cannot remove the containers of a deleted job");
                 }
             });
         }
-        // Without a sandbox runtime the sandbox controllers do not run.
-        Kind::Sandbox | Kind::SandboxTemplate if !sandboxes => {}
         Kind::Sandbox if deleted => {
             let ctx = Arc::clone(ctx);
             tokio::spawn(async move {
@@ -419,13 +288,12 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
     let started = std::time::Instant::now();
     let result = match key.kind {
         Kind::Job => job::reconcile(ctx, key).await,
-        // Without a sandbox runtime Sandboxes are stored, not run (the operator says so
-        // once at start-up).
-        Kind::Sandbox | Kind::SandboxTemplate if ctx.sandbox_runtime.is_none() => Ok(None),
         Kind::Sandbox => sandbox::reconcile(ctx, key).await,
-        // Warm pools run on Docker only: a cluster's templates say so.
-        Kind::SandboxTemplate if ctx.docker.is_none() => template::report_no_pool(ctx, key).await,
-        Kind::SandboxTemplate => template::reconcile(ctx, key).await,
+        // Warm pools run where the runtime has them (Docker): a cluster's templates say so.
+        Kind::SandboxTemplate => match ctx.sandbox_runtime.warm_pools() {
+            Some(docker) => template::reconcile(ctx, docker, key).await,
+            None => template::report_no_pool(ctx, key).await,
+        },
         // The other kinds are stored and validated; their controllers come later.
         _ => Ok(None),
     };
@@ -473,6 +341,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::resources::{Object, keys};
 
     fn modified(before: &Object, after: &Object) -> WatchEvent {
         WatchEvent {

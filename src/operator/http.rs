@@ -14,7 +14,7 @@ use axum::routing::get;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// What `/readyz` answers from: Ok, or why not.
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;

@@ -4,7 +4,6 @@
 
 pub mod http;
 pub mod lease;
-pub mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::controller::{self, Context};
+use crate::controller::{self, Backend, Context};
 use crate::runtime::PodRuntime;
 use crate::server::AppState;
 use crate::store::kube::{AccessError, ConnectError, KubeStore};
@@ -77,13 +76,12 @@ pub async fn run(
             source: Box::new(source),
         })?;
     let client = store.client().clone();
-    let pods = PodRuntime::new(client.clone());
-    let ctx = Context::cluster(
-        Arc::new(store.clone()),
+    let backend = Backend::Cluster {
+        store: store.clone(),
         records,
-        Arc::new(pods.clone()),
-        Some(Arc::new(pods.clone())),
-    );
+        pods: PodRuntime::new(client.clone()),
+    };
+    let ctx = Context::new(&backend);
 
     let (leading, election) = if options.leader_election {
         let config = LeaseConfig::new(
@@ -134,8 +132,7 @@ pub async fn run(
             let state = AppState {
                 objects: ctx.store.clone(),
                 records: ctx.records.clone(),
-                runtime: None,
-                pods: Some(pods),
+                sandboxes: backend.sandbox_io(),
                 activity: ctx.activity.clone(),
                 shutdown: shutdown.clone(),
                 leading: Some(leading.clone()),
@@ -346,11 +343,11 @@ mod tests {
         let records = LocalStore::open(data.path()).await.unwrap();
         let shutdown = CancellationToken::new();
         let (_lead, leading) = watch::channel(true);
+        let pods = PodRuntime::new(store.client().clone());
         let state = AppState {
             objects: Arc::new(store),
             records,
-            runtime: None,
-            pods: None,
+            sandboxes: Arc::new(pods),
             activity: crate::controller::activity::SandboxActivity::new(),
             shutdown: shutdown.clone(),
             leading: Some(leading),
@@ -417,13 +414,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let records = crate::store::LocalStore::open(dir.path()).await.unwrap();
         let store = crate::store::KubeStore::new(client.clone(), "kube-test");
-        let pods = PodRuntime::new(client.clone());
-        let ctx = Context::cluster(
-            Arc::new(store),
+        let ctx = Context::new(&Backend::Cluster {
+            store,
             records,
-            Arc::new(pods.clone()),
-            Some(Arc::new(pods)),
-        );
+            pods: PodRuntime::new(client.clone()),
+        });
         let config = LeaseConfig {
             retry_period: Duration::from_millis(20),
             ..LeaseConfig::new("ops", "this-replica")

@@ -5,6 +5,7 @@
 //! succeeds. Containers are never auto-removed: the controller removes them
 //! after it has saved their logs and artifacts.
 
+pub mod attempt;
 mod sandbox;
 
 use std::collections::{BTreeMap, HashMap};

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
+use super::docker::attempt::container_spec;
+use super::names::container_labels;
 use super::{ContainerInfo, CopiedArtifact, DockerRuntime, LogLine, Result};
-use crate::controller::job::{container_labels, container_spec};
 use crate::resources::Object;
 use crate::resources::job::JobSpec;
 

@@ -13,6 +13,7 @@ mod artifact;
 pub mod docker;
 pub mod job;
 mod log_lines;
+pub mod names;
 pub mod pod;
 pub mod runner;
 pub mod sandbox;
@@ -64,8 +65,14 @@ pub enum RuntimeError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// The Kubernetes API refused a request of the pod runtime, or could not be reached.
-    #[error("{}", crate::store::kube::describe(.0))]
+    #[error("{}", crate::kubeapi::describe(.0))]
     Kube(#[source] kube::Error),
+    /// What this runtime cannot do (yet): `what` names it, `instead` what to use.
+    #[error("{what} is not available here: {instead}")]
+    Unsupported {
+        what: &'static str,
+        instead: &'static str,
+    },
     /// A command run in a pod (artifact copy, release) failed.
     #[error("exec of {command:?} in pod {pod} failed: {message}")]
     Exec {

@@ -4,6 +4,8 @@
 //!
 //! [`DockerRuntime`](super::DockerRuntime) implements these in `docker/sandbox.rs`.
 
+pub mod names;
+
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::Duration;
@@ -124,4 +126,45 @@ pub enum Probe {
 pub enum PathKind {
     File,
     Directory,
+}
+
+/// Output of a download as it is read.
+pub type ByteStream = futures::stream::BoxStream<'static, Result<Bytes>>;
+
+/// What the HTTP API does inside running sandboxes, whatever runs them: exec, file
+/// transfer, and the list of what runs. Docker does all of it; a runtime that cannot do
+/// one of these answers [`RuntimeError::Unsupported`](super::RuntimeError::Unsupported),
+/// which the API turns into a 501 saying what to use instead. `container` is what the
+/// Sandbox's status names (a Docker container, or `namespace/pod/service` on a cluster).
+#[async_trait::async_trait]
+pub trait SandboxIo: Send + Sync + 'static {
+    /// Runs a command to its end and collects its output.
+    async fn exec(&self, container: &str, request: &ExecRequest) -> Result<ExecOutput>;
+    /// Starts a command whose stdin the caller writes and whose output arrives as it
+    /// is written; its exit code is [`SandboxIo::exec_exit_code`] once the output ends.
+    async fn exec_session(&self, container: &str, request: &ExecRequest) -> Result<ExecSession>;
+    /// The exit code of a session's command, None while it still runs.
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>>;
+    /// Resizes a session's terminal.
+    async fn exec_resize(&self, exec_id: &str, width: u16, height: u16) -> Result<()>;
+    /// Writes one file with `mode`, creating missing parent directories.
+    async fn write_file(
+        &self,
+        container: &str,
+        path: &str,
+        content: Bytes,
+        mode: u32,
+    ) -> Result<()>;
+    /// Extracts a tar into a directory, creating it when missing.
+    async fn extract_tar(&self, container: &str, dir: &str, tar: Bytes) -> Result<()>;
+    /// Whether a path is a file or a directory.
+    async fn path_kind(&self, container: &str, path: &str) -> Result<PathKind>;
+    /// Reads one regular file whole, refusing one over `max_bytes`.
+    async fn read_file(&self, container: &str, path: &str, max_bytes: u64) -> Result<Bytes>;
+    /// A path as a tar stream.
+    async fn download_tar(&self, container: &str, path: &str) -> Result<ByteStream>;
+    /// Whether the runtime answers (for `/readyz`). `Err` says what is wrong.
+    async fn ping(&self) -> Result<()>;
+    /// Every container (or pod) carrying all the labels `key=value`.
+    async fn containers(&self, labels: &[(&str, &str)]) -> Result<Vec<super::ContainerInfo>>;
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{AppState, error::ApiError};
 use crate::resources::{API_VERSION, keys};
-use crate::runtime::{ContainerInfo, ContainerState};
+use crate::runtime::{ContainerInfo, ContainerState, RuntimeError};
 
 /// One container, flattened for reading: Docker's view plus the owner from its labels.
 #[derive(Serialize, Debug, PartialEq)]
@@ -94,15 +94,18 @@ fn by_owner(a: &ContainerItem, b: &ContainerItem) -> Ordering {
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let instance = state.objects.instance_id().to_string();
     let containers = state
-        .runtime()?
-        .list(&[(keys::LABEL_INSTANCE, instance.as_str())])
+        .sandboxes
+        .containers(&[(keys::LABEL_INSTANCE, instance.as_str())])
         .await
-        .map_err(|e| {
-            ApiError::new(
+        .map_err(|e| match e {
+            RuntimeError::Unsupported { .. } => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", e.to_string())
+            }
+            e => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 e.to_string(),
-            )
+            ),
         })?;
     let mut items: Vec<ContainerItem> = containers.into_iter().map(ContainerItem::from).collect();
     items.sort_by(by_owner);

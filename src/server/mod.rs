@@ -38,16 +38,16 @@ pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER, wire as exec_wire};
 pub use watch::BOOKMARK_INTERVAL;
 
 use crate::controller::activity::SandboxActivity;
-use crate::runtime::DockerRuntime;
+use crate::runtime::sandbox::SandboxIo;
 use crate::store::{LocalStore, ObjectStore};
 
 /// The largest request body accepted (a YAML document is far smaller).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// What the handlers share. Local mode: the SQLite store is both `objects` and
-/// `records`, and Docker is the runtime. Cluster mode (`orcaops operator --api`): the
-/// Kubernetes API holds the objects, the operator's data dir the records, and there is
-/// no Docker.
+/// `records`, and Docker runs sandboxes. Cluster mode (`orcaops operator --api`): the
+/// Kubernetes API holds the objects, the operator's data dir the records, and sandboxes
+/// run as pods. The handlers see only the traits.
 #[derive(Clone)]
 pub struct AppState {
     /// Objects, status, watches and events: the local store or the Kubernetes API.
@@ -55,13 +55,9 @@ pub struct AppState {
     /// Run records, step logs and artifacts: the local data dir in both modes. Read it
     /// through [`AppState::records`].
     pub records: LocalStore,
-    /// Docker, for sandbox exec and files and `/containers`; None on a cluster. Read it
-    /// through [`AppState::runtime`].
-    pub runtime: Option<DockerRuntime>,
-    /// On a cluster: the pods that sandboxes run in, for exec and single-file transfers
-    /// (`pods/exec`). Used only where `runtime` is None; read it through
-    /// [`AppState::pods`].
-    pub pods: Option<crate::runtime::PodRuntime>,
+    /// Exec, files and `/containers` in what runs sandboxes (Docker, or pods); what it
+    /// cannot do it answers as unsupported, which becomes a 501.
+    pub sandboxes: Arc<dyn SandboxIo>,
     /// Where exec calls and file transfers are recorded as sandbox activity.
     pub activity: Arc<SandboxActivity>,
     /// Cancelled at shutdown: watches and log streams end cleanly.
@@ -71,14 +67,6 @@ pub struct AppState {
     pub leading: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
-/// What a sandbox exec, a file transfer or `/containers` answers on a cluster.
-pub const NO_RUNTIME: &str = "streamed and interactive exec, directory transfers (tar) \
-and /containers are not available on a cluster yet (exec with collected output and \
-single-file uploads and downloads are). Use kubectl instead: kubectl exec -it -n NAMESPACE \
-POD -c SERVICE -- COMMAND and kubectl cp (the pods carry the labels orcaops.dev/kind and \
-orcaops.dev/name: kubectl get pods -l orcaops.dev/name=NAME), or `orcaops serve` for \
-sandboxes on one machine";
-
 /// What run records, logs and artifacts answer on a replica that does not lead.
 pub const NOT_LEADING: &str = "this operator replica is a standby: run records, step logs \
 and artifacts are written to the data dir of the leading replica, not this one. Reach the \
@@ -87,40 +75,21 @@ orcaops-operator -n NAMESPACE -o jsonpath='{.spec.holderIdentity}', then kubectl
 port-forward pod/HOLDER 8080), or run one replica when the API is on";
 
 impl AppState {
-    /// Local mode: one SQLite store for objects and records, and Docker.
+    /// Local mode: one SQLite store for objects and records, and what runs sandboxes.
     pub fn local(
         store: LocalStore,
-        runtime: DockerRuntime,
+        sandboxes: impl SandboxIo,
         activity: Arc<SandboxActivity>,
         shutdown: CancellationToken,
     ) -> Self {
         AppState {
             objects: Arc::new(store.clone()),
             records: store,
-            runtime: Some(runtime),
-            pods: None,
+            sandboxes: Arc::new(sandboxes),
             activity,
             shutdown,
             leading: None,
         }
-    }
-
-    /// The container runtime sandbox exec, files and `/containers` go through, or 501
-    /// saying what to use instead. The one place that decides it: a runtime for
-    /// sandboxes on a cluster plugs in here.
-    pub fn runtime(&self) -> Result<&DockerRuntime, ApiError> {
-        self.runtime
-            .as_ref()
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", NO_RUNTIME))
-    }
-
-    /// On a cluster, the pods sandboxes run in: exec (collected) and one file up or down
-    /// go through `pods/exec` there. None in local mode (Docker serves all of it).
-    pub fn pods(&self) -> Option<&crate::runtime::PodRuntime> {
-        self.runtime
-            .is_none()
-            .then_some(self.pods.as_ref())
-            .flatten()
     }
 
     /// The run records, or 503 on a standby replica (whose data dir is not written).
@@ -222,19 +191,13 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     if let Err(e) = state.objects.current_resource_version().await {
         return unready(format!("store: {e}")).into_response();
     }
-    // On a cluster there is no Docker to ask (sandbox exec answers 501 instead).
-    let Some(runtime) = &state.runtime else {
-        return "ok".into_response();
-    };
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(2), runtime.ping())
-        .await
-        .unwrap_or_else(|_| {
-            Err(crate::runtime::RuntimeError::Unreachable {
-                message: "ping timed out".into(),
-            })
+    let ping = tokio::time::timeout(Duration::from_secs(2), state.sandboxes.ping()).await;
+    if let Err(e) = ping.unwrap_or_else(|_| {
+        Err(crate::runtime::RuntimeError::Unreachable {
+            message: "ping timed out".into(),
         })
-    {
-        return unready(format!("docker: {e}")).into_response();
+    }) {
+        return unready(format!("runtime: {e}")).into_response();
     }
     "ok".into_response()
 }

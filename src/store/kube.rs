@@ -553,27 +553,7 @@ fn refused(key: &ObjectKey, expected: &str, e: kube::Error) -> StoreError {
     }
 }
 
-/// Whether the request never got an answer (connection refused, DNS, TLS, timeout), as
-/// opposed to an answer that refused it.
-pub(crate) fn is_unreachable(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
-}
-
-/// A Kubernetes error for a person: the API server's message and reason, or what kept
-/// the request from arriving.
-pub(crate) fn describe(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if s.reason.is_empty() => {
-            format!("the Kubernetes API answered {}: {}", s.code, s.message)
-        }
-        kube::Error::Api(s) => format!(
-            "the Kubernetes API answered {} {}: {}",
-            s.code, s.reason, s.message
-        ),
-        e if is_unreachable(e) => format!("cannot reach the Kubernetes API: {e}"),
-        e => format!("Kubernetes client error: {e}"),
-    }
-}
+pub(crate) use crate::kubeapi::{describe, is_unreachable};
 
 /// A stable identity for a store on the cluster at `url`, short enough for a label value.
 fn instance_for(url: &str) -> String {

@@ -180,12 +180,11 @@ impl Scenario {
         let dir = tempfile::tempdir().unwrap();
         let records = LocalStore::open(dir.path()).await.unwrap();
         let store = KubeStore::new(client.clone(), "kube-test");
-        let ctx = Context::cluster(
-            Arc::new(store),
+        let ctx = Context::new(&crate::controller::Backend::Cluster {
+            store,
             records,
-            Arc::new(PodRuntime::new(client)),
-            None,
-        );
+            pods: PodRuntime::new(client),
+        });
         Scenario {
             cluster,
             ctx,
@@ -227,7 +226,7 @@ impl Scenario {
     fn set_log(&self, codes: &[i64]) {
         let nonce = self.with(|c| {
             let pod = c.pods.values().next().expect("a pod");
-            pod["metadata"]["labels"][decide::NONCE_LABEL]
+            pod["metadata"]["labels"][crate::runtime::names::NONCE_LABEL]
                 .as_str()
                 .unwrap()
                 .to_string()

@@ -11,6 +11,7 @@ use crate::records::{AttemptOutcome, AttemptRecord, RunRecord};
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::job::{JobConditionType, JobPhase, JobSpec, JobStatus, StepStatus};
 use crate::resources::{ObjectMeta, keys};
+use crate::runtime::names::container_name;
 use crate::runtime::{ContainerInfo, ContainerState};
 use crate::store::EventType;
 
@@ -87,15 +88,6 @@ pub struct Decision {
     pub status: JobStatus,
     pub events: Vec<(EventType, &'static str, String)>,
     pub requeue_after: Option<Duration>,
-}
-
-/// The label on every container of a Job attempt that holds the runner's marker nonce.
-pub const NONCE_LABEL: &str = "orcaops.dev/runner-nonce";
-
-pub fn container_name(meta: &ObjectMeta, run: u32, attempt: u32) -> String {
-    let ns = meta.namespace.as_deref().unwrap_or("default");
-    let uid: String = meta.uid.chars().filter(|c| *c != '-').take(8).collect();
-    format!("orcaops-{ns}-{}-{uid}-r{run}a{attempt}", meta.name)
 }
 
 fn label_u32(c: &ContainerInfo, key: &str) -> Option<u32> {

@@ -15,8 +15,8 @@ use crate::runtime::runner::RunnerParser;
 use crate::runtime::{ContainerInfo, ContainerState, LogLine, RuntimeError};
 
 use super::super::{Context, ControllerError};
-use super::decide::NONCE_LABEL;
-use super::{STOP_GRACE_SECS, journal};
+use super::journal;
+use crate::runtime::names::{NONCE_LABEL, STOP_GRACE_SECS};
 
 /// How much of a step's output its status keeps.
 const TAIL_LINES: usize = 20;

@@ -12,7 +12,6 @@ use futures::future::join_all;
 use tracing::{debug, warn};
 
 use super::decide::{ClaimedSlot, claimed_status};
-use super::names::{child_name, pool_base, sandbox_base};
 use super::{record_events, write_status};
 use crate::controller::template::{fingerprint, sizing::desired_size};
 use crate::controller::{Context, ControllerError};
@@ -21,12 +20,15 @@ use crate::resources::sandbox::{
     SandboxTemplateSpec,
 };
 use crate::resources::{Kind, Object, ObjectKey};
+use crate::runtime::DockerRuntime;
+use crate::runtime::sandbox::names::{child_name, pool_base, sandbox_base};
 
 /// Claims a ready slot for a new poolable Sandbox. `Some(requeue)` when it did (the
 /// reconcile is over), `None` when the sandbox must start cold (a miss is counted when
 /// the template has a pool).
 pub(super) async fn try_claim(
     ctx: &Arc<Context>,
+    docker: &DockerRuntime,
     obj: &Object,
     spec: &SandboxSpec,
     status: &SandboxStatus,
@@ -80,14 +82,14 @@ pub(super) async fn try_claim(
     // agent that execs the moment it sees Ready finds them by the names it reads.
     let renames = join_all(claimed.containers.iter().map(|c| {
         let to = child_name(&base, &c.service);
-        async move { (c, ctx.runtime().rename_container(&c.id, &to).await) }
+        async move { (c, docker.rename_container(&c.id, &to).await) }
     }))
     .await;
     if let Some((c, Err(e))) = renames.iter().find(|(_, r)| r.is_err()) {
         warn!(container = %c.name, error = %e, "cannot rename a claimed container; starting cold");
         // Half renamed: neither the pool nor the sandbox can use it as it is.
         for (c, _) in &renames {
-            let _ = ctx.runtime().remove(&c.id).await;
+            let _ = docker.remove(&c.id).await;
         }
         ctx.pools.unclaim(&tkey, fingerprint, claimed);
         return Ok(None);
@@ -97,7 +99,7 @@ pub(super) async fn try_claim(
         // Not recorded: the retry starts anew. The slot goes back as broken, so its
         // network and volumes are removed with it.
         for c in &claimed.containers {
-            let _ = ctx.runtime().remove(&c.id).await;
+            let _ = docker.remove(&c.id).await;
         }
         ctx.pools.unclaim(&tkey, fingerprint, claimed);
         return Err(e);

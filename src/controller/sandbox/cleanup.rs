@@ -7,14 +7,19 @@ use std::collections::HashSet;
 
 use tracing::{info, warn};
 
-use super::names::{POOL_PREFIX, pool_base, sandbox_base};
 use crate::controller::template;
 use crate::controller::{Context, ControllerError};
 use crate::resources::sandbox::SandboxStatus;
 use crate::resources::{Kind, Object, ObjectKey, keys};
+use crate::runtime::DockerRuntime;
+use crate::runtime::sandbox::names::{POOL_PREFIX, pool_base, sandbox_base};
 
 /// Removes the containers, network and volumes of a deleted Sandbox, and forgets it.
-pub async fn remove_deleted(ctx: &Context, obj: &Object) -> Result<(), ControllerError> {
+pub async fn remove_deleted(
+    ctx: &Context,
+    docker: &DockerRuntime,
+    obj: &Object,
+) -> Result<(), ControllerError> {
     let uid = obj.metadata.uid.as_str();
     ctx.sandboxes.forget(uid);
     ctx.activity.forget(uid);
@@ -39,17 +44,17 @@ pub async fn remove_deleted(ctx: &Context, obj: &Object) -> Result<(), Controlle
     }
     let mut removed = 0;
     for selector in &selectors {
-        for c in ctx.runtime().list(selector).await? {
-            ctx.runtime().remove(&c.id).await?;
+        for c in docker.list(selector).await? {
+            docker.remove(&c.id).await?;
             removed += 1;
         }
     }
     for network in &networks {
-        ctx.runtime().remove_network(network).await?;
+        docker.remove_network(network).await?;
     }
     for selector in &selectors {
-        for volume in ctx.runtime().list_volumes(selector).await? {
-            ctx.runtime().remove_volume(&volume).await?;
+        for volume in docker.list_volumes(selector).await? {
+            docker.remove_volume(&volume).await?;
         }
     }
     info!(namespace = %ns, name = %obj.metadata.name, containers = removed, "removed a deleted sandbox");
@@ -58,7 +63,10 @@ pub async fn remove_deleted(ctx: &Context, obj: &Object) -> Result<(), Controlle
 
 /// Removes every Sandbox container, network and volume of this instance that belongs
 /// to no existing Sandbox and to no live warm-pool slot. Returns how many objects.
-pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
+pub async fn remove_orphans(
+    ctx: &Context,
+    docker: &DockerRuntime,
+) -> Result<usize, ControllerError> {
     let instance = ctx.store.instance_id();
     let selector = [
         (keys::LABEL_INSTANCE, instance),
@@ -66,9 +74,9 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
     ];
     // Docker first, the store and the registry after: anything made after the Docker
     // lists is not looked at, and what it belongs to already exists when they are read.
-    let containers = ctx.runtime().list(&selector).await?;
-    let networks = ctx.runtime().list_networks(&selector).await?;
-    let volumes = ctx.runtime().list_volumes(&selector).await?;
+    let containers = docker.list(&selector).await?;
+    let networks = docker.list_networks(&selector).await?;
+    let volumes = docker.list_volumes(&selector).await?;
     let (sandboxes, _) = ctx.store.list(Kind::Sandbox, None).await?;
     let (templates, _) = ctx.store.list(Kind::SandboxTemplate, None).await?;
 
@@ -83,7 +91,7 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
         .collect();
     gone.dedup();
     for t in gone {
-        template::drain(ctx, &t).await;
+        template::drain(ctx, docker, &t).await;
     }
 
     let mut sandbox_bases = HashSet::new();
@@ -113,14 +121,14 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
         };
         if !live {
             info!(container = %c.name, "removing a sandbox container that nothing owns");
-            ctx.runtime().remove(&c.id).await?;
+            docker.remove(&c.id).await?;
             removed += 1;
         }
     }
     for network in networks {
         if !storage_bases.contains(&network) {
             info!(%network, "removing a sandbox network that nothing owns");
-            if let Err(e) = ctx.runtime().remove_network(&network).await {
+            if let Err(e) = docker.remove_network(&network).await {
                 warn!(%network, error = %e, "cannot remove a network");
             } else {
                 removed += 1;
@@ -130,7 +138,7 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
     for volume in volumes {
         if !under(&volume, &storage_bases) {
             info!(%volume, "removing a sandbox volume that nothing owns");
-            if let Err(e) = ctx.runtime().remove_volume(&volume).await {
+            if let Err(e) = docker.remove_volume(&volume).await {
                 warn!(%volume, error = %e, "cannot remove a volume");
             } else {
                 removed += 1;

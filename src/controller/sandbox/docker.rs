@@ -10,18 +10,18 @@ use chrono::Utc;
 use futures::future::join_all;
 use tracing::{debug, info, warn};
 
-use super::STOP_GRACE_SECS;
 use super::cleanup;
 use super::decide::{Observed, SandboxAction, ServiceObserved};
 use super::make::{Placement, make_services};
 use super::monitor::Target;
-use super::names::{
-    Owner, child_name, owner_labels, pool_base, probe_spec, sandbox_base, storage_base,
-};
 use super::runtime::SandboxRuntime;
 use crate::controller::{Context, ControllerError};
 use crate::resources::sandbox::{EffectiveSandbox, SandboxStatus};
 use crate::resources::{Object, ObjectKey};
+use crate::runtime::names::STOP_GRACE_SECS;
+use crate::runtime::sandbox::names::{
+    Owner, child_name, owner_labels, pool_base, probe_spec, sandbox_base, storage_base,
+};
 use crate::runtime::{ContainerInfo, ContainerState, DockerRuntime, RuntimeError};
 
 #[async_trait::async_trait]
@@ -271,14 +271,14 @@ impl SandboxRuntime for DockerRuntime {
     }
 
     async fn remove_deleted(&self, ctx: &Context, obj: &Object) -> Result<(), ControllerError> {
-        cleanup::remove_deleted(ctx, obj).await
+        cleanup::remove_deleted(ctx, self, obj).await
     }
 
     async fn remove_orphans(&self, ctx: &Context) -> Result<usize, ControllerError> {
-        cleanup::remove_orphans(ctx).await
+        cleanup::remove_orphans(ctx, self).await
     }
 
-    fn runs_warm_pools(&self) -> bool {
-        true
+    fn warm_pools(&self) -> Option<&DockerRuntime> {
+        Some(self)
     }
 }

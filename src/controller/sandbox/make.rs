@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
-use super::names::{ServicePlacement, child_name, service_container, volume_names};
 use crate::resources::sandbox::{SandboxNetwork, SandboxService};
 use crate::runtime::sandbox::PublishedPort;
+use crate::runtime::sandbox::names::{
+    ServicePlacement, child_name, service_container, volume_names,
+};
 use crate::runtime::{ContainerInfo, DockerRuntime, RuntimeError};
 
 /// Where the containers go and what they are labelled with.

@@ -10,7 +10,6 @@ pub mod decide;
 mod docker;
 pub mod make;
 pub mod monitor;
-pub mod names;
 mod pods;
 pub mod runtime;
 
@@ -31,9 +30,6 @@ use super::{Context, ControllerError};
 use decide::{Activity, Decision, Observed, SandboxAction, decide};
 use monitor::Monitors;
 pub use runtime::SandboxRuntime;
-
-/// How long a stopping container gets between SIGTERM and SIGKILL.
-pub const STOP_GRACE_SECS: u32 = 5;
 
 /// What the Sandbox controller keeps in memory: the monitors, and which Sandbox a uid
 /// is (so activity, reported by uid, can wake it).
@@ -133,9 +129,17 @@ pub async fn reconcile(
         Err(name) => (None, Some(name)),
     };
     let effective = effective(&spec, template.as_ref());
-    if ctx.sandbox_runtime().runs_warm_pools()
-        && let Some(requeue) =
-            claim::try_claim(ctx, &obj, &spec, &status, template.as_ref(), &effective).await?
+    if let Some(docker) = ctx.sandbox_runtime().warm_pools()
+        && let Some(requeue) = claim::try_claim(
+            ctx,
+            docker,
+            &obj,
+            &spec,
+            &status,
+            template.as_ref(),
+            &effective,
+        )
+        .await?
     {
         return Ok(requeue);
     }

@@ -19,10 +19,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::names::ProbeSpec;
 use crate::controller::WorkQueue;
 use crate::resources::ObjectKey;
 use crate::runtime::DockerRuntime;
+use crate::runtime::sandbox::names::ProbeSpec;
 
 /// How often a service is probed until it first passes.
 pub const STARTING_PROBE_INTERVAL: Duration = Duration::from_millis(200);

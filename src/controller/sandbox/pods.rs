@@ -22,18 +22,18 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use tracing::{debug, info, warn};
 
-use super::STOP_GRACE_SECS;
 use super::decide::{FAILED_AFTER, Observed, SandboxAction, ServiceObserved};
-use super::names::{LABEL_SPEC_HASH, service_hash};
 use super::runtime::SandboxRuntime;
 use crate::controller::{Context, ControllerError};
 use crate::resources::sandbox::{EffectiveSandbox, SandboxStatus};
 use crate::resources::{Object, ObjectKey, ObjectMeta, keys};
+use crate::runtime::names::STOP_GRACE_SECS;
 use crate::runtime::pod::pod_time;
 use crate::runtime::pod::sandbox::build::{SandboxPlacement, sandbox_pod_name};
 use crate::runtime::pod::sandbox::{Created, SPEC_HASH_ANNOTATION, service_host};
 use crate::runtime::sandbox::PublishedPort;
-use crate::runtime::{ContainerInfo, ContainerState, PodRuntime};
+use crate::runtime::sandbox::names::{LABEL_SPEC_HASH, service_hash};
+use crate::runtime::{ContainerInfo, ContainerState, DockerRuntime, PodRuntime};
 
 /// How often a running sandbox's pod is read: nothing else wakes the controller when
 /// the kubelet restarts a container or a readiness probe flips.
@@ -170,8 +170,8 @@ impl SandboxRuntime for PodRuntime {
         Ok(0)
     }
 
-    fn runs_warm_pools(&self) -> bool {
-        false
+    fn warm_pools(&self) -> Option<&DockerRuntime> {
+        None
     }
 
     /// The kubelet's changes arrive at once through a watch of the sandbox pods; the

@@ -17,6 +17,7 @@ use super::decide::{Observed, SandboxAction, ServiceObserved};
 use crate::controller::{Context, ControllerError};
 use crate::resources::sandbox::{EffectiveSandbox, SandboxStatus};
 use crate::resources::{Object, ObjectKey};
+use crate::runtime::DockerRuntime;
 
 #[async_trait::async_trait]
 pub trait SandboxRuntime: Send + Sync {
@@ -66,8 +67,9 @@ pub trait SandboxRuntime: Send + Sync {
     /// Removes what belongs to no Sandbox any more; returns how many objects.
     async fn remove_orphans(&self, ctx: &Context) -> Result<usize, ControllerError>;
 
-    /// Whether SandboxTemplates' warm pools run here (and Sandboxes can be claimed).
-    fn runs_warm_pools(&self) -> bool;
+    /// What runs SandboxTemplates' warm pools (and lets Sandboxes claim from them), where
+    /// this runtime has them: Docker. None: templates say their pools do not run here.
+    fn warm_pools(&self) -> Option<&DockerRuntime>;
 
     /// Sandboxes whose services changed on their own (a container restarted, a probe
     /// flipped), for a runtime that can report it as it happens; the controller looks at

@@ -164,13 +164,11 @@ mod tests {
         });
         let dir = tempfile::tempdir().unwrap();
         let records = LocalStore::open(dir.path()).await.unwrap();
-        let pods = PodRuntime::new(client.clone());
-        let ctx = Context::cluster(
-            Arc::new(KubeStore::new(client, "kube-test")),
+        let ctx = Context::new(&crate::controller::Backend::Cluster {
+            store: KubeStore::new(client.clone(), "kube-test"),
             records,
-            Arc::new(pods.clone()),
-            Some(Arc::new(pods)),
-        );
+            pods: PodRuntime::new(client),
+        });
         let key = ObjectKey::new(Kind::SandboxTemplate, "default", "shell");
         report_no_pool(&ctx, &key).await.unwrap();
         report_no_pool(&ctx, &key).await.unwrap();

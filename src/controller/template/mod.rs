@@ -20,16 +20,16 @@ use tracing::{debug, info, instrument, warn};
 use super::sandbox::invalid;
 use super::sandbox::make::{Placement, make_services};
 use super::sandbox::monitor::Target;
-use super::sandbox::names::{
-    LABEL_SPEC_HASH, Owner, POOL_PREFIX, new_slot_id, owner_labels, pool_base, probe_spec,
-    service_hash,
-};
 use super::{Context, ControllerError};
 use crate::resources::sandbox::{
     SandboxNetwork, SandboxService, SandboxStatus, SandboxTemplateSpec, SandboxTemplateStatus,
 };
 use crate::resources::{Kind, ObjectKey, keys};
-use crate::runtime::ContainerState;
+use crate::runtime::sandbox::names::{
+    LABEL_SPEC_HASH, Owner, POOL_PREFIX, new_slot_id, owner_labels, pool_base, probe_spec,
+    service_hash,
+};
+use crate::runtime::{ContainerState, DockerRuntime};
 use crate::store::{InvolvedObject, NewEvent};
 
 pub use cluster::{NO_POOL_ON_A_CLUSTER, report_no_pool};
@@ -59,13 +59,14 @@ pub fn fingerprint(services: &[SandboxService], network: SandboxNetwork) -> Fing
 }
 
 /// Reconciles one SandboxTemplate's warm pool; returns when to look at it again.
-#[instrument(skip(ctx), fields(kind = "SandboxTemplate", namespace = %key.namespace, name = %key.name))]
+#[instrument(skip(ctx, docker), fields(kind = "SandboxTemplate", namespace = %key.namespace, name = %key.name))]
 pub async fn reconcile(
     ctx: &Arc<Context>,
+    docker: &DockerRuntime,
     key: &ObjectKey,
 ) -> Result<Option<Duration>, ControllerError> {
     let Some(obj) = ctx.store.get(key).await? else {
-        drain(ctx, key).await;
+        drain(ctx, docker, key).await;
         return Ok(None);
     };
     let (spec, stored) = read(&obj, key)?;
@@ -104,16 +105,22 @@ pub async fn reconcile(
     for (slot, why) in &decision.remove {
         if ctx.pools.take(key, slot) {
             debug!(%slot, %why, "removing a pooled sandbox");
-            let ctx = Arc::clone(ctx);
+            let (ctx, docker) = (Arc::clone(ctx), docker.clone());
             let key = key.clone();
             let slot = slot.clone();
-            tokio::spawn(async move { remove_slot(&ctx, &key, &slot).await });
+            tokio::spawn(async move { remove_slot(&ctx, &docker, &key, &slot).await });
         }
     }
     for _ in 0..decision.start {
         let slot = new_slot_id();
         ctx.pools.add_creating(key, &slot, fingerprint.clone());
-        tokio::spawn(make_slot(Arc::clone(ctx), key.clone(), spec.clone(), slot));
+        tokio::spawn(make_slot(
+            Arc::clone(ctx),
+            docker.clone(),
+            key.clone(),
+            spec.clone(),
+            slot,
+        ));
     }
     ctx.pools.misses_reported(key, decision.misses_reported);
 
@@ -153,7 +160,13 @@ pub async fn reconcile(
 }
 
 /// Makes one slot, then hands it to a monitor; wakes the template either way.
-async fn make_slot(ctx: Arc<Context>, key: ObjectKey, spec: SandboxTemplateSpec, slot: String) {
+async fn make_slot(
+    ctx: Arc<Context>,
+    docker: DockerRuntime,
+    key: ObjectKey,
+    spec: SandboxTemplateSpec,
+    slot: String,
+) {
     let network = spec.network.unwrap_or_default();
     let base = pool_base(&key.namespace, &key.name, &slot);
     let labels = owner_labels(
@@ -171,7 +184,7 @@ async fn make_slot(ctx: Arc<Context>, key: ObjectKey, spec: SandboxTemplateSpec,
         labels: &labels,
     };
     let services: Vec<&SandboxService> = spec.services.iter().collect();
-    let made = match make_services(ctx.runtime(), &services, &placement).await {
+    let made = match make_services(&docker, &services, &placement).await {
         Ok(made) => made
             .into_iter()
             .map(|(service, result)| {
@@ -207,13 +220,13 @@ async fn make_slot(ctx: Arc<Context>, key: ObjectKey, spec: SandboxTemplateSpec,
                     &key,
                     targets,
                     |_| false,
-                    ctx.runtime(),
+                    &docker,
                     &ctx.queue,
                 );
             });
             if !watched {
                 // Not wanted any more (the template changed or went away meanwhile).
-                remove_slot(&ctx, &key, &slot).await;
+                remove_slot(&ctx, &docker, &key, &slot).await;
             }
         }
         Err(why) => {
@@ -226,7 +239,7 @@ async fn make_slot(ctx: Arc<Context>, key: ObjectKey, spec: SandboxTemplateSpec,
 
 /// Removes a slot's containers, network and volumes (never a claimed container: those
 /// no longer have a pool name).
-async fn remove_slot(ctx: &Context, key: &ObjectKey, slot: &str) {
+async fn remove_slot(ctx: &Context, docker: &DockerRuntime, key: &ObjectKey, slot: &str) {
     ctx.sandboxes.monitors.stop(&slot_monitor_id(key, slot));
     let selector = [
         (keys::LABEL_INSTANCE, ctx.store.instance_id()),
@@ -235,16 +248,16 @@ async fn remove_slot(ctx: &Context, key: &ObjectKey, slot: &str) {
         (keys::LABEL_SLOT, slot),
     ];
     let result: Result<(), crate::runtime::RuntimeError> = async {
-        for c in ctx.runtime().list(&selector).await? {
+        for c in docker.list(&selector).await? {
             if c.name.starts_with(POOL_PREFIX) {
-                ctx.runtime().remove(&c.id).await?;
+                docker.remove(&c.id).await?;
             }
         }
-        ctx.runtime()
+        docker
             .remove_network(&pool_base(&key.namespace, &key.name, slot))
             .await?;
-        for volume in ctx.runtime().list_volumes(&selector).await? {
-            ctx.runtime().remove_volume(&volume).await?;
+        for volume in docker.list_volumes(&selector).await? {
+            docker.remove_volume(&volume).await?;
         }
         Ok(())
     }
@@ -256,24 +269,24 @@ async fn remove_slot(ctx: &Context, key: &ObjectKey, slot: &str) {
 }
 
 /// Removes a deleted template's pool.
-pub async fn drain(ctx: &Context, key: &ObjectKey) {
+pub async fn drain(ctx: &Context, docker: &DockerRuntime, key: &ObjectKey) {
     let slots = ctx.pools.drop_template(key);
     if !slots.is_empty() {
         info!(template = %key, slots = slots.len(), "removing the warm pool of a deleted template");
     }
     for slot in slots {
-        remove_slot(ctx, key, &slot).await;
+        remove_slot(ctx, docker, key, &slot).await;
     }
 }
 
 /// Rebuilds the registry at start-up: the slots Docker still holds (unless a Sandbox
 /// claimed them) are watched again; what Sandboxes claimed is never reused.
-pub async fn rebuild(ctx: &Context) -> Result<(), ControllerError> {
+pub async fn rebuild(ctx: &Context, docker: &DockerRuntime) -> Result<(), ControllerError> {
     let selector = [
         (keys::LABEL_INSTANCE, ctx.store.instance_id()),
         (keys::LABEL_KIND, Kind::Sandbox.as_str()),
     ];
-    let containers = ctx.runtime().list(&selector).await?;
+    let containers = docker.list(&selector).await?;
     let (sandboxes, _) = ctx.store.list(Kind::Sandbox, None).await?;
     for sb in &sandboxes {
         let status: SandboxStatus = serde_json::from_value(sb.status.clone()).unwrap_or_default();
@@ -321,7 +334,7 @@ pub async fn rebuild(ctx: &Context) -> Result<(), ControllerError> {
                     service: c.label(keys::LABEL_SERVICE).unwrap_or_default().to_string(),
                     id: c.id.clone(),
                     name: c.name.clone(),
-                    ports: ctx.runtime().published_ports(&c.id).await?,
+                    ports: docker.published_ports(&c.id).await?,
                 });
             }
             Ok(made)
@@ -355,7 +368,7 @@ pub async fn rebuild(ctx: &Context) -> Result<(), ControllerError> {
                 &key,
                 targets,
                 |_| false,
-                ctx.runtime(),
+                docker,
                 &ctx.queue,
             );
         }

@@ -10,11 +10,11 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
-use crate::controller::job::{STOP_GRACE_SECS, container_labels};
 use crate::resources::common::Resources;
 use crate::resources::job::{JobNetwork, JobSpec};
 use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::resources::{API_VERSION, DEFAULT_WORKSPACE, Kind, Object, keys};
+use crate::runtime::names::{STOP_GRACE_SECS, container_labels, uid8};
 use crate::runtime::runner::{self, COLLECTION_DIR, RunnerOptions};
 
 /// The longest pod name: a pod's hostname is its name, and a hostname is one DNS label.
@@ -84,15 +84,9 @@ impl JobAttempt<'_> {
 /// that make the name unique always stay whole.
 pub fn pod_name(meta: &crate::resources::ObjectMeta, run: u32, attempt: u32) -> String {
     let namespace = meta.namespace.as_deref().unwrap_or(DEFAULT_WORKSPACE);
-    let uid8: String = meta
-        .uid
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect();
     fit_name(
         &format!("orcaops-{namespace}-{}", meta.name),
-        &format!("-{uid8}-r{run}a{attempt}"),
+        &format!("-{}-r{run}a{attempt}", uid8(&meta.uid)),
         MAX_POD_NAME,
     )
 }

@@ -18,10 +18,10 @@ use tokio::io::AsyncReadExt;
 
 use super::build::{JobAttempt, STEPS_CONTAINER, build_network_policy, build_pod};
 use super::collect::{artifact_copy_command, release_command};
-use crate::controller::job::decide::NONCE_LABEL;
 use crate::runtime::artifact::store_tar;
 use crate::runtime::job::{AttemptRequest, JobRuntime, LogLines};
 use crate::runtime::log_lines::LineAssembler;
+use crate::runtime::names::NONCE_LABEL;
 use crate::runtime::runner::{COLLECTION_DIR, RunnerParser};
 use crate::runtime::{
     ContainerInfo, ContainerState, CopiedArtifact, LogLine, LogStream, Result, RuntimeError,

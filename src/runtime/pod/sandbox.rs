@@ -9,6 +9,7 @@
 pub mod build;
 pub mod exec;
 pub mod files;
+mod io;
 #[cfg(test)]
 mod tests;
 

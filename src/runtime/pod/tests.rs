@@ -10,12 +10,11 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::*;
-use crate::controller::job::container_labels;
-use crate::controller::job::decide::container_name;
 use crate::resources::common::{EnvVar, Resources};
 use crate::resources::job::{Artifact, JobNetwork, JobSecurity, JobSpec, Step};
 use crate::resources::validate::dns_label_problem;
 use crate::resources::{Kind, Object};
+use crate::runtime::names::{container_labels, container_name};
 use crate::runtime::runner::{self, RELEASE_FILE, RunnerOptions};
 
 const UID: &str = "0123abcd-4567-89ef-0123-456789abcdef";

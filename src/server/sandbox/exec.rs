@@ -16,9 +16,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::wire::{self, ChunkEncoder, ExecBody, ExecExit, ExecResult, StreamEvent, StreamName};
 use super::{Target, invalid_field, resolve, runtime_error, sandbox_key};
-use crate::runtime::DockerRuntime;
+use crate::runtime::RuntimeError;
 use crate::runtime::sandbox::{
-    ExecChunk, ExecOutput, ExecRequest, ExecSession, TIMED_OUT_EXIT_CODE,
+    ExecChunk, ExecOutput, ExecRequest, ExecSession, SandboxIo, TIMED_OUT_EXIT_CODE,
 };
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -127,32 +127,26 @@ pub(super) async fn exec(
     let body = parse_body(&headers, &body)?;
     let request = request_of(&body)?;
     let stream = matches!(query.stream.as_deref(), Some("true" | "1"));
-    // On a cluster the exec goes through pods/exec and is collected; a streamed one gets
-    // its output in one piece when the command ends (then the exit), in the same format.
-    if let Some(pods) = state.pods() {
-        let target = resolve(&state, &key, body.service.as_deref()).await?;
-        let _busy = state.activity.begin(&target.uid);
-        let out = pods
-            .sandbox_exec(&target.container, &request)
-            .await
-            .map_err(|e| runtime_error(&target, e))?;
-        return Ok(if stream {
-            stream_of(&out)
-        } else {
-            collected(&out)
-        });
-    }
-    let runtime = state.runtime()?.clone();
     let target = resolve(&state, &key, body.service.as_deref()).await?;
     if stream {
-        return streamed(state, runtime, target, request).await;
+        match streamed(&state, &target, &request).await {
+            // A runtime without live output (a cluster's pods) answers the same stream
+            // in one piece when the command ends: the output, then the exit.
+            Err(RuntimeError::Unsupported { .. }) => {}
+            other => return other.map_err(|e| runtime_error(&target, e)),
+        }
     }
     let _busy = state.activity.begin(&target.uid);
-    let out = runtime
+    let out = state
+        .sandboxes
         .exec(&target.container, &request)
         .await
         .map_err(|e| runtime_error(&target, e))?;
-    Ok(collected(&out))
+    Ok(if stream {
+        stream_of(&out)
+    } else {
+        collected(&out)
+    })
 }
 
 /// A finished exec as a stream: its stdout, its stderr, then the exit.
@@ -209,23 +203,29 @@ fn collected(out: &ExecOutput) -> Response {
 
 /// Starts the command, then answers at once with a body that streams its output.
 async fn streamed(
-    state: AppState,
-    runtime: DockerRuntime,
-    target: Target,
-    request: ExecRequest,
-) -> Result<Response, ApiError> {
+    state: &AppState,
+    target: &Target,
+    request: &ExecRequest,
+) -> Result<Response, RuntimeError> {
     let busy = state.activity.begin(&target.uid);
-    let session = runtime
-        .exec_session(&target.container, &request)
-        .await
-        .map_err(|e| runtime_error(&target, e))?;
+    let session = state
+        .sandboxes
+        .exec_session(&target.container, request)
+        .await?;
     let started = Instant::now();
+    let (state, request) = (state.clone(), request.clone());
     let lines = async_stream(move |tx| async move {
         let _busy = busy;
-        let run = pump(&runtime, session, &request, started, |event| {
-            let tx = tx.clone();
-            async move { tx.send(Bytes::from(event.to_line())).await.is_ok() }
-        });
+        let run = pump(
+            state.sandboxes.as_ref(),
+            session,
+            &request,
+            started,
+            |event| {
+                let tx = tx.clone();
+                async move { tx.send(Bytes::from(event.to_line())).await.is_ok() }
+            },
+        );
         tokio::select! {
             _ = run => {}
             _ = state.shutdown.cancelled() => {
@@ -249,7 +249,7 @@ async fn streamed(
 /// Feeds stdin, turns the output into events as it arrives, and ends with the exit (or
 /// an error). Stops early when `send` reports that nobody listens any more.
 async fn pump<F, Fut>(
-    runtime: &DockerRuntime,
+    runtime: &dyn SandboxIo,
     session: ExecSession,
     request: &ExecRequest,
     started: Instant,
@@ -348,7 +348,7 @@ async fn pump<F, Fut>(
 }
 
 /// The exit code of an exec whose output has ended; Docker records it a moment later.
-pub(super) async fn exit_code(runtime: &DockerRuntime, id: &str) -> Option<i64> {
+pub(super) async fn exit_code(runtime: &dyn SandboxIo, id: &str) -> Option<i64> {
     let deadline = Instant::now() + EXIT_CODE_WAIT;
     let mut pause = Duration::from_millis(5);
     loop {

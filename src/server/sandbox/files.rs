@@ -121,13 +121,6 @@ async fn write_upload(
     let path = container_path(q.path.as_deref().unwrap_or(""))?;
     let kind = upload_kind(&headers)?;
     let mode = parse_mode(q.mode.as_deref())?;
-    let pods = state.pods().cloned();
-    match (&pods, &kind) {
-        (Some(_), Upload::File) => {}
-        _ => {
-            state.runtime()?;
-        }
-    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -155,17 +148,11 @@ async fn write_upload(
             if path == "/" {
                 return Err(invalid_field("path", "\"/\" is a directory; name the file"));
             }
-            match &pods {
-                Some(pods) => pods
-                    .sandbox_write_file(&target.container, &path, bytes, mode)
-                    .await
-                    .map_err(|e| runtime_error(&target, e))?,
-                None => state
-                    .runtime()?
-                    .write_file(&target.container, &path, bytes, mode)
-                    .await
-                    .map_err(|e| runtime_error(&target, e))?,
-            }
+            state
+                .sandboxes
+                .write_file(&target.container, &path, bytes, mode)
+                .await
+                .map_err(|e| runtime_error(&target, e))?;
             "file"
         }
         Upload::Tar => {
@@ -190,7 +177,7 @@ async fn extract_into(
     dir: &str,
     tar: Bytes,
 ) -> Result<(), ApiError> {
-    let runtime = state.runtime()?;
+    let runtime = state.sandboxes.as_ref();
     if let Ok(PathKind::File) = runtime.path_kind(&target.container, dir).await {
         return Err(invalid_field(
             "path",
@@ -211,33 +198,33 @@ pub(super) async fn download(
 ) -> Result<Response, ApiError> {
     let key = sandbox_key(&ns, &plural, &name)?;
     let path = container_path(q.path.as_deref().unwrap_or(""))?;
-    if let Some(pods) = state.pods().filter(|_| method != Method::HEAD) {
-        let target = resolve(&state, &key, q.service.as_deref()).await?;
-        let _busy = state.activity.begin(&target.uid);
-        let content = match pods
-            .sandbox_read_file(&target.container, &path, MAX_FILE_BYTES as u64)
-            .await
-        {
-            Ok(content) => content,
-            // A directory travels as a tar, which only Docker serves yet.
-            Err(RuntimeError::NotAFile { .. }) => {
-                return Err(ApiError::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "NotImplemented",
-                    crate::server::NO_RUNTIME,
-                ));
-            }
-            Err(e) => return Err(runtime_error(&target, e)),
-        };
-        return Ok(file_response(content, &path));
-    }
-    let runtime = state.runtime()?;
     let target = resolve(&state, &key, q.service.as_deref()).await?;
+    let runtime = state.sandboxes.as_ref();
     let busy = state.activity.begin(&target.uid);
-    let kind = runtime
-        .path_kind(&target.container, &path)
-        .await
-        .map_err(|e| runtime_error(&target, e))?;
+    let kind = match runtime.path_kind(&target.container, &path).await {
+        Ok(kind) => kind,
+        // A runtime that cannot tell (a cluster's pods) reads the path as a file: a
+        // directory then says so, and travels as a tar only where the runtime has one.
+        Err(RuntimeError::Unsupported { .. }) if method != Method::HEAD => {
+            let content = match runtime
+                .read_file(&target.container, &path, MAX_FILE_BYTES as u64)
+                .await
+            {
+                Err(RuntimeError::NotAFile { .. }) => Err(runtime
+                    .download_tar(&target.container, &path)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| RuntimeError::NotAFile {
+                        container: target.container.clone(),
+                        path: path.clone(),
+                    })),
+                other => other,
+            }
+            .map_err(|e| runtime_error(&target, e))?;
+            return Ok(file_response(content, &path));
+        }
+        Err(e) => return Err(runtime_error(&target, e)),
+    };
     let base_name = path
         .rsplit('/')
         .next()
@@ -266,7 +253,10 @@ pub(super) async fn download(
                 response
             }
             PathKind::Directory => {
-                let stream = runtime.download_tar(&target.container, &path);
+                let stream = runtime
+                    .download_tar(&target.container, &path)
+                    .await
+                    .map_err(|e| runtime_error(&target, e))?;
                 // The sandbox stays busy until the whole archive is sent.
                 let body = stream.map(move |chunk| {
                     let _busy = &busy;

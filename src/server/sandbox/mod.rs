@@ -277,6 +277,9 @@ pub(super) fn runtime_error(target: &Target, e: RuntimeError) -> ApiError {
         RuntimeError::InvalidPath { path, reason } => {
             invalid_field("path", format!("\"{path}\": {reason}"))
         }
+        RuntimeError::Unsupported { .. } => {
+            ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", e.to_string())
+        }
         RuntimeError::Unreachable { .. } => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",

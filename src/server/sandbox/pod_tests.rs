@@ -76,8 +76,7 @@ async fn on_a_cluster_exec_and_single_files_go_through_pods_exec_and_the_rest_is
     let app = router(AppState {
         objects: std::sync::Arc::new(store.clone()),
         records: store,
-        runtime: None,
-        pods: Some(pods),
+        sandboxes: std::sync::Arc::new(pods),
         activity: SandboxActivity::new(),
         shutdown: CancellationToken::new(),
         leading: None,

@@ -19,10 +19,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::exec::{exit_code, request_of};
 use super::wire::{ExecBody, channel};
-use super::{Target, invalid_field, resolve, sandbox_key};
+use super::{invalid_field, resolve, sandbox_key};
 use crate::controller::activity::ActivityGuard;
 use crate::resources::common::EnvVar;
-use crate::runtime::DockerRuntime;
 use crate::runtime::sandbox::{ExecChunk, ExecRequest, ExecSession, TIMED_OUT_EXIT_CODE};
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -98,7 +97,6 @@ pub(super) async fn exec_websocket(
     let query = parse_query(raw.as_deref())?;
     let mut request = request_of(&query.body)?;
     request.tty = query.tty;
-    let runtime = state.runtime()?.clone();
     let target = resolve(&state, &key, query.body.service.as_deref()).await?;
     let upgrade = upgrade.map_err(|e| {
         ApiError::bad_request(format!(
@@ -107,10 +105,17 @@ pub(super) async fn exec_websocket(
         ))
     })?;
     let busy = state.activity.begin(&target.uid);
+    // Started before the upgrade, so that a runtime that cannot (a cluster's pods) or a
+    // service that is gone answers with a status the client reads, not a closed socket.
+    let exec = state
+        .sandboxes
+        .exec_session(&target.container, &request)
+        .await
+        .map_err(|e| super::runtime_error(&target, e))?;
     let stdin = query.stdin;
     Ok(upgrade
         .protocols(channel::PROTOCOLS)
-        .on_upgrade(move |socket| session(socket, state, runtime, target, request, stdin, busy))
+        .on_upgrade(move |socket| session(socket, state, exec, request, stdin, busy))
         .into_response())
 }
 
@@ -137,26 +142,18 @@ fn failure(message: &str) -> Message {
 async fn session(
     socket: WebSocket,
     state: AppState,
-    runtime: DockerRuntime,
-    target: Target,
+    exec: ExecSession,
     request: ExecRequest,
     stdin: bool,
     _busy: ActivityGuard,
 ) {
     let (mut sink, mut incoming) = socket.split();
+    let runtime = state.sandboxes.as_ref();
     let ExecSession {
         id,
         mut input,
         mut output,
-    } = match runtime.exec_session(&target.container, &request).await {
-        Ok(session) => session,
-        Err(e) => {
-            let message = super::runtime_error(&target, e).message;
-            let _ = sink.send(failure(&message)).await;
-            let _ = sink.close().await;
-            return;
-        }
-    };
+    } = exec;
     // Stdin is written by its own task, so a command that does not read it never
     // stops its output from being forwarded.
     let (stdin_tx, mut stdin_rx) = tokio::sync::mpsc::channel::<Bytes>(32);
@@ -208,7 +205,7 @@ async fn session(
                         if timed_out {
                             break Ok(TIMED_OUT_EXIT_CODE);
                         }
-                        break exit_code(&runtime, &id)
+                        break exit_code(runtime, &id)
                             .await
                             .ok_or_else(|| "Docker did not report the exit code".to_string());
                     }

@@ -6,11 +6,11 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use super::{Decider, SandboxAction, ServiceObserved, endpoints};
-use crate::controller::sandbox::names::{
-    LABEL_SPEC_HASH, child_name, probe_spec, sandbox_base, service_hash, storage_base,
-};
 use crate::resources::sandbox::{SandboxNetwork, SandboxPhase, SandboxService, ServiceStatus};
 use crate::runtime::ContainerState;
+use crate::runtime::sandbox::names::{
+    LABEL_SPEC_HASH, child_name, probe_spec, sandbox_base, service_hash, storage_base,
+};
 use crate::store::EventType;
 
 /// The first restart waits this long; each death in a row doubles it.

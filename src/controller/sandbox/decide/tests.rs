@@ -4,11 +4,11 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use super::*;
-use crate::controller::sandbox::names::{LABEL_SPEC_HASH, child_name, sandbox_base, service_hash};
 use crate::resources::sandbox::{
     ExpiryAction, HealthCheck, SandboxNetwork, SandboxService, ServicePort, TcpCheck, effective,
 };
 use crate::resources::sandbox::{SandboxSpec, SandboxTemplateSpec};
+use crate::runtime::sandbox::names::{LABEL_SPEC_HASH, child_name, sandbox_base, service_hash};
 
 mod expiry;
 mod restarts;

@@ -200,13 +200,11 @@ impl Scenario {
         let dir = tempfile::tempdir().unwrap();
         let records = LocalStore::open(dir.path()).await.unwrap();
         let store = KubeStore::new(client.clone(), "kube-test");
-        let pods = PodRuntime::new(client);
-        let ctx = Context::cluster(
-            Arc::new(store),
+        let ctx = Context::new(&crate::controller::Backend::Cluster {
+            store,
             records,
-            Arc::new(pods.clone()),
-            Some(Arc::new(pods)),
-        );
+            pods: PodRuntime::new(client),
+        });
         Scenario {
             cluster,
             ctx,

@@ -5,9 +5,9 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::kubeapi::mock::{Exchange, core_path, mock_client, status};
 use crate::resources::job::{JobNetwork, JobSpec, Step};
 use crate::resources::{Kind, Object, keys};
-use crate::store::kube::mock::{Exchange, core_path, mock_client, status};
 
 const UID: &str = "0123abcd-4567-89ef-0123-456789abcdef";
 const NONCE: &str = "f00dfeedc0ffee42";

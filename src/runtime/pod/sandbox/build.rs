@@ -20,11 +20,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::super::build::{
     MAX_POD_NAME, env_vars, fit_name, hardened_container, resources, runtime_default_seccomp,
 };
-use crate::controller::sandbox::STOP_GRACE_SECS;
-use crate::controller::sandbox::names::{Owner, owner_labels, probe_spec, service_hash, uid8};
 use crate::resources::sandbox::{EffectiveSandbox, SandboxNetwork, SandboxService};
 use crate::resources::{API_VERSION, DEFAULT_WORKSPACE, Kind, ObjectMeta as SandboxMeta, keys};
+use crate::runtime::names::STOP_GRACE_SECS;
+use crate::runtime::names::uid8;
 use crate::runtime::sandbox::Probe;
+use crate::runtime::sandbox::names::{Owner, owner_labels, probe_spec, service_hash};
 
 /// The annotation prefix of the pod's per-service spec hashes
 /// (`spec-hash.orcaops.dev/<service>`): a changed service means a new pod.

@@ -4,13 +4,13 @@
 //! `.snap` before committing it.
 
 use super::build::*;
-use crate::controller::sandbox::names::service_hash;
 use crate::resources::ObjectMeta;
 use crate::resources::common::{EnvVar, Resources};
 use crate::resources::sandbox::{
     EffectiveSandbox, ExpiryAction, HealthCheck, HttpCheck, SandboxNetwork, SandboxService,
     ServicePort, TcpCheck, VolumeMount,
 };
+use crate::runtime::sandbox::names::service_hash;
 
 const UID: &str = "0123abcd-4567-89ef-0123-456789abcdef";
 const INSTANCE: &str = "a1b2c3d4e5f6";
@@ -332,9 +332,9 @@ async fn the_pods_of_this_stores_sandboxes_wake_their_sandboxes() {
 
     use futures::StreamExt;
 
+    use crate::kubeapi::mock::{Reply, mock_client};
     use crate::resources::{Kind, ObjectKey};
     use crate::runtime::PodRuntime;
-    use crate::store::kube::mock::{Reply, mock_client};
 
     let (client, api) = mock_client();
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -1,4 +1,6 @@
-//! The operator's metrics, in the Prometheus (OpenMetrics) text format.
+//! The process's metrics, in the Prometheus (OpenMetrics) text format: the controllers
+//! count into them (a neutral module, so controllers need no process wiring), and the
+//! operator's `/metrics` endpoint encodes them.
 
 use std::sync::Mutex;
 use std::time::Duration;

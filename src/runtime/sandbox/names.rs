@@ -19,21 +19,16 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::controller::job::PIDS_LIMIT;
-use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::resources::sandbox::{HealthCheck, PoolClaim, SandboxNetwork, SandboxService};
 use crate::resources::{Kind, ObjectMeta, keys};
+use crate::runtime::docker::attempt::{env_pairs, limits};
+use crate::runtime::names::{PIDS_LIMIT, uid8};
 use crate::runtime::sandbox::{Probe, ServiceContainerSpec, ServiceNetwork};
 
 /// The hash of the effective service (and the network mode) a container was made from.
 pub const LABEL_SPEC_HASH: &str = "orcaops.dev/spec-hash";
 /// Every Docker object of a warm-pool slot, and only those, has a name starting so.
 pub const POOL_PREFIX: &str = "orcaops-pool-";
-
-/// The first 8 hex digits of a uid: enough to tell apart two sandboxes of one name.
-pub fn uid8(uid: &str) -> String {
-    uid.chars().filter(|c| *c != '-').take(8).collect()
-}
 
 /// `orcaops-<ns>-<name>-<uid8>`: the prefix of a sandbox's container names, and the
 /// name of its network (unless it was claimed from a pool).
@@ -156,27 +151,16 @@ pub fn service_container(
     let mut labels = placement.labels;
     labels.insert(keys::LABEL_SERVICE.to_string(), service.name.clone());
     labels.insert(LABEL_SPEC_HASH.to_string(), service_hash(service, network));
-    let resources = service.resources.clone().unwrap_or_default();
+    let (cpu_millis, memory_bytes) = limits(service.resources.as_ref());
     ServiceContainerSpec {
         name: placement.container_name,
         image: service.image.clone(),
         command: service.command.clone(),
-        env: service
-            .env
-            .iter()
-            .map(|e| (e.name.clone(), e.value.clone()))
-            .collect(),
+        env: env_pairs(&service.env),
         working_dir: service.working_dir.clone(),
         labels,
-        // Validation has already refused quantities that do not parse.
-        cpu_millis: resources
-            .cpu
-            .as_deref()
-            .and_then(|c| parse_cpu_millis(c).ok()),
-        memory_bytes: resources
-            .memory
-            .as_deref()
-            .and_then(|m| parse_memory_bytes(m).ok()),
+        cpu_millis,
+        memory_bytes,
         network: match (network, placement.network_name) {
             (SandboxNetwork::Private, Some(name)) => ServiceNetwork::Private {
                 network: name.to_string(),

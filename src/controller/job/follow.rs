@@ -1,0 +1,152 @@
+//! The Job controller's log followers: a task per running attempt that copies its
+//! output into the attempt log as it is written, and wakes the Job when the attempt
+//! ends (or, for a runner that holds for its artifacts, when its steps are over). They
+//! live in memory and are rebuilt by the next reconcile after a restart.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::journal;
+use crate::controller::{Context, ControllerError};
+use crate::records;
+use crate::resources::{Kind, Object, ObjectKey, keys};
+use crate::runtime::ContainerInfo;
+use crate::runtime::names::NONCE_LABEL;
+use crate::runtime::runner::RunnerParser;
+
+/// The running followers, by container id.
+#[derive(Default)]
+pub struct Followers {
+    tasks: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Followers {
+    /// Stops following a container (it is being harvested or removed).
+    pub fn stop(&self, container_id: &str) {
+        if let Some(task) = self
+            .tasks
+            .lock()
+            .expect("followers lock")
+            .remove(container_id)
+        {
+            task.abort();
+        }
+    }
+
+    /// Stops every follower (the controllers are stopping).
+    pub fn stop_all(&self) {
+        for (_, task) in self.tasks.lock().expect("followers lock").drain() {
+            task.abort();
+        }
+    }
+}
+
+/// Starts following a running container's output unless that already happens.
+pub(super) fn follow(
+    ctx: &Arc<Context>,
+    key: &ObjectKey,
+    obj: &Object,
+    container: &ContainerInfo,
+    run: u32,
+    attempt: u32,
+) {
+    let mut followers = ctx.followers.tasks.lock().expect("followers lock");
+    followers.retain(|_, task| !task.is_finished());
+    if followers.contains_key(&container.id) {
+        return;
+    }
+    let spec: crate::resources::JobSpec = match serde_json::from_value(obj.spec.clone()) {
+        Ok(spec) => spec,
+        Err(_) => return,
+    };
+    let log_path = records::attempt_log(&super::run_dir(ctx, obj, run), attempt);
+    let nonce = container.label(NONCE_LABEL).unwrap_or_default().to_string();
+    let task = tokio::spawn(follow_output(
+        Arc::clone(ctx),
+        key.clone(),
+        log_path,
+        container.id.clone(),
+        nonce,
+        spec.steps.len(),
+        !spec.artifacts.is_empty(),
+    ));
+    followers.insert(container.id.clone(), task);
+}
+
+/// Streams a running container's output into the attempt log, and wakes the Job
+/// when the container stops, or (for a runner that `holds` for its artifacts to be
+/// collected) when its steps are over. Runs as a task per container; see
+/// [`follow`].
+async fn follow_output(
+    ctx: Arc<Context>,
+    key: ObjectKey,
+    log_path: std::path::PathBuf,
+    container_id: String,
+    nonce: String,
+    step_count: usize,
+    holds: bool,
+) {
+    let result: Result<(), std::io::Error> = async {
+        if let Some(dir) = log_path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let mut file = tokio::fs::File::create(&log_path).await?;
+        let mut journal = journal::Writer::open(&journal::path(&log_path)).await?;
+        let mut parser = RunnerParser::new(&nonce, step_count);
+        let mut lines = ctx.jobs.logs(&container_id, true);
+        let mut woken = false;
+        while let Some(line) = lines.next().await {
+            let Ok(line) = line else { break };
+            journal.push(&line).await?;
+            if let Some((_, text)) = parser.push(&line) {
+                file.write_all(text.as_bytes()).await?;
+                file.write_all(b"\n").await?;
+                file.flush().await?;
+            }
+            journal.flush().await?;
+            if holds && !woken && parser.finished_code().is_some() {
+                // The runner now waits for its artifacts to be copied out.
+                woken = true;
+                ctx.queue.add(key.clone());
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        warn!(container = %container_id, error = %e, "cannot write the live log");
+    }
+    // The stream ends when the container stops: look at the Job now.
+    ctx.queue.add(key);
+}
+
+/// Removes the attempts of this store whose Job no longer exists. Returns how many.
+pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
+    let (jobs, _) = ctx.store.list(Kind::Job, None).await?;
+    let live: HashSet<&str> = jobs.iter().map(|j| j.metadata.uid.as_str()).collect();
+    // Only this store's containers: other orcaops may share the Docker daemon.
+    let containers = ctx
+        .jobs
+        .list(&[
+            (keys::LABEL_KIND, Kind::Job.as_str()),
+            (keys::LABEL_INSTANCE, ctx.store.instance_id()),
+        ])
+        .await?;
+    let mut removed = 0;
+    for c in containers {
+        if c.label(keys::LABEL_UID)
+            .is_some_and(|uid| !live.contains(uid))
+        {
+            info!(container = %c.name, "removing a container whose Job is gone");
+            ctx.followers.stop(&c.id);
+            ctx.jobs.remove(&c.id).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,81 @@
+//! Exec and files in a sandbox's pod, as the HTTP API asks for them: a command with
+//! collected output and one file up or down go through `pods/exec`. A session with
+//! live output and stdin, a terminal, a tar in either direction and the list of what
+//! runs are not served here yet; each says so, and what to use instead.
+
+use bytes::Bytes;
+
+use crate::runtime::pod::PodRuntime;
+use crate::runtime::sandbox::{
+    ByteStream, ExecOutput, ExecRequest, ExecSession, PathKind, SandboxIo,
+};
+use crate::runtime::{ContainerInfo, Result, RuntimeError};
+
+/// What to use on a cluster for what the pods do not serve through orcaops.
+const USE_KUBECTL: &str = "use kubectl instead: kubectl exec -it -n NAMESPACE POD -c SERVICE -- \
+COMMAND and kubectl cp (the pods carry the labels orcaops.dev/kind and orcaops.dev/name: kubectl \
+get pods -l orcaops.dev/name=NAME), or `orcaops serve` for sandboxes on one machine";
+
+fn unsupported(what: &'static str) -> RuntimeError {
+    RuntimeError::Unsupported {
+        what,
+        instead: USE_KUBECTL,
+    }
+}
+
+#[async_trait::async_trait]
+impl SandboxIo for PodRuntime {
+    async fn exec(&self, container: &str, request: &ExecRequest) -> Result<ExecOutput> {
+        self.sandbox_exec(container, request).await
+    }
+
+    async fn exec_session(&self, _: &str, _: &ExecRequest) -> Result<ExecSession> {
+        Err(unsupported(
+            "an exec with live output, stdin or a terminal on a cluster",
+        ))
+    }
+
+    async fn exec_exit_code(&self, _: &str) -> Result<Option<i64>> {
+        Err(unsupported("an exec session on a cluster"))
+    }
+
+    async fn exec_resize(&self, _: &str, _: u16, _: u16) -> Result<()> {
+        Err(unsupported("a terminal on a cluster"))
+    }
+
+    async fn write_file(
+        &self,
+        container: &str,
+        path: &str,
+        content: Bytes,
+        mode: u32,
+    ) -> Result<()> {
+        self.sandbox_write_file(container, path, content, mode)
+            .await
+    }
+
+    async fn extract_tar(&self, _: &str, _: &str, _: Bytes) -> Result<()> {
+        Err(unsupported("a directory upload (tar) on a cluster"))
+    }
+
+    async fn path_kind(&self, _: &str, _: &str) -> Result<PathKind> {
+        Err(unsupported("telling a file from a directory on a cluster"))
+    }
+
+    async fn read_file(&self, container: &str, path: &str, max_bytes: u64) -> Result<Bytes> {
+        self.sandbox_read_file(container, path, max_bytes).await
+    }
+
+    async fn download_tar(&self, _: &str, _: &str) -> Result<ByteStream> {
+        Err(unsupported("a directory download (tar) on a cluster"))
+    }
+
+    /// The cluster answers when the store does, which `/readyz` asks first.
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn containers(&self, _: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
+        Err(unsupported("/containers on a cluster"))
+    }
+}
