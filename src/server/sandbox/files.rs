@@ -202,104 +202,88 @@ pub(super) async fn download(
     let runtime = state.sandboxes.as_ref();
     let busy = state.activity.begin(&target.uid);
     let kind = match runtime.path_kind(&target.container, &path).await {
-        Ok(kind) => kind,
-        // A runtime that cannot tell (a cluster's pods) reads the path as a file: a
-        // directory then says so, and travels as a tar only where the runtime has one.
-        Err(RuntimeError::Unsupported { .. }) if method != Method::HEAD => {
-            let content = match runtime
-                .read_file(&target.container, &path, MAX_FILE_BYTES as u64)
-                .await
-            {
-                Err(RuntimeError::NotAFile { .. }) => Err(runtime
-                    .download_tar(&target.container, &path)
-                    .await
-                    .err()
-                    .unwrap_or_else(|| RuntimeError::NotAFile {
-                        container: target.container.clone(),
-                        path: path.clone(),
-                    })),
-                other => other,
-            }
-            .map_err(|e| runtime_error(&target, e))?;
-            return Ok(file_response(content, &path));
-        }
+        Ok(kind) => Some(kind),
+        // A runtime that cannot tell a file from a directory (a cluster's pods) reads
+        // the path as a file, which refuses a directory.
+        Err(RuntimeError::Unsupported { .. }) if method != Method::HEAD => None,
         Err(e) => return Err(runtime_error(&target, e)),
     };
-    let base_name = path
-        .rsplit('/')
-        .next()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("root");
-    let (kind_name, content_type, file_name) = match kind {
-        PathKind::File => ("file", "application/octet-stream", base_name.to_string()),
-        PathKind::Directory => ("directory", "application/x-tar", format!("{base_name}.tar")),
-    };
-    let mut response = if method == Method::HEAD {
+    let name = base_name(&path);
+    if kind != Some(PathKind::Directory) {
+        if method == Method::HEAD {
+            return Ok(with_file_headers(StatusCode::OK.into_response(), "file", name));
+        }
+        let content = match runtime
+            .read_file(&target.container, &path, MAX_FILE_BYTES as u64)
+            .await
+        {
+            // Not a file, where the kind was not known: a directory, which travels as a
+            // tar only where the runtime makes them (its refusal says what to use).
+            Err(e @ RuntimeError::NotAFile { .. }) if kind.is_none() => runtime
+                .download_tar(&target.container, &path)
+                .await
+                .and(Err(e)),
+            other => other,
+        }
+        .map_err(|e| runtime_error(&target, e))?;
+        return Ok(file_response(content, &path));
+    }
+    let response = if method == Method::HEAD {
         StatusCode::OK.into_response()
     } else {
-        match kind {
-            PathKind::File => {
-                let content = runtime
-                    .read_file(&target.container, &path, MAX_FILE_BYTES as u64)
-                    .await
-                    .map_err(|e| runtime_error(&target, e))?;
-                drop(busy);
-                let mut response = Body::from(content.clone()).into_response();
-                let headers = response.headers_mut();
-                headers.insert(header::CONTENT_LENGTH, content.len().into());
-                if let Ok(sha) = hex_sha256(&content).parse() {
-                    headers.insert("x-checksum-sha256", sha);
-                }
-                response
-            }
-            PathKind::Directory => {
-                let stream = runtime
-                    .download_tar(&target.container, &path)
-                    .await
-                    .map_err(|e| runtime_error(&target, e))?;
-                // The sandbox stays busy until the whole archive is sent.
-                let body = stream.map(move |chunk| {
-                    let _busy = &busy;
-                    chunk.map_err(std::io::Error::other)
-                });
-                Body::from_stream(body).into_response()
-            }
-        }
+        let stream = runtime
+            .download_tar(&target.container, &path)
+            .await
+            .map_err(|e| runtime_error(&target, e))?;
+        // The sandbox stays busy until the whole archive is sent.
+        let body = stream.map(move |chunk| {
+            let _busy = &busy;
+            chunk.map_err(std::io::Error::other)
+        });
+        Body::from_stream(body).into_response()
+    };
+    Ok(with_file_headers(
+        response,
+        "directory",
+        &format!("{name}.tar"),
+    ))
+}
+
+/// The last segment of a path, or `root` for `/`: the name a download is saved as.
+fn base_name(path: &str) -> &str {
+    path.rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("root")
+}
+
+/// The headers every download carries: its media type, kind and file name.
+fn with_file_headers(mut response: Response, kind: &'static str, file_name: &str) -> Response {
+    let content_type = match kind {
+        "directory" => "application/x-tar",
+        _ => "application/octet-stream",
     };
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        content_type.parse().expect("a media type"),
+        header::HeaderValue::from_static(content_type),
     );
-    headers.insert(PATH_KIND_HEADER, kind_name.parse().expect("a header value"));
+    headers.insert(PATH_KIND_HEADER, header::HeaderValue::from_static(kind));
     if let Ok(value) = format!("attachment; filename=\"{file_name}\"").parse() {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
-    Ok(response)
+    response
 }
 
 /// One file's bytes as a download: its length, checksum, kind and name in the headers.
 fn file_response(content: Bytes, path: &str) -> Response {
-    let name = path
-        .rsplit('/')
-        .next()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("root");
     let mut response = Body::from(content.clone()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, content.len().into());
     if let Ok(sha) = hex_sha256(&content).parse() {
         headers.insert("x-checksum-sha256", sha);
     }
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(PATH_KIND_HEADER, header::HeaderValue::from_static("file"));
-    if let Ok(value) = format!("attachment; filename=\"{name}\"").parse() {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    response
+    with_file_headers(response, "file", base_name(path))
 }
 
 #[cfg(test)]
