@@ -10,10 +10,8 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
 
-use super::client::{ApiClient, object_path};
 use super::serve::LocalMode;
-use super::watch::{Change, ResumingWatch};
-use super::{CliError, exit};
+use crate::client::{ApiClient, Change, ClientError, ResumingWatch, exit, object_path};
 use crate::resources::common::EnvVar;
 use crate::resources::job::{JobNetwork, JobPhase, JobSpec, JobStatus, Step};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey, validate};
@@ -56,18 +54,18 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-fn build_job(args: &RunArgs) -> Result<Object, CliError> {
+fn build_job(args: &RunArgs) -> Result<Object, ClientError> {
     let mut obj = if let Some(file) = &args.file {
         let (objects, errors) = super::apply::load(std::slice::from_ref(file), None)?;
         if let Some(e) = errors.first() {
-            return Err(CliError::usage(e.to_string()));
+            return Err(ClientError::usage(e.to_string()));
         }
         let mut jobs = objects.into_iter().filter(|o| o.kind == Kind::Job);
-        let job = jobs
-            .next()
-            .ok_or_else(|| CliError::usage(format!("{}: no Job in this file", file.display())))?;
+        let job = jobs.next().ok_or_else(|| {
+            ClientError::usage(format!("{}: no Job in this file", file.display()))
+        })?;
         if jobs.next().is_some() {
-            return Err(CliError::usage(format!(
+            return Err(ClientError::usage(format!(
                 "{}: holds several Jobs; run takes a file with one",
                 file.display()
             )));
@@ -75,10 +73,10 @@ fn build_job(args: &RunArgs) -> Result<Object, CliError> {
         job
     } else {
         let image = args.image.clone().ok_or_else(|| {
-            CliError::usage("say what to run: --image IMAGE -- COMMAND ARGS, or -f job.yaml")
+            ClientError::usage("say what to run: --image IMAGE -- COMMAND ARGS, or -f job.yaml")
         })?;
         if args.command.is_empty() {
-            return Err(CliError::usage(
+            return Err(ClientError::usage(
                 "no command: put it after --, as in `orcaops run --image busybox:latest -- echo hi`",
             ));
         }
@@ -86,7 +84,7 @@ fn build_job(args: &RunArgs) -> Result<Object, CliError> {
         for e in &args.env {
             let (name, value) = e
                 .split_once('=')
-                .ok_or_else(|| CliError::usage(format!("--env {e}: use NAME=value")))?;
+                .ok_or_else(|| ClientError::usage(format!("--env {e}: use NAME=value")))?;
             env.push(EnvVar {
                 name: name.into(),
                 value: value.into(),
@@ -131,12 +129,12 @@ fn build_job(args: &RunArgs) -> Result<Object, CliError> {
             .iter()
             .map(|p| format!("{}: {} (fix: {})", p.field, p.message, p.fix))
             .collect();
-        return Err(CliError::usage(text.join("\n")));
+        return Err(ClientError::usage(text.join("\n")));
     }
     Ok(obj)
 }
 
-pub async fn run(server: &str, args: RunArgs) -> Result<u8, CliError> {
+pub async fn run(server: &str, args: RunArgs) -> Result<u8, ClientError> {
     let obj = build_job(&args)?;
     let mut client = ApiClient::new(server)?;
     let mut embedded = None;
@@ -172,7 +170,7 @@ fn status_of(obj: &Object) -> JobStatus {
     serde_json::from_value(obj.status.clone()).unwrap_or_default()
 }
 
-async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, CliError> {
+async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, ClientError> {
     let key: ObjectKey = obj.key();
     let before = client
         .find_object(&key)
@@ -194,7 +192,7 @@ async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, CliError> {
     // Wait on a watch of this one job from the version the apply wrote: every status
     // change arrives as it happens, with no request in between.
     let (changes_tx, mut changes) =
-        tokio::sync::mpsc::channel::<Result<Option<Object>, CliError>>(16);
+        tokio::sync::mpsc::channel::<Result<Option<Object>, ClientError>>(16);
     let watcher = tokio::spawn(watch_job(
         client.clone(),
         key.clone(),
@@ -242,7 +240,7 @@ async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, CliError> {
                 Some(Ok(Some(obj))) => current = obj,
                 Some(Ok(None)) => {
                     bar.finish_and_clear();
-                    return Err(CliError::with_code(exit::FAILED, format!("job {} was deleted while running", key.name)));
+                    return Err(ClientError::Failed(format!("job {} was deleted while running", key.name)));
                 }
                 Some(Err(e)) => {
                     bar.finish_and_clear();
@@ -250,7 +248,7 @@ async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, CliError> {
                 }
                 None => {
                     bar.finish_and_clear();
-                    return Err(CliError::unreachable("the watch of the job stopped"));
+                    return Err(ClientError::unreachable("the watch of the job stopped"));
                 }
             }
         }
@@ -279,7 +277,7 @@ async fn watch_job(
     client: ApiClient,
     key: ObjectKey,
     rv: String,
-    tx: tokio::sync::mpsc::Sender<Result<Option<Object>, CliError>>,
+    tx: tokio::sync::mpsc::Sender<Result<Option<Object>, ClientError>>,
 ) {
     let by_name = format!("metadata.name={}", key.name);
     let mut watch = ResumingWatch::new(

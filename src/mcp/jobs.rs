@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::compact::{self, duration};
 use super::params::{JobArgs, LogsArgs, RunJobArgs};
 use super::{Answer, ToolError};
-use crate::cli::{ApiClient, object_path, urlencode};
+use crate::client::{ApiClient, ClientError, object_path, urlencode};
 use crate::resources::common::EnvVar;
 use crate::resources::job::{JobNetwork, JobPhase, JobSpec, JobStatus, Step};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey, validate};
@@ -245,7 +245,7 @@ async fn fetch_log(client: &ApiClient, key: &ObjectKey, query: &str, lines: usiz
     let response = client
         .request(Method::GET, &path, None)
         .await
-        .map_err(|e| e.message)?;
+        .map_err(|e| e.to_string())?;
     let text = response
         .text()
         .await
@@ -438,16 +438,16 @@ fn log_error(key: &ObjectKey, job: Option<&Object>, args: &LogsArgs, message: St
 pub(super) async fn cancel(client: &ApiClient, args: JobArgs) -> Result<Answer, ToolError> {
     let key = ObjectKey::new(Kind::Job, &args.workspace, &args.name);
     let path = format!("{}/cancel", object_path(&key));
-    let obj = client.json(Method::POST, &path, None).await.map_err(|e| {
-        if e.not_found {
-            ToolError::new(format!(
-                "{}; list jobs with list_resources(kind=\"job\", workspace=\"{}\")",
-                e.message, key.namespace
-            ))
-        } else {
-            ToolError::from(e)
-        }
-    })?;
+    let obj = client
+        .json(Method::POST, &path, None)
+        .await
+        .map_err(|e| match e {
+            ClientError::NotFound(message) => ToolError::new(format!(
+                "{message}; list jobs with list_resources(kind=\"job\", workspace=\"{}\")",
+                key.namespace
+            )),
+            e => ToolError::from(e),
+        })?;
     let run: Option<u32> = obj
         .pointer("/metadata/annotations/orcaops.dev~1cancel")
         .and_then(Value::as_str)

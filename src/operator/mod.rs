@@ -195,7 +195,7 @@ fn serve_api(
         bound.ip().is_loopback(),
         shutdown.clone(),
     )
-    .map_err(|e| OperatorError::Mcp(e.message))?;
+    .map_err(|e| OperatorError::Mcp(e.to_string()))?;
     let app = crate::server::router(state).nest_service("/mcp", mcp);
     warn!(%bound, "the API has no authentication yet: it acts with the operator's service account; keep it on a ClusterIP Service and reach it with kubectl port-forward");
     Ok(tokio::spawn(async move {

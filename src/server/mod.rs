@@ -34,7 +34,7 @@ use tracing::info;
 
 pub use error::{ApiError, Status, StatusCause, StatusDetails};
 pub use layers::REQUEST_TIMEOUT;
-pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER, wire as exec_wire};
+pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER};
 pub use watch::BOOKMARK_INTERVAL;
 
 use crate::controller::activity::SandboxActivity;
