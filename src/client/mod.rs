@@ -1,10 +1,11 @@
 //! The client side of the HTTP API, shared by the CLI and the MCP tools: requests and
-//! their errors, a watch that survives reconnects, the wire types of sandbox exec and
-//! files, and the few formatters both print with.
+//! their errors, a watch that survives reconnects, one run-and-wait for a Job, the wire
+//! types of sandbox exec and files, and the few formatters both print with.
 
 mod api;
 mod error;
 pub mod format;
+pub mod run;
 mod watch;
 pub mod wire;
 
