@@ -84,29 +84,9 @@ impl LocalMode {
             }));
         }
         let state = AppState::local(store.clone(), runtime, activity, shutdown.clone());
-        // MCP's tools call this same API. It is mounted outside `server::router` so that
-        // the API's per-request layers (body limit, timeouts) never cut its long waits
-        // and event streams.
-        let mut own = addr;
-        if own.ip().is_unspecified() {
-            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let mcp = crate::mcp::http_service(
-            &format!("http://{own}"),
-            listen.ip().is_loopback(),
-            shutdown.clone(),
-        )?;
-        let app = server::router(state).nest_service("/mcp", mcp);
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            info!(%addr, "API listening (MCP at /mcp)");
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                warn!(error = %e, "the API server stopped");
-            }
-        }));
+        tasks.push(
+            server::serve_api(listener, state).map_err(|e| ClientError::usage(e.to_string()))?,
+        );
         Ok(LocalMode {
             _lock: lock,
             shutdown,
