@@ -208,6 +208,99 @@ mod tests {
         assert!(ended.has_started());
     }
 
+    /// The wait the CLI and MCP share, against a real API over a local store: this test
+    /// writes the statuses the controller would.
+    #[tokio::test]
+    async fn a_run_is_followed_from_pending_to_its_end_and_a_deletion_ends_the_wait() {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use crate::resources::job::{JobSpec, Step};
+        use crate::server::AppState;
+        use crate::store::LocalStore;
+
+        let data = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(data.path()).await.unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let state = AppState {
+            objects: Arc::new(store.clone()),
+            records: store.clone(),
+            runtime: None,
+            pods: None,
+            activity: crate::controller::activity::SandboxActivity::new(),
+            shutdown: shutdown.clone(),
+            leading: None,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = ApiClient::new(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let served = crate::server::serve_api(listener, state).unwrap();
+
+        let spec = JobSpec {
+            image: "busybox:latest".into(),
+            steps: vec![Step {
+                name: "main".into(),
+                run: Some("true".into()),
+                command: None,
+            }],
+            ..Default::default()
+        };
+        let job = Object::new(
+            Kind::Job,
+            "default",
+            "j",
+            serde_json::to_value(spec).unwrap(),
+        );
+        let started = start_run(&client, &job).await.unwrap();
+        assert_eq!((started.run, started.outcome.as_str()), (1, "created"));
+        let mut watch = RunWatch::new(&client, &started);
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .expect("a state within 10 s")
+                .unwrap()
+        };
+        assert_eq!(next().await, RunState::Pending);
+        let status = |phase, total_runs| {
+            serde_json::to_value(JobStatus {
+                phase,
+                run: Some(1),
+                total_runs,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let key = started.key.clone();
+        store
+            .update_status(&key, "", status(JobPhase::Running, 1))
+            .await
+            .unwrap();
+        assert!(matches!(next().await, RunState::Running(s) if s.phase == JobPhase::Running));
+        store
+            .update_status(&key, "", status(JobPhase::Succeeded, 1))
+            .await
+            .unwrap();
+        assert!(matches!(next().await, RunState::Finished(s) if s.phase == JobPhase::Succeeded));
+
+        // The same spec again starts nothing by itself: a rerun is asked for, as run 2.
+        let again = start_run(&client, &job).await.unwrap();
+        assert_eq!((again.run, again.outcome.as_str()), (2, "unchanged"));
+        let mut watch = RunWatch::new(&client, &again);
+        assert_eq!(watch.next().await.unwrap(), RunState::Pending);
+        store.delete(&key).await.unwrap();
+        let mut last = watch.next().await.unwrap();
+        // The rerun's annotation may arrive first.
+        while last == RunState::Pending {
+            last = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .expect("a state within 10 s")
+                .unwrap();
+        }
+        assert_eq!(last, RunState::Deleted);
+
+        shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), served).await;
+    }
+
     #[test]
     fn a_job_without_status_has_the_default_one() {
         let mut obj = job(None, JobPhase::Pending);
