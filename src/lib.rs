@@ -3,6 +3,7 @@
 //! Sources write desired state into a store; controllers drive runtimes toward it.
 
 pub mod cli;
+pub mod client;
 pub mod controller;
 pub mod kubeapi;
 pub mod mcp;

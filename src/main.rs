@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use orcaops::cli::{self, Cli, LogFormat};
+use orcaops::client::exit;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -27,14 +28,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(cli::exit::USAGE);
+            return ExitCode::from(exit::USAGE);
         }
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(e.code)
+            ExitCode::from(e.exit_code())
         }
     }
 }

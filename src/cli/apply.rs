@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::client::ApiClient;
-use super::{CliError, exit};
+use crate::client::{ApiClient, ClientError, exit};
 use crate::resources::Object;
 use crate::resources::parse::{DocumentError, parse_bytes};
 
@@ -21,7 +20,7 @@ pub struct ApplyArgs {
 }
 
 /// Every YAML file named by `-f` arguments, directories walked in name order.
-pub fn collect_files(args: &[String]) -> Result<Vec<PathBuf>, CliError> {
+pub fn collect_files(args: &[String]) -> Result<Vec<PathBuf>, ClientError> {
     let mut files = Vec::new();
     for arg in args {
         if arg == "-" {
@@ -31,11 +30,13 @@ pub fn collect_files(args: &[String]) -> Result<Vec<PathBuf>, CliError> {
         let path = Path::new(arg);
         if path.is_dir() {
             walk(path, &mut files)
-                .map_err(|e| CliError::usage(format!("cannot read directory {arg}: {e}")))?;
+                .map_err(|e| ClientError::usage(format!("cannot read directory {arg}: {e}")))?;
         } else if path.exists() {
             files.push(path.to_path_buf());
         } else {
-            return Err(CliError::usage(format!("{arg}: no such file or directory")));
+            return Err(ClientError::usage(format!(
+                "{arg}: no such file or directory"
+            )));
         }
     }
     Ok(files)
@@ -68,7 +69,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub fn load(
     files: &[PathBuf],
     namespace: Option<&str>,
-) -> Result<(Vec<Object>, Vec<DocumentError>), CliError> {
+) -> Result<(Vec<Object>, Vec<DocumentError>), ClientError> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for file in files {
@@ -76,11 +77,11 @@ pub fn load(
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
-                .map_err(|e| CliError::usage(format!("cannot read stdin: {e}")))?;
+                .map_err(|e| ClientError::usage(format!("cannot read stdin: {e}")))?;
             ("<stdin>".to_string(), buf)
         } else {
             let bytes = std::fs::read(file)
-                .map_err(|e| CliError::usage(format!("cannot read {}: {e}", file.display())))?;
+                .map_err(|e| ClientError::usage(format!("cannot read {}: {e}", file.display())))?;
             (file.display().to_string(), bytes)
         };
         for doc in parse_bytes(&label, &bytes) {
@@ -100,7 +101,7 @@ pub fn load(
     Ok((objects, errors))
 }
 
-pub async fn apply(client: &ApiClient, args: ApplyArgs) -> Result<u8, CliError> {
+pub async fn apply(client: &ApiClient, args: ApplyArgs) -> Result<u8, ClientError> {
     let files = collect_files(&args.files)?;
     let (objects, errors) = load(&files, args.namespace.as_deref())?;
     for e in &errors {
@@ -114,7 +115,7 @@ pub async fn apply(client: &ApiClient, args: ApplyArgs) -> Result<u8, CliError> 
                 obj.kind.singular(),
                 obj.metadata.name
             ),
-            Err(e) if e.code == exit::UNREACHABLE => return Err(e),
+            Err(e @ ClientError::Unreachable(_)) => return Err(e),
             Err(e) => {
                 eprintln!(
                     "error: {}.orcaops.dev/{}: {e}",
@@ -126,7 +127,7 @@ pub async fn apply(client: &ApiClient, args: ApplyArgs) -> Result<u8, CliError> 
         }
     }
     if objects.is_empty() && errors.is_empty() {
-        return Err(CliError::usage("no objects found in the given files"));
+        return Err(ClientError::usage("no objects found in the given files"));
     }
     Ok(if failed { exit::USAGE } else { exit::OK })
 }

@@ -9,8 +9,7 @@ use futures::StreamExt;
 use reqwest::Method;
 use sha2::{Digest, Sha256};
 
-use super::client::{ApiClient, object_path, urlencode};
-use super::{CliError, exit};
+use crate::client::{ApiClient, ClientError, exit, object_path, urlencode};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, ObjectKey};
 use crate::server::PATH_KIND_HEADER;
 
@@ -54,7 +53,7 @@ enum Side {
     },
 }
 
-fn side(s: &str) -> Result<Side, CliError> {
+fn side(s: &str) -> Result<Side, ClientError> {
     if s == "-" {
         return Ok(Side::Stdio);
     }
@@ -65,7 +64,7 @@ fn side(s: &str) -> Result<Side, CliError> {
         && !sandbox.contains('/')
     {
         if !path.starts_with('/') {
-            return Err(CliError::usage(format!(
+            return Err(ClientError::usage(format!(
                 "{s}: the path in a sandbox is absolute; write {sandbox}:/{path}"
             )));
         }
@@ -81,14 +80,14 @@ fn base_name(path: &str) -> &str {
     path.trim_end_matches('/').rsplit('/').next().unwrap_or("")
 }
 
-pub async fn cp(client: &ApiClient, args: CpArgs) -> Result<u8, CliError> {
+pub async fn cp(client: &ApiClient, args: CpArgs) -> Result<u8, ClientError> {
     let remote = |sandbox: &str| ObjectKey::new(Kind::Sandbox, &args.namespace, sandbox);
     let copy = Copy {
         client,
         service: args.service.as_deref(),
     };
     match (side(&args.src)?, side(&args.dst)?) {
-        (Side::Remote { .. }, Side::Remote { .. }) => Err(CliError::usage(
+        (Side::Remote { .. }, Side::Remote { .. }) => Err(ClientError::usage(
             "both sides are in a sandbox; copy to a local path first, then on",
         )),
         (Side::Remote { sandbox, path }, local) => {
@@ -97,7 +96,7 @@ pub async fn cp(client: &ApiClient, args: CpArgs) -> Result<u8, CliError> {
         (local, Side::Remote { sandbox, path }) => {
             copy.upload(local, &remote(&sandbox), &path).await
         }
-        _ => Err(CliError::usage(
+        _ => Err(ClientError::usage(
             "one side must be in a sandbox, written SANDBOX:/path (for example scratch:/work)",
         )),
     }
@@ -119,7 +118,11 @@ impl Copy<'_> {
     }
 
     /// `file`, `directory`, or None when the path does not exist in the sandbox.
-    async fn remote_kind(&self, key: &ObjectKey, path: &str) -> Result<Option<String>, CliError> {
+    async fn remote_kind(
+        &self,
+        key: &ObjectKey,
+        path: &str,
+    ) -> Result<Option<String>, ClientError> {
         match self
             .client
             .request(Method::HEAD, &self.files_path(key, path, ""), None)
@@ -130,7 +133,7 @@ impl Copy<'_> {
                 .get(PATH_KIND_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(String::from)),
-            Err(e) if e.not_found => {
+            Err(ClientError::NotFound(_)) => {
                 // A HEAD answer has no body: tell a missing path from a missing sandbox.
                 self.client.get_object(key).await?;
                 Ok(None)
@@ -146,7 +149,7 @@ impl Copy<'_> {
         extra: &str,
         content_type: &str,
         body: Vec<u8>,
-    ) -> Result<(), CliError> {
+    ) -> Result<(), ClientError> {
         self.client
             .request(
                 Method::PUT,
@@ -157,13 +160,14 @@ impl Copy<'_> {
         Ok(())
     }
 
-    async fn upload(&self, from: Side, key: &ObjectKey, to: &str) -> Result<u8, CliError> {
+    async fn upload(&self, from: Side, key: &ObjectKey, to: &str) -> Result<u8, ClientError> {
         let label = format!("{}:{to}", key.name);
         let local = match from {
             Side::Stdio => {
                 let mut tar = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut tar)
-                    .map_err(|e| CliError::usage(format!("cannot read the tar on stdin: {e}")))?;
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut tar).map_err(|e| {
+                    ClientError::usage(format!("cannot read the tar on stdin: {e}"))
+                })?;
                 let size = tar.len();
                 self.put(key, to, "", "application/x-tar", tar).await?;
                 eprintln!("copied a {size}-byte tar into {label}");
@@ -173,7 +177,7 @@ impl Copy<'_> {
             Side::Remote { .. } => unreachable!("checked by the caller"),
         };
         let meta = std::fs::metadata(&local).map_err(|e| {
-            CliError::usage(format!(
+            ClientError::usage(format!(
                 "{}: {e}; give an existing file or directory to copy",
                 local.display()
             ))
@@ -192,7 +196,7 @@ impl Copy<'_> {
                 to.to_string()
             };
             let content = std::fs::read(&local)
-                .map_err(|e| CliError::usage(format!("cannot read {}: {e}", local.display())))?;
+                .map_err(|e| ClientError::usage(format!("cannot read {}: {e}", local.display())))?;
             let size = content.len();
             let mode = {
                 use std::os::unix::fs::PermissionsExt;
@@ -216,7 +220,7 @@ impl Copy<'_> {
             // destination becomes a copy of the source.
             let root = if into_dir { name.as_str() } else { "." };
             let tar = tar_directory(&local, root)
-                .map_err(|e| CliError::usage(format!("cannot pack {}: {e}", local.display())))?;
+                .map_err(|e| ClientError::usage(format!("cannot pack {}: {e}", local.display())))?;
             let size = tar.len();
             self.put(key, to, "", "application/x-tar", tar).await?;
             let shown = if into_dir {
@@ -233,7 +237,7 @@ impl Copy<'_> {
         Ok(exit::OK)
     }
 
-    async fn download(&self, key: &ObjectKey, from: &str, to: Side) -> Result<u8, CliError> {
+    async fn download(&self, key: &ObjectKey, from: &str, to: Side) -> Result<u8, ClientError> {
         let response = self
             .client
             .request(Method::GET, &self.files_path(key, from, ""), None)
@@ -255,24 +259,25 @@ impl Copy<'_> {
             let mut stream = response.bytes_stream();
             let mut out = std::io::stdout().lock();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk
-                    .map_err(|e| CliError::unreachable(format!("the download broke off: {e}")))?;
+                let chunk = chunk.map_err(|e| {
+                    ClientError::unreachable(format!("the download broke off: {e}"))
+                })?;
                 out.write_all(&chunk)
-                    .map_err(|e| CliError::usage(format!("cannot write to stdout: {e}")))?;
+                    .map_err(|e| ClientError::usage(format!("cannot write to stdout: {e}")))?;
             }
             return Ok(exit::OK);
         }
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| CliError::unreachable(format!("the download broke off: {e}")))?;
+            .map_err(|e| ClientError::unreachable(format!("the download broke off: {e}")))?;
         if let Some(expected) = checksum {
             let actual: String = Sha256::digest(&bytes)
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
             if actual != expected {
-                return Err(CliError::unreachable(format!(
+                return Err(ClientError::unreachable(format!(
                     "{}:{from} arrived damaged (sha256 {actual}, expected {expected}); copy it again",
                     key.name
                 )));
@@ -281,11 +286,11 @@ impl Copy<'_> {
         let Side::Local(local) = to else {
             // A file to stdout: as a one-entry tar, as docker cp does.
             let tar = tar_file(name, &bytes)
-                .map_err(|e| CliError::usage(format!("cannot pack {from}: {e}")))?;
+                .map_err(|e| ClientError::usage(format!("cannot pack {from}: {e}")))?;
             std::io::stdout()
                 .lock()
                 .write_all(&tar)
-                .map_err(|e| CliError::usage(format!("cannot write to stdout: {e}")))?;
+                .map_err(|e| ClientError::usage(format!("cannot write to stdout: {e}")))?;
             return Ok(exit::OK);
         };
         let existing_dir = local.is_dir();
@@ -297,7 +302,7 @@ impl Copy<'_> {
         if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
         {
-            return Err(CliError::usage(format!(
+            return Err(ClientError::usage(format!(
                 "{}: no such directory here; create it first (mkdir -p {})",
                 parent.display(),
                 parent.display()
@@ -305,15 +310,16 @@ impl Copy<'_> {
         }
         if kind == "directory" {
             unpack_as(&bytes, &target).map_err(|e| {
-                CliError::usage(format!(
+                ClientError::usage(format!(
                     "cannot unpack {}:{from} into {}: {e}",
                     key.name,
                     target.display()
                 ))
             })?;
         } else {
-            std::fs::write(&target, &bytes)
-                .map_err(|e| CliError::usage(format!("cannot write {}: {e}", target.display())))?;
+            std::fs::write(&target, &bytes).map_err(|e| {
+                ClientError::usage(format!("cannot write {}: {e}", target.display()))
+            })?;
         }
         eprintln!(
             "copied {}:{from} ({} bytes) to {}",
@@ -397,7 +403,7 @@ mod tests {
         assert_eq!(side("dir/a:b").unwrap(), Side::Local("dir/a:b".into()));
         assert_eq!(side("-").unwrap(), Side::Stdio);
         let err = side("box:tmp/x").unwrap_err();
-        assert!(err.message.contains("box:/tmp/x"), "{}", err.message);
+        assert!(err.to_string().contains("box:/tmp/x"), "{err}");
     }
 
     #[test]

@@ -5,9 +5,8 @@ use std::fmt::Write;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::client::{ApiClient, object_path, urlencode};
 use super::output::{age, table, to_yaml};
-use super::{CliError, exit};
+use crate::client::{ApiClient, ClientError, exit, object_path, urlencode};
 use crate::records::RunRecord;
 use crate::resources::job::{JobSpec, JobStatus};
 use crate::resources::{Kind, Object, ObjectKey, keys};
@@ -37,7 +36,7 @@ fn indent(text: &str, by: &str) -> String {
     text.lines().map(|l| format!("{by}{l}\n")).collect()
 }
 
-pub async fn describe(client: &ApiClient, key: &ObjectKey) -> Result<u8, CliError> {
+pub async fn describe(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientError> {
     let obj = client.get_object(key).await?;
     let mut out = String::new();
     let m = &obj.metadata;
@@ -272,13 +271,13 @@ fn describe_job(out: &mut String, obj: &Object) {
     }
 }
 
-pub async fn history(client: &ApiClient, key: &ObjectKey) -> Result<u8, CliError> {
+pub async fn history(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientError> {
     let value: Value = client
         .json(Method::GET, &format!("{}/runs", object_path(key)), None)
         .await?;
     let runs: Vec<RunRecord> =
         serde_json::from_value(value.get("items").cloned().unwrap_or_default())
-            .map_err(|e| CliError::usage(format!("unexpected run list from the server: {e}")))?;
+            .map_err(|e| ClientError::usage(format!("unexpected run list from the server: {e}")))?;
     if runs.is_empty() {
         eprintln!("job {} has no finished runs yet.", key.name);
         return Ok(exit::OK);

@@ -9,12 +9,12 @@ use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 
-use super::client::{ApiClient, object_path, urlencode};
-use super::{CliError, exit, terminal};
+use super::terminal;
+use crate::client::wire::{ExecBody, StreamEvent, StreamName, channel, decode};
+use crate::client::{ApiClient, ClientError, object_path, urlencode};
 use crate::resources::common::EnvVar;
 use crate::resources::{DEFAULT_WORKSPACE, Kind, ObjectKey};
 use crate::server::Status;
-use crate::server::exec_wire::{ExecBody, StreamEvent, StreamName, channel, decode};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -68,12 +68,12 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-fn body_of(args: &ExecArgs) -> Result<ExecBody, CliError> {
+fn body_of(args: &ExecArgs) -> Result<ExecBody, ClientError> {
     let mut env = Vec::new();
     for e in &args.env {
         let (name, value) = e
             .split_once('=')
-            .ok_or_else(|| CliError::usage(format!("--env {e}: use NAME=value")))?;
+            .ok_or_else(|| ClientError::usage(format!("--env {e}: use NAME=value")))?;
         env.push(EnvVar {
             name: name.into(),
             value: value.into(),
@@ -94,7 +94,7 @@ fn status_byte(code: i64) -> u8 {
     (code & 0xff) as u8
 }
 
-pub async fn exec(client: &ApiClient, args: ExecArgs) -> Result<u8, CliError> {
+pub async fn exec(client: &ApiClient, args: ExecArgs) -> Result<u8, ClientError> {
     let body = body_of(&args)?;
     let key = ObjectKey::new(Kind::Sandbox, &args.namespace, &args.sandbox);
     if args.stdin || args.tty {
@@ -104,7 +104,7 @@ pub async fn exec(client: &ApiClient, args: ExecArgs) -> Result<u8, CliError> {
     }
 }
 
-async fn streamed(client: &ApiClient, key: &ObjectKey, body: &ExecBody) -> Result<u8, CliError> {
+async fn streamed(client: &ApiClient, key: &ObjectKey, body: &ExecBody) -> Result<u8, ClientError> {
     let path = format!("{}/exec?stream=true", object_path(key));
     let json = serde_json::to_vec(body).expect("an exec body serializes");
     let response = client
@@ -115,12 +115,12 @@ async fn streamed(client: &ApiClient, key: &ObjectKey, body: &ExecBody) -> Resul
     let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk
-            .map_err(|e| CliError::unreachable(format!("the exec's output broke off: {e}")))?;
+            .map_err(|e| ClientError::unreachable(format!("the exec's output broke off: {e}")))?;
         buf.extend_from_slice(&chunk);
         while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
             let event: StreamEvent = serde_json::from_slice(&line).map_err(|e| {
-                CliError::usage(format!(
+                ClientError::usage(format!(
                     "the server sent an exec line that is not understood ({e})"
                 ))
             })?;
@@ -148,14 +148,14 @@ async fn streamed(client: &ApiClient, key: &ObjectKey, body: &ExecBody) -> Resul
                     return Ok(status_byte(exit.code));
                 }
                 StreamEvent::Error { error } => {
-                    return Err(CliError::unreachable(format!(
+                    return Err(ClientError::unreachable(format!(
                         "the exec broke off: {error}"
                     )));
                 }
             }
         }
     }
-    Err(CliError::unreachable(
+    Err(ClientError::unreachable(
         "the exec's output ended before the command's exit code arrived (did the server stop?)",
     ))
 }
@@ -200,28 +200,24 @@ fn websocket_url(
 }
 
 /// A refused WebSocket handshake as a CLI error: the server's Status when it sent one.
-fn handshake_error(client: &ApiClient, e: tungstenite::Error) -> CliError {
+fn handshake_error(client: &ApiClient, e: tungstenite::Error) -> ClientError {
     match e {
         tungstenite::Error::Http(response) => {
             let code = response.status();
             let body = response.body().clone().unwrap_or_default();
             match serde_json::from_slice::<Status>(&body) {
-                Ok(status) => {
-                    let mut err = CliError::usage(status.message);
-                    err.not_found = code == reqwest::StatusCode::NOT_FOUND;
-                    err
-                }
-                Err(_) => CliError::usage(format!(
+                Ok(status) => ClientError::from_status(code.as_u16(), status),
+                Err(_) => ClientError::usage(format!(
                     "the server refused the exec ({code}): {}",
                     String::from_utf8_lossy(&body)
                 )),
             }
         }
-        tungstenite::Error::Io(e) => CliError::unreachable(format!(
+        tungstenite::Error::Io(e) => ClientError::unreachable(format!(
             "cannot reach the orcaops server at {}: {e}\n  start one with `orcaops serve --dir DIR`, or point --server / ORCAOPS_SERVER at a running one",
             client.base()
         )),
-        other => CliError::unreachable(format!("the exec connection failed: {other}")),
+        other => ClientError::unreachable(format!("the exec connection failed: {other}")),
     }
 }
 
@@ -260,11 +256,11 @@ async fn interactive(
     body: &ExecBody,
     stdin: bool,
     tty: bool,
-) -> Result<u8, CliError> {
+) -> Result<u8, ClientError> {
     let url = websocket_url(client, key, body, stdin, tty);
     let mut request = url
         .into_client_request()
-        .map_err(|e| CliError::usage(format!("cannot build the exec request: {e}")))?;
+        .map_err(|e| ClientError::usage(format!("cannot build the exec request: {e}")))?;
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         channel::PROTOCOLS[..2]
@@ -370,8 +366,8 @@ async fn interactive(
             }
             Ok(status_byte(code))
         }
-        (None, Some(message)) => Err(CliError::with_code(exit::USAGE, message)),
-        (None, None) => Err(CliError::unreachable(
+        (None, Some(message)) => Err(ClientError::usage(message)),
+        (None, None) => Err(ClientError::unreachable(
             "the exec connection closed before the command's exit code arrived (did the server stop?)",
         )),
     }

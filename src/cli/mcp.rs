@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::serve::LocalMode;
-use super::{ApiClient, CliError, exit};
+use crate::client::{ApiClient, ClientError, exit};
 
 #[derive(Args, Debug)]
 #[command(
@@ -28,7 +28,7 @@ pub struct McpArgs {
     pub workers: usize,
 }
 
-pub async fn mcp(server: &str, args: McpArgs) -> Result<u8, CliError> {
+pub async fn mcp(server: &str, args: McpArgs) -> Result<u8, ClientError> {
     let mut client = ApiClient::new(server)?;
     let mut embedded = None;
     if args.embedded || !client.is_up().await {
@@ -59,6 +59,6 @@ pub async fn mcp(server: &str, args: McpArgs) -> Result<u8, CliError> {
     if let Some(local) = embedded {
         local.stop().await;
     }
-    result.map_err(|e| CliError::usage(format!("the MCP session ended with an error: {e}")))?;
+    result.map_err(|e| ClientError::usage(format!("the MCP session ended with an error: {e}")))?;
     Ok(exit::OK)
 }

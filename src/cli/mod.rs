@@ -3,80 +3,23 @@
 //! Kubernetes'.
 
 mod apply;
-mod client;
 mod cp;
 mod describe;
 mod exec;
 mod mcp;
 mod operator;
-pub mod output;
+mod output;
 mod run;
 mod serve;
 mod sync;
 mod terminal;
-mod watch;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-pub use client::{ApiClient, collection_path, object_path, urlencode};
-pub use watch::{Change, ResumingWatch};
-
+use crate::client::{ApiClient, ClientError, exit, object_path, urlencode};
 use crate::resources::{DEFAULT_WORKSPACE, Kind};
-
-/// Exit codes, as DESIGN.md fixes them.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const USAGE: u8 = 1;
-    pub const FAILED: u8 = 2;
-    pub const TIMED_OUT: u8 = 3;
-    pub const POLICY: u8 = 4;
-    pub const UNREACHABLE: u8 = 5;
-}
-
-/// An error that ends the command with a message and an exit code.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-    pub not_found: bool,
-    /// The server answered 410: the resourceVersion asked for is too old; list again.
-    pub gone: bool,
-}
-
-impl CliError {
-    pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            code: exit::USAGE,
-            message: message.into(),
-            not_found: false,
-            gone: false,
-        }
-    }
-    pub fn unreachable(message: impl Into<String>) -> Self {
-        CliError {
-            code: exit::UNREACHABLE,
-            message: message.into(),
-            not_found: false,
-            gone: false,
-        }
-    }
-    pub fn with_code(code: u8, message: impl Into<String>) -> Self {
-        CliError {
-            code,
-            message: message.into(),
-            not_found: false,
-            gone: false,
-        }
-    }
-}
-
-impl std::fmt::Display for CliError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
 
 const ABOUT: &str =
     "Declarative, sandboxed execution: Jobs declared as YAML run in Docker containers.";
@@ -211,15 +154,15 @@ pub struct LogsArgs {
     pub tail: Option<usize>,
 }
 
-pub fn parse_kind(s: &str) -> Result<Kind, CliError> {
+pub fn parse_kind(s: &str) -> Result<Kind, ClientError> {
     Kind::parse(s).ok_or_else(|| {
-        CliError::usage(format!(
+        ClientError::usage(format!(
             "unknown kind \"{s}\"; use one of job, workflow (wf), sandbox (sb), sandboxtemplate (sbt), workspace (ws), policy"
         ))
     })
 }
 
-pub fn target_key(t: &Target) -> Result<crate::resources::ObjectKey, CliError> {
+pub fn target_key(t: &Target) -> Result<crate::resources::ObjectKey, ClientError> {
     Ok(crate::resources::ObjectKey::new(
         parse_kind(&t.kind)?,
         &t.namespace,
@@ -227,10 +170,10 @@ pub fn target_key(t: &Target) -> Result<crate::resources::ObjectKey, CliError> {
     ))
 }
 
-fn require_job(t: &Target) -> Result<crate::resources::ObjectKey, CliError> {
+fn require_job(t: &Target) -> Result<crate::resources::ObjectKey, ClientError> {
     let key = target_key(t)?;
     if key.kind != Kind::Job {
-        return Err(CliError::usage(format!(
+        return Err(ClientError::usage(format!(
             "this command works on jobs, not {}",
             key.kind.plural()
         )));
@@ -239,7 +182,7 @@ fn require_job(t: &Target) -> Result<crate::resources::ObjectKey, CliError> {
 }
 
 /// Runs the parsed command; returns the process exit code.
-pub async fn run(cli: Cli) -> Result<u8, CliError> {
+pub async fn run(cli: Cli) -> Result<u8, ClientError> {
     let client = || ApiClient::new(&cli.server);
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
@@ -252,14 +195,14 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Delete(t) => {
             let key = target_key(&t)?;
             client()?
-                .request(reqwest::Method::DELETE, &client::object_path(&key), None)
+                .request(reqwest::Method::DELETE, &object_path(&key), None)
                 .await?;
             println!("{}.orcaops.dev/{} deleted", key.kind.singular(), key.name);
             Ok(exit::OK)
         }
         Command::Cancel(t) => {
             let key = require_job(&t)?;
-            let path = format!("{}/cancel", client::object_path(&key));
+            let path = format!("{}/cancel", object_path(&key));
             let obj = client()?.json(reqwest::Method::POST, &path, None).await?;
             let run = obj
                 .pointer("/metadata/annotations/orcaops.dev~1cancel")
@@ -270,7 +213,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Rerun(t) => {
             let key = require_job(&t)?;
-            let path = format!("{}/rerun", client::object_path(&key));
+            let path = format!("{}/rerun", object_path(&key));
             client()?.json(reqwest::Method::POST, &path, None).await?;
             println!("job.orcaops.dev/{} rerun requested", key.name);
             Ok(exit::OK)
@@ -290,15 +233,15 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
 }
 
 /// `stop` or `start` a sandbox through its subresource.
-async fn sandbox_state(client: &ApiClient, t: &Target, verb: &str) -> Result<u8, CliError> {
+async fn sandbox_state(client: &ApiClient, t: &Target, verb: &str) -> Result<u8, ClientError> {
     let key = target_key(t)?;
     if key.kind != Kind::Sandbox {
-        return Err(CliError::usage(format!(
+        return Err(ClientError::usage(format!(
             "{verb} works on sandboxes, not {}; for a job use cancel or rerun",
             key.kind.plural()
         )));
     }
-    let path = format!("{}/{verb}", client::object_path(&key));
+    let path = format!("{}/{verb}", object_path(&key));
     client.json(reqwest::Method::POST, &path, None).await?;
     let ns = if key.namespace == DEFAULT_WORKSPACE {
         String::new()
@@ -314,7 +257,7 @@ async fn sandbox_state(client: &ApiClient, t: &Target, verb: &str) -> Result<u8,
     Ok(exit::OK)
 }
 
-async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, CliError> {
+async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, ClientError> {
     use futures::StreamExt;
     use std::io::Write;
     let key = require_job(&args.target)?;
@@ -323,7 +266,7 @@ async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, CliError> {
         query.push("follow=true".to_string());
     }
     if let Some(step) = &args.step {
-        query.push(format!("step={}", client::urlencode(step)));
+        query.push(format!("step={}", urlencode(step)));
     }
     if let Some(run) = args.run {
         query.push(format!("run={run}"));
@@ -334,15 +277,15 @@ async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, CliError> {
     if let Some(tail) = args.tail {
         query.push(format!("tailLines={tail}"));
     }
-    let path = format!("{}/log?{}", client::object_path(&key), query.join("&"));
+    let path = format!("{}/log?{}", object_path(&key), query.join("&"));
     let mut stream = client.stream(&path).await?;
     let mut out = std::io::stdout();
     while let Some(chunk) = stream.next().await {
         let chunk =
-            chunk.map_err(|e| CliError::unreachable(format!("the log stream broke: {e}")))?;
+            chunk.map_err(|e| ClientError::unreachable(format!("the log stream broke: {e}")))?;
         out.write_all(&chunk)
             .and_then(|_| out.flush())
-            .map_err(|e| CliError::usage(format!("cannot write: {e}")))?;
+            .map_err(|e| ClientError::usage(format!("cannot write: {e}")))?;
     }
     Ok(exit::OK)
 }
@@ -351,10 +294,10 @@ async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, CliError> {
 /// processes never share a data dir: a second store's writes would never reach the
 /// first one's watchers, and two operators would write the same run records. `hint`
 /// ends the error: what the caller should do instead.
-pub(crate) fn lock_data_dir(data_dir: &Path, hint: &str) -> Result<std::fs::File, CliError> {
+pub(crate) fn lock_data_dir(data_dir: &Path, hint: &str) -> Result<std::fs::File, ClientError> {
     use std::io::{Read, Seek, Write};
     std::fs::create_dir_all(data_dir).map_err(|e| {
-        CliError::usage(format!(
+        ClientError::usage(format!(
             "cannot create the data dir {}: {e}",
             data_dir.display()
         ))
@@ -366,11 +309,11 @@ pub(crate) fn lock_data_dir(data_dir: &Path, hint: &str) -> Result<std::fs::File
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|e| CliError::usage(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| ClientError::usage(format!("cannot open {}: {e}", path.display())))?;
     if file.try_lock().is_err() {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
-        return Err(CliError::usage(format!(
+        return Err(ClientError::usage(format!(
             "the data dir {} is in use by another orcaops (pid {}); {hint}",
             data_dir.display(),
             holder.trim()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::{CliError, exit};
+use crate::client::{ClientError, exit};
 use crate::controller::DEFAULT_WORKERS;
 use crate::operator::{OperatorError, OperatorOptions};
 use crate::store::kube::AccessError;
@@ -89,14 +89,14 @@ pub struct OperatorArgs {
 }
 
 /// Checks the arguments before anything is built: cheap errors first.
-pub fn options(args: OperatorArgs) -> Result<OperatorOptions, CliError> {
+pub fn options(args: OperatorArgs) -> Result<OperatorOptions, ClientError> {
     if args.workers == 0 {
-        return Err(CliError::usage("--workers must be at least 1"));
+        return Err(ClientError::usage("--workers must be at least 1"));
     }
     if let Some(path) = &args.kubeconfig
         && !path.is_file()
     {
-        return Err(CliError::usage(format!(
+        return Err(ClientError::usage(format!(
             "--kubeconfig {}: no such file",
             path.display()
         )));
@@ -113,7 +113,7 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, CliError> {
     })
 }
 
-pub async fn operator(args: OperatorArgs) -> Result<u8, CliError> {
+pub async fn operator(args: OperatorArgs) -> Result<u8, ClientError> {
     let options = options(args)?;
     // Without a Lease, nothing else keeps a second operator from acting beside this
     // one, writing the same run records; refuse it before connecting. (With the Lease,
@@ -140,22 +140,22 @@ pub async fn operator(args: OperatorArgs) -> Result<u8, CliError> {
     }
 }
 
-fn error(e: OperatorError) -> CliError {
+fn error(e: OperatorError) -> ClientError {
     match &e {
-        OperatorError::Access(AccessError::Unreachable(_)) => CliError::unreachable(format!(
+        OperatorError::Access(AccessError::Unreachable(_)) => ClientError::unreachable(format!(
             "{e}. Check that the cluster is running (kubectl cluster-info) and that the \
              kubeconfig (or the pod's service account) points at it"
         )),
-        OperatorError::Access(AccessError::CrdsMissing) => CliError::usage(format!(
+        OperatorError::Access(AccessError::CrdsMissing) => ClientError::usage(format!(
             "{e}; install them with: orcaops crds | kubectl apply -f -"
         )),
-        OperatorError::Access(AccessError::Refused(_)) => CliError::usage(format!(
+        OperatorError::Access(AccessError::Refused(_)) => ClientError::usage(format!(
             "{e}; the operator's service account needs the ClusterRole of manifests/03-clusterrole.yaml"
         )),
         OperatorError::Listen {
             what: "the API", ..
-        } => CliError::usage(format!("{e}; choose another --api-addr")),
-        _ => CliError::usage(e.to_string()),
+        } => ClientError::usage(format!("{e}; choose another --api-addr")),
+        _ => ClientError::usage(e.to_string()),
     }
 }
 
@@ -223,6 +223,7 @@ mod tests {
     #[test]
     fn a_missing_kubeconfig_is_a_usage_error() {
         let missing = options(parse(&["--kubeconfig", "/nonexistent/kubeconfig"])).unwrap_err();
-        assert!(missing.message.contains("no such file"));
+        assert!(missing.to_string().contains("no such file"));
+        assert!(matches!(missing, ClientError::Usage(_)), "{missing:?}");
     }
 }

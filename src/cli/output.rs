@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::Value;
 
-use super::client::ApiClient;
-use super::watch::{Change, ResumingWatch};
-use super::{CliError, exit, parse_kind};
+use super::parse_kind;
+use crate::client::format::{age_since, table_with_gap, until};
+use crate::client::{ApiClient, Change, ClientError, ResumingWatch, exit};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey};
 
 #[derive(Args, Debug)]
@@ -41,27 +41,6 @@ pub enum Format {
 
 pub fn age(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "<unknown>".into(), |t| age_since(t, Utc::now()))
-}
-
-/// How long before `now` the time `t` was, as kubectl's AGE column (`45s`, `3m`, `2h`, `4d`).
-/// How long until a time in the future, as `in 5m`; `due` once it has passed.
-pub fn until(t: DateTime<Utc>) -> String {
-    let now = Utc::now();
-    if t <= now {
-        "due".into()
-    } else {
-        format!("in {}", age_since(now, t))
-    }
-}
-
-pub fn age_since(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let s = (now - t).num_seconds().max(0);
-    match s {
-        0..120 => format!("{s}s"),
-        120..7200 => format!("{}m", s / 60),
-        7200..172_800 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
 }
 
 fn status_str(obj: &Object, pointer: &str) -> String {
@@ -178,33 +157,6 @@ pub fn table(rows: &[Vec<String>]) -> String {
     table_with_gap(rows, 3)
 }
 
-/// Left-aligned columns separated by `gap` spaces; trailing spaces are trimmed.
-pub fn table_with_gap(rows: &[Vec<String>], gap: usize) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            line.push_str(cell);
-            if i + 1 < r.len() {
-                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + gap));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 pub fn to_yaml(value: &Value) -> String {
     serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# cannot render YAML: {e}\n"))
 }
@@ -244,7 +196,7 @@ fn print_objects(objects: &[Object], kind: Kind, format: Format, with_ns: bool, 
     }
 }
 
-pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, CliError> {
+pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, ClientError> {
     let kind = parse_kind(&args.kind)?;
     let ns = (!args.all_namespaces && kind.namespaced()).then_some(args.namespace.as_str());
     let with_ns = args.all_namespaces && kind.namespaced();

@@ -8,14 +8,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::Method;
 
-use super::client::{ApiClient, object_path};
 use super::serve::LocalMode;
-use super::watch::{Change, ResumingWatch};
-use super::{CliError, exit};
+use crate::client::run::{RunState, RunWatch, job_status, start_run};
+use crate::client::{ApiClient, ClientError, exit, object_path};
 use crate::resources::common::EnvVar;
-use crate::resources::job::{JobNetwork, JobPhase, JobSpec, JobStatus, Step};
+use crate::resources::job::{JobNetwork, JobPhase, JobSpec, Step};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey, validate};
 
 #[derive(Args, Debug)]
@@ -56,18 +54,18 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-fn build_job(args: &RunArgs) -> Result<Object, CliError> {
+fn build_job(args: &RunArgs) -> Result<Object, ClientError> {
     let mut obj = if let Some(file) = &args.file {
         let (objects, errors) = super::apply::load(std::slice::from_ref(file), None)?;
         if let Some(e) = errors.first() {
-            return Err(CliError::usage(e.to_string()));
+            return Err(ClientError::usage(e.to_string()));
         }
         let mut jobs = objects.into_iter().filter(|o| o.kind == Kind::Job);
-        let job = jobs
-            .next()
-            .ok_or_else(|| CliError::usage(format!("{}: no Job in this file", file.display())))?;
+        let job = jobs.next().ok_or_else(|| {
+            ClientError::usage(format!("{}: no Job in this file", file.display()))
+        })?;
         if jobs.next().is_some() {
-            return Err(CliError::usage(format!(
+            return Err(ClientError::usage(format!(
                 "{}: holds several Jobs; run takes a file with one",
                 file.display()
             )));
@@ -75,10 +73,10 @@ fn build_job(args: &RunArgs) -> Result<Object, CliError> {
         job
     } else {
         let image = args.image.clone().ok_or_else(|| {
-            CliError::usage("say what to run: --image IMAGE -- COMMAND ARGS, or -f job.yaml")
+            ClientError::usage("say what to run: --image IMAGE -- COMMAND ARGS, or -f job.yaml")
         })?;
         if args.command.is_empty() {
-            return Err(CliError::usage(
+            return Err(ClientError::usage(
                 "no command: put it after --, as in `orcaops run --image busybox:latest -- echo hi`",
             ));
         }
@@ -86,7 +84,7 @@ fn build_job(args: &RunArgs) -> Result<Object, CliError> {
         for e in &args.env {
             let (name, value) = e
                 .split_once('=')
-                .ok_or_else(|| CliError::usage(format!("--env {e}: use NAME=value")))?;
+                .ok_or_else(|| ClientError::usage(format!("--env {e}: use NAME=value")))?;
             env.push(EnvVar {
                 name: name.into(),
                 value: value.into(),
@@ -131,12 +129,12 @@ fn build_job(args: &RunArgs) -> Result<Object, CliError> {
             .iter()
             .map(|p| format!("{}: {} (fix: {})", p.field, p.message, p.fix))
             .collect();
-        return Err(CliError::usage(text.join("\n")));
+        return Err(ClientError::usage(text.join("\n")));
     }
     Ok(obj)
 }
 
-pub async fn run(server: &str, args: RunArgs) -> Result<u8, CliError> {
+pub async fn run(server: &str, args: RunArgs) -> Result<u8, ClientError> {
     let obj = build_job(&args)?;
     let mut client = ApiClient::new(server)?;
     let mut embedded = None;
@@ -168,94 +166,62 @@ pub async fn run(server: &str, args: RunArgs) -> Result<u8, CliError> {
     result
 }
 
-fn status_of(obj: &Object) -> JobStatus {
-    serde_json::from_value(obj.status.clone()).unwrap_or_default()
-}
-
-async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, CliError> {
-    let key: ObjectKey = obj.key();
-    let before = client
-        .find_object(&key)
-        .await?
-        .map(|o| status_of(&o).total_runs)
-        .unwrap_or(0);
-    let (applied, outcome) = client.apply(&obj).await?;
-    if outcome == "unchanged" {
-        client
-            .json(Method::POST, &format!("{}/rerun", object_path(&key)), None)
-            .await?;
-    }
-    let target = before + 1;
+async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, ClientError> {
+    let started = start_run(client, &obj).await?;
+    let (key, target) = (started.key.clone(), started.run);
     eprintln!(
-        "job.orcaops.dev/{} {outcome}; waiting for run {target}",
-        key.name
+        "job.orcaops.dev/{} {}; waiting for run {target}",
+        key.name, started.outcome
     );
-
-    // Wait on a watch of this one job from the version the apply wrote: every status
-    // change arrives as it happens, with no request in between.
-    let (changes_tx, mut changes) =
-        tokio::sync::mpsc::channel::<Result<Option<Object>, CliError>>(16);
-    let watcher = tokio::spawn(watch_job(
-        client.clone(),
-        key.clone(),
-        applied.metadata.resource_version.clone(),
-        changes_tx,
-    ));
+    let mut watch = RunWatch::new(client, &started);
 
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
     bar.enable_steady_tick(Duration::from_millis(120));
-    let started = Instant::now();
+    let begun = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let mut log_task: Option<tokio::task::JoinHandle<()>> = None;
     // Only redraws the elapsed time; it sends no request.
     let mut redraw = tokio::time::interval(Duration::from_millis(100));
     let mut stdout = std::io::stdout();
-    let mut current = applied;
+    let mut phase = JobPhase::Pending;
     let final_status = loop {
-        let status = status_of(&current);
-        let ours = status.run == Some(target);
-        if ours && log_task.is_none() {
-            log_task = Some(tokio::spawn(follow_logs(
-                client.clone(),
-                key.clone(),
-                target,
-                tx.clone(),
-            )));
-        }
-        if ours && status.phase.is_finished() {
-            break status;
-        }
-        let phase = if ours {
-            status.phase.as_str()
-        } else {
-            "Pending"
-        };
         tokio::select! {
             Some(chunk) = rx.recv() => {
                 bar.suspend(|| { let _ = stdout.write_all(&chunk); let _ = stdout.flush(); });
             }
             _ = redraw.tick() => {
-                bar.set_message(format!("{} · {phase} · {:.1}s", key.name, started.elapsed().as_secs_f64()));
+                bar.set_message(format!("{} · {} · {:.1}s", key.name, phase.as_str(), begun.elapsed().as_secs_f64()));
             }
-            change = changes.recv() => match change {
-                Some(Ok(Some(obj))) => current = obj,
-                Some(Ok(None)) => {
-                    bar.finish_and_clear();
-                    return Err(CliError::with_code(exit::FAILED, format!("job {} was deleted while running", key.name)));
+            state = watch.next() => {
+                let state = match state {
+                    Ok(state) => state,
+                    Err(e) => {
+                        bar.finish_and_clear();
+                        return Err(e);
+                    }
+                };
+                // A run that ends before any other change was seen still has output to print.
+                if state.has_started() && log_task.is_none() {
+                    log_task = Some(tokio::spawn(follow_logs(
+                        client.clone(),
+                        key.clone(),
+                        target,
+                        tx.clone(),
+                    )));
                 }
-                Some(Err(e)) => {
-                    bar.finish_and_clear();
-                    return Err(e);
-                }
-                None => {
-                    bar.finish_and_clear();
-                    return Err(CliError::unreachable("the watch of the job stopped"));
+                match state {
+                    RunState::Finished(status) => break status,
+                    RunState::Deleted => {
+                        bar.finish_and_clear();
+                        return Err(ClientError::Failed(format!("job {} was deleted while running", key.name)));
+                    }
+                    state => phase = state.phase(),
                 }
             }
         }
     };
-    watcher.abort();
+    drop(watch);
     drop(tx);
     if let Some(task) = log_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -272,36 +238,6 @@ async fn run_and_wait(client: &ApiClient, obj: Object) -> Result<u8, CliError> {
         JobPhase::TimedOut => exit::TIMED_OUT,
         _ => exit::FAILED,
     })
-}
-
-/// Sends every new state of the job (None once it is deleted) until the receiver goes.
-async fn watch_job(
-    client: ApiClient,
-    key: ObjectKey,
-    rv: String,
-    tx: tokio::sync::mpsc::Sender<Result<Option<Object>, CliError>>,
-) {
-    let by_name = format!("metadata.name={}", key.name);
-    let mut watch = ResumingWatch::new(
-        client,
-        key.kind,
-        Some(&key.namespace),
-        None,
-        Some(&by_name),
-        &rv,
-    );
-    loop {
-        let update = match watch.next().await {
-            Ok(Change::Event { type_, .. }) if type_ == "DELETED" => Ok(None),
-            Ok(Change::Event { object, .. }) => Ok(Some(*object)),
-            Ok(Change::Relisted(mut objects)) => Ok(objects.pop()),
-            Err(e) => Err(e),
-        };
-        let stop = !matches!(update, Ok(Some(_)));
-        if tx.send(update).await.is_err() || stop {
-            return;
-        }
-    }
 }
 
 /// Follows the output of every attempt of `run` in turn.
@@ -327,7 +263,7 @@ async fn follow_logs(
         let Ok(Some(obj)) = client.find_object(&key).await else {
             return;
         };
-        let status = status_of(&obj);
+        let status = job_status(&obj);
         match status.attempt {
             Some(a) if status.run == Some(run) && a > attempt => {
                 attempt = a;

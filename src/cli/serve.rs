@@ -7,7 +7,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{CliError, exit};
+use crate::client::{ClientError, exit};
 use crate::controller::{self, Context};
 use crate::runtime::DockerRuntime;
 use crate::server::{self, AppState};
@@ -45,26 +45,26 @@ impl LocalMode {
         dir: Option<PathBuf>,
         listen: SocketAddr,
         workers: usize,
-    ) -> Result<LocalMode, CliError> {
+    ) -> Result<LocalMode, ClientError> {
         let lock = super::lock_data_dir(
             &data_dir,
             "talk to it with --server, or choose another --data-dir",
         )?;
         let store = LocalStore::open(&data_dir).await.map_err(|e| {
-            CliError::usage(format!(
+            ClientError::usage(format!(
                 "cannot open the store in {}: {e}",
                 data_dir.display()
             ))
         })?;
         let runtime = DockerRuntime::connect()
             .await
-            .map_err(|e| CliError::unreachable(e.to_string()))?;
+            .map_err(|e| ClientError::unreachable(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-            CliError::usage(format!("cannot listen on {listen}: {e} (is another orcaops serve running? choose another --listen)"))
+            ClientError::usage(format!("cannot listen on {listen}: {e} (is another orcaops serve running? choose another --listen)"))
         })?;
         let addr = listener
             .local_addr()
-            .map_err(|e| CliError::usage(e.to_string()))?;
+            .map_err(|e| ClientError::usage(e.to_string()))?;
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let backend = controller::Backend::Local {
@@ -94,29 +94,9 @@ impl LocalMode {
                 }
             }));
         }
-        // MCP's tools call this same API. It is mounted outside `server::router` so that
-        // the API's per-request layers (body limit, timeouts) never cut its long waits
-        // and event streams.
-        let mut own = addr;
-        if own.ip().is_unspecified() {
-            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let mcp = crate::mcp::http_service(
-            &format!("http://{own}"),
-            listen.ip().is_loopback(),
-            shutdown.clone(),
-        )?;
-        let app = server::router(state).nest_service("/mcp", mcp);
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            info!(%addr, "API listening (MCP at /mcp)");
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                warn!(error = %e, "the API server stopped");
-            }
-        }));
+        tasks.push(
+            server::serve_api(listener, state).map_err(|e| ClientError::usage(e.to_string()))?,
+        );
         Ok(LocalMode {
             _lock: lock,
             shutdown,
@@ -133,9 +113,9 @@ impl LocalMode {
     }
 }
 
-pub async fn serve(args: ServeArgs) -> Result<u8, CliError> {
+pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
     if !args.dir.is_dir() {
-        return Err(CliError::usage(format!(
+        return Err(ClientError::usage(format!(
             "--dir {}: not a directory; create it or point at a folder of YAML files",
             args.dir.display()
         )));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::{CliError, exit};
+use crate::client::{ClientError, exit};
 use crate::source::{FolderSource, SourceError, SyncReport};
 use crate::store::StoreError;
 use crate::store::kube::{AccessError, ConnectError, KubeStore};
@@ -53,9 +53,9 @@ pub struct SyncArgs {
     pub no_prune: bool,
 }
 
-pub async fn sync(args: SyncArgs) -> Result<u8, CliError> {
+pub async fn sync(args: SyncArgs) -> Result<u8, ClientError> {
     if !args.dir.is_dir() {
-        return Err(CliError::usage(format!(
+        return Err(ClientError::usage(format!(
             "--dir {}: not a directory; point it at a folder of YAML files",
             args.dir.display()
         )));
@@ -105,7 +105,7 @@ pub async fn sync(args: SyncArgs) -> Result<u8, CliError> {
         stopped = &mut following => match stopped {
             Ok(Ok(())) => Ok(exit::OK),
             Ok(Err(e)) => Err(source_error(&cluster, e)),
-            Err(e) => Err(CliError::usage(format!("the folder source stopped: {e}"))),
+            Err(e) => Err(ClientError::usage(format!("the folder source stopped: {e}"))),
         },
     }
 }
@@ -169,7 +169,7 @@ fn problems(report: &SyncReport) -> Vec<String> {
     invalid.chain(clashes).chain(failed).collect()
 }
 
-fn connect_error(e: ConnectError) -> CliError {
+fn connect_error(e: ConnectError) -> ClientError {
     let hint = match &e {
         ConnectError::Context { .. } => {
             "; `kubectl config get-contexts` lists the contexts of your kubeconfig"
@@ -180,7 +180,7 @@ fn connect_error(e: ConnectError) -> CliError {
         ConnectError::Client(_) => "",
         ConnectError::File { .. } => "; point --kubeconfig at a kubeconfig file",
     };
-    CliError::usage(format!("{e}{hint}"))
+    ClientError::usage(format!("{e}{hint}"))
 }
 
 /// Which cluster, for messages: the kubeconfig context and the API server's URL.
@@ -199,17 +199,17 @@ impl std::fmt::Display for Cluster {
     }
 }
 
-fn access_error(cluster: &Cluster, e: AccessError) -> CliError {
+fn access_error(cluster: &Cluster, e: AccessError) -> ClientError {
     let context = &cluster.context;
     match e {
-        AccessError::Unreachable(_) => CliError::unreachable(unreachable_message(cluster, &e)),
-        AccessError::CrdsMissing => CliError::usage(format!(
+        AccessError::Unreachable(_) => ClientError::unreachable(unreachable_message(cluster, &e)),
+        AccessError::CrdsMissing => ClientError::usage(format!(
             "{e} ({cluster}); install them with: orcaops crds | kubectl --context {context} apply -f -"
         )),
-        AccessError::Refused(_) => CliError::usage(format!(
+        AccessError::Refused(_) => ClientError::usage(format!(
             "{e} ({cluster}); check your credentials and rights: kubectl --context {context} auth can-i patch jobs.orcaops.dev"
         )),
-        AccessError::Other(_) => CliError::usage(format!("{e} ({cluster})")),
+        AccessError::Other(_) => ClientError::usage(format!("{e} ({cluster})")),
     }
 }
 
@@ -222,15 +222,15 @@ fn unreachable_message(cluster: &Cluster, e: &dyn std::fmt::Display) -> String {
     )
 }
 
-fn source_error(cluster: &Cluster, e: SourceError) -> CliError {
+fn source_error(cluster: &Cluster, e: SourceError) -> ClientError {
     match e {
         SourceError::Store(store) if store.is_unreachable() => {
-            CliError::unreachable(unreachable_message(cluster, &store))
+            ClientError::unreachable(unreachable_message(cluster, &store))
         }
         SourceError::Store(StoreError::Kube(e)) => {
-            CliError::usage(format!("{} ({cluster})", crate::kubeapi::describe(&e)))
+            ClientError::usage(format!("{} ({cluster})", crate::kubeapi::describe(&e)))
         }
-        other => CliError::usage(other.to_string()),
+        other => ClientError::usage(other.to_string()),
     }
 }
 

@@ -166,12 +166,12 @@ pub fn duration(ms: u64) -> String {
 
 /// How long ago `t` was, as kubectl's AGE column.
 pub fn age(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    t.map_or_else(|| "-".into(), |t| crate::cli::output::age_since(t, now))
+    t.map_or_else(|| "-".into(), |t| crate::client::format::age_since(t, now))
 }
 
 /// Rows as aligned columns (two spaces apart, to stay compact); the first row is the header.
 pub fn table(rows: &[Vec<String>]) -> String {
-    crate::cli::output::table_with_gap(rows, 2)
+    crate::client::format::table_with_gap(rows, 2)
 }
 
 fn job_status(obj: &Object) -> JobStatus {

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::compact::{self, duration};
 use super::params::{JobArgs, LogsArgs, RunJobArgs};
 use super::{Answer, ToolError};
-use crate::cli::{ApiClient, object_path, urlencode};
+use crate::client::run::{RunState, RunWatch, StartedRun, job_status, start_run};
+use crate::client::{ApiClient, ClientError, object_path, urlencode};
 use crate::resources::common::EnvVar;
 use crate::resources::job::{JobNetwork, JobPhase, JobSpec, JobStatus, Step};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey, validate};
@@ -25,11 +26,10 @@ const DEFAULT_LOG_TAIL: usize = 100;
 const MAX_LOG_TAIL: usize = 2000;
 /// No answer carries more log than this, whatever the line count.
 const MAX_LOG_BYTES: usize = 16 * 1024;
+/// How often `cancel_job` looks again while the container stops.
 const POLL: Duration = Duration::from_millis(200);
-
-fn status_of(obj: &Object) -> JobStatus {
-    serde_json::from_value(obj.status.clone()).unwrap_or_default()
-}
+/// How often a waiting `run_job` reports progress, when the client asked for it.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// The Job object `run_job` creates, validated as every write path validates.
 pub(super) fn build_job(args: &RunJobArgs, name: &str) -> Result<Object, ToolError> {
@@ -97,8 +97,9 @@ pub(super) fn build_job(args: &RunJobArgs, name: &str) -> Result<Object, ToolErr
 }
 
 enum Waited {
-    Finished(JobStatus),
-    StillRunning(JobStatus),
+    Finished(Box<JobStatus>),
+    /// The wait ended first; the run was in this phase.
+    StillRunning(JobPhase),
 }
 
 pub(super) async fn run_job(
@@ -111,21 +112,10 @@ pub(super) async fn run_job(
         .clone()
         .unwrap_or_else(|| format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]));
     let obj = build_job(&args, &name)?;
-    let key = obj.key();
-    let before = client
-        .find_object(&key)
-        .await?
-        .map(|o| status_of(&o).total_runs)
-        .unwrap_or(0);
-    let (_, outcome) = client.apply(&obj).await?;
-    if outcome == "unchanged" {
-        client
-            .json(Method::POST, &format!("{}/rerun", object_path(&key)), None)
-            .await?;
-    }
-    let run = before + 1;
+    let started = start_run(client, &obj).await?;
+    let (key, run, outcome) = (&started.key, started.run, &started.outcome);
     let job = format!("{}/{}", key.namespace, key.name);
-    let follow_up = follow_up(&key);
+    let follow_up = follow_up(key);
     if !args.wait.unwrap_or(true) {
         return Ok(Answer {
             text: format!("job {job} {outcome}; run {run} starts now.\n{follow_up}"),
@@ -140,14 +130,10 @@ pub(super) async fn run_job(
             .unwrap_or(DEFAULT_WAIT_SECS)
             .min(MAX_WAIT_SECS),
     );
-    let status = match wait_for_run(client, &key, run, max_wait, ctx).await? {
-        Waited::Finished(status) => status,
-        Waited::StillRunning(status) => {
-            let phase = if status.run == Some(run) {
-                status.phase.as_str()
-            } else {
-                "Pending"
-            };
+    let status = match wait_for_run(client, &started, max_wait, ctx).await? {
+        Waited::Finished(status) => *status,
+        Waited::StillRunning(phase) => {
+            let phase = phase.as_str();
             return Ok(Answer {
                 text: format!(
                     "job {job} run {run} is still {phase} after {}s; it keeps running.\n{follow_up}",
@@ -164,8 +150,8 @@ pub(super) async fn run_job(
         .tail_lines
         .unwrap_or(DEFAULT_RUN_TAIL)
         .clamp(1, MAX_RUN_TAIL);
-    let log = fetch_log(client, &key, &format!("run={run}"), lines).await;
-    Ok(finished_answer(&key, run, &status, log))
+    let log = fetch_log(client, key, &format!("run={run}"), lines).await;
+    Ok(finished_answer(key, run, &status, log))
 }
 
 fn follow_up(key: &ObjectKey) -> String {
@@ -181,56 +167,52 @@ fn follow_up(key: &ObjectKey) -> String {
     )
 }
 
-/// Polls until run `run` finishes or `max_wait` passes, sending progress notifications
-/// when the client asked for them (some clients extend their timeout on each).
+/// Follows the run on a watch of its job until it finishes or `max_wait` passes, sending a progress
+/// notification each second when the client asked for them (some clients extend their
+/// timeout on each).
 async fn wait_for_run(
     client: &ApiClient,
-    key: &ObjectKey,
-    run: u32,
+    started: &StartedRun,
     max_wait: Duration,
     ctx: &RequestContext<RoleServer>,
 ) -> Result<Waited, ToolError> {
-    let started = Instant::now();
+    let (key, run) = (&started.key, started.run);
+    let mut watch = RunWatch::new(client, started);
+    let begun = Instant::now();
     let progress = ctx.meta.get_progress_token();
-    let mut last_progress = Instant::now();
+    let deadline = tokio::time::sleep(max_wait);
+    tokio::pin!(deadline);
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let mut phase = JobPhase::Pending;
     loop {
-        let Some(obj) = client.find_object(key).await? else {
-            return Err(ToolError::new(format!(
-                "job {}/{} was deleted while waiting; its logs may still be read with get_logs(job=\"{}\", run={run})",
-                key.namespace, key.name, key.name
-            )));
-        };
-        let status = status_of(&obj);
-        let ours = status.run == Some(run);
-        if ours && status.phase.is_finished() {
-            return Ok(Waited::Finished(status));
-        }
-        if started.elapsed() >= max_wait {
-            return Ok(Waited::StillRunning(status));
-        }
-        if let Some(token) = &progress
-            && last_progress.elapsed() >= Duration::from_secs(1)
-        {
-            last_progress = Instant::now();
-            let phase = if ours {
-                status.phase
-            } else {
-                JobPhase::Pending
-            };
-            let note =
-                ProgressNotificationParam::new(token.clone(), started.elapsed().as_secs_f64())
-                    .with_total(max_wait.as_secs_f64())
-                    .with_message(format!("job {} run {run}: {}", key.name, phase.as_str()));
-            let _ = ctx.peer.notify_progress(note).await;
-        }
         tokio::select! {
+            // A run that ended as the wait did counts as finished.
+            biased;
+            state = watch.next() => match state? {
+                RunState::Finished(status) => return Ok(Waited::Finished(Box::new(status))),
+                RunState::Deleted => {
+                    return Err(ToolError::new(format!(
+                        "job {}/{} was deleted while waiting; its logs may still be read with get_logs(job=\"{}\", run={run})",
+                        key.namespace, key.name, key.name
+                    )));
+                }
+                state => phase = state.phase(),
+            },
             _ = ctx.ct.cancelled() => {
                 return Err(ToolError::new(format!(
                     "the wait was cancelled by the client; job {} keeps running",
                     key.name
                 )));
             }
-            _ = tokio::time::sleep(POLL) => {}
+            _ = &mut deadline => return Ok(Waited::StillRunning(phase)),
+            _ = ticks.tick(), if progress.is_some() => {
+                let token = progress.clone().expect("checked by the branch's condition");
+                let note = ProgressNotificationParam::new(token, begun.elapsed().as_secs_f64())
+                    .with_total(max_wait.as_secs_f64())
+                    .with_message(format!("job {} run {run}: {}", key.name, phase.as_str()));
+                let _ = ctx.peer.notify_progress(note).await;
+            }
         }
     }
 }
@@ -245,7 +227,7 @@ async fn fetch_log(client: &ApiClient, key: &ObjectKey, query: &str, lines: usiz
     let response = client
         .request(Method::GET, &path, None)
         .await
-        .map_err(|e| e.message)?;
+        .map_err(|e| e.to_string())?;
     let text = response
         .text()
         .await
@@ -340,7 +322,7 @@ fn finished_answer(key: &ObjectKey, run: u32, status: &JobStatus, log: LogTail) 
 pub(super) async fn logs(client: &ApiClient, args: LogsArgs) -> Result<Answer, ToolError> {
     let key = ObjectKey::new(Kind::Job, &args.workspace, &args.job);
     let job = client.find_object(&key).await?;
-    let status = job.as_ref().map(status_of);
+    let status = job.as_ref().map(job_status);
     let run = args.run.or(status.as_ref().and_then(|s| s.run));
     let attempt = args.attempt.or_else(|| {
         let s = status.as_ref()?;
@@ -411,7 +393,7 @@ fn log_error(key: &ObjectKey, job: Option<&Object>, args: &LogsArgs, message: St
             key.namespace, key.name, key.namespace
         ));
     };
-    let status = status_of(job);
+    let status = job_status(job);
     let Some(run) = status.run else {
         return ToolError::new(format!(
             "job {} has not started a run yet (it is {}); ask again in a moment, or see why with get_resource(kind=\"job\", name=\"{}\")",
@@ -438,26 +420,26 @@ fn log_error(key: &ObjectKey, job: Option<&Object>, args: &LogsArgs, message: St
 pub(super) async fn cancel(client: &ApiClient, args: JobArgs) -> Result<Answer, ToolError> {
     let key = ObjectKey::new(Kind::Job, &args.workspace, &args.name);
     let path = format!("{}/cancel", object_path(&key));
-    let obj = client.json(Method::POST, &path, None).await.map_err(|e| {
-        if e.not_found {
-            ToolError::new(format!(
-                "{}; list jobs with list_resources(kind=\"job\", workspace=\"{}\")",
-                e.message, key.namespace
-            ))
-        } else {
-            ToolError::from(e)
-        }
-    })?;
+    let obj = client
+        .json(Method::POST, &path, None)
+        .await
+        .map_err(|e| match e {
+            ClientError::NotFound(message) => ToolError::new(format!(
+                "{message}; list jobs with list_resources(kind=\"job\", workspace=\"{}\")",
+                key.namespace
+            )),
+            e => ToolError::from(e),
+        })?;
     let run: Option<u32> = obj
         .pointer("/metadata/annotations/orcaops.dev~1cancel")
         .and_then(Value::as_str)
         .and_then(|r| r.parse().ok());
     // The controller stops the container within moments; report where it ended.
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut status = status_of(&client.get_object(&key).await?);
+    let mut status = job_status(&client.get_object(&key).await?);
     while !status.phase.is_finished() && Instant::now() < deadline {
         tokio::time::sleep(POLL).await;
-        status = status_of(&client.get_object(&key).await?);
+        status = job_status(&client.get_object(&key).await?);
     }
     let run_text = run.map_or(String::new(), |r| format!(" run {r}"));
     let text = if status.phase.is_finished() {

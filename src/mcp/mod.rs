@@ -21,7 +21,7 @@ use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_route
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ApiClient, CliError};
+use crate::client::{ApiClient, ClientError};
 use params::{
     ApplyArgs, ContainersArgs, CreateSandboxArgs, ExecInSandboxArgs, JobArgs, ListArgs,
     ListSandboxesArgs, LogsArgs, Parameters, ReadFileArgs, ResourceArgs, RunJobArgs, SandboxArgs,
@@ -45,9 +45,9 @@ impl ToolError {
     }
 }
 
-impl From<CliError> for ToolError {
-    fn from(e: CliError) -> Self {
-        ToolError(e.message)
+impl From<ClientError> for ToolError {
+    fn from(e: ClientError) -> Self {
+        ToolError(e.to_string())
     }
 }
 
@@ -309,7 +309,7 @@ pub fn http_service(
     api_base: &str,
     loopback: bool,
     shutdown: CancellationToken,
-) -> Result<StreamableHttpService<OrcaopsMcp, LocalSessionManager>, CliError> {
+) -> Result<StreamableHttpService<OrcaopsMcp, LocalSessionManager>, ClientError> {
     let client = ApiClient::new(api_base)?;
     let mut config = StreamableHttpServerConfig::default().with_cancellation_token(shutdown);
     if !loopback {

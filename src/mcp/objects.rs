@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::compact::{self, table};
 use super::params::{ApplyArgs, ContainersArgs, ListArgs, ResourceArgs};
 use super::{Answer, ToolError};
-use crate::cli::{ApiClient, CliError, exit, object_path, urlencode};
+use crate::client::{ApiClient, ClientError, object_path, urlencode};
 use crate::resources::parse::parse_documents;
 use crate::resources::{Kind, ObjectKey};
 use crate::store::Event;
@@ -97,9 +97,9 @@ pub(super) async fn apply(client: &ApiClient, args: ApplyArgs) -> Result<Answer,
                     "outcome": outcome,
                 }));
             }
-            Err(e) if e.code == exit::UNREACHABLE => return Err(e.into()),
+            Err(e @ ClientError::Unreachable(_)) => return Err(e.into()),
             Err(e) => {
-                lines.push(format!("error: {label}: {}", e.message));
+                lines.push(format!("error: {label}: {e}"));
                 failed += 1;
             }
         }
@@ -257,12 +257,9 @@ pub(super) async fn delete(client: &ApiClient, args: ResourceArgs) -> Result<Ans
     client
         .request(Method::DELETE, &object_path(&key), None)
         .await
-        .map_err(|e: CliError| {
-            if e.not_found {
-                not_found(&key)
-            } else {
-                e.into()
-            }
+        .map_err(|e| match e {
+            ClientError::NotFound(_) => not_found(&key),
+            e => e.into(),
         })?;
     let note = if key.kind == Kind::Job {
         " (its containers are removed; its run records and logs stay readable with get_logs)"
@@ -284,14 +281,11 @@ pub(super) async fn containers(
     let list = client
         .json(Method::GET, "/apis/orcaops.dev/v1alpha1/containers", None)
         .await
-        .map_err(|e| {
-            if e.not_found {
-                ToolError::new(
-                    "this orcaops server has no containers endpoint; upgrade it to list containers",
-                )
-            } else {
-                e.into()
-            }
+        .map_err(|e| match e {
+            ClientError::NotFound(_) => ToolError::new(
+                "this orcaops server has no containers endpoint; upgrade it to list containers",
+            ),
+            e => e.into(),
         })?;
     let items: Vec<Value> = list
         .get("items")

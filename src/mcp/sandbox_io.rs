@@ -11,11 +11,11 @@ use super::compact;
 use super::params::{CommandLine, ContentEncoding, ExecInSandboxArgs, ReadFileArgs, WriteFileArgs};
 use super::sandboxes::{api_error, call_args, sandbox_key};
 use super::{Answer, ToolError};
-use crate::cli::{ApiClient, CliError, object_path, urlencode};
+use crate::client::wire::{self, Encoding, ExecBody, ExecResult};
+use crate::client::{ApiClient, ClientError, object_path, urlencode};
 use crate::resources::ObjectKey;
 use crate::resources::common::EnvVar;
 use crate::server::PATH_KIND_HEADER;
-use crate::server::exec_wire::{self, Encoding, ExecBody, ExecResult};
 
 const DEFAULT_EXEC_TIMEOUT_SECS: u64 = 120;
 const MAX_EXEC_TIMEOUT_SECS: u64 = 900;
@@ -28,9 +28,9 @@ const MAX_READ_BYTES: usize = 1024 * 1024;
 
 /// An API error with the hint that fits it: a sandbox that is not Ready says whether
 /// to wait or to start it, in the words of the tools.
-fn exec_error(key: &ObjectKey, e: CliError) -> ToolError {
+fn exec_error(key: &ObjectKey, e: ClientError) -> ToolError {
     let args = call_args(key);
-    let message = e.message.clone();
+    let message = e.to_string();
     if message.contains("not Ready yet") {
         return ToolError::new(format!(
             "{message}\nFor an agent: wait a moment, then call again; get_resource(kind=\"sandbox\", name=\"{}\") shows its phase.",
@@ -63,7 +63,7 @@ fn argv(command: &CommandLine) -> Result<Vec<String>, ToolError> {
 
 /// One output stream as text for the answer, cut to size with a note.
 fn shown(name: &str, data: &str, encoding: Encoding) -> (String, usize, usize) {
-    let bytes = exec_wire::decode(data, encoding).unwrap_or_default();
+    let bytes = wire::decode(data, encoding).unwrap_or_default();
     let total = bytes.len();
     let text = String::from_utf8_lossy(&bytes);
     let (kept, cut) = compact::head_tail(&text, MAX_STREAM_BYTES, HEAD_BYTES);
@@ -154,7 +154,7 @@ pub(super) async fn exec(client: &ApiClient, args: ExecInSandboxArgs) -> Result<
     text.push_str(&stdout);
     text.push_str(&stderr);
     let keep = |data: &str, encoding: Encoding| {
-        let bytes = exec_wire::decode(data, encoding).unwrap_or_default();
+        let bytes = wire::decode(data, encoding).unwrap_or_default();
         compact::head_tail(
             &String::from_utf8_lossy(&bytes),
             MAX_STREAM_BYTES,
@@ -193,7 +193,7 @@ pub(super) async fn write(client: &ApiClient, args: WriteFileArgs) -> Result<Ans
     let key = sandbox_key(&args.workspace, &args.sandbox);
     let content = match args.encoding {
         ContentEncoding::Utf8 => args.content.clone().into_bytes(),
-        ContentEncoding::Base64 => exec_wire::base64_decode(args.content.trim()).map_err(|e| {
+        ContentEncoding::Base64 => wire::base64_decode(args.content.trim()).map_err(|e| {
             ToolError::new(format!(
                 "content is not standard base64 ({e}); send text with encoding=\"utf-8\" instead"
             ))
@@ -279,7 +279,7 @@ pub(super) async fn read(client: &ApiClient, args: ReadFileArgs) -> Result<Answe
     {
         bytes.truncate(e.valid_up_to());
     }
-    let (content, encoding) = exec_wire::encode(&bytes);
+    let (content, encoding) = wire::encode(&bytes);
     let total_text = total.map_or(String::new(), |t| format!(" of {t}"));
     let mut text = match (truncated, encoding) {
         (false, Encoding::Utf8) => format!(

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::compact::{self, table};
 use super::params::{CreateSandboxArgs, ListSandboxesArgs, SandboxArgs, StartSandboxArgs};
 use super::{Answer, ToolError};
-use crate::cli::{ApiClient, Change, CliError, ResumingWatch, collection_path, object_path};
+use crate::client::{ApiClient, Change, ClientError, ResumingWatch, collection_path, object_path};
 use crate::resources::sandbox::{SandboxPhase, SandboxSpec, SandboxStatus};
 use crate::resources::{Kind, Object, ObjectKey};
 
@@ -51,11 +51,14 @@ pub(super) fn not_found(key: &ObjectKey) -> ToolError {
 }
 
 /// A failed API call as a tool error; a 404 names the sandbox and how to list them.
-pub(super) fn api_error(key: &ObjectKey, e: CliError) -> ToolError {
-    if e.not_found && e.message.contains("sandbox") && e.message.contains("not found") {
-        not_found(key)
-    } else {
-        ToolError::from(e)
+pub(super) fn api_error(key: &ObjectKey, e: ClientError) -> ToolError {
+    match e {
+        ClientError::NotFound(message)
+            if message.contains("sandbox") && message.contains("not found") =>
+        {
+            not_found(key)
+        }
+        e => ToolError::from(e),
     }
 }
 
@@ -124,7 +127,7 @@ pub(super) fn describe(obj: &Object) -> (String, Value) {
             text,
             "expires: {} ({}, {why})",
             at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            crate::cli::output::until(at)
+            crate::client::format::until(at)
         );
     }
     let structured = json!({
@@ -312,7 +315,7 @@ pub(super) async fn create(
         )
         .await
         .map_err(|e| {
-            if e.message.contains("already exists") {
+            if e.to_string().contains("already exists") {
                 ToolError::new(format!(
                     "sandbox {}/{name} already exists; use it with exec_in_sandbox({}, command=...), or choose another name (or leave name out for a generated one)",
                     args.workspace,
@@ -338,7 +341,7 @@ pub(super) async fn create(
 
 fn expires(obj: &Object, now: DateTime<Utc>) -> String {
     match status_of(obj).expires_at {
-        Some(at) if at > now => format!("in {}", crate::cli::output::age_since(now, at)),
+        Some(at) if at > now => format!("in {}", crate::client::format::age_since(now, at)),
         Some(_) => "due".into(),
         None => "-".into(),
     }
@@ -449,12 +452,9 @@ pub(super) async fn delete(client: &ApiClient, args: SandboxArgs) -> Result<Answ
     client
         .request(Method::DELETE, &object_path(&key), None)
         .await
-        .map_err(|e| {
-            if e.not_found {
-                not_found(&key)
-            } else {
-                e.into()
-            }
+        .map_err(|e| match e {
+            ClientError::NotFound(_) => not_found(&key),
+            e => e.into(),
         })?;
     Ok(Answer {
         text: format!(

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::controller::{self, Backend, Context};
 use crate::runtime::PodRuntime;
-use crate::server::AppState;
+use crate::server::{self, AppState, ServeError};
 use crate::store::kube::{AccessError, ConnectError, KubeStore};
 use crate::store::{LocalStore, StoreError};
 use lease::{LeaderElector, LeaseConfig, own_identity, own_namespace};
@@ -167,43 +167,25 @@ pub async fn run(
     Ok(())
 }
 
-/// Serves the REST facade with MCP at `/mcp` on `listener`, as `orcaops serve` does,
-/// until `state.shutdown`. Objects, watches and events come from the cluster; run
-/// records, logs and artifacts from this replica's data dir (a standby answers 503).
+/// Serves the REST facade with MCP at `/mcp` on `listener` ([`server::serve_api`], as
+/// `orcaops serve` does), until `state.shutdown`. Objects, watches and events come from
+/// the cluster; run records, logs and artifacts from this replica's data dir (a standby
+/// answers 503).
 fn serve_api(
     listener: tokio::net::TcpListener,
     state: AppState,
 ) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
-    let bound = listener
-        .local_addr()
-        .map_err(|source| OperatorError::Listen {
+    if let Ok(bound) = listener.local_addr() {
+        warn!(%bound, "the API has no authentication yet: it acts with the operator's service account; keep it on a ClusterIP Service and reach it with kubectl port-forward");
+    }
+    server::serve_api(listener, state).map_err(|e| match e {
+        ServeError::LocalAddr(source) => OperatorError::Listen {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             what: "the API",
             source,
-        })?;
-    // MCP's tools are clients of this same API, over loopback.
-    let mut own = bound;
-    if own.ip().is_unspecified() {
-        own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let shutdown = state.shutdown.clone();
-    let mcp = crate::mcp::http_service(
-        &format!("http://{own}"),
-        bound.ip().is_loopback(),
-        shutdown.clone(),
-    )
-    .map_err(|e| OperatorError::Mcp(e.message))?;
-    let app = crate::server::router(state).nest_service("/mcp", mcp);
-    warn!(%bound, "the API has no authentication yet: it acts with the operator's service account; keep it on a ClusterIP Service and reach it with kubectl port-forward");
-    Ok(tokio::spawn(async move {
-        info!(addr = %bound, "API listening (MCP at /mcp)");
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            warn!(error = %e, "the API server stopped");
-        }
-    }))
+        },
+        ServeError::Mcp(e) => OperatorError::Mcp(e.to_string()),
+    })
 }
 
 /// Ready when the cluster answers and serves the CRDs, and, on the leader, once the

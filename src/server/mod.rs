@@ -15,11 +15,11 @@ mod openapi;
 mod patch;
 mod sandbox;
 mod selector;
+mod serve;
 mod status;
 mod table;
 mod watch;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,11 +30,11 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
-use tracing::info;
 
 pub use error::{ApiError, Status, StatusCause, StatusDetails};
 pub use layers::REQUEST_TIMEOUT;
-pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER, wire as exec_wire};
+pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER};
+pub use serve::{ServeError, serve_api};
 pub use watch::BOOKMARK_INTERVAL;
 
 use crate::controller::activity::SandboxActivity;
@@ -200,14 +200,4 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
         return unready(format!("runtime: {e}")).into_response();
     }
     "ok".into_response()
-}
-
-/// Serves the API on `listener` until `state.shutdown` is cancelled.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    let addr: SocketAddr = listener.local_addr()?;
-    info!(%addr, "API listening");
-    let shutdown = state.shutdown.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }

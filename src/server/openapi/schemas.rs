@@ -146,7 +146,7 @@ pub(super) fn other_schemas() -> Map<String, Value> {
     schemas
 }
 
-/// The bodies of the sandbox exec and file endpoints (`server::exec_wire`).
+/// The bodies of the sandbox exec and file endpoints (`client::wire`).
 fn sandbox_schemas() -> Map<String, Value> {
     let encoding = json!({
         "type": "string",

@@ -14,8 +14,10 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::wire::{self, ChunkEncoder, ExecBody, ExecExit, ExecResult, StreamEvent, StreamName};
 use super::{Target, invalid_field, resolve, runtime_error, sandbox_key};
+use crate::client::wire::{
+    self, ChunkEncoder, ExecBody, ExecExit, ExecResult, StreamEvent, StreamName,
+};
 use crate::runtime::RuntimeError;
 use crate::runtime::sandbox::{
     ExecChunk, ExecOutput, ExecRequest, ExecSession, SandboxIo, TIMED_OUT_EXIT_CODE,

@@ -211,7 +211,11 @@ pub(super) async fn download(
     let name = base_name(&path);
     if kind != Some(PathKind::Directory) {
         if method == Method::HEAD {
-            return Ok(with_file_headers(StatusCode::OK.into_response(), "file", name));
+            return Ok(with_file_headers(
+                StatusCode::OK.into_response(),
+                "file",
+                name,
+            ));
         }
         let content = match runtime
             .read_file(&target.container, &path, MAX_FILE_BYTES as u64)

@@ -8,7 +8,6 @@ mod files;
 mod lifecycle;
 #[cfg(test)]
 mod pod_tests;
-pub mod wire;
 mod ws;
 
 pub use files::PATH_KIND_HEADER;

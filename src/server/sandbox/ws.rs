@@ -18,8 +18,8 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::exec::{exit_code, request_of};
-use super::wire::{ExecBody, channel};
 use super::{invalid_field, resolve, sandbox_key};
+use crate::client::wire::{ExecBody, channel};
 use crate::controller::activity::ActivityGuard;
 use crate::resources::common::EnvVar;
 use crate::runtime::sandbox::{ExecChunk, ExecRequest, ExecSession, TIMED_OUT_EXIT_CODE};

@@ -1,12 +1,13 @@
-//! The HTTP client the CLI uses to talk to `orcaops serve` (or an embedded server).
+//! The HTTP client the CLI and the MCP tools talk to the API with (`orcaops serve`, an
+//! embedded server, or `operator --api`).
 
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::Value;
 
-use super::CliError;
+use super::error::ClientError;
 use crate::resources::{Kind, Object, ObjectKey};
 use crate::server::Status;
 
@@ -31,17 +32,17 @@ pub fn object_path(key: &ObjectKey) -> String {
 }
 
 impl ApiClient {
-    pub fn new(base: &str) -> Result<Self, CliError> {
+    pub fn new(base: &str) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
-            return Err(CliError::usage(format!(
+            return Err(ClientError::usage(format!(
                 "--server \"{base}\" is not an http:// URL; use for example http://127.0.0.1:7700"
             )));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .build()
-            .map_err(|e| CliError::usage(format!("cannot build an HTTP client: {e}")))?;
+            .map_err(|e| ClientError::usage(format!("cannot build an HTTP client: {e}")))?;
         Ok(ApiClient { base, http })
     }
 
@@ -49,8 +50,8 @@ impl ApiClient {
         &self.base
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> CliError {
-        CliError::unreachable(format!(
+    fn unreachable(&self, e: &reqwest::Error) -> ClientError {
+        ClientError::unreachable(format!(
             "cannot reach the orcaops server at {}: {e}\n  start one with `orcaops serve --dir DIR`, or point --server / ORCAOPS_SERVER at a running one",
             self.base
         ))
@@ -70,7 +71,7 @@ impl ApiClient {
         method: Method,
         path: &str,
         body: Option<(&str, Vec<u8>)>,
-    ) -> Result<reqwest::Response, CliError> {
+    ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some((content_type, body)) = body {
             request = request
@@ -84,12 +85,10 @@ impl ApiClient {
         let code = response.status();
         let text = response.text().await.unwrap_or_default();
         Err(match serde_json::from_str::<Status>(&text) {
-            Ok(status) => CliError::from_status(code, status),
+            Ok(status) => ClientError::from_status(code.as_u16(), status),
             // A HEAD answer has no body; its code still says what happened.
             Err(_) => {
-                let mut e = CliError::usage(format!("the server answered {code}: {text}"));
-                e.not_found = code == StatusCode::NOT_FOUND;
-                e
+                ClientError::refused(code.as_u16(), format!("the server answered {code}: {text}"))
             }
         })
     }
@@ -99,25 +98,24 @@ impl ApiClient {
         method: Method,
         path: &str,
         body: Option<(&str, Vec<u8>)>,
-    ) -> Result<Value, CliError> {
+    ) -> Result<Value, ClientError> {
         let response = self.request(method, path, body).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| CliError::usage(format!("the server sent a body that is not JSON: {e}")))
+        response.json().await.map_err(|e| {
+            ClientError::usage(format!("the server sent a body that is not JSON: {e}"))
+        })
     }
 
-    pub async fn get_object(&self, key: &ObjectKey) -> Result<Object, CliError> {
+    pub async fn get_object(&self, key: &ObjectKey) -> Result<Object, ClientError> {
         let value = self.json(Method::GET, &object_path(key), None).await?;
         serde_json::from_value(value)
-            .map_err(|e| CliError::usage(format!("unexpected object from the server: {e}")))
+            .map_err(|e| ClientError::usage(format!("unexpected object from the server: {e}")))
     }
 
     /// Like [`ApiClient::get_object`], but `None` when the object does not exist.
-    pub async fn find_object(&self, key: &ObjectKey) -> Result<Option<Object>, CliError> {
+    pub async fn find_object(&self, key: &ObjectKey) -> Result<Option<Object>, ClientError> {
         match self.get_object(key).await {
             Ok(obj) => Ok(Some(obj)),
-            Err(e) if e.not_found => Ok(None),
+            Err(ClientError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -127,7 +125,7 @@ impl ApiClient {
         kind: Kind,
         ns: Option<&str>,
         selector: Option<&str>,
-    ) -> Result<(Vec<Object>, String), CliError> {
+    ) -> Result<(Vec<Object>, String), ClientError> {
         self.list_selected(kind, ns, selector, None).await
     }
 
@@ -138,7 +136,7 @@ impl ApiClient {
         ns: Option<&str>,
         labels: Option<&str>,
         fields: Option<&str>,
-    ) -> Result<(Vec<Object>, String), CliError> {
+    ) -> Result<(Vec<Object>, String), ClientError> {
         let mut query = Vec::new();
         if let Some(sel) = labels {
             query.push(format!("labelSelector={}", urlencode(sel)));
@@ -159,12 +157,12 @@ impl ApiClient {
             .to_string();
         let items =
             serde_json::from_value(value.get("items").cloned().unwrap_or(Value::Array(vec![])))
-                .map_err(|e| CliError::usage(format!("unexpected list from the server: {e}")))?;
+                .map_err(|e| ClientError::usage(format!("unexpected list from the server: {e}")))?;
         Ok((items, rv))
     }
 
     /// Server-side apply of one object; returns the stored object and what happened.
-    pub async fn apply(&self, obj: &Object) -> Result<(Object, String), CliError> {
+    pub async fn apply(&self, obj: &Object) -> Result<(Object, String), ClientError> {
         let body = serde_json::to_vec(obj).expect("objects serialize");
         let response = self
             .request(
@@ -182,7 +180,7 @@ impl ApiClient {
         let obj = response
             .json()
             .await
-            .map_err(|e| CliError::usage(format!("unexpected answer to apply: {e}")))?;
+            .map_err(|e| ClientError::usage(format!("unexpected answer to apply: {e}")))?;
         Ok((obj, outcome))
     }
 
@@ -190,7 +188,7 @@ impl ApiClient {
     pub async fn stream(
         &self,
         path: &str,
-    ) -> Result<impl Stream<Item = Result<bytes::Bytes, reqwest::Error>> + use<>, CliError> {
+    ) -> Result<impl Stream<Item = Result<bytes::Bytes, reqwest::Error>> + use<>, ClientError> {
         let response = self.request(Method::GET, path, None).await?;
         Ok(response.bytes_stream())
     }
@@ -199,7 +197,7 @@ impl ApiClient {
     pub async fn json_lines(
         &self,
         path: &str,
-    ) -> Result<impl Stream<Item = Value> + use<>, CliError> {
+    ) -> Result<impl Stream<Item = Value> + use<>, ClientError> {
         let chunks = self.stream(path).await?;
         let mut buf = Vec::new();
         Ok(chunks
@@ -227,13 +225,4 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-impl CliError {
-    fn from_status(code: StatusCode, status: Status) -> Self {
-        let mut e = CliError::usage(status.message);
-        e.not_found = code == StatusCode::NOT_FOUND;
-        e.gone = code == StatusCode::GONE;
-        e
-    }
 }

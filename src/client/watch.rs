@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
-use super::client::{ApiClient, collection_path, urlencode};
-use super::{CliError, exit};
+use super::api::{ApiClient, collection_path, urlencode};
+use super::error::ClientError;
 use crate::resources::{Kind, Object};
 
 /// What the watch saw.
@@ -82,7 +82,7 @@ impl ResumingWatch {
         path
     }
 
-    async fn relist(&mut self) -> Result<Change, CliError> {
+    async fn relist(&mut self) -> Result<Change, ClientError> {
         self.events = None;
         let (items, rv) = self
             .client
@@ -99,7 +99,7 @@ impl ResumingWatch {
 
     /// The next change. Errors only when the server cannot be reached or refuses the
     /// watch for a reason other than an old version.
-    pub async fn next(&mut self) -> Result<Change, CliError> {
+    pub async fn next(&mut self) -> Result<Change, ClientError> {
         loop {
             if self.events.is_none() {
                 if !self.fruitful {
@@ -110,15 +110,14 @@ impl ResumingWatch {
                         self.events = Some(Box::pin(stream));
                         self.unreachable_since = None;
                     }
-                    Err(e) if e.gone => return self.relist().await,
+                    Err(ClientError::Gone(_)) => return self.relist().await,
                     // A server restarting: wait for it, then resume (or relist).
-                    Err(e)
-                        if e.code == exit::UNREACHABLE
-                            && self
-                                .unreachable_since
-                                .get_or_insert_with(Instant::now)
-                                .elapsed()
-                                < SERVER_GONE_FOR =>
+                    Err(ClientError::Unreachable(_))
+                        if self
+                            .unreachable_since
+                            .get_or_insert_with(Instant::now)
+                            .elapsed()
+                            < SERVER_GONE_FOR =>
                     {
                         self.fruitful = false;
                         continue;
@@ -151,13 +150,13 @@ impl ResumingWatch {
                         .get("message")
                         .and_then(Value::as_str)
                         .unwrap_or("the watch failed");
-                    return Err(CliError::usage(format!(
+                    return Err(ClientError::usage(format!(
                         "the server ended the watch: {message}"
                     )));
                 }
                 _ => {
                     let object = serde_json::from_value(object).map_err(|e| {
-                        CliError::usage(format!("unexpected object in a watch event: {e}"))
+                        ClientError::usage(format!("unexpected object in a watch event: {e}"))
                     })?;
                     return Ok(Change::Event {
                         type_: type_.to_string(),

@@ -1,0 +1,49 @@
+//! Serving the API as `orcaops serve` and `orcaops operator --api` both do: the REST
+//! facade with MCP mounted at `/mcp`, until the state's shutdown token.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::{AppState, router};
+use crate::client::ClientError;
+
+#[derive(thiserror::Error, Debug)]
+pub enum ServeError {
+    #[error("cannot read the address the API listens on: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    #[error("cannot start MCP: {0}")]
+    Mcp(#[source] ClientError),
+}
+
+/// Starts serving the API on `listener` in a task of its own, which ends once
+/// `state.shutdown` is cancelled and the open connections have closed.
+pub fn serve_api(listener: TcpListener, state: AppState) -> Result<JoinHandle<()>, ServeError> {
+    let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    let shutdown = state.shutdown.clone();
+    // MCP's tools are clients of this same API, over loopback. It is mounted outside
+    // `router` so that the API's per-request layers (body limit, timeouts) never cut its
+    // long waits and event streams.
+    let mut own: SocketAddr = addr;
+    if own.ip().is_unspecified() {
+        own.set_ip(Ipv4Addr::LOCALHOST.into());
+    }
+    let mcp = crate::mcp::http_service(
+        &format!("http://{own}"),
+        addr.ip().is_loopback(),
+        shutdown.clone(),
+    )
+    .map_err(ServeError::Mcp)?;
+    let app = router(state).nest_service("/mcp", mcp);
+    Ok(tokio::spawn(async move {
+        info!(%addr, "API listening (MCP at /mcp)");
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "the API server stopped");
+        }
+    }))
+}
