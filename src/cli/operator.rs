@@ -17,8 +17,10 @@ installed: orcaops crds | kubectl apply -f -). A Job attempt runs as one pod in 
 Job's namespace, owned by the Job and labelled as in local mode
 (kubectl get pods -l orcaops.dev/name=NAME); a Job with `network: none` gets a
 NetworkPolicy that allows no traffic. Run records, step logs and artifacts go to
---data-dir; the Job's status keeps the recent history. Sandboxes and
-SandboxTemplates are stored but not run on a cluster yet.
+--data-dir; the Job's status keeps the recent history. A Sandbox runs as one
+pod (a container per service) with a Service for its ports and a claim per named
+volume; SandboxTemplates' warm pools are not run on a cluster (their sandboxes
+start cold, and the template says so).
 
 Where it runs: in a pod it uses the pod's service account; elsewhere the current
 kubeconfig context (or --kubeconfig and --context).

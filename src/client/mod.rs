@@ -13,7 +13,7 @@ pub use api::{ApiClient, collection_path, object_path, urlencode};
 pub use error::ClientError;
 pub use watch::{Change, ResumingWatch};
 
-/// Exit codes, as DESIGN.md fixes them. They live here because a [`ClientError`] says
+/// Exit codes, as docs/cli.md lists them. They live here because a [`ClientError`] says
 /// which one ends the command.
 pub mod exit {
     pub const OK: u8 = 0;
