@@ -7,6 +7,7 @@
 
 mod exec;
 mod files;
+mod io;
 mod probe;
 mod procfs;
 
@@ -496,75 +497,5 @@ mod tests {
                 host_port: 49153,
             }]
         );
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::runtime::sandbox::SandboxIo for DockerRuntime {
-    async fn exec(
-        &self,
-        container: &str,
-        request: &crate::runtime::sandbox::ExecRequest,
-    ) -> Result<crate::runtime::sandbox::ExecOutput> {
-        DockerRuntime::exec(self, container, request).await
-    }
-
-    async fn exec_session(
-        &self,
-        container: &str,
-        request: &crate::runtime::sandbox::ExecRequest,
-    ) -> Result<crate::runtime::sandbox::ExecSession> {
-        DockerRuntime::exec_session(self, container, request).await
-    }
-
-    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
-        DockerRuntime::exec_exit_code(self, exec_id).await
-    }
-
-    async fn exec_resize(&self, exec_id: &str, width: u16, height: u16) -> Result<()> {
-        DockerRuntime::exec_resize(self, exec_id, width, height).await
-    }
-
-    async fn write_file(
-        &self,
-        container: &str,
-        path: &str,
-        content: bytes::Bytes,
-        mode: u32,
-    ) -> Result<()> {
-        DockerRuntime::write_file(self, container, path, content, mode).await
-    }
-
-    async fn extract_tar(&self, container: &str, dir: &str, tar: bytes::Bytes) -> Result<()> {
-        DockerRuntime::extract_tar(self, container, dir, tar).await
-    }
-
-    async fn path_kind(
-        &self,
-        container: &str,
-        path: &str,
-    ) -> Result<crate::runtime::sandbox::PathKind> {
-        DockerRuntime::path_kind(self, container, path).await
-    }
-
-    async fn read_file(&self, container: &str, path: &str, max_bytes: u64) -> Result<bytes::Bytes> {
-        DockerRuntime::read_file(self, container, path, max_bytes).await
-    }
-
-    async fn download_tar(
-        &self,
-        container: &str,
-        path: &str,
-    ) -> Result<crate::runtime::sandbox::ByteStream> {
-        use futures::StreamExt;
-        Ok(DockerRuntime::download_tar(self, container, path).boxed())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        DockerRuntime::ping(self).await
-    }
-
-    async fn containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
-        DockerRuntime::list(self, labels).await
     }
 }
