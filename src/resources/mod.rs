@@ -1,10 +1,11 @@
-//! The five kinds of `orcaops.dev/v1alpha1`, the generic stored object, and CRD generation.
+//! The six kinds of `orcaops.dev/v1alpha1`, the generic stored object, and CRD generation.
 
 pub mod common;
 pub mod job;
 pub mod parse;
 pub mod policy;
 pub mod quantity;
+pub mod registry;
 pub mod sandbox;
 pub mod validate;
 pub mod workflow;
@@ -14,7 +15,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use kube::CustomResourceExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -83,56 +83,32 @@ impl Kind {
         Kind::Policy,
     ];
 
+    // The names and the scope are read from the kind's CRD, through the registry.
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Job => "Job",
-            Kind::Workflow => "Workflow",
-            Kind::Sandbox => "Sandbox",
-            Kind::SandboxTemplate => "SandboxTemplate",
-            Kind::Workspace => "Workspace",
-            Kind::Policy => "Policy",
-        }
+        registry::name(self)
     }
 
     pub fn plural(self) -> &'static str {
-        match self {
-            Kind::Job => "jobs",
-            Kind::Workflow => "workflows",
-            Kind::Sandbox => "sandboxes",
-            Kind::SandboxTemplate => "sandboxtemplates",
-            Kind::Workspace => "workspaces",
-            Kind::Policy => "policies",
-        }
+        registry::plural(self)
     }
 
     pub fn singular(self) -> &'static str {
-        match self {
-            Kind::Job => "job",
-            Kind::Workflow => "workflow",
-            Kind::Sandbox => "sandbox",
-            Kind::SandboxTemplate => "sandboxtemplate",
-            Kind::Workspace => "workspace",
-            Kind::Policy => "policy",
-        }
+        registry::singular(self)
     }
 
     /// Short names the CLI accepts (the CRDs declare cluster-safe ones).
     pub fn short_names(self) -> &'static [&'static str] {
-        match self {
-            Kind::Job => &["ojob"],
-            Kind::Workflow => &["wf"],
-            Kind::Sandbox => &["sb"],
-            Kind::SandboxTemplate => &["sbt", "template", "templates"],
-            Kind::Workspace => &["ws"],
-            Kind::Policy => &["opol", "pol"],
-        }
+        registry::short_names(self)
     }
 
     pub fn namespaced(self) -> bool {
-        matches!(
-            self,
-            Kind::Job | Kind::Workflow | Kind::Sandbox | Kind::SandboxTemplate
-        )
+        registry::namespaced(self)
+    }
+
+    /// Whether a controller acts on objects of this kind (the others are stored only).
+    pub fn reconciled(self) -> bool {
+        registry::controller(self) == registry::Controller::Reconciled
     }
 
     /// Resolves `Job`, `job`, `jobs`, `wf`, `jobs.orcaops.dev` and the like.
@@ -155,14 +131,7 @@ impl Kind {
         self,
     ) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition
     {
-        match self {
-            Kind::Job => Job::crd(),
-            Kind::Workflow => Workflow::crd(),
-            Kind::Sandbox => Sandbox::crd(),
-            Kind::SandboxTemplate => SandboxTemplate::crd(),
-            Kind::Workspace => Workspace::crd(),
-            Kind::Policy => Policy::crd(),
-        }
+        registry::crd(self).clone()
     }
 }
 
@@ -289,7 +258,7 @@ impl Object {
     }
 }
 
-/// The CRDs of all five kinds as one multi-document YAML stream, as `orcaops crds` prints it.
+/// The CRDs of all six kinds as one multi-document YAML stream, as `orcaops crds` prints it.
 pub fn crds_yaml() -> String {
     let mut out = String::new();
     for kind in Kind::ALL {

@@ -18,14 +18,10 @@ use std::collections::BTreeMap;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use serde_path_to_error::Path;
 
-use super::job::JobSpec;
-use super::policy::PolicySpec;
-use super::sandbox::{SandboxSpec, SandboxTemplateSpec};
 use super::validate::{FieldError, validate};
-use super::workflow::WorkflowSpec;
-use super::workspace::WorkspaceSpec;
-use super::{API_VERSION, DEFAULT_WORKSPACE, GROUP, Kind, Object, ObjectMeta};
+use super::{API_VERSION, DEFAULT_WORKSPACE, GROUP, Kind, Object, ObjectMeta, registry};
 use locate::LocationIndex;
 use schema::Problem;
 
@@ -127,7 +123,7 @@ pub fn parse_bytes(file: &str, bytes: &[u8]) -> Vec<Result<Object, DocumentError
 /// output of `get -o yaml` can be applied again.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct InputMeta {
+pub(super) struct InputMeta {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -183,14 +179,6 @@ fn scalar_string(value: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-/// Whether a kind's spec has required content (the others are valid when empty).
-fn spec_required(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Job | Kind::Workflow | Kind::Sandbox | Kind::SandboxTemplate
-    )
 }
 
 fn kind_list() -> String {
@@ -300,16 +288,10 @@ impl Document<'_> {
             ));
         };
         let kind = self.header(map)?;
-        let (meta, spec, given) = match kind {
-            Kind::Job => self.typed::<JobSpec>(raw)?,
-            Kind::Workflow => self.typed::<WorkflowSpec>(raw)?,
-            Kind::Sandbox => self.typed::<SandboxSpec>(raw)?,
-            Kind::SandboxTemplate => self.typed::<SandboxTemplateSpec>(raw)?,
-            Kind::Workspace => self.typed::<WorkspaceSpec>(raw)?,
-            Kind::Policy => self.typed::<PolicySpec>(raw)?,
-        };
+        let StrictRead { meta, spec, given } = (registry::read_spec(kind))(self.text())
+            .map_err(|e| self.problem(schema::from_serde(&e.0, &e.1, raw)))?;
         // After the strict read, so that a misspelt `sepc:` is reported as such.
-        if !given && spec_required(kind) {
+        if !given && registry::spec_required(kind) {
             return Err(self.field_error(
                 "spec",
                 format!("missing spec: a {kind} declares what to run in its spec"),
@@ -503,26 +485,39 @@ impl Document<'_> {
         };
         Err(self.field_error("kind", message, fix))
     }
+}
 
-    /// The strict read: metadata and the kind's spec (if given), normalized back to JSON.
-    /// An absent spec reads as the kind's default, and `given` says so.
-    fn typed<S: DeserializeOwned + Serialize + Default>(
-        &self,
-        raw: &Value,
-    ) -> DocResult<(InputMeta, Value, bool)> {
-        let mut track = serde_path_to_error::Track::new();
-        let result = serde_saphyr::with_deserializer_from_str(self.text(), |de| {
-            InputDocument::<S>::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
-        });
-        match result {
-            Ok(document) => {
-                let given = document.spec.is_some();
-                let spec = serde_json::to_value(document.spec.unwrap_or_default())
-                    .expect("a spec read from YAML serializes to JSON");
-                Ok((document.metadata, spec, given))
-            }
-            Err(e) => Err(self.problem(schema::from_serde(&e, &track.path(), raw))),
-        }
+/// What the strict read of one document found: its metadata, and its spec normalized back to
+/// JSON. An absent spec reads as the kind's default, and `given` says so.
+pub(super) struct StrictRead {
+    meta: InputMeta,
+    spec: Value,
+    given: bool,
+}
+
+/// Where and why a strict read failed: the YAML error, and the path of the field it stopped at.
+pub(super) type StrictError = Box<(serde_saphyr::Error, Path)>;
+
+/// The strict read of a document as one kind's spec type, as the registry stores it per kind.
+pub(super) type ReadSpec = fn(&str) -> Result<StrictRead, StrictError>;
+
+/// The strict read of `text` as a document whose spec is an `S`; an error carries the path
+/// of the field the deserializer stopped at.
+pub(super) fn read_spec<S: DeserializeOwned + Serialize + Default>(
+    text: &str,
+) -> Result<StrictRead, StrictError> {
+    let mut track = serde_path_to_error::Track::new();
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        InputDocument::<S>::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+    });
+    match result {
+        Ok(document) => Ok(StrictRead {
+            meta: document.metadata,
+            given: document.spec.is_some(),
+            spec: serde_json::to_value(document.spec.unwrap_or_default())
+                .expect("a spec read from YAML serializes to JSON"),
+        }),
+        Err(e) => Err(Box::new((e, track.path()))),
     }
 }
 

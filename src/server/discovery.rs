@@ -7,21 +7,9 @@
 use std::sync::OnceLock;
 
 use axum::Json;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
 
-use crate::resources::{API_VERSION, GROUP, Kind, VERSION};
-
-/// The CRD of `kind`, built once: generating one runs schemars over the whole spec.
-pub(super) fn crd(kind: Kind) -> &'static CustomResourceDefinition {
-    static CRDS: OnceLock<Vec<CustomResourceDefinition>> = OnceLock::new();
-    let crds = CRDS.get_or_init(|| Kind::ALL.map(Kind::crd).to_vec());
-    let index = Kind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .expect("every kind is in Kind::ALL");
-    &crds[index]
-}
+use crate::resources::{API_VERSION, GROUP, Kind, VERSION, registry};
 
 /// Every verb kubectl needs on a main resource.
 const VERBS: [&str; 7] = [
@@ -57,15 +45,14 @@ fn subresources(kind: Kind) -> Vec<(&'static str, &'static [&'static str])> {
 pub(super) fn resource_list() -> Value {
     let mut resources = Vec::new();
     for kind in Kind::ALL {
-        let names = &crd(kind).spec.names;
         resources.push(json!({
             "name": kind.plural(),
             "singularName": kind.singular(),
             "namespaced": kind.namespaced(),
             "kind": kind.as_str(),
             "verbs": VERBS,
-            "shortNames": names.short_names.clone().unwrap_or_default(),
-            "categories": names.categories.clone().unwrap_or_default(),
+            "shortNames": registry::crd_short_names(kind),
+            "categories": registry::categories(kind),
         }));
         for (sub, verbs) in subresources(kind) {
             resources.push(json!({

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use utoipa::openapi::{InfoBuilder, OpenApiBuilder, PathsBuilder, Tag};
 
 use super::error::ApiError;
-use crate::resources::{GROUP, Kind, VERSION};
+use crate::resources::{GROUP, Kind, VERSION, registry};
 
 mod operations;
 mod paths;
@@ -25,7 +25,7 @@ mod sandbox_paths;
 mod schemas;
 
 use operations::KindDocs;
-use schemas::{kind_description, kind_schema, list_schema, meta_schemas, other_schemas};
+use schemas::{kind_schema, list_schema, meta_schemas, other_schemas};
 
 const BASE: &str = super::BASE;
 /// The OpenAPI version the document declares: the CRD schemas are OpenAPI 3.0
@@ -86,7 +86,7 @@ pub(super) fn build() -> Value {
         .iter()
         .map(|d| {
             let mut tag = Tag::new(&d.tag);
-            tag.description = Some(kind_description(d.kind).into());
+            tag.description = Some(registry::description(d.kind).into());
             tag
         })
         .collect();

@@ -6,13 +6,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::{ApiError, StatusCause};
 use super::objects::kind_for;
-use crate::resources::{Kind, Object, ObjectKey, job, policy, sandbox, workflow, workspace};
+use crate::resources::{Kind, Object, ObjectKey, registry};
 use crate::store::StoreError;
 
 /// How many times a patch re-reads the object when another writer got there first.
@@ -76,39 +75,25 @@ fn check_identity(body: &Value, key: &ObjectKey) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_typed<T: DeserializeOwned>(status: &Value) -> Result<(), ApiError> {
-    serde_path_to_error::deserialize::<_, T>(status)
-        .map(drop)
-        .map_err(|e| {
-            let field = match e.path().to_string() {
-                p if p == "." => "status".to_string(),
-                p => format!("status.{p}"),
-            };
-            let message = format!("{field}: {}", e.inner());
-            let mut err =
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message.clone());
-            err.details.causes = vec![StatusCause {
-                field,
-                message,
-                reason: "FieldValueInvalid".into(),
-            }];
-            err
-        })
-}
-
 /// A status must read as its kind's status type, or the controllers could not use it.
 fn validate_status(kind: Kind, status: &Value) -> Result<(), ApiError> {
     if status.is_null() {
         return Ok(());
     }
-    match kind {
-        Kind::Job => check_typed::<job::JobStatus>(status),
-        Kind::Workflow => check_typed::<workflow::WorkflowStatus>(status),
-        Kind::Sandbox => check_typed::<sandbox::SandboxStatus>(status),
-        Kind::SandboxTemplate => check_typed::<sandbox::SandboxTemplateStatus>(status),
-        Kind::Workspace => check_typed::<workspace::WorkspaceStatus>(status),
-        Kind::Policy => check_typed::<policy::PolicyStatus>(status),
-    }
+    registry::check_status(kind, status).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." => "status".to_string(),
+            p => format!("status.{p}"),
+        };
+        let message = format!("{field}: {}", e.inner());
+        let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message.clone());
+        err.details.causes = vec![StatusCause {
+            field,
+            message,
+            reason: "FieldValueInvalid".into(),
+        }];
+        err
+    })
 }
 
 fn not_found(key: &ObjectKey) -> ApiError {

@@ -15,9 +15,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
-use super::discovery::crd;
 use super::error::ApiError;
-use crate::resources::Kind;
+use crate::resources::{Kind, registry};
 
 /// What the client asked for besides the rows: `?includeObject=None|Metadata|Object`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,14 +111,9 @@ fn name_column() -> Value {
 
 /// Name, then the CRD's printer columns, as the API server builds them for a custom resource.
 fn columns(kind: Kind) -> Vec<Column> {
-    let printer_columns = crd(kind)
-        .spec
-        .versions
-        .first()
-        .and_then(|v| v.additional_printer_columns.clone())
-        .unwrap_or_default();
-    printer_columns
-        .into_iter()
+    registry::printer_columns(kind)
+        .iter()
+        .cloned()
         .map(|c| Column {
             definition: json!({
                 "name": c.name,

@@ -2,13 +2,27 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds};
+use super::{
+    CheckSpec, MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds,
+};
 use crate::resources::job::{JobSecurity, JobSpec, Step};
 use crate::resources::parse::closest;
 use crate::resources::workflow::WorkflowSpec;
 
+impl CheckSpec for JobSpec {
+    fn check(&self, p: &mut Problems) {
+        job_spec(p, "spec", self);
+    }
+}
+
+impl CheckSpec for WorkflowSpec {
+    fn check(&self, p: &mut Problems) {
+        workflow_spec(p, self);
+    }
+}
+
 /// Checks a Job spec found at `at` (`spec`, or `spec.jobs[2].job` inside a Workflow).
-pub(super) fn job_spec(p: &mut Problems, at: &str, spec: &JobSpec) {
+fn job_spec(p: &mut Problems, at: &str, spec: &JobSpec) {
     if spec.image.trim().is_empty() {
         p.push(
             format!("{at}.image"),
@@ -246,7 +260,7 @@ fn security(p: &mut Problems, at: &str, security: &JobSecurity) {
 }
 
 /// Checks a Workflow: its nodes, the DAG their `needs` form, the schedule, and each node's Job.
-pub(super) fn workflow_spec(p: &mut Problems, spec: &WorkflowSpec) {
+fn workflow_spec(p: &mut Problems, spec: &WorkflowSpec) {
     if spec.jobs.is_empty() {
         p.push(
             "spec.jobs",

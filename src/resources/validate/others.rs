@@ -2,14 +2,40 @@
 
 use std::collections::HashSet;
 
-use super::{MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds};
+use super::{
+    CheckSpec, MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds,
+};
 use crate::resources::common::Resources;
 use crate::resources::policy::{PatternRule, PolicySpec};
 use crate::resources::quantity;
 use crate::resources::sandbox::{HealthCheck, SandboxService, SandboxSpec, SandboxTemplateSpec};
 use crate::resources::workspace::WorkspaceSpec;
 
-pub(super) fn sandbox_spec(p: &mut Problems, spec: &SandboxSpec) {
+impl CheckSpec for SandboxSpec {
+    fn check(&self, p: &mut Problems) {
+        sandbox_spec(p, self);
+    }
+}
+
+impl CheckSpec for SandboxTemplateSpec {
+    fn check(&self, p: &mut Problems) {
+        sandbox_template_spec(p, self);
+    }
+}
+
+impl CheckSpec for WorkspaceSpec {
+    fn check(&self, p: &mut Problems) {
+        workspace_spec(p, self);
+    }
+}
+
+impl CheckSpec for PolicySpec {
+    fn check(&self, p: &mut Problems) {
+        policy_spec(p, self);
+    }
+}
+
+fn sandbox_spec(p: &mut Problems, spec: &SandboxSpec) {
     if spec.services.is_empty() && spec.template_ref.is_none() {
         p.push(
             "spec.services",
@@ -24,7 +50,7 @@ pub(super) fn sandbox_spec(p: &mut Problems, spec: &SandboxSpec) {
     lifetimes(p, spec.idle_timeout_seconds, spec.ttl_seconds);
 }
 
-pub(super) fn sandbox_template_spec(p: &mut Problems, spec: &SandboxTemplateSpec) {
+fn sandbox_template_spec(p: &mut Problems, spec: &SandboxTemplateSpec) {
     if spec.services.is_empty() {
         p.push(
             "spec.services",
@@ -230,7 +256,7 @@ fn health_check(p: &mut Problems, field: &str, check: &HealthCheck) {
     }
 }
 
-pub(super) fn workspace_spec(p: &mut Problems, spec: &WorkspaceSpec) {
+fn workspace_spec(p: &mut Problems, spec: &WorkspaceSpec) {
     if let Some(quotas) = &spec.quotas {
         let limits = Resources {
             cpu: quotas.cpu.clone(),
@@ -285,7 +311,7 @@ pub(super) fn workspace_spec(p: &mut Problems, spec: &WorkspaceSpec) {
     }
 }
 
-pub(super) fn policy_spec(p: &mut Problems, spec: &PolicySpec) {
+fn policy_spec(p: &mut Problems, spec: &PolicySpec) {
     for (i, pattern) in spec.workspaces.iter().enumerate() {
         if pattern.trim().is_empty() {
             p.push(

@@ -5,8 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use serde_json::{Map, Value, json};
 
 use super::schema_name;
-use crate::resources::{API_VERSION, GROUP, Kind, VERSION};
-use crate::server::discovery::crd;
+use crate::resources::{API_VERSION, GROUP, Kind, VERSION, registry};
 
 pub(super) const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
 pub(super) const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
@@ -21,12 +20,7 @@ pub(super) const FILE_UPLOAD: &str = "dev.orcaops.v1alpha1.SandboxFileUpload";
 /// The schema of one kind: its CRD's, plus apiVersion, kind and metadata, as the
 /// Kubernetes API server publishes a CRD.
 pub(super) fn kind_schema(kind: Kind) -> Value {
-    let mut schema = crd(kind)
-        .spec
-        .versions
-        .first()
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
+    let mut schema = registry::schema(kind)
         .and_then(|s| serde_json::to_value(s).ok())
         .unwrap_or_else(|| json!({ "type": "object" }));
     let properties = schema
@@ -46,31 +40,10 @@ pub(super) fn kind_schema(kind: Kind) -> Value {
         "description": "Standard object's metadata: name, namespace (the workspace), labels, annotations; uid, resourceVersion, generation and creationTimestamp are set by the server.",
         "allOf": [{ "$ref": format!("#/components/schemas/{OBJECT_META}") }],
     });
-    schema["description"] = json!(kind_description(kind));
+    schema["description"] = json!(registry::description(kind));
     schema["x-kubernetes-group-version-kind"] =
         json!([{ "group": GROUP, "version": VERSION, "kind": kind.as_str() }]);
     schema
-}
-
-pub(super) fn kind_description(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Job => {
-            "A Job: ordered steps run in one container image, with retries, timeouts, artifacts and a run history in its status."
-        }
-        Kind::Workflow => "A Workflow: a DAG of jobs with needs, conditions and matrix fan-out.",
-        Kind::Sandbox => {
-            "A Sandbox: a long-lived environment of service containers that agents exec into."
-        }
-        Kind::SandboxTemplate => {
-            "A SandboxTemplate: a reusable Sandbox blueprint, optionally with a warm pool of ready sandboxes."
-        }
-        Kind::Workspace => {
-            "A Workspace: a tenant with quotas, members and defaults; namespaced resources live in one."
-        }
-        Kind::Policy => {
-            "A Policy: rules on images, commands, resources and network, enforced on every write and run."
-        }
-    }
 }
 
 pub(super) fn list_schema(kind: Kind) -> Value {
