@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::parse_kind;
-use crate::client::format::{age_since, table_with_gap, until};
+use crate::client::format::{age_since, list_header, list_row, table_with_gap};
 use crate::client::{ApiClient, Change, ClientError, ResumingWatch, exit};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey};
 
@@ -41,115 +41,6 @@ pub enum Format {
 
 pub fn age(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "<unknown>".into(), |t| age_since(t, Utc::now()))
-}
-
-fn status_str(obj: &Object, pointer: &str) -> String {
-    match obj.status.pointer(pointer) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => "-".into(),
-    }
-}
-
-/// The columns of one row, by kind.
-fn row(obj: &Object, wide: bool, with_ns: bool) -> Vec<String> {
-    let mut cells = Vec::new();
-    if with_ns {
-        cells.push(obj.metadata.namespace.clone().unwrap_or_default());
-    }
-    cells.push(obj.metadata.name.clone());
-    match obj.kind {
-        Kind::Job => {
-            let phase = if obj.status.is_null() {
-                "Pending".to_string()
-            } else {
-                status_str(obj, "/phase")
-            };
-            cells.push(phase);
-            cells.push(status_str(obj, "/totalRuns"));
-            cells.push(status_str(obj, "/attempt"));
-            cells.push(age(obj.metadata.creation_timestamp));
-            if wide {
-                cells.push(status_str(obj, "/summary"));
-            }
-        }
-        Kind::Workflow => {
-            cells.push(status_str(obj, "/phase"));
-            cells.push(age(obj.metadata.creation_timestamp));
-        }
-        Kind::Sandbox => {
-            cells.push(status_str(obj, "/phase"));
-            cells.push(
-                obj.spec
-                    .get("templateRef")
-                    .and_then(Value::as_str)
-                    .unwrap_or("-")
-                    .to_string(),
-            );
-            cells.push(
-                obj.status
-                    .get("expiresAt")
-                    .and_then(Value::as_str)
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| until(t.with_timezone(&chrono::Utc)))
-                    .unwrap_or_else(|| "-".into()),
-            );
-            cells.push(age(obj.metadata.creation_timestamp));
-            if wide {
-                cells.push(status_str(obj, "/message"));
-            }
-        }
-        Kind::SandboxTemplate => {
-            cells.push(
-                obj.spec
-                    .pointer("/warmPool/size")
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "-".into()),
-            );
-            cells.push(status_str(obj, "/pool/ready"));
-            cells.push(status_str(obj, "/pool/starting"));
-            cells.push(age(obj.metadata.creation_timestamp));
-        }
-        Kind::Policy => {
-            cells.push(
-                obj.spec
-                    .get("mode")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Enforce")
-                    .to_string(),
-            );
-            cells.push(age(obj.metadata.creation_timestamp));
-        }
-        Kind::Workspace => cells.push(age(obj.metadata.creation_timestamp)),
-    }
-    cells
-}
-
-fn header(kind: Kind, wide: bool, with_ns: bool) -> Vec<String> {
-    let mut h: Vec<&str> = Vec::new();
-    if with_ns {
-        h.push("WORKSPACE");
-    }
-    h.push("NAME");
-    match kind {
-        Kind::Job => {
-            h.extend(["PHASE", "RUNS", "ATTEMPT", "AGE"]);
-            if wide {
-                h.push("SUMMARY");
-            }
-        }
-        Kind::Workflow => h.extend(["PHASE", "AGE"]),
-        Kind::Sandbox => {
-            h.extend(["PHASE", "TEMPLATE", "EXPIRES", "AGE"]);
-            if wide {
-                h.push("MESSAGE");
-            }
-        }
-        Kind::SandboxTemplate => h.extend(["POOL", "READY", "STARTING", "AGE"]),
-        Kind::Policy => h.extend(["MODE", "AGE"]),
-        Kind::Workspace => h.push("AGE"),
-    }
-    h.into_iter().map(String::from).collect()
 }
 
 /// Left-aligned columns separated by three spaces, as kubectl prints them.
@@ -189,8 +80,9 @@ fn print_objects(objects: &[Object], kind: Kind, format: Format, with_ns: bool, 
         }
         Format::Table | Format::Wide => {
             let wide = format == Format::Wide;
-            let mut rows = vec![header(kind, wide, with_ns)];
-            rows.extend(objects.iter().map(|o| row(o, wide, with_ns)));
+            let now = Utc::now();
+            let mut rows = vec![list_header(kind, wide, with_ns)];
+            rows.extend(objects.iter().map(|o| list_row(o, wide, with_ns, now)));
             print!("{}", table(&rows));
         }
     }
@@ -271,7 +163,7 @@ fn print_event(type_: &str, obj: &Object, kind: Kind, format: Format, with_ns: b
             obj.metadata.name
         ),
         Format::Table | Format::Wide => {
-            let mut cells = row(obj, format == Format::Wide, with_ns);
+            let mut cells = list_row(obj, format == Format::Wide, with_ns, Utc::now());
             if type_ == "DELETED" {
                 cells.push("(deleted)".into());
             }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::client::format::{list_header, list_row};
 use crate::resources::job::JobStatus;
 use crate::resources::{Kind, Object};
 
@@ -333,39 +334,19 @@ pub fn count(n: usize, singular: &str, plural: &str) -> String {
     }
 }
 
-/// One list row per object: NAME (and WORKSPACE), then what matters for the kind.
+/// One list row per object: WORKSPACE (when asked) and NAME, then the kind's printer
+/// columns with the wide ones (the CLI's `-o wide`), long cells clipped.
 pub fn list_rows(objects: &[Object], with_workspace: bool, now: DateTime<Utc>) -> Vec<Vec<String>> {
-    let kind = objects.first().map(|o| o.kind);
-    let mut header = Vec::new();
-    if with_workspace {
-        header.push("WORKSPACE".to_string());
-    }
-    header.push("NAME".into());
-    match kind {
-        Some(Kind::Job) => header.extend(["PHASE", "RUNS", "AGE", "SUMMARY"].map(String::from)),
-        _ => header.extend(["PHASE", "AGE"].map(String::from)),
-    }
-    let mut rows = vec![header];
-    for obj in objects {
-        let mut row = Vec::new();
-        if with_workspace {
-            row.push(obj.metadata.namespace.clone().unwrap_or_default());
-        }
-        row.push(obj.metadata.name.clone());
-        row.push(phase(obj));
-        if obj.kind == Kind::Job {
-            let status = job_status(obj);
-            row.push(status.total_runs.to_string());
-            row.push(age(obj.metadata.creation_timestamp, now));
-            row.push(clip(
-                &status.summary.unwrap_or_default().replace('\n', " "),
-                80,
-            ));
-        } else {
-            row.push(age(obj.metadata.creation_timestamp, now));
-        }
-        rows.push(row);
-    }
+    let Some(kind) = objects.first().map(|o| o.kind) else {
+        return Vec::new();
+    };
+    let mut rows = vec![list_header(kind, true, with_workspace)];
+    rows.extend(objects.iter().map(|obj| {
+        list_row(obj, true, with_workspace, now)
+            .into_iter()
+            .map(|cell| clip(&cell.replace('\n', " "), 80))
+            .collect()
+    }));
     rows
 }
 
@@ -536,7 +517,11 @@ mod tests {
     fn a_job_without_status_lists_as_pending() {
         let obj = job_with_status(Value::Null);
         let rows = list_rows(&[obj], false, Utc::now());
-        assert_eq!(rows[0], ["NAME", "PHASE", "RUNS", "AGE", "SUMMARY"]);
-        assert_eq!(rows[1][..3], ["build", "Pending", "0"]);
+        // The Job's printer columns, wide ones included, as `orcaops get jobs -o wide`.
+        assert_eq!(
+            rows[0],
+            ["NAME", "PHASE", "RUNS", "ATTEMPT", "SUMMARY", "AGE"]
+        );
+        assert_eq!(rows[1][..4], ["build", "Pending", "-", "-"]);
     }
 }

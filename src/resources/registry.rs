@@ -1,8 +1,9 @@
 //! The kind registry: every per-kind fact in one table, declared once per kind.
 //!
-//! What kube's `CustomResource` derive already knows (kind, plural, singular, short names,
-//! scope, categories, printer columns, the OpenAPI schema) is read from each kind's CRD, built
-//! once; only what the derive cannot say is declared here: the description in the OpenAPI
+//! What kube's `CustomResource` derive already knows is taken from it: kind, plural,
+//! singular, short names and scope from its constants (cheap, for every CLI call);
+//! categories, printer columns and the OpenAPI schema from each kind's CRD, built once when
+//! first needed; only what the derive cannot say is declared here: the description in the OpenAPI
 //! document, the CLI's extra aliases, whether an empty spec is valid, and whether a controller
 //! runs the kind. The spec and status types come from the derive too (`HasSpec`,
 //! `HasStatus`), so the strict YAML read, the validation and the status check are the
@@ -11,12 +12,15 @@
 //! Adding a stored-only kind is its resource file, its `Kind` variant and one line in
 //! [`declared`]; see docs/architecture.md, "Adding a kind".
 
+use std::any::TypeId;
 use std::sync::LazyLock;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, JSONSchemaProps,
 };
 use kube::CustomResourceExt;
+use kube::core::Resource;
 use kube::core::object::{HasSpec, HasStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -46,7 +50,7 @@ pub struct KindDef {
     aliases: &'static [&'static str],
     spec_required: bool,
     crd: fn() -> CustomResourceDefinition,
-    short_names: fn() -> &'static [&'static str],
+    names: fn() -> Names,
     read_spec: ReadSpec,
     check_spec: fn(&mut Problems, &Object),
     check_status: fn(&Value) -> Result<(), StatusError>,
@@ -56,7 +60,8 @@ pub struct KindDef {
 /// The builder methods below say otherwise.
 fn def<K>(kind: Kind, description: &'static str) -> KindDef
 where
-    K: CustomResourceExt + HasSpec + HasStatus,
+    K: CustomResourceExt + Resource<DynamicType = ()> + HasSpec + HasStatus,
+    K::Scope: 'static,
     K::Spec: DeserializeOwned + Serialize + Default + CheckSpec,
     K::Status: DeserializeOwned,
 {
@@ -67,7 +72,7 @@ where
         aliases: &[],
         spec_required: false,
         crd: K::crd,
-        short_names: K::shortnames,
+        names: names_of::<K>,
         read_spec: parse::read_spec::<K::Spec>,
         check_spec: validate::typed::<K::Spec>,
         check_status: status_reads_as::<K::Status>,
@@ -92,6 +97,37 @@ impl KindDef {
 
     fn aliases(self, aliases: &'static [&'static str]) -> Self {
         KindDef { aliases, ..self }
+    }
+}
+
+/// The names and scope the derive writes into the CRD, read from its constants: a CLI
+/// that only resolves `jobs` or `sb` never pays for generating a schema.
+struct Names {
+    kind: &'static str,
+    plural: &'static str,
+    singular: String,
+    short_names: &'static [&'static str],
+    namespaced: bool,
+}
+
+fn names_of<K>() -> Names
+where
+    K: CustomResourceExt + Resource<DynamicType = ()>,
+    K::Scope: 'static,
+{
+    let name = |cow: std::borrow::Cow<'static, str>| match cow {
+        std::borrow::Cow::Borrowed(s) => s,
+        // The derive's names are literals; an owned one is kept for the process's life.
+        std::borrow::Cow::Owned(s) => &*s.leak(),
+    };
+    let kind = name(K::kind(&()));
+    Names {
+        kind,
+        plural: name(K::plural(&())),
+        // The derive's default, which none of ours overrides (a test compares with the CRD).
+        singular: kind.to_ascii_lowercase(),
+        short_names: K::shortnames(),
+        namespaced: TypeId::of::<K::Scope>() == TypeId::of::<NamespaceResourceScope>(),
     }
 }
 
@@ -120,15 +156,15 @@ fn declared() -> [KindDef; Kind::ALL.len()] {
     ]
 }
 
-/// One kind as the registry holds it: its declaration, its CRD, and its names for the CLI.
+/// One kind as the registry holds it: its declaration and its names.
 struct Entry {
     def: KindDef,
-    crd: CustomResourceDefinition,
+    names: Names,
     /// The CRD's short names, then the declared aliases.
     short_names: Vec<&'static str>,
 }
 
-/// Built on first use: generating a CRD runs schemars over the whole spec type.
+/// Built on first use, from the derive's constants.
 static TABLE: LazyLock<Vec<Entry>> = LazyLock::new(|| {
     declared()
         .into_iter()
@@ -140,13 +176,15 @@ static TABLE: LazyLock<Vec<Entry>> = LazyLock::new(|| {
                 "{:?} is declared out of the order of Kind::ALL",
                 def.kind
             );
-            let short_names = (def.short_names)()
+            let names = (def.names)();
+            let short_names = names
+                .short_names
                 .iter()
                 .chain(def.aliases)
                 .copied()
                 .collect();
             Entry {
-                crd: (def.crd)(),
+                names,
                 short_names,
                 def,
             }
@@ -154,33 +192,33 @@ static TABLE: LazyLock<Vec<Entry>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Built when first needed (a Table, discovery, OpenAPI, `orcaops crds`): generating a
+/// CRD runs schemars over the whole spec type.
+static CRDS: LazyLock<Vec<CustomResourceDefinition>> =
+    LazyLock::new(|| TABLE.iter().map(|e| (e.def.crd)()).collect());
+
 fn entry(kind: Kind) -> &'static Entry {
     &TABLE[kind as usize]
 }
 
 /// The CRD of `kind`, as `orcaops crds` prints it.
 pub fn crd(kind: Kind) -> &'static CustomResourceDefinition {
-    &entry(kind).crd
+    &CRDS[kind as usize]
 }
 
 /// The kind's name, as written in `kind:` (`SandboxTemplate`).
 pub fn name(kind: Kind) -> &'static str {
-    &crd(kind).spec.names.kind
+    entry(kind).names.kind
 }
 
 /// The plural, as in URL paths (`sandboxtemplates`).
 pub fn plural(kind: Kind) -> &'static str {
-    &crd(kind).spec.names.plural
+    entry(kind).names.plural
 }
 
 /// The lowercase singular (`sandboxtemplate`).
 pub fn singular(kind: Kind) -> &'static str {
-    crd(kind)
-        .spec
-        .names
-        .singular
-        .as_deref()
-        .expect("kube's derive always sets the singular")
+    &entry(kind).names.singular
 }
 
 /// The short names the CLI accepts: the CRD's, then the aliases declared here.
@@ -198,7 +236,7 @@ pub fn categories(kind: Kind) -> &'static [String] {
 }
 
 pub fn namespaced(kind: Kind) -> bool {
-    crd(kind).spec.scope == "Namespaced"
+    entry(kind).names.namespaced
 }
 
 /// The CRD's `additionalPrinterColumns`: what `kubectl get` shows, and what the REST facade's

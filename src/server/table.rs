@@ -16,6 +16,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
+use crate::resources::columns::find;
 use crate::resources::{Kind, registry};
 
 /// What the client asked for besides the rows: `?includeObject=None|Metadata|Object`.
@@ -129,31 +130,6 @@ fn columns(kind: Kind) -> Vec<Column> {
             type_: c.type_,
         })
         .collect()
-}
-
-/// Evaluates a simple JSONPath (`.status.phase`, `{.a.b[0].c}`) against `value`.
-fn find<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    let path = path.trim();
-    let path = path
-        .strip_prefix('{')
-        .and_then(|p| p.strip_suffix('}'))
-        .unwrap_or(path);
-    let path = path.strip_prefix('$').unwrap_or(path);
-    let mut current = value;
-    for segment in path.split('.').filter(|s| !s.is_empty()) {
-        let (key, indexes) = match segment.find('[') {
-            Some(i) => (&segment[..i], &segment[i..]),
-            None => (segment, ""),
-        };
-        if !key.is_empty() {
-            current = current.get(key)?;
-        }
-        for index in indexes.split('[').filter(|s| !s.is_empty()) {
-            let index: usize = index.strip_suffix(']')?.parse().ok()?;
-            current = current.get(index)?;
-        }
-    }
-    Some(current)
 }
 
 /// A cell as the API server's CRD table convertor makes it from a column's type.
