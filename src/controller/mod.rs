@@ -1,10 +1,14 @@
 //! Controllers: one per kind, all driven by the same [`WorkQueue`], fed from the
-//! store's watch stream and periodic resyncs. Each reconcile is observe -> decide -> act.
+//! store's watch stream and periodic resyncs. Each reconcile is observe -> decide -> act,
+//! run by one driver ([`reconcile::drive`]).
 
 pub mod activity;
 mod backend;
+pub mod event;
+pub mod finalizer;
 pub mod job;
 pub mod queue;
+pub mod reconcile;
 pub mod sandbox;
 pub mod template;
 
