@@ -1,10 +1,14 @@
 //! Controllers: one per kind, all driven by the same [`WorkQueue`], fed from the
-//! store's watch stream and periodic resyncs. Each reconcile is observe -> decide -> act.
+//! store's watch stream and periodic resyncs. Each reconcile is observe -> decide -> act,
+//! run by one driver ([`reconcile::drive`]).
 
 pub mod activity;
 mod backend;
+pub mod event;
+pub mod finalizer;
 pub mod job;
 pub mod queue;
+pub mod reconcile;
 pub mod sandbox;
 pub mod template;
 
@@ -287,12 +291,12 @@ fn only_status_changed(event: &WatchEvent) -> bool {
 async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
     let started = std::time::Instant::now();
     let result = match key.kind {
-        Kind::Job => job::reconcile(ctx, key).await,
-        Kind::Sandbox => sandbox::reconcile(ctx, key).await,
+        Kind::Job => reconcile::drive(&job::JobReconciler, ctx, key).await,
+        Kind::Sandbox => reconcile::drive(&sandbox::SandboxReconciler, ctx, key).await,
         // Warm pools run where the runtime has them (Docker): a cluster's templates say so.
         Kind::SandboxTemplate => match ctx.sandbox_runtime.warm_pools() {
-            Some(docker) => template::reconcile(ctx, docker, key).await,
-            None => template::report_no_pool(ctx, key).await,
+            Some(docker) => reconcile::drive(&template::PoolReconciler { docker }, ctx, key).await,
+            None => reconcile::drive(&template::NoPoolReconciler, ctx, key).await,
         },
         // The other kinds are stored and validated; their controllers come later.
         _ => Ok(None),

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::controller::Context;
+use crate::records::AttemptOutcome;
 use crate::resources::job::JobPhase;
+use crate::resources::{Kind, ObjectKey};
 use crate::runtime::PodRuntime;
 use crate::store::kube::mock::{Reply, Seen, event_created, mock_client, status};
 use crate::store::{KubeStore, LocalStore};
@@ -194,7 +196,8 @@ impl Scenario {
     }
 
     async fn reconcile(&self) -> Result<Option<Duration>, ControllerError> {
-        reconcile(&self.ctx, &ObjectKey::new(Kind::Job, NS, "build")).await
+        let key = ObjectKey::new(Kind::Job, NS, "build");
+        crate::controller::reconcile::drive(&JobReconciler, &self.ctx, &key).await
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Cluster) -> T) -> T {

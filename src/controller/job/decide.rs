@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::controller::event::Event;
+use crate::controller::reconcile::{self, Fate};
 use crate::records::{AttemptOutcome, AttemptRecord, RunRecord};
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::job::{JobConditionType, JobPhase, JobSpec, JobStatus, StepStatus};
 use crate::resources::{ObjectMeta, keys};
 use crate::runtime::names::container_name;
 use crate::runtime::{ContainerInfo, ContainerState};
-use crate::store::EventType;
 
 mod finish;
 #[cfg(test)]
@@ -75,20 +76,12 @@ pub enum JobAction {
     },
     /// Persist a finished run in the run records.
     RecordRun(Box<RunRecord>),
-    /// Delete the Job itself (TTL after finish); its run records stay.
-    DeleteJob,
-    /// The Job is being deleted and nothing of it runs any more: remove the finalizer
-    /// (a cluster's), so the deletion completes.
-    RemoveFinalizer,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decision {
-    pub actions: Vec<JobAction>,
-    pub status: JobStatus,
-    pub events: Vec<(EventType, &'static str, String)>,
-    pub requeue_after: Option<Duration>,
-}
+/// The Job's decision. Its fate is [`Fate::Delete`] once the TTL after a finish is due
+/// (its run records stay), and [`Fate::Release`] once a deleting Job has nothing left
+/// running and its run is recorded.
+pub type Decision = reconcile::Decision<JobAction, JobStatus>;
 
 fn label_u32(c: &ContainerInfo, key: &str) -> Option<u32> {
     c.label(key).and_then(|v| v.parse().ok())
@@ -127,8 +120,9 @@ pub(super) struct Decider<'a> {
     obs: &'a Observed,
     status: JobStatus,
     actions: Vec<JobAction>,
-    events: Vec<(EventType, &'static str, String)>,
+    events: Vec<Event>,
     requeue: Option<Duration>,
+    fate: Fate,
 }
 
 pub fn decide(obs: &Observed) -> Decision {
@@ -138,6 +132,7 @@ pub fn decide(obs: &Observed) -> Decision {
         actions: Vec::new(),
         events: Vec::new(),
         requeue: None,
+        fate: Fate::Keep,
     };
     d.decide();
     d.adopt_what_starts();
@@ -146,6 +141,9 @@ pub fn decide(obs: &Observed) -> Decision {
         status: d.status,
         events: d.events,
         requeue_after: d.requeue,
+        status_first: false,
+        fate: d.fate,
+        hints: (),
     }
 }
 
@@ -273,7 +271,7 @@ impl Decider<'_> {
                 .cloned();
             self.finish_run(JobPhase::Cancelled, record.as_ref(), "the job was deleted");
         }
-        self.actions.push(JobAction::RemoveFinalizer);
+        self.fate = Fate::Release;
     }
 
     fn new_run_wanted(&mut self, trigger: String, live_current: Option<ContainerInfo>) {
@@ -334,11 +332,8 @@ impl Decider<'_> {
         self.status.start_time = Some(now);
         self.status.completion_time = None;
         self.status.artifacts.clear();
-        self.events.push((
-            EventType::Normal,
-            "RunStarted",
-            format!("run {run} started"),
-        ));
+        self.events
+            .push(Event::normal("RunStarted", format!("run {run} started")));
         self.start_attempt(run, 1);
     }
 
@@ -598,8 +593,7 @@ impl Decider<'_> {
             .map_or(0, |r| r.backoff_before(next));
         let at = record.finished_at + chrono::TimeDelta::seconds(backoff as i64);
         if at <= now {
-            self.events.push((
-                EventType::Warning,
+            self.events.push(Event::warning(
                 "Retrying",
                 format!(
                     "attempt {attempt} failed ({}); starting attempt {next}",
@@ -619,8 +613,7 @@ impl Decider<'_> {
             record.message,
             secs(at - now).as_secs().max(1)
         ));
-        self.events.push((
-            EventType::Warning,
+        self.events.push(Event::warning(
             "BackOff",
             format!(
                 "attempt {attempt} failed ({}); attempt {next} starts in {backoff}s",

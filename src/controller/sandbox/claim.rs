@@ -12,7 +12,8 @@ use futures::future::join_all;
 use tracing::{debug, warn};
 
 use super::decide::{ClaimedSlot, claimed_status};
-use super::{record_events, write_status};
+use crate::controller::event;
+use crate::controller::reconcile::{involved, write_status};
 use crate::controller::template::{fingerprint, sizing::desired_size};
 use crate::controller::{Context, ControllerError};
 use crate::resources::sandbox::{
@@ -105,7 +106,7 @@ pub(super) async fn try_claim(
         return Err(e);
     }
     debug!(slot = %slot.slot, "claimed a warm-pool sandbox");
-    record_events(ctx, &key, &meta.uid, events).await?;
+    event::record(ctx.store.as_ref(), &involved(&key, obj), events).await?;
     // Look again at once: the monitor, expiry and the rest of the status follow.
     Ok(Some(Some(Duration::ZERO)))
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::controller::event::Event;
+use crate::controller::reconcile::{self, Fate};
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::sandbox::{
     EffectiveSandbox, Endpoint, PoolClaim, SandboxConditionType, SandboxPhase, SandboxState,
@@ -97,19 +99,16 @@ pub enum SandboxAction {
     Rename { container_id: String, to: String },
     /// Stop containers (SIGTERM, then SIGKILL); their files and the volumes are kept.
     Stop { container_ids: Vec<String> },
-    /// Delete the Sandbox itself (expiry with `onExpiry: Delete`); cleanup follows.
-    DeleteSandbox,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decision {
-    pub actions: Vec<SandboxAction>,
-    /// Write the status before acting: stopping takes seconds, and the decision (Stopping,
-    /// Expired) must be visible at once.
-    pub status_first: bool,
-    pub status: SandboxStatus,
-    pub events: Vec<(EventType, &'static str, String)>,
-    pub requeue_after: Option<Duration>,
+/// The Sandbox's decision. It writes its status first when it stops containers, and
+/// its events first when it deletes the Sandbox (expiry with `onExpiry: Delete`, its
+/// [`Fate::Delete`]; the cleanup follows).
+pub type Decision = reconcile::Decision<SandboxAction, SandboxStatus, Hints>;
+
+/// What only the Sandbox's own steps read of a decision.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hints {
     /// The services should be running: their containers are watched and probed.
     pub watch: bool,
     /// An idle deadline passed and nothing in this process was using the sandbox: count
@@ -128,9 +127,10 @@ pub(super) struct Decider<'a> {
     obs: &'a Observed,
     status: SandboxStatus,
     actions: Vec<SandboxAction>,
-    events: Vec<(EventType, &'static str, String)>,
+    events: Vec<Event>,
     requeue: Option<Duration>,
     status_first: bool,
+    fate: Fate,
     watch: bool,
     count_processes: bool,
 }
@@ -143,6 +143,7 @@ pub fn decide(obs: &Observed) -> Decision {
         events: Vec::new(),
         requeue: None,
         status_first: false,
+        fate: Fate::Keep,
         watch: false,
         count_processes: false,
     };
@@ -155,12 +156,15 @@ pub fn decide(obs: &Observed) -> Decision {
     }
     Decision {
         actions: d.actions,
-        status_first: d.status_first,
         status: d.status,
         events: d.events,
         requeue_after: d.requeue,
-        watch: d.watch,
-        count_processes: d.count_processes,
+        status_first: d.status_first,
+        fate: d.fate,
+        hints: Hints {
+            watch: d.watch,
+            count_processes: d.count_processes,
+        },
     }
 }
 
@@ -459,7 +463,11 @@ impl Decider<'_> {
     }
 
     fn event(&mut self, type_: EventType, reason: &'static str, message: String) {
-        self.events.push((type_, reason, message));
+        self.events.push(Event {
+            type_,
+            reason,
+            message,
+        });
     }
 
     fn requeue_in(&mut self, after: Duration) {
@@ -488,7 +496,7 @@ pub fn claimed_status(
     effective: &EffectiveSandbox,
     slot: &ClaimedSlot,
     now: DateTime<Utc>,
-) -> (SandboxStatus, Vec<(EventType, &'static str, String)>) {
+) -> (SandboxStatus, Vec<Event>) {
     let mut status = SandboxStatus {
         phase: Some(SandboxPhase::Ready),
         observed_generation: Some(meta.generation),
@@ -533,8 +541,7 @@ pub fn claimed_status(
         status.expires_at = Some(expires);
         status.expiry_reason = Some(kind.as_str().to_string());
     }
-    let events = vec![(
-        EventType::Normal,
+    let events = vec![Event::normal(
         "Claimed",
         format!(
             "claimed a ready sandbox from the warm pool of template {} (slot {})",

@@ -200,7 +200,6 @@ impl SandboxRuntime for DockerRuntime {
                 }
                 Ok(false)
             }
-            SandboxAction::DeleteSandbox => Ok(false),
         }
     }
 

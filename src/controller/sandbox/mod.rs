@@ -1,8 +1,9 @@
 //! The Sandbox controller: observe (the Sandbox, its template, its services' containers
 //! and their health, its activity), decide (pure, [`decide`]), act (idempotent runtime
-//! calls), then one status write. What runs the services is a [`SandboxRuntime`]:
-//! Docker ([`docker`]) or a pod per sandbox on a cluster ([`pods`]). A Sandbox naming a template with a warm pool
-//! first tries to claim a ready pooled sandbox ([`claim`]).
+//! calls), run by [`crate::controller::reconcile::drive`]. What runs the services is a
+//! [`SandboxRuntime`]: Docker ([`docker`]) or a pod per sandbox on a cluster ([`pods`]);
+//! its `act` is this controller's act. A Sandbox naming a template with a warm pool
+//! first tries to claim a ready pooled sandbox ([`claim`]) while it is observed.
 
 mod claim;
 pub mod cleanup;
@@ -18,16 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tracing::{debug, info, instrument};
 
 use crate::resources::sandbox::{
     EffectiveSandbox, SandboxSpec, SandboxStatus, SandboxTemplateSpec, effective,
 };
-use crate::resources::{Kind, Object, ObjectKey, keys};
-use crate::store::{EventType, InvolvedObject, NewEvent, StoreError};
+use crate::resources::{Kind, Object, ObjectKey};
 
+use super::reconcile::{Cleanup, Observation, Reconciler, invalid};
 use super::{Context, ControllerError};
-use decide::{Activity, Decision, Observed, SandboxAction, decide};
+use decide::{Activity, Decision, Hints, Observed, SandboxAction};
 use monitor::Monitors;
 pub use runtime::SandboxRuntime;
 
@@ -57,21 +57,6 @@ impl Tracker {
     }
 }
 
-pub(super) fn invalid(key: &ObjectKey, e: serde_json::Error) -> ControllerError {
-    ControllerError::InvalidObject {
-        key: key.clone(),
-        message: e.to_string(),
-    }
-}
-
-fn status_of(key: &ObjectKey, obj: &Object) -> Result<SandboxStatus, ControllerError> {
-    if obj.status.is_null() {
-        Ok(SandboxStatus::default())
-    } else {
-        serde_json::from_value(obj.status.clone()).map_err(|e| invalid(key, e))
-    }
-}
-
 /// The Sandbox's template, read fresh: `Err(name)` when it names one that is missing.
 async fn template_of(
     ctx: &Context,
@@ -91,158 +76,115 @@ async fn template_of(
     }
 }
 
-/// Reconciles one Sandbox; returns when to look at it again.
-#[instrument(skip(ctx), fields(kind = "Sandbox", namespace = %key.namespace, name = %key.name))]
-pub async fn reconcile(
-    ctx: &Arc<Context>,
-    key: &ObjectKey,
-) -> Result<Option<Duration>, ControllerError> {
-    let Some(mut obj) = ctx.store.get(key).await? else {
-        return Ok(None);
-    };
-    let uid = obj.metadata.uid.clone();
-    if ctx.finalizers {
-        // On a cluster the Sandbox keeps a finalizer, so that its deletion waits for its
-        // pod, Service and volumes to be removed.
-        if obj.metadata.deletion_timestamp.is_some() {
-            if obj.metadata.finalizers.iter().any(|f| f == keys::FINALIZER) {
-                ctx.sandbox_runtime().remove_deleted(ctx, &obj).await?;
-                info!("cleaned up after deletion; letting the sandbox go");
-                ctx.store.remove_finalizer(key, keys::FINALIZER).await?;
-            }
-            return Ok(None);
+/// The Sandbox controller, for [`crate::controller::reconcile::drive`].
+pub struct SandboxReconciler;
+
+#[async_trait::async_trait]
+impl Reconciler for SandboxReconciler {
+    // On a cluster the Sandbox keeps a finalizer, so that its deletion waits for its
+    // pod, Service and volumes to be removed.
+    const FINALIZER: bool = true;
+    type Observed = Observed;
+    type Action = SandboxAction;
+    type Status = SandboxStatus;
+    type Hints = Hints;
+
+    async fn observe(
+        &self,
+        ctx: &Arc<Context>,
+        obj: &Object,
+        stored: &SandboxStatus,
+    ) -> Result<Observation<Observed>, ControllerError> {
+        let key = obj.key();
+        ctx.sandboxes.remember(&obj.metadata.uid, &key);
+        let spec: SandboxSpec =
+            serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(&key, e))?;
+        let (template, template_missing) = match template_of(ctx, &key, &spec).await? {
+            Ok(t) => (t, None),
+            Err(name) => (None, Some(name)),
+        };
+        let effective = effective(&spec, template.as_ref());
+        if let Some(docker) = ctx.sandbox_runtime().warm_pools()
+            && let Some(requeue) = claim::try_claim(
+                ctx,
+                docker,
+                obj,
+                &spec,
+                stored,
+                template.as_ref(),
+                &effective,
+            )
+            .await?
+        {
+            return Ok(Observation::Settled(requeue));
         }
-        if !obj.metadata.finalizers.iter().any(|f| f == keys::FINALIZER) {
-            ctx.store.add_finalizer(key, keys::FINALIZER).await?;
-            let Some(fresh) = ctx.store.get(key).await? else {
-                return Ok(None);
-            };
-            obj = fresh;
-        }
-    }
-    ctx.sandboxes.remember(&uid, key);
-    let spec: SandboxSpec =
-        serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(key, e))?;
-    let status = status_of(key, &obj)?;
-    let (template, template_missing) = match template_of(ctx, key, &spec).await? {
-        Ok(t) => (t, None),
-        Err(name) => (None, Some(name)),
-    };
-    let effective = effective(&spec, template.as_ref());
-    if let Some(docker) = ctx.sandbox_runtime().warm_pools()
-        && let Some(requeue) = claim::try_claim(
-            ctx,
-            docker,
-            &obj,
-            &spec,
-            &status,
-            template.as_ref(),
-            &effective,
-        )
-        .await?
-    {
-        return Ok(requeue);
+        let observed =
+            observe(ctx, obj, &spec, stored.clone(), effective, template_missing).await?;
+        Ok(Observation::Ready(observed))
     }
 
-    let mut observed = observe(
-        ctx,
-        &obj,
-        &spec,
-        status.clone(),
-        effective,
-        template_missing,
-    )
-    .await?;
-    let mut decision = decide(&observed);
-    if decision.count_processes {
-        observed.activity.background =
-            Some(ctx.sandbox_runtime().count_processes(&observed).await?);
-        decision = decide(&observed);
+    fn decide(observed: &Observed) -> Decision {
+        decide::decide(observed)
     }
-    let mut events = Vec::new();
-    let mut written = false;
-    let mut deleted = false;
-    for pass in 0..3 {
-        deleted = decision.actions.contains(&SandboxAction::DeleteSandbox);
-        if decision.status_first || deleted {
-            // Stopping takes seconds: what was decided (Stopping, Expired, and why)
-            // is recorded before it starts.
-            if decision.status_first {
-                write_status(ctx, key, &obj, &decision.status).await?;
-                written = true;
-            }
-            events.append(&mut decision.events);
-            record_events(ctx, key, &uid, std::mem::take(&mut events)).await?;
-        }
-        let acted = act(ctx, &obj, &mut observed, &decision).await?;
-        events.append(&mut decision.events);
-        if deleted || decision.status_first || !acted || pass == 2 {
-            break;
-        }
-        // What was just made or started is known now: decide again with it, so a cold
-        // start is Ready in one reconcile and one status write.
-        observed.status = decision.status.clone();
-        observed.now = Utc::now();
-        decision = decide(&observed);
-    }
-    if !deleted && !written && decision.status != status {
-        write_status(ctx, key, &obj, &decision.status).await?;
-    }
-    record_events(ctx, key, &uid, events).await?;
-    if deleted {
-        return Ok(None);
-    }
-    let mut requeue = decision.requeue_after;
-    if decision.watch {
-        let look_again = ctx
-            .sandbox_runtime()
-            .watch(ctx, key, &uid, &observed, &decision.status);
-        if let Some(poll) = look_again {
-            requeue = Some(requeue.map_or(poll, |r| r.min(poll)));
-        }
-    } else {
-        ctx.sandbox_runtime().unwatch(ctx, &uid);
-    }
-    Ok(requeue)
-}
 
-async fn write_status(
-    ctx: &Context,
-    key: &ObjectKey,
-    obj: &Object,
-    status: &SandboxStatus,
-) -> Result<(), ControllerError> {
-    let value = serde_json::to_value(status).map_err(|e| invalid(key, e))?;
-    ctx.store
-        .update_status(key, &obj.metadata.resource_version, value)
-        .await?;
-    Ok(())
-}
-
-async fn record_events(
-    ctx: &Context,
-    key: &ObjectKey,
-    uid: &str,
-    events: Vec<(EventType, &'static str, String)>,
-) -> Result<(), ControllerError> {
-    let involved = InvolvedObject {
-        kind: Kind::Sandbox.as_str().into(),
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
-        uid: uid.to_string(),
-    };
-    for (type_, reason, message) in events {
-        debug!(reason, %message, "sandbox event");
-        ctx.store
-            .record_event(NewEvent {
-                involved: involved.clone(),
-                type_,
-                reason: reason.into(),
-                message,
-            })
-            .await?;
+    async fn act(
+        &self,
+        ctx: &Arc<Context>,
+        obj: &Object,
+        observed: &mut Observed,
+        actions: Vec<SandboxAction>,
+        status: &SandboxStatus,
+    ) -> Result<bool, ControllerError> {
+        let mut acted = false;
+        for action in &actions {
+            acted |= ctx
+                .sandbox_runtime()
+                .act(ctx, obj, observed, action)
+                .await?;
+        }
+        if acted {
+            // What was just made or started is known now: decide again with it, so a
+            // cold start is Ready in one reconcile and one status write.
+            observed.status = status.clone();
+            observed.now = Utc::now();
+        }
+        Ok(acted)
     }
-    Ok(())
+
+    async fn cleanup(&self, ctx: &Arc<Context>, obj: &Object) -> Result<Cleanup, ControllerError> {
+        ctx.sandbox_runtime().remove_deleted(ctx, obj).await?;
+        Ok(Cleanup::Finished)
+    }
+
+    async fn complete(
+        &self,
+        ctx: &Arc<Context>,
+        observed: &mut Observed,
+        decision: &Decision,
+    ) -> Result<bool, ControllerError> {
+        if !decision.hints.count_processes {
+            return Ok(false);
+        }
+        observed.activity.background = Some(ctx.sandbox_runtime().count_processes(observed).await?);
+        Ok(true)
+    }
+
+    fn after_status(
+        &self,
+        ctx: &Arc<Context>,
+        obj: &Object,
+        observed: &Observed,
+        decision: &Decision,
+    ) -> Option<Duration> {
+        let uid = &obj.metadata.uid;
+        if decision.hints.watch {
+            ctx.sandbox_runtime()
+                .watch(ctx, &obj.key(), uid, observed, &decision.status)
+        } else {
+            ctx.sandbox_runtime().unwatch(ctx, uid);
+            None
+        }
+    }
 }
 
 async fn observe(
@@ -279,31 +221,4 @@ async fn observe(
         },
         now: Utc::now(),
     })
-}
-
-/// Runs the decision's actions, updating `observed` with what they did. Returns
-/// whether any container was made, started, renamed or removed.
-async fn act(
-    ctx: &Arc<Context>,
-    obj: &Object,
-    observed: &mut Observed,
-    decision: &Decision,
-) -> Result<bool, ControllerError> {
-    let key = obj.key();
-    let mut acted = false;
-    for action in &decision.actions {
-        if *action == SandboxAction::DeleteSandbox {
-            info!(reason = "expired", "deleting sandbox");
-            match ctx.store.delete(&key).await {
-                Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            continue;
-        }
-        acted |= ctx
-            .sandbox_runtime()
-            .act(ctx, obj, observed, action)
-            .await?;
-    }
-    Ok(acted)
 }

@@ -130,7 +130,6 @@ impl SandboxRuntime for PodRuntime {
                 self.delete_sandbox_pod(meta, STOP_GRACE_SECS).await?;
                 Ok(false)
             }
-            SandboxAction::DeleteSandbox => Ok(false),
         }
     }
 

@@ -32,9 +32,8 @@ pub trait SandboxRuntime: Send + Sync {
         names: &[String],
     ) -> Result<BTreeMap<String, ServiceObserved>, ControllerError>;
 
-    /// Runs one action (never [`SandboxAction::DeleteSandbox`], which the controller
-    /// runs itself), updating `observed` with what it did. Returns whether anything was
-    /// made, started, renamed or removed (the controller then decides again).
+    /// Runs one action, updating `observed` with what it did. Returns whether anything
+    /// was made, started, renamed or removed (the controller then decides again).
     async fn act(
         &self,
         ctx: &Arc<Context>,

@@ -4,57 +4,85 @@
 //! pool says so, in its status (condition `WarmPool` False, and the message) and in
 //! one event; Sandboxes made from it start cold.
 
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-use super::super::sandbox::invalid;
-use super::read;
+use super::spec_of;
+use crate::controller::event::Event;
+use crate::controller::reconcile::{Decision, Fate, Observation, Reconciler};
 use crate::controller::{Context, ControllerError};
+use crate::resources::Object;
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::sandbox::{
     SandboxTemplateConditionType, SandboxTemplateSpec, SandboxTemplateStatus,
 };
-use crate::resources::{Kind, ObjectKey};
-use crate::store::{EventType, InvolvedObject, NewEvent};
 
 /// Why a template's pool is not kept here.
 pub const NO_POOL_ON_A_CLUSTER: &str = "warm pools are not run on a cluster yet: sandboxes from this template start cold (remove spec.warmPool to silence this)";
 
-/// Reports, on a cluster, that the template's warm pool is not kept.
-pub async fn report_no_pool(
-    ctx: &Arc<Context>,
-    key: &ObjectKey,
-) -> Result<Option<Duration>, ControllerError> {
-    let Some(obj) = ctx.store.get(key).await? else {
-        return Ok(None);
-    };
-    let (spec, stored) = read(&obj, key)?;
-    let status = no_pool_status(&spec, &stored, obj.metadata.generation, Utc::now());
-    if status == stored {
-        return Ok(None);
+/// The SandboxTemplate controller on a cluster: it reports that the template's warm
+/// pool is not kept, and does nothing else.
+pub struct NoPoolReconciler;
+
+/// What the report needs.
+pub struct NoPoolObserved {
+    spec: SandboxTemplateSpec,
+    stored: SandboxTemplateStatus,
+    generation: i64,
+    now: DateTime<Utc>,
+}
+
+#[async_trait::async_trait]
+impl Reconciler for NoPoolReconciler {
+    const FINALIZER: bool = false;
+    type Observed = NoPoolObserved;
+    type Action = Infallible;
+    type Status = SandboxTemplateStatus;
+    type Hints = ();
+
+    async fn observe(
+        &self,
+        _ctx: &Arc<Context>,
+        obj: &Object,
+        stored: &SandboxTemplateStatus,
+    ) -> Result<Observation<NoPoolObserved>, ControllerError> {
+        Ok(Observation::Ready(NoPoolObserved {
+            spec: spec_of(obj)?,
+            stored: stored.clone(),
+            generation: obj.metadata.generation,
+            now: Utc::now(),
+        }))
     }
-    let value = serde_json::to_value(&status).map_err(|e| invalid(key, e))?;
-    ctx.store
-        .update_status(key, &obj.metadata.resource_version, value)
-        .await?;
-    if status.message.is_some() && stored.message != status.message {
-        ctx.store
-            .record_event(NewEvent {
-                involved: InvolvedObject {
-                    kind: Kind::SandboxTemplate.as_str().into(),
-                    namespace: key.namespace.clone(),
-                    name: key.name.clone(),
-                    uid: obj.metadata.uid.clone(),
-                },
-                type_: EventType::Warning,
-                reason: "WarmPoolNotRun".into(),
-                message: NO_POOL_ON_A_CLUSTER.into(),
-            })
-            .await?;
+
+    fn decide(obs: &NoPoolObserved) -> Decision<Infallible, SandboxTemplateStatus> {
+        let status = no_pool_status(&obs.spec, &obs.stored, obs.generation, obs.now);
+        let mut events = Vec::new();
+        if status.message.is_some() && obs.stored.message != status.message {
+            events.push(Event::warning("WarmPoolNotRun", NO_POOL_ON_A_CLUSTER));
+        }
+        Decision {
+            actions: Vec::new(),
+            status,
+            events,
+            requeue_after: None,
+            status_first: false,
+            fate: Fate::Keep,
+            hints: (),
+        }
     }
-    Ok(None)
+
+    async fn act(
+        &self,
+        _ctx: &Arc<Context>,
+        _obj: &Object,
+        _observed: &mut NoPoolObserved,
+        _actions: Vec<Infallible>,
+        _status: &SandboxTemplateStatus,
+    ) -> Result<bool, ControllerError> {
+        Ok(false)
+    }
 }
 
 /// The status of a template on a cluster. Pure.
@@ -62,7 +90,7 @@ pub fn no_pool_status(
     spec: &SandboxTemplateSpec,
     stored: &SandboxTemplateStatus,
     generation: i64,
-    now: chrono::DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> SandboxTemplateStatus {
     let mut status = stored.clone();
     status.observed_generation = Some(generation);
@@ -124,6 +152,7 @@ mod tests {
     /// event recorded once; a second reconcile writes nothing.
     #[tokio::test]
     async fn a_template_with_a_pool_on_a_cluster_says_so_once() {
+        use crate::resources::{Kind, ObjectKey};
         use crate::runtime::PodRuntime;
         use crate::store::kube::mock::{Reply, event_created, mock_client, status};
         use crate::store::{KubeStore, LocalStore};
@@ -170,8 +199,11 @@ mod tests {
             pods: PodRuntime::new(client),
         });
         let key = ObjectKey::new(Kind::SandboxTemplate, "default", "shell");
-        report_no_pool(&ctx, &key).await.unwrap();
-        report_no_pool(&ctx, &key).await.unwrap();
+        for _ in 0..2 {
+            crate::controller::reconcile::drive(&NoPoolReconciler, &ctx, &key)
+                .await
+                .unwrap();
+        }
         let stored = template.lock().unwrap()["status"].clone();
         assert_eq!(stored["conditions"][0]["type"], "WarmPool");
         assert_eq!(stored["conditions"][0]["status"], "False");

@@ -6,6 +6,7 @@
 //! ([`pool::Pools`]). A slot belongs to no Sandbox until claimed; its Docker objects
 //! are named `orcaops-pool-<ns>-<template>-<slot>[-<service>|-<volume>]`.
 
+mod act;
 mod cluster;
 pub mod pool;
 pub mod sizing;
@@ -14,41 +15,29 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use tracing::{debug, info, instrument, warn};
+use chrono::{DateTime, Utc};
+use tracing::{debug, info};
 
-use super::sandbox::invalid;
-use super::sandbox::make::{Placement, make_services};
+use super::reconcile::{Decision, Fate, Observation, Reconciler, invalid};
 use super::sandbox::monitor::Target;
 use super::{Context, ControllerError};
 use crate::resources::sandbox::{
     SandboxNetwork, SandboxService, SandboxStatus, SandboxTemplateSpec, SandboxTemplateStatus,
 };
-use crate::resources::{Kind, ObjectKey, keys};
-use crate::runtime::sandbox::names::{
-    LABEL_SPEC_HASH, Owner, POOL_PREFIX, new_slot_id, owner_labels, pool_base, probe_spec,
-    service_hash,
-};
+use crate::resources::{Kind, Object, ObjectKey, keys};
+use crate::runtime::sandbox::names::{LABEL_SPEC_HASH, POOL_PREFIX, probe_spec, service_hash};
 use crate::runtime::{ContainerState, DockerRuntime};
-use crate::store::{InvolvedObject, NewEvent};
 
-pub use cluster::{NO_POOL_ON_A_CLUSTER, report_no_pool};
-use pool::{Counters, SlotContainer, slot_monitor_id};
-
-/// A stored template's spec and status (a template never written to has the default).
-pub(super) fn read(
-    obj: &crate::resources::Object,
-    key: &ObjectKey,
-) -> Result<(SandboxTemplateSpec, SandboxTemplateStatus), ControllerError> {
-    let spec = serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(key, e))?;
-    let stored = if obj.status.is_null() {
-        SandboxTemplateStatus::default()
-    } else {
-        serde_json::from_value(obj.status.clone()).map_err(|e| invalid(key, e))?
-    };
-    Ok((spec, stored))
-}
+pub use act::PoolAction;
+use act::remove_slot;
+pub use cluster::{NO_POOL_ON_A_CLUSTER, NoPoolReconciler};
+use pool::{Counters, PoolSnapshot, SlotContainer, slot_monitor_id};
 pub use pool::{Fingerprint, Pools};
+
+/// A stored template's spec.
+pub(super) fn spec_of(obj: &Object) -> Result<SandboxTemplateSpec, ControllerError> {
+    serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(&obj.key(), e))
+}
 
 /// What a pool slot (or a claim) must match: each service's hash.
 pub fn fingerprint(services: &[SandboxService], network: SandboxNetwork) -> Fingerprint {
@@ -58,213 +47,125 @@ pub fn fingerprint(services: &[SandboxService], network: SandboxNetwork) -> Fing
         .collect()
 }
 
-/// Reconciles one SandboxTemplate's warm pool; returns when to look at it again.
-#[instrument(skip(ctx, docker), fields(kind = "SandboxTemplate", namespace = %key.namespace, name = %key.name))]
-pub async fn reconcile(
-    ctx: &Arc<Context>,
-    docker: &DockerRuntime,
-    key: &ObjectKey,
-) -> Result<Option<Duration>, ControllerError> {
-    let Some(obj) = ctx.store.get(key).await? else {
-        drain(ctx, docker, key).await;
-        return Ok(None);
-    };
-    let (spec, stored) = read(&obj, key)?;
-    if let Some(p) = &stored.pool {
-        ctx.pools.seed(
-            key,
-            Counters {
+/// The SandboxTemplate controller where warm pools run (Docker).
+pub struct PoolReconciler<'a> {
+    pub docker: &'a DockerRuntime,
+}
+
+/// What the pool's sizing needs, read by the observe step.
+pub struct PoolObserved {
+    spec: SandboxTemplateSpec,
+    stored: SandboxTemplateStatus,
+    fingerprint: Fingerprint,
+    snapshot: PoolSnapshot,
+    generation: i64,
+    now: DateTime<Utc>,
+}
+
+#[async_trait::async_trait]
+impl Reconciler for PoolReconciler<'_> {
+    const FINALIZER: bool = false;
+    type Observed = PoolObserved;
+    type Action = PoolAction;
+    type Status = SandboxTemplateStatus;
+    type Hints = ();
+
+    async fn observe(
+        &self,
+        ctx: &Arc<Context>,
+        obj: &Object,
+        stored: &SandboxTemplateStatus,
+    ) -> Result<Observation<PoolObserved>, ControllerError> {
+        let key = obj.key();
+        let spec = spec_of(obj)?;
+        let counters = stored
+            .pool
+            .as_ref()
+            .map_or_else(Counters::default, |p| Counters {
                 claimed: p.claimed,
                 missed: p.missed,
                 last_claim_time: p.last_claim_time,
-            },
+            });
+        ctx.pools.seed(&key, counters);
+        let network = spec.network.unwrap_or_default();
+        let fingerprint = fingerprint(&spec.services, network);
+        let now = Utc::now();
+        let snapshot = ctx.pools.snapshot(&key, &ctx.sandboxes.monitors, now);
+        if snapshot.failures_in_a_row > 0
+            && snapshot
+                .slots
+                .iter()
+                .any(|s| s.state == sizing::SlotState::Ready)
+        {
+            ctx.pools.succeeded(&key);
+        }
+        Ok(Observation::Ready(PoolObserved {
+            spec,
+            stored: stored.clone(),
+            fingerprint,
+            snapshot,
+            generation: obj.metadata.generation,
+            now,
+        }))
+    }
+
+    fn decide(obs: &PoolObserved) -> Decision<PoolAction, SandboxTemplateStatus> {
+        let d = sizing::decide(
+            obs.spec.warm_pool.as_ref(),
+            &obs.fingerprint,
+            &obs.snapshot,
+            &obs.stored,
+            obs.generation,
+            obs.now,
         );
-    } else {
-        ctx.pools.seed(key, Counters::default());
-    }
-    let network = spec.network.unwrap_or_default();
-    let fingerprint = fingerprint(&spec.services, network);
-    let now = Utc::now();
-    let snapshot = ctx.pools.snapshot(key, &ctx.sandboxes.monitors, now);
-    if snapshot.failures_in_a_row > 0
-        && snapshot
-            .slots
-            .iter()
-            .any(|s| s.state == sizing::SlotState::Ready)
-    {
-        ctx.pools.succeeded(key);
-    }
-    let decision = sizing::decide(
-        spec.warm_pool.as_ref(),
-        &fingerprint,
-        &snapshot,
-        &stored,
-        obj.metadata.generation,
-        now,
-    );
-    for (slot, why) in &decision.remove {
-        if ctx.pools.take(key, slot) {
-            debug!(%slot, %why, "removing a pooled sandbox");
-            let (ctx, docker) = (Arc::clone(ctx), docker.clone());
-            let key = key.clone();
-            let slot = slot.clone();
-            tokio::spawn(async move { remove_slot(&ctx, &docker, &key, &slot).await });
+        let mut actions: Vec<PoolAction> = d
+            .remove
+            .into_iter()
+            .map(|(slot, why)| PoolAction::Remove { slot, why })
+            .collect();
+        actions.extend((0..d.start).map(|_| PoolAction::Start));
+        if d.misses_reported > 0 {
+            actions.push(PoolAction::MissesReported(d.misses_reported));
+        }
+        Decision {
+            actions,
+            status: d.status,
+            events: d.events,
+            requeue_after: d.requeue_after,
+            status_first: false,
+            fate: Fate::Keep,
+            hints: (),
         }
     }
-    for _ in 0..decision.start {
-        let slot = new_slot_id();
-        ctx.pools.add_creating(key, &slot, fingerprint.clone());
-        tokio::spawn(make_slot(
-            Arc::clone(ctx),
-            docker.clone(),
-            key.clone(),
-            spec.clone(),
-            slot,
-        ));
-    }
-    ctx.pools.misses_reported(key, decision.misses_reported);
 
-    let mut requeue = decision.requeue_after;
-    if decision.status != stored {
+    async fn act(
+        &self,
+        ctx: &Arc<Context>,
+        obj: &Object,
+        observed: &mut PoolObserved,
+        actions: Vec<PoolAction>,
+        _status: &SandboxTemplateStatus,
+    ) -> Result<bool, ControllerError> {
+        act::act(ctx, self.docker, &obj.key(), observed, actions);
+        Ok(false)
+    }
+
+    async fn gone(&self, ctx: &Arc<Context>, key: &ObjectKey) {
+        drain(ctx, self.docker, key).await;
+    }
+
+    fn status_write_due(
+        &self,
+        ctx: &Context,
+        key: &ObjectKey,
+        stored: &SandboxTemplateStatus,
+        status: &SandboxTemplateStatus,
+    ) -> Result<(), Duration> {
         // A claim shows at once (whoever waits for the pool to be full again must not
         // see it full before the claim); refill progress is written at most every 100 ms.
         let claims = |s: &SandboxTemplateStatus| s.pool.as_ref().map(|p| (p.claimed, p.missed));
-        let urgent = claims(&decision.status) != claims(&stored);
-        match ctx.pools.status_write_due(key, urgent) {
-            Ok(()) => {
-                let value = serde_json::to_value(&decision.status).map_err(|e| invalid(key, e))?;
-                ctx.store
-                    .update_status(key, &obj.metadata.resource_version, value)
-                    .await?;
-            }
-            Err(wait) => requeue = Some(requeue.map_or(wait, |r| r.min(wait))),
-        }
-    }
-    let involved = InvolvedObject {
-        kind: Kind::SandboxTemplate.as_str().into(),
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
-        uid: obj.metadata.uid.clone(),
-    };
-    for (type_, reason, message) in decision.events {
-        ctx.store
-            .record_event(NewEvent {
-                involved: involved.clone(),
-                type_,
-                reason: reason.into(),
-                message,
-            })
-            .await?;
-    }
-    Ok(requeue)
-}
-
-/// Makes one slot, then hands it to a monitor; wakes the template either way.
-async fn make_slot(
-    ctx: Arc<Context>,
-    docker: DockerRuntime,
-    key: ObjectKey,
-    spec: SandboxTemplateSpec,
-    slot: String,
-) {
-    let network = spec.network.unwrap_or_default();
-    let base = pool_base(&key.namespace, &key.name, &slot);
-    let labels = owner_labels(
-        Owner::Slot {
-            namespace: &key.namespace,
-            template: &key.name,
-            slot: &slot,
-        },
-        ctx.store.instance_id(),
-    );
-    let placement = Placement {
-        container_base: &base,
-        storage_base: &base,
-        network,
-        labels: &labels,
-    };
-    let services: Vec<&SandboxService> = spec.services.iter().collect();
-    let made = match make_services(&docker, &services, &placement).await {
-        Ok(made) => made
-            .into_iter()
-            .map(|(service, result)| {
-                result
-                    .map(|(info, ports)| SlotContainer {
-                        service,
-                        id: info.id,
-                        name: info.name,
-                        ports,
-                    })
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<_>, String>>(),
-        Err(e) => Err(e.to_string()),
-    };
-    match made {
-        Ok(containers) => {
-            let targets: Vec<Target> = containers
-                .iter()
-                .map(|c| Target {
-                    service: c.service.clone(),
-                    container_id: c.id.clone(),
-                    probe: spec
-                        .services
-                        .iter()
-                        .find(|s| s.name == c.service)
-                        .and_then(|s| probe_spec(s.health_check.as_ref())),
-                })
-                .collect();
-            let watched = ctx.pools.created(&key, &slot, containers, |_| {
-                ctx.sandboxes.monitors.ensure(
-                    &slot_monitor_id(&key, &slot),
-                    &key,
-                    targets,
-                    |_| false,
-                    &docker,
-                    &ctx.queue,
-                );
-            });
-            if !watched {
-                // Not wanted any more (the template changed or went away meanwhile).
-                remove_slot(&ctx, &docker, &key, &slot).await;
-            }
-        }
-        Err(why) => {
-            warn!(template = %key, %slot, error = %why, "cannot make a pooled sandbox");
-            ctx.pools.failed(&key, &slot, why, Utc::now());
-        }
-    }
-    ctx.queue.add(key);
-}
-
-/// Removes a slot's containers, network and volumes (never a claimed container: those
-/// no longer have a pool name).
-async fn remove_slot(ctx: &Context, docker: &DockerRuntime, key: &ObjectKey, slot: &str) {
-    ctx.sandboxes.monitors.stop(&slot_monitor_id(key, slot));
-    let selector = [
-        (keys::LABEL_INSTANCE, ctx.store.instance_id()),
-        (keys::LABEL_WORKSPACE, key.namespace.as_str()),
-        (keys::LABEL_POOL, key.name.as_str()),
-        (keys::LABEL_SLOT, slot),
-    ];
-    let result: Result<(), crate::runtime::RuntimeError> = async {
-        for c in docker.list(&selector).await? {
-            if c.name.starts_with(POOL_PREFIX) {
-                docker.remove(&c.id).await?;
-            }
-        }
-        docker
-            .remove_network(&pool_base(&key.namespace, &key.name, slot))
-            .await?;
-        for volume in docker.list_volumes(&selector).await? {
-            docker.remove_volume(&volume).await?;
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        // The sweep at the next resync removes what is left.
-        warn!(template = %key, %slot, error = %e, "cannot remove a pooled sandbox");
+        ctx.pools
+            .status_write_due(key, claims(status) != claims(stored))
     }
 }
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::pool::{CLAIM_WINDOW, Fingerprint, PoolSnapshot};
+use crate::controller::event::Event;
 use crate::resources::sandbox::{PoolStatus, SandboxTemplateStatus, WarmPool};
-use crate::store::EventType;
 
 /// How many slots start at once when `refillConcurrency` is not given.
 pub const DEFAULT_REFILL_CONCURRENCY: u32 = 4;
@@ -69,7 +69,7 @@ pub struct PoolDecision {
     /// Slots to remove, with why.
     pub remove: Vec<(String, String)>,
     pub status: SandboxTemplateStatus,
-    pub events: Vec<(EventType, &'static str, String)>,
+    pub events: Vec<Event>,
     /// How many misses the events above report.
     pub misses_reported: u64,
     pub requeue_after: Option<Duration>,
@@ -103,8 +103,7 @@ pub fn decide(
         let stale = &slot.fingerprint != fingerprint;
         match &slot.state {
             SlotState::Broken(why) => {
-                events.push((
-                    EventType::Warning,
+                events.push(Event::warning(
                     "PoolSlotFailed",
                     format!("pooled sandbox {}: {why}", slot.id),
                 ));
@@ -117,8 +116,7 @@ pub fn decide(
                     "not ready {}s after it started",
                     SLOT_START_TIMEOUT.num_seconds()
                 );
-                events.push((
-                    EventType::Warning,
+                events.push(Event::warning(
                     "PoolSlotFailed",
                     format!("pooled sandbox {}: {why}", slot.id),
                 ));
@@ -165,8 +163,7 @@ pub fn decide(
     }
     let misses = snapshot.unreported_misses;
     if misses > 0 {
-        events.push((
-            EventType::Warning,
+        events.push(Event::warning(
             "PoolEmpty",
             format!(
                 "pool empty: {misses} claim{} started cold",
@@ -175,8 +172,7 @@ pub fn decide(
         ));
     }
     if start > 0 {
-        events.push((
-            EventType::Normal,
+        events.push(Event::normal(
             "Refilling",
             format!(
                 "starting {start} pooled sandbox{} (ready {ready_count} of {desired})",

@@ -2,6 +2,8 @@
 //! that follows.
 
 use super::{Decider, JobAction, fmt_duration, secs};
+use crate::controller::event::Event;
+use crate::controller::reconcile::Fate;
 use crate::records::{AttemptRecord, RunRecord};
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::job::{HISTORY_LIMIT, JobConditionType, JobPhase, RunSummary};
@@ -106,7 +108,11 @@ impl Decider<'_> {
             JobPhase::TimedOut => "TimedOut",
             _ => "Cancelled",
         };
-        self.events.push((event_type, reason, summary.clone()));
+        self.events.push(Event {
+            type_: event_type,
+            reason,
+            message: summary.clone(),
+        });
         self.actions.push(JobAction::RecordRun(Box::new(RunRecord {
             uid: self.obs.meta.uid.clone(),
             namespace: self.obs.meta.namespace.clone().unwrap_or_default(),
@@ -133,7 +139,9 @@ impl Decider<'_> {
         };
         let due = done + chrono::TimeDelta::seconds(ttl as i64);
         if self.obs.now >= due {
-            self.actions.push(JobAction::DeleteJob);
+            self.fate = Fate::Delete {
+                reason: "ttlSecondsAfterFinished",
+            };
         } else {
             self.requeue_in(secs(due - self.obs.now));
         }

@@ -375,9 +375,14 @@ fn ttl_deletes_the_job_once_due() {
     f.obs.spec.ttl_seconds_after_finished = Some(60);
     let (f, d) = finished_with(f, AttemptOutcome::Succeeded, 0);
     assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
-    assert!(!d.actions.contains(&JobAction::DeleteJob));
+    assert_eq!(d.fate, Fate::Keep);
     let f = f.after(&d, 60);
-    assert!(f.decide().actions.contains(&JobAction::DeleteJob));
+    assert_eq!(
+        f.decide().fate,
+        Fate::Delete {
+            reason: "ttlSecondsAfterFinished"
+        }
+    );
 }
 
 #[test]
@@ -486,10 +491,7 @@ fn a_deleted_job_stops_its_attempt_records_the_run_and_lets_go() {
     f.obs.meta.deletion_timestamp = Some(f.obs.now);
     let d = f.decide();
     assert_eq!(harvest_forced(&d), Some(Some(AttemptOutcome::Cancelled)));
-    assert!(
-        !d.actions.contains(&JobAction::RemoveFinalizer),
-        "not before the harvest"
-    );
+    assert_eq!(d.fate, Fate::Keep, "not before the harvest");
     // Harvested: the run ends Cancelled, is recorded, and the finalizer goes.
     let f = f
         .no_containers()
@@ -498,13 +500,11 @@ fn a_deleted_job_stops_its_attempt_records_the_run_and_lets_go() {
     assert_eq!(d.status.phase, JobPhase::Cancelled);
     assert!(d.status.summary.as_deref().unwrap().contains("deleted"));
     assert!(
-        matches!(
-            d.actions.as_slice(),
-            [JobAction::RecordRun(_), JobAction::RemoveFinalizer]
-        ),
+        matches!(d.actions.as_slice(), [JobAction::RecordRun(_)]),
         "{:?}",
         d.actions
     );
+    assert_eq!(d.fate, Fate::Release);
 }
 
 #[test]
@@ -514,7 +514,9 @@ fn a_deleted_job_whose_pod_is_already_gone_just_lets_go() {
     let d = f.decide();
     f = f.after(&d, 1);
     f.obs.meta.deletion_timestamp = Some(f.obs.now);
-    assert_eq!(f.decide().actions, [JobAction::RemoveFinalizer]);
+    let d = f.decide();
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.fate, Fate::Release);
     // Running, but its pod vanished: the run is recorded as cancelled all the same.
     let f = Fixture::new();
     let d = f.decide();
@@ -523,13 +525,11 @@ fn a_deleted_job_whose_pod_is_already_gone_just_lets_go() {
     let d = f.decide();
     assert_eq!(d.status.phase, JobPhase::Cancelled);
     assert!(
-        matches!(
-            d.actions.as_slice(),
-            [JobAction::RecordRun(_), JobAction::RemoveFinalizer]
-        ),
+        matches!(d.actions.as_slice(), [JobAction::RecordRun(_)]),
         "{:?}",
         d.actions
     );
+    assert_eq!(d.fate, Fate::Release);
 }
 
 #[test]

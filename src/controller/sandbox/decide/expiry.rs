@@ -4,6 +4,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Decider, Step};
+use crate::controller::reconcile::Fate;
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::sandbox::SandboxConditionType;
 use crate::store::EventType;
@@ -245,7 +246,9 @@ impl Decider<'_> {
                     "Expired",
                     format!("expired ({why}); deleting the sandbox"),
                 );
-                self.actions.push(super::SandboxAction::DeleteSandbox);
+                // Said before the Sandbox goes: nothing is left to say it after.
+                self.status_first = true;
+                self.fate = Fate::Delete { reason: "expired" };
             }
             ExpiryAction::Stop => {
                 self.event(

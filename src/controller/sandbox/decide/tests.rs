@@ -206,7 +206,7 @@ impl Case {
 }
 
 fn reasons(d: &Decision) -> Vec<&'static str> {
-    d.events.iter().map(|(_, reason, _)| *reason).collect()
+    d.events.iter().map(|e| e.reason).collect()
 }
 
 fn service<'a>(d: &'a Decision, name: &str) -> &'a ServiceStatus {
@@ -240,7 +240,7 @@ fn a_new_sandbox_makes_every_service_and_is_starting() {
         service(&d, "shell").container.as_deref(),
         Some("orcaops-default-sb-abcdef01-shell")
     );
-    assert!(d.watch);
+    assert!(d.hints.watch);
     assert!(!d.status_first);
 }
 
@@ -374,7 +374,7 @@ fn stopping_stops_the_containers_first_and_then_says_stopped() {
     assert_eq!(d.status.expires_at, None);
     assert_eq!(reasons(&d), vec!["Stopping"]);
     assert_eq!(d.requeue_after, Some(Duration::ZERO));
-    assert!(!d.watch);
+    assert!(!d.hints.watch);
     let d = case
         .after(&d, 1)
         .exited("shell", 137)
@@ -594,7 +594,7 @@ fn a_claimed_sandbox_is_ready_at_once() {
     );
     assert_eq!(status.services[1].endpoints[0].host_port, 5555);
     assert_eq!(status.expires_at, Some(t0() + secs(300)));
-    assert_eq!(events[0].1, "Claimed");
+    assert_eq!(events[0].reason, "Claimed");
 }
 
 #[test]

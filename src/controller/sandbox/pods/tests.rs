@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::controller::sandbox::reconcile;
+use crate::controller::reconcile::drive;
+use crate::controller::sandbox::SandboxReconciler;
 use crate::controller::{Context, ControllerError};
 use crate::resources::sandbox::{SandboxPhase, SandboxStatus};
 use crate::resources::{Kind, ObjectKey, keys};
@@ -214,7 +215,8 @@ impl Scenario {
     }
 
     async fn reconcile(&self) -> Result<Option<Duration>, ControllerError> {
-        reconcile(&self.ctx, &ObjectKey::new(Kind::Sandbox, NS, "web-dev")).await
+        let key = ObjectKey::new(Kind::Sandbox, NS, "web-dev");
+        drive(&SandboxReconciler, &self.ctx, &key).await
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Cluster) -> T) -> T {

@@ -70,7 +70,7 @@ fn an_empty_pool_fills_up_to_its_size() {
     assert_eq!(d.start, 2);
     let status = d.status.pool.unwrap();
     assert_eq!((status.desired, status.ready, status.starting), (2, 0, 2));
-    assert_eq!(d.events[0].1, "Refilling");
+    assert_eq!(d.events[0].reason, "Refilling");
 }
 
 #[test]
@@ -125,10 +125,9 @@ fn misses_are_reported_once_as_a_warning() {
         last_claim_time: Some(t0()),
     };
     let d = run(&pool(2, None, None), &s);
-    assert!(d.events.contains(&(
-        EventType::Warning,
+    assert!(d.events.contains(&Event::warning(
         "PoolEmpty",
-        "pool empty: 3 claims started cold".into()
+        "pool empty: 3 claims started cold"
     )));
     assert_eq!(d.misses_reported, 3);
     let status = d.status.pool.unwrap();
@@ -155,7 +154,10 @@ fn stale_broken_and_stuck_slots_are_removed_and_replaced() {
     assert_eq!(removed, vec!["old", "dead", "stuck"]);
     assert_eq!(d.start, 1);
     assert_eq!(
-        d.events.iter().filter(|e| e.1 == "PoolSlotFailed").count(),
+        d.events
+            .iter()
+            .filter(|e| e.reason == "PoolSlotFailed")
+            .count(),
         2
     );
 }

@@ -38,11 +38,7 @@ fn a_minute_ahead_the_expiring_condition_warns_once() {
     );
     assert_eq!(
         d.events,
-        vec![(
-            EventType::Warning,
-            "Expiring",
-            "expires in 60s (idle)".into()
-        )]
+        vec![Event::warning("Expiring", "expires in 60s (idle)")]
     );
     assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
     let again = case.after(&d, 30).decide();
@@ -56,7 +52,7 @@ fn idle_expiry_stops_the_sandbox_and_keeps_its_files() {
     let case = case.after(&d, 600);
     // Nothing here used it: the exec'd processes are counted before deciding.
     let d = case.decide();
-    assert!(d.count_processes);
+    assert!(d.hints.count_processes);
     assert!(d.actions.is_empty() && d.events.is_empty());
     assert_eq!(d.status, case.obs.status);
     let mut case = case;
@@ -71,12 +67,16 @@ fn idle_expiry_stops_the_sandbox_and_keeps_its_files() {
             container_ids: vec!["c-shell".into()]
         }]
     );
-    let (type_, reason, message) = &d.events[0];
+    let Event {
+        type_,
+        reason,
+        message,
+    } = &d.events[0];
     assert_eq!((*type_, *reason), (EventType::Warning, "Expired"));
     assert!(message.contains("idle"), "{message}");
     assert!(message.contains("files and volumes kept"), "{message}");
     assert_eq!(d.status.expires_at, None);
-    assert!(!d.watch);
+    assert!(!d.hints.watch);
 }
 
 #[test]
@@ -85,9 +85,9 @@ fn ttl_expiry_needs_no_process_count_and_ignores_activity() {
     case.obs.activity.busy = true;
     let d = case.decide();
     let d = case.after(&d, 60).activity(0).decide();
-    assert!(!d.count_processes);
+    assert!(!d.hints.count_processes);
     assert_eq!(d.status.phase, Some(SandboxPhase::Expired));
-    assert!(d.events[0].2.contains("ttl"), "{:?}", d.events);
+    assert!(d.events[0].message.contains("ttl"), "{:?}", d.events);
 }
 
 #[test]
@@ -95,9 +95,14 @@ fn expiry_with_delete_deletes_the_sandbox() {
     let case = Case::ready(vec![shell()]).ttl(60).on_expiry_delete();
     let d = case.decide();
     let d = case.after(&d, 61).decide();
-    assert_eq!(d.actions, vec![SandboxAction::DeleteSandbox]);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.fate, Fate::Delete { reason: "expired" });
+    assert!(
+        d.status_first,
+        "the events are recorded before the sandbox goes"
+    );
     assert_eq!(reasons(&d), vec!["Expired"]);
-    assert!(d.events[0].2.contains("deleting"));
+    assert!(d.events[0].message.contains("deleting"));
 }
 
 #[test]
@@ -113,10 +118,9 @@ fn a_background_process_postpones_idle_expiry_and_is_reported_once() {
     assert_eq!(d.status.expires_at, Some(case.obs.now + secs(2)));
     assert_eq!(
         d.events,
-        vec![(
-            EventType::Normal,
+        vec![Event::normal(
             "KeptAlive",
-            "background process keeps sandbox alive".into()
+            "background process keeps sandbox alive"
         )]
     );
     assert_eq!(d.requeue_after, Some(Duration::from_secs(2)));
@@ -141,10 +145,10 @@ fn an_exec_in_progress_postpones_idle_expiry() {
     case.obs.activity.busy = true;
     case.obs.activity.last = Some(t0() + secs(1));
     let d = case.decide();
-    assert!(!d.count_processes, "busy is enough");
+    assert!(!d.hints.count_processes, "busy is enough");
     assert_eq!(d.status.phase, Some(SandboxPhase::Ready));
     assert_eq!(reasons(&d), vec!["KeptAlive"]);
-    assert!(d.events[0].2.contains("exec in progress"));
+    assert!(d.events[0].message.contains("exec in progress"));
 }
 
 #[test]
@@ -173,7 +177,7 @@ fn fresh_activity_is_honoured_even_when_not_written() {
     // The stored deadline is t0+600; activity 5 s later moves the real one to t0+605.
     let case = case.after(&d, 600).activity(595);
     let d = case.decide();
-    assert!(!d.count_processes);
+    assert!(!d.hints.count_processes);
     assert_ne!(d.status.phase, Some(SandboxPhase::Expired));
     assert_eq!(d.status.last_activity_time, Some(t0() + secs(5)));
     assert_eq!(d.requeue_after, Some(Duration::from_secs(5)));
@@ -191,7 +195,7 @@ fn an_expired_sandbox_stays_expired_until_started_again() {
     let d = case.decide();
     assert!(d.actions.is_empty());
     assert_eq!(d.status.phase, Some(SandboxPhase::Expired));
-    assert!(!d.watch);
+    assert!(!d.hints.watch);
     // A start request from before the expiry is stale.
     case.obs
         .meta

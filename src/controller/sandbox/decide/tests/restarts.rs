@@ -23,8 +23,8 @@ fn a_dead_service_is_restarted_with_doubling_backoff_and_counted() {
             .unwrap()
             .contains("restarting in 1s")
     );
-    assert_eq!(d.events[0].1, "ServiceDied");
-    assert!(d.events[0].2.contains("exited (code 1)"));
+    assert_eq!(d.events[0].reason, "ServiceDied");
+    assert!(d.events[0].message.contains("exited (code 1)"));
     assert_eq!(d.requeue_after, Some(Duration::from_secs(1)));
 
     let case = Case::ready(vec![shell()])

@@ -1,0 +1,59 @@
+//! What a decision says happened, for people: typed events, and the one function that
+//! records them in the store.
+
+use tracing::debug;
+
+use super::ControllerError;
+use crate::store::{EventType, InvolvedObject, NewEvent, ObjectStore};
+
+/// One event a decision asks to record about the object it reconciled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub type_: EventType,
+    /// A CamelCase word a client can match on (`RunStarted`, `Expired`).
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Event {
+    pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
+        Event {
+            type_: EventType::Normal,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
+        Event {
+            type_: EventType::Warning,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Records `events` about `involved`, in order.
+pub async fn record(
+    store: &dyn ObjectStore,
+    involved: &InvolvedObject,
+    events: Vec<Event>,
+) -> Result<(), ControllerError> {
+    for Event {
+        type_,
+        reason,
+        message,
+    } in events
+    {
+        debug!(reason, %message, "event");
+        store
+            .record_event(NewEvent {
+                involved: involved.clone(),
+                type_,
+                reason: reason.into(),
+                message,
+            })
+            .await?;
+    }
+    Ok(())
+}
