@@ -328,8 +328,12 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
     }
 }
 
+/// The kinds the controllers run (`registry::reconciled`), templates before sandboxes: a
+/// pool is known before the sandboxes that may claim from it are looked at.
+const RECONCILED: [Kind; 3] = [Kind::Job, Kind::SandboxTemplate, Kind::Sandbox];
+
 async fn enqueue_all(ctx: &Context) -> Result<(), StoreError> {
-    for kind in [Kind::Job, Kind::SandboxTemplate, Kind::Sandbox] {
+    for kind in RECONCILED {
         let (objects, _) = ctx.store.list(kind, None).await?;
         for obj in objects {
             ctx.queue.add(obj.key());
@@ -352,6 +356,15 @@ mod tests {
             previous: Some(Arc::new(before.clone())),
             ..WatchEvent::new(WatchEventType::Modified, after.clone())
         }
+    }
+
+    #[test]
+    fn every_kind_the_registry_says_is_reconciled_is_listed_at_each_resync() {
+        let mut listed = RECONCILED.to_vec();
+        listed.sort();
+        let mut reconciled: Vec<Kind> = crate::resources::registry::reconciled().collect();
+        reconciled.sort();
+        assert_eq!(listed, reconciled);
     }
 
     #[test]
