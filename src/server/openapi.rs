@@ -3,7 +3,7 @@
 //!
 //! The paths and operations are built with utoipa's typed model, one set per kind, with
 //! readable operationIds (`listJobs`, `patchJob`) for code generators and GPT Actions.
-//! The schemas of the five kinds are the CRDs' `openAPIV3Schema`, marked with
+//! The schemas of the six kinds are the CRDs' `openAPIV3Schema`, marked with
 //! `x-kubernetes-group-version-kind` so that `kubectl explain` finds them; the metadata
 //! and Status schemas come from k8s-openapi. PATCH operations carry the GVK and a
 //! `fieldValidation` parameter: kubectl reads them to learn that the server validates

@@ -1,4 +1,4 @@
-//! The component schemas: the five kinds from their CRDs, their lists, and the
+//! The component schemas: the six kinds from their CRDs, their lists, and the
 //! Kubernetes metadata and Status schemas from k8s-openapi.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
