@@ -12,7 +12,6 @@ use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use super::terminal;
 use crate::client::wire::{ExecBody, StreamEvent, StreamName, channel, decode};
 use crate::client::{ApiClient, ClientError, object_path, urlencode};
-use crate::resources::common::EnvVar;
 use crate::resources::{DEFAULT_WORKSPACE, Kind, ObjectKey};
 use crate::server::Status;
 
@@ -69,16 +68,7 @@ pub struct ExecArgs {
 }
 
 fn body_of(args: &ExecArgs) -> Result<ExecBody, ClientError> {
-    let mut env = Vec::new();
-    for e in &args.env {
-        let (name, value) = e
-            .split_once('=')
-            .ok_or_else(|| ClientError::usage(format!("--env {e}: use NAME=value")))?;
-        env.push(EnvVar {
-            name: name.into(),
-            value: value.into(),
-        });
-    }
+    let env = super::env_vars(&args.env)?;
     Ok(ExecBody {
         command: args.command.clone(),
         service: args.service.clone(),

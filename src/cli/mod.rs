@@ -338,3 +338,19 @@ pub fn default_data_dir() -> PathBuf {
         None => PathBuf::from(".orcaops-data"),
     }
 }
+
+/// `--env NAME=value` flags as a resource's `env`, in order.
+fn env_vars(flags: &[String]) -> Result<Vec<crate::resources::common::EnvVar>, ClientError> {
+    flags
+        .iter()
+        .map(|e| {
+            let (name, value) = e
+                .split_once('=')
+                .ok_or_else(|| ClientError::usage(format!("--env {e}: use NAME=value")))?;
+            Ok(crate::resources::common::EnvVar {
+                name: name.into(),
+                value: value.into(),
+            })
+        })
+        .collect()
+}

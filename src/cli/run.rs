@@ -12,7 +12,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::serve::LocalMode;
 use crate::client::run::{RunState, RunWatch, job_status, start_run};
 use crate::client::{ApiClient, ClientError, exit, object_path};
-use crate::resources::common::EnvVar;
 use crate::resources::job::{JobNetwork, JobPhase, JobSpec, Step};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey, validate};
 
@@ -80,16 +79,7 @@ fn build_job(args: &RunArgs) -> Result<Object, ClientError> {
                 "no command: put it after --, as in `orcaops run --image busybox:latest -- echo hi`",
             ));
         }
-        let mut env = Vec::new();
-        for e in &args.env {
-            let (name, value) = e
-                .split_once('=')
-                .ok_or_else(|| ClientError::usage(format!("--env {e}: use NAME=value")))?;
-            env.push(EnvVar {
-                name: name.into(),
-                value: value.into(),
-            });
-        }
+        let env = super::env_vars(&args.env)?;
         let spec = JobSpec {
             image,
             steps: vec![Step {
