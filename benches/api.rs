@@ -17,13 +17,13 @@
 //! `BENCH_WORKERS=N` passes `--workers N` to the server (default 16), to see how much of
 //! the Job figure is the controller's concurrent reconciles competing for the cores.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_orcaops");
+mod common;
+use common::Served;
+
 const BASE: &str = "/apis/orcaops.dev/v1alpha1/namespaces/bench";
 /// Requests in flight at once: enough to keep both cores busy, few enough that queueing
 /// alone does not push the latency past the goal.
@@ -38,33 +38,6 @@ fn phase_time() -> Duration {
     }
 }
 const SEEDED: usize = 100;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_server(dir: &Path, data: &Path, port: u16) -> Child {
-    let log = std::fs::File::create(data.with_extension("log")).unwrap();
-    Command::new(BIN)
-        .args(["serve", "--dir"])
-        .arg(dir)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(
-            std::env::var("BENCH_WORKERS")
-                .map(|w| vec!["--workers".to_string(), w])
-                .unwrap_or_default(),
-        )
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the orcaops binary starts")
-}
 
 fn job_json(name: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -239,12 +212,11 @@ async fn post_created(http: &reqwest::Client, url: String, body: Vec<u8>) -> boo
 }
 
 fn main() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir, data) = (tmp.path().join("folder"), tmp.path().join("data"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let mut server = start_server(&dir, &data, port);
-    let url = format!("http://127.0.0.1:{port}");
+    let workers = std::env::var("BENCH_WORKERS")
+        .ok()
+        .map(|w| w.parse().expect("BENCH_WORKERS is a number"));
+    let server = Served::start(workers);
+    let url = server.url.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -264,7 +236,7 @@ fn main() {
             }
             false
         };
-        assert!(ready.await, "the server did not start; see {}", data.with_extension("log").display());
+        assert!(ready.await, "the server did not start; see {}", server.data.with_extension("log").display());
         for i in 0..SEEDED {
             assert!(post_created(&http, format!("{url}{BASE}/jobs"), job_json(&format!("seed-{i}"))).await);
         }
@@ -315,6 +287,5 @@ fn main() {
         .await
         .print("list 100 of the jobs (limit=100), saturated", 0.0);
     });
-    server.kill().ok();
-    server.wait().ok();
+    drop(server);
 }

@@ -13,7 +13,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{IMAGE, Watched, free_port, percentile, require_docker, start_server};
+use common::{IMAGE, Served, Watched, percentile, require_docker};
 
 const WORKERS: usize = 16;
 const ROUNDS: usize = 15;
@@ -51,13 +51,8 @@ fn main() {
     require_docker();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let http = reqwest::Client::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("folder");
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let mut server = start_server(&dir, &data, port, WORKERS);
-    let url = format!("http://127.0.0.1:{port}");
+    let server = Served::start(Some(WORKERS));
+    let (dir, url) = (&server.dir, server.url.clone());
     let phases = Watched::start(&rt, &url, "jobs");
     std::thread::sleep(Duration::from_millis(300));
 
@@ -168,6 +163,5 @@ fn main() {
         "file -> container created ({ROUNDS} files): p50 {p50:.1} ms, p90 {p90:.1} ms (goal p50 <= 50 ms)"
     );
 
-    server.kill().ok();
-    server.wait().ok();
+    drop(server);
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::{BIN, IMAGE, Watched, free_port, percentile, require_docker, start_server};
+use common::{BIN, IMAGE, Served, Watched, percentile, require_docker};
 
 const WORKERS: usize = 16;
 const ROUNDS: usize = 20;
@@ -115,16 +115,11 @@ fn pool_ready(templates: &HashMap<String, Value>, name: &str) -> u64 {
 
 fn main() {
     require_docker();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("folder");
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let mut server = start_server(&dir, &data, port, WORKERS);
+    let server = Served::start(Some(WORKERS));
     let api = Api {
         rt: tokio::runtime::Runtime::new().unwrap(),
         http: reqwest::Client::new(),
-        url: format!("http://127.0.0.1:{port}"),
+        url: server.url.clone(),
     };
     let sandboxes = Watched::start(&api.rt, &api.url, "sandboxes");
     let templates = Watched::start(&api.rt, &api.url, "sandboxtemplates");
@@ -239,6 +234,5 @@ fn main() {
     api.delete("sandboxtemplates", "pooled");
     // Give the controller a moment to remove what it ran, then stop it.
     std::thread::sleep(Duration::from_secs(2));
-    server.kill().ok();
-    server.wait().ok();
+    drop(server);
 }

@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+use common::{BIN, free_port};
+
 use orcaops::resources::{Kind, ObjectKey, keys};
 use orcaops::store::{KubeStore, ObjectStore};
-
-const BIN: &str = env!("CARGO_BIN_EXE_orcaops");
 
 fn sync_once(dir: &Path) -> Output {
     let output = Command::new(BIN)
@@ -162,15 +163,6 @@ async fn the_operator_runs_a_job_as_a_pod_collects_its_artifact_and_lets_it_go()
     operator.unwrap();
 }
 
-/// A free local port (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Stops the operator's child process when the test ends, however it ends.
 struct Child(std::process::Child);
 
@@ -300,13 +292,7 @@ async fn the_operator_runs_a_sandbox_as_a_pod_stops_starts_and_deletes_it() {
         }),
     );
     let created = store.create(sandbox).await.unwrap();
-    let uid8: String = created
-        .metadata
-        .uid
-        .chars()
-        .filter(|c| *c != '-')
-        .take(8)
-        .collect();
+    let uid8 = orcaops::runtime::names::uid8(&created.metadata.uid);
     let pod = format!("orcaops-default-sandbox-e2e-{uid8}");
     let claim = format!("{pod}-data");
 

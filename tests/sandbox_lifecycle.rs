@@ -30,7 +30,7 @@ use orcaops::resources::sandbox::{SandboxPhase, SandboxStatus, SandboxTemplateSt
 use orcaops::resources::{Kind, Object, ObjectKey, keys};
 use orcaops::runtime::sandbox::ExecRequest;
 use orcaops::runtime::{ContainerState, DockerRuntime};
-use orcaops::store::{Event, LocalStore};
+use orcaops::store::{Event, EventQuery, LocalStore};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -172,7 +172,12 @@ impl Harness {
 
     async fn events(&self, kind: Kind, name: &str) -> Vec<Event> {
         self.store
-            .list_events(Some(kind.as_str()), Some("default"), Some(name), 100)
+            .list_events(
+                EventQuery::newest(100)
+                    .kind(kind.as_str())
+                    .namespace("default")
+                    .name(name),
+            )
             .await
             .unwrap()
     }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -11,58 +11,74 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_orcaops");
-pub const IMAGE: &str = "busybox:latest";
+// The tests' fixtures: the binary, the image, a free port and the Docker check.
+#[path = "../../tests/common/mod.rs"]
+mod fixtures;
+#[allow(unused_imports)] // each bench takes what it needs
+pub use fixtures::{BIN, IMAGE, free_port, require_docker};
 
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `orcaops serve` on a new temporary folder and data dir, killed when dropped. Its
+/// log is `data.log`, beside the data dir.
+pub struct Served {
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub url: String,
+    child: Child,
+    _tmp: tempfile::TempDir,
 }
 
-/// Fails with instructions when Docker or the image is missing.
-pub fn require_docker() {
-    let docker_ok = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        docker_ok,
-        "the benchmark needs Docker and {IMAGE}: run ./scripts/setup.sh"
-    );
-}
-
-/// Starts `orcaops serve` on `port` and waits until it accepts connections.
-pub fn start_server(dir: &Path, data: &Path, port: u16, workers: usize) -> Child {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--dir"])
-        .arg(dir)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--workers", &workers.to_string()])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
+impl Served {
+    /// Starts the server (`--workers N` when given) and waits until it accepts
+    /// connections.
+    pub fn start(workers: Option<usize>) -> Served {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, data) = (tmp.path().join("folder"), tmp.path().join("data"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(data.with_extension("log")).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--dir"])
+            .arg(&dir)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(workers.map(|w| format!("--workers={w}")))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the orcaops binary starts");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Served {
+                    url: format!("http://127.0.0.1:{port}"),
+                    dir,
+                    data,
+                    child,
+                    _tmp: tmp,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        child.kill().ok();
+        child.wait().ok();
+        panic!(
+            "the server did not start; see {}",
+            data.with_extension("log").display()
+        );
     }
-    child.kill().ok();
-    child.wait().ok();
-    panic!("the server did not start");
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
 }
 
 /// The latest version of every object of one kind, kept current by one watch.

@@ -175,6 +175,19 @@ pub fn table(rows: &[Vec<String>]) -> String {
     crate::client::format::table_with_gap(rows, 2)
 }
 
+/// The most rows a list answer shows; the rest are only counted.
+pub const MAX_ROWS: usize = 100;
+
+/// A list answer: `title:`, then the table of the first [`MAX_ROWS`] of `total` items,
+/// then how many more there are and `hint` (how to narrow the list) when some were cut.
+pub fn listing(title: &str, rows: &[Vec<String>], total: usize, hint: &str) -> String {
+    let mut text = format!("{title}:\n{}", table(rows));
+    if total > MAX_ROWS {
+        text.push_str(&format!("… {} more{hint}\n", total - MAX_ROWS));
+    }
+    text
+}
+
 fn job_status(obj: &Object) -> JobStatus {
     serde_json::from_value(obj.status.clone()).unwrap_or_default()
 }

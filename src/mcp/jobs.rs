@@ -62,14 +62,7 @@ pub(super) fn build_job(args: &RunJobArgs, name: &str) -> Result<Object, ToolErr
     let spec = JobSpec {
         image: args.image.clone(),
         steps,
-        env: args
-            .env
-            .iter()
-            .map(|(name, value)| EnvVar {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
+        env: EnvVar::from_pairs(&args.env),
         timeout_seconds: args.timeout_seconds,
         network: if args.network.unwrap_or(false) {
             JobNetwork::Bridge

@@ -7,7 +7,7 @@ use chrono::Utc;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::compact::{self, table};
+use super::compact::{self, MAX_ROWS};
 use super::params::{ApplyArgs, ContainersArgs, ListArgs, ResourceArgs};
 use super::{Answer, ToolError};
 use crate::client::{ApiClient, ClientError, object_path, urlencode};
@@ -17,8 +17,6 @@ use crate::store::Event;
 
 /// What `apply_resource` calls the YAML it was given, in error positions.
 const INPUT: &str = "<yaml>";
-/// The most rows a list answer shows.
-const MAX_ROWS: usize = 100;
 
 fn kind_of(s: &str) -> Result<Kind, ToolError> {
     Kind::parse(s).ok_or_else(|| {
@@ -216,18 +214,16 @@ pub(super) async fn list(client: &ApiClient, args: ListArgs) -> Result<Answer, T
     items.truncate(MAX_ROWS);
     let now = Utc::now();
     let rows = compact::list_rows(&items, every && kind.namespaced(), now);
-    let mut text = format!(
-        "{}{where_}{selector}:\n",
+    let title = format!(
+        "{}{where_}{selector}",
         compact::count(total, kind.singular(), kind.plural())
     );
-    text.push_str(&table(&rows));
-    if total > MAX_ROWS {
-        let _ = writeln!(
-            text,
-            "… {} more; narrow the list with label_selector",
-            total - MAX_ROWS
-        );
-    }
+    let text = compact::listing(
+        &title,
+        &rows,
+        total,
+        "; narrow the list with label_selector",
+    );
     let structured_items: Vec<Value> = rows[1..]
         .iter()
         .map(|row| {
@@ -341,14 +337,11 @@ pub(super) async fn containers(
             s(c, "/name"),
         ]);
     }
-    let mut text = format!(
-        "{} owned by orcaops:\n",
+    let title = format!(
+        "{} owned by orcaops",
         compact::count(items.len(), "container", "containers")
     );
-    text.push_str(&table(&rows));
-    if items.len() > MAX_ROWS {
-        let _ = writeln!(text, "… {} more", items.len() - MAX_ROWS);
-    }
+    let text = compact::listing(&title, &rows, items.len(), "");
     Ok(Answer {
         text,
         structured: json!({ "count": items.len(), "items": items.iter().take(MAX_ROWS).collect::<Vec<_>>() }),

@@ -102,14 +102,7 @@ pub(super) async fn exec(client: &ApiClient, args: ExecInSandboxArgs) -> Result<
     let body = ExecBody {
         command: command.clone(),
         service: args.service.clone(),
-        env: args
-            .env
-            .iter()
-            .map(|(name, value)| EnvVar {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
+        env: EnvVar::from_pairs(&args.env),
         working_dir: args.working_dir.clone(),
         timeout_seconds: Some(timeout),
         stdin: args.stdin.clone(),

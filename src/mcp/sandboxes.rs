@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::compact::{self, table};
+use super::compact::{self, MAX_ROWS};
 use super::params::{CreateSandboxArgs, ListSandboxesArgs, SandboxArgs, StartSandboxArgs};
 use super::{Answer, ToolError};
 use crate::client::{ApiClient, Change, ClientError, ResumingWatch, collection_path, object_path};
@@ -18,7 +18,6 @@ use crate::resources::{Kind, Object, ObjectKey};
 
 const DEFAULT_WAIT_SECS: u64 = 120;
 const MAX_WAIT_SECS: u64 = 600;
-const MAX_ROWS: usize = 100;
 
 pub(super) fn sandbox_key(workspace: &str, name: &str) -> ObjectKey {
     ObjectKey::new(Kind::Sandbox, workspace, name)
@@ -394,14 +393,11 @@ pub(super) async fn list(client: &ApiClient, args: ListSandboxesArgs) -> Result<
             "expiresAt": status_of(obj).expires_at,
         }));
     }
-    let mut text = format!(
-        "{}{where_}:\n",
+    let title = format!(
+        "{}{where_}",
         compact::count(items.len(), "sandbox", "sandboxes")
     );
-    text.push_str(&table(&rows));
-    if items.len() > MAX_ROWS {
-        let _ = writeln!(text, "… {} more", items.len() - MAX_ROWS);
-    }
+    let text = compact::listing(&title, &rows, items.len(), "");
     Ok(Answer {
         text,
         structured: json!({ "count": items.len(), "items": structured }),

@@ -63,6 +63,19 @@ pub struct EnvVar {
     pub value: String,
 }
 
+impl EnvVar {
+    /// One variable per `(name, value)` pair, in their order.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<Self> {
+        pairs
+            .into_iter()
+            .map(|(name, value)| EnvVar {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+}
+
 /// CPU and memory limits as Kubernetes quantities (`500m`, `2`, `256Mi`, `1G`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

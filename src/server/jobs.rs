@@ -14,7 +14,7 @@ use super::{AppState, error::ApiError};
 use crate::records::{self, RunRecord};
 use crate::resources::job::{JobSpec, JobStatus};
 use crate::resources::{Kind, Object, ObjectKey, keys};
-use crate::store::StoreError;
+use crate::store::{self, StoreError};
 
 pub(super) fn job_key(ns: &str, plural: &str, name: &str) -> Result<ObjectKey, ApiError> {
     match super::objects::kind_for(plural)? {
@@ -337,12 +337,12 @@ async fn events(
     }
     let items = state
         .objects
-        .list_events(
-            kind.as_deref(),
-            ns.as_deref(),
-            name.as_deref(),
-            q.limit.unwrap_or(100),
-        )
+        .list_events(store::EventQuery {
+            kind: kind.as_deref(),
+            namespace: ns.as_deref(),
+            name: name.as_deref(),
+            limit: q.limit.unwrap_or(100),
+        })
         .await?;
     Ok(Json(
         json!({ "apiVersion": "v1", "kind": "EventList", "items": items }),

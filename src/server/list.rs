@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::selector::Selectors;
 use super::watch::{WatchParams, watch};
 use crate::resources::{API_VERSION, Kind};
+use crate::store::PageQuery;
 
 /// The query of a list or watch, as Kubernetes names it. Unknown parameters are ignored,
 /// as the Kubernetes API server ignores them.
@@ -125,14 +126,24 @@ pub(super) async fn list(
     let (items, remaining, rv) = if selectors.is_empty() {
         let page = state
             .objects
-            .list_page(kind, ns.as_deref(), after, limit)
+            .list_page(PageQuery {
+                kind,
+                namespace: ns.as_deref(),
+                after,
+                limit,
+            })
             .await?;
         (page.items, page.remaining, page.resource_version)
     } else {
         // Selectors filter after reading, so the page is cut here rather than in SQL.
         let page = state
             .objects
-            .list_page(kind, ns.as_deref(), after, None)
+            .list_page(PageQuery {
+                kind,
+                namespace: ns.as_deref(),
+                after,
+                limit: None,
+            })
             .await?;
         let mut items: Vec<_> = page
             .items

@@ -28,8 +28,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::local::decide::validated;
 use super::{
-    ApplyOutcome, Event, EventType, ListPage, NewEvent, ObjectStore, Result, StoreError,
-    WatchEvent, WatchFrom,
+    ApplyOutcome, Event, EventQuery, EventType, ListPage, NewEvent, ObjectStore, PageQuery, Result,
+    StoreError, WatchEvent, WatchFrom,
 };
 use crate::resources::{Kind, Object, ObjectKey};
 use convert::{api_resource, from_dynamic, object_reference, to_dynamic};
@@ -485,15 +485,9 @@ impl ObjectStore for KubeStore {
 
     /// A page cut from a full list, in the local store's order, so that continue tokens
     /// mean the same in both modes (pages are not one snapshot: each is a fresh list).
-    async fn list_page(
-        &self,
-        kind: Kind,
-        namespace: Option<&str>,
-        after: Option<(&str, &str)>,
-        limit: Option<usize>,
-    ) -> Result<ListPage> {
-        let (items, rv) = self.list(kind, namespace).await?;
-        Ok(reads::page(items, after, limit, rv))
+    async fn list_page(&self, query: PageQuery<'_>) -> Result<ListPage> {
+        let (items, rv) = self.list(query.kind, query.namespace).await?;
+        Ok(reads::page(items, query.after, query.limit, rv))
     }
 
     async fn current_resource_version(&self) -> Result<String> {
@@ -510,14 +504,8 @@ impl ObjectStore for KubeStore {
         reads::watch_from(self.client(), kind, namespace, rv, known).await
     }
 
-    async fn list_events(
-        &self,
-        kind: Option<&str>,
-        namespace: Option<&str>,
-        name: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Event>> {
-        reads::list_events(self.client(), kind, namespace, name, limit).await
+    async fn list_events(&self, query: EventQuery<'_>) -> Result<Vec<Event>> {
+        reads::list_events(self.client(), query).await
     }
 
     async fn add_finalizer(&self, key: &ObjectKey, name: &str) -> Result<()> {

@@ -27,7 +27,7 @@ use tokio::sync::broadcast;
 
 use self::decide::Decision;
 use self::history::WatchHistory;
-use super::{ApplyOutcome, Result, StoreError, WatchEvent, WatchEventType};
+use super::{ApplyOutcome, PageQuery, Result, StoreError, WatchEvent, WatchEventType};
 use crate::resources::{Kind, Object, ObjectKey};
 
 /// The database file inside the data dir.
@@ -188,20 +188,20 @@ impl LocalStore {
     /// cluster-scoped kinds), sorted by namespace and name, with the resourceVersion they
     /// are current at: watch from there with [`watch_since`](Self::watch_since).
     pub async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<(Vec<Object>, String)> {
-        let page = self.list_page(kind, namespace, None, None).await?;
+        let page = self.list_page(PageQuery::all(kind, namespace)).await?;
         Ok((page.items, page.resource_version))
     }
 
     /// One page of [`list`](Self::list): the objects after `after` (by namespace, then
     /// name), at most `limit` of them, how many more follow, and the resourceVersion the
     /// page is current at.
-    pub async fn list_page(
-        &self,
-        kind: Kind,
-        namespace: Option<&str>,
-        after: Option<(&str, &str)>,
-        limit: Option<usize>,
-    ) -> Result<ListPage> {
+    pub async fn list_page(&self, query: PageQuery<'_>) -> Result<ListPage> {
+        let PageQuery {
+            kind,
+            namespace,
+            after,
+            limit,
+        } = query;
         let namespace = namespace.filter(|_| kind.namespaced());
         let (after_ns, after_name) = after.unwrap_or(("", ""));
         // -1 is SQLite's "no limit"; one more than asked tells whether more follow.

@@ -109,6 +109,71 @@ pub enum ApplyOutcome {
     Unchanged,
 }
 
+/// One page of a list of `kind` (in `namespace`, or all) in (namespace, name) order:
+/// the objects after `after`, at most `limit` of them (None: all).
+#[derive(Clone, Copy, Debug)]
+pub struct PageQuery<'a> {
+    pub kind: Kind,
+    pub namespace: Option<&'a str>,
+    pub after: Option<(&'a str, &'a str)>,
+    pub limit: Option<usize>,
+}
+
+impl<'a> PageQuery<'a> {
+    /// Every object of `kind` in `namespace` (None: all namespaces).
+    pub fn all(kind: Kind, namespace: Option<&'a str>) -> Self {
+        PageQuery {
+            kind,
+            namespace,
+            after: None,
+            limit: None,
+        }
+    }
+}
+
+/// Which events to list: those about objects matching `kind`, `namespace` and `name`
+/// (None: any), at most `limit` of them.
+#[derive(Clone, Copy, Debug)]
+pub struct EventQuery<'a> {
+    pub kind: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub limit: usize,
+}
+
+impl<'a> EventQuery<'a> {
+    /// The newest `limit` events about anything; narrow with the setters.
+    pub fn newest(limit: usize) -> Self {
+        EventQuery {
+            kind: None,
+            namespace: None,
+            name: None,
+            limit,
+        }
+    }
+
+    pub fn kind(self, kind: &'a str) -> Self {
+        EventQuery {
+            kind: Some(kind),
+            ..self
+        }
+    }
+
+    pub fn namespace(self, namespace: &'a str) -> Self {
+        EventQuery {
+            namespace: Some(namespace),
+            ..self
+        }
+    }
+
+    pub fn name(self, name: &'a str) -> Self {
+        EventQuery {
+            name: Some(name),
+            ..self
+        }
+    }
+}
+
 /// The changes of a watch resumed from a resourceVersion (see [`ObjectStore::watch_from`]).
 pub struct WatchFrom {
     /// The changes after the version that the store already has at hand, to send first.
@@ -146,15 +211,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Every change from now on (subscribe before listing, so nothing is missed).
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent>;
     async fn record_event(&self, event: NewEvent) -> Result<()>;
-    /// One page of [`list`](Self::list) in (namespace, name) order: the objects after
-    /// `after`, at most `limit` of them, how many more follow, and the resourceVersion.
-    async fn list_page(
-        &self,
-        kind: Kind,
-        namespace: Option<&str>,
-        after: Option<(&str, &str)>,
-        limit: Option<usize>,
-    ) -> Result<ListPage>;
+    /// One page of [`list`](Self::list): the objects the query asks for, how many more
+    /// follow, and the resourceVersion.
+    async fn list_page(&self, query: PageQuery<'_>) -> Result<ListPage>;
     /// Whether a list continued at resourceVersion `rv` can still be served as one
     /// consistent read (the local store: while `rv` is in its watch history).
     fn can_resume_from(&self, rv: &str) -> bool {
@@ -175,15 +234,8 @@ pub trait ObjectStore: Send + Sync + 'static {
         rv: &str,
         known: &[Object],
     ) -> Result<WatchFrom>;
-    /// Events about objects matching kind, namespace and name (None: any), newest first,
-    /// at most `limit`.
-    async fn list_events(
-        &self,
-        kind: Option<&str>,
-        namespace: Option<&str>,
-        name: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Event>>;
+    /// The events the query asks for, newest first.
+    async fn list_events(&self, query: EventQuery<'_>) -> Result<Vec<Event>>;
     /// Adds finalizer `name` to the object unless it is there already. The local store
     /// deletes at once and keeps no finalizers, so there this does nothing.
     async fn add_finalizer(&self, key: &ObjectKey, name: &str) -> Result<()> {
@@ -235,14 +287,8 @@ impl ObjectStore for LocalStore {
     async fn record_event(&self, event: NewEvent) -> Result<()> {
         LocalStore::record_event(self, event).await
     }
-    async fn list_page(
-        &self,
-        kind: Kind,
-        namespace: Option<&str>,
-        after: Option<(&str, &str)>,
-        limit: Option<usize>,
-    ) -> Result<ListPage> {
-        LocalStore::list_page(self, kind, namespace, after, limit).await
+    async fn list_page(&self, query: PageQuery<'_>) -> Result<ListPage> {
+        LocalStore::list_page(self, query).await
     }
     fn can_resume_from(&self, rv: &str) -> bool {
         LocalStore::can_resume_from(self, rv)
@@ -265,14 +311,8 @@ impl ObjectStore for LocalStore {
             feed: local_feed(receiver),
         })
     }
-    async fn list_events(
-        &self,
-        kind: Option<&str>,
-        namespace: Option<&str>,
-        name: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Event>> {
-        LocalStore::list_events(self, kind, namespace, name, limit).await
+    async fn list_events(&self, query: EventQuery<'_>) -> Result<Vec<Event>> {
+        LocalStore::list_events(self, query).await
     }
 }
 

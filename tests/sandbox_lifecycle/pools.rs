@@ -23,13 +23,7 @@ async fn a_claim_from_a_warm_pool_is_ready_at_once_and_the_pool_refills() {
         assert_eq!(claim.template, "shell");
         assert_eq!(status.expiry_reason.as_deref(), Some("idle"));
         // The container takes the sandbox's name; it keeps working.
-        let uid8: String = obj
-            .metadata
-            .uid
-            .chars()
-            .filter(|c| *c != '-')
-            .take(8)
-            .collect();
+        let uid8 = orcaops::runtime::names::uid8(&obj.metadata.uid);
         let name = format!("orcaops-default-agent-{uid8}-shell");
         let deadline = Instant::now() + WAIT;
         while h.runtime.inspect(&name).await.unwrap().is_none() {

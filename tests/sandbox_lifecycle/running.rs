@@ -34,13 +34,7 @@ async fn a_sandbox_starts_ready_with_its_endpoints() {
         stream.read_to_string(&mut answer).await.unwrap();
         assert!(answer.contains("hello"), "{answer}");
         // Named and labelled as documented.
-        let uid8: String = obj
-            .metadata
-            .uid
-            .chars()
-            .filter(|c| *c != '-')
-            .take(8)
-            .collect();
+        let uid8 = orcaops::runtime::names::uid8(&obj.metadata.uid);
         let container = h.container("web", "web").await;
         assert_eq!(container.name, format!("orcaops-default-web-{uid8}-web"));
         assert_eq!(container.label(keys::LABEL_KIND), Some("Sandbox"));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::resources::keys;
-use crate::store::{Event, LocalStore};
+use crate::store::{Event, EventQuery, LocalStore};
 
 /// A folder, a store, and the source between them.
 struct Fixture {
@@ -57,7 +57,7 @@ impl Fixture {
 
     async fn file_events(&self, rel: &str) -> Vec<Event> {
         self.store
-            .list_events(Some("File"), None, Some(rel), 50)
+            .list_events(EventQuery::newest(50).kind("File").name(rel))
             .await
             .unwrap()
     }
@@ -96,7 +96,7 @@ async fn applies_every_document_with_its_source() {
     assert_eq!(job.metadata.generation, 1);
     let events = f
         .store
-        .list_events(Some("Job"), Some("default"), Some("build"), 10)
+        .list_events(EventQuery::newest(10).kind("Job").name("build"))
         .await
         .unwrap();
     assert_eq!(events[0].reason, "Applied");

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use super::convert::{api_resource, from_dynamic};
 use crate::resources::{API_VERSION, Kind, Object, ObjectKey};
 use crate::store::{
-    Event, EventType, InvolvedObject, ListPage, Result, StoreError, WatchEvent, WatchEventType,
-    WatchFrom,
+    Event, EventQuery, EventType, InvolvedObject, ListPage, Result, StoreError, WatchEvent,
+    WatchEventType, WatchFrom,
 };
 
 /// How long one API watch request lasts before it is made again from the last version
@@ -208,12 +208,12 @@ async fn follow(
 /// (None: any), newest first, at most `limit`.
 pub(super) async fn list_events(
     client: &kube::Client,
-    kind: Option<&str>,
-    namespace: Option<&str>,
-    name: Option<&str>,
-    limit: usize,
+    query: EventQuery<'_>,
 ) -> Result<Vec<Event>> {
-    let api: Api<KubeEvent> = match namespace {
+    let EventQuery {
+        kind, name, limit, ..
+    } = query;
+    let api: Api<KubeEvent> = match query.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };

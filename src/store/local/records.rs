@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::LocalStore;
 use crate::records::{AttemptRecord, RunRecord};
-use crate::store::{Event, EventType, InvolvedObject, NewEvent, Result};
+use crate::store::{Event, EventQuery, EventType, InvolvedObject, NewEvent, Result};
 
 const RECORD_EVENT: &str = "INSERT INTO events \
      (involved_kind, involved_namespace, involved_name, involved_uid, type, reason, message, \
@@ -66,18 +66,12 @@ impl LocalStore {
 
     /// Events about objects matching kind, namespace and name (None: any), newest
     /// lastTimestamp first, at most `limit`.
-    pub async fn list_events(
-        &self,
-        kind: Option<&str>,
-        namespace: Option<&str>,
-        name: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Event>> {
+    pub async fn list_events(&self, query: EventQuery<'_>) -> Result<Vec<Event>> {
         let rows: Vec<EventRow> = sqlx::query_as(LIST_EVENTS)
-            .bind(kind)
-            .bind(namespace)
-            .bind(name)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(query.kind)
+            .bind(query.namespace)
+            .bind(query.name)
+            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
             .fetch_all(&self.inner.readers)
             .await?;
         rows.into_iter().map(event_from_row).collect()

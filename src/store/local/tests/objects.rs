@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::resources::keys;
+use crate::store::PageQuery;
 
 #[tokio::test]
 async fn create_assigns_identity_and_get_reads_it_back() {
@@ -345,7 +346,12 @@ async fn pages_walk_the_keys_in_order_and_count_what_follows() {
         )
     };
     let first = store
-        .list_page(Kind::Job, None, None, Some(2))
+        .list_page(PageQuery {
+            kind: Kind::Job,
+            namespace: None,
+            after: None,
+            limit: Some(2),
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -355,7 +361,12 @@ async fn pages_walk_the_keys_in_order_and_count_what_follows() {
     assert_eq!(first.remaining, 3);
     assert_eq!(first.resource_version, "6");
     let second = store
-        .list_page(Kind::Job, None, Some(("a", "2")), Some(2))
+        .list_page(PageQuery {
+            kind: Kind::Job,
+            namespace: None,
+            after: Some(("a", "2")),
+            limit: Some(2),
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -364,13 +375,23 @@ async fn pages_walk_the_keys_in_order_and_count_what_follows() {
     );
     assert_eq!(second.remaining, 1);
     let last = store
-        .list_page(Kind::Job, None, Some(("b", "2")), Some(2))
+        .list_page(PageQuery {
+            kind: Kind::Job,
+            namespace: None,
+            after: Some(("b", "2")),
+            limit: Some(2),
+        })
         .await
         .unwrap();
     assert_eq!(last.items.iter().map(key).collect::<Vec<_>>(), ["c/1"]);
     assert_eq!(last.remaining, 0);
     let in_b = store
-        .list_page(Kind::Job, Some("b"), Some(("b", "1")), None)
+        .list_page(PageQuery {
+            kind: Kind::Job,
+            namespace: Some("b"),
+            after: Some(("b", "1")),
+            limit: None,
+        })
         .await
         .unwrap();
     assert_eq!(in_b.items.iter().map(key).collect::<Vec<_>>(), ["b/2"]);

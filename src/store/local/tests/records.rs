@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::*;
 use crate::records::{AttemptOutcome, AttemptRecord, RunRecord};
 use crate::resources::job::JobPhase;
-use crate::store::EventType;
+use crate::store::{EventQuery, EventType};
 
 #[tokio::test]
 async fn repeated_events_are_counted() {
@@ -31,7 +31,12 @@ async fn repeated_events_are_counted() {
     store.record_event(warning).await.unwrap();
 
     let events = store
-        .list_events(Some("Job"), Some("default"), Some("build"), 10)
+        .list_events(
+            EventQuery::newest(10)
+                .kind("Job")
+                .namespace("default")
+                .name("build"),
+        )
         .await
         .unwrap();
     let summary: Vec<(&str, u32)> = events
@@ -46,19 +51,23 @@ async fn repeated_events_are_counted() {
     let started = &events[1];
     assert!(started.last_timestamp > started.first_timestamp);
 
-    let all = store.list_events(None, None, None, 10).await.unwrap();
+    let all = store.list_events(EventQuery::newest(10)).await.unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(
         (all[0].involved_object.name.as_str(), all[0].type_),
         ("test", EventType::Warning)
     );
     assert_eq!(
-        store.list_events(None, None, None, 1).await.unwrap().len(),
+        store
+            .list_events(EventQuery::newest(1))
+            .await
+            .unwrap()
+            .len(),
         1
     );
     assert!(
         store
-            .list_events(Some("Sandbox"), None, None, 10)
+            .list_events(EventQuery::newest(10).kind("Sandbox"))
             .await
             .unwrap()
             .is_empty()
