@@ -237,6 +237,39 @@ impl Harness {
         )
     }
 
+    /// Creates a template with a warm pool of `size` and waits until it is full.
+    async fn warm_pool(&self, name: &str, size: u32) {
+        self.create(Kind::SandboxTemplate, name, pooled_template(size, None))
+            .await;
+        self.wait_pool(name, "a full pool", |s| {
+            s.pool.as_ref().is_some_and(|p| p.ready == size)
+        })
+        .await;
+    }
+
+    /// The ids of the containers of template `pool`'s warm pool.
+    async fn pool_containers(&self, pool: &str) -> Vec<String> {
+        let selector = [
+            (keys::LABEL_INSTANCE, self.store.instance_id()),
+            (keys::LABEL_POOL, pool),
+        ];
+        let pooled = self.runtime.list(&selector).await.unwrap();
+        pooled.into_iter().map(|c| c.id).collect()
+    }
+
+    /// Waits until Docker holds nothing for the sandbox uid.
+    async fn wait_nothing_owned(&self, uid: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let owned = self.owned(uid).await;
+            if owned == (0, 0, 0) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "left behind: {owned:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// What Docker holds for a sandbox uid: (containers, networks, volumes).
     async fn owned(&self, uid: &str) -> (usize, usize, usize) {
         let selector = [
@@ -306,6 +339,13 @@ where
 
 fn idle_service(name: &str) -> Value {
     json!({"name": name, "image": IMAGE, "command": IDLE})
+}
+
+/// An idle service with a volume `data` at /data.
+fn idle_service_with_data(name: &str) -> Value {
+    let mut service = idle_service(name);
+    service["volumes"] = json!([{"name": "data", "mountPath": "/data"}]);
+    service
 }
 
 fn web_service() -> Value {

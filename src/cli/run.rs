@@ -82,11 +82,7 @@ fn build_job(args: &RunArgs) -> Result<Object, ClientError> {
         let env = super::env_vars(&args.env)?;
         let spec = JobSpec {
             image,
-            steps: vec![Step {
-                name: "main".into(),
-                run: None,
-                command: Some(args.command.clone()),
-            }],
+            steps: vec![Step::exec("main", args.command.clone())],
             env,
             timeout_seconds: args.timeout,
             network: if args.network {

@@ -239,11 +239,7 @@ mod tests {
 
         let spec = JobSpec {
             image: "busybox:latest".into(),
-            steps: vec![Step {
-                name: "main".into(),
-                run: Some("true".into()),
-                command: None,
-            }],
+            steps: vec![Step::script("main", "true")],
             ..Default::default()
         };
         let job = Object::new(

@@ -39,11 +39,7 @@ pub(super) fn build_job(args: &RunJobArgs, name: &str) -> Result<Object, ToolErr
                 "give either `commands` (one step each) or `script` (one step), not both",
             ));
         }
-        (Some(script), []) => vec![Step {
-            name: "script".into(),
-            run: Some(script.clone()),
-            command: None,
-        }],
+        (Some(script), []) => vec![Step::script("script", script.clone())],
         (None, []) => {
             return Err(ToolError::new(
                 "nothing to run: give `commands`, e.g. [\"echo hello\"], or a `script`",
@@ -52,11 +48,7 @@ pub(super) fn build_job(args: &RunJobArgs, name: &str) -> Result<Object, ToolErr
         (None, commands) => commands
             .iter()
             .enumerate()
-            .map(|(i, c)| Step {
-                name: format!("step-{}", i + 1),
-                run: Some(c.clone()),
-                command: None,
-            })
+            .map(|(i, c)| Step::script(format!("step-{}", i + 1), c.clone()))
             .collect(),
     };
     let spec = JobSpec {

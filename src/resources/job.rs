@@ -83,6 +83,26 @@ pub struct Step {
     pub command: Option<Vec<String>>,
 }
 
+impl Step {
+    /// A step that runs `script` with `/bin/sh -c`.
+    pub fn script(name: impl Into<String>, script: impl Into<String>) -> Step {
+        Step {
+            name: name.into(),
+            run: Some(script.into()),
+            command: None,
+        }
+    }
+
+    /// A step that runs `argv` as it is, with no shell.
+    pub fn exec(name: impl Into<String>, argv: Vec<String>) -> Step {
+        Step {
+            name: name.into(),
+            run: None,
+            command: Some(argv),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobNetwork {

@@ -355,19 +355,11 @@ mod tests {
     use chrono::TimeZone;
 
     fn run(name: &str, script: &str) -> Step {
-        Step {
-            name: name.into(),
-            run: Some(script.into()),
-            command: None,
-        }
+        Step::script(name, script)
     }
 
     fn exec(name: &str, args: &[&str]) -> Step {
-        Step {
-            name: name.into(),
-            run: None,
-            command: Some(args.iter().map(|a| a.to_string()).collect()),
-        }
+        Step::exec(name, args.iter().map(|a| a.to_string()).collect())
     }
 
     fn at(second: u32) -> DateTime<Utc> {

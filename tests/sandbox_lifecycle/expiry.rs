@@ -108,8 +108,7 @@ async fn ttl_expiry_happens_on_time_is_recorded_and_can_be_undone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_with_delete_removes_the_sandbox_and_what_it_owned() {
     sandbox_test(|h| async move {
-        let mut shell = idle_service("shell");
-        shell["volumes"] = json!([{"name": "data", "mountPath": "/data"}]);
+        let shell = idle_service_with_data("shell");
         let obj = h
             .create(
                 Kind::Sandbox,
@@ -125,14 +124,7 @@ async fn expiry_with_delete_removes_the_sandbox_and_what_it_owned() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(h.has_event(Kind::Sandbox, "gone", "Expired").await);
-        loop {
-            let owned = h.owned(&obj.metadata.uid).await;
-            if owned == (0, 0, 0) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "left behind: {owned:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        h.wait_nothing_owned(&obj.metadata.uid).await;
     })
     .await;
 }

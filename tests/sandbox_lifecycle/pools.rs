@@ -5,12 +5,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_claim_from_a_warm_pool_is_ready_at_once_and_the_pool_refills() {
     sandbox_test(|h| async move {
-        h.create(Kind::SandboxTemplate, "shell", pooled_template(2, None))
-            .await;
-        h.wait_pool("shell", "two ready", |s| {
-            s.pool.as_ref().is_some_and(|p| p.ready == 2)
-        })
-        .await;
+        h.warm_pool("shell", 2).await;
         let started = Instant::now();
         let obj = h
             .create(Kind::Sandbox, "agent", json!({"templateRef": "shell"}))
@@ -63,12 +58,7 @@ async fn a_claim_from_a_warm_pool_is_ready_at_once_and_the_pool_refills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_claims_is_served_and_the_pool_refills() {
     sandbox_test(|h| async move {
-        h.create(Kind::SandboxTemplate, "shell", pooled_template(2, None))
-            .await;
-        h.wait_pool("shell", "two ready", |s| {
-            s.pool.as_ref().is_some_and(|p| p.ready == 2)
-        })
-        .await;
+        h.warm_pool("shell", 2).await;
         let names: Vec<String> = (0..5).map(|i| format!("burst-{i}")).collect();
         futures::future::join_all(
             names

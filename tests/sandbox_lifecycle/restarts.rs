@@ -11,31 +11,14 @@ async fn a_restarted_controller_adopts_what_runs_and_changes_nothing() {
             json!({"idleTimeoutSeconds": 600, "services": [web_service(), idle_service("shell")]}),
         )
         .await;
-        h.create(Kind::SandboxTemplate, "pool", pooled_template(1, None))
-            .await;
+        h.warm_pool("pool", 1).await;
         h.wait_phase("steady", SandboxPhase::Ready).await;
-        h.wait_pool("pool", "one ready", |s| {
-            s.pool.as_ref().is_some_and(|p| p.ready == 1)
-        })
-        .await;
         // Let the status settle (the first write after Ready adds the Expiring condition).
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = h.get(Kind::Sandbox, "steady").await.unwrap();
         let web = h.container("steady", "web").await.id;
         let shell = h.container("steady", "shell").await.id;
-        let instance = h.store.instance_id().to_string();
-        let pool_selector = [
-            (keys::LABEL_INSTANCE, instance.as_str()),
-            (keys::LABEL_POOL, "pool"),
-        ];
-        let pooled: Vec<String> = h
-            .runtime
-            .list(&pool_selector)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+        let pooled = h.pool_containers("pool").await;
         assert_eq!(pooled.len(), 1);
 
         h.stop_controllers().await;
@@ -50,14 +33,7 @@ async fn a_restarted_controller_adopts_what_runs_and_changes_nothing() {
         );
         assert_eq!(h.container("steady", "web").await.id, web);
         assert_eq!(h.container("steady", "shell").await.id, shell);
-        let pooled_after: Vec<String> = h
-            .runtime
-            .list(&pool_selector)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+        let pooled_after = h.pool_containers("pool").await;
         assert_eq!(
             pooled_after, pooled,
             "the pooled sandbox is adopted, not made again"
@@ -90,8 +66,7 @@ async fn a_restarted_controller_adopts_what_runs_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_a_sandbox_deleted_while_orcaops_was_down_left_is_removed_at_start() {
     sandbox_test(|mut h| async move {
-        let mut shell = idle_service("shell");
-        shell["volumes"] = json!([{"name": "data", "mountPath": "/data"}]);
+        let shell = idle_service_with_data("shell");
         let obj = h
             .create(
                 Kind::Sandbox,
@@ -107,15 +82,7 @@ async fn what_a_sandbox_deleted_while_orcaops_was_down_left_is_removed_at_start(
             .unwrap();
         assert_eq!(h.owned(&obj.metadata.uid).await, (1, 1, 1));
         let h = Harness::start_controllers(&h.store, &h.runtime, &h.stop);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let owned = h.owned(&obj.metadata.uid).await;
-            if owned == (0, 0, 0) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "left behind: {owned:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        h.wait_nothing_owned(&obj.metadata.uid).await;
     })
     .await;
 }

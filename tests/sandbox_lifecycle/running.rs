@@ -80,8 +80,7 @@ async fn services_on_a_private_network_reach_each_other_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stopping_keeps_files_and_volumes_and_starting_restores_them() {
     sandbox_test(|h| async move {
-        let mut shell = idle_service("shell");
-        shell["volumes"] = json!([{"name": "data", "mountPath": "/data"}]);
+        let shell = idle_service_with_data("shell");
         h.create(Kind::Sandbox, "keep", json!({"services": [shell]}))
             .await;
         h.wait_phase("keep", SandboxPhase::Ready).await;
@@ -125,8 +124,7 @@ async fn stopping_keeps_files_and_volumes_and_starting_restores_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_sandbox_removes_its_containers_network_and_volumes() {
     sandbox_test(|h| async move {
-        let mut shell = idle_service("shell");
-        shell["volumes"] = json!([{"name": "data", "mountPath": "/data"}]);
+        let shell = idle_service_with_data("shell");
         let obj = h
             .create(
                 Kind::Sandbox,
@@ -139,15 +137,7 @@ async fn deleting_a_sandbox_removes_its_containers_network_and_volumes() {
             .delete(&ObjectKey::new(Kind::Sandbox, "default", "del"))
             .await
             .unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let owned = h.owned(&obj.metadata.uid).await;
-            if owned == (0, 0, 0) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "left behind: {owned:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        h.wait_nothing_owned(&obj.metadata.uid).await;
     })
     .await;
 }

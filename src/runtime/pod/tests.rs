@@ -34,16 +34,14 @@ impl Fixture {
         let spec = JobSpec {
             image: "busybox:1.36".into(),
             steps: vec![
-                Step {
-                    name: "prepare".into(),
-                    run: Some("mkdir -p out && echo \"it's $TARGET\" > out/report.txt".into()),
-                    command: None,
-                },
-                Step {
-                    name: "check".into(),
-                    run: None,
-                    command: Some(vec!["test".into(), "-s".into(), "out/report.txt".into()]),
-                },
+                Step::script(
+                    "prepare",
+                    "mkdir -p out && echo \"it's $TARGET\" > out/report.txt",
+                ),
+                Step::exec(
+                    "check",
+                    vec!["test".into(), "-s".into(), "out/report.txt".into()],
+                ),
             ],
             env: vec![EnvVar {
                 name: "TARGET".into(),

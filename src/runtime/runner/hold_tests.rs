@@ -7,11 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn run(name: &str, script: &str) -> Step {
-    Step {
-        name: name.into(),
-        run: Some(script.into()),
-        command: None,
-    }
+    Step::script(name, script)
 }
 
 struct Held {

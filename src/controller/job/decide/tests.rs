@@ -38,11 +38,7 @@ impl Fixture {
         };
         let spec = JobSpec {
             image: "busybox:latest".into(),
-            steps: vec![Step {
-                name: "main".into(),
-                run: Some("true".into()),
-                command: None,
-            }],
+            steps: vec![Step::script("main", "true")],
             ..Default::default()
         };
         Fixture {

@@ -18,16 +18,8 @@ fn spec(network: JobNetwork) -> JobSpec {
     JobSpec {
         image: "busybox:1.36".into(),
         steps: vec![
-            Step {
-                name: "one".into(),
-                run: Some("echo one".into()),
-                command: None,
-            },
-            Step {
-                name: "two".into(),
-                run: Some("echo two".into()),
-                command: None,
-            },
+            Step::script("one", "echo one"),
+            Step::script("two", "echo two"),
         ],
         network,
         ..Default::default()
