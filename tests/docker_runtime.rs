@@ -5,12 +5,13 @@
 //! Every container is labelled with its test's id and removed at the end of
 //! the test, whether it passed or not.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use orcaops::resources::job::Step;
 use orcaops::runtime::runner::{RunnerParser, StepProgress, new_nonce, runner_command};
 use orcaops::runtime::{
@@ -28,32 +29,15 @@ where
     F: FnOnce(Scratch) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let runtime = DockerRuntime::connect().await.unwrap_or_else(|error| {
-        panic!("these tests need Docker: start Docker with scripts/setup.sh ({error})")
-    });
-    runtime.ensure_image(IMAGE).await.unwrap_or_else(|error| {
-        panic!("these tests need {IMAGE}: start Docker with scripts/setup.sh ({error})")
-    });
+    let runtime = common::docker::connect().await;
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let scratch = Scratch {
         runtime: runtime.clone(),
         id: id.clone(),
     };
-    let outcome = AssertUnwindSafe(tokio::time::timeout(TEST_TIMEOUT, body(scratch)))
-        .catch_unwind()
-        .await;
-    for container in runtime.list(&[(TEST_LABEL, &id)]).await.unwrap() {
-        runtime.remove(&container.id).await.unwrap();
-    }
-    assert!(
-        runtime.list(&[(TEST_LABEL, &id)]).await.unwrap().is_empty(),
-        "containers left behind"
-    );
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => panic!("the test did not finish within {TEST_TIMEOUT:?}"),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    let label = [(TEST_LABEL, id.as_str())];
+    let cleanup = common::docker::remove_labelled(&runtime, &label);
+    common::docker::guarded(TEST_TIMEOUT, body(scratch), cleanup).await;
 }
 
 struct Scratch {

@@ -18,13 +18,13 @@ mod restarts;
 #[path = "sandbox_lifecycle/running.rs"]
 mod running;
 
+mod common;
+
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use orcaops::controller::{self, Backend, Context};
 use orcaops::resources::sandbox::{SandboxPhase, SandboxStatus, SandboxTemplateStatus};
 use orcaops::resources::{Kind, Object, ObjectKey, keys};
@@ -298,43 +298,20 @@ where
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let runtime = DockerRuntime::connect().await.unwrap_or_else(|error| {
-        panic!("these tests need Docker: start Docker with scripts/setup.sh ({error})")
-    });
-    runtime.ensure_image(IMAGE).await.unwrap_or_else(|error| {
-        panic!("these tests need {IMAGE}: start Docker with scripts/setup.sh ({error})")
-    });
+    let runtime = common::docker::connect().await;
     let tmp = tempfile::tempdir().unwrap();
     let store = LocalStore::open(tmp.path()).await.unwrap();
     let instance = store.instance_id().to_string();
     let stop = CancellationToken::new();
     let harness = Harness::start_controllers(&store, &runtime, &stop);
-    let outcome = AssertUnwindSafe(tokio::time::timeout(TEST_TIMEOUT, body(harness)))
-        .catch_unwind()
-        .await;
-    // Stop every controller of the test first (it would make again what is removed),
-    // let Docker calls in flight land, then remove by label.
-    stop.cancel();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let selector = [(keys::LABEL_INSTANCE, instance.as_str())];
-    for c in runtime.list(&selector).await.unwrap() {
-        runtime.remove(&c.id).await.unwrap();
-    }
-    for n in runtime.list_networks(&selector).await.unwrap() {
-        runtime.remove_network(&n).await.unwrap();
-    }
-    for v in runtime.list_volumes(&selector).await.unwrap() {
-        runtime.remove_volume(&v).await.unwrap();
-    }
-    assert!(
-        runtime.list(&selector).await.unwrap().is_empty(),
-        "containers left behind"
-    );
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => panic!("the test did not finish within {TEST_TIMEOUT:?}"),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    let cleanup = async {
+        // Stop every controller of the test first (it would make again what is
+        // removed), let Docker calls in flight land, then remove by label.
+        stop.cancel();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        common::docker::remove_labelled(&runtime, &[(keys::LABEL_INSTANCE, &instance)]).await;
+    };
+    common::docker::guarded(TEST_TIMEOUT, body(harness), cleanup).await;
 }
 
 fn idle_service(name: &str) -> Value {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod docker;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_orcaops");
 pub const IMAGE: &str = "busybox:latest";
 
