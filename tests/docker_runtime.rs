@@ -7,8 +7,8 @@
 
 mod common;
 
+use common::docker::{Scratch, TEST_LABEL, scratch_test as docker_test};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -19,31 +19,6 @@ use orcaops::runtime::{
 };
 
 const IMAGE: &str = "busybox:latest";
-const TEST_LABEL: &str = "orcaops.test/id";
-const TEST_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Connects, checks the image, runs `body`, then removes every container the
-/// test made, even when `body` panicked or timed out.
-async fn docker_test<F, Fut>(body: F)
-where
-    F: FnOnce(Scratch) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let runtime = common::docker::connect().await;
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let scratch = Scratch {
-        runtime: runtime.clone(),
-        id: id.clone(),
-    };
-    let label = [(TEST_LABEL, id.as_str())];
-    let cleanup = common::docker::remove_labelled(&runtime, &label);
-    common::docker::guarded(TEST_TIMEOUT, body(scratch), cleanup).await;
-}
-
-struct Scratch {
-    runtime: DockerRuntime,
-    id: String,
-}
 
 impl Scratch {
     /// A spec with a unique name and this test's label.

@@ -8,8 +8,8 @@
 
 mod common;
 
+use common::docker::{Scratch, TEST_LABEL, scratch_test as sandbox_test};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,37 +18,12 @@ use orcaops::runtime::sandbox::{
     ExecChunk, ExecOutput, ExecRequest, PathKind, Probe, ServiceContainerSpec, ServiceNetwork,
     TIMED_OUT_EXIT_CODE,
 };
-use orcaops::runtime::{ContainerInfo, ContainerState, DockerRuntime, RuntimeError};
+use orcaops::runtime::{ContainerInfo, ContainerState, RuntimeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const IMAGE: &str = "busybox:latest";
-const TEST_LABEL: &str = "orcaops.test/id";
-const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a condition that should become true may take (a server starting).
 const SETTLE: Duration = Duration::from_secs(10);
-
-/// Connects, checks the image, runs `body`, then removes every container, network
-/// and volume the test made, even when `body` panicked or timed out.
-async fn sandbox_test<F, Fut>(body: F)
-where
-    F: FnOnce(Scratch) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let runtime = common::docker::connect().await;
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let scratch = Scratch {
-        runtime: runtime.clone(),
-        id: id.clone(),
-    };
-    let label = [(TEST_LABEL, id.as_str())];
-    let cleanup = common::docker::remove_labelled(&runtime, &label);
-    common::docker::guarded(TEST_TIMEOUT, body(scratch), cleanup).await;
-}
-
-struct Scratch {
-    runtime: DockerRuntime,
-    id: String,
-}
 
 impl Scratch {
     /// A unique name for a container, network or volume of this test.

@@ -22,6 +22,41 @@ pub async fn connect() -> DockerRuntime {
     runtime
 }
 
+/// The label on everything a [`scratch_test`] makes, with the test's id.
+pub const TEST_LABEL: &str = "orcaops.test/id";
+
+/// A test's handle on Docker: the runtime, and the id that labels what it makes.
+pub struct Scratch {
+    pub runtime: DockerRuntime,
+    pub id: String,
+}
+
+/// How long a [`scratch_test`] may take.
+pub const SCRATCH_TEST_LIMIT: Duration = Duration::from_secs(120);
+
+/// Connects, runs `body` with a new id for at most [`SCRATCH_TEST_LIMIT`], then
+/// removes every container, network and volume labelled with that id, even when
+/// `body` panicked or ran out of time.
+pub async fn scratch_test<F, Fut>(body: F)
+where
+    F: FnOnce(Scratch) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let runtime = connect().await;
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let scratch = Scratch {
+        runtime: runtime.clone(),
+        id: id.clone(),
+    };
+    let label = [(TEST_LABEL, id.as_str())];
+    guarded(
+        SCRATCH_TEST_LIMIT,
+        body(scratch),
+        remove_labelled(&runtime, &label),
+    )
+    .await;
+}
+
 /// Runs `body` for at most `limit`, then `cleanup` whatever happened, then fails the
 /// test if `body` panicked or ran out of time.
 pub async fn guarded(
