@@ -59,6 +59,19 @@ impl Api {
             .await
     }
 
+    /// GETs `path` and checks that it fails with `expected` and a Status of `reason`.
+    async fn get_fails(&self, path: &str, expected: StatusCode, reason: &str) -> Value {
+        let (code, body) = self.get(path).await;
+        assert_status(code, &body, expected, reason);
+        body
+    }
+
+    /// GETs `path` and checks that it fails as a bad request.
+    async fn get_bad_request(&self, path: &str) -> Value {
+        self.get_fails(path, StatusCode::BAD_REQUEST, "BadRequest")
+            .await
+    }
+
     async fn ok(&self, path: &str) -> Value {
         let (code, value) = self.get(path).await;
         assert_eq!(code, StatusCode::OK, "{path}: {value}");
@@ -254,10 +267,8 @@ async fn pagination_walks_every_item_exactly_once_in_key_order() {
     assert_eq!(evens.len(), 12);
     assert!(evens.iter().all(|s| s.starts_with("ns-a/")), "{evens:?}");
 
-    let (code, body) = api
-        .get(&format!("{BASE}/workflows?limit=5&continue=garbage"))
+    api.get_bad_request(&format!("{BASE}/workflows?limit=5&continue=garbage"))
         .await;
-    assert_status(code, &body, StatusCode::BAD_REQUEST, "BadRequest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -319,8 +330,7 @@ async fn field_selectors_on_name_namespace_and_phase() {
         ),
         ["ns-a/one"]
     );
-    let (code, body) = api.get(&list("spec.concurrency%3D2")).await;
-    assert_status(code, &body, StatusCode::BAD_REQUEST, "BadRequest");
+    let body = api.get_bad_request(&list("spec.concurrency%3D2")).await;
     let message = body["message"].as_str().unwrap();
     for field in ["metadata.name", "metadata.namespace", "status.phase"] {
         assert!(message.contains(field), "{message}");
@@ -521,17 +531,21 @@ async fn expired_versions_and_continue_tokens_get_410() {
     // no longer be resumed.
     server.restart();
     let api = Api::new(&server);
-    let (code, body) = api
-        .get(&format!(
+    api.get_fails(
+        &format!(
             "{BASE}/namespaces/default/workflows?watch=true&resourceVersion={}",
             rv_of(&first)
-        ))
-        .await;
-    assert_status(code, &body, StatusCode::GONE, "Expired");
-    let (code, body) = api
-        .get(&format!("{BASE}/workflows?limit=1&continue={token}"))
-        .await;
-    assert_status(code, &body, StatusCode::GONE, "Expired");
+        ),
+        StatusCode::GONE,
+        "Expired",
+    )
+    .await;
+    api.get_fails(
+        &format!("{BASE}/workflows?limit=1&continue={token}"),
+        StatusCode::GONE,
+        "Expired",
+    )
+    .await;
     // A list gives a version that can be watched from.
     let list = api.ok(&format!("{BASE}/workflows")).await;
     let rv = list["metadata"]["resourceVersion"].as_str().unwrap();
@@ -541,10 +555,8 @@ async fn expired_versions_and_continue_tokens_get_410() {
         ))
         .await;
     assert!(watch.next().await.is_none());
-    let (code, body) = api
-        .get(&format!("{BASE}/workflows?watch=true&resourceVersion=abc"))
+    api.get_bad_request(&format!("{BASE}/workflows?watch=true&resourceVersion=abc"))
         .await;
-    assert_status(code, &body, StatusCode::BAD_REQUEST, "BadRequest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -796,10 +808,10 @@ async fn every_error_path_answers_a_status() {
         "RequestEntityTooLarge",
     );
 
-    let (code, body) = api.get("/no/such/path").await;
-    assert_status(code, &body, StatusCode::NOT_FOUND, "NotFound");
-    let (code, body) = api.get(&format!("{BASE}/gizmos")).await;
-    assert_status(code, &body, StatusCode::NOT_FOUND, "NotFound");
+    api.get_fails("/no/such/path", StatusCode::NOT_FOUND, "NotFound")
+        .await;
+    api.get_fails(&format!("{BASE}/gizmos"), StatusCode::NOT_FOUND, "NotFound")
+        .await;
 
     let response = api
         .http
@@ -830,21 +842,19 @@ async fn every_error_path_answers_a_status() {
         "labelSelector=a%20in%20()",
         "fieldSelector=spec.x%3D1",
     ] {
-        let (code, body) = api
-            .get(&format!("{BASE}/namespaces/default/workflows?{bad}"))
+        api.get_bad_request(&format!("{BASE}/namespaces/default/workflows?{bad}"))
             .await;
-        assert_status(code, &body, StatusCode::BAD_REQUEST, "BadRequest");
     }
-    let (code, body) = api
-        .get(&format!(
-            "{BASE}/namespaces/default/jobs/x/log?tailLines=-1"
-        ))
-        .await;
-    assert_status(code, &body, StatusCode::BAD_REQUEST, "BadRequest");
-    let (code, body) = api
-        .get(&format!("{BASE}/namespaces/default/workflows/nope"))
-        .await;
-    assert_status(code, &body, StatusCode::NOT_FOUND, "NotFound");
+    api.get_bad_request(&format!(
+        "{BASE}/namespaces/default/jobs/x/log?tailLines=-1"
+    ))
+    .await;
+    api.get_fails(
+        &format!("{BASE}/namespaces/default/workflows/nope"),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
