@@ -148,13 +148,7 @@ pub trait SandboxIo: Send + Sync + 'static {
     /// Resizes a session's terminal.
     async fn exec_resize(&self, exec_id: &str, width: u16, height: u16) -> Result<()>;
     /// Writes one file with `mode`, creating missing parent directories.
-    async fn write_file(
-        &self,
-        container: &str,
-        path: &str,
-        content: Bytes,
-        mode: u32,
-    ) -> Result<()>;
+    async fn write_file(&self, container: &str, path: &str, data: Bytes, mode: u32) -> Result<()>;
     /// Extracts a tar into a directory, creating it when missing.
     async fn extract_tar(&self, container: &str, dir: &str, tar: Bytes) -> Result<()>;
     /// Whether a path is a file or a directory.

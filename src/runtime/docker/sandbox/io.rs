@@ -27,14 +27,8 @@ impl SandboxIo for DockerRuntime {
         DockerRuntime::exec_resize(self, exec_id, width, height).await
     }
 
-    async fn write_file(
-        &self,
-        container: &str,
-        path: &str,
-        content: Bytes,
-        mode: u32,
-    ) -> Result<()> {
-        DockerRuntime::write_file(self, container, path, content, mode).await
+    async fn write_file(&self, container: &str, path: &str, data: Bytes, mode: u32) -> Result<()> {
+        DockerRuntime::write_file(self, container, path, data, mode).await
     }
 
     async fn extract_tar(&self, container: &str, dir: &str, tar: Bytes) -> Result<()> {

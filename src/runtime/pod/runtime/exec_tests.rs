@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 use super::*;
 use crate::runtime::artifact::hex;
+use crate::runtime::sandbox::SandboxIo;
 
 const ID: &str = "team-a/orcaops-team-a-build-0123abcd-r1a1";
 
@@ -248,7 +249,7 @@ async fn a_sandbox_file_read_says_what_is_wrong_as_docker_does() {
         exit_code(5, "2048\n"),
     ])
     .await;
-    let read = |path: &'static str| runtime.sandbox_read_file(WEB, path, 1024);
+    let read = |path: &'static str| runtime.read_file(WEB, path, 1024);
     assert_eq!(&read("/etc/motd").await.unwrap()[..], b"hello\n");
     assert!(matches!(
         read("/nope").await,
@@ -267,7 +268,7 @@ async fn a_sandbox_file_read_says_what_is_wrong_as_docker_does() {
         })
     ));
     assert!(matches!(
-        runtime.sandbox_read_file(WEB, "relative", 10).await,
+        runtime.read_file(WEB, "relative", 10).await,
         Err(RuntimeError::InvalidPath { .. })
     ));
     let uri = seen.lock().unwrap()[0].clone();

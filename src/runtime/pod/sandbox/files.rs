@@ -6,8 +6,7 @@
 
 use bytes::Bytes;
 
-use super::super::runtime::PodRuntime;
-use crate::runtime::sandbox::ExecRequest;
+use crate::runtime::sandbox::{ExecOutput, ExecRequest};
 use crate::runtime::{Result, RuntimeError};
 
 /// Exit codes of the read script.
@@ -52,77 +51,69 @@ pub fn read_command(path: &str, max: u64) -> Vec<String> {
     ]
 }
 
-impl PodRuntime {
-    /// Writes one file with `mode`; missing parent directories are created. The path
-    /// must be absolute. `container` is `namespace/pod/service`.
-    pub async fn sandbox_write_file(
-        &self,
-        container: &str,
-        path: &str,
-        content: Bytes,
-        mode: u32,
-    ) -> Result<()> {
-        absolute(path)?;
-        let request = ExecRequest {
-            command: write_command(path, mode),
-            stdin: Some(content),
-            ..Default::default()
-        };
-        let output = self.sandbox_exec(container, &request).await?;
-        if output.exit_code == 0 {
-            return Ok(());
-        }
-        Err(RuntimeError::Exec {
-            pod: container.to_string(),
-            command: format!("write {path}"),
-            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        })
-    }
+/// The exec that writes `data` to the absolute `path` with `mode`.
+pub fn write_request(path: &str, data: Bytes, mode: u32) -> Result<ExecRequest> {
+    absolute(path)?;
+    Ok(ExecRequest {
+        command: write_command(path, mode),
+        stdin: Some(data),
+        ..Default::default()
+    })
+}
 
-    /// Reads one regular file whole, symlinks followed; a file over `max_bytes` is
-    /// [`RuntimeError::TooLarge`] (refused before it is read).
-    pub async fn sandbox_read_file(
-        &self,
-        container: &str,
-        path: &str,
-        max_bytes: u64,
-    ) -> Result<Bytes> {
-        absolute(path)?;
-        let request = ExecRequest {
-            command: read_command(path, max_bytes),
-            ..Default::default()
-        };
-        let output = self.sandbox_exec(container, &request).await?;
-        let (container, path) = (container.to_string(), path.to_string());
-        match output.exit_code {
-            0 if output.stdout.len() as u64 <= max_bytes => Ok(output.stdout),
-            // Grown between the check and the read.
-            0 => Err(RuntimeError::TooLarge {
-                size: output.stdout.len() as u64,
-                container,
-                path,
-                limit: max_bytes,
-            }),
-            MISSING => Err(RuntimeError::PathNotFound { container, path }),
-            NOT_A_FILE => Err(RuntimeError::NotAFile { container, path }),
-            TOO_LARGE => Err(RuntimeError::TooLarge {
-                size: String::from_utf8_lossy(&output.stderr)
-                    .trim()
-                    .parse()
-                    .unwrap_or(0),
-                container,
-                path,
-                limit: max_bytes,
-            }),
-            code => Err(RuntimeError::Exec {
-                pod: container,
-                command: format!("read {path}"),
-                message: format!(
-                    "exit code {code}: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ),
-            }),
-        }
+/// What the write exec's `output` says: written, or why not. Pure.
+pub fn written(container: &str, path: &str, output: ExecOutput) -> Result<()> {
+    if output.exit_code == 0 {
+        return Ok(());
+    }
+    Err(RuntimeError::Exec {
+        pod: container.to_string(),
+        command: format!("write {path}"),
+        message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+    })
+}
+
+/// The exec that prints the absolute `path` if it is a file of at most `max_bytes`.
+pub fn read_request(path: &str, max_bytes: u64) -> Result<ExecRequest> {
+    absolute(path)?;
+    Ok(ExecRequest {
+        command: read_command(path, max_bytes),
+        ..Default::default()
+    })
+}
+
+/// The file's content from the read exec's `output`, or Docker's error for why not.
+/// Pure.
+pub fn read(container: &str, path: &str, max_bytes: u64, output: ExecOutput) -> Result<Bytes> {
+    let (container, path) = (container.to_string(), path.to_string());
+    match output.exit_code {
+        0 if output.stdout.len() as u64 <= max_bytes => Ok(output.stdout),
+        // Grown between the check and the read.
+        0 => Err(RuntimeError::TooLarge {
+            size: output.stdout.len() as u64,
+            container,
+            path,
+            limit: max_bytes,
+        }),
+        MISSING => Err(RuntimeError::PathNotFound { container, path }),
+        NOT_A_FILE => Err(RuntimeError::NotAFile { container, path }),
+        TOO_LARGE => Err(RuntimeError::TooLarge {
+            size: String::from_utf8_lossy(&output.stderr)
+                .trim()
+                .parse()
+                .unwrap_or(0),
+            container,
+            path,
+            limit: max_bytes,
+        }),
+        code => Err(RuntimeError::Exec {
+            pod: container,
+            command: format!("read {path}"),
+            message: format!(
+                "exit code {code}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        }),
     }
 }
 

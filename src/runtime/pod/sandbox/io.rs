@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 
+use super::files;
 use crate::runtime::pod::PodRuntime;
 use crate::runtime::sandbox::{
     ByteStream, ExecOutput, ExecRequest, ExecSession, PathKind, SandboxIo,
@@ -43,15 +44,14 @@ impl SandboxIo for PodRuntime {
         Err(unsupported("a terminal on a cluster"))
     }
 
-    async fn write_file(
-        &self,
-        container: &str,
-        path: &str,
-        content: Bytes,
-        mode: u32,
-    ) -> Result<()> {
-        self.sandbox_write_file(container, path, content, mode)
-            .await
+    /// Missing parent directories are made; the path must be absolute.
+    async fn write_file(&self, container: &str, path: &str, data: Bytes, mode: u32) -> Result<()> {
+        let request = files::write_request(path, data, mode)?;
+        files::written(
+            container,
+            path,
+            self.sandbox_exec(container, &request).await?,
+        )
     }
 
     async fn extract_tar(&self, _: &str, _: &str, _: Bytes) -> Result<()> {
@@ -62,8 +62,12 @@ impl SandboxIo for PodRuntime {
         Err(unsupported("telling a file from a directory on a cluster"))
     }
 
+    /// Symlinks are followed; a file over `max_bytes` is [`RuntimeError::TooLarge`],
+    /// refused before it is read.
     async fn read_file(&self, container: &str, path: &str, max_bytes: u64) -> Result<Bytes> {
-        self.sandbox_read_file(container, path, max_bytes).await
+        let request = files::read_request(path, max_bytes)?;
+        let output = self.sandbox_exec(container, &request).await?;
+        files::read(container, path, max_bytes, output)
     }
 
     async fn download_tar(&self, _: &str, _: &str) -> Result<ByteStream> {
