@@ -442,7 +442,7 @@ fn bad_flag_values_stop_serve_with_a_message_naming_the_flag() {
         )
         .output()
         .unwrap();
-        assert!(!out.status.success(), "{flag} {value} was accepted");
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}: a usage error");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains(flag) && stderr.contains(says),
@@ -624,7 +624,7 @@ fn an_artifact_path_segment_that_is_not_a_name_is_400_not_500() {
 /// A garbage tar went to Docker, whose refusal was answered 500; and a NUL in an exec's
 /// command reached the runtime too.
 #[test]
-fn a_garbage_tar_upload_is_400_and_a_nul_in_an_exec_is_422() {
+fn a_garbage_tar_upload_is_400_and_a_nul_or_huge_timeout_in_an_exec_is_422() {
     let server = Server::start();
     server.write(
         "box.yaml",
@@ -695,6 +695,17 @@ fn a_garbage_tar_upload_is_400_and_a_nul_in_an_exec_is_422() {
         let status = answer.status(422, "NUL");
         assert_eq!(status["details"]["causes"][0]["field"], field);
     }
+    // A timeout near u64::MAX overflowed the deadline computed from it (a panic, and the
+    // connection dropped without an answer).
+    let answer = http(
+        port,
+        "POST",
+        &format!("{exec}?stream=true"),
+        &[("Content-Type", "application/json")],
+        br#"{"command":["true"],"timeoutSeconds":18446744073709551615}"#,
+    );
+    let status = answer.status(422, "at most");
+    assert_eq!(status["details"]["causes"][0]["field"], "timeoutSeconds");
     let answer = http(
         port,
         "POST",
@@ -714,4 +725,30 @@ fn a_garbage_tar_upload_is_400_and_a_nul_in_an_exec_is_422() {
             .status()
             .ok();
     }
+}
+
+/// A watch's `timeoutSeconds` near u64::MAX overflowed its deadline: the handler
+/// panicked and the connection closed without an answer.
+#[test]
+fn a_huge_watch_timeout_is_400_not_a_dropped_connection() {
+    let server = Server::start();
+    let answer = http(
+        server.port,
+        "GET",
+        &format!(
+            "{BASE}/namespaces/default/workflows?watch=true&timeoutSeconds=18446744073709551615"
+        ),
+        &[],
+        b"",
+    );
+    answer.status(400, "timeoutSeconds");
+    // A sane one still ends the watch on time.
+    let answer = http(
+        server.port,
+        "GET",
+        &format!("{BASE}/namespaces/default/workflows?watch=true&timeoutSeconds=1"),
+        &[],
+        b"",
+    );
+    assert_eq!(answer.code, 200, "{}", answer.body);
 }

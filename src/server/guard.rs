@@ -334,6 +334,8 @@ pub(super) async fn middleware(State(guard): State<Guard>, req: Request, next: N
     let authority = req.uri().authority().map(|a| a.as_str().to_string());
     match decide(&guard, req.method(), req.headers(), authority.as_deref()) {
         Verdict::Refuse(err) => {
+            // Logged: a user whose own page is refused finds the flag here too.
+            tracing::warn!(method = %req.method(), path = %req.uri().path(), reason = %err.message, "refused a request from a browser context");
             let mut response = err.into_response();
             response
                 .headers_mut()

@@ -18,6 +18,7 @@ use super::{Target, invalid_field, resolve, runtime_error, sandbox_key};
 use crate::client::wire::{
     self, ChunkEncoder, ExecBody, ExecExit, ExecResult, StreamEvent, StreamName,
 };
+use crate::resources::validate::MAX_SECONDS;
 use crate::runtime::RuntimeError;
 use crate::runtime::sandbox::{
     ExecChunk, ExecOutput, ExecRequest, ExecSession, SandboxIo, TIMED_OUT_EXIT_CODE,
@@ -125,6 +126,13 @@ pub(super) fn request_of(body: &ExecBody) -> Result<ExecRequest, ApiError> {
         return Err(invalid_field(
             "timeoutSeconds",
             "must be at least 1; leave it out for no limit",
+        ));
+    }
+    // Deadlines are computed from it: a value near u64::MAX would overflow them.
+    if body.timeout_seconds.is_some_and(|t| t > MAX_SECONDS) {
+        return Err(invalid_field(
+            "timeoutSeconds",
+            format!("must be at most {MAX_SECONDS} (ten years); leave it out for no limit"),
         ));
     }
     Ok(ExecRequest {
@@ -448,6 +456,19 @@ mod tests {
             (
                 r#"{"command": ["ls"], "timeoutSeconds": 0}"#,
                 "timeoutSeconds",
+            ),
+            (
+                r#"{"command": ["ls"], "timeoutSeconds": 18446744073709551615}"#,
+                "timeoutSeconds",
+            ),
+            (r#"{"command": ["echo", "a\u0000"]}"#, "command[1]"),
+            (
+                r#"{"command": ["ls"], "env": [{"name": "A", "value": "\u0000"}]}"#,
+                "env[0].value",
+            ),
+            (
+                r#"{"command": ["ls"], "workingDir": "/\u0000"}"#,
+                "workingDir",
             ),
         ] {
             let err = invalid(body);
