@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 
 const BASE: &str = "/apis/orcaops.dev/v1alpha1";
 
+/// A request: method, path, headers, body.
+type Call<'a> = (&'a str, String, &'a [(&'a str, &'a str)], Vec<u8>);
+
 /// One answer: status code, raw headers (lowercase names), body.
 struct Answer {
     code: u16,
@@ -237,6 +240,25 @@ fn text_plain_form_and_untyped_writes_are_refused_with_415() {
     );
     assert_eq!(answer.code, 201, "{}", answer.body);
     assert_eq!(workflows_in(port, "default"), 1);
+    // Objects named like a subresource are objects: their writes take object types.
+    for name in ["files", "exec"] {
+        let answer = http(
+            port,
+            "PATCH",
+            &format!("{path}/{name}"),
+            &[("Content-Type", "application/apply-patch+yaml")],
+            workflow(name).as_bytes(),
+        );
+        assert_eq!(answer.code, 201, "{name}: {}", answer.body);
+        let answer = http(
+            port,
+            "PUT",
+            &format!("{path}/{name}"),
+            &[("Content-Type", "application/json")],
+            workflow(name).as_bytes(),
+        );
+        assert_eq!(answer.code, 200, "{name}: {}", answer.body);
+    }
 }
 
 #[test]
@@ -464,7 +486,7 @@ fn bad_namespaces_and_names_are_refused_on_every_route_and_verb() {
     let json = [("Content-Type", "application/json")];
     let merge = [("Content-Type", "application/merge-patch+json")];
     for value in bad {
-        let ns_routes: Vec<(&str, String, &[(&str, &str)], Vec<u8>)> = vec![
+        let ns_routes: Vec<Call> = vec![
             (
                 "POST",
                 format!("{BASE}/namespaces/{value}/workflows"),
@@ -528,7 +550,7 @@ fn bad_namespaces_and_names_are_refused_on_every_route_and_verb() {
                 "{method} {path}"
             );
         }
-        let name_routes: Vec<(&str, String, &[(&str, &str)], Vec<u8>)> = vec![
+        let name_routes: Vec<Call> = vec![
             (
                 "GET",
                 format!("{BASE}/namespaces/default/workflows/{value}"),

@@ -10,7 +10,7 @@
 
 use axum::body::HttpBody;
 use axum::extract::rejection::RawPathParamsRejection;
-use axum::extract::{RawPathParams, Request};
+use axum::extract::{MatchedPath, RawPathParams, Request};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -138,11 +138,13 @@ const FILE_TYPES: &[&str] = &[
     "application/tar",
 ];
 
-/// The media types a write to `path` with `method` reads.
-pub(super) fn accepted_types(method: &Method, path: &str) -> &'static [&'static str] {
-    if path.ends_with("/files") {
+/// The media types a write to the route `route` (its pattern, such as
+/// `.../{name}/files`, so that an object named `files` is not taken for the
+/// subresource) with `method` reads.
+pub(super) fn accepted_types(method: &Method, route: &str) -> &'static [&'static str] {
+    if route.ends_with("/{name}/files") {
         FILE_TYPES
-    } else if path.ends_with("/exec") {
+    } else if route.ends_with("/{name}/exec") {
         EXEC_TYPES
     } else if method == Method::PATCH {
         PATCH_TYPES
@@ -151,13 +153,14 @@ pub(super) fn accepted_types(method: &Method, path: &str) -> &'static [&'static 
     }
 }
 
-/// Whether a write with this Content-Type (None: absent) may reach its handler. Pure.
+/// Whether a write to `route` with this Content-Type (None: absent) may reach its
+/// handler. Pure.
 pub(super) fn check_media_type(
     method: &Method,
-    path: &str,
+    route: &str,
     content_type: Option<&str>,
 ) -> Result<(), ApiError> {
-    let accepted = accepted_types(method, path);
+    let accepted = accepted_types(method, route);
     let essence = content_type
         .and_then(|c| c.split(';').next())
         .map(|c| c.trim().to_ascii_lowercase());
@@ -184,16 +187,18 @@ pub(super) fn check_media_type(
     Err(err)
 }
 
-/// Middleware: a POST, PUT or PATCH that carries a body must say what it is, in a type
-/// its route reads. Writes without a body (cancel, rerun, stop, start) need none.
-pub(super) async fn media_types(req: Request, next: Next) -> Response {
+/// Route middleware (`route_layer`): a POST, PUT or PATCH that carries a body must say
+/// what it is, in a type its route reads. Writes without a body (cancel, rerun, stop,
+/// start) need none.
+pub(super) async fn media_types(route: Option<MatchedPath>, req: Request, next: Next) -> Response {
     let writes = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
     if writes && !req.body().is_end_stream() {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-        if let Err(e) = check_media_type(req.method(), req.uri().path(), content_type) {
+        let route = route.as_ref().map_or("", MatchedPath::as_str);
+        if let Err(e) = check_media_type(req.method(), route, content_type) {
             let mut response = e.into_response();
             // The refused body is still on the connection.
             response.headers_mut().insert(
@@ -274,52 +279,31 @@ mod tests {
 
     #[test]
     fn writes_need_their_routes_media_types() {
-        let base = "/apis/orcaops.dev/v1alpha1/namespaces/default";
-        let ok = |m: Method, p: &str, c: &str| check_media_type(&m, p, Some(c)).is_ok();
-        assert!(ok(
-            Method::POST,
-            &format!("{base}/jobs"),
-            "application/json"
-        ));
-        assert!(ok(
-            Method::PUT,
-            &format!("{base}/jobs/a"),
-            "application/yaml; charset=utf-8"
-        ));
-        assert!(ok(
-            Method::PATCH,
-            &format!("{base}/jobs/a"),
-            "application/merge-patch+json"
-        ));
-        assert!(ok(
-            Method::POST,
-            &format!("{base}/sandboxes/a/exec"),
-            "application/json"
-        ));
-        assert!(ok(
-            Method::PUT,
-            &format!("{base}/sandboxes/a/files"),
-            "application/x-tar"
-        ));
-        for (method, path, content_type) in [
-            (Method::POST, "jobs", "text/plain"),
-            (Method::POST, "jobs", "application/x-www-form-urlencoded"),
-            (Method::POST, "jobs", "multipart/form-data; boundary=x"),
-            (Method::PATCH, "jobs/a", "application/json"),
-            (
-                Method::POST,
-                "sandboxes/a/exec",
-                "application/x-www-form-urlencoded",
-            ),
-            (Method::POST, "sandboxes/a/exec", "text/plain"),
-            (Method::PUT, "sandboxes/a/files", "text/plain"),
+        // Route patterns, as `MatchedPath` gives them.
+        let list = "/apis/orcaops.dev/v1alpha1/namespaces/{ns}/{plural}";
+        let item = "/apis/orcaops.dev/v1alpha1/namespaces/{ns}/{plural}/{name}";
+        let exec = "/apis/orcaops.dev/v1alpha1/namespaces/{ns}/{plural}/{name}/exec";
+        let files = "/apis/orcaops.dev/v1alpha1/namespaces/{ns}/{plural}/{name}/files";
+        let ok = |m: Method, route: &str, c: &str| check_media_type(&m, route, Some(c)).is_ok();
+        assert!(ok(Method::POST, list, "application/json"));
+        assert!(ok(Method::PUT, item, "application/yaml; charset=utf-8"));
+        assert!(ok(Method::PATCH, item, "application/merge-patch+json"));
+        assert!(ok(Method::POST, exec, "application/json"));
+        assert!(ok(Method::PUT, files, "application/x-tar"));
+        for (method, route, content_type) in [
+            (Method::POST, list, "text/plain"),
+            (Method::POST, list, "application/x-www-form-urlencoded"),
+            (Method::POST, list, "multipart/form-data; boundary=x"),
+            (Method::PATCH, item, "application/json"),
+            (Method::POST, exec, "application/x-www-form-urlencoded"),
+            (Method::POST, exec, "text/plain"),
+            (Method::PUT, files, "text/plain"),
         ] {
-            let err = check_media_type(&method, &format!("{base}/{path}"), Some(content_type))
-                .unwrap_err();
-            assert_eq!(err.code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+            let err = check_media_type(&method, route, Some(content_type)).unwrap_err();
+            assert_eq!(err.code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{route}");
             assert_eq!(err.details.causes[0].field, "Content-Type");
         }
-        let missing = check_media_type(&Method::POST, &format!("{base}/jobs"), None).unwrap_err();
+        let missing = check_media_type(&Method::POST, list, None).unwrap_err();
         assert!(
             missing
                 .message

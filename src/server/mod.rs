@@ -180,10 +180,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(sandbox::routes(&ns))
         .merge(timed)
-        // Path parameters are checked once here, for every route (see `inputs`).
+        // Path parameters and the media types of writes are checked once here, for
+        // every route (see `inputs`).
+        .route_layer(axum::middleware::from_fn(inputs::media_types))
         .route_layer(axum::middleware::from_fn(inputs::path_params))
         .layer(axum::middleware::from_fn(table::middleware))
-        .layer(axum::middleware::from_fn(inputs::media_types))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outside the timeout, so that a timed-out request also gets a Status body.
         .layer(axum::middleware::map_response(layers::status_bodies))
