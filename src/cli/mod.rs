@@ -79,7 +79,11 @@ pub enum Command {
     #[command(
         after_help = "Every .yaml/.yml file under DIR (recursively; dot-files are ignored) is applied;\n\
         removing a file deletes what it declared. A broken file is reported and never\n\
-        changes what is already running. State lives in --data-dir."
+        changes what is already running. State lives in --data-dir.\n\n\
+        Browsers: a request from a web page of another origin, or naming a host the\n\
+        server does not answer to (DNS rebinding), is refused with 403. To use the API\n\
+        from your own page and by another name:\n  \
+        orcaops serve --dir ./work --cors-origin http://localhost:3000 --allowed-host orcaops.lan"
     )]
     Serve(serve::ServeArgs),
     /// Run cluster mode: reconcile the cluster's resources, Job attempts as pods.

@@ -85,6 +85,8 @@ pub struct OperatorArgs {
     /// The address of the REST facade and MCP, with --api.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub api_addr: SocketAddr,
+    #[command(flatten)]
+    pub access: super::serve::AccessArgs,
     /// How many objects are reconciled at once.
     #[arg(long, default_value_t = DEFAULT_WORKERS)]
     pub workers: usize,
@@ -111,6 +113,7 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, ClientError> {
         leader_election: !args.no_leader_election,
         metrics_addr: args.metrics_addr,
         api_addr: args.api.then_some(args.api_addr),
+        api_access: args.access.access()?,
         workers: args.workers,
     })
 }

@@ -28,6 +28,28 @@ pub struct ServeArgs {
     /// How many objects are reconciled at once.
     #[arg(long, default_value_t = controller::DEFAULT_WORKERS)]
     pub workers: usize,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Which web pages and host names may reach the API from a browser. Shared by `serve`
+/// and `operator --api`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct AccessArgs {
+    /// Let web pages at ORIGIN (scheme://host[:port], e.g. http://localhost:3000) use the API from a browser, with CORS answers; repeat for more. Without it, a request whose Origin header is not the server's own is refused with 403, so that no page you visit can act on the API.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+    /// Answer to NAME in the Host header too (e.g. orcaops.internal, or *.example.com); repeat for more. By default the API answers to localhost, IP addresses and, when listening beyond loopback, the machine's host name; other names are refused with 403 (that defeats DNS rebinding from a web page).
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl AccessArgs {
+    /// The checked values; a bad one is a usage error naming the flag.
+    pub fn access(&self) -> Result<server::Access, ClientError> {
+        server::Access::new(&self.cors_origins, &self.allowed_hosts)
+            .map_err(|e| ClientError::usage(e.to_string()))
+    }
 }
 
 /// Everything local mode runs, started; used by `serve` and by `run` without a server.
@@ -45,6 +67,18 @@ impl LocalMode {
         dir: Option<PathBuf>,
         listen: SocketAddr,
         workers: usize,
+    ) -> Result<LocalMode, ClientError> {
+        Self::start_with(data_dir, dir, listen, workers, server::Access::default()).await
+    }
+
+    /// [`LocalMode::start`] with the origins and host names browsers may use (`serve`'s
+    /// `--cors-origin` and `--allowed-host`).
+    pub async fn start_with(
+        data_dir: PathBuf,
+        dir: Option<PathBuf>,
+        listen: SocketAddr,
+        workers: usize,
+        access: server::Access,
     ) -> Result<LocalMode, ClientError> {
         let lock = super::lock_data_dir(
             &data_dir,
@@ -95,7 +129,8 @@ impl LocalMode {
             }));
         }
         tasks.push(
-            server::serve_api(listener, state).map_err(|e| ClientError::usage(e.to_string()))?,
+            server::serve_api_with(listener, state, access)
+                .map_err(|e| ClientError::usage(e.to_string()))?,
         );
         Ok(LocalMode {
             _lock: lock,
@@ -120,15 +155,17 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
             args.dir.display()
         )));
     }
+    let access = args.access.access()?;
     let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
     if !args.listen.ip().is_loopback() {
         warn!(listen = %args.listen, "the API has no authentication yet and is reachable beyond this machine");
     }
-    let local = LocalMode::start(
+    let local = LocalMode::start_with(
         data_dir.clone(),
         Some(args.dir.clone()),
         args.listen,
         args.workers,
+        access,
     )
     .await?;
     info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");

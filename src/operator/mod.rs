@@ -35,6 +35,9 @@ pub struct OperatorOptions {
     pub metrics_addr: SocketAddr,
     /// Where the REST facade and MCP listen (`--api`); None: they do not run.
     pub api_addr: Option<SocketAddr>,
+    /// The origins and host names browsers may reach the API from (`--cors-origin`,
+    /// `--allowed-host`).
+    pub api_access: server::Access,
     pub workers: usize,
 }
 
@@ -144,7 +147,7 @@ pub async fn run(
                     what: "the API",
                     source,
                 })?;
-            Some(serve_api(listener, state)?)
+            Some(serve_api(listener, state, options.api_access.clone())?)
         }
         None => None,
     };
@@ -174,11 +177,12 @@ pub async fn run(
 fn serve_api(
     listener: tokio::net::TcpListener,
     state: AppState,
+    access: server::Access,
 ) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
     if let Ok(bound) = listener.local_addr() {
         warn!(%bound, "the API has no authentication yet: it acts with the operator's service account; keep it on a ClusterIP Service and reach it with kubectl port-forward");
     }
-    server::serve_api(listener, state).map_err(|e| match e {
+    server::serve_api_with(listener, state, access).map_err(|e| match e {
         ServeError::LocalAddr(source) => OperatorError::Listen {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             what: "the API",
@@ -336,7 +340,7 @@ mod tests {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let served = serve_api(listener, state).unwrap();
+        let served = serve_api(listener, state, server::Access::default()).unwrap();
         let http = reqwest::Client::new();
 
         let jobs = http

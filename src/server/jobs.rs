@@ -209,11 +209,6 @@ pub(super) async fn artifact(
         &target.uid,
         target.run,
     ));
-    if artifact.contains('/') || artifact.contains("..") {
-        return Err(ApiError::bad_request(
-            "an artifact name has no path separators",
-        ));
-    }
     let record = state
         .records()?
         .runs(&ns, &name)
@@ -232,6 +227,10 @@ pub(super) async fn artifact(
         let Ok(file) = tokio::fs::File::open(&path).await else {
             continue;
         };
+        // Only files are artifacts (a name that reaches a directory is not one).
+        if !file.metadata().await.is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         let internal = |e: std::io::Error| {
             tracing::error!(path = %path.display(), error = %e, "cannot read an artifact");
             ApiError::new(

@@ -12,6 +12,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::selector::Selectors;
 use super::watch::{WatchParams, watch};
+use crate::resources::validate::MAX_SECONDS;
 use crate::resources::{API_VERSION, Kind};
 use crate::store::PageQuery;
 
@@ -83,6 +84,14 @@ pub(super) async fn list(
         query.label_selector.as_deref(),
         query.field_selector.as_deref(),
     )?;
+    // The watch's deadline is computed from it: near u64::MAX it would overflow.
+    if let Some(t) = query.timeout_seconds
+        && t > MAX_SECONDS
+    {
+        return Err(ApiError::bad_request(format!(
+            "timeoutSeconds {t} is over the limit of {MAX_SECONDS} (ten years); leave it out for no limit"
+        )));
+    }
     if flag("watch", query.watch.as_deref())? == Some(true) {
         let params = WatchParams {
             kind,

@@ -6,6 +6,8 @@ mod cluster_tests;
 mod containers;
 mod discovery;
 mod error;
+mod guard;
+mod inputs;
 mod jobs;
 mod layers;
 mod list;
@@ -32,9 +34,10 @@ use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, Status, StatusCause, StatusDetails};
+pub use guard::{Access, AccessError};
 pub use layers::REQUEST_TIMEOUT;
 pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER};
-pub use serve::{ServeError, serve_api};
+pub use serve::{ServeError, serve_api, serve_api_with};
 pub use watch::BOOKMARK_INTERVAL;
 
 use crate::controller::activity::SandboxActivity;
@@ -177,6 +180,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(sandbox::routes(&ns))
         .merge(timed)
+        // Path parameters and the media types of writes are checked once here, for
+        // every route (see `inputs`).
+        .route_layer(axum::middleware::from_fn(inputs::media_types))
+        .route_layer(axum::middleware::from_fn(inputs::path_params))
         .layer(axum::middleware::from_fn(table::middleware))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outside the timeout, so that a timed-out request also gets a Status body.

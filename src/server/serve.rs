@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::guard::{self, Access, Guard};
 use super::{AppState, router};
 use crate::client::ClientError;
 
@@ -19,8 +20,19 @@ pub enum ServeError {
 }
 
 /// Starts serving the API on `listener` in a task of its own, which ends once
-/// `state.shutdown` is cancelled and the open connections have closed.
+/// `state.shutdown` is cancelled and the open connections have closed. Browsers may
+/// reach it only from its own origin, by localhost or an IP address (see `guard`).
 pub fn serve_api(listener: TcpListener, state: AppState) -> Result<JoinHandle<()>, ServeError> {
+    serve_api_with(listener, state, Access::default())
+}
+
+/// [`serve_api`], with the other origins and host names browsers may reach it from
+/// (`--cors-origin`, `--allowed-host`).
+pub fn serve_api_with(
+    listener: TcpListener,
+    state: AppState,
+    access: Access,
+) -> Result<JoinHandle<()>, ServeError> {
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let shutdown = state.shutdown.clone();
     // MCP's tools are clients of this same API, over loopback. It is mounted outside
@@ -32,11 +44,18 @@ pub fn serve_api(listener: TcpListener, state: AppState) -> Result<JoinHandle<()
     }
     let mcp = crate::mcp::http_service(
         &format!("http://{own}"),
-        addr.ip().is_loopback(),
+        // With names listed beyond loopback's, the guard decides on Host alone.
+        addr.ip().is_loopback() && !access.lists_hosts(),
         shutdown.clone(),
     )
     .map_err(ServeError::Mcp)?;
-    let app = router(state).nest_service("/mcp", mcp);
+    // The guard wraps MCP too: its tools act on the API as much as the API does.
+    let app = router(state)
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            Guard::new(access, addr),
+            guard::middleware,
+        ));
     Ok(tokio::spawn(async move {
         info!(%addr, "API listening (MCP at /mcp)");
         let served = axum::serve(listener, app)

@@ -18,6 +18,7 @@ use super::{Target, invalid_field, resolve, runtime_error, sandbox_key};
 use crate::client::wire::{
     self, ChunkEncoder, ExecBody, ExecExit, ExecResult, StreamEvent, StreamName,
 };
+use crate::resources::validate::MAX_SECONDS;
 use crate::runtime::RuntimeError;
 use crate::runtime::sandbox::{
     ExecChunk, ExecOutput, ExecRequest, ExecSession, SandboxIo, TIMED_OUT_EXIT_CODE,
@@ -43,14 +44,15 @@ pub(super) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<ExecBody, A
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    // curl -d sends its JSON as a form unless told otherwise: read it as JSON too.
-    if !content_type.starts_with("application/json")
-        && !content_type.starts_with("application/x-www-form-urlencoded")
-    {
+    // Not a form either (what curl -d sends unless told otherwise): a web page can post
+    // a form to any site, so the server reads only what a page cannot send cross-site.
+    if !content_type.starts_with("application/json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            format!("the exec body is JSON (Content-Type: application/json), not {content_type}"),
+            format!(
+                "the exec body is JSON (Content-Type: application/json), not {content_type}; with curl, add -H 'Content-Type: application/json'"
+            ),
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -82,13 +84,35 @@ pub(super) fn request_of(body: &ExecBody) -> Result<ExecRequest, ApiError> {
         })?)),
         (None, None) => None,
     };
+    // A NUL cannot be passed to a process: the runtime would fail with a server error.
+    for (i, arg) in body.command.iter().enumerate() {
+        if arg.contains('\0') {
+            return Err(invalid_field(
+                &format!("command[{i}]"),
+                "contains a NUL character, which no program argument can hold",
+            ));
+        }
+    }
     for (i, var) in body.env.iter().enumerate() {
         if var.name.is_empty() || var.name.contains('=') || var.name.contains('\0') {
             return Err(invalid_field(
                 &format!("env[{i}].name"),
-                format!("\"{}\" is not a variable name", var.name),
+                format!("\"{}\" is not a variable name", var.name.escape_debug()),
             ));
         }
+        if var.value.contains('\0') {
+            return Err(invalid_field(
+                &format!("env[{i}].value"),
+                "contains a NUL character, which no environment variable can hold",
+            ));
+        }
+    }
+    if body
+        .working_dir
+        .as_deref()
+        .is_some_and(|d| d.contains('\0'))
+    {
+        return Err(invalid_field("workingDir", "contains a NUL character"));
     }
     if let Some(dir) = &body.working_dir
         && !dir.starts_with('/')
@@ -102,6 +126,13 @@ pub(super) fn request_of(body: &ExecBody) -> Result<ExecRequest, ApiError> {
         return Err(invalid_field(
             "timeoutSeconds",
             "must be at least 1; leave it out for no limit",
+        ));
+    }
+    // Deadlines are computed from it: a value near u64::MAX would overflow them.
+    if body.timeout_seconds.is_some_and(|t| t > MAX_SECONDS) {
+        return Err(invalid_field(
+            "timeoutSeconds",
+            format!("must be at most {MAX_SECONDS} (ten years); leave it out for no limit"),
         ));
     }
     Ok(ExecRequest {
@@ -425,6 +456,19 @@ mod tests {
             (
                 r#"{"command": ["ls"], "timeoutSeconds": 0}"#,
                 "timeoutSeconds",
+            ),
+            (
+                r#"{"command": ["ls"], "timeoutSeconds": 18446744073709551615}"#,
+                "timeoutSeconds",
+            ),
+            (r#"{"command": ["echo", "a\u0000"]}"#, "command[1]"),
+            (
+                r#"{"command": ["ls"], "env": [{"name": "A", "value": "\u0000"}]}"#,
+                "env[0].value",
+            ),
+            (
+                r#"{"command": ["ls"], "workingDir": "/\u0000"}"#,
+                "workingDir",
             ),
         ] {
             let err = invalid(body);

@@ -156,6 +156,7 @@ async fn write_upload(
             "file"
         }
         Upload::Tar => {
+            check_tar(&bytes)?;
             extract_into(&state, &target, &path, bytes).await?;
             "directory"
         }
@@ -168,6 +169,38 @@ async fn write_upload(
         "sha256": sha256,
     }))
     .into_response())
+}
+
+/// Refuses an upload that is not a tar archive, before the runtime sees it (Docker would
+/// answer a server error, which is not the caller's to read). Pure.
+fn check_tar(bytes: &[u8]) -> Result<(), ApiError> {
+    let not_a_tar = |why: String| {
+        let mut err = invalid_field(
+            "body",
+            format!(
+                "the upload is not a tar archive ({why}); send a tar (e.g. `tar -cf - -C DIR .`) as application/x-tar, or one file as application/octet-stream"
+            ),
+        );
+        (err.code, err.reason) = (StatusCode::BAD_REQUEST, "BadRequest");
+        err
+    };
+    if bytes.is_empty() {
+        return Err(not_a_tar("it is empty".into()));
+    }
+    let mut archive = tar::Archive::new(bytes);
+    let entries = archive.entries().map_err(|e| not_a_tar(e.to_string()))?;
+    let mut count = 0usize;
+    for entry in entries {
+        let entry = entry.map_err(|e| not_a_tar(e.to_string()))?;
+        entry.path().map_err(|e| not_a_tar(e.to_string()))?;
+        count += 1;
+    }
+    // A tar ends with two zero blocks; garbage that reads as no entry at all without
+    // them is not one.
+    if count == 0 && bytes.iter().any(|b| *b != 0) {
+        return Err(not_a_tar("it holds no entries".into()));
+    }
+    Ok(())
 }
 
 /// Extracts a tar into the directory `dir` (created with its parents if missing).
@@ -304,6 +337,34 @@ mod tests {
                 parse_mode(Some(bad)).unwrap_err().details.causes[0].field,
                 "mode"
             );
+        }
+    }
+
+    #[test]
+    fn garbage_is_not_a_tar() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(2);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "a.txt", &b"hi"[..])
+            .unwrap();
+        let good = builder.into_inner().unwrap();
+        check_tar(&good).unwrap();
+        check_tar(&[0u8; 1024]).unwrap();
+        let mut corrupt = good.clone();
+        corrupt[0] ^= 0xff;
+        for bad in [
+            b"this is not a tar".to_vec(),
+            vec![],
+            vec![0xab; 4096],
+            corrupt,
+        ] {
+            let err = check_tar(&bad).unwrap_err();
+            assert_eq!(err.code, StatusCode::BAD_REQUEST);
+            assert_eq!(err.details.causes[0].field, "body");
+            assert!(err.message.contains("not a tar archive"), "{}", err.message);
         }
     }
 

@@ -163,7 +163,8 @@ async fn on_a_cluster_exec_and_single_files_go_through_pods_exec_and_the_rest_is
             Method::PUT,
             format!("{sandbox}/files?path=/work"),
             "application/x-tar",
-            String::new(),
+            // An empty archive: two zero blocks.
+            "\0".repeat(1024),
         ),
         (
             Method::GET,
