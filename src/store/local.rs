@@ -5,6 +5,7 @@
 //! committed and announced in order; reads use a pool (WAL lets them run beside the writer).
 
 pub(super) mod decide;
+mod health;
 mod history;
 mod records;
 #[cfg(test)]
@@ -90,6 +91,10 @@ struct Inner {
     feed: broadcast::Sender<WatchEvent>,
     /// Object writes waiting for the writer (see `write.rs`).
     pending: Mutex<Vec<write::PendingWrite>>,
+    /// How to open the writer again after the disk failed it (see `health.rs`).
+    writer_options: SqliteConnectOptions,
+    /// The failure of the last write, while writes fail.
+    write_failure: Mutex<Option<health::WriteFailure>>,
 }
 
 /// One page of a list; see [`LocalStore::list_page`].
@@ -132,23 +137,32 @@ impl LocalStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let mut writer = options
+        let writer_options = options
             .clone()
-            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
-            .connect()
-            .await?;
-        MIGRATOR.run(&mut writer).await?;
-        let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
-            .fetch_one(&mut writer)
-            .await?;
-        let instance: String =
-            sqlx::query_scalar("SELECT instance FROM store_instance WHERE id = 1")
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES);
+        let opened = async {
+            let mut writer = writer_options.connect().await?;
+            MIGRATOR.run(&mut writer).await?;
+            let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
                 .fetch_one(&mut writer)
                 .await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .connect_with(options)
-            .await?;
+            let instance: String =
+                sqlx::query_scalar("SELECT instance FROM store_instance WHERE id = 1")
+                    .fetch_one(&mut writer)
+                    .await?;
+            let readers = SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .connect_with(options)
+                .await?;
+            Ok::<_, StoreError>((writer, revision, instance, readers))
+        };
+        let (writer, revision, instance, readers) = opened.await.map_err(|e| match e {
+            e if e.is_storage_failure() => StoreError::Io(io::Error::other(format!(
+                "cannot open the store {}: {e}; the data dir must be writable and have free space",
+                path.display()
+            ))),
+            e => e,
+        })?;
         tracing::debug!(path = %path.display(), revision, "opened the local store");
         let inner = Arc::new(Inner {
             data_dir: data_dir.to_path_buf(),
@@ -158,6 +172,8 @@ impl LocalStore {
             history: Mutex::new(WatchHistory::new(to_revision(revision), history)),
             feed: broadcast::channel(WATCH_CAPACITY).0,
             pending: Mutex::new(Vec::new()),
+            writer_options,
+            write_failure: Mutex::new(None),
         });
         spawn_checkpointer(Arc::downgrade(&inner));
         Ok(LocalStore { inner })

@@ -49,6 +49,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot use the data dir: {0}")]
     Io(#[from] std::io::Error),
+    /// Writes fail on the disk (full, read-only): the store refuses writes until one
+    /// succeeds again. Reads still work.
+    #[error(
+        "the store cannot write since {since}: {message}; free space in (or make writable) the data dir, and writes resume by themselves"
+    )]
+    Unwritable {
+        since: chrono::DateTime<chrono::Utc>,
+        message: String,
+    },
     #[error("stored record is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// The Kubernetes API answered with an error the variants above do not name, or
@@ -222,6 +231,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
     /// The resourceVersion of the newest change; answering it is the store's readiness.
     async fn current_resource_version(&self) -> Result<String>;
+    /// Whether writes succeed: [`StoreError::Unwritable`] while they fail on the disk
+    /// (the local store probes with a small write once one has failed).
+    async fn writable(&self) -> Result<()> {
+        Ok(())
+    }
     /// The changes of `kind` (in `namespace`, or all) after resourceVersion `rv`; `Gone`
     /// when the store no longer has them: list again and watch from the list's version.
     /// `known` are the objects the watcher already has (the list it starts from): a
@@ -295,6 +309,9 @@ impl ObjectStore for LocalStore {
     }
     async fn current_resource_version(&self) -> Result<String> {
         LocalStore::current_resource_version(self).await
+    }
+    async fn writable(&self) -> Result<()> {
+        LocalStore::writable(self).await
     }
     /// Every kind's changes: the local store keeps one history for all of them.
     async fn watch_from(

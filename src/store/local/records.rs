@@ -49,8 +49,7 @@ impl LocalStore {
     pub async fn record_event(&self, ev: NewEvent) -> Result<()> {
         let now = Utc::now().timestamp_micros();
         let involved = &ev.involved;
-        let mut writer = self.inner.writer.lock().await;
-        sqlx::query(RECORD_EVENT)
+        let statement = sqlx::query(RECORD_EVENT)
             .bind(&involved.kind)
             .bind(&involved.namespace)
             .bind(&involved.name)
@@ -58,10 +57,8 @@ impl LocalStore {
             .bind(event_type_name(ev.type_))
             .bind(&ev.reason)
             .bind(&ev.message)
-            .bind(now)
-            .execute(&mut *writer)
-            .await?;
-        Ok(())
+            .bind(now);
+        self.inner.write_one(statement).await
     }
 
     /// Events about objects matching kind, namespace and name (None: any), newest
@@ -80,15 +77,12 @@ impl LocalStore {
     /// Stores an attempt, replacing the one with the same (uid, run, attempt).
     pub async fn put_attempt(&self, rec: &AttemptRecord) -> Result<()> {
         let document = serde_json::to_string(rec)?;
-        let mut writer = self.inner.writer.lock().await;
-        sqlx::query(PUT_ATTEMPT)
+        let statement = sqlx::query(PUT_ATTEMPT)
             .bind(&rec.uid)
             .bind(i64::from(rec.run))
             .bind(i64::from(rec.attempt))
-            .bind(document)
-            .execute(&mut *writer)
-            .await?;
-        Ok(())
+            .bind(document);
+        self.inner.write_one(statement).await
     }
 
     /// The attempts of one run, first attempt first.
@@ -113,17 +107,14 @@ impl LocalStore {
             .completion_time
             .or(rec.start_time)
             .map(|t| t.timestamp_micros());
-        let mut writer = self.inner.writer.lock().await;
-        sqlx::query(PUT_RUN)
+        let statement = sqlx::query(PUT_RUN)
             .bind(&rec.uid)
             .bind(i64::from(rec.run))
             .bind(&rec.namespace)
             .bind(&rec.name)
             .bind(sort_time)
-            .bind(document)
-            .execute(&mut *writer)
-            .await?;
-        Ok(())
+            .bind(document);
+        self.inner.write_one(statement).await
     }
 
     /// Every run of every object that had this namespace and name, including deleted and

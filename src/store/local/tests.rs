@@ -1,5 +1,6 @@
 //! The local store against real SQLite files in temporary directories.
 
+mod faults;
 mod objects;
 mod records;
 mod watch;

@@ -73,7 +73,9 @@ async fn commit_pending(inner: &Inner) {
     if group.is_empty() {
         return;
     }
-    match commit_group(inner, &mut writer, &group).await {
+    inner.renew_writer_if_stale(&mut writer).await;
+    let committed = commit_group(inner, &mut writer, &group).await;
+    match inner.note(&mut writer, committed).await {
         Ok(results) => deliver(group, results),
         Err(err) if group.len() == 1 => deliver(group, vec![Err(err)]),
         Err(err) => {
@@ -81,11 +83,12 @@ async fn commit_pending(inner: &Inner) {
             // which by committing each alone, so the others still succeed.
             tracing::warn!(error = %err, writes = group.len(), "a grouped store write failed; retrying each write alone");
             for one in group {
-                let result =
-                    match commit_group(inner, &mut writer, std::slice::from_ref(&one)).await {
-                        Ok(mut results) => results.pop().expect("one result per write"),
-                        Err(err) => Err(err),
-                    };
+                inner.renew_writer_if_stale(&mut writer).await;
+                let committed = commit_group(inner, &mut writer, std::slice::from_ref(&one)).await;
+                let result = match inner.note(&mut writer, committed).await {
+                    Ok(mut results) => results.pop().expect("one result per write"),
+                    Err(err) => Err(err),
+                };
                 let _ = one.done.send(result);
             }
         }
