@@ -347,6 +347,25 @@ impl DockerRuntime {
         }
     }
 
+    /// Whether the kernel killed the container for going over its memory limit. Gone: false.
+    pub async fn oom_killed(&self, id: &str) -> Result<bool> {
+        match self
+            .call(
+                "inspect_container",
+                Lane::Free,
+                self.docker.inspect_container(id, None),
+            )
+            .await?
+        {
+            Ok(response) => Ok(response
+                .state
+                .and_then(|state| state.oom_killed)
+                .unwrap_or(false)),
+            Err(e) if status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn inspect_required(&self, id_or_name: &str) -> Result<ContainerInfo> {
         self.inspect(id_or_name)
             .await?

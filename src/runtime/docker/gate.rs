@@ -320,6 +320,16 @@ impl Gate {
         })
     }
 
+    /// A running container found (unpaused, adopted): it holds a slot, even above the
+    /// limit, since it runs already.
+    pub(crate) fn adopt(&self, id: &str) {
+        self.containers
+            .lock()
+            .expect("gate lock")
+            .live
+            .insert(id.to_string());
+    }
+
     /// A container stopped or was removed: its slot is free.
     pub(crate) fn ended(&self, id: &str) {
         let freed = self.containers.lock().expect("gate lock").live.remove(id);

@@ -307,6 +307,24 @@ impl DockerRuntime {
         if info.state == ContainerState::Running {
             return Ok(());
         }
+        if info.state == ContainerState::Other("paused".into()) {
+            // Paused outside orcaops: its processes are frozen, not gone; it keeps its slot.
+            match self
+                .call(
+                    "unpause_container",
+                    Lane::Gated,
+                    self.docker.unpause_container(&info.id),
+                )
+                .await?
+            {
+                Ok(()) => {}
+                // Unpaused in between.
+                Err(e) if status(&e) == Some(409) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.gate.adopt(&info.id);
+            return Ok(());
+        }
         let slot = self.gate.reserve(owner_of(&info.name, &info.labels))?;
         self.start_raw(&info.id).await?;
         slot.fill(&info.id);
