@@ -10,6 +10,9 @@ use tracing::{info, warn};
 use crate::client::{ClientError, exit};
 use crate::controller::{self, Context};
 use crate::runtime::DockerRuntime;
+use crate::runtime::docker::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CALLS, DEFAULT_MAX_CONTAINERS, DockerLimits,
+};
 use crate::server::{self, AppState};
 use crate::source::FolderSource;
 use crate::store::LocalStore;
@@ -28,6 +31,34 @@ pub struct ServeArgs {
     /// How many objects are reconciled at once.
     #[arg(long, default_value_t = controller::DEFAULT_WORKERS)]
     pub workers: usize,
+    #[command(flatten)]
+    pub docker: DockerArgs,
+}
+
+/// How `serve` spares the Docker daemon (docs/local-mode.md, "Protecting the Docker daemon").
+#[derive(Args, Debug, Clone, Copy)]
+pub struct DockerArgs {
+    /// Containers (job attempts, sandbox services, warm-pool slots) running at once; above
+    /// it, jobs and sandboxes wait Pending (condition ContainerLimitReached) in order.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONTAINERS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_containers: u32,
+    /// Docker calls that make the daemon work (create, start, stop, remove, exec, copy)
+    /// sent at once; the rest wait in line, first come first served.
+    #[arg(long, default_value_t = DEFAULT_MAX_CALLS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_docker_calls: u32,
+    /// Seconds one Docker call may take before the daemon counts as not answering.
+    #[arg(long, default_value_t = DEFAULT_CALL_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub docker_timeout: u64,
+}
+
+impl DockerArgs {
+    pub fn limits(&self) -> DockerLimits {
+        DockerLimits {
+            max_calls: self.max_docker_calls as usize,
+            call_timeout: std::time::Duration::from_secs(self.docker_timeout),
+            max_containers: self.max_containers as usize,
+        }
+    }
 }
 
 /// Everything local mode runs, started; used by `serve` and by `run` without a server.
@@ -46,6 +77,18 @@ impl LocalMode {
         listen: SocketAddr,
         workers: usize,
     ) -> Result<LocalMode, ClientError> {
+        Self::start_with(data_dir, dir, listen, workers, DockerLimits::default()).await
+    }
+
+    /// Like [`LocalMode::start`], sparing the Docker daemon as `limits` say.
+    pub async fn start_with(
+        data_dir: PathBuf,
+        dir: Option<PathBuf>,
+        listen: SocketAddr,
+        workers: usize,
+        limits: DockerLimits,
+    ) -> Result<LocalMode, ClientError> {
+        limits.validate().map_err(ClientError::usage)?;
         let lock = super::lock_data_dir(
             &data_dir,
             "talk to it with --server, or choose another --data-dir",
@@ -56,7 +99,7 @@ impl LocalMode {
                 data_dir.display()
             ))
         })?;
-        let runtime = DockerRuntime::connect()
+        let runtime = DockerRuntime::connect_with(limits)
             .await
             .map_err(|e| ClientError::unreachable(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
@@ -124,11 +167,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
     if !args.listen.ip().is_loopback() {
         warn!(listen = %args.listen, "the API has no authentication yet and is reachable beyond this machine");
     }
-    let local = LocalMode::start(
+    let local = LocalMode::start_with(
         data_dir.clone(),
         Some(args.dir.clone()),
         args.listen,
         args.workers,
+        args.docker.limits(),
     )
     .await?;
     info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");
