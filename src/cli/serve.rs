@@ -10,6 +10,9 @@ use tracing::{info, warn};
 use crate::client::{ClientError, exit};
 use crate::controller::{self, Context};
 use crate::runtime::DockerRuntime;
+use crate::runtime::docker::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CALLS, DEFAULT_MAX_CONTAINERS, DockerLimits,
+};
 use crate::server::{self, AppState};
 use crate::source::FolderSource;
 use crate::store::LocalStore;
@@ -30,6 +33,8 @@ pub struct ServeArgs {
     pub workers: usize,
     #[command(flatten)]
     pub access: AccessArgs,
+    #[command(flatten)]
+    pub docker: DockerArgs,
 }
 
 /// Which web pages and host names may reach the API from a browser. Shared by `serve`
@@ -52,6 +57,32 @@ impl AccessArgs {
     }
 }
 
+/// How `serve` spares the Docker daemon (docs/local-mode.md, "Protecting the Docker daemon").
+#[derive(Args, Debug, Clone, Copy)]
+pub struct DockerArgs {
+    /// Containers (job attempts, sandbox services, warm-pool slots) running at once; above
+    /// it, jobs and sandboxes wait Pending (condition ContainerLimitReached) in order.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONTAINERS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_containers: u32,
+    /// Docker calls that make the daemon work (create, start, stop, remove, exec, copy)
+    /// sent at once; the rest wait in line, first come first served.
+    #[arg(long, default_value_t = DEFAULT_MAX_CALLS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_docker_calls: u32,
+    /// Seconds one Docker call may take before the daemon counts as not answering.
+    #[arg(long, default_value_t = DEFAULT_CALL_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub docker_timeout: u64,
+}
+
+impl DockerArgs {
+    pub fn limits(&self) -> DockerLimits {
+        DockerLimits {
+            max_calls: self.max_docker_calls as usize,
+            call_timeout: std::time::Duration::from_secs(self.docker_timeout),
+            max_containers: self.max_containers as usize,
+        }
+    }
+}
+
 /// Everything local mode runs, started; used by `serve` and by `run` without a server.
 pub struct LocalMode {
     /// Held for as long as local mode runs: one process per data dir.
@@ -68,18 +99,28 @@ impl LocalMode {
         listen: SocketAddr,
         workers: usize,
     ) -> Result<LocalMode, ClientError> {
-        Self::start_with(data_dir, dir, listen, workers, server::Access::default()).await
+        Self::start_with(
+            data_dir,
+            dir,
+            listen,
+            workers,
+            server::Access::default(),
+            DockerLimits::default(),
+        )
+        .await
     }
 
     /// [`LocalMode::start`] with the origins and host names browsers may use (`serve`'s
-    /// `--cors-origin` and `--allowed-host`).
+    /// `--cors-origin` and `--allowed-host`), sparing the Docker daemon as `limits` say.
     pub async fn start_with(
         data_dir: PathBuf,
         dir: Option<PathBuf>,
         listen: SocketAddr,
         workers: usize,
         access: server::Access,
+        limits: DockerLimits,
     ) -> Result<LocalMode, ClientError> {
+        limits.validate().map_err(ClientError::usage)?;
         let lock = super::lock_data_dir(
             &data_dir,
             "talk to it with --server, or choose another --data-dir",
@@ -90,7 +131,7 @@ impl LocalMode {
                 data_dir.display()
             ))
         })?;
-        let runtime = DockerRuntime::connect()
+        let runtime = DockerRuntime::connect_with(limits)
             .await
             .map_err(|e| ClientError::unreachable(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
@@ -166,6 +207,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
         args.listen,
         args.workers,
         access,
+        args.docker.limits(),
     )
     .await?;
     info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");

@@ -11,6 +11,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod sandbox;
 pub mod template;
+pub mod waiting;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,8 @@ pub struct Context {
     pub pools: template::Pools,
     /// The Job controller's log followers.
     pub followers: job::follow::Followers,
+    /// Objects refused a container slot, woken when one frees up.
+    pub waiting_for_room: waiting::WaitingForRoom,
 }
 
 /// How often every object is reconciled even when nothing changed.
@@ -114,6 +117,7 @@ impl Context {
             sandboxes,
             pools: template::Pools::default(),
             followers: job::follow::Followers::default(),
+            waiting_for_room: waiting::WaitingForRoom::default(),
         })
     }
 
@@ -145,6 +149,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
     }
     ctx.synced
         .store(false, std::sync::atomic::Ordering::Relaxed);
+    recount_containers(&ctx).await;
     match enqueue_all(&ctx).await {
         Ok(()) => ctx.synced.store(true, std::sync::atomic::Ordering::Relaxed),
         Err(e) => error!(error = %e, "cannot list objects at start-up"),
@@ -165,6 +170,24 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
                 };
                 reconcile_one(&ctx, &key).await;
                 ctx.queue.done(&key);
+            }
+        }));
+    }
+
+    // A freed container slot wakes the objects first in line for it.
+    if let Some(docker) = ctx.sandbox_runtime.warm_pools().cloned() {
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        let mut room = docker.room();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    changed = room.changed() => match changed {
+                        Ok(()) => waiting::wake_next_in_line(&ctx, &docker),
+                        Err(_) => break,
+                    },
+                }
             }
         }));
     }
@@ -192,6 +215,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = resync.tick() => {
+                recount_containers(&ctx).await;
                 match enqueue_all(&ctx).await {
                     Ok(()) => ctx.synced.store(true, std::sync::atomic::Ordering::Relaxed),
                     Err(e) => warn!(error = %e, "resync failed"),
@@ -313,6 +337,23 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
                 ctx.queue.add_after(key.clone(), after);
             }
         }
+        Err(e) if waiting::Wait::of(&e).is_some() => {
+            let wait = waiting::Wait::of(&e).expect("a wait");
+            let retry_in = wait.retry_in(ctx.queue.backoff(key));
+            if wait == waiting::Wait::Room {
+                // Not a failure: it waits its turn, and a freed slot wakes it.
+                ctx.queue.forget(key);
+                debug!(%key, error = %e, "waiting for a container slot");
+            } else {
+                warn!(%key, error = %e, retry_in_ms = retry_in.as_millis() as u64, "the runtime does not answer; retrying");
+            }
+            if let ControllerError::Runtime(error) = &e
+                && let Err(write) = waiting::record(ctx, key, wait, error, retry_in).await
+            {
+                debug!(%key, error = %write, "cannot record the wait in the status");
+            }
+            ctx.queue.add_after(key.clone(), retry_in);
+        }
         Err(e) => {
             let backoff = ctx.queue.backoff(key);
             match &e {
@@ -325,6 +366,22 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
             }
             ctx.queue.add_after(key.clone(), backoff);
         }
+    }
+}
+
+/// Counts this server's running containers again, for the container limit (a restart,
+/// a container removed by hand). Docker only: a cluster's pods are the scheduler's.
+async fn recount_containers(ctx: &Context) {
+    if let Some(docker) = ctx.sandbox_runtime.warm_pools() {
+        let instance = ctx.store.instance_id();
+        match docker
+            .recount_containers(&[(crate::resources::keys::LABEL_INSTANCE, instance)])
+            .await
+        {
+            Ok(count) => debug!(count, "containers running"),
+            Err(e) => warn!(error = %e, "cannot count the running containers"),
+        }
+        waiting::wake_next_in_line(ctx, docker);
     }
 }
 

@@ -213,6 +213,12 @@ pub enum JobConditionType {
     /// The current run failed, timed out or was cancelled.
     Failed,
     Suspended,
+    /// The runtime (Docker) does not answer; the job stays as it is and the controller
+    /// retries with backoff. Removed once it answers again.
+    RuntimeUnavailable,
+    /// The server runs as many containers as `orcaops serve --max-containers` allows:
+    /// the attempt starts when one ends, in the order the jobs were refused.
+    ContainerLimitReached,
 }
 
 /// What happened: the current run, its steps and artifacts, and recent runs.

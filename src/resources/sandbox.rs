@@ -208,6 +208,12 @@ pub enum SandboxConditionType {
     Ready,
     /// Expiry is due within a minute (the reason says idle or ttl).
     Expiring,
+    /// The runtime (Docker) does not answer; the controller retries with backoff.
+    /// Removed once it answers again.
+    RuntimeUnavailable,
+    /// The server runs as many containers as `orcaops serve --max-containers` allows:
+    /// the services start when containers end, in the order the sandboxes were refused.
+    ContainerLimitReached,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

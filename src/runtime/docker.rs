@@ -6,10 +6,12 @@
 //! after it has saved their logs and artifacts.
 
 pub mod attempt;
+mod gate;
 mod sandbox;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -25,6 +27,11 @@ use bollard::query_parameters::{
 };
 use chrono::{DateTime, Datelike, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
+
+pub use gate::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CALLS, DEFAULT_MAX_CONTAINERS, DockerLimits, Health,
+};
+use gate::{Gate, Lane};
 
 use super::artifact::store_archive;
 use super::log_lines;
@@ -42,24 +49,45 @@ const GO_MODE_SYMLINK: u32 = 1 << 27;
 /// Symlinks followed by `copy_out` before giving up (a loop, most likely).
 const MAX_SYMLINK_HOPS: usize = 8;
 
-/// Runs containers on the local Docker daemon.
-#[derive(Clone, Debug)]
+/// Runs containers on the local Docker daemon. Clones share one client (one pool of
+/// connections) and one [`gate`](self::gate): its call limit, deadlines, health and
+/// container count.
+#[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    gate: Arc<Gate>,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("limits", &self.gate.limits())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DockerRuntime {
     /// Connects with local defaults (`DOCKER_HOST` honoured), negotiates the
     /// API version and pings; any failure is [`RuntimeError::Unreachable`].
     pub async fn connect() -> Result<Self> {
+        Self::connect_with(DockerLimits::default()).await
+    }
+
+    /// Like [`DockerRuntime::connect`], sparing the daemon as `limits` say.
+    pub async fn connect_with(limits: DockerLimits) -> Result<Self> {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        Self::connect_to(&host).await
+        Self::connect_to_with(&host, limits).await
     }
 
     /// Like [`DockerRuntime::connect`], to the daemon at `host`
     /// (`unix://...`, `tcp://...`).
     pub async fn connect_to(host: &str) -> Result<Self> {
+        Self::connect_to_with(host, DockerLimits::default()).await
+    }
+
+    /// Like [`DockerRuntime::connect_to`], sparing the daemon as `limits` say.
+    pub async fn connect_to_with(host: &str, limits: DockerLimits) -> Result<Self> {
         let unreachable = |message: String| RuntimeError::Unreachable {
             message: format!("{host}: {message}"),
         };
@@ -70,27 +98,112 @@ impl DockerRuntime {
             docker.ping().await?;
             Ok::<_, BollardError>(docker)
         };
-        let docker = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        let within = CONNECT_TIMEOUT.min(limits.call_timeout);
+        let docker = tokio::time::timeout(within, connect)
             .await
-            .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|_| unreachable(format!("no answer within {within:?}")))?
             .map_err(|e| unreachable(e.to_string()))?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            gate: Arc::new(Gate::new(limits)),
+        })
     }
 
+    /// Ok while the daemon answers: a ping within the call timeout, and no call has
+    /// timed out or lost its connection since the last one that was answered (a daemon
+    /// can answer pings while its creates hang).
     pub async fn ping(&self) -> Result<()> {
-        self.docker
-            .ping()
-            .await
-            .map(drop)
-            .map_err(|e| RuntimeError::Unreachable {
-                message: e.to_string(),
-            })
+        self.gate.probe("ping", self.docker.ping()).await?;
+        match self.gate.health() {
+            Health::Answering => Ok(()),
+            Health::Unavailable { since, error } => {
+                let (running, waiting) = self.gate.load();
+                Err(RuntimeError::Unreachable {
+                    message: format!(
+                        "calls fail since {} ({running} running, {waiting} waiting): {error}",
+                        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                })
+            }
+        }
+    }
+
+    /// What the runtime last learned of the daemon.
+    pub fn health(&self) -> Health {
+        self.gate.health()
+    }
+
+    /// How it spares the daemon.
+    pub fn limits(&self) -> DockerLimits {
+        self.gate.limits()
+    }
+
+    /// `(in use, limit)` of the server's containers.
+    pub fn container_slots(&self) -> (usize, usize) {
+        self.gate.containers()
+    }
+
+    /// The owners (object uids, or container names) that may take the container slots
+    /// free now, first in line first: the ones to wake when [`DockerRuntime::room`] changes.
+    pub fn next_in_line(&self) -> Vec<String> {
+        self.gate.next_in_line()
+    }
+
+    /// Changes whenever a container slot frees up.
+    pub fn room(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.gate.room()
+    }
+
+    /// Counts again, from Docker's list, the running containers carrying all `labels`
+    /// (this server's instance label): what the limit counts is what runs, even after a
+    /// restart or a container removed by hand.
+    pub async fn recount_containers(&self, labels: &[(&str, &str)]) -> Result<usize> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            labels
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect::<Vec<_>>(),
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(false)
+            .filters(&filters)
+            .build();
+        let summaries = self
+            .call(
+                "list_containers",
+                Lane::Free,
+                self.docker.list_containers(Some(options)),
+            )
+            .await??;
+        let alive: std::collections::HashSet<String> =
+            summaries.into_iter().filter_map(|s| s.id).collect();
+        let count = alive.len();
+        self.gate.recount(alive);
+        Ok(count)
+    }
+
+    /// One Docker call through the gate: see [`Gate::call`].
+    async fn call<T>(
+        &self,
+        name: &'static str,
+        lane: Lane,
+        call: impl std::future::Future<Output = std::result::Result<T, BollardError>>,
+    ) -> Result<std::result::Result<T, BollardError>> {
+        self.gate.call(name, lane, call).await
     }
 
     /// Present locally: Ok after one inspect. Otherwise pulls it; a failed
     /// pull is [`RuntimeError::ImageUnavailable`] with Docker's reason.
     pub async fn ensure_image(&self, image: &str) -> Result<()> {
-        match self.docker.inspect_image(image).await {
+        match self
+            .call(
+                "inspect_image",
+                Lane::Free,
+                self.docker.inspect_image(image),
+            )
+            .await?
+        {
             Ok(_) => return Ok(()),
             Err(e) if status(&e) == Some(404) => {}
             Err(e) => return Err(e.into()),
@@ -108,10 +221,13 @@ impl DockerRuntime {
         }
         // A pull can end without an error and still leave no image (e.g. a
         // platform mismatch); only an inspect says for sure.
-        self.docker
-            .inspect_image(image)
-            .await
-            .map_err(unavailable)?;
+        self.call(
+            "inspect_image",
+            Lane::Free,
+            self.docker.inspect_image(image),
+        )
+        .await?
+        .map_err(unavailable)?;
         Ok(())
     }
 
@@ -119,19 +235,30 @@ impl DockerRuntime {
     /// `spec.name` exists, it is adopted, started only if it was merely
     /// created (starting an exited one would run its steps again), and
     /// returned. Never creates a second one.
+    ///
+    /// Above the server's container limit it is refused with
+    /// [`RuntimeError::ContainerLimit`] before Docker is asked anything.
     pub async fn create_and_start(&self, spec: &ContainerSpec) -> Result<ContainerInfo> {
+        let slot = self.gate.reserve(owner_of(&spec.name, &spec.labels))?;
         let options = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
         let id = match self
-            .docker
-            .create_container(Some(options), container_body(spec))
-            .await
+            .call(
+                "create_container",
+                Lane::Gated,
+                self.docker
+                    .create_container(Some(options), container_body(spec)),
+            )
+            .await?
         {
             Ok(created) => created.id,
             Err(e) if status(&e) == Some(409) => {
                 let existing = self.inspect_required(&spec.name).await?;
                 if existing.state != ContainerState::Created {
+                    if existing.state == ContainerState::Running {
+                        slot.fill(&existing.id);
+                    }
                     return Ok(existing);
                 }
                 existing.id
@@ -144,12 +271,23 @@ impl DockerRuntime {
             }
             Err(e) => return Err(e.into()),
         };
-        match self.docker.start_container(&id, None).await {
+        match self
+            .call(
+                "start_container",
+                Lane::Gated,
+                self.docker.start_container(&id, None),
+            )
+            .await?
+        {
             Ok(()) => {}
             // 304: someone else started it in between.
-            Err(e) if status(&e) == Some(304) => return self.inspect_required(&id).await,
+            Err(e) if status(&e) == Some(304) => {
+                slot.fill(&id);
+                return self.inspect_required(&id).await;
+            }
             Err(e) => return Err(e.into()),
         }
+        slot.fill(&id);
         // Just started: what we know is enough, and an inspect here would sit on the
         // critical path of every job.
         Ok(ContainerInfo {
@@ -175,7 +313,13 @@ impl DockerRuntime {
             .all(true)
             .filters(&filters)
             .build();
-        let summaries = self.docker.list_containers(Some(options)).await?;
+        let summaries = self
+            .call(
+                "list_containers",
+                Lane::Free,
+                self.docker.list_containers(Some(options)),
+            )
+            .await??;
         // The list omits exit codes and times; inspect each. One that is
         // removed in between is simply not listed.
         let inspected = futures::future::try_join_all(
@@ -189,9 +333,35 @@ impl DockerRuntime {
     }
 
     pub async fn inspect(&self, id_or_name: &str) -> Result<Option<ContainerInfo>> {
-        match self.docker.inspect_container(id_or_name, None).await {
+        match self
+            .call(
+                "inspect_container",
+                Lane::Free,
+                self.docker.inspect_container(id_or_name, None),
+            )
+            .await?
+        {
             Ok(response) => Ok(Some(container_info(response))),
             Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the kernel killed the container for going over its memory limit. Gone: false.
+    pub async fn oom_killed(&self, id: &str) -> Result<bool> {
+        match self
+            .call(
+                "inspect_container",
+                Lane::Free,
+                self.docker.inspect_container(id, None),
+            )
+            .await?
+        {
+            Ok(response) => Ok(response
+                .state
+                .and_then(|state| state.oom_killed)
+                .unwrap_or(false)),
+            Err(e) if status(&e) == Some(404) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
@@ -257,11 +427,22 @@ impl DockerRuntime {
         let options = StopContainerOptionsBuilder::default()
             .t(i32::try_from(grace_secs).unwrap_or(i32::MAX))
             .build();
-        match self.docker.stop_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(e) if matches!(status(&e), Some(304 | 404)) => Ok(()),
-            Err(e) => Err(e.into()),
+        // Stopping waits out the grace period: the deadline allows for it.
+        let result = self
+            .gate
+            .call_within(
+                "stop_container",
+                Duration::from_secs(u64::from(grace_secs)),
+                self.docker.stop_container(id, Some(options)),
+            )
+            .await?;
+        match result {
+            Ok(()) => {}
+            Err(e) if matches!(status(&e), Some(304 | 404)) => {}
+            Err(e) => return Err(e.into()),
         }
+        self.gate.ended(id);
+        Ok(())
     }
 
     /// Force-removes the container with its anonymous volumes. Missing: Ok.
@@ -270,15 +451,22 @@ impl DockerRuntime {
             .force(true)
             .v(true)
             .build();
-        match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(e) if status(&e) == Some(404) => Ok(()),
+        match self
+            .call(
+                "remove_container",
+                Lane::Gated,
+                self.docker.remove_container(id, Some(options)),
+            )
+            .await?
+        {
+            Ok(()) => {}
+            Err(e) if status(&e) == Some(404) => {}
             // "removal already in progress"
-            Err(e) if status(&e) == Some(409) && docker_message(&e).contains("in progress") => {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
+            Err(e) if status(&e) == Some(409) && docker_message(&e).contains("in progress") => {}
+            Err(e) => return Err(e.into()),
         }
+        self.gate.ended(id);
+        Ok(())
     }
 
     /// Copies `path` out of a (possibly stopped) container into `dest_dir`: a
@@ -318,9 +506,12 @@ impl DockerRuntime {
                 .path(&current)
                 .build();
             let stat = match self
-                .docker
-                .get_container_archive_info(id, Some(options))
-                .await
+                .call(
+                    "get_container_archive_info",
+                    Lane::Free,
+                    self.docker.get_container_archive_info(id, Some(options)),
+                )
+                .await?
             {
                 Ok(stat) => stat,
                 Err(e) if status(&e) == Some(404) => {
@@ -451,6 +642,14 @@ fn docker_time(text: Option<&str>) -> Option<DateTime<Utc>> {
         .ok()?
         .with_timezone(&Utc);
     (time.year() > 1).then_some(time)
+}
+
+/// Whom a container is for, as the waiting line for container slots knows it: the uid
+/// of its object, or (a warm-pool slot) its own name.
+fn owner_of<'a>(name: &'a str, labels: &'a BTreeMap<String, String>) -> &'a str {
+    labels
+        .get(crate::resources::keys::LABEL_UID)
+        .map_or(name, String::as_str)
 }
 
 fn status(error: &BollardError) -> Option<u16> {

@@ -72,6 +72,12 @@ pub trait JobRuntime: Send + Sync + 'static {
     /// Ends the runner's hold once the artifacts are copied (a pod holds; Docker does not,
     /// since it can copy from a stopped container).
     async fn release(&self, id: &str) -> Result<()>;
+    /// Whether the kernel killed the attempt for going over its memory limit (an exit
+    /// of 137 is that, or a kill from outside). A runtime that cannot tell says false.
+    async fn oom_killed(&self, id: &str) -> Result<bool> {
+        let _ = id;
+        Ok(false)
+    }
 }
 
 #[async_trait::async_trait]
@@ -124,5 +130,9 @@ impl JobRuntime for DockerRuntime {
 
     async fn release(&self, _id: &str) -> Result<()> {
         Ok(())
+    }
+
+    async fn oom_killed(&self, id: &str) -> Result<bool> {
+        DockerRuntime::oom_killed(self, id).await
     }
 }

@@ -33,6 +33,25 @@ pub enum RuntimeError {
         "cannot reach the Docker daemon: {message}. Start it (scripts/setup.sh does) or set DOCKER_HOST"
     )]
     Unreachable { message: String },
+    /// A Docker call got no answer within the call timeout (`orcaops serve --docker-timeout`).
+    #[error(
+        "the Docker daemon did not answer {call} within {after:?}; it may be overloaded or hung (does `docker info` answer?)"
+    )]
+    Timeout {
+        call: &'static str,
+        after: std::time::Duration,
+    },
+    /// The server runs as many containers as it may (`orcaops serve --max-containers`).
+    /// `owner` (the uid the container was for) waits in line behind `ahead` others.
+    #[error(
+        "{in_use} of {limit} containers in use on this server; it starts when one ends; raise --max-containers to allow more"
+    )]
+    ContainerLimit {
+        in_use: usize,
+        limit: usize,
+        owner: String,
+        ahead: usize,
+    },
     #[error("image \"{image}\" is not available: {reason}")]
     ImageUnavailable { image: String, reason: String },
     #[error("container {container} not found")]
@@ -80,6 +99,17 @@ pub enum RuntimeError {
         command: String,
         message: String,
     },
+}
+
+impl RuntimeError {
+    /// The runtime did not answer (it is down, hung or overloaded): what failed will be
+    /// retried, with backoff, and nothing about the object itself is wrong.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Unreachable { .. } | RuntimeError::Timeout { .. }
+        )
+    }
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

@@ -198,10 +198,12 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     if let Err(e) = state.objects.current_resource_version().await {
         return unready(format!("store: {e}")).into_response();
     }
+    // The runtime's ping also fails while its calls time out (a daemon can answer pings
+    // while its creates hang).
     let ping = tokio::time::timeout(Duration::from_secs(2), state.sandboxes.ping()).await;
     if let Err(e) = ping.unwrap_or_else(|_| {
         Err(crate::runtime::RuntimeError::Unreachable {
-            message: "ping timed out".into(),
+            message: "no answer to a ping within 2s".into(),
         })
     }) {
         return unready(format!("runtime: {e}")).into_response();

@@ -145,8 +145,9 @@ async fn act_one(
             attempt,
             container_name,
         } => {
-            let message =
-                format!("container {container_name} disappeared before its result was read");
+            let message = format!(
+                "container {container_name} was removed outside orcaops (e.g. `docker rm -f`) before its result was read"
+            );
             warn!(run, attempt, "{message}");
             record_without_container(
                 ctx,

@@ -16,6 +16,7 @@ use crate::resources::{ObjectMeta, keys};
 use crate::runtime::names::container_name;
 use crate::runtime::{ContainerInfo, ContainerState};
 
+pub mod ended;
 mod finish;
 #[cfg(test)]
 mod tests;
@@ -126,9 +127,15 @@ pub(super) struct Decider<'a> {
 }
 
 pub fn decide(obs: &Observed) -> Decision {
+    let mut status = obs.status.clone();
+    // Deciding means the runtime answered: the waits it caused are over (a reconcile
+    // that meets one again records it again, see controller::waiting).
+    status
+        .conditions
+        .retain(|c| !crate::controller::waiting::is_job_wait(c));
     let mut d = Decider {
         obs,
-        status: obs.status.clone(),
+        status,
         actions: Vec::new(),
         events: Vec::new(),
         requeue: None,

@@ -82,12 +82,10 @@ pub(super) async fn harvest(
                 step.exit_code.unwrap_or_default()
             )
         }
-        (AttemptOutcome::Failed, None) => match exit_code {
-            Some(code) => format!(
-                "the container exited with {code} before a step finished (is /bin/sh in the image?)"
-            ),
-            None => "the container ended without an exit code".to_string(),
-        },
+        (AttemptOutcome::Failed, None) => {
+            let oom = exit_code == Some(137) && ctx.jobs.oom_killed(&container.id).await?;
+            super::decide::ended::before_steps_finished(exit_code, oom, &output.progress)
+        }
         (AttemptOutcome::TimedOut, _) => "stopped at the timeout".to_string(),
         _ => "stopped on request".to_string(),
     };

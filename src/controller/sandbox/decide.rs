@@ -136,9 +136,15 @@ pub(super) struct Decider<'a> {
 }
 
 pub fn decide(obs: &Observed) -> Decision {
+    let mut status = obs.status.clone();
+    // Deciding means the runtime answered: the waits it caused are over (a reconcile
+    // that meets one again records it again, see controller::waiting).
+    status
+        .conditions
+        .retain(|c| !crate::controller::waiting::is_sandbox_wait(c));
     let mut d = Decider {
         obs,
-        status: obs.status.clone(),
+        status,
         actions: Vec::new(),
         events: Vec::new(),
         requeue: None,

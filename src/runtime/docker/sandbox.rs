@@ -23,7 +23,8 @@ use bollard::query_parameters::{
     RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder,
 };
 
-use super::{DockerRuntime, docker_message, hardened_host_config, status};
+use super::gate::Lane;
+use super::{DockerRuntime, docker_message, hardened_host_config, owner_of, status};
 use crate::runtime::sandbox::{PublishedPort, ServiceContainerSpec, ServiceNetwork};
 use crate::runtime::{ContainerInfo, ContainerState, Result, RuntimeError};
 
@@ -38,7 +39,14 @@ impl DockerRuntime {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<()> {
-        match self.docker.inspect_network(name, None).await {
+        match self
+            .call(
+                "inspect_network",
+                Lane::Free,
+                self.docker.inspect_network(name, None),
+            )
+            .await?
+        {
             // Inspect also matches an id prefix: only the same name counts.
             Ok(network) if network.name.as_deref() == Some(name) => return Ok(()),
             Ok(_) => {}
@@ -56,7 +64,14 @@ impl DockerRuntime {
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        match self.docker.create_network(request).await {
+        match self
+            .call(
+                "create_network",
+                Lane::Gated,
+                self.docker.create_network(request),
+            )
+            .await?
+        {
             Ok(_) => {}
             Err(e) if status(&e) == Some(409) => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -83,7 +98,14 @@ impl DockerRuntime {
         });
         for twin in twins.into_iter().skip(1) {
             let Some(id) = twin.id else { continue };
-            match self.docker.remove_network(&id).await {
+            match self
+                .call(
+                    "remove_network",
+                    Lane::Gated,
+                    self.docker.remove_network(&id),
+                )
+                .await?
+            {
                 Ok(()) => {}
                 Err(e) if status(&e) == Some(404) => {}
                 Err(e) => return Err(e.into()),
@@ -98,7 +120,13 @@ impl DockerRuntime {
         let options = ListNetworksOptionsBuilder::default()
             .filters(&filters)
             .build();
-        let mut networks = self.docker.list_networks(Some(options)).await?;
+        let mut networks = self
+            .call(
+                "list_networks",
+                Lane::Free,
+                self.docker.list_networks(Some(options)),
+            )
+            .await??;
         networks.retain(|network| network.name.as_deref() == Some(name));
         Ok(networks)
     }
@@ -108,7 +136,14 @@ impl DockerRuntime {
     pub async fn remove_network(&self, name: &str) -> Result<()> {
         for network in self.networks_named(name).await? {
             let Some(id) = network.id else { continue };
-            match self.docker.remove_network(&id).await {
+            match self
+                .call(
+                    "remove_network",
+                    Lane::Gated,
+                    self.docker.remove_network(&id),
+                )
+                .await?
+            {
                 Ok(()) => {}
                 Err(e) if status(&e) == Some(404) => {}
                 Err(e) => return Err(e.into()),
@@ -125,9 +160,12 @@ impl DockerRuntime {
             .filters(&filters)
             .build();
         let mut names: Vec<String> = self
-            .docker
-            .list_networks(Some(options))
-            .await?
+            .call(
+                "list_networks",
+                Lane::Free,
+                self.docker.list_networks(Some(options)),
+            )
+            .await??
             .into_iter()
             .filter_map(|network| network.name)
             .collect();
@@ -144,14 +182,26 @@ impl DockerRuntime {
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        self.docker.create_volume(request).await?;
+        self.call(
+            "create_volume",
+            Lane::Gated,
+            self.docker.create_volume(request),
+        )
+        .await??;
         Ok(())
     }
 
     /// Removes a volume; a missing one is not an error, one in use by a container is.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
         let options = RemoveVolumeOptionsBuilder::default().force(false).build();
-        match self.docker.remove_volume(name, Some(options)).await {
+        match self
+            .call(
+                "remove_volume",
+                Lane::Gated,
+                self.docker.remove_volume(name, Some(options)),
+            )
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(e) if status(&e) == Some(404) => Ok(()),
             Err(e) => Err(e.into()),
@@ -165,9 +215,12 @@ impl DockerRuntime {
             .filters(&filters)
             .build();
         let mut names: Vec<String> = self
-            .docker
-            .list_volumes(Some(options))
-            .await?
+            .call(
+                "list_volumes",
+                Lane::Free,
+                self.docker.list_volumes(Some(options)),
+            )
+            .await??
             .volumes
             .unwrap_or_default()
             .into_iter()
@@ -180,12 +233,16 @@ impl DockerRuntime {
     /// Creates and starts a service container (the image is pulled when missing);
     /// an existing container of that name is adopted, and started if it is not
     /// running. The network and volumes must exist.
+    ///
+    /// Above the server's container limit it is refused with
+    /// [`RuntimeError::ContainerLimit`](crate::runtime::RuntimeError::ContainerLimit).
     pub async fn create_service(&self, spec: &ServiceContainerSpec) -> Result<ContainerInfo> {
-        let id = match self.create_service_container(spec).await {
+        let slot = self.gate.reserve(owner_of(&spec.name, &spec.labels))?;
+        let id = match self.create_service_container(spec).await? {
             Ok(id) => id,
             Err(e) if status(&e) == Some(404) && docker_message(&e).contains("No such image") => {
                 self.ensure_image(&spec.image).await?;
-                self.create_service_container(spec).await.map_err(|e| {
+                self.create_service_container(spec).await?.map_err(|e| {
                     if status(&e) == Some(404) && docker_message(&e).contains("No such image") {
                         RuntimeError::ImageUnavailable {
                             image: spec.image.clone(),
@@ -198,15 +255,16 @@ impl DockerRuntime {
             }
             Err(e) if status(&e) == Some(409) => {
                 let existing = self.inspect_required(&spec.name).await?;
-                if existing.state == ContainerState::Running {
-                    return Ok(existing);
+                if existing.state != ContainerState::Running {
+                    self.start_raw(&existing.id).await?;
                 }
-                self.start_container(&existing.id).await?;
+                slot.fill(&existing.id);
                 return self.inspect_required(&existing.id).await;
             }
             Err(e) => return Err(e.into()),
         };
-        self.start_container(&id).await?;
+        self.start_raw(&id).await?;
+        slot.fill(&id);
         // Just started: what we know is enough (no inspect on the critical path).
         Ok(ContainerInfo {
             id,
@@ -218,23 +276,71 @@ impl DockerRuntime {
         })
     }
 
+    /// Docker's answer to the create (the outer error: no answer).
     async fn create_service_container(
         &self,
         spec: &ServiceContainerSpec,
-    ) -> Result<String, BollardError> {
+    ) -> Result<Result<String, BollardError>> {
         let options = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
         let created = self
-            .docker
-            .create_container(Some(options), service_body(spec))
+            .call(
+                "create_container",
+                Lane::Gated,
+                self.docker
+                    .create_container(Some(options), service_body(spec)),
+            )
             .await?;
-        Ok(created.id)
+        Ok(created.map(|created| created.id))
     }
 
-    /// Starts an existing container; one already running is fine.
+    /// Starts an existing container; one already running is fine. Counted against the
+    /// server's container limit like a new one
+    /// ([`RuntimeError::ContainerLimit`](crate::runtime::RuntimeError::ContainerLimit)).
     pub async fn start_container(&self, id: &str) -> Result<()> {
-        match self.docker.start_container(id, None).await {
+        let Some(info) = self.inspect(id).await? else {
+            return Err(RuntimeError::ContainerNotFound {
+                container: id.to_string(),
+            });
+        };
+        if info.state == ContainerState::Running {
+            return Ok(());
+        }
+        if info.state == ContainerState::Other("paused".into()) {
+            // Paused outside orcaops: its processes are frozen, not gone; it keeps its slot.
+            match self
+                .call(
+                    "unpause_container",
+                    Lane::Gated,
+                    self.docker.unpause_container(&info.id),
+                )
+                .await?
+            {
+                Ok(()) => {}
+                // Unpaused in between.
+                Err(e) if status(&e) == Some(409) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.gate.adopt(&info.id);
+            return Ok(());
+        }
+        let slot = self.gate.reserve(owner_of(&info.name, &info.labels))?;
+        self.start_raw(&info.id).await?;
+        slot.fill(&info.id);
+        Ok(())
+    }
+
+    /// Starts an existing container whose slot the caller holds.
+    async fn start_raw(&self, id: &str) -> Result<()> {
+        match self
+            .call(
+                "start_container",
+                Lane::Gated,
+                self.docker.start_container(id, None),
+            )
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(e) if status(&e) == Some(304) => Ok(()),
             Err(e) if status(&e) == Some(404) => Err(RuntimeError::ContainerNotFound {
@@ -250,7 +356,14 @@ impl DockerRuntime {
         let options = RenameContainerOptionsBuilder::default()
             .name(new_name)
             .build();
-        match self.docker.rename_container(id, options).await {
+        match self
+            .call(
+                "rename_container",
+                Lane::Gated,
+                self.docker.rename_container(id, options),
+            )
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(e) if status(&e) == Some(404) => Err(RuntimeError::ContainerNotFound {
                 container: id.to_string(),
@@ -267,9 +380,12 @@ impl DockerRuntime {
     /// stopped: Docker picks the host ports again at each start).
     pub async fn published_ports(&self, id: &str) -> Result<Vec<PublishedPort>> {
         let inspect = self
-            .docker
-            .inspect_container(id, None)
-            .await
+            .call(
+                "inspect_container",
+                Lane::Free,
+                self.docker.inspect_container(id, None),
+            )
+            .await?
             .map_err(|e| exec::exec_error(e, id))?;
         let ports = inspect
             .network_settings

@@ -255,7 +255,7 @@ pub(super) fn runtime_error(target: &Target, e: RuntimeError) -> ApiError {
         RuntimeError::ContainerNotRunning { .. } => conflict(
             &target.key,
             format!(
-                "service {} of sandbox {name} is not running (the controller restarts it); wait until the sandbox is Ready: `orcaops get sandbox {name} -w`",
+                "service {} of sandbox {name} is not running (stopped or paused; the controller starts or unpauses it again); wait until the sandbox is Ready: `orcaops get sandbox {name} -w`",
                 target.service
             ),
         ),
@@ -279,7 +279,7 @@ pub(super) fn runtime_error(target: &Target, e: RuntimeError) -> ApiError {
         RuntimeError::Unsupported { .. } => {
             ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", e.to_string())
         }
-        RuntimeError::Unreachable { .. } => ApiError::new(
+        RuntimeError::Unreachable { .. } | RuntimeError::Timeout { .. } => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             e.to_string(),

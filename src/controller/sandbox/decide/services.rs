@@ -215,6 +215,27 @@ impl Decider<'_> {
                     _ => None,
                 };
                 if let ContainerState::Other(state) = &container.state
+                    && state == "paused"
+                {
+                    // Nothing of ours pauses a service: someone did, outside orcaops.
+                    // Its processes are frozen, so exec and probes hang or fail; unpause.
+                    self.start(service, container.id.clone(), &mut status, false);
+                    status.state = Some("paused".into());
+                    status.message = Some(
+                        "its container was paused outside orcaops; the controller unpauses it"
+                            .into(),
+                    );
+                    self.event(
+                        EventType::Warning,
+                        "ServicePaused",
+                        format!(
+                            "the container of service {} was paused outside orcaops; unpausing it",
+                            service.name
+                        ),
+                    );
+                    return (status, false);
+                }
+                if let ContainerState::Other(state) = &container.state
                     && state != "dead"
                 {
                     // Paused, restarting, being removed: not ready; look again soon.

@@ -19,6 +19,7 @@ use futures::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::procfs::{self, Marker};
+use crate::runtime::docker::gate::Lane;
 use crate::runtime::docker::{DockerRuntime, docker_message, status};
 use crate::runtime::sandbox::{
     EXEC_MARKER_ENV, ExecChunk, ExecOutput, ExecRequest, ExecSession, PROBE_MARKER_ENV,
@@ -207,7 +208,13 @@ impl DockerRuntime {
 
     /// The exit code of a finished exec (`None` while it runs).
     pub async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
-        let inspect = self.docker.inspect_exec(exec_id).await?;
+        let inspect = self
+            .call(
+                "inspect_exec",
+                Lane::Free,
+                self.docker.inspect_exec(exec_id),
+            )
+            .await??;
         Ok(if inspect.running == Some(true) {
             None
         } else {
@@ -221,7 +228,13 @@ impl DockerRuntime {
             .w(i32::from(width))
             .h(i32::from(height))
             .build();
-        Ok(self.docker.resize_exec(exec_id, options).await?)
+        Ok(self
+            .call(
+                "resize_exec",
+                Lane::Free,
+                self.docker.resize_exec(exec_id, options),
+            )
+            .await??)
     }
 
     /// Creates and starts an exec with its output (and, if asked, stdin) attached.
@@ -257,19 +270,26 @@ impl DockerRuntime {
             ..Default::default()
         };
         let created = self
-            .docker
-            .create_exec(container, config)
-            .await
+            .call(
+                "create_exec",
+                Lane::Gated,
+                self.docker.create_exec(container, config),
+            )
+            .await?
             .map_err(|e| exec_error(e, container))?;
         let options = StartExecOptions {
             detach: false,
             tty: request.tty,
             output_capacity: Some(OUTPUT_CAPACITY),
         };
+        // Bounded until attached; the output then lasts as long as the command.
         match self
-            .docker
-            .start_exec(&created.id, Some(options))
-            .await
+            .call(
+                "start_exec",
+                Lane::Gated,
+                self.docker.start_exec(&created.id, Some(options)),
+            )
+            .await?
             .map_err(|e| exec_error(e, container))?
         {
             StartExecResults::Attached { output, input } => Ok(Attached {
@@ -292,7 +312,13 @@ impl DockerRuntime {
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
-            let inspect = self.docker.inspect_exec(exec_id).await?;
+            let inspect = self
+                .call(
+                    "inspect_exec",
+                    Lane::Free,
+                    self.docker.inspect_exec(exec_id),
+                )
+                .await??;
             if inspect.running != Some(true) {
                 // A finished exec without a code never started; Docker says 126 then.
                 return Ok(Some(inspect.exit_code.unwrap_or(126)));
@@ -314,7 +340,15 @@ impl DockerRuntime {
         exec_id: &str,
         marker: &Marker,
     ) -> Result<()> {
-        let pid = self.docker.inspect_exec(exec_id).await?.pid.unwrap_or(0);
+        let pid = self
+            .call(
+                "inspect_exec",
+                Lane::Free,
+                self.docker.inspect_exec(exec_id),
+            )
+            .await??
+            .pid
+            .unwrap_or(0);
         let mut killed = 0;
         // The marker proves the PID is the exec's own process, not a stranger's.
         if procfs::environ_has(
@@ -367,9 +401,12 @@ impl DockerRuntime {
     pub(super) async fn host_pids(&self, container: &str) -> Result<Vec<i64>> {
         let options = TopOptionsBuilder::default().ps_args("-ef").build();
         let top = self
-            .docker
-            .top_processes(container, Some(options))
-            .await
+            .call(
+                "top_processes",
+                Lane::Free,
+                self.docker.top_processes(container, Some(options)),
+            )
+            .await?
             .map_err(|e| exec_error(e, container))?;
         Ok(procfs::top_pids(
             top.titles.as_deref().unwrap_or_default(),

@@ -15,6 +15,7 @@ use bollard::query_parameters::{
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 
+use crate::runtime::docker::gate::Lane;
 use crate::runtime::docker::{DockerRuntime, GO_MODE_DIR, status};
 use crate::runtime::sandbox::PathKind;
 use crate::runtime::{Result, RuntimeError};
@@ -134,9 +135,13 @@ impl DockerRuntime {
     async fn upload(&self, container: &str, dir: &str, tar: Bytes) -> Result<()> {
         let options = UploadToContainerOptionsBuilder::default().path(dir).build();
         match self
-            .docker
-            .upload_to_container(container, Some(options), body_full(tar))
-            .await
+            .call(
+                "upload_to_container",
+                Lane::Gated,
+                self.docker
+                    .upload_to_container(container, Some(options), body_full(tar)),
+            )
+            .await?
         {
             Ok(()) => Ok(()),
             Err(e) if status(&e) == Some(404) => {

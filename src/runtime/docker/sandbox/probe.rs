@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use super::exec::exec_error;
 use super::procfs;
 use crate::runtime::docker::DockerRuntime;
+use crate::runtime::docker::gate::Lane;
 use crate::runtime::sandbox::{EXEC_MARKER_ENV, ExecRequest, PROBE_MARKER_ENV, Probe};
 use crate::runtime::{Result, RuntimeError};
 
@@ -179,9 +180,12 @@ impl DockerRuntime {
 
     async fn target(&self, container: &str) -> Result<Target> {
         let inspect = self
-            .docker
-            .inspect_container(container, None)
-            .await
+            .call(
+                "inspect_container",
+                Lane::Free,
+                self.docker.inspect_container(container, None),
+            )
+            .await?
             .map_err(|e| exec_error(e, container))?;
         Ok(target(inspect))
     }
