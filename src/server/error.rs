@@ -157,6 +157,20 @@ impl From<StoreError> for ApiError {
                     e.to_string(),
                 )
             }
+            // A full or read-only data dir: the request was not stored, and the same
+            // request succeeds once the disk takes writes again.
+            StoreError::Unwritable { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                e.to_string(),
+            ),
+            _ if e.is_storage_failure() => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                format!(
+                    "the store cannot write ({e}); nothing was stored: free space in (or make writable) the data dir and retry"
+                ),
+            ),
             _ => {
                 // Internal: log the detail once, answer with a generic message.
                 error!(error = %e, "store error");

@@ -198,6 +198,10 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     if let Err(e) = state.objects.current_resource_version().await {
         return unready(format!("store: {e}")).into_response();
     }
+    // Reads can go on while writes fail (a full or read-only data dir): not ready.
+    if let Err(e) = state.objects.writable().await {
+        return unready(format!("store: {e}")).into_response();
+    }
     // The runtime's ping also fails while its calls time out (a daemon can answer pings
     // while its creates hang).
     let ping = tokio::time::timeout(Duration::from_secs(2), state.sandboxes.ping()).await;
