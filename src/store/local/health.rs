@@ -6,7 +6,9 @@
 //! transaction depth") until a restart. So after a failure on the disk the writer
 //! connection is replaced by a fresh one (again at the next write, if the disk refuses
 //! even that), and the failure is remembered until a write succeeds: that is what
-//! `/readyz` reports, and what [`LocalStore::writable`] probes.
+//! `/readyz` reports, and what [`LocalStore::writable`] probes. The logs and run files
+//! beside the database fail the same way, so `writable` also looks at the data dir's
+//! file system: read-only, or with less than 1 MiB free, is not writable either.
 
 use chrono::{DateTime, Utc};
 use sqlx::ConnectOptions;
@@ -30,6 +32,8 @@ const PROBE: &str = "UPDATE store_revision SET revision = revision WHERE id = 1"
 /// still failing, though a row may fit into space the failed write left in the log.
 const PROBE_FILE: &str = ".write-probe";
 const PROBE_BYTES: usize = 1 << 20;
+/// Less free space than this in the data dir counts as full.
+const MIN_FREE_BYTES: u64 = 1 << 20;
 
 impl StoreError {
     /// Whether the error is the disk's or the database file's (full, read-only, I/O)
@@ -153,7 +157,13 @@ impl LocalStore {
     pub async fn writable(&self) -> Result<()> {
         let failed = self.inner.failure().clone();
         let Some(failure) = failed else {
-            return Ok(());
+            return match file_system_problem(&self.inner.data_dir) {
+                Some(problem) => Err(StoreError::Unwritable {
+                    since: Utc::now(),
+                    message: problem,
+                }),
+                None => Ok(()),
+            };
         };
         let mut writer = self.inner.writer.lock().await;
         let probe = match probe_file(self.inner.data_dir.join(PROBE_FILE)).await {
@@ -201,4 +211,32 @@ async fn probe_file(path: std::path::PathBuf) -> std::io::Result<()> {
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+/// Why the file system of `dir` cannot take writes (read-only, or nearly full), if it
+/// cannot; None when it can, or when it cannot be asked.
+fn file_system_problem(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call, and `stat` is
+    // a plain C struct that statvfs fills in (all zeroes is a valid value of it).
+    let stat = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
+            return None;
+        }
+        stat
+    };
+    if stat.f_flag & libc::ST_RDONLY != 0 {
+        return Some(format!("{} is on a read-only file system", dir.display()));
+    }
+    // Both are u64 on 64-bit Linux; the conversion keeps 32-bit targets building.
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize));
+    (free < MIN_FREE_BYTES).then(|| {
+        format!(
+            "{} has {free} bytes free (database or disk is full)",
+            dir.display()
+        )
+    })
 }

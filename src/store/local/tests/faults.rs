@@ -97,6 +97,9 @@ async fn a_full_disk_refuses_writes_then_the_store_recovers_without_a_restart() 
     let store = LocalStore::open(disk.path()).await.unwrap();
     let (mut acknowledged, _) = {
         let filler = disk.fill();
+        // Full before any write of the store's failed (the logs beside it fail first).
+        let full = store.writable().await.unwrap_err();
+        assert!(full.to_string().contains("bytes free"), "{full}");
         let refused = create_until_refused(&store, "full").await;
         // Every later write fails the same way, runs and events too, and says why.
         assert!(refused.1.is_storage_failure(), "{}", refused.1);
