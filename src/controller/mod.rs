@@ -7,6 +7,7 @@ mod backend;
 pub mod event;
 pub mod finalizer;
 pub mod job;
+pub mod limits;
 pub mod queue;
 pub mod reconcile;
 pub mod sandbox;
@@ -79,6 +80,8 @@ pub struct Context {
     pub pools: template::Pools,
     /// The Job controller's log followers.
     pub followers: job::follow::Followers,
+    /// The bounds on a Job's output, artifacts and memory.
+    pub limits: limits::Limits,
 }
 
 /// How often every object is reconciled even when nothing changed.
@@ -89,6 +92,11 @@ pub const DEFAULT_WORKERS: usize = 16;
 impl Context {
     /// The controllers' shared state over `backend`.
     pub fn new(backend: &Backend) -> Arc<Self> {
+        Self::with_limits(backend, limits::Limits::default())
+    }
+
+    /// Like [`Context::new`], with the bounds the server was started with.
+    pub fn with_limits(backend: &Backend, limits: limits::Limits) -> Arc<Self> {
         let queue = WorkQueue::new();
         let activity = activity::SandboxActivity::new();
         let sandboxes = sandbox::Tracker::default();
@@ -114,6 +122,7 @@ impl Context {
             sandboxes,
             pools: template::Pools::default(),
             followers: job::follow::Followers::default(),
+            limits,
         })
     }
 
