@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::client::{ClientError, exit};
+use crate::controller::limits::Limits;
 use crate::controller::{self, Context};
 use crate::runtime::DockerRuntime;
 use crate::server::{self, AppState};
@@ -28,6 +29,9 @@ pub struct ServeArgs {
     /// How many objects are reconciled at once.
     #[arg(long, default_value_t = controller::DEFAULT_WORKERS)]
     pub workers: usize,
+    // The bounds on a Job's output, artifacts and memory.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
 }
 
 /// Everything local mode runs, started; used by `serve` and by `run` without a server.
@@ -45,6 +49,17 @@ impl LocalMode {
         dir: Option<PathBuf>,
         listen: SocketAddr,
         workers: usize,
+    ) -> Result<LocalMode, ClientError> {
+        Self::start_with_limits(data_dir, dir, listen, workers, Limits::default()).await
+    }
+
+    /// Like [`LocalMode::start`], with the bounds on a Job's output, artifacts and memory.
+    pub async fn start_with_limits(
+        data_dir: PathBuf,
+        dir: Option<PathBuf>,
+        listen: SocketAddr,
+        workers: usize,
+        limits: Limits,
     ) -> Result<LocalMode, ClientError> {
         let lock = super::lock_data_dir(
             &data_dir,
@@ -71,7 +86,7 @@ impl LocalMode {
             store: store.clone(),
             docker: runtime,
         };
-        let ctx = Context::new(&backend);
+        let ctx = Context::with_limits(&backend, limits);
         let state = AppState {
             objects: ctx.store.clone(),
             records: ctx.records.clone(),
@@ -124,11 +139,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
     if !args.listen.ip().is_loopback() {
         warn!(listen = %args.listen, "the API has no authentication yet and is reachable beyond this machine");
     }
-    let local = LocalMode::start(
+    let local = LocalMode::start_with_limits(
         data_dir.clone(),
         Some(args.dir.clone()),
         args.listen,
         args.workers,
+        args.limits.limits(),
     )
     .await?;
     info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");
