@@ -83,7 +83,10 @@ fn output_past_the_cap_ends_with_a_marker_and_the_file_stays_bounded() {
     let logs = files_under(&server.data_dir, "attempt-1.log");
     assert_eq!(logs.len(), 1, "{logs:?}");
     let size = std::fs::metadata(&logs[0]).unwrap().len();
-    assert!(size <= 256 * 1024 + 200, "the stored log is bounded: {size}");
+    assert!(
+        size <= 256 * 1024 + 200,
+        "the stored log is bounded: {size}"
+    );
     let text = String::from_utf8(curl(&[&log_url(&server, "loud", "")])).unwrap();
     assert_eq!(text.len() as u64, size, "served as stored");
     assert!(
@@ -220,7 +223,10 @@ fn a_fifo_at_an_artifact_path_does_not_hang_the_job() {
     let ok = server.wait_phase("fifo-ok", "Succeeded", T);
     let why = summary(&ok);
     assert!(why.contains("optional artifact \"pipe\""), "{why}");
-    assert!(why.contains("d/p (FIFO)"), "the skipped entry is named: {why}");
+    assert!(
+        why.contains("d/p (FIFO)"),
+        "the skipped entry is named: {why}"
+    );
     for job in ["fifo", "fifo-ok"] {
         let uid = server.job(job).unwrap()["metadata"]["uid"]
             .as_str()
@@ -271,7 +277,10 @@ fn artifacts_whose_stored_names_once_collided_keep_their_own_bytes() {
         if name == "out.tar" {
             assert_eq!(body, b"the-file\n");
         } else {
-            assert!(body.windows(10).any(|w| w == b"in-the-dir"), "{name} is the tar");
+            assert!(
+                body.windows(10).any(|w| w == b"in-the-dir"),
+                "{name} is the tar"
+            );
         }
     }
 }

@@ -88,6 +88,9 @@ pub struct OperatorArgs {
     /// How many objects are reconciled at once.
     #[arg(long, default_value_t = DEFAULT_WORKERS)]
     pub workers: usize,
+    // The bounds on a Job's output, artifacts and memory.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
 }
 
 /// Checks the arguments before anything is built: cheap errors first.
@@ -112,6 +115,7 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, ClientError> {
         metrics_addr: args.metrics_addr,
         api_addr: args.api.then_some(args.api_addr),
         workers: args.workers,
+        limits: args.limits.limits(),
     })
 }
 

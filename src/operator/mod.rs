@@ -36,6 +36,8 @@ pub struct OperatorOptions {
     /// Where the REST facade and MCP listen (`--api`); None: they do not run.
     pub api_addr: Option<SocketAddr>,
     pub workers: usize,
+    /// The bounds on a Job's output, artifacts and memory.
+    pub limits: crate::controller::limits::Limits,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -81,7 +83,7 @@ pub async fn run(
         records,
         pods: PodRuntime::new(client.clone()),
     };
-    let ctx = Context::new(&backend);
+    let ctx = Context::with_limits(&backend, options.limits);
 
     let (leading, election) = if options.leader_election {
         let config = LeaseConfig::new(
