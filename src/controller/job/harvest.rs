@@ -313,6 +313,7 @@ async fn collect_artifacts(
         let copied = tokio::select! {
             copied = copy => copied,
             why = cancelled(ctx, obj, run) => {
+                remove_partials(&dest).await;
                 collected.stopped = Some((AttemptOutcome::Cancelled, format!(
                     "stopped on request while collecting artifact \"{}\"; the artifacts not yet collected were dropped",
                     artifact.name
@@ -321,6 +322,7 @@ async fn collect_artifacts(
                 return Ok(collected);
             }
             _ = tokio::time::sleep_until(until) => {
+                remove_partials(&dest).await;
                 collected.stopped = Some((AttemptOutcome::TimedOut, format!(
                     "collecting artifact \"{}\" took longer than the {} s left of the run's time; the artifacts not yet collected were dropped",
                     artifact.name,
@@ -383,6 +385,18 @@ async fn collect_artifacts(
         }
     }
     Ok(collected)
+}
+
+/// Removes what an abandoned copy left in `dir` (its temporary files end in `.partial`).
+async fn remove_partials(dir: &std::path::Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry.file_name().to_string_lossy().ends_with(".partial") {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
+    }
 }
 
 /// Resolves when the run is to stop: its cancel was asked for, or the Job is being
