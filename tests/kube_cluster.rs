@@ -116,6 +116,7 @@ async fn the_operator_runs_a_job_as_a_pod_collects_its_artifact_and_lets_it_go()
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             api_addr: None,
             workers: 2,
+            limits: Default::default(),
         },
         shutdown.clone(),
     );
@@ -322,6 +323,7 @@ async fn the_operator_runs_a_sandbox_as_a_pod_stops_starts_and_deletes_it() {
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             api_addr: None,
             workers: 2,
+            limits: Default::default(),
         },
         shutdown.clone(),
     );

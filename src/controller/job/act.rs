@@ -117,7 +117,7 @@ async fn act_one(
             forced,
         } => {
             ctx.followers.stop(&container.id);
-            harvest::harvest(ctx, obj, spec, &container, run, attempt, forced, deadline)
+            harvest::harvest(ctx, obj, spec, &container, (run, attempt), forced, deadline)
                 .await
                 .map(Some)
         }

@@ -71,8 +71,7 @@ pub(super) fn follow(
     let task = tokio::spawn(follow_output(
         Arc::clone(ctx),
         key.clone(),
-        log_path,
-        index_path,
+        (log_path, index_path),
         container.id.clone(),
         nonce,
         spec.steps.len(),
@@ -92,8 +91,7 @@ pub(super) fn follow(
 async fn follow_output(
     ctx: Arc<Context>,
     key: ObjectKey,
-    log_path: std::path::PathBuf,
-    index_path: std::path::PathBuf,
+    (log_path, index_path): (std::path::PathBuf, std::path::PathBuf),
     container_id: String,
     nonce: String,
     step_count: usize,

@@ -31,8 +31,7 @@ pub(super) async fn harvest(
     obj: &Object,
     spec: &JobSpec,
     container: &ContainerInfo,
-    run: u32,
-    attempt: u32,
+    (run, attempt): (u32, u32),
     forced: Option<AttemptOutcome>,
     deadline: Option<DateTime<Utc>>,
 ) -> Result<AttemptRecord, ControllerError> {
