@@ -2,12 +2,14 @@
 //! (`attempt-N.journal`), so that a harvest can read what the runtime no longer serves.
 //!
 //! The kubelet rotates container logs (10 MiB by default) and `pods/log` answers only
-//! the current file, so a harvest that reads the log from the start would lose the
-//! runner's markers of the early steps. The follower appends every line, with its
-//! timestamp and stream, as it arrives; the harvest puts the journal's lines from
-//! before the runtime's first line in front of what the runtime still has. Docker
-//! keeps the whole log, so there the journal adds nothing and is never read past its
-//! first line. Once the attempt is harvested, the journal is removed.
+//! the current file, and Docker keeps only the last few files of an orcaops container's
+//! json-file log (see `runtime::docker::attempt::log_config`), so a harvest that reads
+//! the log from the start would lose the runner's markers of the early steps. The
+//! follower appends every line it keeps in the attempt log (up to the output cap) and
+//! every line that carries a marker, with its timestamp and stream, as it arrives; the
+//! harvest puts the journal's lines from before the runtime's first line in front of
+//! what the runtime still has. When nothing was rotated away, the journal is read no
+//! further than its first line. Once the attempt is harvested, the journal is removed.
 
 use std::path::{Path, PathBuf};
 
