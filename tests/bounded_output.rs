@@ -150,7 +150,7 @@ fn containers_get_capped_json_file_logs_and_a_default_memory_limit() {
         .output()
         .unwrap();
     let seen = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(seen, format!("json-file 10m 3 {}", 96 * 1024 * 1024));
+    assert_eq!(seen, format!("json-file 20m 5 {}", 96 * 1024 * 1024));
     server.cli_ok(&["cancel", "job", "idle"]);
     server.wait_phase("idle", "Cancelled", T);
 }

@@ -19,6 +19,9 @@ use crate::runtime::ContainerInfo;
 use crate::runtime::names::NONCE_LABEL;
 use crate::runtime::runner::RunnerParser;
 
+/// How long the output may pause before what was read is flushed to the live log.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The running followers, by container id.
 #[derive(Default)]
 pub struct Followers {
@@ -109,8 +112,18 @@ async fn follow_output(
         let mut parser = RunnerParser::new(&nonce, step_count);
         let mut lines = ctx.jobs.logs(&container_id, true);
         let mut woken = false;
-        while let Some(line) = lines.next().await {
-            let Ok(line) = line else { break };
+        loop {
+            // Written lines are flushed when the output pauses, not line by line: a
+            // follower that falls behind loses what Docker rotates away meanwhile.
+            let next = match tokio::time::timeout(FLUSH_AFTER, lines.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    log.flush().await?;
+                    journal.flush().await?;
+                    lines.next().await
+                }
+            };
+            let Some(Ok(line)) = next else { break };
             let carried = parser.push(&line);
             let mut kept = false;
             log.step_started(parser.running_step()).await?;
@@ -120,15 +133,14 @@ async fn follow_output(
             if kept || (!nonce.is_empty() && line.text.contains(&nonce)) {
                 journal.push(&line).await?;
             }
-            log.flush().await?;
-            journal.flush().await?;
             if holds && !woken && parser.finished_code().is_some() {
                 // The runner now waits for its artifacts to be copied out.
                 woken = true;
                 ctx.queue.add(key.clone());
             }
         }
-        Ok(())
+        log.flush().await?;
+        journal.flush().await
     }
     .await;
     if let Err(e) = result {

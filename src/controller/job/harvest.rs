@@ -213,9 +213,15 @@ async fn write_output(
     let journal_path = journal::path(&log_path);
     let mut lost = journal::LostBefore::open(&journal_path, head.as_ref()).await?;
     let mut pending = head;
+    let mut gap_noted = false;
     loop {
         let line = match lost.next().await? {
             Some(line) => line,
+            None if !gap_noted && lost.gap() => {
+                gap_noted = true;
+                log.note(GAP_MARKER).await?;
+                continue;
+            }
             None => match pending.take() {
                 Some(line) => line,
                 None => match next().await? {
@@ -248,6 +254,11 @@ async fn write_output(
     output.progress = parser.steps().to_vec();
     Ok(output)
 }
+
+/// Where the attempt log misses output that the runtime rotated away before the
+/// follower read it.
+const GAP_MARKER: &str =
+    "[orcaops: output missing here: the container's log was rotated before orcaops read it]";
 
 /// A line kept for a step's tail: at most its last [`TAIL_BYTES`].
 fn last_bytes(text: String) -> String {

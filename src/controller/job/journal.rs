@@ -142,6 +142,8 @@ pub(super) struct LostBefore {
     /// `first` was found: `held` is lost, and nothing after.
     found: bool,
     done: bool,
+    /// The journal had a line.
+    seen: bool,
 }
 
 impl LostBefore {
@@ -152,7 +154,15 @@ impl LostBefore {
             held: Default::default(),
             found: false,
             done: false,
+            seen: false,
         })
+    }
+
+    /// Whether lines were lost for good: the journal ended before the runtime's first
+    /// line (both rotated faster than the follower read). Known once [`Self::next`]
+    /// has returned None.
+    pub(super) fn gap(&self) -> bool {
+        self.first.is_some() && !self.found && self.seen
     }
 
     pub(super) async fn next(&mut self) -> std::io::Result<Option<LogLine>> {
@@ -168,6 +178,7 @@ impl LostBefore {
                 self.done = true;
                 return Ok(None);
             };
+            self.seen = true;
             let Some(first) = &self.first else {
                 return Ok(Some(line));
             };
@@ -288,5 +299,34 @@ mod tests {
         assert_eq!(lost_before(same, Some(&line(2, "unseen"))).await, ["one"]);
         // The runtime serves nothing at all any more.
         assert_eq!(lost_before(journal, None).await, ["one", "two", "three"]);
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_ends_before_the_runtime_starts_is_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.journal");
+        let text: String = [line(1, "one"), line(2, "two")]
+            .iter()
+            .map(encode)
+            .collect();
+        tokio::fs::write(&path, text).await.unwrap();
+        let gap_for = |first: Option<LogLine>| {
+            let path = path.clone();
+            async move {
+                let mut lost = LostBefore::open(&path, first.as_ref()).await.unwrap();
+                while lost.next().await.unwrap().is_some() {}
+                lost.gap()
+            }
+        };
+        assert!(
+            gap_for(Some(line(5, "later"))).await,
+            "rotated past the journal"
+        );
+        assert!(
+            !gap_for(Some(line(2, "two"))).await,
+            "found: nothing lost for good"
+        );
+        assert!(!gap_for(None).await, "the runtime serves nothing");
+        assert!(!gap_for(Some(line(1, "one"))).await);
     }
 }

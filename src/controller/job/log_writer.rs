@@ -55,7 +55,8 @@ impl LogWriter {
     }
 
     /// Appends one line of output (of `step`, None before the first) unless the log was
-    /// cut. Returns whether it was kept.
+    /// cut. Returns whether it counted: it was written, or it is the line that cut the
+    /// log (the journal keeps it, so a harvest replaying the journal cuts at it too).
     pub(super) async fn push(&mut self, step: Option<usize>, text: &str) -> std::io::Result<bool> {
         self.step_started(step).await?;
         match self.cap.admit(text.len() as u64 + 1) {
@@ -70,10 +71,21 @@ impl LogWriter {
                 self.log.write_all(marker.as_bytes()).await?;
                 self.log.write_all(b"\n").await?;
                 self.offset += marker.len() as u64 + 1;
-                Ok(false)
+                Ok(true)
             }
             Admit::Drop => Ok(false),
         }
+    }
+
+    /// Writes a line of orcaops' own (not counted against the cap) unless the log was cut.
+    pub(super) async fn note(&mut self, text: &str) -> std::io::Result<()> {
+        if self.cap.was_cut() {
+            return Ok(());
+        }
+        self.log.write_all(text.as_bytes()).await?;
+        self.log.write_all(b"\n").await?;
+        self.offset += text.len() as u64 + 1;
+        Ok(())
     }
 
     /// Whether the output went past the cap.
@@ -110,7 +122,10 @@ mod tests {
         writer.step_started(Some(1)).await.unwrap();
         assert!(writer.push(Some(2), "two").await.unwrap());
         assert!(writer.push(Some(2), "x").await.unwrap());
-        assert!(!writer.push(Some(2), "over the cap").await.unwrap());
+        assert!(
+            writer.push(Some(2), "over the cap").await.unwrap(),
+            "it cuts"
+        );
         assert!(!writer.push(Some(2), "dropped").await.unwrap());
         assert!(writer.was_cut());
         writer.flush().await.unwrap();

@@ -19,8 +19,10 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
 /// [`LOG_MAX_FILES`] files of [`LOG_MAX_SIZE`], so that what a container prints cannot
 /// fill the daemon's disk. orcaops keeps the output it serves in its own attempt log,
 /// read as the container writes it.
-pub const LOG_MAX_SIZE: &str = "10m";
-pub const LOG_MAX_FILES: &str = "3";
+/// 5 × 20 MB: more than the default output cap, so that a follower that falls behind
+/// still finds what it keeps.
+pub const LOG_MAX_SIZE: &str = "20m";
+pub const LOG_MAX_FILES: &str = "5";
 
 /// The log settings of every container orcaops creates (Jobs and Sandboxes).
 pub fn log_config() -> bollard::models::HostConfigLogConfig {
