@@ -468,7 +468,7 @@ async fn copy_out_stores_a_file_and_a_directory() {
 
         let file = t
             .runtime
-            .copy_out(&id, "/out/report.txt", dest.path(), "report")
+            .copy_out(&id, "/out/report.txt", dest.path(), "report", 1 << 30)
             .await
             .unwrap();
         assert_eq!(file.path, dest.path().join("report"));
@@ -481,7 +481,7 @@ async fn copy_out_stores_a_file_and_a_directory() {
         for (link, name) in [("/out/link", "link"), ("/out/relative", "relative")] {
             let followed = t
                 .runtime
-                .copy_out(&id, link, dest.path(), name)
+                .copy_out(&id, link, dest.path(), name, 1 << 30)
                 .await
                 .unwrap();
             assert_eq!(followed.sha256, expected_sha, "{link}");
@@ -489,7 +489,7 @@ async fn copy_out_stores_a_file_and_a_directory() {
 
         let dir = t
             .runtime
-            .copy_out(&id, "/out/dir", dest.path(), "dir")
+            .copy_out(&id, "/out/dir", dest.path(), "dir", 1 << 30)
             .await
             .unwrap();
         assert!(dir.is_dir);
@@ -511,7 +511,7 @@ async fn copy_out_stores_a_file_and_a_directory() {
 
         let missing = t
             .runtime
-            .copy_out(&id, "/out/nope", dest.path(), "nope")
+            .copy_out(&id, "/out/nope", dest.path(), "nope", 1 << 30)
             .await
             .unwrap_err();
         assert!(
@@ -612,7 +612,9 @@ async fn missing_containers_are_reported_as_such() {
         );
         let dest = tempfile::tempdir().unwrap();
         assert!(matches!(
-            t.runtime.copy_out(&name, "/etc", dest.path(), "etc").await,
+            t.runtime
+                .copy_out(&name, "/etc", dest.path(), "etc", 1 << 30)
+                .await,
             Err(RuntimeError::ContainerNotFound { .. })
         ));
     })

@@ -6,6 +6,7 @@ mod apply;
 mod cp;
 mod describe;
 mod exec;
+mod limits;
 mod mcp;
 mod operator;
 mod output;

@@ -90,6 +90,9 @@ pub struct OperatorArgs {
     /// How many objects are reconciled at once.
     #[arg(long, default_value_t = DEFAULT_WORKERS)]
     pub workers: usize,
+    // The bounds on a Job's output, artifacts and memory.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
 }
 
 /// Checks the arguments before anything is built: cheap errors first.
@@ -115,6 +118,7 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, ClientError> {
         api_addr: args.api.then_some(args.api_addr),
         api_access: args.access.access()?,
         workers: args.workers,
+        limits: args.limits.limits(),
     })
 }
 

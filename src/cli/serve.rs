@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::client::{ClientError, exit};
+use crate::controller::limits::Limits;
 use crate::controller::{self, Context};
 use crate::runtime::DockerRuntime;
 use crate::runtime::docker::{
@@ -35,6 +36,9 @@ pub struct ServeArgs {
     pub access: AccessArgs,
     #[command(flatten)]
     pub docker: DockerArgs,
+    // The bounds on a Job's output, artifacts and memory.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
 }
 
 /// Which web pages and host names may reach the API from a browser. Shared by `serve`
@@ -106,21 +110,24 @@ impl LocalMode {
             workers,
             server::Access::default(),
             DockerLimits::default(),
+            Limits::default(),
         )
         .await
     }
 
     /// [`LocalMode::start`] with the origins and host names browsers may use (`serve`'s
-    /// `--cors-origin` and `--allowed-host`), sparing the Docker daemon as `limits` say.
+    /// `--cors-origin` and `--allowed-host`), sparing the Docker daemon as
+    /// `docker_limits` say, and bounding a Job's output, artifacts and memory by `limits`.
     pub async fn start_with(
         data_dir: PathBuf,
         dir: Option<PathBuf>,
         listen: SocketAddr,
         workers: usize,
         access: server::Access,
-        limits: DockerLimits,
+        docker_limits: DockerLimits,
+        limits: Limits,
     ) -> Result<LocalMode, ClientError> {
-        limits.validate().map_err(ClientError::usage)?;
+        docker_limits.validate().map_err(ClientError::usage)?;
         let lock = super::lock_data_dir(
             &data_dir,
             "talk to it with --server, or choose another --data-dir",
@@ -131,7 +138,7 @@ impl LocalMode {
                 data_dir.display()
             ))
         })?;
-        let runtime = DockerRuntime::connect_with(limits)
+        let runtime = DockerRuntime::connect_with(docker_limits)
             .await
             .map_err(|e| ClientError::unreachable(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
@@ -146,7 +153,7 @@ impl LocalMode {
             store: store.clone(),
             docker: runtime,
         };
-        let ctx = Context::new(&backend);
+        let ctx = Context::with_limits(&backend, limits);
         let state = AppState {
             objects: ctx.store.clone(),
             records: ctx.records.clone(),
@@ -208,6 +215,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
         args.workers,
         access,
         args.docker.limits(),
+        args.limits.limits(),
     )
     .await?;
     info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");

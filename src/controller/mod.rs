@@ -7,6 +7,7 @@ mod backend;
 pub mod event;
 pub mod finalizer;
 pub mod job;
+pub mod limits;
 pub mod queue;
 pub mod reconcile;
 pub mod sandbox;
@@ -82,6 +83,8 @@ pub struct Context {
     pub followers: job::follow::Followers,
     /// Objects refused a container slot, woken when one frees up.
     pub waiting_for_room: waiting::WaitingForRoom,
+    /// The bounds on a Job's output, artifacts and memory.
+    pub limits: limits::Limits,
 }
 
 /// How often every object is reconciled even when nothing changed.
@@ -92,6 +95,11 @@ pub const DEFAULT_WORKERS: usize = 16;
 impl Context {
     /// The controllers' shared state over `backend`.
     pub fn new(backend: &Backend) -> Arc<Self> {
+        Self::with_limits(backend, limits::Limits::default())
+    }
+
+    /// Like [`Context::new`], with the bounds the server was started with.
+    pub fn with_limits(backend: &Backend, limits: limits::Limits) -> Arc<Self> {
         let queue = WorkQueue::new();
         let activity = activity::SandboxActivity::new();
         let sandboxes = sandbox::Tracker::default();
@@ -118,6 +126,7 @@ impl Context {
             pools: template::Pools::default(),
             followers: job::follow::Followers::default(),
             waiting_for_room: waiting::WaitingForRoom::default(),
+            limits,
         })
     }
 

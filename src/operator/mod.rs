@@ -39,6 +39,8 @@ pub struct OperatorOptions {
     /// `--allowed-host`).
     pub api_access: server::Access,
     pub workers: usize,
+    /// The bounds on a Job's output, artifacts and memory.
+    pub limits: crate::controller::limits::Limits,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -84,7 +86,7 @@ pub async fn run(
         records,
         pods: PodRuntime::new(client.clone()),
     };
-    let ctx = Context::new(&backend);
+    let ctx = Context::with_limits(&backend, options.limits);
 
     let (leading, election) = if options.leader_election {
         let config = LeaseConfig::new(

@@ -4,6 +4,8 @@
 //! them all, and outlive the resource (a Job deleted by its TTL keeps its records).
 //! Logs and artifacts are files under the data dir; the records point at them.
 
+pub mod output;
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -84,14 +86,29 @@ pub fn attempt_log(run_dir: &Path, attempt: u32) -> PathBuf {
     run_dir.join(format!("attempt-{attempt}.log"))
 }
 
-/// The output of one step of one attempt.
+/// Where each step's output starts in the attempt log (see [`output::step_range`]): the
+/// steps' views of the one stored output.
+pub fn step_index(run_dir: &Path, attempt: u32) -> PathBuf {
+    run_dir.join(format!("attempt-{attempt}.steps"))
+}
+
+/// The output of one step of one attempt, as runs harvested before the step index kept
+/// it (a second copy of the attempt log); read only for those runs.
 pub fn step_log(run_dir: &Path, attempt: u32, step_index: usize, step_name: &str) -> PathBuf {
     run_dir
         .join(format!("attempt-{attempt}"))
         .join(format!("{:02}-{step_name}.log", step_index + 1))
 }
 
-/// Where a collected artifact is stored (a file, or `<name>.tar` for a directory).
+/// Where the collected artifacts of a run are.
 pub fn artifact_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("artifacts")
+}
+
+/// The folder of one artifact: `artifacts/<name>/`, holding `<name>` (a file) or
+/// `<name>.tar` (a directory). A folder per name, so that no two artifacts can share a
+/// stored file (`out` as a directory and `out.tar` as a file once did). Runs collected
+/// before kept the files in [`artifact_dir`] itself.
+pub fn artifact_store_dir(run_dir: &Path, name: &str) -> PathBuf {
+    artifact_dir(run_dir).join(name)
 }

@@ -46,6 +46,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Go's `os.ModeDir` and `os.ModeSymlink`, as Docker reports them in a path stat.
 const GO_MODE_DIR: u32 = 1 << 31;
 const GO_MODE_SYMLINK: u32 = 1 << 27;
+/// Go's other file type bits: what an artifact path must not be.
+const GO_MODE_KINDS: [(u32, &str); 5] = [
+    (1 << 26, "device"),
+    (1 << 25, "FIFO"),
+    (1 << 24, "socket"),
+    (1 << 21, "character device"),
+    (1 << 19, "special file"),
+];
+
+/// What a path of Docker's stat is when it is neither a file nor a directory.
+fn irregular_kind(file_mode: u32) -> Option<&'static str> {
+    GO_MODE_KINDS
+        .iter()
+        .find(|(bit, _)| file_mode & bit != 0)
+        .map(|(_, kind)| *kind)
+}
 /// Symlinks followed by `copy_out` before giving up (a loop, most likely).
 const MAX_SYMLINK_HOPS: usize = 8;
 
@@ -472,15 +488,34 @@ impl DockerRuntime {
     /// Copies `path` out of a (possibly stopped) container into `dest_dir`: a
     /// regular file is stored as `dest_dir/<name>`, a directory as
     /// `dest_dir/<name>.tar`. Symlinks are followed. Returns the stored
-    /// file's size and sha256. A missing path is [`RuntimeError::PathNotFound`].
+    /// file's size and sha256. A missing path is [`RuntimeError::PathNotFound`];
+    /// anything but a file or a directory is [`RuntimeError::NotRegular`] and never
+    /// read (a FIFO would have no end); a file whose stat is over `limit` is refused
+    /// before it is read, and the archive is counted against `limit` as it streams in.
     pub async fn copy_out(
         &self,
         id: &str,
         path: &str,
         dest_dir: &Path,
         name: &str,
+        limit: u64,
     ) -> Result<CopiedArtifact> {
-        let (resolved, is_dir) = self.resolve_path(id, path).await?;
+        let (resolved, stat) = self.stat_path(id, path).await?;
+        let is_dir = stat.file_mode & GO_MODE_DIR != 0;
+        if let Some(kind) = irregular_kind(stat.file_mode) {
+            return Err(RuntimeError::NotRegular {
+                path: path.to_string(),
+                kind: kind.to_string(),
+            });
+        }
+        let size = u64::try_from(stat.size).unwrap_or(0);
+        if !is_dir && size > limit {
+            return Err(RuntimeError::ArtifactTooLarge {
+                path: path.to_string(),
+                size,
+                limit,
+            });
+        }
         let options = DownloadFromContainerOptionsBuilder::default()
             .path(&resolved)
             .build();
@@ -488,14 +523,18 @@ impl DockerRuntime {
             .docker
             .download_from_container(id, Some(options))
             .map_err(RuntimeError::from);
-        store_archive(archive, dest_dir, name, is_dir).await
-    }
-
-    /// Follows symlinks the way `docker cp -L` does and says whether the
-    /// target is a directory.
-    async fn resolve_path(&self, id: &str, path: &str) -> Result<(String, bool)> {
-        let (resolved, stat) = self.stat_path(id, path).await?;
-        Ok((resolved, stat.file_mode & GO_MODE_DIR != 0))
+        store_archive(archive, dest_dir, name, is_dir, limit)
+            .await
+            .map_err(|e| match e {
+                RuntimeError::ArtifactTooLarge { size, limit, .. } => {
+                    RuntimeError::ArtifactTooLarge {
+                        path: path.to_string(),
+                        size,
+                        limit,
+                    }
+                }
+                e => e,
+            })
     }
 
     /// The path with its symlinks followed, and Docker's stat of what it points to.
@@ -600,7 +639,11 @@ pub(super) fn hardened_host_config(
     HostConfig {
         nano_cpus: cpu_millis
             .map(|millis| i64::try_from(millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
-        memory: memory_bytes.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+        memory: Some(
+            i64::try_from(memory_bytes.unwrap_or(attempt::DEFAULT_MEMORY_BYTES))
+                .unwrap_or(i64::MAX),
+        ),
+        log_config: Some(attempt::log_config()),
         network_mode: Some(network_mode.to_string()),
         cap_drop: Some(vec!["ALL".to_string()]),
         security_opt: Some(vec!["no-new-privileges".to_string()]),

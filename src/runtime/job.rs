@@ -37,6 +37,8 @@ pub struct AttemptRequest<'a> {
     /// When the run's `timeoutSeconds` runs out, if it has one. The controller stops the
     /// attempt then; a pod also gets what is left as `activeDeadlineSeconds`.
     pub deadline: Option<DateTime<Utc>>,
+    /// The memory limit when the spec names none (the server's `--default-memory`).
+    pub default_memory_bytes: u64,
 }
 
 /// The runtime of Job attempts. Every call is idempotent where the controller needs it:
@@ -61,13 +63,17 @@ pub trait JobRuntime: Send + Sync + 'static {
     /// Removes the attempt and what was made for it; gone is fine.
     async fn remove(&self, id: &str) -> Result<()>;
     /// Copies `path` out of the attempt into `dest_dir`: a file as `dest_dir/<name>`, a
-    /// directory as `dest_dir/<name>.tar`, with its size and sha256.
+    /// directory as `dest_dir/<name>.tar`, with its size and sha256. Over `limit` bytes it
+    /// is [`crate::runtime::RuntimeError::ArtifactTooLarge`], counted as it is read (a
+    /// sparse file counts at its full size); neither a file nor a directory is
+    /// [`crate::runtime::RuntimeError::NotRegular`].
     async fn copy_out(
         &self,
         id: &str,
         path: &str,
         dest_dir: &Path,
         name: &str,
+        limit: u64,
     ) -> Result<CopiedArtifact>;
     /// Ends the runner's hold once the artifacts are copied (a pod holds; Docker does not,
     /// since it can copy from a stopped container).
@@ -94,7 +100,13 @@ impl JobRuntime for DockerRuntime {
             request.attempt,
             request.nonce,
         );
-        let container = container_spec(request.spec, labels, request.name, request.nonce);
+        let container = container_spec(
+            request.spec,
+            labels,
+            request.name,
+            request.nonce,
+            request.default_memory_bytes,
+        );
         self.create_and_start(&container).await
     }
 
@@ -124,8 +136,9 @@ impl JobRuntime for DockerRuntime {
         path: &str,
         dest_dir: &Path,
         name: &str,
+        limit: u64,
     ) -> Result<CopiedArtifact> {
-        DockerRuntime::copy_out(self, id, path, dest_dir, name).await
+        DockerRuntime::copy_out(self, id, path, dest_dir, name, limit).await
     }
 
     async fn release(&self, _id: &str) -> Result<()> {

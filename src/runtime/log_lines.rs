@@ -128,6 +128,9 @@ fn output_stream(output: &bollard::container::LogOutput) -> Option<LogStream> {
     }
 }
 
+/// The longest line kept whole; a longer one becomes lines of about this size.
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Default)]
 struct Pending {
     bytes: Vec<u8>,
@@ -162,6 +165,11 @@ impl LineAssembler {
                 None => {
                     pending.bytes.extend_from_slice(rest);
                     rest = &[];
+                    // A line that never ends (a binary blob, a progress bar without
+                    // newlines) is passed on in pieces: memory stays bounded.
+                    if pending.bytes.len() >= MAX_LINE_BYTES {
+                        lines.push(take_line(stream, pending));
+                    }
                 }
             }
         }
@@ -303,5 +311,22 @@ mod tests {
         let mut lines = LineAssembler::default();
         let got = lines.push_frame(LogStream::Stdout, b"no timestamp here\n");
         assert_eq!(texts(&got), ["no timestamp here"]);
+    }
+
+    #[test]
+    fn a_line_without_end_is_passed_on_in_bounded_pieces() {
+        let mut lines = LineAssembler::default();
+        let piece = "x".repeat(16 * 1024);
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            out.extend(lines.push_frame(LogStream::Stdout, &frame(T1, &piece)));
+        }
+        out.extend(lines.finish());
+        assert_eq!(out.len(), 3, "64 KiB, 64 KiB, then the rest");
+        assert!(out.iter().all(|l| l.text.len() <= MAX_LINE_BYTES));
+        assert_eq!(
+            out.iter().map(|l| l.text.len()).sum::<usize>(),
+            10 * piece.len()
+        );
     }
 }

@@ -73,6 +73,13 @@ pub enum RuntimeError {
     },
     #[error("{path} in container {container} is not a regular file: download it as an archive")]
     NotAFile { container: String, path: String },
+    /// An artifact over its size limit: `size` is what was read before giving up (at
+    /// least `limit + 1`), or the size the container reported.
+    #[error("{path} is over the {limit}-byte limit ({size} bytes or more)")]
+    ArtifactTooLarge { path: String, size: u64, limit: u64 },
+    /// An artifact path that is neither a regular file nor a directory.
+    #[error("{path} is a {kind}, not a regular file or a directory")]
+    NotRegular { path: String, kind: String },
     #[error("{path:?} is not a usable path in a container: {reason}")]
     InvalidPath { path: String, reason: String },
     #[error(
@@ -199,4 +206,7 @@ pub struct CopiedArtifact {
     /// Lowercase hex.
     pub sha256: String,
     pub is_dir: bool,
+    /// Entries of a directory that were left out, as `path (kind)`: only regular files,
+    /// directories, and links that stay inside the directory are kept.
+    pub skipped: Vec<String>,
 }

@@ -219,11 +219,19 @@ pub(super) async fn artifact(
         .as_ref()
         .and_then(|r| r.artifacts.iter().find(|a| a.name == artifact))
         .map(|a| a.sha256.clone());
-    for (file_name, content_type) in [
-        (artifact.clone(), "application/octet-stream"),
-        (format!("{artifact}.tar"), "application/x-tar"),
+    // Its own folder first (see `records::artifact_store_dir`); runs collected before
+    // kept the files in the artifacts folder itself.
+    let own = dir.join(&artifact);
+    for (folder, file_name, content_type) in [
+        (&own, artifact.clone(), "application/octet-stream"),
+        (&own, format!("{artifact}.tar"), "application/x-tar"),
+        (&dir, artifact.clone(), "application/octet-stream"),
+        (&dir, format!("{artifact}.tar"), "application/x-tar"),
     ] {
-        let path = dir.join(&file_name);
+        let path = folder.join(&file_name);
+        if !tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         let Ok(file) = tokio::fs::File::open(&path).await else {
             continue;
         };

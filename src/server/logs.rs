@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::jobs::{job_key, job_status, resolve_run};
 use super::{AppState, error::ApiError};
@@ -54,7 +53,17 @@ where
     F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    bounded_stream(64, f)
+}
+
+/// [`async_stream`] with `capacity` items waiting at most.
+fn bounded_stream<T, F, Fut>(capacity: usize, f: F) -> impl Stream<Item = T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity);
     tokio::spawn(f(tx));
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
@@ -81,19 +90,118 @@ fn wants_event_stream(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("text/event-stream"))
 }
 
-/// Where the last `n` lines of `text` start.
-fn tail_offset(text: &[u8], n: usize) -> usize {
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    let mut seen = 0;
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
-            seen += 1;
-            if seen == n {
-                return i + 1;
-            }
-        }
+/// How much of a log one read takes: a request holds at most this, plus what waits in
+/// its channel, whatever the size of the log.
+const READ_CHUNK: usize = 16 * 1024;
+/// Chunks a request may have on their way to a slow client.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// What a request reads: the attempt log, or one step's range of it (see
+/// [`records::output::step_range`]). A step still running has no end yet: its index is
+/// read again as the log grows.
+#[derive(Clone, Debug)]
+struct View {
+    path: PathBuf,
+    /// The step's index file and its index, for a step of a log that has one.
+    step: Option<(PathBuf, usize)>,
+}
+
+impl View {
+    fn whole(path: PathBuf) -> View {
+        View { path, step: None }
     }
-    if n == 0 { text.len() } else { 0 }
+
+    /// Where the view is in the file now: `(start, end)`, end None for "to the end".
+    fn range(&self) -> Option<(u64, Option<u64>)> {
+        let Some((index, i)) = &self.step else {
+            return Some((0, None));
+        };
+        let text = std::fs::read_to_string(index).unwrap_or_default();
+        records::output::step_range(&records::output::decode_step_index(&text), *i)
+    }
+
+    /// Up to [`READ_CHUNK`] bytes of the view from `offset` (within the view); empty
+    /// when there is nothing more yet.
+    async fn read_at(&self, offset: u64) -> Bytes {
+        let view = self.clone();
+        tokio::task::spawn_blocking(move || view.read_blocking(offset).unwrap_or_default())
+            .await
+            .unwrap_or_default()
+    }
+
+    fn read_blocking(&self, offset: u64) -> std::io::Result<Bytes> {
+        use std::io::{Read, Seek};
+        let Some((start, end)) = self.range() else {
+            return Ok(Bytes::new());
+        };
+        let mut file = std::fs::File::open(&self.path)?;
+        let len = file.metadata()?.len();
+        let end = end.unwrap_or(len).min(len);
+        let at = start.saturating_add(offset);
+        if at >= end {
+            return Ok(Bytes::new());
+        }
+        let want = (end - at).min(READ_CHUNK as u64) as usize;
+        file.seek(std::io::SeekFrom::Start(at))?;
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            let n = file.read(&mut buf[got..])?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(Bytes::from(buf))
+    }
+
+    /// Where the last `n` lines of the view start, within the view.
+    fn tail(&self, n: usize) -> std::io::Result<u64> {
+        let Some((start, end)) = self.range() else {
+            return Ok(0);
+        };
+        let mut file = std::fs::File::open(&self.path)?;
+        let len = file.metadata()?.len();
+        let end = end.unwrap_or(len).min(len);
+        let at = records::output::tail_start(&mut file, start.min(end), end, n)?;
+        Ok(at - start.min(end))
+    }
+}
+
+/// The view of step `step` (its index in the spec, when the Job is still known): a range
+/// of the attempt log, or for runs harvested before the step index, the step's own file.
+fn step_view(
+    dir: &std::path::Path,
+    attempt: u32,
+    step: &str,
+    index: Option<usize>,
+) -> Option<View> {
+    let log = records::attempt_log(dir, attempt);
+    let steps = records::step_index(dir, attempt);
+    let legacy = || {
+        // Without the spec (a deleted job), find the step file by its name.
+        std::fs::read_dir(dir.join(format!("attempt-{attempt}")))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(&format!("-{step}.log")))
+            })
+            .map(View::whole)
+    };
+    match index {
+        Some(i) if steps.exists() || !dir.join(format!("attempt-{attempt}")).exists() => {
+            Some(View {
+                path: log,
+                step: Some((steps, i)),
+            })
+        }
+        Some(i) => Some(View::whole(records::step_log(dir, attempt, i, step))),
+        None => legacy(),
+    }
 }
 
 pub(super) async fn log(
@@ -114,89 +222,80 @@ pub(super) async fn log(
     let follow = matches!(q.follow.as_deref(), Some("true" | "1"));
     let sse = wants_event_stream(&headers);
     // An EventSource reconnecting after a drop says where it got to.
-    let resume_at: Option<usize> = headers
+    let resume_at: Option<u64> = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .filter(|_| sse);
     let attempt = q.attempt.or_else(|| latest_attempt(&dir)).unwrap_or(1);
-    let path: PathBuf = match &q.step {
-        None => records::attempt_log(&dir, attempt),
+    let view = match &q.step {
+        None => View::whole(records::attempt_log(&dir, attempt)),
         Some(step) => {
             let index = target
                 .spec
                 .as_ref()
                 .and_then(|s| s.steps.iter().position(|x| &x.name == step));
-            let found = match index {
-                Some(i) => Some(records::step_log(&dir, attempt, i, step)),
-                // Without the spec (a deleted job), find the step file by its name.
-                None => std::fs::read_dir(dir.join(format!("attempt-{attempt}")))
-                    .ok()
-                    .and_then(|entries| {
-                        entries.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
-                            p.file_name()
-                                .and_then(|n| n.to_str())
-                                .is_some_and(|n| n.ends_with(&format!("-{step}.log")))
-                        })
-                    }),
-            };
-            found.ok_or_else(|| ApiError::not_found(format!("step \"{step}\" in job {name}")))?
+            step_view(&dir, attempt, step, index)
+                .ok_or_else(|| ApiError::not_found(format!("step \"{step}\" in job {name}")))?
         }
     };
-    let existing = match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes,
-        Err(_) if target.live => Vec::new(),
-        Err(_) => {
-            return Err(ApiError::not_found(format!(
-                "logs of run {} attempt {attempt} of job {name}",
-                target.run
-            )));
-        }
-    };
+    let exists = tokio::fs::metadata(&view.path).await.is_ok();
+    if !exists && !target.live {
+        return Err(ApiError::not_found(format!(
+            "logs of run {} attempt {attempt} of job {name}",
+            target.run
+        )));
+    }
+    // Offsets below are within the view (a step's range of the attempt log).
     let start = match (resume_at, q.tail_lines) {
-        (Some(offset), _) => offset.min(existing.len()),
-        (None, Some(n)) => tail_offset(&existing, n),
+        (Some(offset), _) => offset,
+        (None, Some(n)) => {
+            let view = view.clone();
+            tokio::task::spawn_blocking(move || view.tail(n))
+                .await
+                .unwrap_or(Ok(0))
+                .unwrap_or(0)
+        }
         (None, None) => 0,
     };
-    let chunks: std::pin::Pin<Box<dyn Stream<Item = Chunk> + Send>> = if !follow || !target.live {
-        let rest = Bytes::from(existing).slice(start..);
-        Box::pin(futures::stream::iter([Chunk::Data(rest), Chunk::End]))
-    } else {
-        let run = target.run;
-        Box::pin(async_stream(move |tx| async move {
-            let mut offset = start as u64;
+    let live = follow && target.live;
+    let run = target.run;
+    let chunks: std::pin::Pin<Box<dyn Stream<Item = Chunk> + Send>> =
+        Box::pin(bounded_stream(CHANNEL_CHUNKS, move |tx| async move {
+            let mut offset = start;
             let mut idle = 0;
             loop {
-                let finished = match state.objects.get(&key).await {
-                    Ok(Some(obj)) => {
-                        let status = job_status(&obj);
-                        status.run != Some(run)
-                            || status.phase.is_finished()
-                            || status.attempt.is_some_and(|a| a > attempt)
+                let finished = !live
+                    || match state.objects.get(&key).await {
+                        Ok(Some(obj)) => {
+                            let status = job_status(&obj);
+                            status.run != Some(run)
+                                || status.phase.is_finished()
+                                || status.attempt.is_some_and(|a| a > attempt)
+                        }
+                        _ => true,
+                    };
+                // Everything there is now, one bounded chunk at a time.
+                let mut sent = false;
+                loop {
+                    let chunk = view.read_at(offset).await;
+                    if chunk.is_empty() {
+                        break;
                     }
-                    _ => true,
-                };
-                let mut buf = Vec::new();
-                if let Ok(mut file) = tokio::fs::File::open(&path).await
-                    && file.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
-                {
-                    let _ = file.read_to_end(&mut buf).await;
+                    offset += chunk.len() as u64;
+                    sent = true;
+                    if tx.send(Chunk::Data(chunk)).await.is_err() {
+                        return;
+                    }
                 }
                 idle += 1;
-                let next = if !buf.is_empty() {
+                if sent {
                     idle = 0;
-                    offset += buf.len() as u64;
-                    Some(Chunk::Data(Bytes::from(buf)))
                 } else if idle >= KEEP_ALIVE_EVERY {
                     idle = 0;
-                    Some(Chunk::Idle)
-                } else {
-                    None
-                };
-                if let Some(chunk) = next
-                    && tx.send(chunk).await.is_err()
-                {
-                    return;
+                    if tx.send(Chunk::Idle).await.is_err() {
+                        return;
+                    }
                 }
                 if finished {
                     let _ = tx.send(Chunk::End).await;
@@ -207,10 +306,9 @@ pub(super) async fn log(
                     _ = tokio::time::sleep(FOLLOW_POLL) => {}
                 }
             }
-        }))
-    };
+        }));
     if sse {
-        let events = sse_events(chunks, start as u64).map(Ok::<_, Infallible>);
+        let events = sse_events(chunks, start).map(Ok::<_, Infallible>);
         return Ok((
             [
                 (header::CONTENT_TYPE, "text/event-stream"),
@@ -341,11 +439,32 @@ mod tests {
     }
 
     #[test]
-    fn tails() {
-        assert_eq!(tail_offset(b"a\nb\nc\n", 2), 2);
-        assert_eq!(tail_offset(b"a\nb\nc", 1), 4);
-        assert_eq!(tail_offset(b"a\nb\n", 5), 0);
-        assert_eq!(tail_offset(b"a\nb\n", 0), 4);
-        assert_eq!(tail_offset(b"", 3), 0);
+    fn views_read_bounded_chunks_of_a_step_range_and_tail_within_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = records::attempt_log(dir.path(), 1);
+        let mut text = String::from("pre\n");
+        let second = (0..5000).map(|i| format!("two {i}\n")).collect::<String>();
+        text.push_str("one\n");
+        let step_two_at = text.len();
+        text.push_str(&second);
+        std::fs::write(&log, &text).unwrap();
+        std::fs::write(
+            records::step_index(dir.path(), 1),
+            format!("0 4\n1 {step_two_at}\n"),
+        )
+        .unwrap();
+        let one = step_view(dir.path(), 1, "one", Some(0)).unwrap();
+        assert_eq!(one.read_blocking(0).unwrap(), "pre\none\n");
+        assert_eq!(one.read_blocking(8).unwrap(), "");
+        assert_eq!(one.tail(1).unwrap(), 4);
+        let two = step_view(dir.path(), 1, "two", Some(1)).unwrap();
+        let first = two.read_blocking(0).unwrap();
+        assert_eq!(first.len(), READ_CHUNK, "one bounded chunk at a time");
+        assert_eq!(&first[..6], b"two 0\n");
+        let at = two.tail(2).unwrap();
+        assert_eq!(two.read_blocking(at).unwrap(), "two 4998\ntwo 4999\n");
+        // A step that never started has nothing.
+        let three = step_view(dir.path(), 1, "three", Some(2)).unwrap();
+        assert_eq!(three.read_blocking(0).unwrap(), "");
     }
 }

@@ -58,7 +58,25 @@ impl Server {
         server
     }
 
+    /// A new server like [`Server::start`], with `env` set for it (the flags of `serve`
+    /// read `ORCAOPS_*` variables).
+    #[allow(dead_code)]
+    pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        require_docker();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("folder");
+        let data_dir = tmp.path().join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Server::start_on_with(&dir, &data_dir, free_port(), env);
+        server._tmp = Some(tmp);
+        server
+    }
+
     pub fn start_on(dir: &Path, data_dir: &Path, port: u16) -> Server {
+        Server::start_on_with(dir, data_dir, port, &[])
+    }
+
+    fn start_on_with(dir: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -76,6 +94,7 @@ impl Server {
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "info,orcaops=debug")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

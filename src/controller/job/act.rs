@@ -117,7 +117,7 @@ async fn act_one(
             forced,
         } => {
             ctx.followers.stop(&container.id);
-            harvest::harvest(ctx, obj, spec, &container, run, attempt, forced)
+            harvest::harvest(ctx, obj, spec, &container, (run, attempt), forced, deadline)
                 .await
                 .map(Some)
         }
@@ -222,6 +222,7 @@ async fn start(
             nonce: &nonce,
             instance: ctx.store.instance_id(),
             deadline: attempt.deadline,
+            default_memory_bytes: ctx.limits.default_memory_bytes,
         })
         .await
 }

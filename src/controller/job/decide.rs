@@ -574,7 +574,13 @@ impl Decider<'_> {
         self.status.steps = record.steps.clone();
         self.status.artifacts = record.artifacts.clone();
         if record.outcome.succeeded() {
-            self.finish_run(JobPhase::Succeeded, Some(record), "");
+            // What the harvest noted past "all steps succeeded" (output cut, artifacts
+            // skipped) stays visible in the summary.
+            let notes = record
+                .message
+                .split_once("; ")
+                .map_or("", |(_, notes)| notes);
+            self.finish_run(JobPhase::Succeeded, Some(record), notes);
             return;
         }
         let limit = self.obs.spec.retry.as_ref().map_or(0, |r| r.limit);

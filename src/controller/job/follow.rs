@@ -7,17 +7,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::journal;
+use super::log_writer::LogWriter;
 use crate::controller::{Context, ControllerError};
 use crate::records;
 use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::runtime::ContainerInfo;
 use crate::runtime::names::NONCE_LABEL;
 use crate::runtime::runner::RunnerParser;
+
+/// How long the output may pause before what was read is flushed to the live log.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The running followers, by container id.
 #[derive(Default)]
@@ -64,12 +67,14 @@ pub(super) fn follow(
         Ok(spec) => spec,
         Err(_) => return,
     };
-    let log_path = records::attempt_log(&super::run_dir(ctx, obj, run), attempt);
+    let run_dir = super::run_dir(ctx, obj, run);
+    let log_path = records::attempt_log(&run_dir, attempt);
+    let index_path = records::step_index(&run_dir, attempt);
     let nonce = container.label(NONCE_LABEL).unwrap_or_default().to_string();
     let task = tokio::spawn(follow_output(
         Arc::clone(ctx),
         key.clone(),
-        log_path,
+        (log_path, index_path),
         container.id.clone(),
         nonce,
         spec.steps.len(),
@@ -78,44 +83,64 @@ pub(super) fn follow(
     followers.insert(container.id.clone(), task);
 }
 
-/// Streams a running container's output into the attempt log, and wakes the Job
-/// when the container stops, or (for a runner that `holds` for its artifacts to be
-/// collected) when its steps are over. Runs as a task per container; see
-/// [`follow`].
+/// Streams a running container's output into the attempt log (cut at the server's
+/// output cap, see [`LogWriter`]), and wakes the Job when the container stops, or (for
+/// a runner that `holds` for its artifacts to be collected) when its steps are over.
+/// Runs as a task per container; see [`follow`].
+///
+/// The journal keeps what the log keeps, and every line that carries a runner marker
+/// (the harvest needs those for the steps' exit codes): past the cap it grows by the
+/// markers only.
 async fn follow_output(
     ctx: Arc<Context>,
     key: ObjectKey,
-    log_path: std::path::PathBuf,
+    (log_path, index_path): (std::path::PathBuf, std::path::PathBuf),
     container_id: String,
     nonce: String,
     step_count: usize,
     holds: bool,
 ) {
     let result: Result<(), std::io::Error> = async {
-        if let Some(dir) = log_path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let mut file = tokio::fs::File::create(&log_path).await?;
+        let mut log = LogWriter::create(
+            &log_path,
+            &index_path,
+            step_count,
+            ctx.limits.max_output_bytes,
+        )
+        .await?;
         let mut journal = journal::Writer::open(&journal::path(&log_path)).await?;
         let mut parser = RunnerParser::new(&nonce, step_count);
         let mut lines = ctx.jobs.logs(&container_id, true);
         let mut woken = false;
-        while let Some(line) = lines.next().await {
-            let Ok(line) = line else { break };
-            journal.push(&line).await?;
-            if let Some((_, text)) = parser.push(&line) {
-                file.write_all(text.as_bytes()).await?;
-                file.write_all(b"\n").await?;
-                file.flush().await?;
+        loop {
+            // Written lines are flushed when the output pauses, not line by line: a
+            // follower that falls behind loses what Docker rotates away meanwhile.
+            let next = match tokio::time::timeout(FLUSH_AFTER, lines.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    log.flush().await?;
+                    journal.flush().await?;
+                    lines.next().await
+                }
+            };
+            let Some(Ok(line)) = next else { break };
+            let carried = parser.push(&line);
+            let mut kept = false;
+            log.step_started(parser.running_step()).await?;
+            if let Some((step, text)) = carried {
+                kept = log.push(step, &text).await?;
             }
-            journal.flush().await?;
+            if kept || (!nonce.is_empty() && line.text.contains(&nonce)) {
+                journal.push(&line).await?;
+            }
             if holds && !woken && parser.finished_code().is_some() {
                 // The runner now waits for its artifacts to be copied out.
                 woken = true;
                 ctx.queue.add(key.clone());
             }
         }
-        Ok(())
+        log.flush().await?;
+        journal.flush().await
     }
     .await;
     if let Err(e) = result {

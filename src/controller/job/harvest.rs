@@ -2,20 +2,24 @@
 //! code and artifacts become an attempt record; then the container is removed.
 //! Every part is idempotent, so a harvest interrupted by a crash simply runs again.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tracing::{info, warn};
 
+use crate::records::output::human_bytes;
 use crate::records::{self, AttemptOutcome, AttemptRecord};
-use crate::resources::Object;
 use crate::resources::job::{ArtifactStatus, JobSpec, StepStatus};
+use crate::resources::{Object, keys};
 use crate::runtime::runner::RunnerParser;
-use crate::runtime::{ContainerInfo, ContainerState, LogLine, RuntimeError};
+use crate::runtime::{ContainerInfo, ContainerState, RuntimeError};
 
 use super::super::{Context, ControllerError};
 use super::journal;
+use super::log_writer::{LogWriter, partial};
 use crate::runtime::names::{NONCE_LABEL, STOP_GRACE_SECS};
 
 /// How much of a step's output its status keeps.
@@ -27,9 +31,9 @@ pub(super) async fn harvest(
     obj: &Object,
     spec: &JobSpec,
     container: &ContainerInfo,
-    run: u32,
-    attempt: u32,
+    (run, attempt): (u32, u32),
     forced: Option<AttemptOutcome>,
+    deadline: Option<DateTime<Utc>>,
 ) -> Result<AttemptRecord, ControllerError> {
     if forced.is_some() {
         ctx.jobs.stop(&container.id, STOP_GRACE_SECS).await?;
@@ -44,8 +48,8 @@ pub(super) async fn harvest(
     let run_dir = super::run_dir(ctx, obj, run);
     let nonce = container.label(NONCE_LABEL).unwrap_or_default().to_string();
     let journal = journal::path(&records::attempt_log(&run_dir, attempt));
-    let output = read_output(ctx, container, &journal, &nonce, spec.steps.len()).await?;
-    write_logs(&run_dir, attempt, spec, &output).await?;
+    let mut output =
+        write_output(ctx, container, &run_dir, attempt, &nonce, spec.steps.len()).await?;
 
     let steps: Vec<StepStatus> = spec
         .steps
@@ -62,7 +66,7 @@ pub(super) async fn harvest(
                 exit_code: progress.exit_code,
                 start_time: progress.started_at,
                 duration_ms,
-                output_tail: tail(&output.per_step[i]),
+                output_tail: tail(output.tails[i].make_contiguous()),
             }
         })
         .collect();
@@ -90,30 +94,28 @@ pub(super) async fn harvest(
         _ => "stopped on request".to_string(),
     };
 
-    let mut artifacts = Vec::new();
-    let artifact_dir = records::artifact_dir(&run_dir);
-    for artifact in &spec.artifacts {
-        match ctx
-            .jobs
-            .copy_out(&container.id, &artifact.path, &artifact_dir, &artifact.name)
-            .await
-        {
-            Ok(copied) => artifacts.push(ArtifactStatus {
-                name: artifact.name.clone(),
-                size: copied.size,
-                sha256: copied.sha256,
-            }),
-            Err(RuntimeError::PathNotFound { .. }) if !artifact.optional && outcome.succeeded() => {
-                outcome = AttemptOutcome::Failed;
-                message = format!(
-                    "artifact \"{}\" was not found at {}",
-                    artifact.name, artifact.path
-                );
-            }
-            Err(RuntimeError::PathNotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+    if output.cut {
+        message.push_str(&format!(
+            "; output cut at {} (--max-output-bytes): the step kept running, its further output was discarded",
+            human_bytes(ctx.limits.max_output_bytes)
+        ));
     }
+    let collected = collect_artifacts(ctx, obj, spec, container, &run_dir, run, deadline).await?;
+    if let Some(why) = collected.failure
+        && outcome.succeeded()
+    {
+        outcome = AttemptOutcome::Failed;
+        message = why;
+    }
+    if let Some((stopped, why)) = collected.stopped {
+        outcome = stopped;
+        message = why;
+    }
+    for note in &collected.notes {
+        message.push_str("; ");
+        message.push_str(note);
+    }
+    let artifacts = collected.artifacts;
     if !spec.artifacts.is_empty() {
         // A pod holds after its steps until this; Docker has nothing to release. The
         // removal below ends the attempt anyway, so a failure is only logged.
@@ -160,32 +162,43 @@ pub(super) async fn harvest(
 }
 
 struct Output {
-    per_step: Vec<Vec<String>>,
-    /// Output before the first step marker (the runner itself, or a shell error).
-    preamble: Vec<String>,
-    all: Vec<String>,
+    /// The last lines of each step's output (not the preamble's).
+    tails: Vec<VecDeque<String>>,
     progress: Vec<crate::runtime::runner::StepProgress>,
     first_time: Option<DateTime<Utc>>,
     last_time: Option<DateTime<Utc>>,
+    /// The output went past the cap.
+    cut: bool,
 }
 
-/// The attempt's output, split into steps: what the runtime serves, after what it no
-/// longer serves but the follower kept in the journal (see [`journal`]).
-async fn read_output(
+/// Writes the attempt's output into its log and step index, from what the runtime
+/// serves after what it no longer serves but the follower kept in the journal (see
+/// [`journal`]), one line at a time; returns what the record needs of it.
+async fn write_output(
     ctx: &Context,
     container: &ContainerInfo,
-    journal_path: &std::path::Path,
+    run_dir: &std::path::Path,
+    attempt: u32,
     nonce: &str,
     step_count: usize,
 ) -> Result<Output, ControllerError> {
+    let log_path = records::attempt_log(run_dir, attempt);
+    let index_path = records::step_index(run_dir, attempt);
+    let (log_partial, index_partial) = (partial(&log_path), partial(&index_path));
+    let mut log = LogWriter::create(
+        &log_partial,
+        &index_partial,
+        step_count,
+        ctx.limits.max_output_bytes,
+    )
+    .await?;
     let mut parser = RunnerParser::new(nonce, step_count);
     let mut output = Output {
-        per_step: vec![Vec::new(); step_count],
-        preamble: Vec::new(),
-        all: Vec::new(),
+        tails: vec![VecDeque::new(); step_count],
         progress: Vec::new(),
         first_time: None,
         last_time: None,
+        cut: false,
     };
     let mut lines = ctx.jobs.logs(&container.id, false);
     let mut next = async || match lines.next().await {
@@ -195,61 +208,230 @@ async fn read_output(
         Some(Err(e)) => Err(ControllerError::from(e)),
     };
     let head = next().await?;
-    let lost = journal::lost_before(journal::read(journal_path).await?, head.as_ref());
-    let mut push = |line: LogLine| {
+    let journal_path = journal::path(&log_path);
+    let mut lost = journal::LostBefore::open(&journal_path, head.as_ref()).await?;
+    let mut pending = head;
+    let mut gap_noted = false;
+    loop {
+        let line = match lost.next().await? {
+            Some(line) => line,
+            None if !gap_noted && lost.gap() => {
+                gap_noted = true;
+                log.note(GAP_MARKER).await?;
+                continue;
+            }
+            None => match pending.take() {
+                Some(line) => line,
+                None => match next().await? {
+                    Some(line) => line,
+                    None => break,
+                },
+            },
+        };
         output.first_time.get_or_insert(line.timestamp);
         output.last_time = Some(line.timestamp);
-        if let Some((step, text)) = parser.push(&line) {
-            match step {
-                Some(i) if i < step_count => output.per_step[i].push(text.clone()),
-                _ => output.preamble.push(text.clone()),
+        let carried = parser.push(&line);
+        log.step_started(parser.running_step()).await?;
+        if let Some((step, text)) = carried {
+            log.push(step, &text).await?;
+            if let Some(i) = step
+                && let Some(tail) = output.tails.get_mut(i)
+            {
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(last_bytes(text));
             }
-            output.all.push(text);
         }
-    };
-    for line in lost.into_iter().chain(head) {
-        push(line);
     }
-    while let Some(line) = next().await? {
-        push(line);
-    }
+    log.flush().await?;
+    output.cut = log.was_cut();
+    drop(log);
+    tokio::fs::rename(&index_partial, &index_path).await?;
+    tokio::fs::rename(&log_partial, &log_path).await?;
     output.progress = parser.steps().to_vec();
     Ok(output)
 }
 
-async fn write_logs(
-    run_dir: &std::path::Path,
-    attempt: u32,
-    spec: &JobSpec,
-    output: &Output,
-) -> Result<(), ControllerError> {
-    let log = records::attempt_log(run_dir, attempt);
-    if let Some(dir) = log.parent() {
-        tokio::fs::create_dir_all(dir).await?;
+/// Where the attempt log misses output that the runtime rotated away before the
+/// follower read it.
+const GAP_MARKER: &str =
+    "[orcaops: output missing here: the container's log was rotated before orcaops read it]";
+
+/// A line kept for a step's tail: at most its last [`TAIL_BYTES`].
+fn last_bytes(text: String) -> String {
+    if text.len() <= TAIL_BYTES {
+        return text;
     }
-    tokio::fs::write(&log, join_lines(&output.all)).await?;
-    for (i, step) in spec.steps.iter().enumerate() {
-        let path = records::step_log(run_dir, attempt, i, &step.name);
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let mut text = String::new();
-        if i == 0 && !output.preamble.is_empty() {
-            text.push_str(&join_lines(&output.preamble));
-        }
-        text.push_str(&join_lines(&output.per_step[i]));
-        tokio::fs::write(&path, text).await?;
+    let mut cut = text.len() - TAIL_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
     }
-    Ok(())
+    text[cut..].to_string()
 }
 
-fn join_lines(lines: &[String]) -> String {
-    let mut s = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-    for line in lines {
-        s.push_str(line);
-        s.push('\n');
+/// What collecting the artifacts came to.
+#[derive(Default)]
+struct Collected {
+    artifacts: Vec<ArtifactStatus>,
+    /// Why the attempt fails: a required artifact missing, refused or too large.
+    failure: Option<String>,
+    /// What was skipped or left out, for the attempt's message.
+    notes: Vec<String>,
+    /// A cancel or the timeout came first: collecting stopped there.
+    stopped: Option<(AttemptOutcome, String)>,
+}
+
+/// How often a harvest looks for a cancel while it copies artifacts.
+const CANCEL_POLL: Duration = Duration::from_millis(500);
+/// The time a harvest gets for artifacts when the run has no timeout, or has run out of
+/// it (an attempt stopped at its timeout still gets its files, quickly).
+const ARTIFACT_GRACE: Duration = Duration::from_secs(600);
+const ARTIFACT_GRACE_AFTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Copies the Job's artifacts out, each under its own folder (see
+/// [`records::artifact_store_dir`]), within the per-artifact and per-job limits, giving
+/// way to a cancel of the run and to its timeout: neither waits for a copy.
+async fn collect_artifacts(
+    ctx: &Arc<Context>,
+    obj: &Object,
+    spec: &JobSpec,
+    container: &ContainerInfo,
+    run_dir: &std::path::Path,
+    run: u32,
+    deadline: Option<DateTime<Utc>>,
+) -> Result<Collected, ControllerError> {
+    let mut collected = Collected::default();
+    if spec.artifacts.is_empty() {
+        return Ok(collected);
     }
-    s
+    let budget = match deadline.map(|d| (d - Utc::now()).to_std()) {
+        Some(Ok(left)) if !left.is_zero() => left,
+        Some(_) => ARTIFACT_GRACE_AFTER_TIMEOUT,
+        None => ARTIFACT_GRACE,
+    };
+    let until = tokio::time::Instant::now() + budget;
+    let mut left_for_job = ctx.limits.max_job_artifact_bytes;
+    for artifact in &spec.artifacts {
+        let limit = ctx.limits.max_artifact_bytes.min(left_for_job);
+        let dest = records::artifact_store_dir(run_dir, &artifact.name);
+        let copy = ctx
+            .jobs
+            .copy_out(&container.id, &artifact.path, &dest, &artifact.name, limit);
+        let copied = tokio::select! {
+            copied = copy => copied,
+            why = cancelled(ctx, obj, run) => {
+                remove_partials(&dest).await;
+                collected.stopped = Some((AttemptOutcome::Cancelled, format!(
+                    "stopped on request while collecting artifact \"{}\"; the artifacts not yet collected were dropped",
+                    artifact.name
+                )));
+                info!(run, artifact = %artifact.name, "{why}: artifact collection abandoned");
+                return Ok(collected);
+            }
+            _ = tokio::time::sleep_until(until) => {
+                remove_partials(&dest).await;
+                collected.stopped = Some((AttemptOutcome::TimedOut, format!(
+                    "collecting artifact \"{}\" took longer than the {} s left of the run's time; the artifacts not yet collected were dropped",
+                    artifact.name,
+                    budget.as_secs()
+                )));
+                return Ok(collected);
+            }
+        };
+        let problem = match copied {
+            Ok(copied) => {
+                left_for_job = left_for_job.saturating_sub(copied.size);
+                if !copied.skipped.is_empty() {
+                    collected.notes.push(format!(
+                        "artifact \"{}\" left out what is not a regular file or directory: {}",
+                        artifact.name,
+                        copied.skipped.join(", ")
+                    ));
+                }
+                collected.artifacts.push(ArtifactStatus {
+                    name: artifact.name.clone(),
+                    size: copied.size,
+                    sha256: copied.sha256,
+                });
+                continue;
+            }
+            Err(RuntimeError::PathNotFound { .. }) => {
+                format!(
+                    "artifact \"{}\" was not found at {}",
+                    artifact.name, artifact.path
+                )
+            }
+            Err(RuntimeError::NotRegular { kind, .. }) => format!(
+                "artifact \"{}\" at {} is a {kind}: only regular files and directories are collected",
+                artifact.name, artifact.path
+            ),
+            Err(RuntimeError::ArtifactTooLarge { size, limit, .. }) => {
+                let which = if limit < ctx.limits.max_artifact_bytes {
+                    format!(
+                        "what is left of the job's {} for all its artifacts (--max-job-artifact-bytes)",
+                        human_bytes(ctx.limits.max_job_artifact_bytes)
+                    )
+                } else {
+                    "the limit of one artifact (--max-artifact-bytes)".to_string()
+                };
+                format!(
+                    "artifact \"{}\" at {} is {} or more, over {} of {}; it was not kept",
+                    artifact.name,
+                    artifact.path,
+                    human_bytes(size),
+                    which,
+                    human_bytes(limit)
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if artifact.optional {
+            collected.notes.push(format!("optional {problem}"));
+        } else if collected.failure.is_none() {
+            collected.failure = Some(problem);
+        }
+    }
+    Ok(collected)
+}
+
+/// Removes what an abandoned copy left in `dir` (its temporary files end in `.partial`).
+async fn remove_partials(dir: &std::path::Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry.file_name().to_string_lossy().ends_with(".partial") {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
+    }
+}
+
+/// Resolves when the run is to stop: its cancel was asked for, or the Job is being
+/// deleted or is gone. Never resolves otherwise.
+async fn cancelled(ctx: &Context, obj: &Object, run: u32) -> &'static str {
+    let key = obj.key();
+    loop {
+        tokio::time::sleep(CANCEL_POLL).await;
+        match ctx.store.get(&key).await {
+            Ok(Some(now)) if now.metadata.uid != obj.metadata.uid => return "the job was replaced",
+            Ok(Some(now)) => {
+                if now.metadata.deletion_timestamp.is_some() {
+                    return "the job is being deleted";
+                }
+                if now
+                    .metadata
+                    .annotations
+                    .get(keys::CANCEL)
+                    .is_some_and(|v| *v == run.to_string())
+                {
+                    return "the run was cancelled";
+                }
+            }
+            Ok(None) => return "the job was deleted",
+            Err(_) => {}
+        }
+    }
 }
 
 /// The last lines of a step's output, at most [`TAIL_LINES`] lines and about [`TAIL_BYTES`].

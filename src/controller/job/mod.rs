@@ -8,6 +8,7 @@ pub mod decide;
 pub mod follow;
 mod harvest;
 mod journal;
+mod log_writer;
 
 use std::collections::HashSet;
 use std::sync::Arc;

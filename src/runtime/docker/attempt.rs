@@ -11,6 +11,34 @@ use crate::runtime::names::PIDS_LIMIT;
 use crate::runtime::runner;
 use crate::runtime::{ContainerSpec, NetworkMode};
 
+/// The memory limit of a container whose spec names none (the server's `--default-memory`
+/// changes it for Jobs). Docker's own default is no limit at all.
+pub const DEFAULT_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Docker keeps a container's output in json-file logs; each container gets at most
+/// [`LOG_MAX_FILES`] files of [`LOG_MAX_SIZE`], so that what a container prints cannot
+/// fill the daemon's disk. orcaops keeps the output it serves in its own attempt log,
+/// read as the container writes it.
+/// 5 × 20 MB: more than the default output cap, so that a follower that falls behind
+/// still finds what it keeps.
+pub const LOG_MAX_SIZE: &str = "20m";
+pub const LOG_MAX_FILES: &str = "5";
+
+/// The log settings of every container orcaops creates (Jobs and Sandboxes).
+pub fn log_config() -> bollard::models::HostConfigLogConfig {
+    bollard::models::HostConfigLogConfig {
+        typ: Some("json-file".to_string()),
+        config: Some(
+            [
+                ("max-size".to_string(), LOG_MAX_SIZE.to_string()),
+                ("max-file".to_string(), LOG_MAX_FILES.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        ),
+    }
+}
+
 /// The uid (and gid) Docker runs a `runAsNonRoot` Job as when it names no user: `nobody`.
 pub const NON_ROOT_ID: i64 = 65534;
 
@@ -45,8 +73,10 @@ pub fn container_spec(
     labels: BTreeMap<String, String>,
     name: &str,
     nonce: &str,
+    default_memory_bytes: u64,
 ) -> ContainerSpec {
     let (cpu_millis, memory_bytes) = limits(spec.resources.as_ref());
+    let memory_bytes = memory_bytes.or(Some(default_memory_bytes));
     ContainerSpec {
         name: name.to_string(),
         image: spec.image.clone(),
@@ -131,10 +161,28 @@ mod tests {
             },
             ..Default::default()
         };
-        let container = container_spec(&spec, BTreeMap::new(), "c", "n0");
+        let container = container_spec(&spec, BTreeMap::new(), "c", "n0", DEFAULT_MEMORY_BYTES);
         assert_eq!(container.user.as_deref(), Some("65534:65534"));
         assert!(container.read_only_root);
-        let plain = container_spec(&JobSpec::default(), BTreeMap::new(), "c", "n0");
+        let plain = container_spec(&JobSpec::default(), BTreeMap::new(), "c", "n0", 1 << 20);
         assert_eq!((plain.user, plain.read_only_root), (None, false));
+        assert_eq!(
+            plain.memory_bytes,
+            Some(1 << 20),
+            "the default when none is given"
+        );
+        let sized = JobSpec {
+            resources: Some(Resources {
+                memory: Some("64Mi".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let sized = container_spec(&sized, BTreeMap::new(), "c", "n0", 1 << 20);
+        assert_eq!(
+            sized.memory_bytes,
+            Some(64 << 20),
+            "the spec's own limit wins"
+        );
     }
 }

@@ -43,6 +43,8 @@ pub struct JobAttempt<'a> {
     pub instance: &'a str,
     /// What is left of the run's `timeoutSeconds` when this attempt starts, if it has one.
     pub active_deadline_seconds: Option<i64>,
+    /// The memory limit when the spec names none (the server's `--default-memory`).
+    pub default_memory_bytes: u64,
 }
 
 impl JobAttempt<'_> {
@@ -148,7 +150,10 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
         )),
         env: env_vars(&spec.env),
         working_dir: spec.working_dir.clone(),
-        resources: resources(spec.resources.as_ref()),
+        resources: resources(Some(&with_default_memory(
+            spec.resources.as_ref(),
+            attempt.default_memory_bytes,
+        ))),
         security_context: Some(SecurityContext {
             read_only_root_filesystem: security.read_only_root_filesystem.then_some(true),
             ..hardened_container()
@@ -209,6 +214,20 @@ pub fn build_network_policy(attempt: &JobAttempt<'_>) -> Option<NetworkPolicy> {
             ingress: None,
         }),
     })
+}
+
+/// The Job's resources, with `default_bytes` of memory when it names none: a pod with
+/// no limit could take the node's memory, as a container without one takes the host's.
+fn with_default_memory(wanted: Option<&Resources>, default_bytes: u64) -> Resources {
+    let mut resources = wanted.cloned().unwrap_or_default();
+    if resources.memory.is_none() {
+        resources.memory = Some(if default_bytes.is_multiple_of(1 << 20) {
+            format!("{}Mi", default_bytes >> 20)
+        } else {
+            default_bytes.to_string()
+        });
+    }
+    resources
 }
 
 /// Requests equal to limits, as Docker has only limits: the scheduler then

@@ -191,6 +191,7 @@ impl JobRuntime for PodRuntime {
             active_deadline_seconds: request
                 .deadline
                 .map(|deadline| (deadline - Utc::now()).num_seconds()),
+            default_memory_bytes: request.default_memory_bytes,
         };
         let mut pod = build_pod(&attempt);
         pod.metadata.annotations.get_or_insert_default().insert(
@@ -284,6 +285,7 @@ impl JobRuntime for PodRuntime {
         path: &str,
         dest_dir: &Path,
         name: &str,
+        limit: u64,
     ) -> Result<CopiedArtifact> {
         tokio::fs::create_dir_all(dest_dir).await?;
         // The tar is kept aside until tar has said it succeeded: a missing path must not
@@ -303,7 +305,7 @@ impl JobRuntime for PodRuntime {
             }
             let file = tokio::fs::File::open(&spool).await?;
             let chunks = tokio_util::io::ReaderStream::new(file).map_err(RuntimeError::Io);
-            store_tar(chunks, dest_dir, name).await
+            store_tar(chunks, dest_dir, name, limit).await
         }
         .await;
         let _ = tokio::fs::remove_file(&spool).await;

@@ -84,6 +84,7 @@ impl Fixture {
             nonce: NONCE,
             instance: INSTANCE,
             active_deadline_seconds: self.active_deadline_seconds,
+            default_memory_bytes: 512 << 20,
         }
     }
 

@@ -42,8 +42,13 @@ impl Decider<'_> {
         let summary = match phase {
             JobPhase::Succeeded => {
                 let steps = self.status.steps.len();
+                let notes = if why.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {why}")
+                };
                 format!(
-                    "run {run} succeeded in {took} ({steps} step{})",
+                    "run {run} succeeded in {took} ({steps} step{}){notes}",
                     if steps == 1 { "" } else { "s" }
                 )
             }

@@ -125,11 +125,11 @@ async fn copy_out_stores_what_tar_writes_as_local_mode_stores_it() {
     .await;
     let dest = tempfile::tempdir().unwrap();
     let file = runtime
-        .copy_out(ID, "/work/out/report.txt", dest.path(), "report")
+        .copy_out(ID, "/work/out/report.txt", dest.path(), "report", 1 << 30)
         .await
         .unwrap();
     let directory = runtime
-        .copy_out(ID, "/work/out", dest.path(), "out")
+        .copy_out(ID, "/work/out", dest.path(), "out", 1 << 30)
         .await
         .unwrap();
     runtime.release(ID).await.unwrap();
@@ -176,14 +176,14 @@ async fn a_missing_path_is_path_not_found_and_other_failures_say_why() {
     .await;
     let dest = tempfile::tempdir().unwrap();
     let missing = runtime
-        .copy_out(ID, "/work/out/report.txt", dest.path(), "report")
+        .copy_out(ID, "/work/out/report.txt", dest.path(), "report", 1 << 30)
         .await;
     assert!(
         matches!(&missing, Err(RuntimeError::PathNotFound { path, .. }) if path == "/work/out/report.txt"),
         "{missing:?}"
     );
     let no_tar = runtime
-        .copy_out(ID, "/work/out/report.txt", dest.path(), "report")
+        .copy_out(ID, "/work/out/report.txt", dest.path(), "report", 1 << 30)
         .await;
     let message = no_tar.unwrap_err().to_string();
     assert!(message.contains("executable file not found"), "{message}");

@@ -47,6 +47,7 @@ fn request<'a>(job: &'a Object, spec: &'a JobSpec) -> AttemptRequest<'a> {
         nonce: NONCE,
         instance: "kube-test",
         deadline: Some(Utc::now() + chrono::TimeDelta::seconds(300)),
+        default_memory_bytes: 512 << 20,
     }
 }
 
@@ -423,7 +424,7 @@ async fn copy_out_and_release_exec_in_the_steps_container() {
     let runtime = PodRuntime::new(client);
     let dir = tempfile::tempdir().unwrap();
     let copied = runtime
-        .copy_out(ID, "/work/out/report.txt", dir.path(), "report")
+        .copy_out(ID, "/work/out/report.txt", dir.path(), "report", 1 << 30)
         .await;
     let released = runtime.release(ID).await;
     api.done().await;
