@@ -63,6 +63,8 @@ pub struct SyncReport {
     pub clashes: Vec<String>,
     /// Writes the store refused (one message each).
     pub failed: Vec<String>,
+    /// Links that lead out of the folder, not followed (one message each).
+    pub links_out: Vec<String>,
 }
 
 /// Which keys and files one incremental sync is about.
@@ -322,6 +324,9 @@ impl FolderSource {
                     self.invalid_document(error).await;
                     report.invalid.push(error.clone());
                 }
+                if let Some(real) = &state.link_out {
+                    report.links_out.push(self.link_out(rel, real).await);
+                }
             }
         }
         for clash in &plan.clashes {
@@ -420,6 +425,23 @@ impl FolderSource {
             error.to_string(),
         )
         .await;
+    }
+
+    /// A link that leads out of the folder: not followed, said in an event.
+    async fn link_out(&self, rel: &str, real: &Path) -> String {
+        let message = format!(
+            "{rel} is a symbolic link to {}, outside the watched folder: it is not read (what it declared before stays); copy the file into the folder, or link only to files inside it",
+            real.display()
+        );
+        tracing::warn!(file = %rel, target = %real.display(), "a link leads out of the watched folder; not followed");
+        self.event(
+            file_involved(rel),
+            EventType::Warning,
+            "LinkOutsideFolder",
+            message.clone(),
+        )
+        .await;
+        message
     }
 
     async fn clash(&self, clash: &Clash) -> String {

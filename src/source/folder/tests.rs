@@ -1,6 +1,7 @@
 //! Folder tests: a temporary folder and a real SQLite store in a temporary data dir.
 
 mod cluster;
+mod links;
 
 use std::sync::Arc;
 use std::time::Duration;
