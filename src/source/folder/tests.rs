@@ -2,6 +2,7 @@
 
 mod cluster;
 mod links;
+mod tombstones;
 
 use std::sync::Arc;
 use std::time::Duration;
