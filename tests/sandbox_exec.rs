@@ -9,6 +9,8 @@ mod files_and_cli;
 mod init_and_links;
 #[path = "sandbox_exec/rest.rs"]
 mod rest;
+#[path = "sandbox_exec/service_logs.rs"]
+mod service_logs;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
