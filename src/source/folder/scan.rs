@@ -182,16 +182,16 @@ pub(super) fn walk(
             let Ok(file_type) = entry.file_type() else {
                 continue;
             };
+            // A link out of the folder is listed (as a YAML file or a directory) so
+            // that reading it reports the link instead of its content.
+            let link_out_listed = file_type.is_symlink()
+                && (is_yaml(&path) || path.is_dir())
+                && link_out(dir, &path).is_some();
+            let yaml_file = is_yaml(&path)
+                && (file_type.is_file() || (file_type.is_symlink() && path.is_file()));
             if file_type.is_dir() {
                 pending.push(path);
-            } else if file_type.is_symlink()
-                && (is_yaml(&path) || path.is_dir())
-                && link_out(dir, &path).is_some()
-            {
-                found.push(rel);
-            } else if is_yaml(&path)
-                && (file_type.is_file() || (file_type.is_symlink() && path.is_file()))
-            {
+            } else if link_out_listed || yaml_file {
                 found.push(rel);
             }
         }
