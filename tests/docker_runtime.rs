@@ -578,8 +578,12 @@ async fn stop_passes_sigterm_to_the_running_step_and_no_further_step_starts() {
 #[tokio::test]
 async fn stop_kills_a_process_that_ignores_sigterm_after_the_grace() {
     docker_test(|t| async move {
-        // PID 1 without a handler ignores SIGTERM: only SIGKILL ends it.
-        let spec = t.spec("stop-sleep", vec!["sleep".into(), "300".into()]);
+        // A command that ignores SIGTERM (Docker's init passes it on): only SIGKILL
+        // ends it.
+        let spec = t.spec(
+            "stop-sleep",
+            vec!["sh".into(), "-c".into(), "trap '' TERM; sleep 300".into()],
+        );
         let info = t.runtime.create_and_start(&spec).await.unwrap();
         let started = Instant::now();
         t.runtime.stop(&info.id, 1).await.unwrap();

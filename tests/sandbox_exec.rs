@@ -5,8 +5,12 @@
 mod common;
 #[path = "sandbox_exec/files_and_cli.rs"]
 mod files_and_cli;
+#[path = "sandbox_exec/init_and_links.rs"]
+mod init_and_links;
 #[path = "sandbox_exec/rest.rs"]
 mod rest;
+#[path = "sandbox_exec/service_logs.rs"]
+mod service_logs;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,8 +1,11 @@
 //! `orcaops cp`: files and directories between this machine and a sandbox, as
-//! `docker cp` copies them (a directory travels as a tar).
+//! `docker cp` copies them (a directory travels as a tar), except for links: see
+//! [`links`] for why a copy never creates, follows or sends one that leaves it.
+
+mod links;
 
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use futures::StreamExt;
@@ -24,7 +27,12 @@ One side is SANDBOX:/absolute/path, the other a local path:
 
 As with docker cp: copying onto an existing directory puts the source inside it,
 otherwise the destination is created with the source's content. Parent
-directories in the sandbox are created; local ones must exist.";
+directories in the sandbox are created; local ones must exist.
+
+Unlike docker cp, links never lead out of a copy: a symbolic link is kept only
+when it is relative and stays inside the copied directory (others are skipped,
+named on stderr), nothing is written through an existing link, and entries
+named with .. or an absolute path stop the copy.";
 
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
@@ -219,8 +227,11 @@ impl Copy<'_> {
             // Onto an existing directory the source goes inside it; otherwise the
             // destination becomes a copy of the source.
             let root = if into_dir { name.as_str() } else { "." };
-            let tar = tar_directory(&local, root)
+            let (tar, warnings) = links::tar_directory(&local, root)
                 .map_err(|e| ClientError::usage(format!("cannot pack {}: {e}", local.display())))?;
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
             let size = tar.len();
             self.put(key, to, "", "application/x-tar", tar).await?;
             let shown = if into_dir {
@@ -309,14 +320,24 @@ impl Copy<'_> {
             )));
         }
         if kind == "directory" {
-            unpack_as(&bytes, &target).map_err(|e| {
+            let warnings = links::unpack_as(&bytes, &target).map_err(|e| {
                 ClientError::usage(format!(
                     "cannot unpack {}:{from} into {}: {e}",
                     key.name,
                     target.display()
                 ))
             })?;
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
         } else {
+            if let Ok(link) = std::fs::read_link(&target) {
+                return Err(ClientError::usage(format!(
+                    "{} is a symbolic link (to {}); orcaops cp does not write through links: remove it or name the file itself",
+                    target.display(),
+                    link.display()
+                )));
+            }
             std::fs::write(&target, &bytes).map_err(|e| {
                 ClientError::usage(format!("cannot write {}: {e}", target.display()))
             })?;
@@ -331,14 +352,6 @@ impl Copy<'_> {
     }
 }
 
-/// A tar of a local directory whose entries sit under `root` (`.`: at the top).
-fn tar_directory(dir: &Path, root: &str) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
-    builder.append_dir_all(root, dir)?;
-    builder.into_inner()
-}
-
 fn tar_file(name: &str, content: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
@@ -351,38 +364,6 @@ fn tar_file(name: &str, content: &[u8]) -> std::io::Result<Vec<u8>> {
     );
     builder.append_data(&mut header, name, content)?;
     builder.into_inner()
-}
-
-/// Unpacks a Docker archive of a directory (its name at the root) so that the
-/// directory becomes `target`. Entries that would leave `target` are refused.
-fn unpack_as(tar: &[u8], target: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(target)?;
-    let mut archive = tar::Archive::new(tar);
-    archive.set_preserve_permissions(true);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.into_owned();
-        let mut parts = path
-            .components()
-            .filter(|c| !matches!(c, Component::CurDir));
-        parts.next(); // the directory's own name
-        let rest: Vec<Component> = parts.collect();
-        if rest.iter().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(std::io::Error::other(format!(
-                "the archive entry {} leaves the directory",
-                path.display()
-            )));
-        }
-        if rest.is_empty() {
-            continue;
-        }
-        let full = target.join(rest.iter().collect::<PathBuf>());
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        entry.unpack(&full)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -414,9 +395,10 @@ mod tests {
         std::fs::write(src.join("a.txt"), "a").unwrap();
         std::fs::write(src.join("sub/b.bin"), [0u8, 255]).unwrap();
         // Docker's archive of a directory has its name at the root.
-        let tar = tar_directory(&src, "src").unwrap();
+        let (tar, warnings) = links::tar_directory(&src, "src").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
         let out = tmp.path().join("copy");
-        unpack_as(&tar, &out).unwrap();
+        links::unpack_as(&tar, &out).unwrap();
         assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"a");
         assert_eq!(std::fs::read(out.join("sub/b.bin")).unwrap(), [0, 255]);
     }

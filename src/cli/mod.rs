@@ -32,6 +32,7 @@ Getting started:
   orcaops operator                       reconcile that cluster (usually as its Deployment)
   orcaops get jobs                       list jobs and their phases
   orcaops logs job hello -f              stream a job's output
+  orcaops logs sandbox box --service db  a sandbox service's output
   orcaops run --image busybox:latest -- echo hi
                                          run a one-off job and wait (works without a server)
   orcaops exec scratch -- ls /           run a command in a sandbox (-it for a shell)
@@ -99,7 +100,7 @@ pub enum Command {
     Get(output::GetArgs),
     /// Show a resource in detail: spec, status, steps, history and recent events.
     Describe(Target),
-    /// Print a job's output.
+    /// Print a job's output, or a sandbox service's (`logs sandbox NAME --service S`).
     Logs(LogsArgs),
     /// Delete a resource.
     Delete(Target),
@@ -157,6 +158,9 @@ pub struct LogsArgs {
     /// Only the last N lines.
     #[arg(long)]
     pub tail: Option<usize>,
+    /// A sandbox's service (default: its first): `orcaops logs sandbox NAME --service S`.
+    #[arg(short = 'c', long, visible_alias = "container")]
+    pub service: Option<String>,
 }
 
 pub fn parse_kind(s: &str) -> Result<Kind, ClientError> {
@@ -265,8 +269,25 @@ async fn sandbox_state(client: &ApiClient, t: &Target, verb: &str) -> Result<u8,
 async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, ClientError> {
     use futures::StreamExt;
     use std::io::Write;
-    let key = require_job(&args.target)?;
+    let key = target_key(&args.target)?;
     let mut query = vec![];
+    if key.kind == Kind::Sandbox {
+        if args.step.is_some() || args.run.is_some() || args.attempt.is_some() {
+            return Err(ClientError::usage(
+                "--step, --run and --attempt are for jobs; a sandbox's log takes --service, -f and --tail",
+            ));
+        }
+        if let Some(service) = &args.service {
+            query.push(format!("service={}", urlencode(service)));
+        }
+    } else {
+        require_job(&args.target)?;
+        if args.service.is_some() {
+            return Err(ClientError::usage(
+                "--service is for sandboxes: orcaops logs sandbox NAME --service S",
+            ));
+        }
+    }
     if args.follow {
         query.push("follow=true".to_string());
     }

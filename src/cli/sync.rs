@@ -166,7 +166,8 @@ fn problems(report: &SyncReport) -> Vec<String> {
     let invalid = report.invalid.iter().map(|e| format!("error: {e}"));
     let clashes = report.clashes.iter().map(|c| format!("error: {c}"));
     let failed = report.failed.iter().map(|m| format!("error: {m}"));
-    invalid.chain(clashes).chain(failed).collect()
+    let links = report.links_out.iter().map(|m| format!("warning: {m}"));
+    invalid.chain(clashes).chain(failed).chain(links).collect()
 }
 
 fn connect_error(e: ConnectError) -> ClientError {

@@ -217,7 +217,9 @@ pub async fn drive<R: Reconciler>(
             Fate::Delete { reason } => {
                 info!(reason, "deleting");
                 match ctx.store.delete(key).await {
-                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                    // Its file must not create it again at a restart (store::tombstone).
+                    Ok(gone) => ctx.store.record_tombstone(&gone, reason).await?,
+                    Err(StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -628,8 +628,9 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
 }
 
 /// The host settings every orcaops container gets: limits, no capabilities, no
-/// privilege escalation, a PID limit, and never auto-removed (the controller
-/// removes containers once it has what it needs from them).
+/// privilege escalation, a PID limit, an init that reaps zombies, and never
+/// auto-removed (the controller removes containers once it has what it needs from
+/// them).
 pub(super) fn hardened_host_config(
     cpu_millis: Option<u64>,
     memory_bytes: Option<u64>,
@@ -648,6 +649,8 @@ pub(super) fn hardened_host_config(
         cap_drop: Some(vec!["ALL".to_string()]),
         security_opt: Some(vec!["no-new-privileges".to_string()]),
         pids_limit: Some(pids_limit),
+        // Docker's init (tini) as PID 1 reaps the orphans execs and steps leave.
+        init: Some(true),
         auto_remove: Some(false),
         ..Default::default()
     }
@@ -760,6 +763,7 @@ mod tests {
             Some(vec!["no-new-privileges".to_string()])
         );
         assert_eq!(host.pids_limit, Some(128));
+        assert_eq!(host.init, Some(true));
         assert_eq!(host.auto_remove, Some(false));
         assert_eq!(body.user, None);
         assert_eq!(host.readonly_rootfs, None);

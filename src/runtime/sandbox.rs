@@ -161,4 +161,14 @@ pub trait SandboxIo: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// Every container (or pod) carrying all the labels `key=value`.
     async fn containers(&self, labels: &[(&str, &str)]) -> Result<Vec<super::ContainerInfo>>;
+    /// A service container's output, stdout and stderr as they interleave: the last
+    /// `tail` lines (everything when None) and, with `follow`, what it writes next,
+    /// until it stops.
+    async fn logs(&self, container: &str, follow: bool, tail: Option<usize>) -> Result<ByteStream> {
+        let _ = (container, follow, tail);
+        Err(super::RuntimeError::Unsupported {
+            what: "a sandbox service's log",
+            instead: "read it with `kubectl logs POD -c SERVICE`",
+        })
+    }
 }

@@ -152,7 +152,7 @@ pub fn router(state: AppState) -> Router {
                 .put(status::replace_namespaced)
                 .patch(status::patch_namespaced),
         )
-        .route(&format!("{ns}/{{name}}/log"), get(logs::log))
+        .route(&format!("{ns}/{{name}}/log"), get(sandbox::log))
         .route(&format!("{ns}/{{name}}/cancel"), post(jobs::cancel))
         .route(&format!("{ns}/{{name}}/rerun"), post(jobs::rerun))
         .route(&format!("{ns}/{{name}}/runs"), get(jobs::runs))

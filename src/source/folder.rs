@@ -5,6 +5,11 @@
 //! cleanly. A file with any broken document prunes nothing, so a typo never deletes a running
 //! job: the last good version stays in force, and the broken document becomes a Warning event.
 //! Files are only ever read.
+//!
+//! An object its controller deleted on purpose (a Job's `ttlSecondsAfterFinished`) while
+//! its file stays is not created again from the same spec: the store keeps a tombstone
+//! ([`crate::store::tombstone`]), and a `NotRecreated` event says so. Links that lead
+//! out of the folder are not followed (see `scan`).
 
 mod plan;
 mod scan;
@@ -23,7 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::resources::parse::DocumentError;
 use crate::resources::{Kind, Object, ObjectKey};
-use crate::store::{ApplyOutcome, EventType, InvolvedObject, NewEvent, ObjectStore, StoreError};
+use crate::store::{
+    ApplyOutcome, EventType, InvolvedObject, NewEvent, ObjectStore, StoreError, Tombstone,
+    spec_digest,
+};
 use plan::{Clash, Owners};
 use scan::Files;
 
@@ -63,6 +71,8 @@ pub struct SyncReport {
     pub clashes: Vec<String>,
     /// Writes the store refused (one message each).
     pub failed: Vec<String>,
+    /// Links that lead out of the folder, not followed (one message each).
+    pub links_out: Vec<String>,
 }
 
 /// Which keys and files one incremental sync is about.
@@ -322,12 +332,31 @@ impl FolderSource {
                     self.invalid_document(error).await;
                     report.invalid.push(error.clone());
                 }
+                if let Some(real) = &state.link_out {
+                    report.links_out.push(self.link_out(rel, real).await);
+                }
             }
         }
         for clash in &plan.clashes {
             report.clashes.push(self.clash(clash).await);
         }
+        let tombstones = self.tombstones().await;
         for (file, obj) in plan.apply {
+            let key = obj.key();
+            if let Some(tombstone) = tombstones.iter().find(|t| t.key == key) {
+                if !owners.contains_key(&key)
+                    && tombstone.source == scan::source_of(&file)
+                    && tombstone.spec_digest == spec_digest(&obj.spec)
+                {
+                    self.not_recreated(&file, &key, &tombstone.reason).await;
+                    report.unchanged += 1;
+                    continue;
+                }
+                // A new declaration (or the object is back): a new intent.
+                if let Err(e) = self.store.remove_tombstone(&key).await {
+                    tracing::warn!(%key, error = %e, "could not remove a tombstone");
+                }
+            }
             self.apply(&file, obj, &mut report).await;
         }
         let prune = if self.prune { plan.delete } else { Vec::new() };
@@ -420,6 +449,47 @@ impl FolderSource {
             error.to_string(),
         )
         .await;
+    }
+
+    /// The tombstones of the store; none (everything is applied) when it cannot say.
+    async fn tombstones(&self) -> Vec<Tombstone> {
+        self.store.tombstones().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the tombstones; applying every file");
+            Vec::new()
+        })
+    }
+
+    /// An object a controller deleted (a Job's TTL) whose file still declares the
+    /// same spec: not created again, said in an event.
+    async fn not_recreated(&self, file: &str, key: &ObjectKey, reason: &str) {
+        let message = format!(
+            "{key} from {file} is not created again: it was deleted ({reason}) and the file still declares the same spec; change its spec to run it again, or delete the file"
+        );
+        tracing::info!(%key, file, reason, "not re-created: deleted by its controller, file unchanged");
+        self.event(
+            file_involved(file),
+            EventType::Normal,
+            "NotRecreated",
+            message,
+        )
+        .await;
+    }
+
+    /// A link that leads out of the folder: not followed, said in an event.
+    async fn link_out(&self, rel: &str, real: &Path) -> String {
+        let message = format!(
+            "{rel} is a symbolic link to {}, outside the watched folder: it is not read (what it declared before stays); copy the file into the folder, or link only to files inside it",
+            real.display()
+        );
+        tracing::warn!(file = %rel, target = %real.display(), "a link leads out of the watched folder; not followed");
+        self.event(
+            file_involved(rel),
+            EventType::Warning,
+            "LinkOutsideFolder",
+            message.clone(),
+        )
+        .await;
+        message
     }
 
     async fn clash(&self, clash: &Clash) -> String {

@@ -10,6 +10,7 @@ mod history;
 mod records;
 #[cfg(test)]
 mod tests;
+mod tombstones;
 mod write;
 
 use std::future::Future;

@@ -7,6 +7,7 @@
 pub mod events;
 pub mod kube;
 pub mod local;
+pub mod tombstone;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::resources::{Kind, Object, ObjectKey};
 pub use self::kube::KubeStore;
 pub use events::{Event, EventType, InvolvedObject, NewEvent};
 pub use local::{ListPage, LocalStore};
+pub use tombstone::{Tombstone, spec_digest};
 
 #[derive(thiserror::Error, Debug)]
 pub enum StoreError {
@@ -262,6 +264,22 @@ pub trait ObjectStore: Send + Sync + 'static {
         let _ = (key, name);
         Ok(())
     }
+    /// Keeps a [`Tombstone`] for `obj`, which a controller deleted for `reason`, when a
+    /// file declared it. Only the local store keeps them (a cluster's folder is synced
+    /// by `orcaops sync`, which has no restart to survive).
+    async fn record_tombstone(&self, obj: &Object, reason: &str) -> Result<()> {
+        let _ = (obj, reason);
+        Ok(())
+    }
+    /// Every tombstone kept.
+    async fn tombstones(&self) -> Result<Vec<Tombstone>> {
+        Ok(Vec::new())
+    }
+    /// Forgets the tombstone of `key`.
+    async fn remove_tombstone(&self, key: &ObjectKey) -> Result<()> {
+        let _ = key;
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -330,6 +348,15 @@ impl ObjectStore for LocalStore {
     }
     async fn list_events(&self, query: EventQuery<'_>) -> Result<Vec<Event>> {
         LocalStore::list_events(self, query).await
+    }
+    async fn record_tombstone(&self, obj: &Object, reason: &str) -> Result<()> {
+        LocalStore::record_tombstone(self, obj, reason).await
+    }
+    async fn tombstones(&self) -> Result<Vec<Tombstone>> {
+        LocalStore::tombstones(self).await
+    }
+    async fn remove_tombstone(&self, key: &ObjectKey) -> Result<()> {
+        LocalStore::remove_tombstone(self, key).await
     }
 }
 

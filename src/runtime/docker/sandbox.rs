@@ -8,6 +8,7 @@
 mod exec;
 mod files;
 mod io;
+mod logs;
 mod probe;
 mod procfs;
 

@@ -1,5 +1,5 @@
 //! The paths of the sandbox subresources: exec (collected, streamed, WebSocket), files,
-//! stop and start.
+//! a service's log, stop and start.
 
 use utoipa::openapi::path::{HttpMethod, PathItemBuilder};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -170,6 +170,38 @@ pub(super) fn sandbox_paths(paths: PathsBuilder) -> PathsBuilder {
             .build(),
     );
 
+    let log = operation(
+        "readSandboxLog",
+        "Read the output of a sandbox's service",
+        &format!(
+            "Plain text: what the service's command wrote to stdout and stderr, as they interleave (not what execs print). With follow=true the response streams what it writes next, until the container stops or the client goes. On a cluster this is 501: use `kubectl logs POD -c SERVICE`. {not_ready}"
+        ),
+        TAG,
+    )
+    .parameters(Some(params().into_iter().chain([
+        service(),
+        query(
+            "follow",
+            "Keep the response open and stream new output until the container stops.",
+            ObjectBuilder::new().schema_type(Type::Boolean),
+        ),
+        query(
+            "tailLines",
+            "Only the last N lines.",
+            ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
+        ),
+    ])))
+    .response(
+        "200",
+        ResponseBuilder::new()
+            .description("The service's output")
+            .content(
+                "text/plain",
+                ContentBuilder::new().schema(Some(string_schema())).build(),
+            )
+            .build(),
+    );
+
     let action = |id: &str, summary: &str, description: &str| {
         operation(id, summary, description, TAG)
             .parameters(Some(params()))
@@ -195,6 +227,12 @@ pub(super) fn sandbox_paths(paths: PathsBuilder) -> PathsBuilder {
             PathItemBuilder::new()
                 .operation(HttpMethod::Get, download.build())
                 .operation(HttpMethod::Put, upload.build())
+                .build(),
+        )
+        .path(
+            format!("{item}/log"),
+            PathItemBuilder::new()
+                .operation(HttpMethod::Get, log.build())
                 .build(),
         )
         .path(

@@ -6,11 +6,13 @@
 mod exec;
 mod files;
 mod lifecycle;
+mod logs;
 #[cfg(test)]
 mod pod_tests;
 mod ws;
 
 pub use files::PATH_KIND_HEADER;
+pub(super) use logs::log;
 
 use std::time::Duration;
 

@@ -1,4 +1,11 @@
 //! Reading the folder: which files count, their relative names, and what each one declares.
+//!
+//! A symbolic link is followed only when it resolves inside the folder: a YAML link
+//! to `/etc/passwd` or a directory link to `..` would otherwise let a file in the
+//! folder read (and apply) what lies outside it. Such a link is not read; it counts as
+//! a file that could not be read (what it owned stays) and is named in an event.
+//! Links to directories inside the folder are not walked either (they could loop, and
+//! what they point at is walked anyway).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -14,13 +21,25 @@ pub(super) struct FileState {
     pub objects: Vec<Object>,
     /// The documents that did not (or the one error for a file that could not be read).
     pub errors: Vec<DocumentError>,
+    /// Where the file's link points when it leads out of the folder (then not read).
+    pub link_out: Option<PathBuf>,
 }
 
 impl FileState {
-    /// A file with any error keeps everything it owned: the last good version stays in force.
+    /// A file with any error, or a link out of the folder, keeps everything it owned:
+    /// the last good version stays in force.
     pub fn failed(&self) -> bool {
-        !self.errors.is_empty()
+        !self.errors.is_empty() || self.link_out.is_some()
     }
+}
+
+/// Where `path` really is, when that is outside `dir` (both resolved): a link out.
+/// A path that cannot be resolved (missing, a link cycle) is not a link out; reading
+/// it fails on its own.
+pub(super) fn link_out(dir: &Path, path: &Path) -> Option<PathBuf> {
+    let root = std::fs::canonicalize(dir).ok()?;
+    let real = std::fs::canonicalize(path).ok()?;
+    (!real.starts_with(&root)).then_some(real)
 }
 
 /// Every file of the folder that counts, by relative path (forward slashes).
@@ -91,6 +110,12 @@ pub(super) fn parse_file(rel: &str, bytes: &[u8]) -> FileState {
 /// Reads one file: `None` when it no longer exists (or is not a regular file).
 pub(super) fn read_file(dir: &Path, rel: &str) -> Option<FileState> {
     let path = dir.join(rel);
+    if let Some(real) = link_out(dir, &path) {
+        return Some(FileState {
+            link_out: Some(real),
+            ..FileState::default()
+        });
+    }
     match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => {}
         Ok(_) => return None,
@@ -107,6 +132,7 @@ pub(super) fn read_file(dir: &Path, rel: &str) -> Option<FileState> {
 fn unreadable(rel: &str, e: &io::Error) -> FileState {
     FileState {
         objects: Vec::new(),
+        link_out: None,
         errors: vec![DocumentError {
             file: rel.to_string(),
             document: 0,
@@ -124,7 +150,9 @@ fn unreadable(rel: &str, e: &io::Error) -> FileState {
 }
 
 /// The YAML files under `start` (a directory inside `dir`), recursively, as relative paths.
-/// Symbolic links to files are followed; links to directories are not (they could loop).
+/// Symbolic links to files inside the folder are followed; links to directories are
+/// not (they could loop). YAML and directory links that lead out of the folder are
+/// listed, so that reading them reports the link (see [`read_file`]).
 /// Subdirectories that cannot be listed go to `unreadable`.
 pub(super) fn walk(
     dir: &Path,
@@ -154,11 +182,16 @@ pub(super) fn walk(
             let Ok(file_type) = entry.file_type() else {
                 continue;
             };
+            // A link out of the folder is listed (as a YAML file or a directory) so
+            // that reading it reports the link instead of its content.
+            let link_out_listed = file_type.is_symlink()
+                && (is_yaml(&path) || path.is_dir())
+                && link_out(dir, &path).is_some();
+            let yaml_file = is_yaml(&path)
+                && (file_type.is_file() || (file_type.is_symlink() && path.is_file()));
             if file_type.is_dir() {
                 pending.push(path);
-            } else if is_yaml(&path)
-                && (file_type.is_file() || (file_type.is_symlink() && path.is_file()))
-            {
+            } else if link_out_listed || yaml_file {
                 found.push(rel);
             }
         }

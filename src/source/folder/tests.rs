@@ -1,6 +1,8 @@
 //! Folder tests: a temporary folder and a real SQLite store in a temporary data dir.
 
 mod cluster;
+mod links;
+mod tombstones;
 
 use std::sync::Arc;
 use std::time::Duration;

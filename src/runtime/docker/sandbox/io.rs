@@ -54,4 +54,13 @@ impl SandboxIo for DockerRuntime {
     async fn containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
         DockerRuntime::list(self, labels).await
     }
+
+    async fn logs(&self, container: &str, follow: bool, tail: Option<usize>) -> Result<ByteStream> {
+        Ok(super::logs::service_log(
+            &self.docker,
+            container,
+            follow,
+            tail,
+        ))
+    }
 }

@@ -189,6 +189,9 @@ pub fn build_sandbox_pod(placement: &SandboxPlacement<'_>) -> Result<Pod, Placem
             termination_grace_period_seconds: Some(i64::from(STOP_GRACE_SECS)),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
+            // The pause container is PID 1 of a shared namespace and reaps the
+            // orphans that execs leave; without it they pin the PID limit as zombies.
+            share_process_namespace: Some(true),
             host_aliases,
             security_context: Some(PodSecurityContext {
                 seccomp_profile: Some(runtime_default_seccomp()),
