@@ -22,10 +22,38 @@ use crate::runtime::runner::RunnerParser;
 /// How long the output may pause before what was read is flushed to the live log.
 const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// The first wait after a follower could not write the live log; it doubles per
+/// consecutive failure of the same container, up to [`MAX_RETRY_AFTER`].
+const FIRST_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The running followers, by container id.
 #[derive(Default)]
 pub struct Followers {
     tasks: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Consecutive failures to write a container's live log (a full or read-only data
+    /// dir): the follower waits before it wakes the Job, which would start it again at
+    /// once, so a failing disk is retried with backoff rather than in a tight loop.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Followers {
+    /// Counts a failure of `container_id`'s follower; returns how long to wait.
+    fn failed(&self, container_id: &str) -> std::time::Duration {
+        let mut failures = self.failures.lock().expect("followers lock");
+        let count = failures.entry(container_id.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        FIRST_RETRY_AFTER
+            .saturating_mul(1 << (*count - 1).min(6))
+            .min(MAX_RETRY_AFTER)
+    }
+
+    fn succeeded(&self, container_id: &str) {
+        self.failures
+            .lock()
+            .expect("followers lock")
+            .remove(container_id);
+    }
 }
 
 impl Followers {
@@ -143,8 +171,13 @@ async fn follow_output(
         journal.flush().await
     }
     .await;
-    if let Err(e) = result {
-        warn!(container = %container_id, error = %e, "cannot write the live log");
+    match result {
+        Ok(()) => ctx.followers.succeeded(&container_id),
+        Err(e) => {
+            let wait = ctx.followers.failed(&container_id);
+            warn!(container = %container_id, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot write the live log");
+            tokio::time::sleep(wait).await;
+        }
     }
     // The stream ends when the container stops: look at the Job now.
     ctx.queue.add(key);
@@ -174,4 +207,20 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_that_cannot_write_waits_longer_each_time_up_to_a_minute() {
+        let followers = Followers::default();
+        let waits: Vec<u64> = (0..9).map(|_| followers.failed("c1").as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        // Another container has its own count, and a success forgets the failures.
+        assert_eq!(followers.failed("c2").as_secs(), 1);
+        followers.succeeded("c1");
+        assert_eq!(followers.failed("c1").as_secs(), 1);
+    }
 }
