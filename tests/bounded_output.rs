@@ -32,7 +32,8 @@ fn log_url(server: &Server, job: &str, query: &str) -> String {
     )
 }
 
-fn files_under(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+/// Every file below `dir`, at any depth.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -40,7 +41,7 @@ fn files_under(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.file_name().and_then(|n| n.to_str()) == Some(name) {
+            } else {
                 out.push(p);
             }
         }
@@ -48,20 +49,18 @@ fn files_under(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
     out
 }
 
+fn files_under(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    files_below(dir)
+        .into_iter()
+        .filter(|p| p.file_name().and_then(|n| n.to_str()) == Some(name))
+        .collect()
+}
+
 fn total_size(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                total += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    total
+    files_below(dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
 }
 
 #[test]

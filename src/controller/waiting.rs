@@ -151,15 +151,7 @@ pub fn job_waits(status: &mut JobStatus, wait: Wait, message: &str, now: DateTim
             JobConditionType::RuntimeUnavailable,
         ),
     };
-    status.conditions.retain(|c| c.type_ != other);
-    set_condition(
-        &mut status.conditions,
-        this,
-        ConditionStatus::True,
-        wait.reason(),
-        message,
-        now,
-    );
+    mark(&mut status.conditions, (this, other), wait, message, now);
     if status.phase == JobPhase::Pending {
         status.summary = Some(format!("waiting: {message}"));
     }
@@ -178,15 +170,7 @@ pub fn sandbox_waits(status: &mut SandboxStatus, wait: Wait, message: &str, now:
             SandboxConditionType::RuntimeUnavailable,
         ),
     };
-    status.conditions.retain(|c| c.type_ != other);
-    set_condition(
-        &mut status.conditions,
-        this,
-        ConditionStatus::True,
-        wait.reason(),
-        message,
-        now,
-    );
+    mark(&mut status.conditions, (this, other), wait, message, now);
     match status.phase {
         None => {
             status.phase = Some(SandboxPhase::Pending);
@@ -326,4 +310,23 @@ mod tests {
             SandboxConditionType::ContainerLimitReached
         );
     }
+}
+
+/// Sets condition `this` for `wait`, and drops `other` (the other wait's condition).
+fn mark<T: PartialEq + Clone>(
+    conditions: &mut Vec<Condition<T>>,
+    (this, other): (T, T),
+    wait: Wait,
+    message: &str,
+    now: DateTime<Utc>,
+) {
+    conditions.retain(|c| c.type_ != other);
+    set_condition(
+        conditions,
+        this,
+        ConditionStatus::True,
+        wait.reason(),
+        message,
+        now,
+    );
 }

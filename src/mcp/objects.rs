@@ -250,13 +250,7 @@ pub(super) async fn list(client: &ApiClient, args: ListArgs) -> Result<Answer, T
 
 pub(super) async fn delete(client: &ApiClient, args: ResourceArgs) -> Result<Answer, ToolError> {
     let key = key_of(&args)?;
-    client
-        .request(Method::DELETE, &object_path(&key), None)
-        .await
-        .map_err(|e| match e {
-            ClientError::NotFound(_) => not_found(&key),
-            e => e.into(),
-        })?;
+    delete_object(client, &key, not_found).await?;
     let note = if key.kind == Kind::Job {
         " (its containers are removed; its run records and logs stay readable with get_logs)"
     } else {
@@ -346,4 +340,20 @@ pub(super) async fn containers(
         text,
         structured: json!({ "count": items.len(), "items": items.iter().take(MAX_ROWS).collect::<Vec<_>>() }),
     })
+}
+
+/// Deletes the object; a missing one is `missing(key)`, the tool's own words for it.
+pub(super) async fn delete_object(
+    client: &ApiClient,
+    key: &ObjectKey,
+    missing: fn(&ObjectKey) -> ToolError,
+) -> Result<(), ToolError> {
+    client
+        .request(Method::DELETE, &object_path(key), None)
+        .await
+        .map(drop)
+        .map_err(|e| match e {
+            ClientError::NotFound(_) => missing(key),
+            e => e.into(),
+        })
 }

@@ -445,13 +445,7 @@ pub(super) async fn start(
 
 pub(super) async fn delete(client: &ApiClient, args: SandboxArgs) -> Result<Answer, ToolError> {
     let key = sandbox_key(&args.workspace, &args.sandbox);
-    client
-        .request(Method::DELETE, &object_path(&key), None)
-        .await
-        .map_err(|e| match e {
-            ClientError::NotFound(_) => not_found(&key),
-            e => e.into(),
-        })?;
+    super::objects::delete_object(client, &key, not_found).await?;
     Ok(Answer {
         text: format!(
             "sandbox {}/{} deleted (its containers, network and volumes are removed)",

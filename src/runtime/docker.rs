@@ -174,24 +174,7 @@ impl DockerRuntime {
     /// (this server's instance label): what the limit counts is what runs, even after a
     /// restart or a container removed by hand.
     pub async fn recount_containers(&self, labels: &[(&str, &str)]) -> Result<usize> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            labels
-                .iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect::<Vec<_>>(),
-        )]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(false)
-            .filters(&filters)
-            .build();
-        let summaries = self
-            .call(
-                "list_containers",
-                Lane::Free,
-                self.docker.list_containers(Some(options)),
-            )
-            .await??;
+        let summaries = self.summaries(labels, false).await?;
         let alive: std::collections::HashSet<String> =
             summaries.into_iter().filter_map(|s| s.id).collect();
         let count = alive.len();
@@ -316,17 +299,16 @@ impl DockerRuntime {
         })
     }
 
-    /// All containers (running or not) having every given label `key=value`.
-    pub async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            labels
-                .iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect::<Vec<_>>(),
-        )]);
+    /// Docker's list of the containers having every label `key=value`: the running
+    /// ones, or `all`.
+    async fn summaries(
+        &self,
+        labels: &[(&str, &str)],
+        all: bool,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let filters = label_filters(labels);
         let options = ListContainersOptionsBuilder::default()
-            .all(true)
+            .all(all)
             .filters(&filters)
             .build();
         let summaries = self
@@ -336,6 +318,12 @@ impl DockerRuntime {
                 self.docker.list_containers(Some(options)),
             )
             .await??;
+        Ok(summaries)
+    }
+
+    /// All containers (running or not) having every given label `key=value`.
+    pub async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
+        let summaries = self.summaries(labels, true).await?;
         // The list omits exit codes and times; inspect each. One that is
         // removed in between is simply not listed.
         let inspected = futures::future::try_join_all(
@@ -817,4 +805,15 @@ mod tests {
         assert!(info.started_at.is_some());
         assert_eq!(info.finished_at, None);
     }
+}
+
+/// Docker's `label` filter: every `key=value` must match.
+pub(super) fn label_filters(labels: &[(&str, &str)]) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([(
+        "label",
+        labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect(),
+    )])
 }

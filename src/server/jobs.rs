@@ -14,7 +14,7 @@ use super::{AppState, error::ApiError};
 use crate::records::{self, RunRecord};
 use crate::resources::job::{JobSpec, JobStatus};
 use crate::resources::{Kind, Object, ObjectKey, keys};
-use crate::store::{self, StoreError};
+use crate::store;
 
 pub(super) fn job_key(ns: &str, plural: &str, name: &str) -> Result<ObjectKey, ApiError> {
     match super::objects::kind_for(plural)? {
@@ -30,14 +30,6 @@ pub(super) fn job_status(obj: &Object) -> JobStatus {
     serde_json::from_value(obj.status.clone()).unwrap_or_default()
 }
 
-async fn get_job(state: &AppState, key: &ObjectKey) -> Result<Object, ApiError> {
-    state
-        .objects
-        .get(key)
-        .await?
-        .ok_or_else(|| StoreError::NotFound { key: key.clone() }.into())
-}
-
 /// Sets a control annotation, retrying on write conflicts.
 async fn annotate(
     state: &AppState,
@@ -45,20 +37,12 @@ async fn annotate(
     annotation: &str,
     value: impl Fn(&Object) -> Result<String, ApiError>,
 ) -> Result<Object, ApiError> {
-    for _ in 0..5 {
-        let mut obj = get_job(state, key).await?;
-        let v = value(&obj)?;
+    super::objects::replace_retrying(state, key, |obj| {
+        let v = value(obj)?;
         obj.metadata.annotations.insert(annotation.to_string(), v);
-        match state.objects.replace(obj).await {
-            Err(StoreError::Conflict { .. }) => continue,
-            other => return Ok(other?),
-        }
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "Conflict",
-        format!("{key} kept changing; try again"),
-    ))
+        Ok(())
+    })
+    .await
 }
 
 pub(super) async fn cancel(

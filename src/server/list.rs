@@ -132,28 +132,22 @@ pub(super) async fn list(
         .filter(|l| *l > 0)
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     let after = start.as_ref().map(|t| (t.ns.as_str(), t.name.as_str()));
+    let page_query = PageQuery {
+        kind,
+        namespace: ns.as_deref(),
+        after,
+        limit,
+    };
     let (items, remaining, rv) = if selectors.is_empty() {
-        let page = state
-            .objects
-            .list_page(PageQuery {
-                kind,
-                namespace: ns.as_deref(),
-                after,
-                limit,
-            })
-            .await?;
+        let page = state.objects.list_page(page_query).await?;
         (page.items, page.remaining, page.resource_version)
     } else {
         // Selectors filter after reading, so the page is cut here rather than in SQL.
-        let page = state
-            .objects
-            .list_page(PageQuery {
-                kind,
-                namespace: ns.as_deref(),
-                after,
-                limit: None,
-            })
-            .await?;
+        let whole = PageQuery {
+            limit: None,
+            ..page_query
+        };
+        let page = state.objects.list_page(whole).await?;
         let mut items: Vec<_> = page
             .items
             .into_iter()

@@ -14,6 +14,7 @@ use super::patch::{self, PatchKind};
 use super::{AppState, error::ApiError};
 use crate::resources::parse::parse_documents;
 use crate::resources::{Kind, Object, ObjectKey};
+use crate::store::StoreError;
 
 pub(super) fn kind_for(plural: &str) -> Result<Kind, ApiError> {
     Kind::ALL
@@ -355,12 +356,8 @@ pub(super) async fn delete_cluster(
     Query(query): Query<WriteQuery>,
 ) -> Result<Json<Object>, ApiError> {
     query.check()?;
-    Ok(Json(
-        state
-            .objects
-            .delete(&key_for(&plural, None, &name)?)
-            .await?,
-    ))
+    let key = key_for(&plural, None, &name)?;
+    Ok(Json(state.objects.delete(&key).await?))
 }
 
 pub(super) async fn delete_namespaced(
@@ -369,10 +366,30 @@ pub(super) async fn delete_namespaced(
     Query(query): Query<WriteQuery>,
 ) -> Result<Json<Object>, ApiError> {
     query.check()?;
-    Ok(Json(
-        state
-            .objects
-            .delete(&key_for(&plural, Some(&ns), &name)?)
-            .await?,
+    let key = key_for(&plural, Some(&ns), &name)?;
+    Ok(Json(state.objects.delete(&key).await?))
+}
+
+/// Reads the object, applies `change` and writes it back; when another writer got in
+/// between (a Conflict), reads it again and retries, five times at most.
+pub(super) async fn replace_retrying(
+    state: &AppState,
+    key: &ObjectKey,
+    change: impl Fn(&mut Object) -> Result<(), ApiError>,
+) -> Result<Object, ApiError> {
+    for _ in 0..5 {
+        let Some(mut obj) = state.objects.get(key).await? else {
+            return Err(StoreError::NotFound { key: key.clone() }.into());
+        };
+        change(&mut obj)?;
+        match state.objects.replace(obj).await {
+            Err(StoreError::Conflict { .. }) => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!("{key} kept changing; try again"),
     ))
 }

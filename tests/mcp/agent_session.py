@@ -18,6 +18,7 @@ import time
 import uuid
 
 from mcp import Client, StdioServerParameters
+from session_checks import expect, log, text_of
 
 TOOLS = {
     "run_job",
@@ -40,22 +41,6 @@ spec:
     - name: greet
       comand: ["echo", "hi"]
 """
-
-
-def log(message):
-    print(f"[agent] {message}", file=sys.stderr, flush=True)
-
-
-def text_of(result):
-    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
-
-
-def expect(condition, message, result=None):
-    if not condition:
-        detail = ""
-        if result is not None:
-            detail = f"\n--- is_error={result.is_error} text:\n{text_of(result)}\n--- structured: {result.structured_content}"
-        raise AssertionError(message + detail)
 
 
 async def call(client, name, arguments, *, error=False, progress=None):

@@ -153,14 +153,7 @@ fn cli_exec_cp_stop_and_start() {
     ready_sandbox(&server, &cleanup, "cli", &sandbox_yaml("cli", ""));
 
     // The command's exit code, its stdout and stderr apart.
-    let out = server.cli(&[
-        "exec",
-        "cli",
-        "--",
-        "sh",
-        "-c",
-        "echo to-out; echo to-err >&2; exit 42",
-    ]);
+    let out = exec_sh(&server, "cli", "echo to-out; echo to-err >&2; exit 42");
     assert_eq!(out.status.code(), Some(42));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
@@ -205,14 +198,11 @@ fn cli_exec_cp_stop_and_start() {
     let file = src.join("a.txt");
     server.cli_ok(&["cp", file.to_str().unwrap(), "cli:/work/a.txt"]);
     server.cli_ok(&["cp", src.to_str().unwrap(), "cli:/work"]);
-    let out = server.cli(&[
-        "exec",
+    let out = exec_sh(
+        &server,
         "cli",
-        "--",
-        "sh",
-        "-c",
         "cat /work/a.txt /work/src/a.txt; wc -c < /work/src/sub/b.bin",
-    ]);
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "alpha\nalpha\n256\n");
     let back = tmp.path().join("back");
     server.cli_ok(&["cp", "cli:/work/src", back.to_str().unwrap()]);
@@ -275,4 +265,9 @@ fn cli_exec_cp_stop_and_start() {
     wait_sandbox(&server, "cli", "Ready", Duration::from_secs(60));
     let out = server.cli(&["exec", "cli", "--", "cat", "/work/a.txt"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "alpha\n");
+}
+
+/// `orcaops exec SANDBOX -- sh -c SCRIPT`.
+fn exec_sh(server: &Server, sandbox: &str, script: &str) -> std::process::Output {
+    server.cli(&["exec", sandbox, "--", "sh", "-c", script])
 }

@@ -25,7 +25,7 @@ use bollard::query_parameters::{
 };
 
 use super::gate::Lane;
-use super::{DockerRuntime, docker_message, hardened_host_config, owner_of, status};
+use super::{DockerRuntime, docker_message, hardened_host_config, label_filters, owner_of, status};
 use crate::runtime::sandbox::{PublishedPort, ServiceContainerSpec, ServiceNetwork};
 use crate::runtime::{ContainerInfo, ContainerState, Result, RuntimeError};
 
@@ -394,17 +394,6 @@ impl DockerRuntime {
             .unwrap_or_default();
         Ok(published(&ports))
     }
-}
-
-/// Docker's `label` filter: every `key=value` must match.
-fn label_filters(labels: &[(&str, &str)]) -> HashMap<&'static str, Vec<String>> {
-    HashMap::from([(
-        "label",
-        labels
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect(),
-    )])
 }
 
 /// The create request of a service container: the spec plus hardened defaults.

@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::{get_sandbox, sandbox_key};
@@ -12,7 +11,6 @@ use crate::resources::sandbox::SandboxState;
 use crate::resources::{Object, ObjectKey, keys};
 use crate::server::AppState;
 use crate::server::error::ApiError;
-use crate::store::StoreError;
 
 /// Applies `change` to the stored sandbox and writes it, retrying when the controller
 /// wrote in between.
@@ -21,19 +19,13 @@ async fn update(
     key: &ObjectKey,
     change: impl Fn(&mut Object),
 ) -> Result<Object, ApiError> {
-    for _ in 0..5 {
-        let mut obj = get_sandbox(state, key).await?;
-        change(&mut obj);
-        match state.objects.replace(obj).await {
-            Err(StoreError::Conflict { .. }) => continue,
-            other => return Ok(other?),
-        }
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "Conflict",
-        format!("{key} kept changing; try again"),
-    ))
+    // First for its message when the sandbox is missing.
+    get_sandbox(state, key).await?;
+    crate::server::objects::replace_retrying(state, key, |obj| {
+        change(obj);
+        Ok(())
+    })
+    .await
 }
 
 fn set_state(obj: &mut Object, to: SandboxState) {

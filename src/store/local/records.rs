@@ -94,10 +94,7 @@ impl LocalStore {
         .bind(i64::from(run))
         .fetch_all(&self.inner.readers)
         .await?;
-        documents
-            .iter()
-            .map(|d| Ok(serde_json::from_str(d)?))
-            .collect()
+        parse_all(&documents)
     }
 
     /// Stores a run, replacing the one with the same (uid, run).
@@ -126,10 +123,7 @@ impl LocalStore {
             .bind(name)
             .fetch_all(&self.inner.readers)
             .await?;
-        documents
-            .iter()
-            .map(|d| Ok(serde_json::from_str(d)?))
-            .collect()
+        parse_all(&documents)
     }
 }
 
@@ -161,4 +155,12 @@ fn event_from_row(row: EventRow) -> Result<Event> {
 
 fn from_micros(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+/// Stored JSON documents, parsed.
+fn parse_all<T: serde::de::DeserializeOwned>(documents: &[String]) -> Result<Vec<T>> {
+    documents
+        .iter()
+        .map(|d| Ok(serde_json::from_str(d)?))
+        .collect()
 }
