@@ -209,6 +209,25 @@ pub fn wake_next_in_line(ctx: &Context, docker: &DockerRuntime) {
     }
 }
 
+/// Sets condition `this` for `wait`, and drops `other` (the other wait's condition).
+fn mark<T: PartialEq + Clone>(
+    conditions: &mut Vec<Condition<T>>,
+    (this, other): (T, T),
+    wait: Wait,
+    message: &str,
+    now: DateTime<Utc>,
+) {
+    conditions.retain(|c| c.type_ != other);
+    set_condition(
+        conditions,
+        this,
+        ConditionStatus::True,
+        wait.reason(),
+        message,
+        now,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,23 +329,4 @@ mod tests {
             SandboxConditionType::ContainerLimitReached
         );
     }
-}
-
-/// Sets condition `this` for `wait`, and drops `other` (the other wait's condition).
-fn mark<T: PartialEq + Clone>(
-    conditions: &mut Vec<Condition<T>>,
-    (this, other): (T, T),
-    wait: Wait,
-    message: &str,
-    now: DateTime<Utc>,
-) {
-    conditions.retain(|c| c.type_ != other);
-    set_condition(
-        conditions,
-        this,
-        ConditionStatus::True,
-        wait.reason(),
-        message,
-        now,
-    );
 }

@@ -713,6 +713,17 @@ pub(super) fn not_found_as(
     }
 }
 
+/// Docker's `label` filter: every `key=value` must match.
+pub(super) fn label_filters(labels: &[(&str, &str)]) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([(
+        "label",
+        labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect(),
+    )])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -805,15 +816,4 @@ mod tests {
         assert!(info.started_at.is_some());
         assert_eq!(info.finished_at, None);
     }
-}
-
-/// Docker's `label` filter: every `key=value` must match.
-pub(super) fn label_filters(labels: &[(&str, &str)]) -> HashMap<&'static str, Vec<String>> {
-    HashMap::from([(
-        "label",
-        labels
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect(),
-    )])
 }
