@@ -32,7 +32,7 @@ fn runs(server: &Server, name: &str) -> Vec<Value> {
 
 #[test]
 fn deleting_a_running_job_records_the_interrupted_run_as_cancelled() {
-    let server = Server::start();
+    let mut server = Server::start();
     // Applied with the CLI (not the watched folder), so nothing applies it again.
     let file = server.data_dir.parent().unwrap().join("doomed.yaml");
     std::fs::write(
@@ -105,6 +105,28 @@ fn deleting_a_running_job_records_the_interrupted_run_as_cancelled() {
             .then_some(())
     });
     assert!(server.job("doomed").is_none());
+
+    // The attempt record, read from the store's own files once the server is gone.
+    server.kill();
+    let attempts = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = orcaops::store::LocalStore::open(&server.data_dir)
+            .await
+            .expect("the data dir opens once the server is gone");
+        store.attempts(&uid, 1).await.unwrap()
+    });
+    let [attempt] = attempts.as_slice() else {
+        panic!("one attempt of run 1: {attempts:?}")
+    };
+    assert_eq!(attempt.outcome, orcaops::records::AttemptOutcome::Cancelled);
+    assert_eq!(attempt.message, "stopped because the Job was deleted");
+    assert!(
+        attempt
+            .container_name
+            .starts_with("orcaops-default-doomed-"),
+        "{attempt:?}"
+    );
+    assert!(attempt.started_at.is_some(), "{attempt:?}");
+    assert_eq!(attempt.steps[0].exit_code, Some(0), "{attempt:?}");
 }
 
 #[test]
