@@ -260,6 +260,10 @@ fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
         Kind::Job if deleted => {
             let ctx = Arc::clone(ctx);
             tokio::spawn(async move {
+                // The run it interrupted first (local mode deletes at once), then what is left.
+                if let Err(e) = job::deleted::record_interrupted(&ctx, &event.object).await {
+                    warn!(%key, error = %e, "cannot record the run a deleted job interrupted");
+                }
                 if let Err(e) = job::follow::remove_orphans(&ctx).await {
                     warn!(error = %e, "cannot remove the containers of a deleted job");
                 }

@@ -276,7 +276,8 @@ impl Decider<'_> {
                 .iter()
                 .find(|a| a.run == run && a.attempt == attempt)
                 .cloned();
-            self.finish_run(JobPhase::Cancelled, record.as_ref(), "the job was deleted");
+            let why = format!("the Job was deleted while run {run} was running");
+            self.finish_run(JobPhase::Cancelled, record.as_ref(), &why);
         }
         self.fate = Fate::Release;
     }

@@ -35,6 +35,21 @@ pub struct Followers {
     /// dir): the follower waits before it wakes the Job, which would start it again at
     /// once, so a failing disk is retried with backoff rather than in a tight loop.
     failures: Mutex<HashMap<String, u32>>,
+    /// Uids of deleted Jobs whose interrupted run is being recorded
+    /// ([`super::deleted`]): the orphan sweep leaves their containers alone meanwhile.
+    recording: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Holds a deleted Job's containers back from the orphan sweep until dropped.
+pub struct Recording {
+    uids: Arc<Mutex<HashSet<String>>>,
+    uid: String,
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.uids.lock().expect("followers lock").remove(&self.uid);
+    }
 }
 
 impl Followers {
@@ -57,6 +72,22 @@ impl Followers {
 }
 
 impl Followers {
+    /// Marks `uid`'s interrupted run as being recorded, until the guard is dropped.
+    pub(super) fn recording(&self, uid: &str) -> Recording {
+        self.recording
+            .lock()
+            .expect("followers lock")
+            .insert(uid.to_string());
+        Recording {
+            uids: Arc::clone(&self.recording),
+            uid: uid.to_string(),
+        }
+    }
+
+    fn is_recording(&self, uid: &str) -> bool {
+        self.recording.lock().expect("followers lock").contains(uid)
+    }
+
     /// Stops following a container (it is being harvested or removed).
     pub fn stop(&self, container_id: &str) {
         if let Some(task) = self
@@ -198,7 +229,7 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
     let mut removed = 0;
     for c in containers {
         if c.label(keys::LABEL_UID)
-            .is_some_and(|uid| !live.contains(uid))
+            .is_some_and(|uid| !live.contains(uid) && !ctx.followers.is_recording(uid))
         {
             info!(container = %c.name, "removing a container whose Job is gone");
             ctx.followers.stop(&c.id);

@@ -91,6 +91,9 @@ pub(super) async fn harvest(
             super::decide::ended::before_steps_finished(exit_code, oom, &output.progress)
         }
         (AttemptOutcome::TimedOut, _) => "stopped at the timeout".to_string(),
+        _ if obj.metadata.deletion_timestamp.is_some() => {
+            "stopped because the Job was deleted".to_string()
+        }
         _ => "stopped on request".to_string(),
     };
 

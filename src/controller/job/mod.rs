@@ -5,6 +5,7 @@ mod act;
 #[cfg(test)]
 mod cluster_tests;
 pub mod decide;
+pub mod deleted;
 pub mod follow;
 mod harvest;
 mod journal;

@@ -494,9 +494,13 @@ fn a_deleted_job_stops_its_attempt_records_the_run_and_lets_go() {
         .record(1, 1, AttemptOutcome::Cancelled, 143);
     let d = f.decide();
     assert_eq!(d.status.phase, JobPhase::Cancelled);
-    assert!(d.status.summary.as_deref().unwrap().contains("deleted"));
+    assert_eq!(
+        d.status.summary.as_deref(),
+        Some("run 1 cancelled: the Job was deleted while run 1 was running")
+    );
     assert!(
-        matches!(d.actions.as_slice(), [JobAction::RecordRun(_)]),
+        matches!(d.actions.as_slice(), [JobAction::RecordRun(r)]
+            if r.phase == JobPhase::Cancelled && r.completion_time == Some(f.obs.now)),
         "{:?}",
         d.actions
     );
