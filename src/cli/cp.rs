@@ -2,7 +2,7 @@
 //! `docker cp` copies them (a directory travels as a tar), except for links: see
 //! [`links`] for why a copy never creates, follows or sends one that leaves it.
 
-mod links;
+pub(super) mod links;
 
 use std::io::Write;
 use std::path::PathBuf;

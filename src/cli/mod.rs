@@ -15,6 +15,13 @@ mod serve;
 mod sync;
 mod terminal;
 
+/// The pure tar extraction of `orcaops cp`, reachable for the fuzz tests (tests/fuzz.rs)
+/// only: not an API of orcaops.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::cp::links::unpack_as;
+}
+
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};

@@ -119,6 +119,21 @@ pub fn parse_bytes(file: &str, bytes: &[u8]) -> Vec<Result<Object, DocumentError
     parse_documents(file, text)
 }
 
+/// How deeply a document may nest. Resources nest a dozen levels at most, and each level
+/// costs the later strict and position-tracking reads many stack frames: at serde-saphyr's
+/// own limit (64) a debug build overflowed a 2 MiB thread stack, aborting the process
+/// (found by tests/fuzz.rs). The lenient first read refuses deeper documents, so the others
+/// never see them.
+pub const MAX_NESTING: usize = 24;
+
+fn shallow() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_NESTING;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Metadata as a person writes it. Fields a server sets are tolerated and ignored, so that the
 /// output of `get -o yaml` can be applied again.
 #[derive(Deserialize, Default)]
@@ -265,7 +280,7 @@ impl Document<'_> {
 
     /// `None` for a document that holds only `null` (`~`).
     fn parse(&mut self) -> Option<Result<Object, DocumentError>> {
-        let raw: Value = match serde_saphyr::from_str(self.text()) {
+        let raw: Value = match serde_saphyr::from_str_with_options(self.text(), shallow()) {
             Ok(raw) => raw,
             Err(e) => {
                 self.guess_identity();

@@ -40,6 +40,16 @@ pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER};
 pub use serve::{ServeError, serve_api, serve_api_with};
 pub use watch::BOOKMARK_INTERVAL;
 
+/// The pure functions a request body or query goes through before anything is stored or
+/// run, reachable for the fuzz tests (tests/fuzz.rs) only: not an API of orcaops.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::objects::admit;
+    pub use super::patch::{PatchKind, apply_patch, pins_resource_version};
+    pub use super::sandbox::check_tar;
+    pub use super::selector::{FieldSelector, LabelSelector, Selectors};
+}
+
 use crate::controller::activity::SandboxActivity;
 use crate::runtime::sandbox::SandboxIo;
 use crate::store::{LocalStore, ObjectStore};

@@ -107,7 +107,7 @@ impl WriteQuery {
 }
 
 /// Parses and validates a request body exactly as the folder source parses a file.
-fn admit(
+pub fn admit(
     body: &Bytes,
     plural: &str,
     ns: Option<&str>,

@@ -11,7 +11,7 @@ use super::error::ApiError;
 
 /// The PATCH flavours orcaops accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum PatchKind {
+pub enum PatchKind {
     /// `application/apply-patch+yaml`: server-side apply of a whole declaration.
     Apply,
     /// `application/merge-patch+json` (RFC 7386), what kubectl sends for custom resources.
@@ -59,11 +59,7 @@ fn unsupported(message: String) -> ApiError {
 /// Applies a merge or JSON patch body to `target` in place. A body that is not a patch
 /// is a 400; a JSON patch whose operation cannot apply (a `test` that fails, a path that
 /// does not exist) is a 422, as in Kubernetes.
-pub(super) fn apply_patch(
-    target: &mut Value,
-    kind: PatchKind,
-    body: &[u8],
-) -> Result<(), ApiError> {
+pub fn apply_patch(target: &mut Value, kind: PatchKind, body: &[u8]) -> Result<(), ApiError> {
     match kind {
         PatchKind::Merge => {
             let patch: Value = serde_json::from_slice(body).map_err(|e| {
@@ -83,13 +79,19 @@ pub(super) fn apply_patch(
                     "the JSON patch is not a list of RFC 6902 operations: {e}"
                 ))
             })?;
-            json_patch::patch(target, &patch).map_err(|e| {
+            // Applied to a copy, kept only if every operation applies: json-patch's own
+            // rollback (`json_patch::patch`) panics when it cannot undo an operation, as
+            // after `add` then `move` of the same path (found by tests/fuzz.rs).
+            let mut patched = target.clone();
+            json_patch::patch_unsafe(&mut patched, &patch).map_err(|e| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Invalid",
                     format!("the JSON patch does not apply: {e}"),
                 )
-            })
+            })?;
+            *target = patched;
+            Ok(())
         }
         PatchKind::Apply => Err(ApiError::bad_request(
             "server-side apply is not a patch of the stored object",
@@ -99,7 +101,7 @@ pub(super) fn apply_patch(
 
 /// Whether a patch sets `metadata.resourceVersion`: then it is a precondition, and a
 /// conflict is answered instead of retried.
-pub(super) fn pins_resource_version(kind: PatchKind, body: &[u8]) -> bool {
+pub fn pins_resource_version(kind: PatchKind, body: &[u8]) -> bool {
     let Ok(patch) = serde_json::from_slice::<Value>(body) else {
         return false;
     };

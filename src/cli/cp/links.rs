@@ -42,11 +42,11 @@ pub(super) fn link_stays_inside(target: &Path, depth: usize) -> bool {
 }
 
 /// What one unpack did that the user should hear of (skipped entries, with why).
-pub(super) type Warnings = Vec<String>;
+pub type Warnings = Vec<String>;
 
 /// Unpacks a Docker archive of a directory (its name at the root) so that the
 /// directory becomes `target`, under the rules in the module doc.
-pub(super) fn unpack_as(tar: &[u8], target: &Path) -> io::Result<Warnings> {
+pub fn unpack_as(tar: &[u8], target: &Path) -> io::Result<Warnings> {
     if fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(io::Error::other(format!(
             "{} is a symbolic link; orcaops cp does not write through links: name a directory",
@@ -90,8 +90,10 @@ pub(super) fn unpack_as(tar: &[u8], target: &Path) -> io::Result<Warnings> {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&full)?;
                 io::copy(&mut entry, &mut file)?;
-                if let Ok(mtime) = entry.header().mtime() {
-                    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+                // An absurd mtime (past what SystemTime holds) is dropped, not a panic.
+                if let Some(when) = entry.header().mtime().ok().and_then(|mtime| {
+                    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(mtime))
+                }) {
                     file.set_modified(when).ok();
                 }
             }

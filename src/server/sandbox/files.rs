@@ -173,7 +173,7 @@ async fn write_upload(
 
 /// Refuses an upload that is not a tar archive, before the runtime sees it (Docker would
 /// answer a server error, which is not the caller's to read). Pure.
-fn check_tar(bytes: &[u8]) -> Result<(), ApiError> {
+pub fn check_tar(bytes: &[u8]) -> Result<(), ApiError> {
     let not_a_tar = |why: String| {
         let mut err = invalid_field(
             "body",

@@ -11,7 +11,7 @@ mod logs;
 mod pod_tests;
 mod ws;
 
-pub use files::PATH_KIND_HEADER;
+pub use files::{PATH_KIND_HEADER, check_tar};
 pub(super) use logs::log;
 
 use std::time::Duration;
