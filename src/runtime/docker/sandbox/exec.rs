@@ -206,8 +206,8 @@ impl DockerRuntime {
         })
     }
 
-    /// The exit code of a finished exec (`None` while it runs).
-    pub async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
+    /// Docker's view of an exec: whether it runs, and its exit code once it ended.
+    async fn inspect_exec(&self, exec_id: &str) -> Result<bollard::models::ExecInspectResponse> {
         let inspect = self
             .call(
                 "inspect_exec",
@@ -215,6 +215,12 @@ impl DockerRuntime {
                 self.docker.inspect_exec(exec_id),
             )
             .await??;
+        Ok(inspect)
+    }
+
+    /// The exit code of a finished exec (`None` while it runs).
+    pub async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
+        let inspect = self.inspect_exec(exec_id).await?;
         Ok(if inspect.running == Some(true) {
             None
         } else {
@@ -312,13 +318,7 @@ impl DockerRuntime {
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
-            let inspect = self
-                .call(
-                    "inspect_exec",
-                    Lane::Free,
-                    self.docker.inspect_exec(exec_id),
-                )
-                .await??;
+            let inspect = self.inspect_exec(exec_id).await?;
             if inspect.running != Some(true) {
                 // A finished exec without a code never started; Docker says 126 then.
                 return Ok(Some(inspect.exit_code.unwrap_or(126)));
@@ -340,32 +340,14 @@ impl DockerRuntime {
         exec_id: &str,
         marker: &Marker,
     ) -> Result<()> {
-        let pid = self
-            .call(
-                "inspect_exec",
-                Lane::Free,
-                self.docker.inspect_exec(exec_id),
-            )
-            .await??
-            .pid
-            .unwrap_or(0);
+        let pid = self.inspect_exec(exec_id).await?.pid.unwrap_or(0);
+        // The marker proves the PID is the exec's own process, not a stranger's; the
+        // processes that left its group (setsid, daemons) still carry it.
+        let others = self.host_pids(container).await.unwrap_or_default();
         let mut killed = 0;
-        // The marker proves the PID is the exec's own process, not a stranger's.
-        if procfs::environ_has(
-            &procfs::environ(pid).await.unwrap_or_default(),
-            marker.name,
-            Some(&marker.value),
-        ) {
-            procfs::kill_process_and_group(pid);
-            killed += 1;
-        }
-        // Processes that left its group (setsid, daemons) still carry the marker.
-        for pid in self.host_pids(container).await.unwrap_or_default() {
-            if procfs::environ_has(
-                &procfs::environ(pid).await.unwrap_or_default(),
-                marker.name,
-                Some(&marker.value),
-            ) {
+        for pid in std::iter::once(pid).chain(others) {
+            let environ = procfs::environ(pid).await.unwrap_or_default();
+            if procfs::environ_has(&environ, marker.name, Some(&marker.value)) {
                 procfs::kill_process_and_group(pid);
                 killed += 1;
             }
