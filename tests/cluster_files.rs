@@ -493,6 +493,31 @@ fn chart_with_the_api_serves_it_on_a_cluster_ip_and_says_it_has_no_authenticatio
     let args = container.args.clone().unwrap_or_default();
     let api = args.iter().position(|a| a == "--api").expect("--api");
     assert_eq!(args[api + 1..api + 3], ["--api-addr", "0.0.0.0:8181"]);
+    // Clients in the cluster name the Service in Host; the guard must answer to it.
+    let service_name = one(&docs, "Service").value["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let namespace = one(&docs, "Service").value["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let allowed: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--allowed-host")
+        .map(|w| w[1].as_str())
+        .collect();
+    for name in [
+        service_name.clone(),
+        format!("{service_name}.{namespace}"),
+        format!("{service_name}.{namespace}.svc"),
+        format!("{service_name}.{namespace}.svc.cluster.local"),
+    ] {
+        assert!(
+            allowed.contains(&name.as_str()),
+            "{name} not in {allowed:?}"
+        );
+    }
     let service: Service = one(&docs, "Service").typed();
     assert_eq!(
         service.spec.as_ref().and_then(|s| s.type_.as_deref()),

@@ -774,3 +774,102 @@ fn a_huge_watch_timeout_is_400_not_a_dropped_connection() {
     );
     assert_eq!(answer.code, 200, "{}", answer.body);
 }
+
+/// A patch stored `ownerReferences: [5]` and a create dropped owners without a word;
+/// finalizers of the wrong shape were dropped. Each is refused with the field named,
+/// and the stored object is left as it was.
+#[test]
+fn malformed_owner_references_and_finalizers_are_422_and_change_nothing() {
+    let server = Server::start();
+    let port = server.port;
+    let list = format!("{BASE}/namespaces/default/workflows");
+    let object = format!("{list}/owned");
+    let json_body = [("Content-Type", "application/json")];
+    let merge = [("Content-Type", "application/merge-patch+json")];
+
+    // Owners and finalizers given at creation are kept.
+    let mut created: Value = serde_json::from_str(&workflow("owned")).unwrap();
+    created["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "orcaops.dev/v1alpha1", "kind": "Workflow", "name": "parent",
+        "uid": "0b8f2c1e-0000-4000-8000-000000000001", "controller": true
+    }]);
+    created["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    let answer = http(
+        port,
+        "POST",
+        &list,
+        &json_body,
+        created.to_string().as_bytes(),
+    );
+    assert_eq!(answer.code, 201, "{}", answer.body);
+    let stored = answer.json();
+    assert_eq!(stored["metadata"]["ownerReferences"][0]["name"], "parent");
+    assert_eq!(
+        stored["metadata"]["finalizers"],
+        json!(["example.com/keep"])
+    );
+
+    let bad_patches = [
+        (
+            json!({"metadata": {"ownerReferences": [5]}}),
+            "metadata.ownerReferences[0]",
+        ),
+        (
+            json!({"metadata": {"ownerReferences": 5}}),
+            "metadata.ownerReferences",
+        ),
+        (
+            json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "n"}]}}),
+            "metadata.ownerReferences[0].uid",
+        ),
+        (
+            json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "n", "uid": "u", "controller": "yes"}]}}),
+            "metadata.ownerReferences[0].controller",
+        ),
+        (
+            json!({"metadata": {"finalizers": [7]}}),
+            "metadata.finalizers[0]",
+        ),
+        (
+            json!({"metadata": {"finalizers": "x"}}),
+            "metadata.finalizers",
+        ),
+    ];
+    for (patch, field) in bad_patches {
+        let answer = http(port, "PATCH", &object, &merge, patch.to_string().as_bytes());
+        let status = answer.status(422, field);
+        assert_eq!(status["details"]["causes"][0]["field"], field, "{patch}");
+    }
+    // Replace (PUT) and create refuse them the same way.
+    let mut replaced = stored.clone();
+    replaced["metadata"]["ownerReferences"] = json!(["parent"]);
+    let answer = http(
+        port,
+        "PUT",
+        &object,
+        &json_body,
+        replaced.to_string().as_bytes(),
+    );
+    answer.status(422, "metadata.ownerReferences[0]");
+    let mut second: Value = serde_json::from_str(&workflow("owned-2")).unwrap();
+    second["metadata"]["finalizers"] = json!([null]);
+    let answer = http(
+        port,
+        "POST",
+        &list,
+        &json_body,
+        second.to_string().as_bytes(),
+    );
+    answer.status(422, "metadata.finalizers[0]");
+
+    // Nothing changed, and nothing was created. (A controller may add its own finalizer
+    // and status meanwhile; ours and the owners stay as they were.)
+    let now = http(port, "GET", &object, &[], b"").json();
+    assert_eq!(
+        now["metadata"]["ownerReferences"],
+        stored["metadata"]["ownerReferences"]
+    );
+    let finalizers = now["metadata"]["finalizers"].as_array().unwrap();
+    assert!(finalizers.contains(&json!("example.com/keep")), "{now}");
+    assert_eq!(workflows_in(port, "default"), 1);
+}

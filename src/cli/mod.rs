@@ -75,8 +75,10 @@ pub enum LogFormat {
 #[derive(Args, Debug, Clone)]
 pub struct Target {
     /// The kind: job, workflow (wf), sandbox (sb), sandboxtemplate (sbt), workspace (ws), policy; singular or plural.
+    /// `KIND/NAME` in one word works too, as in `orcaops logs sandbox/box`.
     pub kind: String,
-    pub name: String,
+    /// The object's name (omit it when the first word is `KIND/NAME`).
+    pub name: Option<String>,
     /// The workspace (namespace).
     #[arg(short = 'n', long = "namespace", visible_alias = "workspace", default_value = DEFAULT_WORKSPACE)]
     pub namespace: String,
@@ -178,11 +180,28 @@ pub fn parse_kind(s: &str) -> Result<Kind, ClientError> {
     })
 }
 
+/// The object a command names: `KIND NAME`, or `KIND/NAME` in one word (kubectl's form).
 pub fn target_key(t: &Target) -> Result<crate::resources::ObjectKey, ClientError> {
+    let (kind, name) = match (t.kind.split_once('/'), &t.name) {
+        (None, Some(name)) => (t.kind.as_str(), name.as_str()),
+        (Some((kind, name)), None) if !kind.is_empty() && !name.is_empty() => (kind, name),
+        (Some(_), Some(extra)) => {
+            return Err(ClientError::usage(format!(
+                "\"{}\" already names the object; drop the extra \"{extra}\" (write KIND NAME or KIND/NAME)",
+                t.kind
+            )));
+        }
+        _ => {
+            return Err(ClientError::usage(format!(
+                "which {}? name it: KIND NAME or KIND/NAME, as in `job hello` or `job/hello`",
+                t.kind.trim_end_matches('/')
+            )));
+        }
+    };
     Ok(crate::resources::ObjectKey::new(
-        parse_kind(&t.kind)?,
+        parse_kind(kind)?,
         &t.namespace,
-        &t.name,
+        name,
     ))
 }
 
@@ -386,4 +405,52 @@ fn env_vars(flags: &[String]) -> Result<Vec<crate::resources::common::EnvVar>, C
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn key_of(args: &[&str]) -> Result<crate::resources::ObjectKey, ClientError> {
+        let cli = Cli::try_parse_from(args).expect("the arguments parse");
+        match cli.command {
+            Command::Describe(t) => target_key(&t),
+            Command::Logs(args) => target_key(&args.target),
+            other => panic!("unexpected command {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_target_is_kind_and_name_or_kind_slash_name() {
+        let spaced = key_of(&["orcaops", "describe", "job", "hello"]).unwrap();
+        let slashed = key_of(&["orcaops", "describe", "job/hello"]).unwrap();
+        assert_eq!(spaced, slashed);
+        assert_eq!((spaced.kind, spaced.name.as_str()), (Kind::Job, "hello"));
+        let sandbox = key_of(&["orcaops", "logs", "sb/box", "-n", "team", "--tail", "2"]).unwrap();
+        assert_eq!(
+            (
+                sandbox.kind,
+                sandbox.namespace.as_str(),
+                sandbox.name.as_str()
+            ),
+            (Kind::Sandbox, "team", "box")
+        );
+    }
+
+    #[test]
+    fn a_target_without_a_name_or_with_two_says_how_to_write_it() {
+        let missing = key_of(&["orcaops", "describe", "job"]).unwrap_err();
+        assert!(missing.to_string().contains("KIND/NAME"), "{missing}");
+        let empty = key_of(&["orcaops", "describe", "job/"]).unwrap_err();
+        assert!(empty.to_string().contains("which job?"), "{empty}");
+        let both = key_of(&["orcaops", "describe", "job/a", "b"]).unwrap_err();
+        assert!(both.to_string().contains("drop the extra \"b\""), "{both}");
+        let unknown = key_of(&["orcaops", "describe", "jobz/a"]).unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown kind \"jobz\""),
+            "{unknown}"
+        );
+    }
 }

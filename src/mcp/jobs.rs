@@ -22,10 +22,10 @@ const DEFAULT_WAIT_SECS: u64 = 120;
 const MAX_WAIT_SECS: u64 = 900;
 const DEFAULT_RUN_TAIL: usize = 40;
 const MAX_RUN_TAIL: usize = 500;
-const DEFAULT_LOG_TAIL: usize = 100;
-const MAX_LOG_TAIL: usize = 2000;
+pub(super) const DEFAULT_LOG_TAIL: usize = 100;
+pub(super) const MAX_LOG_TAIL: usize = 2000;
 /// No answer carries more log than this, whatever the line count.
-const MAX_LOG_BYTES: usize = 16 * 1024;
+pub(super) const MAX_LOG_BYTES: usize = 16 * 1024;
 /// How often `cancel_job` looks again while the container stops.
 const POLL: Duration = Duration::from_millis(200);
 /// How often a waiting `run_job` reports progress, when the client asked for it.

@@ -25,7 +25,7 @@ use crate::client::{ApiClient, ClientError};
 use params::{
     ApplyArgs, ContainersArgs, CreateSandboxArgs, ExecInSandboxArgs, JobArgs, ListArgs,
     ListSandboxesArgs, LogsArgs, Parameters, ReadFileArgs, ResourceArgs, RunJobArgs, SandboxArgs,
-    StartSandboxArgs, WriteFileArgs,
+    SandboxLogsArgs, StartSandboxArgs, WriteFileArgs,
 };
 
 /// What a tool answers: text for the model to read, and the same facts as JSON.
@@ -79,7 +79,7 @@ list_resources and get_logs to inspect; cancel_job and delete_resource to stop o
 list_containers to see what is running. Containers have no network unless asked for. For work \
 that needs state across commands (a checkout, installed tools, a running service), open a \
 sandbox: create_sandbox from a template (list_resources(kind=\"sandboxtemplate\") shows them), \
-then exec_in_sandbox, write_file and read_file; list_sandboxes, stop_sandbox, start_sandbox and \
+then exec_in_sandbox, write_file and read_file (sandbox_logs reads a service's own output); list_sandboxes, stop_sandbox, start_sandbox and \
 delete_sandbox manage it. A sandbox stops by itself after its idle timeout.";
 
 /// The MCP server. Cheap to clone: one per session over HTTP.
@@ -236,6 +236,17 @@ impl OrcaopsMcp {
     }
 
     #[tool(
+        description = "Read what a sandbox's service wrote to its stdout and stderr (a \
+        database's or server's own log, not the output of exec_in_sandbox commands): the last \
+        lines, saying when earlier ones were left out.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn sandbox_logs(&self, params: Parameters<SandboxLogsArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(sandbox_io::logs(&self.client, args).await)
+    }
+
+    #[tool(
         description = "List sandboxes: name, phase (Pending, Starting, Ready, Stopped, Expired, \
         Failed), template, when each expires, and age.",
         annotations(read_only_hint = true, open_world_hint = false)
@@ -348,6 +359,7 @@ mod tests {
                 "list_sandboxes",
                 "read_file",
                 "run_job",
+                "sandbox_logs",
                 "start_sandbox",
                 "stop_sandbox",
                 "write_file",

@@ -292,6 +292,23 @@ pub struct ReadFileArgs {
 
 #[derive(Deserialize, JsonSchema, Debug, Default)]
 #[serde(deny_unknown_fields)]
+pub struct SandboxLogsArgs {
+    /// The sandbox's name.
+    #[serde(alias = "name")]
+    pub sandbox: String,
+    /// The service (container) whose output to read (default: the sandbox's first).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// How many of the last lines to return (default 100, at most 2000).
+    #[serde(default, alias = "tailLines")]
+    pub tail_lines: Option<usize>,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct ListSandboxesArgs {
     /// The workspace (namespace), default "default".
     #[serde(default = "default_workspace")]

@@ -1,5 +1,5 @@
-//! The tools that work inside a sandbox: `exec_in_sandbox`, `write_file` and
-//! `read_file`. Outputs are cut to what a model can read, keeping both ends.
+//! The tools that work inside a sandbox: `exec_in_sandbox`, `write_file`,
+//! `read_file` and `sandbox_logs`. Outputs are cut to what a model can read, keeping both ends.
 
 use std::fmt::Write;
 
@@ -8,7 +8,10 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::compact;
-use super::params::{CommandLine, ContentEncoding, ExecInSandboxArgs, ReadFileArgs, WriteFileArgs};
+use super::jobs::{DEFAULT_LOG_TAIL, MAX_LOG_BYTES, MAX_LOG_TAIL};
+use super::params::{
+    CommandLine, ContentEncoding, ExecInSandboxArgs, ReadFileArgs, SandboxLogsArgs, WriteFileArgs,
+};
 use super::sandboxes::{api_error, call_args, sandbox_key};
 use super::{Answer, ToolError};
 use crate::client::wire::{self, Encoding, ExecBody, ExecResult};
@@ -313,6 +316,53 @@ pub(super) async fn read(client: &ApiClient, args: ReadFileArgs) -> Result<Answe
             "truncated": truncated,
             "encoding": encoding.as_str(),
             "content": content,
+        }),
+    })
+}
+
+/// The last lines a sandbox service wrote to its stdout and stderr (its main process,
+/// not the commands run with exec, whose output each exec returns).
+pub(super) async fn logs(client: &ApiClient, args: SandboxLogsArgs) -> Result<Answer, ToolError> {
+    let key = sandbox_key(&args.workspace, &args.sandbox);
+    let lines = args
+        .tail_lines
+        .unwrap_or(DEFAULT_LOG_TAIL)
+        .clamp(1, MAX_LOG_TAIL);
+    let mut query = vec![format!("tailLines={}", lines + 1)];
+    if let Some(service) = &args.service {
+        query.push(format!("service={}", urlencode(service)));
+    }
+    let path = format!("{}/log?{}", object_path(&key), query.join("&"));
+    let response = client
+        .request(Method::GET, &path, None)
+        .await
+        .map_err(|e| exec_error(&key, e))?;
+    let text = response
+        .text()
+        .await
+        .map_err(|e| ToolError::new(format!("the log could not be read: {e}")))?;
+    // One line more than asked for tells whether anything was left out.
+    let mut tail = compact::tail(&text, lines, MAX_LOG_BYTES);
+    tail.truncated |= text.lines().count() > lines;
+    let service = args.service.as_deref().unwrap_or("its first service");
+    let what = format!("sandbox {}/{} ({service})", key.namespace, key.name);
+    let header = match (tail.text.is_empty(), tail.truncated) {
+        (true, _) => format!("{what}: no output"),
+        (false, true) => format!(
+            "{what}: last {} lines (earlier lines left out; raise tail_lines, at most {MAX_LOG_TAIL})",
+            tail.lines
+        ),
+        (false, false) => format!("{what}: {}", compact::count(tail.lines, "line", "lines")),
+    };
+    Ok(Answer {
+        text: format!("{header}\n{}", tail.text),
+        structured: json!({
+            "sandbox": key.name,
+            "workspace": key.namespace,
+            "service": args.service,
+            "lines": tail.lines,
+            "truncated": tail.truncated,
+            "output": tail.text,
         }),
     })
 }

@@ -8,6 +8,7 @@ pub mod policy;
 pub mod quantity;
 pub mod registry;
 pub mod sandbox;
+pub mod schedule;
 pub mod validate;
 pub mod workflow;
 pub mod workspace;

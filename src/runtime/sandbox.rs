@@ -164,11 +164,5 @@ pub trait SandboxIo: Send + Sync + 'static {
     /// A service container's output, stdout and stderr as they interleave: the last
     /// `tail` lines (everything when None) and, with `follow`, what it writes next,
     /// until it stops.
-    async fn logs(&self, container: &str, follow: bool, tail: Option<usize>) -> Result<ByteStream> {
-        let _ = (container, follow, tail);
-        Err(super::RuntimeError::Unsupported {
-            what: "a sandbox service's log",
-            instead: "read it with `kubectl logs POD -c SERVICE`",
-        })
-    }
+    async fn logs(&self, container: &str, follow: bool, tail: Option<usize>) -> Result<ByteStream>;
 }

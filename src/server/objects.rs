@@ -169,23 +169,116 @@ fn admit_text(
 
 /// The parser drops the metadata a server owns; a replace or a patch carries three of
 /// those fields over from the JSON it was given: the resourceVersion (the precondition
-/// of the write), finalizers and ownerReferences.
-fn carry_server_metadata(obj: &mut Object, raw: &Value) {
+/// of the write), finalizers and ownerReferences. Finalizers and owners of the wrong
+/// shape are refused, as Kubernetes refuses them, rather than stored or dropped.
+fn carry_server_metadata(obj: &mut Object, raw: &Value) -> Result<(), ApiError> {
     if let Some(rv) = raw
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
     {
         obj.metadata.resource_version = rv.to_string();
     }
-    if let Some(finalizers) = raw
-        .pointer("/metadata/finalizers")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-    {
-        obj.metadata.finalizers = finalizers;
+    match raw.pointer("/metadata/finalizers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            let mut finalizers = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(name) if !name.is_empty() && name.len() <= 253 => {
+                        finalizers.push(name.to_string())
+                    }
+                    _ => {
+                        return Err(invalid_metadata(
+                            &format!("metadata.finalizers[{i}]"),
+                            format!(
+                                "{item} is not a finalizer name: give a non-empty string such as \"example.com/cleanup\""
+                            ),
+                        ));
+                    }
+                }
+            }
+            obj.metadata.finalizers = finalizers;
+        }
+        Some(other) => {
+            return Err(invalid_metadata(
+                "metadata.finalizers",
+                format!("{other} is not a list: give a list of strings"),
+            ));
+        }
     }
-    if let Some(Value::Array(owners)) = raw.pointer("/metadata/ownerReferences") {
-        obj.metadata.owner_references = owners.clone();
+    match raw.pointer("/metadata/ownerReferences") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(owners)) => {
+            for (i, owner) in owners.iter().enumerate() {
+                check_owner_reference(i, owner)?;
+            }
+            obj.metadata.owner_references = owners.clone();
+        }
+        Some(other) => {
+            return Err(invalid_metadata(
+                "metadata.ownerReferences",
+                format!("{other} is not a list: give a list of {{apiVersion, kind, name, uid}}"),
+            ));
+        }
     }
+    Ok(())
+}
+
+/// An owner reference needs `apiVersion`, `kind`, `name` and `uid` as strings;
+/// `controller` and `blockOwnerDeletion`, when given, are booleans.
+fn check_owner_reference(i: usize, owner: &Value) -> Result<(), ApiError> {
+    let field = format!("metadata.ownerReferences[{i}]");
+    let Value::Object(map) = owner else {
+        return Err(invalid_metadata(
+            &field,
+            format!("{owner} is not an owner reference: give {{apiVersion, kind, name, uid}}"),
+        ));
+    };
+    for required in ["apiVersion", "kind", "name", "uid"] {
+        match map.get(required) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(other) => {
+                return Err(invalid_metadata(
+                    &format!("{field}.{required}"),
+                    format!("{other} is not a non-empty string"),
+                ));
+            }
+            None => {
+                return Err(invalid_metadata(
+                    &format!("{field}.{required}"),
+                    format!(
+                        "{required} is required in an owner reference (apiVersion, kind, name and uid)"
+                    ),
+                ));
+            }
+        }
+    }
+    for flag in ["controller", "blockOwnerDeletion"] {
+        if let Some(value) = map.get(flag)
+            && !value.is_boolean()
+            && !value.is_null()
+        {
+            return Err(invalid_metadata(
+                &format!("{field}.{flag}"),
+                format!("{value} is not true or false"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn invalid_metadata(field: &str, message: String) -> ApiError {
+    let mut err = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+        format!("{field}: {message}"),
+    );
+    err.details.causes = vec![crate::server::error::StatusCause {
+        field: field.to_string(),
+        message,
+        reason: "FieldValueInvalid".into(),
+    }];
+    err
 }
 
 pub(super) async fn create_cluster(
@@ -214,7 +307,13 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     query.check()?;
-    let obj = admit(&body, &plural, ns.as_deref(), None)?;
+    let mut obj = admit(&body, &plural, ns.as_deref(), None)?;
+    // Finalizers and owners given at creation are kept (a resourceVersion is not: the
+    // store assigns it).
+    let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let assigned = std::mem::take(&mut obj.metadata.resource_version);
+    carry_server_metadata(&mut obj, &raw)?;
+    obj.metadata.resource_version = assigned;
     let created = state.objects.create(obj).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -284,7 +383,7 @@ async fn patch(
             ns.as_deref(),
             Some(&name),
         )?;
-        carry_server_metadata(&mut obj, &value);
+        carry_server_metadata(&mut obj, &value)?;
         match state.objects.replace(obj).await {
             Err(crate::store::StoreError::Conflict { .. }) if !pinned && attempts < 5 => continue,
             result => return Ok(Json(result?).into_response()),
@@ -346,7 +445,7 @@ async fn replace(
     query.check()?;
     let mut obj = admit(&body, &plural, ns.as_deref(), Some(&name))?;
     let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    carry_server_metadata(&mut obj, &raw);
+    carry_server_metadata(&mut obj, &raw)?;
     Ok(Json(state.objects.replace(obj).await?))
 }
 

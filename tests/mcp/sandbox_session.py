@@ -31,7 +31,7 @@ spec:
   services:
     - name: shell
       image: busybox:latest
-      command: ["sleep", "infinity"]
+      command: ["sh", "-c", "echo shell service up; exec sleep infinity"]
 """
 
 SANDBOX_TOOLS = {
@@ -39,6 +39,7 @@ SANDBOX_TOOLS = {
     "exec_in_sandbox",
     "write_file",
     "read_file",
+    "sandbox_logs",
     "list_sandboxes",
     "stop_sandbox",
     "start_sandbox",
@@ -111,6 +112,13 @@ async def scenario(client):
     expect(data["truncated"] and data["content"] == note[:10], "max_bytes cuts", result)
     result = await call(client, "read_file", {"sandbox": name, "path": "/work/notes"}, error=True)
     expect("directory" in text_of(result) and "ls" in text_of(result), "a directory says how to list it", result)
+
+    result = await call(client, "sandbox_logs", {"sandbox": name})
+    data = result.structured_content
+    expect(data["output"] == "shell service up\n" and not data["truncated"], "sandbox_logs reads the service's output", result)
+    expect("shell service up" in text_of(result), "the text shows it", result)
+    result = await call(client, "sandbox_logs", {"sandbox": name, "service": "web"}, error=True)
+    expect("shell" in text_of(result), "an unknown service names the services", result)
 
     result = await call(client, "list_sandboxes", {})
     expect(name in text_of(result) and "busybox-shell" in text_of(result), "list_sandboxes shows it", result)

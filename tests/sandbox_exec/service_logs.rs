@@ -23,7 +23,7 @@ fn logs_of_a_sandbox_service() {
     assert!(!out.contains("from-db"), "{out}");
     let db = server.cli_ok(&["logs", "sandbox", "talk", "--service", "db"]);
     assert_eq!(db, "from-db\n");
-    let tail = server.cli_ok(&["logs", "sandbox", "talk", "--tail", "1"]);
+    let tail = server.cli_ok(&["logs", "sandbox/talk", "--tail", "1"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
 
     // An unknown service names the services; job flags are refused.

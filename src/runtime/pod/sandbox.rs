@@ -11,6 +11,8 @@ pub mod exec;
 pub mod files;
 mod io;
 #[cfg(test)]
+mod io_tests;
+#[cfg(test)]
 mod tests;
 
 use futures::StreamExt;

@@ -32,7 +32,7 @@ pub fn sandbox_container_id(meta: &ObjectMeta, service: &str) -> String {
 }
 
 /// `(namespace, pod, service)` of a container id `namespace/pod/service`.
-fn split_container(id: &str) -> Result<(&str, &str, &str)> {
+pub(super) fn split_container(id: &str) -> Result<(&str, &str, &str)> {
     let mut parts = id.splitn(3, '/');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(ns), Some(pod), Some(service))

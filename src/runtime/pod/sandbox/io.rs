@@ -1,10 +1,15 @@
-//! Exec and files in a sandbox's pod, as the HTTP API asks for them: a command with
-//! collected output and one file up or down go through `pods/exec`. A session with
+//! Exec, files and logs in a sandbox's pod, as the HTTP API asks for them: a command
+//! with collected output and one file up or down go through `pods/exec`, a service's
+//! log through `pods/log` of its container. A session with
 //! live output and stdin, a terminal, a tar in either direction and the list of what
 //! runs are not served here yet; each says so, and what to use instead.
 
 use bytes::Bytes;
+use futures::{AsyncReadExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, LogParams};
 
+use super::exec::split_container;
 use super::files;
 use crate::runtime::pod::PodRuntime;
 use crate::runtime::sandbox::{
@@ -82,4 +87,42 @@ impl SandboxIo for PodRuntime {
     async fn containers(&self, _: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
         Err(unsupported("/containers on a cluster"))
     }
+
+    /// The service container's log as the kubelet keeps it (what `kubectl logs POD -c
+    /// SERVICE` prints): the last `tail` lines, then, with `follow`, until it stops.
+    async fn logs(&self, container: &str, follow: bool, tail: Option<usize>) -> Result<ByteStream> {
+        let (namespace, pod, service) = split_container(container)?;
+        let pods: Api<Pod> = Api::namespaced(self.client().clone(), namespace);
+        let params = LogParams {
+            container: Some(service.to_string()),
+            follow,
+            tail_lines: tail.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            ..Default::default()
+        };
+        let reader = pods.log_stream(pod, &params).await.map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 404 => RuntimeError::ContainerNotFound {
+                container: container.to_string(),
+            },
+            e => RuntimeError::Kube(e),
+        })?;
+        Ok(chunks(reader))
+    }
+}
+
+/// A byte stream of what `reader` yields, in chunks of at most 16 KiB.
+fn chunks(reader: impl futures::AsyncRead + Send + 'static) -> ByteStream {
+    let reader = Box::pin(reader);
+    futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut buf = vec![0u8; 16 * 1024];
+        match reader.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(reader)))
+            }
+            Err(e) => Some((Err(RuntimeError::Io(e)), None)),
+        }
+    })
+    .boxed()
 }
