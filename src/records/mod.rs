@@ -4,6 +4,8 @@
 //! them all, and outlive the resource (a Job deleted by its TTL keeps its records).
 //! Logs and artifacts are files under the data dir; the records point at them.
 
+pub mod anomaly;
+pub mod errors;
 pub mod output;
 
 use std::path::{Path, PathBuf};
