@@ -19,6 +19,22 @@ pub struct Tail {
     pub truncated: bool,
 }
 
+impl Tail {
+    /// The first line of a log answer: `what`, then how much of the log follows.
+    /// `empty` says why there is none ("no output"); `more` says how to see what was
+    /// left out.
+    pub fn header(&self, what: &str, empty: &str, more: &str) -> String {
+        match (self.text.is_empty(), self.truncated) {
+            (true, _) => format!("{what}: {empty}"),
+            (false, true) => format!(
+                "{what}: last {} lines (earlier lines left out; {more})",
+                self.lines
+            ),
+            (false, false) => format!("{what}: {}", count(self.lines, "line", "lines")),
+        }
+    }
+}
+
 /// Keeps the last `max_lines` lines of `text`, then drops whole lines from the front
 /// until it fits in `max_bytes`; a single line longer than that keeps its end.
 pub fn tail(text: &str, max_lines: usize, max_bytes: usize) -> Tail {

@@ -345,15 +345,16 @@ pub(super) async fn logs(client: &ApiClient, args: LogsArgs) -> Result<Answer, T
     let live = status
         .as_ref()
         .is_some_and(|s| s.run == run && !s.phase.is_finished() && s.phase != JobPhase::Pending);
-    let header = match (tail.text.is_empty(), tail.truncated) {
-        (true, _) if live => format!("{what}: no output yet (the run is in progress)"),
-        (true, _) => format!("{what}: no output"),
-        (false, true) => format!(
-            "{what}: last {} lines (earlier lines left out; raise tail_lines, at most {MAX_LOG_TAIL}, or pick a step)",
-            tail.lines
-        ),
-        (false, false) => format!("{what}: {}", compact::count(tail.lines, "line", "lines")),
+    let empty = if live {
+        "no output yet (the run is in progress)"
+    } else {
+        "no output"
     };
+    let header = tail.header(
+        &what,
+        empty,
+        &format!("raise tail_lines, at most {MAX_LOG_TAIL}, or pick a step"),
+    );
     Ok(Answer {
         text: format!("{header}\n{}", tail.text),
         structured: json!({

@@ -346,14 +346,11 @@ pub(super) async fn logs(client: &ApiClient, args: SandboxLogsArgs) -> Result<An
     tail.truncated |= text.lines().count() > lines;
     let service = args.service.as_deref().unwrap_or("its first service");
     let what = format!("sandbox {}/{} ({service})", key.namespace, key.name);
-    let header = match (tail.text.is_empty(), tail.truncated) {
-        (true, _) => format!("{what}: no output"),
-        (false, true) => format!(
-            "{what}: last {} lines (earlier lines left out; raise tail_lines, at most {MAX_LOG_TAIL})",
-            tail.lines
-        ),
-        (false, false) => format!("{what}: {}", compact::count(tail.lines, "line", "lines")),
-    };
+    let header = tail.header(
+        &what,
+        "no output",
+        &format!("raise tail_lines, at most {MAX_LOG_TAIL}"),
+    );
     Ok(Answer {
         text: format!("{header}\n{}", tail.text),
         structured: json!({
