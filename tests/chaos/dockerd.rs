@@ -187,7 +187,7 @@ impl PrivateDockerd {
 
     /// The docker CLI against this daemon, or None when it did not exit within `limit`.
     pub fn docker_within(&self, args: &[&str], limit: Duration) -> Option<Output> {
-        let mut child = Command::new("docker")
+        let child = Command::new("docker")
             .args(args)
             .env("DOCKER_HOST", self.host())
             .stdin(Stdio::null())
@@ -195,16 +195,21 @@ impl PrivateDockerd {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the docker CLI runs");
-        let started = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if started.elapsed() > limit {
-                child.kill().ok();
-                child.wait().ok();
-                return None;
+        let pid = child.id();
+        // Read its output while waiting: a full pipe would stall it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        match rx.recv_timeout(limit) {
+            Ok(output) => Some(output.expect("docker runs")),
+            Err(_) => {
+                Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status()
+                    .ok();
+                None
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        Some(child.wait_with_output().unwrap())
     }
 
     /// The lines `docker` printed, failing the test if it failed.

@@ -79,11 +79,7 @@ pub fn run() {
     let mut rng = fastrand::Rng::with_seed(seed());
     let daemon = PrivateDockerd::start();
     let tmp = tempfile::tempdir().unwrap();
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 1;
+    let events = EventLog::start(&daemon, tmp.path().join("events.jsonl"));
     let mut server = ChaosServer::start(tmp.path(), &tmp.path().join("data"), &daemon.host(), &[]);
     let jobs = jobs(&mut rng);
     let url = server.url.clone();
@@ -145,12 +141,7 @@ pub fn run() {
     eprintln!("all {} jobs final after {:?}", jobs.len(), settle.elapsed());
 
     // What Docker made: one create and one start per (job uid, run, attempt).
-    let until = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
-    let made = docker_events(&daemon, since, until);
+    let made = events.stop();
 
     let mut retried = 0;
     let mut problems = Vec::new();
@@ -278,42 +269,57 @@ fn create_all(url: &str, jobs: &[(String, Value)], done: &AtomicBool) {
     done.store(true, Ordering::SeqCst);
 }
 
-/// `(uid, run, attempt)` → (containers created, containers started), from the daemon's
-/// event log between `since` and `until` (Unix seconds).
-fn docker_events(
-    daemon: &PrivateDockerd,
-    since: u64,
-    until: u64,
-) -> BTreeMap<(String, u32, u32), (u32, u32)> {
-    let lines = daemon.docker_lines(&[
-        "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &until.to_string(),
-        "--filter",
-        "type=container",
-        "--filter",
-        "label=orcaops.dev/kind=Job",
-        "--format",
-        "{{json .}}",
-    ]);
-    let mut made: BTreeMap<(String, u32, u32), (u32, u32)> = BTreeMap::new();
-    for line in lines {
-        let event: Value = serde_json::from_str(&line).unwrap();
-        let attrs = &event["Actor"]["Attributes"];
-        let field = |k: &str| attrs[k].as_str().unwrap_or_default().to_string();
-        let key = (
-            field("orcaops.dev/uid"),
-            field("orcaops.dev/run").parse().unwrap_or(0),
-            field("orcaops.dev/attempt").parse().unwrap_or(0),
-        );
-        let entry = made.entry(key).or_default();
-        match event["Action"].as_str() {
-            Some("create") => entry.0 += 1,
-            Some("start") => entry.1 += 1,
-            _ => {}
-        }
+/// `docker events` for Job containers, written to a file as they happen (the daemon
+/// keeps only its last 256 events for `--since`).
+struct EventLog {
+    child: std::process::Child,
+    path: std::path::PathBuf,
+}
+
+impl EventLog {
+    fn start(daemon: &PrivateDockerd, path: std::path::PathBuf) -> EventLog {
+        let child = std::process::Command::new("docker")
+            .args(["events", "--filter", "type=container"])
+            .args(["--filter", "label=orcaops.dev/kind=Job"])
+            .args(["--format", "{{json .}}"])
+            .env("DOCKER_HOST", daemon.host())
+            .stdout(std::fs::File::create(&path).unwrap())
+            .spawn()
+            .expect("docker events runs");
+        EventLog { child, path }
     }
-    made
+
+    /// `(uid, run, attempt)` → (containers created, containers started).
+    fn stop(mut self) -> BTreeMap<(String, u32, u32), (u32, u32)> {
+        // Events up to now are written within a moment.
+        std::thread::sleep(Duration::from_secs(2));
+        self.child.kill().ok();
+        self.child.wait().ok();
+        let text = std::fs::read_to_string(&self.path).unwrap();
+        let mut made: BTreeMap<(String, u32, u32), (u32, u32)> = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let event: Value = serde_json::from_str(line).unwrap();
+            let attrs = &event["Actor"]["Attributes"];
+            let field = |k: &str| attrs[k].as_str().unwrap_or_default().to_string();
+            let key = (
+                field("orcaops.dev/uid"),
+                field("orcaops.dev/run").parse().unwrap_or(0),
+                field("orcaops.dev/attempt").parse().unwrap_or(0),
+            );
+            let entry = made.entry(key).or_default();
+            match event["Action"].as_str() {
+                Some("create") => entry.0 += 1,
+                Some("start") => entry.1 += 1,
+                _ => {}
+            }
+        }
+        made
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
 }
