@@ -15,7 +15,7 @@ use reqwest::Method;
 use crate::dockerd::{PrivateDockerd, tail};
 use crate::serve::{API, ChaosServer, phase, sandbox};
 
-pub const DEFAULT_BURST: usize = 100;
+pub const DEFAULT_BURST: usize = 200;
 const ROUNDS: usize = 3;
 /// The probe's bound on one `docker info`.
 const PROBE_LIMIT: Duration = Duration::from_secs(2);

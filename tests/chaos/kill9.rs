@@ -6,8 +6,6 @@
 //! line once; the attempt's log has it at most once).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -86,11 +84,9 @@ pub fn run() {
 
     // Creates go on in the background, each retried until the server acknowledges it
     // (201) or says it exists (409: an earlier try got in before a kill).
-    let done = Arc::new(AtomicBool::new(false));
     let creator = {
         let jobs = jobs.clone();
-        let done = Arc::clone(&done);
-        std::thread::spawn(move || create_all(&url, &jobs, &done))
+        std::thread::spawn(move || create_all(&url, &jobs))
     };
 
     // The kills: each after a random time up, from 0.2 s to 3 s.
@@ -231,7 +227,7 @@ pub fn run() {
     drop(server);
 }
 
-fn create_all(url: &str, jobs: &[(String, Value)], done: &AtomicBool) {
+fn create_all(url: &str, jobs: &[(String, Value)]) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -266,7 +262,6 @@ fn create_all(url: &str, jobs: &[(String, Value)], done: &AtomicBool) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    done.store(true, Ordering::SeqCst);
 }
 
 /// `docker events` for Job containers, written to a file as they happen (the daemon
