@@ -486,6 +486,25 @@ mod tests {
         assert_eq!(gate.health(), Health::Answering);
     }
 
+    #[test]
+    fn a_container_that_ended_during_the_last_outage_ended_with_the_daemon() {
+        let gate = gate(1, 64);
+        let before = Utc::now() - chrono::TimeDelta::minutes(10);
+        assert_eq!(gate.went_away_around(Utc::now()), None, "no outage yet");
+        gate.unavailable("cannot connect");
+        let Health::Unavailable { since, .. } = gate.health() else {
+            panic!("unavailable")
+        };
+        // While it is away, and after it answers again, until the slack runs out.
+        assert_eq!(gate.went_away_around(Utc::now()), Some(since));
+        assert_eq!(gate.went_away_around(before), None);
+        gate.answered();
+        assert_eq!(gate.went_away_around(Utc::now()), Some(since));
+        assert_eq!(gate.went_away_around(before), None);
+        let later = Utc::now() + chrono::TimeDelta::minutes(10);
+        assert_eq!(gate.went_away_around(later), None);
+    }
+
     #[tokio::test]
     async fn a_probe_success_does_not_clear_an_unavailability() {
         let gate = gate(1, 64);
