@@ -1,9 +1,9 @@
 //! A Docker daemon of the chaos suite's own, so that it can be restarted (and killed)
 //! without touching the machine's shared daemon that other tests and people use.
 //!
-//! It has its own socket, data root, exec root, pid file, containerd namespace and
-//! address pool, no default bridge and no iptables rules, so it coexists with the main
-//! daemon. Its `busybox:latest` is imported from `/bin/busybox` the way
+//! It runs in a network namespace of its own, with its own socket, data root, exec root,
+//! pid file, containerd namespace and address pool, and no iptables rules, so it
+//! coexists with the main daemon (and leaves its `docker0` alone). Its `busybox:latest` is imported from `/bin/busybox` the way
 //! `scripts/setup.sh` builds the main daemon's. Dropping it removes every container it
 //! holds, stops it, ends what it started (containerd, shims), unmounts what it mounted
 //! and removes its directories, also when the test failed.
@@ -63,7 +63,15 @@ impl PrivateDockerd {
             child: None,
             starts: 0,
         };
+        let main_bridge = Path::new("/sys/class/net/docker0");
+        let had_docker0 = main_bridge.exists();
         daemon.start_again();
+        daemon.stop(Stop::Term);
+        daemon.start_again();
+        assert!(
+            !had_docker0 || main_bridge.exists(),
+            "starting the private dockerd (twice) removed the main daemon's docker0"
+        );
         daemon.import_busybox();
         daemon
     }
@@ -94,7 +102,18 @@ impl PrivateDockerd {
             .open(self.root.join("dockerd.log"))
             .unwrap();
         let r = &self.root;
-        let child = Command::new("dockerd")
+        // In a network namespace of its own: a second dockerd in the machine's namespace
+        // deletes or takes over the main daemon's `docker0` (with `--bridge=none` it
+        // deletes it at start; with a bridge of its own, at its next start), and every
+        // bridged container of the main daemon then fails to start.
+        let child = Command::new("unshare")
+            .args([
+                "--net",
+                "sh",
+                "-c",
+                "ip link set lo up && exec dockerd \"$@\"",
+                "sh",
+            ])
             .arg("-H")
             .arg(self.host())
             .arg("--data-root")
@@ -105,11 +124,9 @@ impl PrivateDockerd {
             .arg(r.join("docker.pid"))
             .arg("--config-file")
             .arg(r.join("daemon.json"))
-            // No docker0 and no iptables rules: the main daemon owns those.
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
-            .args(["--ip-forward=false"])
-            // Networks of its own (a sandbox's private network) from a range the main
-            // daemon does not use.
+            // No iptables rules, and addresses the main daemon does not use, though the
+            // namespace keeps both apart already.
+            .args(["--iptables=false", "--ip-masq=false"])
             .args(["--default-address-pool", "base=10.231.0.0/16,size=24"])
             .args(["--containerd-namespace", "orcaops-chaos"])
             .args(["--containerd-plugins-namespace", "orcaops-chaos-plugins"])
@@ -117,7 +134,7 @@ impl PrivateDockerd {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("dockerd starts");
+            .expect("dockerd starts (through `unshare` from util-linux)");
         self.child = Some(child);
         let started = Instant::now();
         while !self.answers() {
