@@ -30,19 +30,43 @@ fn burst_size() -> usize {
     }
 }
 
-/// `docker info` every second until stopped; returns each call's time (None: no answer
-/// within the limit, or an error).
-fn probe(daemon: Arc<PrivateDockerd>, stop: Arc<AtomicBool>) -> Vec<Option<Duration>> {
-    let mut times = Vec::new();
+/// One `docker info` of the probe: when (in which round and stage), how long it took,
+/// and how it ended.
+struct Probe {
+    stage: String,
+    took: Duration,
+    /// None: it answered; otherwise what went wrong.
+    failure: Option<String>,
+}
+
+/// `docker info` every second until stopped, noting the stage the test is in.
+fn probe(
+    daemon: Arc<PrivateDockerd>,
+    stop: Arc<AtomicBool>,
+    stage: Arc<std::sync::Mutex<String>>,
+) -> Vec<Probe> {
+    let mut probes = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         let answer =
             daemon.docker_within(&["info", "--format", "{{.ContainersRunning}}"], PROBE_LIMIT);
         let took = started.elapsed();
-        times.push(answer.filter(|o| o.status.success()).map(|_| took));
+        let failure = match answer {
+            None => Some(format!("no answer within {PROBE_LIMIT:?}")),
+            Some(out) if !out.status.success() => Some(format!(
+                "failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Some(_) => None,
+        };
+        probes.push(Probe {
+            stage: stage.lock().unwrap().clone(),
+            took,
+            failure,
+        });
         std::thread::sleep(Duration::from_secs(1).saturating_sub(took));
     }
-    times
+    probes
 }
 
 pub fn run() {
@@ -60,15 +84,18 @@ pub fn run() {
         &["--max-containers", &max],
     );
     let stop = Arc::new(AtomicBool::new(false));
+    let stage = Arc::new(std::sync::Mutex::new("start".to_string()));
+    let set_stage = |s: String| *stage.lock().unwrap() = s;
     let prober = {
-        let (daemon, stop) = (Arc::clone(&daemon), Arc::clone(&stop));
-        std::thread::spawn(move || probe(daemon, stop))
+        let (daemon, stop, stage) = (Arc::clone(&daemon), Arc::clone(&stop), Arc::clone(&stage));
+        std::thread::spawn(move || probe(daemon, stop, stage))
     };
     let whole = Instant::now();
     let mut figures = Vec::new();
     for round in 1..=ROUNDS {
         let names: Vec<String> = (0..n).map(|i| format!("burst-{round}-{i}")).collect();
         let started = Instant::now();
+        set_stage(format!("round {round}, creating"));
         let answers = server.burst(
             names
                 .iter()
@@ -89,6 +116,7 @@ pub fn run() {
         let accepted = started.elapsed();
 
         let limit = Duration::from_secs(60) + Duration::from_millis(600) * n as u32;
+        set_stage(format!("round {round}, waiting for Ready"));
         let mut ready = 0;
         while ready < n {
             ready = server
@@ -106,6 +134,7 @@ pub fn run() {
         let all_ready = started.elapsed();
 
         let deleting = Instant::now();
+        set_stage(format!("round {round}, deleting"));
         let answers = server.burst(
             names
                 .iter()
@@ -141,23 +170,36 @@ pub fn run() {
         figures.push(figure);
     }
     stop.store(true, Ordering::SeqCst);
-    let times = prober.join().unwrap();
-    let slow: Vec<String> = times
+    let probes = prober.join().unwrap();
+    let slow: Vec<String> = probes
         .iter()
         .enumerate()
-        .filter(|(_, t)| t.is_none_or(|t| t > PROBE_LIMIT))
-        .map(|(i, t)| format!("probe {i}: {t:?}"))
+        .filter(|(_, p)| p.failure.is_some() || p.took > PROBE_LIMIT)
+        .map(|(i, p)| {
+            format!(
+                "probe {i} ({}): {:?} {}",
+                p.stage,
+                p.took,
+                p.failure.as_deref().unwrap_or("")
+            )
+        })
         .collect();
-    let worst = times.iter().flatten().max().copied().unwrap_or_default();
+    let worst = probes
+        .iter()
+        .filter(|p| p.failure.is_none())
+        .map(|p| p.took)
+        .max()
+        .unwrap_or_default();
     eprintln!(
-        "burst of {n} x {ROUNDS} in {:.1}s; {} probes, the slowest {worst:?}",
+        "burst of {n} x {ROUNDS} in {:.1}s; {} probes, the slowest answer {worst:?}",
         whole.elapsed().as_secs_f64(),
-        times.len()
+        probes.len()
     );
     assert!(
         slow.is_empty(),
-        "docker info did not answer within {PROBE_LIMIT:?}: {slow:?}\n{}",
+        "docker info did not answer within {PROBE_LIMIT:?}:\n{}\n{}",
+        slow.join("\n"),
         figures.join("\n")
     );
-    assert!(times.len() >= 3, "the probe ran {} times", times.len());
+    assert!(probes.len() >= 3, "the probe ran {} times", probes.len());
 }
