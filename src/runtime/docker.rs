@@ -149,6 +149,13 @@ impl DockerRuntime {
         self.gate.health()
     }
 
+    /// When the daemon last went away, if a container that ended at `ended` most likely
+    /// ended with it: stopping a daemon stops its containers, and a daemon killed and
+    /// started again stops the containers it finds.
+    pub fn went_away_around(&self, ended: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.gate.went_away_around(ended)
+    }
+
     /// How it spares the daemon.
     pub fn limits(&self) -> DockerLimits {
         self.gate.limits()

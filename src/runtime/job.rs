@@ -84,6 +84,13 @@ pub trait JobRuntime: Send + Sync + 'static {
         let _ = id;
         Ok(false)
     }
+    /// When the runtime itself went away (the Docker daemon stopped or restarted), if
+    /// an attempt that ended at `ended` most likely ended with it. A runtime that cannot
+    /// tell says None.
+    fn went_away_around(&self, ended: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let _ = ended;
+        None
+    }
 }
 
 #[async_trait::async_trait]
@@ -147,5 +154,9 @@ impl JobRuntime for DockerRuntime {
 
     async fn oom_killed(&self, id: &str) -> Result<bool> {
         DockerRuntime::oom_killed(self, id).await
+    }
+
+    fn went_away_around(&self, ended: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        DockerRuntime::went_away_around(self, ended)
     }
 }

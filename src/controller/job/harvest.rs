@@ -38,12 +38,13 @@ pub(super) async fn harvest(
     if forced.is_some() {
         ctx.jobs.stop(&container.id, STOP_GRACE_SECS).await?;
     }
-    let exit_code = match ctx.jobs.inspect(&container.id).await? {
+    let (exit_code, finished_at) = match ctx.jobs.inspect(&container.id).await? {
         Some(ContainerInfo {
             state: ContainerState::Exited { code },
+            finished_at,
             ..
-        }) => Some(code),
-        _ => None,
+        }) => (Some(code), finished_at),
+        _ => (None, None),
     };
     let run_dir = super::run_dir(ctx, obj, run);
     let nonce = container.label(NONCE_LABEL).unwrap_or_default().to_string();
@@ -72,7 +73,11 @@ pub(super) async fn harvest(
         .collect();
 
     let failed_step = steps.iter().find(|s| s.exit_code.is_some_and(|c| c != 0));
-    let mut outcome = forced.unwrap_or(if exit_code == Some(0) {
+    // The runner exits 0 only after every step reported its end. A container that ended
+    // 0 without that was ended from outside: a Docker daemon killed and started again
+    // reports 0 for the containers it finds running and stops.
+    let unfinished = steps.iter().position(|s| s.exit_code.is_none());
+    let mut outcome = forced.unwrap_or(if exit_code == Some(0) && unfinished.is_none() {
         AttemptOutcome::Succeeded
     } else {
         AttemptOutcome::Failed
@@ -86,6 +91,17 @@ pub(super) async fn harvest(
                 step.exit_code.unwrap_or_default()
             )
         }
+        (AttemptOutcome::Failed, None) if exit_code == Some(0) => {
+            let i = unfinished.unwrap_or_default();
+            format!(
+                "the container ended (exit 0) before step {} \"{}\" reported its end: it was stopped from outside the runner",
+                i + 1,
+                spec.steps
+                    .get(i)
+                    .map(|s| s.name.as_str())
+                    .unwrap_or_default()
+            )
+        }
         (AttemptOutcome::Failed, None) => {
             let oom = exit_code == Some(137) && ctx.jobs.oom_killed(&container.id).await?;
             super::decide::ended::before_steps_finished(exit_code, oom, &output.progress)
@@ -97,6 +113,18 @@ pub(super) async fn harvest(
         _ => "stopped on request".to_string(),
     };
 
+    // A container that a signal ended just as the runtime went away (a Docker daemon
+    // stopped, or killed and started again, stops its containers) did not fail on its own.
+    if outcome == AttemptOutcome::Failed
+        && forced.is_none()
+        && (exit_code.is_some_and(|code| code > 128) || unfinished.is_some())
+        && let Some(since) = finished_at.and_then(|at| ctx.jobs.went_away_around(at))
+    {
+        message.push_str(&format!(
+            "; the Docker daemon went away at {} (stopped or restarted), which ends the containers it runs",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
     if output.cut {
         message.push_str(&format!(
             "; output cut at {} (--max-output-bytes): the step kept running, its further output was discarded",

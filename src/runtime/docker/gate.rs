@@ -118,6 +118,8 @@ pub(crate) struct Gate {
     /// Gated calls waiting for a permit.
     waiting: AtomicUsize,
     health: Mutex<Health>,
+    /// The last time the daemon went away and came back: `(since, until)`.
+    last_outage: Mutex<Option<(DateTime<Utc>, DateTime<Utc>)>>,
     containers: Mutex<Containers>,
     /// Bumped whenever a container slot frees up.
     room: watch::Sender<u64>,
@@ -155,6 +157,7 @@ impl Gate {
             calls: Semaphore::new(limits.max_calls.max(1)),
             waiting: AtomicUsize::new(0),
             health: Mutex::new(Health::Answering),
+            last_outage: Mutex::new(None),
             containers: Mutex::new(Containers::default()),
             room: watch::channel(0).0,
         }
@@ -273,8 +276,25 @@ impl Gate {
         let mut health = self.health.lock().expect("gate lock");
         if let Health::Unavailable { since, .. } = &*health {
             tracing::info!(%since, "the Docker daemon answers again");
+            *self.last_outage.lock().expect("gate lock") = Some((*since, Utc::now()));
             *health = Health::Answering;
         }
+    }
+
+    /// When the daemon went away, if a container that ended at `ended` most likely ended
+    /// with it: a daemon that is stopped stops its containers after it stops answering,
+    /// and one killed and started again stops them before it answers again.
+    pub(crate) fn went_away_around(&self, ended: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let slack = chrono::TimeDelta::seconds(5);
+        if let Health::Unavailable { since, .. } = &*self.health.lock().expect("gate lock")
+            && ended >= *since - slack
+        {
+            return Some(*since);
+        }
+        let outage = *self.last_outage.lock().expect("gate lock");
+        outage
+            .filter(|(since, until)| ended >= *since - slack && ended <= *until + slack)
+            .map(|(since, _)| since)
     }
 
     /// Docker calls running and waiting for a permit: `(in flight, waiting)`.
@@ -464,6 +484,25 @@ mod tests {
             .await;
         assert!(refused.unwrap().is_err());
         assert_eq!(gate.health(), Health::Answering);
+    }
+
+    #[test]
+    fn a_container_that_ended_during_the_last_outage_ended_with_the_daemon() {
+        let gate = gate(1, 64);
+        let before = Utc::now() - chrono::TimeDelta::minutes(10);
+        assert_eq!(gate.went_away_around(Utc::now()), None, "no outage yet");
+        gate.unavailable("cannot connect");
+        let Health::Unavailable { since, .. } = gate.health() else {
+            panic!("unavailable")
+        };
+        // While it is away, and after it answers again, until the slack runs out.
+        assert_eq!(gate.went_away_around(Utc::now()), Some(since));
+        assert_eq!(gate.went_away_around(before), None);
+        gate.answered();
+        assert_eq!(gate.went_away_around(Utc::now()), Some(since));
+        assert_eq!(gate.went_away_around(before), None);
+        let later = Utc::now() + chrono::TimeDelta::minutes(10);
+        assert_eq!(gate.went_away_around(later), None);
     }
 
     #[tokio::test]
