@@ -275,6 +275,9 @@ fn job_status_summary(status: &JobStatus) -> Value {
     if !steps.is_empty() {
         put("steps", Value::Array(steps));
     }
+    if !status.outputs.is_empty() {
+        put("outputs", json!(status.outputs));
+    }
     if !status.artifacts.is_empty() {
         put(
             "artifacts",

@@ -191,6 +191,7 @@ async fn record_without_container(
         finished_at: Utc::now(),
         steps: Vec::new(),
         artifacts: Vec::new(),
+        outputs: Default::default(),
     };
     ctx.records.put_attempt(&record).await?;
     Ok(record)

@@ -23,7 +23,7 @@ pub const MAX_POD_NAME: usize = 63;
 /// The name of the one container in an attempt's pod.
 pub const STEPS_CONTAINER: &str = "steps";
 
-/// The `emptyDir` holding the runner's release file (only with artifacts).
+/// The `emptyDir` holding the runner's files: the steps' outputs, the release file.
 const COLLECTION_VOLUME: &str = "orcaops";
 /// The `emptyDir` at `/tmp` of a read-only root filesystem.
 const TMP_VOLUME: &str = "tmp";
@@ -129,10 +129,19 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
     let security = &spec.security;
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    if attempt.holds_for_collection() {
-        volumes.push(empty_dir(COLLECTION_VOLUME));
-        mounts.push(mount(COLLECTION_VOLUME, COLLECTION_DIR));
-    }
+    // The runner's own files: the steps' `ORCAOPS_OUTPUT` and the release file. An
+    // `emptyDir` is writable by any user, whatever the root filesystem. In memory and
+    // 1 MiB, as Docker's tmpfs: a step that writes there without end gets "no space
+    // left" instead of the pod being evicted for its disk use.
+    volumes.push(Volume {
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".to_string()),
+            size_limit: Some(Quantity("1Mi".to_string())),
+            ..Default::default()
+        }),
+        ..empty_dir(COLLECTION_VOLUME)
+    });
+    mounts.push(mount(COLLECTION_VOLUME, COLLECTION_DIR));
     if security.read_only_root_filesystem {
         // As Docker's tmpfs: shells need somewhere to write here documents.
         volumes.push(empty_dir(TMP_VOLUME));

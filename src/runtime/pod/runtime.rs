@@ -22,7 +22,7 @@ use crate::runtime::artifact::store_tar;
 use crate::runtime::job::{AttemptRequest, JobRuntime, LogLines};
 use crate::runtime::log_lines::LineAssembler;
 use crate::runtime::names::NONCE_LABEL;
-use crate::runtime::runner::{COLLECTION_DIR, RunnerParser};
+use crate::runtime::runner::{RELEASE_FILE, RunnerParser};
 use crate::runtime::{
     ContainerInfo, ContainerState, CopiedArtifact, LogLine, LogStream, Result, RuntimeError,
 };
@@ -389,8 +389,10 @@ fn holding_steps(pod: &Pod) -> Option<usize> {
         .containers
         .iter()
         .filter(|c| c.name == STEPS_CONTAINER)
-        .flat_map(|c| c.volume_mounts.iter().flatten())
-        .any(|m| m.mount_path == COLLECTION_DIR);
+        .flat_map(|c| c.command.iter().flatten())
+        // Every pod mounts the runner's directory (for outputs); only a holding runner
+        // waits for the release file.
+        .any(|arg| arg.contains(RELEASE_FILE));
     if !holds {
         return None;
     }

@@ -310,7 +310,10 @@ fn without_artifacts_the_pod_runs_exactly_the_docker_runner() {
         fixture.container_command(),
         runner::runner_command(&fixture.spec.steps, NONCE)
     );
-    assert!(fixture.pod().spec.unwrap().volumes.is_none());
+    // Only the runner's own volume (for the steps' outputs), not holding.
+    let volumes = fixture.pod().spec.unwrap().volumes.unwrap();
+    assert_eq!(volumes.len(), 1);
+    assert_eq!(volumes[0].name, "orcaops");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use super::*;
 use crate::kubeapi::mock::{Exchange, core_path, mock_client, status};
 use crate::resources::job::{JobNetwork, JobSpec, Step};
 use crate::resources::{Kind, Object, keys};
+use crate::runtime::runner::COLLECTION_DIR;
 
 const UID: &str = "0123abcd-4567-89ef-0123-456789abcdef";
 const NONCE: &str = "f00dfeedc0ffee42";
@@ -81,6 +82,8 @@ fn holding_pod(name: &str, steps: usize) -> Value {
     pod["metadata"]["annotations"] = json!({STEPS_ANNOTATION: steps.to_string()});
     pod["spec"]["containers"][0]["volumeMounts"] =
         json!([{"name": "orcaops", "mountPath": COLLECTION_DIR}]);
+    pod["spec"]["containers"][0]["command"] =
+        json!(["/bin/sh", "-c", format!("... [ ! -e {RELEASE_FILE} ] ...")]);
     pod
 }
 
@@ -444,9 +447,14 @@ async fn copy_out_and_release_exec_in_the_steps_container() {
 }
 
 #[test]
-fn holding_needs_the_collection_mount_and_the_step_count() {
+fn holding_needs_a_holding_runner_and_the_step_count() {
     let held: Pod = serde_json::from_value(holding_pod("held", 2)).unwrap();
     assert_eq!(holding_steps(&held), Some(2));
+    // Every pod mounts the runner's directory; that alone is not holding.
+    let mut mounted = holding_pod("mounted", 2);
+    mounted["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c", "exit 0"]);
+    let mounted: Pod = serde_json::from_value(mounted).unwrap();
+    assert_eq!(holding_steps(&mounted), None);
     let plain: Pod = serde_json::from_value(pod("plain", json!({}), "Running", json!({}))).unwrap();
     assert_eq!(holding_steps(&plain), None);
 }
