@@ -7,6 +7,7 @@
 
 pub mod attempt;
 mod gate;
+pub mod job_services;
 mod sandbox;
 
 use std::collections::{BTreeMap, HashMap};
@@ -617,9 +618,10 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 spec.cpu_millis,
                 spec.memory_bytes,
                 spec.pids_limit,
-                match spec.network {
+                match &spec.network {
                     NetworkMode::None => "none",
                     NetworkMode::Bridge => "bridge",
+                    NetworkMode::Attached(network) => network,
                 },
             )
         }),

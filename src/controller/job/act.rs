@@ -99,6 +99,21 @@ async fn act_one(
                     .await
                     .map(Some)
                 }
+                Err(RuntimeError::ServiceNotReady { service, reason }) => {
+                    let message = format!("service \"{service}\" did not become ready: {reason}");
+                    warn!(%service, %reason, "cannot start attempt");
+                    record_without_container(
+                        ctx,
+                        obj,
+                        run,
+                        attempt,
+                        container_name,
+                        AttemptOutcome::StartFailed,
+                        message,
+                    )
+                    .await
+                    .map(Some)
+                }
                 Err(e) => Err(e.into()),
             }
         }

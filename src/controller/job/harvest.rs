@@ -134,6 +134,12 @@ pub(super) async fn harvest(
         message.push_str("; ");
         message.push_str(note);
     }
+    if !spec.services.is_empty() {
+        for note in ctx.jobs.service_notes(&container.id).await? {
+            message.push_str("; ");
+            message.push_str(&note);
+        }
+    }
     let artifacts = collected.artifacts;
     if !spec.artifacts.is_empty() {
         // A pod holds after its steps until this; Docker has nothing to release. The
