@@ -98,6 +98,8 @@ fn services(p: &mut Problems, at: &str, spec: &JobSpec) {
         );
     }
     let mut names = HashSet::new();
+    // On a pod the services share one network namespace: one port, one service.
+    let mut ports_taken: HashMap<u16, &str> = HashMap::new();
     for (i, service) in spec.services.iter().enumerate() {
         let field = format!("{at}.services[{i}]");
         // The name is a host name on the attempt's network, and part of a container name.
@@ -156,6 +158,12 @@ fn services(p: &mut Problems, at: &str, spec: &JobSpec) {
                     format!("{field}.ports[{j}]"),
                     format!("port {port} is listed twice"),
                     "list each port once",
+                );
+            } else if let Some(other) = ports_taken.insert(*port, &service.name) {
+                p.push(
+                    format!("{field}.ports[{j}]"),
+                    format!("port {port} is also a port of service \"{other}\""),
+                    "give each service its own ports (on a cluster they share the pod's network)",
                 );
             }
         }

@@ -384,6 +384,7 @@ fn job_services_are_checked() {
         {"name": "db", "image": "a b", "command": [""], "readiness": {"tcpPort": 1, "exec": ["x"]}},
         {"name": "steps", "image": "busybox", "readiness": {"tcpPort": 0, "periodSeconds": 0, "timeoutSeconds": 0, "failureThreshold": 0}},
         {"name": "cache", "image": "busybox", "readiness": {"exec": []}, "env": [{"name": "1X", "value": ""}]},
+        {"name": "web", "image": "busybox", "ports": [5432]},
     ]);
     assert_eq!(
         fields(&job(spec)),
@@ -403,6 +404,7 @@ fn job_services_are_checked() {
             "spec.services[3].readiness.failureThreshold",
             "spec.services[4].env[0].name",
             "spec.services[4].readiness.exec",
+            "spec.services[5].ports[0]",
         ]
     );
     let mut good = simple_job();
