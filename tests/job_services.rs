@@ -212,3 +212,21 @@ fn a_service_that_exits_while_the_steps_run_is_reported() {
     );
     nothing_left_of(&job);
 }
+
+#[test]
+fn the_service_example_runs_end_to_end() {
+    let server = Server::start();
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/job-with-service.yaml"
+    ))
+    .unwrap();
+    server.write("smoke.yaml", &yaml);
+    let job = server.wait_phase("smoke-test", "Succeeded", T);
+    assert_eq!(
+        job.pointer("/status/outputs/health"),
+        Some(&Value::from("ok")),
+        "{job}"
+    );
+    nothing_left_of(&job);
+}
