@@ -230,3 +230,45 @@ fn the_service_example_runs_end_to_end() {
     );
     nothing_left_of(&job);
 }
+
+#[test]
+fn services_left_by_a_killed_server_go_when_their_job_is_deleted() {
+    let mut server = Server::start();
+    let yaml = job_yaml(
+        "slow-service",
+        &format!(
+            r#"  services:
+    - name: slow
+      image: {IMAGE}
+      command: ["sleep", "300"]
+      ports: [9999]
+      readiness: {{periodSeconds: 1, failureThreshold: 120}}
+  steps:
+    - name: never
+      run: 'true'
+"#
+        ),
+    );
+    server.write("slow.yaml", &yaml);
+    // The service runs and the steps wait for it when the server dies.
+    let uid = wait_until(T, "the service container runs", || {
+        let uid = uid(&server.job("slow-service")?);
+        (!containers_with_label("orcaops.dev/uid", &uid).is_empty()).then_some(uid)
+    });
+    server.kill();
+    assert!(
+        !networks_with_label("orcaops.dev/uid", &uid).is_empty(),
+        "the attempt's network is there while its service is"
+    );
+    std::fs::remove_file(server.dir.join("slow.yaml")).unwrap();
+    server.restart();
+    wait_until(
+        Duration::from_secs(30),
+        "the deleted job's service and network are removed",
+        || {
+            (containers_with_label("orcaops.dev/uid", &uid).is_empty()
+                && networks_with_label("orcaops.dev/uid", &uid).is_empty())
+            .then_some(())
+        },
+    );
+}
