@@ -375,6 +375,25 @@ mod tests {
     }
 
     #[test]
+    fn a_job_summary_carries_its_outputs() {
+        let status = JobStatus {
+            outputs: [("version".to_string(), "1.2".to_string())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            job_status_summary(&status)["outputs"],
+            json!({"version": "1.2"})
+        );
+        assert!(
+            job_status_summary(&JobStatus::default())
+                .get("outputs")
+                .is_none()
+        );
+    }
+
+    #[test]
     fn tail_keeps_the_last_lines() {
         let t = tail(&numbered(10), 3, 10_000);
         assert_eq!(t.text, "line 8\nline 9\nline 10\n");
