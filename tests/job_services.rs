@@ -272,3 +272,47 @@ fn services_left_by_a_killed_server_go_when_their_job_is_deleted() {
         },
     );
 }
+
+#[test]
+fn with_network_bridge_the_steps_reach_their_service_on_a_routed_network() {
+    let server = Server::start();
+    let yaml = job_yaml(
+        "bridged",
+        &format!(
+            r#"  network: bridge
+  services:
+    - name: web
+      image: {IMAGE}
+      command: ["sh", "-c", "mkdir -p /srv && echo bridged > /srv/index.html && exec httpd -f -p 8080 -h /srv"]
+      ports: [8080]
+  steps:
+    - name: fetch
+      run: |
+        wget -qO- http://web:8080/index.html
+        ip route | grep -q '^default' && echo has-a-route
+        sleep 3
+"#
+        ),
+    );
+    server.write("bridged.yaml", &yaml);
+    let uid = wait_until(T, "the attempt's network exists", || {
+        let uid = uid(&server.job("bridged")?);
+        let networks = networks_with_label("orcaops.dev/uid", &uid);
+        let internal = Command::new("docker")
+            .args(["network", "inspect", "-f", "{{.Internal}}"])
+            .args(&networks)
+            .output()
+            .ok()?;
+        let internal = String::from_utf8_lossy(&internal.stdout).trim().to_string();
+        (!networks.is_empty() && !internal.is_empty()).then_some((uid, internal))
+    });
+    assert_eq!(uid.1, "false", "network: bridge gets a routed network");
+    let job = server.wait_phase("bridged", "Succeeded", T);
+    assert_eq!(
+        job.pointer("/status/steps/0/outputTail")
+            .and_then(Value::as_str),
+        Some("bridged\nhas-a-route"),
+        "{job}"
+    );
+    nothing_left_of(&job);
+}
