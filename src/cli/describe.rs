@@ -32,6 +32,18 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     .unwrap_or_else(|| "-".into())
 }
 
+/// A value as one table cell: its first line, at most 80 characters, `…` where cut.
+fn one_line(value: &str) -> String {
+    const MAX: usize = 80;
+    let first = value.lines().next().unwrap_or_default();
+    let cut = first.chars().count() > MAX || first.len() < value.trim_end_matches('\n').len();
+    let mut shown: String = first.chars().take(MAX).collect();
+    if cut {
+        shown.push('…');
+    }
+    shown
+}
+
 fn indent(text: &str, by: &str) -> String {
     text.lines().map(|l| format!("{by}{l}\n")).collect()
 }
@@ -217,6 +229,14 @@ fn describe_job(out: &mut String, obj: &Object) {
             out.push_str(&indent(&s.output_tail, "    │ "));
         }
     }
+    if !status.outputs.is_empty() {
+        let _ = writeln!(out, "Outputs:");
+        let mut rows = vec![vec!["KEY".into(), "VALUE".into()]];
+        for (key, value) in &status.outputs {
+            rows.push(vec![key.clone(), one_line(value)]);
+        }
+        out.push_str(&indent(&table(&rows), "  "));
+    }
     if !status.artifacts.is_empty() {
         let _ = writeln!(out, "Artifacts:");
         let mut rows = vec![vec!["NAME".into(), "SIZE".into(), "SHA256".into()]];
@@ -318,4 +338,50 @@ pub async fn history(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientEr
         runs.len() - ok
     );
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_shows_its_outputs_one_line_each() {
+        let mut obj = Object::new(
+            Kind::Job,
+            "default",
+            "build",
+            serde_json::json!({"image": "busybox", "steps": []}),
+        );
+        let status = JobStatus {
+            outputs: [
+                ("version".to_string(), "1.2".to_string()),
+                ("notes".to_string(), "first\nsecond".to_string()),
+                ("long".to_string(), "x".repeat(100)),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        obj.status = serde_json::to_value(&status).unwrap();
+        let mut out = String::new();
+        describe_job(&mut out, &obj);
+        let outputs = out.split_once("Outputs:\n").expect(&out).1;
+        let rows: Vec<&str> = outputs.lines().take(4).collect();
+        assert!(
+            rows[0].contains("KEY") && rows[0].contains("VALUE"),
+            "{out}"
+        );
+        assert!(
+            rows[1].starts_with("  long") && rows[1].ends_with(&format!("{}…", "x".repeat(80))),
+            "{out}"
+        );
+        assert!(
+            rows[2].starts_with("  notes") && rows[2].ends_with("first…"),
+            "{out}"
+        );
+        assert!(
+            rows[3].starts_with("  version") && rows[3].ends_with("1.2"),
+            "{out}"
+        );
+    }
 }

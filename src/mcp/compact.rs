@@ -291,6 +291,9 @@ fn job_status_summary(status: &JobStatus) -> Value {
     if !steps.is_empty() {
         put("steps", Value::Array(steps));
     }
+    if !status.outputs.is_empty() {
+        put("outputs", json!(status.outputs));
+    }
     if !status.artifacts.is_empty() {
         put(
             "artifacts",
@@ -385,6 +388,25 @@ mod tests {
 
     fn numbered(n: usize) -> String {
         (1..=n).map(|i| format!("line {i}\n")).collect()
+    }
+
+    #[test]
+    fn a_job_summary_carries_its_outputs() {
+        let status = JobStatus {
+            outputs: [("version".to_string(), "1.2".to_string())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            job_status_summary(&status)["outputs"],
+            json!({"version": "1.2"})
+        );
+        assert!(
+            job_status_summary(&JobStatus::default())
+                .get("outputs")
+                .is_none()
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod anomaly;
 pub mod errors;
 pub mod output;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -51,6 +52,9 @@ pub struct AttemptRecord {
     pub finished_at: DateTime<Utc>,
     pub steps: Vec<StepStatus>,
     pub artifacts: Vec<ArtifactStatus>,
+    /// What the steps wrote to `$ORCAOPS_OUTPUT` (records from before outputs have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
 }
 
 /// One run of a Job: a generation, a re-run or a retry series ending in one phase.
@@ -70,6 +74,9 @@ pub struct RunRecord {
     pub summary: String,
     pub steps: Vec<StepStatus>,
     pub artifacts: Vec<ArtifactStatus>,
+    /// The outputs of the run's last attempt.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
 }
 
 /// Where logs and artifacts of one run live:

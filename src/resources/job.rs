@@ -3,6 +3,8 @@
 // kube's `printcolumn(...)` attributes repeat `type_ = ...`; this lint misreads that as a duplicate.
 #![allow(clippy::duplicated_attributes)]
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -60,6 +62,10 @@ pub struct JobSpec {
     pub retry: Option<Retry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// Containers beside the steps for one attempt (a database for the tests, say): the
+    /// steps start once every one is ready, and reach each by its name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<JobService>,
     /// Once finished, the Job is deleted after this many seconds; its run records stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<u64>,
@@ -100,6 +106,94 @@ impl Step {
             run: None,
             command: Some(argv),
         }
+    }
+}
+
+/// A container that lives for one attempt beside the steps.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobService {
+    /// A DNS label, unique in the Job: the host name the steps reach the service by.
+    pub name: String,
+    pub image: String,
+    /// The full command (the image's entrypoint is replaced). Empty: the image's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// The container ports the service listens on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// When the service is ready. Without one: a TCP connect to the first port, or,
+    /// with no ports, as soon as the container runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<ServiceReadiness>,
+}
+
+/// A readiness check: `tcpPort` or `exec`, tried every `periodSeconds` until it passes;
+/// after `failureThreshold` failures in a row the attempt fails.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceReadiness {
+    /// Ready once this container port accepts connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
+    /// Ready once this command, run inside the service, exits 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<Vec<String>>,
+    /// Seconds between checks (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<u64>,
+    /// Seconds one check may take (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Failed checks in a row before the attempt fails (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+}
+
+/// What a service's readiness check is, once the defaults are applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadinessCheck {
+    /// Ready as soon as it runs.
+    Running,
+    TcpPort(u16),
+    Exec(Vec<String>),
+}
+
+impl ServiceReadiness {
+    pub const DEFAULT_PERIOD_SECONDS: u64 = 1;
+    pub const DEFAULT_TIMEOUT_SECONDS: u64 = 1;
+    pub const DEFAULT_FAILURE_THRESHOLD: u32 = 60;
+}
+
+impl JobService {
+    /// The check, with the default when none is given.
+    pub fn check(&self) -> ReadinessCheck {
+        let readiness = self.readiness.as_ref();
+        if let Some(port) = readiness.and_then(|r| r.tcp_port) {
+            return ReadinessCheck::TcpPort(port);
+        }
+        if let Some(command) = readiness.and_then(|r| r.exec.clone()) {
+            return ReadinessCheck::Exec(command);
+        }
+        match self.ports.first() {
+            Some(port) => ReadinessCheck::TcpPort(*port),
+            None => ReadinessCheck::Running,
+        }
+    }
+
+    /// (period, timeout, failure threshold), defaults applied.
+    pub fn timing(&self) -> (u64, u64, u32) {
+        let r = self.readiness.clone().unwrap_or_default();
+        (
+            r.period_seconds
+                .unwrap_or(ServiceReadiness::DEFAULT_PERIOD_SECONDS),
+            r.timeout_seconds
+                .unwrap_or(ServiceReadiness::DEFAULT_TIMEOUT_SECONDS),
+            r.failure_threshold
+                .unwrap_or(ServiceReadiness::DEFAULT_FAILURE_THRESHOLD),
+        )
     }
 }
 
@@ -251,6 +345,10 @@ pub struct JobStatus {
     pub steps: Vec<StepStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<ArtifactStatus>,
+    /// What the steps of the current (or last) run wrote to `$ORCAOPS_OUTPUT`, as
+    /// `key=value` lines: at most 64 keys and 16 KiB. Set when an attempt ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
     /// One line a person reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,

@@ -7,6 +7,7 @@
 
 pub mod attempt;
 mod gate;
+pub mod job_services;
 mod sandbox;
 
 use std::collections::{BTreeMap, HashMap};
@@ -584,6 +585,22 @@ impl DockerRuntime {
     }
 }
 
+/// The runner's own directory ([`super::runner::COLLECTION_DIR`]: the steps' output files),
+/// writable by any user whatever the root filesystem; 1 MiB, so that a step writing
+/// without end to `$ORCAOPS_OUTPUT` fills it rather than the memory limit. With a
+/// read-only root, `/tmp` too: shells write here documents and scratch files there (its
+/// pages count against the memory limit, so no size of its own).
+fn tmpfs_mounts(read_only_root: bool) -> HashMap<String, String> {
+    let mut mounts = HashMap::from([(
+        super::runner::COLLECTION_DIR.to_string(),
+        "rw,nosuid,nodev,noexec,size=1m,mode=1777".to_string(),
+    )]);
+    if read_only_root {
+        mounts.insert("/tmp".to_string(), "rw,nosuid,nodev,mode=1777".to_string());
+    }
+    mounts
+}
+
 /// The create request: the spec plus hardened defaults.
 fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
     ContainerCreateBody {
@@ -603,18 +620,15 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         labels: Some(spec.labels.clone().into_iter().collect()),
         host_config: Some(HostConfig {
             readonly_rootfs: spec.read_only_root.then_some(true),
-            // Shells write here documents and scratch files to /tmp. Its pages count
-            // against the memory limit, so no size of its own.
-            tmpfs: spec.read_only_root.then(|| {
-                HashMap::from([("/tmp".to_string(), "rw,nosuid,nodev,mode=1777".to_string())])
-            }),
+            tmpfs: Some(tmpfs_mounts(spec.read_only_root)),
             ..hardened_host_config(
                 spec.cpu_millis,
                 spec.memory_bytes,
                 spec.pids_limit,
-                match spec.network {
+                match &spec.network {
                     NetworkMode::None => "none",
                     NetworkMode::Bridge => "bridge",
+                    NetworkMode::Attached(network) => network,
                 },
             )
         }),
@@ -773,7 +787,12 @@ mod tests {
         assert_eq!(host.auto_remove, Some(false));
         assert_eq!(body.user, None);
         assert_eq!(host.readonly_rootfs, None);
-        assert_eq!(host.tmpfs, None);
+        let tmpfs = host.tmpfs.unwrap();
+        assert_eq!(tmpfs.keys().collect::<Vec<_>>(), ["/.orcaops"]);
+        assert!(
+            tmpfs["/.orcaops"].contains("mode=1777") && tmpfs["/.orcaops"].contains("size=1m"),
+            "the runner's directory, writable by any user and small"
+        );
     }
 
     #[test]
@@ -787,7 +806,9 @@ mod tests {
         let host = body.host_config.unwrap();
         assert_eq!(host.readonly_rootfs, Some(true));
         let tmpfs = host.tmpfs.unwrap();
-        assert_eq!(tmpfs.keys().collect::<Vec<_>>(), ["/tmp"]);
+        let mut paths: Vec<_> = tmpfs.keys().collect();
+        paths.sort();
+        assert_eq!(paths, ["/.orcaops", "/tmp"]);
         assert!(tmpfs["/tmp"].contains("mode=1777"), "writable by any user");
     }
 

@@ -3,6 +3,7 @@
 //! ([`PodRuntime`](super::pod::PodRuntime)). The controller never sees a container spec
 //! or a pod; each runtime builds its own from the [`AttemptRequest`].
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -10,8 +11,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::docker::attempt::container_spec;
-use super::names::container_labels;
-use super::{ContainerInfo, CopiedArtifact, DockerRuntime, LogLine, Result};
+use super::names::{HAS_SERVICES_LABEL, SERVICE_LABEL, container_labels};
+use super::{ContainerInfo, CopiedArtifact, DockerRuntime, LogLine, NetworkMode, Result};
 use crate::resources::Object;
 use crate::resources::job::JobSpec;
 
@@ -78,6 +79,23 @@ pub trait JobRuntime: Send + Sync + 'static {
     /// Ends the runner's hold once the artifacts are copied (a pod holds; Docker does not,
     /// since it can copy from a stopped container).
     async fn release(&self, id: &str) -> Result<()>;
+    /// What became of the attempt's services while its steps ran (one note for each that
+    /// stopped), for the attempt's message. A runtime without services says nothing.
+    async fn service_notes(&self, id: &str) -> Result<Vec<String>> {
+        let _ = id;
+        Ok(Vec::new())
+    }
+    /// Removes the services (and what was made for them) of attempts of store `instance`
+    /// whose Job is not `live`, and returns how many. Those whose steps' container
+    /// exists go with it ([`JobRuntime::remove`]); this finds the others.
+    async fn remove_orphan_services(
+        &self,
+        instance: &str,
+        live: &HashSet<String>,
+    ) -> Result<usize> {
+        let _ = (instance, live);
+        Ok(0)
+    }
     /// Whether the kernel killed the attempt for going over its memory limit (an exit
     /// of 137 is that, or a kill from outside). A runtime that cannot tell says false.
     async fn oom_killed(&self, id: &str) -> Result<bool> {
@@ -100,25 +118,36 @@ impl JobRuntime for DockerRuntime {
     }
 
     async fn start_attempt(&self, request: &AttemptRequest<'_>) -> Result<ContainerInfo> {
-        let labels = container_labels(
+        let mut labels = container_labels(
             request.job,
             request.instance,
             request.run,
             request.attempt,
             request.nonce,
         );
-        let container = container_spec(
+        let services = request.spec.services.len();
+        if services > 0 {
+            labels.insert(HAS_SERVICES_LABEL.to_string(), services.to_string());
+        }
+        let mut container = container_spec(
             request.spec,
-            labels,
+            labels.clone(),
             request.name,
             request.nonce,
             request.default_memory_bytes,
         );
+        if services > 0 {
+            self.start_services(request, &labels).await?;
+            container.network = NetworkMode::Attached(request.name.to_string());
+        }
         self.create_and_start(&container).await
     }
 
     async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
-        DockerRuntime::list(self, labels).await
+        // The attempts only: services carry their attempt's labels too.
+        let mut attempts = DockerRuntime::list(self, labels).await?;
+        attempts.retain(|c| !c.labels.contains_key(SERVICE_LABEL));
+        Ok(attempts)
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>> {
@@ -134,7 +163,28 @@ impl JobRuntime for DockerRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<()> {
-        DockerRuntime::remove(self, id).await
+        // The attempt's services and network go with it (the network last, once nothing
+        // is attached to it).
+        let attempt = DockerRuntime::inspect(self, id).await?;
+        DockerRuntime::remove(self, id).await?;
+        match attempt {
+            Some(attempt) if attempt.labels.contains_key(HAS_SERVICES_LABEL) => {
+                self.remove_services_of(&attempt.labels).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn service_notes(&self, id: &str) -> Result<Vec<String>> {
+        DockerRuntime::service_notes(self, id).await
+    }
+
+    async fn remove_orphan_services(
+        &self,
+        instance: &str,
+        live: &HashSet<String>,
+    ) -> Result<usize> {
+        DockerRuntime::remove_orphan_services(self, instance, live).await
     }
 
     async fn copy_out(

@@ -99,6 +99,9 @@ pub enum RuntimeError {
         what: &'static str,
         instead: &'static str,
     },
+    /// A service of a Job attempt did not become ready, so the steps never started.
+    #[error("service \"{service}\" did not become ready: {reason}")]
+    ServiceNotReady { service: String, reason: String },
     /// A command run in a pod (artifact copy, release) failed.
     #[error("exec of {command:?} in pod {pod} failed: {message}")]
     Exec {
@@ -121,10 +124,12 @@ impl RuntimeError {
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetworkMode {
     None,
     Bridge,
+    /// A user-defined network (a Job attempt's own, shared with its services).
+    Attached(String),
 }
 
 /// Everything needed to create one container.

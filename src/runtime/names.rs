@@ -14,6 +14,14 @@ pub const STOP_GRACE_SECS: u32 = 5;
 /// The label on every container of a Job attempt that holds the runner's marker nonce.
 pub const NONCE_LABEL: &str = "orcaops.dev/runner-nonce";
 
+/// The label on the container of a Job's service (value: the service's name). It also
+/// carries the attempt's labels; this one keeps it out of the attempts themselves.
+pub const SERVICE_LABEL: &str = "orcaops.dev/job-service";
+
+/// The label on the steps' container of an attempt that has services (value: how many),
+/// so that removing an attempt without any costs no look-up.
+pub const HAS_SERVICES_LABEL: &str = "orcaops.dev/job-services";
+
 /// The PID limit of every container (a fork bomb stops here).
 pub const PIDS_LIMIT: i64 = 512;
 

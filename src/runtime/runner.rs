@@ -21,6 +21,21 @@
 //! from the steps themselves: they can read the runner's command line in
 //! `/proc/1/cmdline`. The container's exit code stays authoritative.
 //!
+//! Outputs: before each step the runner exports `ORCAOPS_OUTPUT`, a file of its own
+//! under [`OUTPUT_DIR`] (a tmpfs on Docker, an `emptyDir` on a pod, so it is
+//! writable with a read-only root filesystem and as any user). After the step the
+//! runner prints what the step wrote there, hex-encoded by `od`, on stdout
+//! after the step and before its end marker:
+//!
+//! ```text
+//! ::orcaops:<nonce>:output:<i>:<hex bytes, space-separated>
+//! ::orcaops:<nonce>:outputs-too-large:<i>:<size>
+//! ::orcaops:<nonce>:outputs-unreadable:<i>
+//! ```
+//!
+//! Hex keeps a value that holds a newline or a marker from breaking the framing;
+//! [`outputs`] reads the bytes back into `key=value` pairs within the bounds.
+//!
 //! On a cluster, artifacts are copied out of the *running* pod (a finished
 //! pod's filesystem cannot be read), so there the runner can hold the
 //! container open after the last step until the controller has collected
@@ -30,6 +45,8 @@ use chrono::{DateTime, Utc};
 
 use super::{LogLine, LogStream};
 use crate::resources::job::Step;
+
+pub mod outputs;
 
 const MARKER_PREFIX: &str = "::orcaops:";
 
@@ -56,7 +73,11 @@ pub fn runner_command_with(steps: &[Step], nonce: &str, options: RunnerOptions) 
         release_file: RELEASE_FILE,
         max_seconds: MAX_HOLD_SECONDS,
     });
-    vec!["/bin/sh".into(), "-c".into(), script(steps, nonce, hold)]
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        script(steps, nonce, hold, OUTPUT_DIR),
+    ]
 }
 
 /// How the runner ends.
@@ -71,9 +92,13 @@ pub struct RunnerOptions {
     pub hold_for_collection: bool,
 }
 
-/// The directory the pod runtime mounts (an `emptyDir`) for the runner's
-/// coordination files; writable even with a read-only root filesystem.
+/// The directory both runtimes mount for the runner's own files (a tmpfs on Docker,
+/// an `emptyDir` on a pod): the steps' output files and the release file. Writable
+/// by any user, even with a read-only root filesystem.
 pub const COLLECTION_DIR: &str = "/.orcaops";
+
+/// Where the steps' `ORCAOPS_OUTPUT` files are: `<OUTPUT_DIR>/output-<i>`.
+pub const OUTPUT_DIR: &str = COLLECTION_DIR;
 
 /// Created (by an exec from the controller) once the artifacts are copied;
 /// a holding runner then exits.
@@ -115,7 +140,39 @@ const STOPPED_EXIT_CODE: i64 = 143;
 
 /// The script passed to `/bin/sh -c` (the Docker runner: no hold).
 pub fn runner_script(steps: &[Step], nonce: &str) -> String {
-    script(steps, nonce, None)
+    script(steps, nonce, None, OUTPUT_DIR)
+}
+
+/// Defines `orcaops_outputs INDEX FILE`, which prints what a step wrote to its
+/// `ORCAOPS_OUTPUT` as output markers: nothing for an empty or missing file, its size
+/// alone when it is over the bound (a step that writes a gigabyte does not flood the
+/// log), and a marker saying it cannot be read when the image has no `od`.
+fn outputs_function(nonce: &str) -> String {
+    format!(
+        r#"orcaops_outputs() {{
+  [ -s "$2" ] || return 0
+  orcaops_size=$(($(wc -c < "$2")))
+  if [ "$orcaops_size" -gt {max} ]; then
+    printf '{MARKER_PREFIX}{nonce}:outputs-too-large:%d:%d
+' "$1" "$orcaops_size"
+  elif command -v od >/dev/null 2>&1; then
+    od -An -v -tx1 "$2" | while IFS= read -r orcaops_line; do
+      printf '{MARKER_PREFIX}{nonce}:output:%d:%s
+' "$1" "$orcaops_line"
+    done
+  else
+    printf '{MARKER_PREFIX}{nonce}:outputs-unreadable:%d
+' "$1"
+  fi
+}}
+"#,
+        max = outputs::MAX_STEP_FILE_BYTES,
+    )
+}
+
+/// The `ORCAOPS_OUTPUT` file of step `index`.
+pub fn output_file(output_dir: &str, index: usize) -> String {
+    format!("{}/output-{index}", output_dir.trim_end_matches('/'))
 }
 
 /// Defines `orcaops_exit CODE`, which a holding runner calls instead of
@@ -138,12 +195,13 @@ fn hold_function(hold: Hold<'_>) -> String {
     )
 }
 
-fn script(steps: &[Step], nonce: &str, hold: Option<Hold<'_>>) -> String {
+fn script(steps: &[Step], nonce: &str, hold: Option<Hold<'_>>, output_dir: &str) -> String {
     debug_assert!(
         nonce.bytes().all(|b| b.is_ascii_alphanumeric()),
         "the nonce is written into printf formats unquoted"
     );
     let mut script = String::from(PREAMBLE);
+    script.push_str(&outputs_function(nonce));
     // Where the steps are over, a holding runner waits before it exits; a
     // stopped one (the `exit 143` lines) never waits.
     let finish = match hold {
@@ -156,11 +214,15 @@ fn script(steps: &[Step], nonce: &str, hold: Option<Hold<'_>>) -> String {
     for (index, step) in steps.iter().enumerate() {
         let start = format!("{MARKER_PREFIX}{nonce}:start:{index}\\n");
         let end = format!("{MARKER_PREFIX}{nonce}:end:{index}:%d\\n");
+        // A fresh file per step: the outputs it printed belong to it alone.
+        let output = shell_quote(&output_file(output_dir, index));
         script.push_str(&format!(
             "[ -z \"$orcaops_stop\" ] || exit {STOPPED_EXIT_CODE}\n\
              printf '{start}'; printf '{start}' >&2\n\
+             export ORCAOPS_OUTPUT={output}; {{ true > \"$ORCAOPS_OUTPUT\"; }} 2>/dev/null\n\
              {} &\n\
              orcaops_wait $!\n\
+             orcaops_outputs {index} \"$ORCAOPS_OUTPUT\"\n\
              printf '{end}' \"$orcaops_rc\"; printf '{end}' \"$orcaops_rc\" >&2\n\
              [ \"$orcaops_rc\" -eq 0 ] || {finish} \"$orcaops_rc\"\n",
             step_invocation(step)
@@ -211,10 +273,14 @@ pub struct StepProgress {
     pub exit_code: Option<i64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Marker {
     Start(usize),
     End(usize, i64),
+    /// Bytes of what step `i` wrote to its `ORCAOPS_OUTPUT`.
+    Output(usize, Vec<u8>),
+    OutputsTooLarge(usize, u64),
+    OutputsUnreadable(usize),
 }
 
 /// Feeds log lines (in order) and splits them into per-step output.
@@ -225,6 +291,8 @@ pub struct RunnerParser {
     /// The step whose start marker last appeared on stdout / stderr.
     current_stdout: Option<usize>,
     current_stderr: Option<usize>,
+    /// What each step wrote to its `ORCAOPS_OUTPUT`, as the runner printed it.
+    outputs: Vec<outputs::StepOutputs>,
 }
 
 impl RunnerParser {
@@ -234,6 +302,7 @@ impl RunnerParser {
             steps: vec![StepProgress::default(); step_count],
             current_stdout: None,
             current_stderr: None,
+            outputs: vec![outputs::StepOutputs::default(); step_count],
         }
     }
 
@@ -257,6 +326,11 @@ impl RunnerParser {
 
     pub fn steps(&self) -> &[StepProgress] {
         &self.steps
+    }
+
+    /// What each step wrote to its `ORCAOPS_OUTPUT`, raw; [`outputs::collect`] reads it.
+    pub fn outputs(&self) -> &[outputs::StepOutputs] {
+        &self.outputs
     }
 
     /// The steps' exit code once they are over: the first non-zero one (the runner
@@ -301,13 +375,26 @@ impl RunnerParser {
         let marker = match (parts.next()?, parts.next(), parts.next()) {
             ("start", Some(index), None) => Marker::Start(parse_index(index)?),
             ("end", Some(index), Some(code)) => Marker::End(parse_index(index)?, parse_code(code)?),
+            ("output", Some(index), Some(hex)) => {
+                Marker::Output(parse_index(index)?, parse_hex(hex)?)
+            }
+            ("outputs-too-large", Some(index), Some(size)) => {
+                Marker::OutputsTooLarge(parse_index(index)?, parse_code(size)?.try_into().ok()?)
+            }
+            ("outputs-unreadable", Some(index), None) => {
+                Marker::OutputsUnreadable(parse_index(index)?)
+            }
             _ => return None,
         };
         if parts.next().is_some() {
             return None;
         }
         let index = match marker {
-            Marker::Start(index) | Marker::End(index, _) => index,
+            Marker::Start(index)
+            | Marker::End(index, _)
+            | Marker::Output(index, _)
+            | Marker::OutputsTooLarge(index, _)
+            | Marker::OutputsUnreadable(index) => index,
         };
         (index < self.steps.len()).then_some(marker)
     }
@@ -327,6 +414,20 @@ impl RunnerParser {
                 step.exit_code.get_or_insert(code);
             }
             (Marker::End(..), LogStream::Stderr) => {}
+            // The runner prints outputs on stdout only.
+            (Marker::Output(index, bytes), LogStream::Stdout) => {
+                self.outputs[index].push_bytes(&bytes)
+            }
+            (Marker::OutputsTooLarge(index, size), LogStream::Stdout) => {
+                self.outputs[index].too_large = Some(size)
+            }
+            (Marker::OutputsUnreadable(index), LogStream::Stdout) => {
+                self.outputs[index].unreadable = true
+            }
+            (
+                Marker::Output(..) | Marker::OutputsTooLarge(..) | Marker::OutputsUnreadable(_),
+                LogStream::Stderr,
+            ) => {}
         }
     }
 }
@@ -336,6 +437,17 @@ fn parse_index(text: &str) -> Option<usize> {
         return None;
     }
     text.parse().ok()
+}
+
+/// `od -An -tx1` output: two-digit hex bytes separated by spaces (an empty line is none).
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    text.split_ascii_whitespace()
+        .map(|pair| {
+            (pair.len() == 2 && pair.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u8::from_str_radix(pair, 16).ok())
+                .flatten()
+        })
+        .collect()
 }
 
 fn parse_code(text: &str) -> Option<i64> {
@@ -348,6 +460,9 @@ fn parse_code(text: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod hold_tests;
+
+#[cfg(test)]
+mod output_tests;
 
 #[cfg(test)]
 mod tests {
@@ -394,19 +509,26 @@ mod tests {
     #[test]
     fn script_runs_each_step_between_markers_and_stops_on_failure() {
         let script = runner_script(&[run("a", "echo 'hi'"), exec("b", &["ls", "-l"])], "n0");
-        let steps = script.strip_prefix(PREAMBLE).unwrap();
+        let steps = script
+            .strip_prefix(PREAMBLE)
+            .and_then(|s| s.strip_prefix(&outputs_function("n0")))
+            .unwrap();
         assert_eq!(
             steps,
             r#"[ -z "$orcaops_stop" ] || exit 143
 printf '::orcaops:n0:start:0\n'; printf '::orcaops:n0:start:0\n' >&2
+export ORCAOPS_OUTPUT='/.orcaops/output-0'; { true > "$ORCAOPS_OUTPUT"; } 2>/dev/null
 /bin/sh -c 'echo '\''hi'\''' &
 orcaops_wait $!
+orcaops_outputs 0 "$ORCAOPS_OUTPUT"
 printf '::orcaops:n0:end:0:%d\n' "$orcaops_rc"; printf '::orcaops:n0:end:0:%d\n' "$orcaops_rc" >&2
 [ "$orcaops_rc" -eq 0 ] || exit "$orcaops_rc"
 [ -z "$orcaops_stop" ] || exit 143
 printf '::orcaops:n0:start:1\n'; printf '::orcaops:n0:start:1\n' >&2
+export ORCAOPS_OUTPUT='/.orcaops/output-1'; { true > "$ORCAOPS_OUTPUT"; } 2>/dev/null
 (exec -- 'ls' '-l') &
 orcaops_wait $!
+orcaops_outputs 1 "$ORCAOPS_OUTPUT"
 printf '::orcaops:n0:end:1:%d\n' "$orcaops_rc"; printf '::orcaops:n0:end:1:%d\n' "$orcaops_rc" >&2
 [ "$orcaops_rc" -eq 0 ] || exit "$orcaops_rc"
 [ -z "$orcaops_stop" ] || exit 143

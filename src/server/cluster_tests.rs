@@ -471,6 +471,7 @@ async fn recorded_run(cluster: &Replica) {
         summary: "1 step succeeded".into(),
         steps: vec![],
         artifacts: vec![],
+        outputs: Default::default(),
     };
     cluster.records.put_run(&run).await.unwrap();
     let dir = records::run_dir(

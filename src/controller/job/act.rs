@@ -99,6 +99,21 @@ async fn act_one(
                     .await
                     .map(Some)
                 }
+                Err(RuntimeError::ServiceNotReady { service, reason }) => {
+                    let message = format!("service \"{service}\" did not become ready: {reason}");
+                    warn!(%service, %reason, "cannot start attempt");
+                    record_without_container(
+                        ctx,
+                        obj,
+                        run,
+                        attempt,
+                        container_name,
+                        AttemptOutcome::StartFailed,
+                        message,
+                    )
+                    .await
+                    .map(Some)
+                }
                 Err(e) => Err(e.into()),
             }
         }
@@ -191,6 +206,7 @@ async fn record_without_container(
         finished_at: Utc::now(),
         steps: Vec::new(),
         artifacts: Vec::new(),
+        outputs: Default::default(),
     };
     ctx.records.put_attempt(&record).await?;
     Ok(record)

@@ -352,6 +352,8 @@ impl Decider<'_> {
         self.status.phase = JobPhase::Running;
         self.status.next_attempt_time = None;
         self.status.container = Some(name.clone());
+        // Outputs are the current attempt's: a retry starts with none.
+        self.status.outputs.clear();
         self.status.steps = self
             .obs
             .spec
@@ -574,6 +576,7 @@ impl Decider<'_> {
         let now = self.obs.now;
         self.status.steps = record.steps.clone();
         self.status.artifacts = record.artifacts.clone();
+        self.status.outputs = record.outputs.clone();
         if record.outcome.succeeded() {
             // What the harvest noted past "all steps succeeded" (output cut, artifacts
             // skipped) stays visible in the summary.

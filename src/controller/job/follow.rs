@@ -237,6 +237,12 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
             removed += 1;
         }
     }
+    // Services whose attempt never got its steps' container (a crash while they started).
+    let live: HashSet<String> = live.into_iter().map(String::from).collect();
+    removed += ctx
+        .jobs
+        .remove_orphan_services(ctx.store.instance_id(), &live)
+        .await?;
     Ok(removed)
 }
 

@@ -14,7 +14,7 @@ use crate::records::output::human_bytes;
 use crate::records::{self, AttemptOutcome, AttemptRecord};
 use crate::resources::job::{ArtifactStatus, JobSpec, StepStatus};
 use crate::resources::{Object, keys};
-use crate::runtime::runner::RunnerParser;
+use crate::runtime::runner::{RunnerParser, outputs};
 use crate::runtime::{ContainerInfo, ContainerState, RuntimeError};
 
 use super::super::{Context, ControllerError};
@@ -77,21 +77,33 @@ pub(super) async fn harvest(
     // 0 without that was ended from outside: a Docker daemon killed and started again
     // reports 0 for the containers it finds running and stops.
     let unfinished = steps.iter().position(|s| s.exit_code.is_none());
+    let job_outputs = outputs::collect(&spec.steps, &output.outputs);
     let mut outcome = forced.unwrap_or(if exit_code == Some(0) && unfinished.is_none() {
         AttemptOutcome::Succeeded
     } else {
         AttemptOutcome::Failed
     });
-    let mut message = match (outcome, failed_step) {
-        (AttemptOutcome::Succeeded, _) => "all steps succeeded".to_string(),
-        (AttemptOutcome::Failed, Some(step)) => {
+    // Steps that succeeded but wrote outputs out of bounds (or unreadable) fail the
+    // attempt; a failure of its own keeps its message, with this as a note.
+    let mut outputs_note = None;
+    if let Some(error) = &job_outputs.error {
+        if outcome.succeeded() {
+            outcome = AttemptOutcome::Failed;
+        } else {
+            outputs_note = Some(error.to_string());
+        }
+    }
+    let mut message = match (outcome, failed_step, &job_outputs.error) {
+        (AttemptOutcome::Succeeded, _, _) => "all steps succeeded".to_string(),
+        (AttemptOutcome::Failed, None, Some(error)) if outputs_note.is_none() => error.to_string(),
+        (AttemptOutcome::Failed, Some(step), _) => {
             format!(
                 "step \"{}\" exited with {}",
                 step.name,
                 step.exit_code.unwrap_or_default()
             )
         }
-        (AttemptOutcome::Failed, None) if exit_code == Some(0) => {
+        (AttemptOutcome::Failed, None, _) if exit_code == Some(0) => {
             let i = unfinished.unwrap_or_default();
             format!(
                 "the container ended (exit 0) before step {} \"{}\" reported its end: it was stopped from outside the runner",
@@ -102,11 +114,11 @@ pub(super) async fn harvest(
                     .unwrap_or_default()
             )
         }
-        (AttemptOutcome::Failed, None) => {
+        (AttemptOutcome::Failed, None, _) => {
             let oom = exit_code == Some(137) && ctx.jobs.oom_killed(&container.id).await?;
             super::decide::ended::before_steps_finished(exit_code, oom, &output.progress)
         }
-        (AttemptOutcome::TimedOut, _) => "stopped at the timeout".to_string(),
+        (AttemptOutcome::TimedOut, _, _) => "stopped at the timeout".to_string(),
         _ if obj.metadata.deletion_timestamp.is_some() => {
             "stopped because the Job was deleted".to_string()
         }
@@ -124,6 +136,10 @@ pub(super) async fn harvest(
             "; the Docker daemon went away at {} (stopped or restarted), which ends the containers it runs",
             since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ));
+    }
+    if let Some(note) = outputs_note {
+        message.push_str("; ");
+        message.push_str(&note);
     }
     if output.cut {
         message.push_str(&format!(
@@ -145,6 +161,12 @@ pub(super) async fn harvest(
     for note in &collected.notes {
         message.push_str("; ");
         message.push_str(note);
+    }
+    if !spec.services.is_empty() {
+        for note in ctx.jobs.service_notes(&container.id).await? {
+            message.push_str("; ");
+            message.push_str(&note);
+        }
     }
     let artifacts = collected.artifacts;
     if !spec.artifacts.is_empty() {
@@ -170,6 +192,7 @@ pub(super) async fn harvest(
             .unwrap_or_else(Utc::now),
         steps,
         artifacts,
+        outputs: job_outputs.values,
     };
     ctx.records.put_attempt(&record).await?;
     info!(run, attempt, outcome = ?record.outcome, "attempt recorded");
@@ -196,6 +219,8 @@ struct Output {
     /// The last lines of each step's output (not the preamble's).
     tails: Vec<VecDeque<String>>,
     progress: Vec<crate::runtime::runner::StepProgress>,
+    /// What each step wrote to its `ORCAOPS_OUTPUT`.
+    outputs: Vec<outputs::StepOutputs>,
     first_time: Option<DateTime<Utc>>,
     last_time: Option<DateTime<Utc>>,
     /// The output went past the cap.
@@ -227,6 +252,7 @@ async fn write_output(
     let mut output = Output {
         tails: vec![VecDeque::new(); step_count],
         progress: Vec::new(),
+        outputs: Vec::new(),
         first_time: None,
         last_time: None,
         cut: false,
@@ -281,6 +307,7 @@ async fn write_output(
     tokio::fs::rename(&index_partial, &index_path).await?;
     tokio::fs::rename(&log_partial, &log_path).await?;
     output.progress = parser.steps().to_vec();
+    output.outputs = parser.outputs().to_vec();
     Ok(output)
 }
 

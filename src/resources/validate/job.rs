@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use super::{
     CheckSpec, MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds,
 };
-use crate::resources::job::{JobSecurity, JobSpec, Step};
+use crate::resources::job::{JobSecurity, JobSpec, ServiceReadiness, Step};
 use crate::resources::parse::closest;
 use crate::resources::workflow::WorkflowSpec;
 
@@ -80,6 +80,144 @@ fn job_spec(p: &mut Problems, at: &str, spec: &JobSpec) {
     );
     artifacts(p, at, spec);
     security(p, &format!("{at}.security"), &spec.security);
+    services(p, at, spec);
+}
+
+/// How many services a Job may have (each is a container for every attempt).
+pub const MAX_SERVICES: usize = 8;
+
+fn services(p: &mut Problems, at: &str, spec: &JobSpec) {
+    if spec.services.len() > MAX_SERVICES {
+        p.push(
+            format!("{at}.services"),
+            format!(
+                "the Job has {} services, over the limit of {MAX_SERVICES}",
+                spec.services.len()
+            ),
+            "run fewer services beside the steps",
+        );
+    }
+    let mut names = HashSet::new();
+    // On a pod the services share one network namespace: one port, one service.
+    let mut ports_taken: HashMap<u16, &str> = HashMap::new();
+    for (i, service) in spec.services.iter().enumerate() {
+        let field = format!("{at}.services[{i}]");
+        // The name is a host name on the attempt's network, and part of a container name.
+        dns_label(
+            p,
+            &format!("{field}.name"),
+            "service name",
+            &service.name,
+            MAX_SERVICE_NAME,
+        );
+        if !names.insert(service.name.as_str()) {
+            p.push(
+                format!("{field}.name"),
+                format!("service name \"{}\" is used twice", service.name),
+                "give each service its own name",
+            );
+        }
+        if service.name == "steps" {
+            p.push(
+                format!("{field}.name"),
+                "service name \"steps\" is the name of the steps' own container in a pod",
+                "choose another name, such as \"db\"",
+            );
+        }
+        if service.image.trim().is_empty() {
+            p.push(
+                format!("{field}.image"),
+                "the image is empty",
+                "name a container image, such as \"postgres:16\"",
+            );
+        } else if service.image.chars().any(char::is_whitespace) {
+            p.push(
+                format!("{field}.image"),
+                format!("image \"{}\" contains whitespace", service.image),
+                "give only the image reference here; the command goes in `command`",
+            );
+        }
+        if service.command.first().is_some_and(|c| c.trim().is_empty()) {
+            p.push(
+                format!("{field}.command"),
+                "the command's first entry is empty: it must name the program",
+                "write the program and its arguments, or leave `command` out for the image's own",
+            );
+        }
+        env_vars(p, &format!("{field}.env"), &service.env);
+        let mut ports = HashSet::new();
+        for (j, port) in service.ports.iter().enumerate() {
+            if *port == 0 {
+                p.push(
+                    format!("{field}.ports[{j}]"),
+                    "port 0 is not a port",
+                    "use a port from 1 to 65535",
+                );
+            } else if !ports.insert(*port) {
+                p.push(
+                    format!("{field}.ports[{j}]"),
+                    format!("port {port} is listed twice"),
+                    "list each port once",
+                );
+            } else if let Some(other) = ports_taken.insert(*port, &service.name) {
+                p.push(
+                    format!("{field}.ports[{j}]"),
+                    format!("port {port} is also a port of service \"{other}\""),
+                    "give each service its own ports (on a cluster they share the pod's network)",
+                );
+            }
+        }
+        if let Some(readiness) = &service.readiness {
+            service_readiness(p, &format!("{field}.readiness"), readiness);
+        }
+    }
+}
+
+/// A service's container is `<attempt container>-<service>`; a pod's container name is
+/// a DNS label of at most 63 characters, and the name is a host name besides.
+const MAX_SERVICE_NAME: usize = 30;
+
+fn service_readiness(p: &mut Problems, field: &str, readiness: &ServiceReadiness) {
+    match (&readiness.tcp_port, &readiness.exec) {
+        (Some(_), Some(_)) => p.push(
+            field,
+            "the readiness check has both tcpPort and exec",
+            "keep one: tcpPort for a port that accepts connections, exec for a command that exits 0",
+        ),
+        (Some(0), None) => p.push(
+            format!("{field}.tcpPort"),
+            "port 0 is not a port",
+            "use a port from 1 to 65535",
+        ),
+        (None, Some(exec)) if exec.first().is_none_or(|c| c.trim().is_empty()) => p.push(
+            format!("{field}.exec"),
+            "the exec check is empty: its first entry must name the program",
+            "give the program and its arguments, such as [\"pg_isready\"]",
+        ),
+        _ => {}
+    }
+    seconds(
+        p,
+        &format!("{field}.periodSeconds"),
+        readiness.period_seconds,
+        false,
+    );
+    seconds(
+        p,
+        &format!("{field}.timeoutSeconds"),
+        readiness.timeout_seconds,
+        false,
+    );
+    if readiness.failure_threshold == Some(0) {
+        p.push(
+            format!("{field}.failureThreshold"),
+            "a failure threshold of 0 fails before any check",
+            format!(
+                "use 1 or more, or leave it out ({})",
+                ServiceReadiness::DEFAULT_FAILURE_THRESHOLD
+            ),
+        );
+    }
 }
 
 /// The steps travel to the container as one argument of the runner shell, and Linux

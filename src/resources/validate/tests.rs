@@ -374,3 +374,41 @@ fn steps_too_large_for_one_argument_are_refused() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn job_services_are_checked() {
+    let mut spec = simple_job();
+    spec["services"] = json!([
+        {"name": "db", "image": "postgres:16", "ports": [5432], "readiness": {"exec": ["pg_isready"], "periodSeconds": 2}},
+        {"name": "Web_1", "image": "", "ports": [0, 80, 80]},
+        {"name": "db", "image": "a b", "command": [""], "readiness": {"tcpPort": 1, "exec": ["x"]}},
+        {"name": "steps", "image": "busybox", "readiness": {"tcpPort": 0, "periodSeconds": 0, "timeoutSeconds": 0, "failureThreshold": 0}},
+        {"name": "cache", "image": "busybox", "readiness": {"exec": []}, "env": [{"name": "1X", "value": ""}]},
+        {"name": "web", "image": "busybox", "ports": [5432]},
+    ]);
+    assert_eq!(
+        fields(&job(spec)),
+        [
+            "spec.services[1].name",
+            "spec.services[1].image",
+            "spec.services[1].ports[0]",
+            "spec.services[1].ports[2]",
+            "spec.services[2].name",
+            "spec.services[2].image",
+            "spec.services[2].command",
+            "spec.services[2].readiness",
+            "spec.services[3].name",
+            "spec.services[3].readiness.tcpPort",
+            "spec.services[3].readiness.periodSeconds",
+            "spec.services[3].readiness.timeoutSeconds",
+            "spec.services[3].readiness.failureThreshold",
+            "spec.services[4].env[0].name",
+            "spec.services[4].readiness.exec",
+            "spec.services[5].ports[0]",
+        ]
+    );
+    let mut good = simple_job();
+    good["services"] =
+        json!([{"name": "web", "image": "busybox", "command": ["httpd", "-f"], "ports": [8080]}]);
+    assert_eq!(fields(&job(good)), Vec::<String>::new());
+}

@@ -40,6 +40,17 @@ impl DockerRuntime {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<()> {
+        self.ensure_network_with(name, labels, true).await
+    }
+
+    /// [`DockerRuntime::ensure_network`], internal or not (a Job with `network: bridge`
+    /// reaches out through its network).
+    pub async fn ensure_network_with(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        internal: bool,
+    ) -> Result<()> {
         match self
             .call(
                 "inspect_network",
@@ -61,7 +72,7 @@ impl DockerRuntime {
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
-            internal: Some(true),
+            internal: Some(internal),
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };

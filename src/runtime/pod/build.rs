@@ -3,15 +3,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, Pod, PodSecurityContext, PodSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction, HostAlias,
+    Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::resources::common::Resources;
-use crate::resources::job::{JobNetwork, JobSpec};
+use crate::resources::job::{JobNetwork, JobSpec, ReadinessCheck};
 use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::resources::{API_VERSION, DEFAULT_WORKSPACE, Kind, Object, keys};
 use crate::runtime::names::{STOP_GRACE_SECS, container_labels, uid8};
@@ -23,7 +25,7 @@ pub const MAX_POD_NAME: usize = 63;
 /// The name of the one container in an attempt's pod.
 pub const STEPS_CONTAINER: &str = "steps";
 
-/// The `emptyDir` holding the runner's release file (only with artifacts).
+/// The `emptyDir` holding the runner's files: the steps' outputs, the release file.
 const COLLECTION_VOLUME: &str = "orcaops";
 /// The `emptyDir` at `/tmp` of a read-only root filesystem.
 const TMP_VOLUME: &str = "tmp";
@@ -129,10 +131,19 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
     let security = &spec.security;
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    if attempt.holds_for_collection() {
-        volumes.push(empty_dir(COLLECTION_VOLUME));
-        mounts.push(mount(COLLECTION_VOLUME, COLLECTION_DIR));
-    }
+    // The runner's own files: the steps' `ORCAOPS_OUTPUT` and the release file. An
+    // `emptyDir` is writable by any user, whatever the root filesystem. In memory and
+    // 1 MiB, as Docker's tmpfs: a step that writes there without end gets "no space
+    // left" instead of the pod being evicted for its disk use.
+    volumes.push(Volume {
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".to_string()),
+            size_limit: Some(Quantity("1Mi".to_string())),
+            ..Default::default()
+        }),
+        ..empty_dir(COLLECTION_VOLUME)
+    });
+    mounts.push(mount(COLLECTION_VOLUME, COLLECTION_DIR));
     if security.read_only_root_filesystem {
         // As Docker's tmpfs: shells need somewhere to write here documents.
         volumes.push(empty_dir(TMP_VOLUME));
@@ -163,10 +174,21 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Default::default()
     };
+    let services = service_containers(attempt);
     Pod {
         metadata: attempt.metadata(),
         spec: Some(PodSpec {
             containers: vec![container],
+            // Native sidecars: the kubelet starts the steps once every one has passed its
+            // startup probe, and stops them when the steps end.
+            init_containers: (!services.is_empty()).then_some(services),
+            // The steps reach each service by its name, as on Docker's network.
+            host_aliases: (!spec.services.is_empty()).then(|| {
+                vec![HostAlias {
+                    ip: "127.0.0.1".to_string(),
+                    hostnames: Some(spec.services.iter().map(|s| s.name.clone()).collect()),
+                }]
+            }),
             restart_policy: Some("Never".to_string()),
             // Kubernetes refuses 0; a run with no time left should not start a pod at all,
             // and if it does, it ends at once.
@@ -186,6 +208,68 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
         }),
         status: None,
     }
+}
+
+/// The Job's services as native sidecars: init containers that keep running
+/// (`restartPolicy: Always`), each with its readiness check as a `startupProbe`, so the
+/// steps' container starts after they are ready. Hardened like the steps' container,
+/// with the default memory limit.
+fn service_containers(attempt: &JobAttempt<'_>) -> Vec<Container> {
+    attempt
+        .spec
+        .services
+        .iter()
+        .map(|service| {
+            let (period, timeout, threshold) = service.timing();
+            let probe = |handler: Probe| Probe {
+                period_seconds: Some(i32::try_from(period).unwrap_or(i32::MAX)),
+                timeout_seconds: Some(i32::try_from(timeout).unwrap_or(i32::MAX)),
+                failure_threshold: Some(i32::try_from(threshold).unwrap_or(i32::MAX)),
+                ..handler
+            };
+            let startup_probe = match service.check() {
+                ReadinessCheck::Running => None,
+                ReadinessCheck::TcpPort(port) => Some(probe(Probe {
+                    tcp_socket: Some(TCPSocketAction {
+                        port: IntOrString::Int(i32::from(port)),
+                        host: None,
+                    }),
+                    ..Default::default()
+                })),
+                ReadinessCheck::Exec(command) => Some(probe(Probe {
+                    exec: Some(ExecAction {
+                        command: Some(command),
+                    }),
+                    ..Default::default()
+                })),
+            };
+            Container {
+                name: service.name.clone(),
+                image: Some(service.image.clone()),
+                command: (!service.command.is_empty()).then(|| service.command.clone()),
+                env: env_vars(&service.env),
+                ports: (!service.ports.is_empty()).then(|| {
+                    service
+                        .ports
+                        .iter()
+                        .map(|port| ContainerPort {
+                            container_port: i32::from(*port),
+                            ..Default::default()
+                        })
+                        .collect()
+                }),
+                restart_policy: Some("Always".to_string()),
+                startup_probe,
+                resources: resources(Some(&with_default_memory(
+                    None,
+                    attempt.default_memory_bytes,
+                ))),
+                security_context: Some(hardened_container()),
+                termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+                ..Default::default()
+            }
+        })
+        .collect()
 }
 
 /// For `network: none`, a policy that selects exactly this attempt's pod and

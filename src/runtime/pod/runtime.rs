@@ -22,7 +22,7 @@ use crate::runtime::artifact::store_tar;
 use crate::runtime::job::{AttemptRequest, JobRuntime, LogLines};
 use crate::runtime::log_lines::LineAssembler;
 use crate::runtime::names::NONCE_LABEL;
-use crate::runtime::runner::{COLLECTION_DIR, RunnerParser};
+use crate::runtime::runner::{RELEASE_FILE, RunnerParser};
 use crate::runtime::{
     ContainerInfo, ContainerState, CopiedArtifact, LogLine, LogStream, Result, RuntimeError,
 };
@@ -389,8 +389,10 @@ fn holding_steps(pod: &Pod) -> Option<usize> {
         .containers
         .iter()
         .filter(|c| c.name == STEPS_CONTAINER)
-        .flat_map(|c| c.volume_mounts.iter().flatten())
-        .any(|m| m.mount_path == COLLECTION_DIR);
+        .flat_map(|c| c.command.iter().flatten())
+        // Every pod mounts the runner's directory (for outputs); only a holding runner
+        // waits for the release file.
+        .any(|arg| arg.contains(RELEASE_FILE));
     if !holds {
         return None;
     }
@@ -445,7 +447,12 @@ pub(crate) fn pod_info(pod: &Pod) -> ContainerInfo {
         .find(|c| c.name == STEPS_CONTAINER);
     let container_state = steps.and_then(|c| c.state.clone()).unwrap_or_default();
     let phase = status.phase.as_deref().unwrap_or("Pending");
-    let stuck = cannot_start(&container_state);
+    let steps_started = container_state.running.is_some() || container_state.terminated.is_some();
+    let stuck = cannot_start(&container_state).or_else(|| {
+        (!steps_started)
+            .then(|| service_not_ready(&status))
+            .flatten()
+    });
     let (state, started_at, finished_at) = match (&container_state.terminated, phase) {
         (Some(t), _) => (
             ContainerState::Exited {
@@ -488,6 +495,37 @@ pub(crate) fn pod_info(pod: &Pod) -> ContainerInfo {
         started_at: started_at.flatten(),
         finished_at: finished_at.flatten(),
     }
+}
+
+/// A service (a native sidecar) the kubelet restarted before the steps started: its
+/// startup probe failed `failureThreshold` times, or it exited, or its image cannot be
+/// had. The steps would wait for it for ever, so the attempt cannot start.
+fn service_not_ready(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<String> {
+    status.init_container_statuses.iter().flatten().find_map(|c| {
+        let state = c.state.clone().unwrap_or_default();
+        if let Some(stuck) = cannot_start(&state) {
+            return Some(format!("service \"{}\" did not become ready: {stuck}", c.name));
+        }
+        if c.restart_count == 0 {
+            return None;
+        }
+        let last = c
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| {
+                let reason = t.reason.as_deref().unwrap_or("Terminated");
+                match t.message.as_deref().filter(|m| !m.is_empty()) {
+                    Some(message) => format!("; it last ended {reason} with {}: {message}", t.exit_code),
+                    None => format!("; it last ended {reason} with {}", t.exit_code),
+                }
+            })
+            .unwrap_or_default();
+        Some(format!(
+            "service \"{}\" did not become ready: the kubelet restarted it {} time(s) (its startup probe failed, or it exited){last}",
+            c.name, c.restart_count
+        ))
+    })
 }
 
 /// A Kubernetes time (jiff) as the application's (chrono), through RFC 3339.

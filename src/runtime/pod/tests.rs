@@ -11,7 +11,9 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::*;
 use crate::resources::common::{EnvVar, Resources};
-use crate::resources::job::{Artifact, JobNetwork, JobSecurity, JobSpec, Step};
+use crate::resources::job::{
+    Artifact, JobNetwork, JobSecurity, JobService, JobSpec, ServiceReadiness, Step,
+};
 use crate::resources::validate::dns_label_problem;
 use crate::resources::{Kind, Object};
 use crate::runtime::names::{container_labels, container_name};
@@ -241,6 +243,96 @@ fn artifacts_mount_the_collection_volume_and_hold() {
 }
 
 #[test]
+fn services_are_native_sidecars_with_startup_probes_and_host_aliases() {
+    let fixture = Fixture::new().with(|spec| {
+        spec.network = JobNetwork::None;
+        spec.services = vec![
+            JobService {
+                name: "db".into(),
+                image: "postgres:16".into(),
+                env: vec![EnvVar {
+                    name: "POSTGRES_PASSWORD".into(),
+                    value: "test".into(),
+                }],
+                ports: vec![5432],
+                readiness: Some(ServiceReadiness {
+                    exec: Some(vec!["pg_isready".into()]),
+                    period_seconds: Some(2),
+                    failure_threshold: Some(30),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            JobService {
+                name: "web".into(),
+                image: "busybox:latest".into(),
+                command: vec!["httpd".into(), "-f".into(), "-p".into(), "8080".into()],
+                ports: vec![8080],
+                ..Default::default()
+            },
+            JobService {
+                name: "worker".into(),
+                image: "busybox:latest".into(),
+                command: vec!["sleep".into(), "600".into()],
+                ..Default::default()
+            },
+        ];
+    });
+    let pod = fixture.pod();
+    let spec = pod.spec.clone().unwrap();
+    let sidecars = spec.init_containers.clone().unwrap();
+    assert_eq!(
+        sidecars
+            .iter()
+            .map(|c| (c.name.as_str(), c.restart_policy.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            ("db", Some("Always")),
+            ("web", Some("Always")),
+            ("worker", Some("Always"))
+        ]
+    );
+    // The web server's readiness defaults to its first port; a service without ports
+    // is ready once it runs.
+    let web = sidecars[1].startup_probe.clone().unwrap();
+    assert_eq!(
+        web.tcp_socket.unwrap().port,
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080)
+    );
+    assert_eq!(
+        (
+            web.period_seconds,
+            web.timeout_seconds,
+            web.failure_threshold
+        ),
+        (Some(1), Some(1), Some(60))
+    );
+    assert!(sidecars[2].startup_probe.is_none());
+    for sidecar in &sidecars {
+        let security = sidecar.security_context.clone().unwrap();
+        assert_eq!(security.allow_privilege_escalation, Some(false), "hardened");
+        assert!(
+            sidecar
+                .resources
+                .as_ref()
+                .is_some_and(|r| r.limits.as_ref().is_some_and(|l| l.contains_key("memory"))),
+            "the default memory limit"
+        );
+    }
+    let aliases = spec.host_aliases.clone().unwrap();
+    assert_eq!(aliases[0].ip, "127.0.0.1");
+    assert_eq!(
+        aliases[0].hostnames.clone().unwrap(),
+        ["db", "web", "worker"]
+    );
+    // The same deny-all policy: a pod's containers share its network namespace, so the
+    // steps reach their services over loopback, which a NetworkPolicy does not touch.
+    let policy = build_network_policy(&fixture.attempt()).unwrap();
+    assert_eq!(policy.spec.as_ref().unwrap().egress, None);
+    insta::assert_yaml_snapshot!((fixture.pod_for_review(), policy));
+}
+
+#[test]
 fn timeout_is_the_active_deadline() {
     let mut fixture = Fixture::new().with(|spec| spec.timeout_seconds = Some(600));
     fixture.active_deadline_seconds = Some(540);
@@ -310,7 +402,10 @@ fn without_artifacts_the_pod_runs_exactly_the_docker_runner() {
         fixture.container_command(),
         runner::runner_command(&fixture.spec.steps, NONCE)
     );
-    assert!(fixture.pod().spec.unwrap().volumes.is_none());
+    // Only the runner's own volume (for the steps' outputs), not holding.
+    let volumes = fixture.pod().spec.unwrap().volumes.unwrap();
+    assert_eq!(volumes.len(), 1);
+    assert_eq!(volumes[0].name, "orcaops");
 }
 
 #[test]

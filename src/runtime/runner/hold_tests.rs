@@ -26,7 +26,12 @@ impl Held {
         };
         let child = Command::new("/bin/sh")
             .arg("-c")
-            .arg(script(steps, "n0", Some(hold)))
+            .arg(script(
+                steps,
+                "n0",
+                Some(hold),
+                dir.path().to_str().unwrap(),
+            ))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

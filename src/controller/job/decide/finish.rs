@@ -32,6 +32,7 @@ impl Decider<'_> {
         if let Some(r) = record {
             self.status.steps = r.steps.clone();
             self.status.artifacts = r.artifacts.clone();
+            self.status.outputs = r.outputs.clone();
         }
         let exit_code = record.and_then(|r| r.exit_code);
         let duration_ms = self
@@ -132,6 +133,7 @@ impl Decider<'_> {
             summary,
             steps: self.status.steps.clone(),
             artifacts: self.status.artifacts.clone(),
+            outputs: self.status.outputs.clone(),
         })));
     }
 

@@ -116,6 +116,7 @@ impl Fixture {
                 output_tail: "out".into(),
             }],
             artifacts: vec![],
+            outputs: Default::default(),
         });
         self.obs.harvested.insert((run, attempt));
         self

@@ -8,6 +8,7 @@ use super::*;
 use crate::kubeapi::mock::{Exchange, core_path, mock_client, status};
 use crate::resources::job::{JobNetwork, JobSpec, Step};
 use crate::resources::{Kind, Object, keys};
+use crate::runtime::runner::COLLECTION_DIR;
 
 const UID: &str = "0123abcd-4567-89ef-0123-456789abcdef";
 const NONCE: &str = "f00dfeedc0ffee42";
@@ -81,6 +82,8 @@ fn holding_pod(name: &str, steps: usize) -> Value {
     pod["metadata"]["annotations"] = json!({STEPS_ANNOTATION: steps.to_string()});
     pod["spec"]["containers"][0]["volumeMounts"] =
         json!([{"name": "orcaops", "mountPath": COLLECTION_DIR}]);
+    pod["spec"]["containers"][0]["command"] =
+        json!(["/bin/sh", "-c", format!("... [ ! -e {RELEASE_FILE} ] ...")]);
     pod
 }
 
@@ -444,9 +447,65 @@ async fn copy_out_and_release_exec_in_the_steps_container() {
 }
 
 #[test]
-fn holding_needs_the_collection_mount_and_the_step_count() {
+fn holding_needs_a_holding_runner_and_the_step_count() {
     let held: Pod = serde_json::from_value(holding_pod("held", 2)).unwrap();
     assert_eq!(holding_steps(&held), Some(2));
+    // Every pod mounts the runner's directory; that alone is not holding.
+    let mut mounted = holding_pod("mounted", 2);
+    mounted["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c", "exit 0"]);
+    let mounted: Pod = serde_json::from_value(mounted).unwrap();
+    assert_eq!(holding_steps(&mounted), None);
     let plain: Pod = serde_json::from_value(pod("plain", json!({}), "Running", json!({}))).unwrap();
     assert_eq!(holding_steps(&plain), None);
+}
+
+#[test]
+fn a_service_restarted_before_the_steps_started_means_the_attempt_cannot_start() {
+    let with_sidecar = |sidecar: Value, steps_state: Value| {
+        let mut pod = pod(POD, json!({}), "Pending", steps_state);
+        pod["status"]["initContainerStatuses"] = json!([sidecar]);
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        pod_info(&pod).state
+    };
+    let waiting = json!({"waiting": {"reason": "PodInitializing"}});
+    let sidecar = |restarts: i32, last: Value| {
+        json!({"name": "db", "image": "postgres:16", "imageID": "", "ready": false,
+            "restartCount": restarts, "state": {"running": {}}, "lastState": last})
+    };
+    // Starting: the steps wait.
+    assert_eq!(
+        with_sidecar(sidecar(0, json!({})), waiting.clone()),
+        ContainerState::Running
+    );
+    let ContainerState::CannotStart { reason } = with_sidecar(
+        sidecar(
+            1,
+            json!({"terminated": {"exitCode": 137, "reason": "Error"}}),
+        ),
+        waiting.clone(),
+    ) else {
+        panic!("a restarted service is not ready");
+    };
+    assert!(
+        reason.contains("service \"db\" did not become ready")
+            && reason.contains("restarted it 1 time(s)")
+            && reason.contains("Error with 137"),
+        "{reason}"
+    );
+    let stuck = json!({"name": "db", "image": "nope", "imageID": "", "ready": false,
+        "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}});
+    assert_eq!(
+        with_sidecar(stuck, waiting),
+        ContainerState::CannotStart {
+            reason: "service \"db\" did not become ready: ImagePullBackOff".into()
+        }
+    );
+    // Once the steps run, a restarted service is theirs to notice, not a start failure.
+    assert_eq!(
+        with_sidecar(
+            sidecar(2, json!({})),
+            json!({"running": {"startedAt": "2026-01-01T00:00:01Z"}})
+        ),
+        ContainerState::Running
+    );
 }

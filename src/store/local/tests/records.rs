@@ -97,6 +97,7 @@ fn run(uid: &str, run: u32, start: Option<u32>, end: Option<u32>) -> RunRecord {
         summary: String::new(),
         steps: Vec::new(),
         artifacts: Vec::new(),
+        outputs: Default::default(),
     }
 }
 
@@ -113,6 +114,7 @@ fn attempt(uid: &str, run: u32, attempt: u32, outcome: AttemptOutcome) -> Attemp
         finished_at: at(attempt + 1),
         steps: Vec::new(),
         artifacts: Vec::new(),
+        outputs: Default::default(),
     }
 }
 
