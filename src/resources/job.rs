@@ -3,6 +3,8 @@
 // kube's `printcolumn(...)` attributes repeat `type_ = ...`; this lint misreads that as a duplicate.
 #![allow(clippy::duplicated_attributes)]
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -251,6 +253,9 @@ pub struct JobStatus {
     pub steps: Vec<StepStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<ArtifactStatus>,
+    /// `key=value` lines the steps wrote to `$ORCAOPS_OUTPUT` (a Workflow passes them on).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
     /// One line a person reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,

@@ -2,6 +2,7 @@
 
 pub mod columns;
 pub mod common;
+pub mod expr;
 pub mod job;
 pub mod parse;
 pub mod policy;
@@ -55,6 +56,10 @@ pub mod keys {
     pub const LABEL_POOL: &str = "orcaops.dev/pool";
     /// The warm-pool slot (one pooled sandbox) a container, network or volume belongs to.
     pub const LABEL_SLOT: &str = "orcaops.dev/slot";
+    /// On a Job a Workflow made: the Workflow, its run, and the node the Job runs.
+    pub const LABEL_WORKFLOW: &str = "orcaops.dev/workflow";
+    pub const LABEL_WORKFLOW_RUN: &str = "orcaops.dev/workflow-run";
+    pub const LABEL_NODE: &str = "orcaops.dev/node";
     /// The finalizer the cluster-mode controllers put on an object whose deletion needs
     /// cleanup first (pods, run records): Kubernetes keeps the object, marked with a
     /// deletionTimestamp, until the controller has cleaned up and removed it.
