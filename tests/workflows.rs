@@ -246,3 +246,23 @@ spec:
     assert!(err.contains("unknown variable \"nope\""), "{err}");
     assert!(workflow(&server, "bad").is_none());
 }
+
+#[test]
+fn the_example_workflow_runs() {
+    let server = Server::start();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/other-kinds/workflow.yaml"
+    ))
+    .unwrap();
+    server.write("workflow.yaml", &example);
+    let wf = wait_workflow(&server, "build-and-test", "Succeeded");
+    assert_eq!(
+        wf.pointer("/status/progress").and_then(Value::as_str),
+        Some("6/6")
+    );
+    let logs = server.cli_ok(&["logs", "job", "build-and-test-1-test-shard-2"]);
+    assert!(logs.contains("testing shard 2"), "{logs}");
+    let logs = server.cli_ok(&["logs", "job", "build-and-test-1-report"]);
+    assert!(logs.contains("tests Succeeded, lint Succeeded"), "{logs}");
+}
