@@ -266,3 +266,57 @@ fn the_example_workflow_runs() {
     let logs = server.cli_ok(&["logs", "job", "build-and-test-1-report"]);
     assert!(logs.contains("tests Succeeded, lint Succeeded"), "{logs}");
 }
+
+#[test]
+fn kill_9_mid_workflow_continues_the_same_run_with_one_job_per_node() {
+    let mut server = Server::start();
+    server.write(
+        "crash.yaml",
+        r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: crash
+spec:
+  jobs:
+    - name: first
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo first-ran'}]}
+    - name: slow
+      needs: [first]
+      job: {image: busybox:latest, steps: [{name: s, run: 'sleep 4; echo slow-done'}]}
+    - name: last
+      needs: [slow]
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo last-ran'}]}
+"#,
+    );
+    server.wait_phase("crash-1-slow", "Running", T);
+    server.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    server.restart();
+    let wf = wait_workflow(&server, "crash", "Succeeded");
+    assert_eq!(
+        wf.pointer("/status/run"),
+        Some(&Value::from(1)),
+        "the same run"
+    );
+    let listed = server.cli_ok(&["get", "jobs", "-l", "orcaops.dev/workflow=crash"]);
+    assert_eq!(
+        listed.lines().count(),
+        4,
+        "a header and one Job per node:\n{listed}"
+    );
+    for (job, line) in [
+        ("crash-1-first", "first-ran"),
+        ("crash-1-slow", "slow-done"),
+        ("crash-1-last", "last-ran"),
+    ] {
+        let j = server.job(job).unwrap();
+        assert_eq!(
+            j.pointer("/status/totalRuns"),
+            Some(&Value::from(1)),
+            "{job}"
+        );
+        assert_eq!(j.pointer("/status/attempt"), Some(&Value::from(1)), "{job}");
+        let logs = server.cli_ok(&["logs", "job", job]);
+        assert_eq!(logs.matches(line).count(), 1, "{job} ran once: {logs}");
+    }
+}

@@ -65,7 +65,10 @@ pub mod keys {
     /// deletionTimestamp, until the controller has cleaned up and removed it.
     pub const FINALIZER: &str = "orcaops.dev/cleanup";
     /// Annotations the controllers and CLI own: an apply from a file keeps them.
-    pub const CONTROL: &[&str] = &[CANCEL, RERUN, START];
+    pub const CONTROL: &[&str] = &[CANCEL, RERUN, START, INPUTS];
+    /// On a Workflow: the inputs (a JSON object of strings) of the run the next
+    /// `orcaops.dev/rerun` starts; inputs it does not give take their defaults.
+    pub const INPUTS: &str = "orcaops.dev/inputs";
 }
 
 /// The kinds orcaops knows.

@@ -52,9 +52,11 @@ pub struct NodeJob {
     pub name: String,
     pub run: Option<u32>,
     pub node: Option<String>,
-    /// Whether its controller ownerReference is this Workflow (by uid): a Job left by a
-    /// deleted Workflow of the same name is not.
+    /// Whether its ownerReference is this Workflow (by uid).
     pub owned: bool,
+    /// Whether it is owned by another Workflow of this name: one deleted and made again
+    /// before its Jobs were gone. (A Job that merely carries the label is left alone.)
+    pub foreign: bool,
     pub deleting: bool,
     pub status: JobStatus,
 }
@@ -63,14 +65,19 @@ impl NodeJob {
     /// The Job as observed from a stored object.
     pub fn from_object(obj: &Object, workflow_uid: &str) -> Self {
         let label = |key: &str| obj.metadata.labels.get(key).cloned();
+        let owners: Vec<&str> = obj
+            .metadata
+            .owner_references
+            .iter()
+            .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("Workflow"))
+            .filter_map(|r| r.get("uid").and_then(|u| u.as_str()))
+            .collect();
         NodeJob {
             name: obj.metadata.name.clone(),
             run: label(keys::LABEL_WORKFLOW_RUN).and_then(|r| r.parse().ok()),
             node: label(keys::LABEL_NODE),
-            owned: obj.metadata.owner_references.iter().any(|r| {
-                r.get("uid").and_then(|u| u.as_str()) == Some(workflow_uid)
-                    && r.get("kind").and_then(|k| k.as_str()) == Some("Workflow")
-            }),
+            owned: owners.contains(&workflow_uid),
+            foreign: !owners.is_empty() && !owners.contains(&workflow_uid),
             deleting: obj.metadata.deletion_timestamp.is_some(),
             status: if obj.status.is_null() {
                 JobStatus::default()
@@ -117,6 +124,44 @@ fn spec_digest(spec: &WorkflowSpec) -> String {
     }
     let digest = Sha256::digest(value.to_string().as_bytes());
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The inputs of a run started by `trigger`: each input's default, overridden by the
+/// annotation `orcaops.dev/inputs` when a re-run token started it.
+fn run_inputs(
+    meta: &ObjectMeta,
+    spec: &WorkflowSpec,
+    trigger: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut inputs: BTreeMap<String, String> = spec
+        .inputs
+        .iter()
+        .map(|i| (i.name.clone(), i.default.clone()))
+        .collect();
+    let Some(given) = meta.annotations.get(keys::INPUTS) else {
+        return Ok(inputs);
+    };
+    if !trigger.contains("rerun=") {
+        return Ok(inputs);
+    }
+    let given: BTreeMap<String, String> = serde_json::from_str(given).map_err(|e| {
+        format!(
+            "annotation {} is not a JSON object of strings ({e}); write it as {{\"ref\": \"main\"}}",
+            keys::INPUTS
+        )
+    })?;
+    for (name, value) in given {
+        if !inputs.contains_key(&name) {
+            let declared: Vec<&str> = spec.inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(format!(
+                "annotation {} gives input \"{name}\", which spec.inputs does not declare (it declares: {})",
+                keys::INPUTS,
+                declared.join(", ")
+            ));
+        }
+        inputs.insert(name, value);
+    }
+    Ok(inputs)
 }
 
 /// The spec part of a trigger (`s<digest>`), if it has one.
@@ -212,9 +257,9 @@ impl Decider<'_> {
             if job.deleting {
                 continue;
             }
-            if !job.owned {
+            if job.foreign {
                 self.delete(&job.name, "it belongs to an earlier Workflow of this name");
-            } else if job.run.is_some_and(|r| r + RUNS_KEPT <= current) {
+            } else if job.owned && job.run.is_some_and(|r| r + RUNS_KEPT <= current) {
                 self.delete(&job.name, "its run is older than the runs kept");
             }
         }
@@ -233,14 +278,8 @@ impl Decider<'_> {
         let run = self.status.run.unwrap_or(0) + 1;
         let now = self.obs.now;
         self.status.run = Some(run);
+        let inputs = run_inputs(&self.obs.meta, &self.obs.spec, &trigger);
         self.status.run_trigger = Some(trigger);
-        self.status.inputs = self
-            .obs
-            .spec
-            .inputs
-            .iter()
-            .map(|i| (i.name.clone(), i.default.clone()))
-            .collect();
         self.status.start_time = Some(now);
         self.status.completion_time = None;
         self.status.nodes = self
@@ -255,10 +294,23 @@ impl Decider<'_> {
         self.status
             .conditions
             .retain(|c| c.type_ == WorkflowConditionType::Suspended);
-        self.events.push(Event::normal(
-            "RunStarted",
-            format!("run {run} started with {} nodes", self.plan.len()),
-        ));
+        match inputs {
+            Ok(inputs) => {
+                self.status.inputs = inputs;
+                self.events.push(Event::normal(
+                    "RunStarted",
+                    format!("run {run} started with {} nodes", self.plan.len()),
+                ));
+            }
+            Err(e) => {
+                self.status.inputs.clear();
+                for node in &mut self.status.nodes {
+                    node.phase = NodePhase::Cancelled;
+                    node.message = Some("not started: the run's inputs are invalid".into());
+                }
+                self.finish_run(WorkflowPhase::Failed, &e);
+            }
+        }
     }
 
     /// Ends the current run as Cancelled: nodes not finished are Cancelled, and their
@@ -515,6 +567,11 @@ impl Decider<'_> {
             match render::job_spec(&spec.jobs[index].job, &vars) {
                 Ok(job) => {
                     let name = naming::job_name(&self.obs.meta.name, run, &node_name);
+                    // A Job of an earlier Workflow of this name still holds the name: it
+                    // is being deleted (see sweep_jobs); start once it is gone.
+                    if obs.jobs.iter().any(|j| j.name == name && !j.owned) {
+                        continue;
+                    }
                     let obj = job_object(&self.obs.meta, run, &node_name, &name, &job);
                     self.actions.push(WorkflowAction::CreateJob(Box::new(obj)));
                     let node = &mut self.status.nodes[i];

@@ -460,3 +460,6 @@ fn find_cycle(spec: &WorkflowSpec, index: &HashMap<&str, usize>) -> Option<Vec<u
     }
     None
 }
+
+#[cfg(test)]
+mod tests;

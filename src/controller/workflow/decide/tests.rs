@@ -1,8 +1,6 @@
 //! The DAG rules, on fixtures: a small in-memory "store" of Jobs that the actions create
 //! and delete, and Jobs finished by hand.
 
-use std::collections::BTreeMap;
-
 use chrono::TimeZone;
 
 use super::*;
@@ -514,5 +512,46 @@ fn the_status_of_a_500_node_matrix_stays_small() {
     assert_eq!(d.status.progress.as_deref(), Some("500/500"));
     let bytes = serde_json::to_vec(&d.status).unwrap().len();
     assert!(bytes < 256 * 1024, "{bytes} bytes");
-    let _: BTreeMap<String, String> = BTreeMap::new();
+}
+
+#[test]
+fn a_rerun_takes_its_inputs_from_the_annotation_and_refuses_unknown_ones() {
+    let mut f = Fixture::new(
+        "inputs: [{name: ref, default: main}, {name: mode, default: fast}]\n\
+         jobs:\n- {name: a, job: {image: busybox:latest, steps: [{name: s, run: 'echo ${{ inputs.ref }} ${{ inputs.mode }}'}]}}\n",
+    );
+    f.step();
+    assert_eq!(f.script_of("ci-1-a"), "echo main fast");
+    f.finish("a", JobPhase::Succeeded, &[]);
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::INPUTS.into(), r#"{"ref": "dev"}"#.into());
+    f.step();
+    assert_eq!(f.obs.status.run, Some(1), "inputs alone start nothing");
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::RERUN.into(), "1".into());
+    let d = f.step();
+    assert_eq!(d.status.run, Some(2));
+    assert_eq!(d.status.inputs["ref"], "dev");
+    assert_eq!(f.script_of("ci-2-a"), "echo dev fast");
+    f.finish("a", JobPhase::Succeeded, &[]);
+    f.step();
+
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::INPUTS.into(), r#"{"branch": "x"}"#.into());
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::RERUN.into(), "2".into());
+    let d = f.step();
+    assert_eq!(d.status.run, Some(3));
+    assert_eq!(d.status.phase, WorkflowPhase::Failed);
+    assert!(d.actions.is_empty());
+    let summary = d.status.summary.unwrap();
+    assert!(summary.contains("gives input \"branch\""), "{summary}");
 }
