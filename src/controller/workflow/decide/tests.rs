@@ -387,11 +387,19 @@ fn a_job_of_an_earlier_workflow_of_the_same_name_is_deleted_not_adopted() {
     );
     f.obs.jobs.push(NodeJob::from_object(&old, "u1"));
     let d = decide(&f.obs);
-    assert!(
-        d.actions
-            .iter()
-            .any(|a| matches!(a, WorkflowAction::DeleteJob { name, .. } if name == "ci-1-a"))
+    assert_eq!(
+        d.actions,
+        vec![WorkflowAction::DeleteJob {
+            name: "ci-1-a".into(),
+            why: "it belongs to an earlier Workflow of this name"
+        }],
+        "the node waits for the name to be free"
     );
+    // A Job that only carries the label is not ours to delete.
+    let mut stray = job_object(&f.obs.meta, 1, "x", "stray", &JobSpec::default());
+    stray.metadata.owner_references.clear();
+    let stray = NodeJob::from_object(&stray, "u1");
+    assert!(!stray.owned && !stray.foreign);
 }
 
 #[test]
