@@ -67,7 +67,15 @@ fn compile(source: &str) -> Result<Program, ExprError> {
             "write a CEL expression, such as inputs.ref == 'main'",
         ));
     }
-    Program::compile(source).map_err(|e| {
+    // A parser of text from outside must not take the process down: a panic in it is
+    // one more refusal.
+    let compiled = std::panic::catch_unwind(|| Program::compile(source)).map_err(|_| {
+        ExprError::new(
+            format!("`{source}` cannot be parsed as CEL"),
+            "simplify the expression",
+        )
+    })?;
+    compiled.map_err(|e| {
         let detail = e
             .errors
             .iter()
@@ -362,8 +370,9 @@ pub fn eval_bool(source: &str, vars: &Vars) -> Result<bool, String> {
 
 fn eval(source: &str, vars: &Vars) -> Result<Value, String> {
     let program = compile(source).map_err(|e| e.message)?;
-    program
-        .execute(&vars.context())
+    let context = vars.context();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(&context)))
+        .map_err(|_| format!("`{source}` cannot be evaluated: the evaluator failed"))?
         .map_err(|e| format!("`{source}` cannot be evaluated: {e}"))
 }
 
