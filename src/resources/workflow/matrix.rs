@@ -184,7 +184,14 @@ impl<'de> Deserialize<'de> for Matrix {
                         INCLUDE => matrix.include = map.next_value()?,
                         EXCLUDE => matrix.exclude = map.next_value()?,
                         _ => {
-                            let values = map.next_value()?;
+                            let values = map.next_value().map_err(|e: A::Error| {
+                                match crate::resources::parse::closest(&key, [INCLUDE, EXCLUDE]) {
+                                    Some(reserved) => de::Error::custom(format!(
+                                        "{e}; did you mean \"{reserved}\"?"
+                                    )),
+                                    None => e,
+                                }
+                            })?;
                             if matrix.axes.insert(key.clone(), values).is_some() {
                                 return Err(de::Error::custom(format!(
                                     "matrix axis \"{key}\" is given twice"
