@@ -179,9 +179,9 @@ pub fn decide(obs: &Observed) -> Decision {
     };
     d.status.observed_generation = Some(obs.meta.generation);
     d.sweep_jobs();
-    let wanted = run_trigger(&obs.meta, &obs.spec);
-    if wanted.is_some() && wanted != d.status.run_trigger {
-        let trigger = wanted.expect("checked");
+    if let Some(trigger) = run_trigger(&obs.meta, &obs.spec)
+        && Some(&trigger) != d.status.run_trigger.as_ref()
+    {
         if d.active() {
             let spec_changed =
                 d.status.run_trigger.as_deref().and_then(spec_part) != spec_part(&trigger);
