@@ -170,6 +170,23 @@ fn spec_part(trigger: &str) -> Option<&str> {
 }
 
 pub fn decide(obs: &Observed) -> Decision {
+    // A scheduled Workflow that never ran, with no run asked for, has nothing to report:
+    // its status stays as it is (Pending, the default) until a run starts.
+    if obs.status.run.is_none()
+        && !obs.spec.suspend
+        && run_trigger(&obs.meta, &obs.spec).is_none()
+        && obs.jobs.iter().all(|j| !j.foreign)
+    {
+        return Decision {
+            actions: Vec::new(),
+            status: obs.status.clone(),
+            events: Vec::new(),
+            requeue_after: None,
+            status_first: false,
+            fate: Fate::Keep,
+            hints: (),
+        };
+    }
     let mut d = Decider {
         obs,
         plan: naming::expand(&obs.spec),
@@ -771,10 +788,6 @@ impl Decider<'_> {
             self.status.phase = WorkflowPhase::Running;
         } else if self.status.run.is_none() {
             self.status.phase = WorkflowPhase::Pending;
-            self.status.summary = Some(
-                "waits for its schedule or a re-run (orcaops.dev/rerun); the scheduler is not built yet"
-                    .into(),
-            );
         }
         if self
             .status

@@ -479,7 +479,11 @@ fn a_scheduled_workflow_waits_for_a_rerun() {
     ));
     let d = f.step();
     assert!(d.actions.is_empty());
-    assert_eq!(d.status.phase, WorkflowPhase::Pending);
+    assert_eq!(
+        d.status,
+        WorkflowStatus::default(),
+        "nothing is written before a run"
+    );
     f.obs
         .meta
         .annotations
