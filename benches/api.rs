@@ -11,8 +11,9 @@
 //!
 //! Every phase is bounded in both requests and time. Created Jobs are suspended, so the
 //! Job controller reconciles each one (a Docker list and a status write) but starts no
-//! container: the figure includes the controller's reaction, as in real use. Workflows
-//! have no controller yet, so their figure is the API and the store alone.
+//! container: the figure includes the controller's reaction, as in real use. Created
+//! Workflows are scheduled, which the Workflow controller leaves alone until a run starts,
+//! so their figure is the API and the store (and one reconcile that writes nothing).
 //!
 //! `BENCH_WORKERS=N` passes `--workers N` to the server (default 16), to see how much of
 //! the Job figure is the controller's concurrent reconciles competing for the cores.
@@ -58,7 +59,9 @@ fn workflow_json(name: &str) -> Vec<u8> {
         "apiVersion": "orcaops.dev/v1alpha1",
         "kind": "Workflow",
         "metadata": { "name": name },
-        "spec": { "jobs": [{ "name": "a", "job": { "image": "busybox:latest", "steps": [{ "name": "s", "run": "true" }] } }] },
+        // Scheduled (no scheduler yet): the Workflow controller starts no run for it, so
+        // thousands of creates start no containers.
+        "spec": { "schedule": "0 3 * * *", "jobs": [{ "name": "a", "job": { "image": "busybox:latest", "steps": [{ "name": "s", "run": "true" }] } }] },
     }))
     .unwrap()
 }

@@ -2,8 +2,9 @@
 //! watch under concurrent writers, resume, 410, bookmarks), the status subresource, SSE
 //! logs, artifacts, Status bodies on every error path, and graceful shutdown.
 //!
-//! Most tests use Workflows: no controller writes them yet, so every event a test sees
-//! is one it caused.
+//! Most tests use scheduled Workflows that never run (no scheduler yet, no re-run asked):
+//! the Workflow controller writes nothing to them, so every event a test sees is one it
+//! caused.
 
 mod common;
 
@@ -112,7 +113,9 @@ fn workflow(name: &str, labels: Value) -> Value {
         "apiVersion": "orcaops.dev/v1alpha1",
         "kind": "Workflow",
         "metadata": { "name": name, "labels": labels },
-        "spec": { "jobs": [{ "name": "a", "job": { "image": IMAGE, "steps": [{ "name": "s", "run": "true" }] } }] },
+        // Scheduled, and the scheduler is not built yet: it never runs, and the Workflow
+        // controller leaves the status of a Workflow that never ran alone.
+        "spec": { "schedule": "0 3 * * *", "jobs": [{ "name": "a", "job": { "image": IMAGE, "steps": [{ "name": "s", "run": "true" }] } }] },
     })
 }
 
@@ -622,7 +625,7 @@ async fn the_status_subresource_writes_only_status() {
             Method::PATCH,
             &path,
             "application/merge-patch+json",
-            serde_json::to_vec(&json!({"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "status": {"phase": "x"}})).unwrap(),
+            serde_json::to_vec(&json!({"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "status": {"phase": "Failed"}})).unwrap(),
         )
         .await;
     assert_status(code, &stale, StatusCode::CONFLICT, "Conflict");

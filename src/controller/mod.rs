@@ -13,6 +13,7 @@ pub mod reconcile;
 pub mod sandbox;
 pub mod template;
 pub mod waiting;
+pub mod workflow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -256,6 +257,12 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
 fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
     let key = event.object.key();
     let deleted = event.type_ == WatchEventType::Deleted;
+    // Any change to a Workflow's Job (its status above all) is the Workflow's to follow.
+    if key.kind == Kind::Job
+        && let Some(owner) = workflow::owner_of(&event.object)
+    {
+        ctx.queue.add(owner);
+    }
     match key.kind {
         Kind::Job if deleted => {
             let ctx = Arc::clone(ctx);
@@ -291,8 +298,12 @@ fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
                 }
             });
         }
+        // Deleted: the reconcile finds it gone and deletes its Jobs.
+        Kind::Workflow if deleted => ctx.queue.add(key),
         // START and spec.state are metadata and spec changes: they wake the sandbox.
-        Kind::Job | Kind::Sandbox if !only_status_changed(&event) => ctx.queue.add(key),
+        Kind::Job | Kind::Sandbox | Kind::Workflow if !only_status_changed(&event) => {
+            ctx.queue.add(key)
+        }
         _ => {}
     }
 }
@@ -330,12 +341,13 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
     let result = match key.kind {
         Kind::Job => reconcile::drive(&job::JobReconciler, ctx, key).await,
         Kind::Sandbox => reconcile::drive(&sandbox::SandboxReconciler, ctx, key).await,
+        Kind::Workflow => reconcile::drive(&workflow::WorkflowReconciler, ctx, key).await,
         // Warm pools run where the runtime has them (Docker): a cluster's templates say so.
         Kind::SandboxTemplate => match ctx.sandbox_runtime.warm_pools() {
             Some(docker) => reconcile::drive(&template::PoolReconciler { docker }, ctx, key).await,
             None => reconcile::drive(&template::NoPoolReconciler, ctx, key).await,
         },
-        // The other kinds are stored and validated; their controllers come later.
+        // Workspaces and Policies are stored and validated; their controllers come later.
         _ => Ok(None),
     };
     let outcome = match &result {
@@ -400,12 +412,22 @@ async fn recount_containers(ctx: &Context) {
 
 /// The kinds the controllers run (`registry::reconciled`), templates before sandboxes: a
 /// pool is known before the sandboxes that may claim from it are looked at.
-const RECONCILED: [Kind; 3] = [Kind::Job, Kind::SandboxTemplate, Kind::Sandbox];
+const RECONCILED: [Kind; 4] = [
+    Kind::Job,
+    Kind::SandboxTemplate,
+    Kind::Sandbox,
+    Kind::Workflow,
+];
 
 async fn enqueue_all(ctx: &Context) -> Result<(), StoreError> {
     for kind in RECONCILED {
         let (objects, _) = ctx.store.list(kind, None).await?;
         for obj in objects {
+            // A Workflow's Job queues its Workflow too: one deleted while the server was
+            // down is then found gone, and its Jobs deleted.
+            if let Some(owner) = workflow::owner_of(&obj) {
+                ctx.queue.add(owner);
+            }
             ctx.queue.add(obj.key());
         }
     }

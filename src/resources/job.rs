@@ -346,7 +346,8 @@ pub struct JobStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<ArtifactStatus>,
     /// What the steps of the current (or last) run wrote to `$ORCAOPS_OUTPUT`, as
-    /// `key=value` lines: at most 64 keys and 16 KiB. Set when an attempt ends.
+    /// `key=value` lines: at most 64 keys and 16 KiB. Set when an attempt ends; a
+    /// Workflow passes them on to later nodes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
     /// One line a person reads.

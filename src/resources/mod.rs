@@ -2,6 +2,7 @@
 
 pub mod columns;
 pub mod common;
+pub mod expr;
 pub mod job;
 pub mod parse;
 pub mod policy;
@@ -56,12 +57,19 @@ pub mod keys {
     pub const LABEL_POOL: &str = "orcaops.dev/pool";
     /// The warm-pool slot (one pooled sandbox) a container, network or volume belongs to.
     pub const LABEL_SLOT: &str = "orcaops.dev/slot";
+    /// On a Job a Workflow made: the Workflow, its run, and the node the Job runs.
+    pub const LABEL_WORKFLOW: &str = "orcaops.dev/workflow";
+    pub const LABEL_WORKFLOW_RUN: &str = "orcaops.dev/workflow-run";
+    pub const LABEL_NODE: &str = "orcaops.dev/node";
     /// The finalizer the cluster-mode controllers put on an object whose deletion needs
     /// cleanup first (pods, run records): Kubernetes keeps the object, marked with a
     /// deletionTimestamp, until the controller has cleaned up and removed it.
     pub const FINALIZER: &str = "orcaops.dev/cleanup";
     /// Annotations the controllers and CLI own: an apply from a file keeps them.
-    pub const CONTROL: &[&str] = &[CANCEL, RERUN, START];
+    pub const CONTROL: &[&str] = &[CANCEL, RERUN, START, INPUTS];
+    /// On a Workflow: the inputs (a JSON object of strings) of the run the next
+    /// `orcaops.dev/rerun` starts; inputs it does not give take their defaults.
+    pub const INPUTS: &str = "orcaops.dev/inputs";
 }
 
 /// The kinds orcaops knows.

@@ -141,7 +141,8 @@ fn declared() -> [KindDef; Kind::ALL.len()] {
         def::<Job>(Kind::Job, "A Job: ordered steps run in one container image, with retries, timeouts, artifacts and a run history in its status.")
             .reconciled()
             .spec_required(),
-        def::<Workflow>(Kind::Workflow, "A Workflow: a DAG of jobs with needs, conditions and matrix fan-out.")
+        def::<Workflow>(Kind::Workflow, "A Workflow: a DAG of jobs with needs, CEL conditions, matrix fan-out and outputs passed on; each node runs as a Job.")
+            .reconciled()
             .spec_required(),
         def::<Sandbox>(Kind::Sandbox, "A Sandbox: a long-lived environment of service containers that agents exec into.")
             .reconciled()
@@ -355,12 +356,17 @@ mod tests {
     }
 
     #[test]
-    fn jobs_and_sandboxes_are_reconciled_the_rest_stored() {
+    fn jobs_workflows_and_sandboxes_are_reconciled_the_rest_stored() {
         assert_eq!(
             reconciled().collect::<Vec<_>>(),
-            [Kind::Job, Kind::Sandbox, Kind::SandboxTemplate]
+            [
+                Kind::Job,
+                Kind::Workflow,
+                Kind::Sandbox,
+                Kind::SandboxTemplate
+            ]
         );
-        assert_eq!(controller(Kind::Workflow), Controller::StoredOnly);
+        assert_eq!(controller(Kind::Workspace), Controller::StoredOnly);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod job;
 mod others;
+mod workflow;
 
 use std::collections::HashSet;
 use std::fmt;

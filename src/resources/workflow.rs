@@ -1,16 +1,22 @@
-//! The Workflow kind: a DAG of jobs. Parsed and validated; its controller comes later.
+//! The Workflow kind: a DAG of jobs. Each node runs as a real Job (see
+//! `controller::workflow`); expressions in it are CEL ([`super::expr`]).
 
 // kube's `printcolumn(...)` attributes repeat `type_ = ...`; this lint misreads that as a duplicate.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod matrix;
+pub mod naming;
+
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::Condition;
 use super::job::JobSpec;
+pub use matrix::{Matrix, MatrixValue};
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -22,6 +28,14 @@ use super::job::JobSpec;
     shortname = "wf",
     category = "orcaops",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
+    printcolumn(name = "Run", type_ = "integer", json_path = ".status.run"),
+    printcolumn(
+        name = "Summary",
+        type_ = "string",
+        json_path = ".status.summary",
+        priority = "1"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -32,21 +46,83 @@ use super::job::JobSpec;
 pub struct WorkflowSpec {
     /// The nodes of the DAG; each runs one job.
     pub jobs: Vec<WorkflowJob>,
+    /// Named values a run starts with, seen by expressions as `inputs.<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<WorkflowInput>,
     /// Stop starting new nodes once one fails (the default), or carry on.
     #[serde(default = "default_true")]
     pub fail_fast: bool,
     /// How many nodes may run at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
-    /// A cron expression; each tick is a new run.
+    /// A cron expression; each tick is a new run. (Validated; the scheduler is not built yet.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
-    #[serde(default)]
+    /// The IANA time zone of `schedule` (`Europe/Paris`); UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// A tick missed by more than this many seconds is not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_seconds: Option<u64>,
+    /// What a new run does while one is in progress.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub concurrency_policy: ConcurrencyPolicy,
+    /// A suspended Workflow starts no node; its running nodes finish. Resuming continues
+    /// the same run.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub suspend: bool,
+}
+
+impl WorkflowSpec {
+    /// The names of the nodes upstream of node `i`: its needs, and theirs, transitively
+    /// (unknown needs and cycles are tolerated: validation reports them).
+    pub fn upstream(&self, i: usize) -> std::collections::BTreeSet<&str> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![i];
+        while let Some(n) = stack.pop() {
+            for need in &self.jobs[n].needs {
+                if let Some(j) = self.jobs.iter().position(|node| &node.name == need)
+                    && j != i
+                    && seen.insert(self.jobs[j].name.as_str())
+                {
+                    stack.push(j);
+                }
+            }
+        }
+        seen
+    }
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// One input of a run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowInput {
+    pub name: String,
+    /// The value when a run is not given one ("" when absent).
+    #[serde(default)]
+    pub default: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What a run that is asked for while another is in progress does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// Runs may overlap. (Overlapping runs are not built yet: the new run waits, as with Forbid.)
+    Allow,
+    /// The new run starts once the one in progress has finished.
+    #[default]
+    Forbid,
+    /// The run in progress is cancelled, and the new one starts.
+    Replace,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -54,20 +130,102 @@ fn default_true() -> bool {
 pub struct WorkflowJob {
     pub name: String,
     /// Names of the nodes that must succeed first.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
-    /// A CEL expression; the node runs only when it is true.
+    /// A CEL expression; the node runs only when it is true, and is Skipped otherwise.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub if_: Option<String>,
-    /// Fan-out: one node per combination of these values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub matrix: BTreeMap<String, Vec<String>>,
+    /// Fan-out: one node per combination of these values (`include` and `exclude` as in
+    /// GitHub Actions).
+    #[serde(default, skip_serializing_if = "Matrix::is_empty")]
+    pub matrix: Matrix,
+    /// How many of this node's matrix combinations may run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    /// A failure of this node does not fail the workflow, nor skip what needs it.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub continue_on_error: bool,
+    /// Repeat the node until its outputs satisfy the expression. (Validated; not run yet.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Until>,
+    /// Wait for someone to approve before the node runs. (Validated; not run yet.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
     pub job: JobSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Until {
+    /// CEL over `outputs` (the node's own) and what `if` sees.
+    pub expression: String,
+    /// The most times the node runs.
+    pub limit: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_seconds: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Approval {
+    /// What the approver reads; may hold `${{ }}` templates.
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum WorkflowPhase {
+    #[default]
+    Pending,
+    Running,
+    WaitingApproval,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Suspended,
+}
+
+impl WorkflowPhase {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum NodePhase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl NodePhase {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
+            Self::Cancelled => "Cancelled",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum WorkflowConditionType {
+    /// The current run finished, whatever its outcome.
     Complete,
+    /// The current run failed or was cancelled.
     Failed,
     Suspended,
 }
@@ -75,10 +233,78 @@ pub enum WorkflowConditionType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    #[serde(default)]
+    pub phase: WorkflowPhase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The number of the current (or last) run, counting from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u32>,
+    /// What started the current run: `s<spec digest>`, plus `/rerun=<token>` when re-run by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_trigger: Option<String>,
+    /// The inputs of the current run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
+    /// Finished nodes over all nodes of the run, such as "5/9".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<DateTime<Utc>>,
+    /// One line a person reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition<WorkflowConditionType>>,
+    /// One entry per node of the run (a matrix node has one per combination).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeStatus>,
+    /// The most recent finished runs, newest first, at most [`HISTORY_LIMIT`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<WorkflowRunSummary>,
 }
+
+/// One node of the current run. Kept compact (every field but the name may be absent): a
+/// 500-node matrix must stay far below the 1 MB an object may take.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub name: String,
+    #[serde(default)]
+    pub phase: NodePhase,
+    /// The Job that runs it, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+    /// Why it was skipped, failed or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One finished run, as kept in `status.history`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowRunSummary {
+    pub run: u32,
+    pub phase: WorkflowPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+/// How many runs `status.history` keeps.
+pub const HISTORY_LIMIT: usize = 10;

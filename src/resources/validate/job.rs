@@ -1,4 +1,4 @@
-//! Rules for Jobs, and for Workflows, whose nodes are Jobs.
+//! Rules for Jobs (and for the Jobs of Workflow nodes, see `workflow`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -6,8 +6,6 @@ use super::{
     CheckSpec, MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds,
 };
 use crate::resources::job::{JobSecurity, JobSpec, ServiceReadiness, Step};
-use crate::resources::parse::closest;
-use crate::resources::workflow::WorkflowSpec;
 
 impl CheckSpec for JobSpec {
     fn check(&self, p: &mut Problems) {
@@ -15,14 +13,8 @@ impl CheckSpec for JobSpec {
     }
 }
 
-impl CheckSpec for WorkflowSpec {
-    fn check(&self, p: &mut Problems) {
-        workflow_spec(p, self);
-    }
-}
-
 /// Checks a Job spec found at `at` (`spec`, or `spec.jobs[2].job` inside a Workflow).
-fn job_spec(p: &mut Problems, at: &str, spec: &JobSpec) {
+pub(super) fn job_spec(p: &mut Problems, at: &str, spec: &JobSpec) {
     if spec.image.trim().is_empty() {
         p.push(
             format!("{at}.image"),
@@ -395,174 +387,4 @@ fn security(p: &mut Problems, at: &str, security: &JobSecurity) {
             "set runAsUser as well (or runAsNonRoot: true), or remove runAsGroup",
         );
     }
-}
-
-/// Checks a Workflow: its nodes, the DAG their `needs` form, the schedule, and each node's Job.
-fn workflow_spec(p: &mut Problems, spec: &WorkflowSpec) {
-    if spec.jobs.is_empty() {
-        p.push(
-            "spec.jobs",
-            "a Workflow needs at least one job",
-            "add a job under spec.jobs",
-        );
-    }
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for (i, node) in spec.jobs.iter().enumerate() {
-        let field = format!("spec.jobs[{i}]");
-        dns_label(
-            p,
-            &format!("{field}.name"),
-            "job name",
-            &node.name,
-            MAX_NAME,
-        );
-        if index.insert(node.name.as_str(), i).is_some() {
-            p.push(
-                format!("{field}.name"),
-                format!("job name \"{}\" is used twice", node.name),
-                "give each job its own name",
-            );
-        }
-        if node.if_.as_deref().is_some_and(|c| c.trim().is_empty()) {
-            p.push(
-                format!("{field}.if"),
-                "the condition is empty",
-                "write a CEL expression, or remove `if`",
-            );
-        }
-        for (key, values) in &node.matrix {
-            let valid_key = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
-            if !valid_key {
-                p.push(
-                    format!("{field}.matrix[\"{key}\"]"),
-                    format!("matrix key \"{key}\" is not a name"),
-                    "use letters, digits, '_' and '-', starting with a letter",
-                );
-            }
-            if values.is_empty() {
-                p.push(
-                    format!("{field}.matrix[\"{key}\"]"),
-                    format!("matrix key \"{key}\" has no values, so the job would never run"),
-                    "list at least one value, or remove the key",
-                );
-            }
-        }
-        job_spec(p, &format!("{field}.job"), &node.job);
-    }
-    for (i, node) in spec.jobs.iter().enumerate() {
-        for (j, need) in node.needs.iter().enumerate() {
-            let field = format!("spec.jobs[{i}].needs[{j}]");
-            if need == &node.name {
-                p.push(
-                    field,
-                    format!("job \"{need}\" needs itself"),
-                    "remove it from its own needs",
-                );
-            } else if !index.contains_key(need.as_str()) {
-                let near = closest(need, spec.jobs.iter().map(|n| n.name.as_str()));
-                let hint = near
-                    .map(|n| format!(", did you mean \"{n}\"?"))
-                    .unwrap_or_default();
-                p.push(
-                    field,
-                    format!(
-                        "job \"{}\" needs \"{need}\", which is not a job of this workflow{hint}",
-                        node.name
-                    ),
-                    match near {
-                        Some(n) => format!("change \"{need}\" to \"{n}\""),
-                        None => {
-                            "name one of the jobs under spec.jobs, or remove the need".to_string()
-                        }
-                    },
-                );
-            }
-        }
-    }
-    if let Some(cycle) = find_cycle(spec, &index) {
-        let names: Vec<&str> = cycle.iter().map(|&i| spec.jobs[i].name.as_str()).collect();
-        p.push(
-            format!("spec.jobs[{}].needs", cycle[0]),
-            format!(
-                "the needs form a cycle, so none of these jobs can start: {} -> {}",
-                names.join(" -> "),
-                names[0]
-            ),
-            "remove one of these needs",
-        );
-    }
-    if let Some(schedule) = &spec.schedule
-        && let Err(e) = schedule.parse::<croner::Cron>()
-    {
-        p.push(
-            "spec.schedule",
-            format!("\"{schedule}\" is not a valid cron schedule: {e}"),
-            "use five fields (minute hour day-of-month month day-of-week), such as \"0 3 * * *\", or @daily",
-        );
-    }
-    if spec.concurrency == Some(0) {
-        p.push(
-            "spec.concurrency",
-            "a concurrency of 0 would never run a job",
-            "use 1 or more, or remove it for no limit",
-        );
-    }
-}
-
-/// The first cycle among the nodes' needs (self-needs aside, reported on their own), as node
-/// indices in order: each needs the one after it, and the last needs the first.
-fn find_cycle(spec: &WorkflowSpec, index: &HashMap<&str, usize>) -> Option<Vec<usize>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        OnPath,
-        Done,
-    }
-    let edges: Vec<Vec<usize>> = spec
-        .jobs
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            node.needs
-                .iter()
-                .filter_map(|n| index.get(n.as_str()).copied())
-                .filter(|&j| j != i)
-                .collect()
-        })
-        .collect();
-    let mut marks = vec![Mark::New; spec.jobs.len()];
-    for start in 0..spec.jobs.len() {
-        if marks[start] != Mark::New {
-            continue;
-        }
-        // Iterative depth-first search: (node, next edge to follow), with the path on the stack.
-        let mut stack = vec![(start, 0)];
-        marks[start] = Mark::OnPath;
-        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-            if let Some(&target) = edges[node].get(*next) {
-                *next += 1;
-                match marks[target] {
-                    Mark::New => {
-                        marks[target] = Mark::OnPath;
-                        stack.push((target, 0));
-                    }
-                    Mark::OnPath => {
-                        let from = stack
-                            .iter()
-                            .position(|&(n, _)| n == target)
-                            .expect("on the path");
-                        return Some(stack[from..].iter().map(|&(n, _)| n).collect());
-                    }
-                    Mark::Done => {}
-                }
-            } else {
-                marks[node] = Mark::Done;
-                stack.pop();
-            }
-        }
-    }
-    None
 }

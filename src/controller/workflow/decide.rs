@@ -1,0 +1,834 @@
+//! The pure decision of the Workflow controller: from the Workflow and the Jobs it made
+//! (and the time) to the Jobs to create or delete and the new status. No I/O happens
+//! here; this is where the DAG rules are tested.
+//!
+//! Everything a run needs to go on is in the store: the status (run, trigger, inputs,
+//! each node's phase) and the Jobs, named deterministically (`<workflow>-<run>-<node>`).
+//! So a restarted controller decides the same thing again, and a Job created before a
+//! crash is found by its name and adopted, never made twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::controller::event::Event;
+use crate::controller::reconcile::{self, Fate};
+use crate::resources::common::{ConditionStatus, set_condition};
+use crate::resources::expr::{self, NodeVars, Vars};
+use crate::resources::job::{JobPhase, JobSpec, JobStatus};
+use crate::resources::workflow::naming::{self, RunNode};
+use crate::resources::workflow::{
+    ConcurrencyPolicy, HISTORY_LIMIT, NodePhase, NodeStatus, WorkflowConditionType, WorkflowPhase,
+    WorkflowRunSummary, WorkflowSpec, WorkflowStatus,
+};
+use crate::resources::{API_VERSION, Kind, Object, ObjectMeta, keys};
+
+mod render;
+#[cfg(test)]
+mod tests;
+
+/// Jobs of this many runs (the current one included) are kept; older ones are deleted
+/// (each Job keeps its own run records).
+pub const RUNS_KEPT: u32 = 3;
+/// How often a running Workflow is looked at even when no Job woke it.
+pub const POLL: Duration = Duration::from_secs(30);
+
+/// Everything the decision needs, read by the observe step.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub meta: ObjectMeta,
+    pub spec: WorkflowSpec,
+    pub status: WorkflowStatus,
+    /// The Jobs labelled with this Workflow's name.
+    pub jobs: Vec<NodeJob>,
+    pub now: DateTime<Utc>,
+}
+
+/// One Job of a Workflow, as observed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeJob {
+    pub name: String,
+    pub run: Option<u32>,
+    pub node: Option<String>,
+    /// Whether its ownerReference is this Workflow (by uid).
+    pub owned: bool,
+    /// Whether it is owned by another Workflow of this name: one deleted and made again
+    /// before its Jobs were gone. (A Job that merely carries the label is left alone.)
+    pub foreign: bool,
+    pub deleting: bool,
+    pub status: JobStatus,
+}
+
+impl NodeJob {
+    /// The Job as observed from a stored object.
+    pub fn from_object(obj: &Object, workflow_uid: &str) -> Self {
+        let label = |key: &str| obj.metadata.labels.get(key).cloned();
+        let owners: Vec<&str> = obj
+            .metadata
+            .owner_references
+            .iter()
+            .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("Workflow"))
+            .filter_map(|r| r.get("uid").and_then(|u| u.as_str()))
+            .collect();
+        NodeJob {
+            name: obj.metadata.name.clone(),
+            run: label(keys::LABEL_WORKFLOW_RUN).and_then(|r| r.parse().ok()),
+            node: label(keys::LABEL_NODE),
+            owned: owners.contains(&workflow_uid),
+            foreign: !owners.is_empty() && !owners.contains(&workflow_uid),
+            deleting: obj.metadata.deletion_timestamp.is_some(),
+            status: if obj.status.is_null() {
+                JobStatus::default()
+            } else {
+                serde_json::from_value(obj.status.clone()).unwrap_or_default()
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkflowAction {
+    /// Create the Job of a node (an existing one of that name is adopted).
+    CreateJob(Box<Object>),
+    /// Delete a Job: of a cancelled node, of an old run, or not this Workflow's.
+    DeleteJob { name: String, why: &'static str },
+}
+
+pub type Decision = reconcile::Decision<WorkflowAction, WorkflowStatus>;
+
+/// What starts a run. Without a schedule: the spec (a digest of it, `suspend` aside, so
+/// suspending and resuming keep the run), plus the re-run token when someone asked for
+/// one. With a schedule, only a re-run token (the ticks are the scheduler's).
+pub fn run_trigger(meta: &ObjectMeta, spec: &WorkflowSpec) -> Option<String> {
+    let token = meta
+        .annotations
+        .get(keys::RERUN)
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("rerun={t}"));
+    if spec.schedule.is_some() {
+        return token;
+    }
+    let digest = format!("s{}", spec_digest(spec));
+    Some(match token {
+        Some(token) => format!("{digest}/{token}"),
+        None => digest,
+    })
+}
+
+fn spec_digest(spec: &WorkflowSpec) -> String {
+    let mut value = serde_json::to_value(spec).expect("a spec serializes");
+    if let Some(map) = value.as_object_mut() {
+        map.remove("suspend");
+    }
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The inputs of a run started by `trigger`: each input's default, overridden by the
+/// annotation `orcaops.dev/inputs` when a re-run token started it.
+fn run_inputs(
+    meta: &ObjectMeta,
+    spec: &WorkflowSpec,
+    trigger: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut inputs: BTreeMap<String, String> = spec
+        .inputs
+        .iter()
+        .map(|i| (i.name.clone(), i.default.clone()))
+        .collect();
+    let Some(given) = meta.annotations.get(keys::INPUTS) else {
+        return Ok(inputs);
+    };
+    if !trigger.contains("rerun=") {
+        return Ok(inputs);
+    }
+    let given: BTreeMap<String, String> = serde_json::from_str(given).map_err(|e| {
+        format!(
+            "annotation {} is not a JSON object of strings ({e}); write it as {{\"ref\": \"main\"}}",
+            keys::INPUTS
+        )
+    })?;
+    for (name, value) in given {
+        if !inputs.contains_key(&name) {
+            let declared: Vec<&str> = spec.inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(format!(
+                "annotation {} gives input \"{name}\", which spec.inputs does not declare (it declares: {})",
+                keys::INPUTS,
+                declared.join(", ")
+            ));
+        }
+        inputs.insert(name, value);
+    }
+    Ok(inputs)
+}
+
+/// The spec part of a trigger (`s<digest>`), if it has one.
+fn spec_part(trigger: &str) -> Option<&str> {
+    trigger.split('/').next().filter(|p| p.starts_with('s'))
+}
+
+pub fn decide(obs: &Observed) -> Decision {
+    // A scheduled Workflow that never ran, with no run asked for, has nothing to report:
+    // its status stays as it is (Pending, the default) until a run starts.
+    if obs.status.run.is_none()
+        && !obs.spec.suspend
+        && run_trigger(&obs.meta, &obs.spec).is_none()
+        && obs.jobs.iter().all(|j| !j.foreign)
+    {
+        return Decision {
+            actions: Vec::new(),
+            status: obs.status.clone(),
+            events: Vec::new(),
+            requeue_after: None,
+            status_first: false,
+            fate: Fate::Keep,
+            hints: (),
+        };
+    }
+    let mut d = Decider {
+        obs,
+        plan: naming::expand(&obs.spec),
+        status: obs.status.clone(),
+        actions: Vec::new(),
+        events: Vec::new(),
+    };
+    d.status.observed_generation = Some(obs.meta.generation);
+    d.sweep_jobs();
+    if let Some(trigger) = run_trigger(&obs.meta, &obs.spec)
+        && Some(&trigger) != d.status.run_trigger.as_ref()
+    {
+        if d.active() {
+            let spec_changed =
+                d.status.run_trigger.as_deref().and_then(spec_part) != spec_part(&trigger);
+            if spec_changed || obs.spec.concurrency_policy == ConcurrencyPolicy::Replace {
+                d.cancel_run(if spec_changed {
+                    "the spec changed"
+                } else {
+                    "a new run replaced it"
+                });
+            }
+        }
+        if !d.active() && !obs.spec.suspend {
+            d.start_run(trigger);
+        }
+    }
+    if d.active() {
+        d.drive();
+    }
+    // The run just finished and another waits (a re-run under Forbid): start it now.
+    if let Some(trigger) = run_trigger(&obs.meta, &obs.spec)
+        && Some(&trigger) != d.status.run_trigger.as_ref()
+        && !d.active()
+        && !obs.spec.suspend
+    {
+        d.start_run(trigger);
+        d.drive();
+    }
+    d.phase();
+    let requeue = (d.active() && !obs.spec.suspend).then_some(POLL);
+    Decision {
+        actions: d.actions,
+        status: d.status,
+        events: d.events,
+        requeue_after: requeue,
+        status_first: false,
+        fate: Fate::Keep,
+        hints: (),
+    }
+}
+
+struct Decider<'a> {
+    obs: &'a Observed,
+    plan: Vec<RunNode>,
+    status: WorkflowStatus,
+    actions: Vec<WorkflowAction>,
+    events: Vec<Event>,
+}
+
+impl Decider<'_> {
+    /// A run that has not finished.
+    fn active(&self) -> bool {
+        self.status.run.is_some() && self.status.completion_time.is_none()
+    }
+
+    fn delete(&mut self, name: &str, why: &'static str) {
+        let listed = self
+            .actions
+            .iter()
+            .any(|a| matches!(a, WorkflowAction::DeleteJob { name: n, .. } if n == name));
+        if !listed {
+            self.actions.push(WorkflowAction::DeleteJob {
+                name: name.to_string(),
+                why,
+            });
+        }
+    }
+
+    /// Jobs that are not this Workflow's (left by a deleted one of the same name), and
+    /// those of runs older than the ones kept.
+    fn sweep_jobs(&mut self) {
+        let current = self.status.run.unwrap_or(0);
+        for job in &self.obs.jobs {
+            if job.deleting {
+                continue;
+            }
+            if job.foreign {
+                self.delete(&job.name, "it belongs to an earlier Workflow of this name");
+            } else if job.owned && job.run.is_some_and(|r| r + RUNS_KEPT <= current) {
+                self.delete(&job.name, "its run is older than the runs kept");
+            }
+        }
+    }
+
+    /// The Job of node `node` in the current run, if there is one of ours.
+    fn job_of(&self, node: &str) -> Option<&NodeJob> {
+        let run = self.status.run?;
+        self.obs
+            .jobs
+            .iter()
+            .find(|j| j.owned && j.run == Some(run) && j.node.as_deref() == Some(node))
+    }
+
+    fn start_run(&mut self, trigger: String) {
+        let run = self.status.run.unwrap_or(0) + 1;
+        let now = self.obs.now;
+        self.status.run = Some(run);
+        let inputs = run_inputs(&self.obs.meta, &self.obs.spec, &trigger);
+        self.status.run_trigger = Some(trigger);
+        self.status.start_time = Some(now);
+        self.status.completion_time = None;
+        self.status.nodes = self
+            .plan
+            .iter()
+            .map(|n| NodeStatus {
+                name: n.name.clone(),
+                ..Default::default()
+            })
+            .collect();
+        self.status.phase = WorkflowPhase::Running;
+        self.status
+            .conditions
+            .retain(|c| c.type_ == WorkflowConditionType::Suspended);
+        match inputs {
+            Ok(inputs) => {
+                self.status.inputs = inputs;
+                self.events.push(Event::normal(
+                    "RunStarted",
+                    format!("run {run} started with {} nodes", self.plan.len()),
+                ));
+            }
+            Err(e) => {
+                self.status.inputs.clear();
+                for node in &mut self.status.nodes {
+                    node.phase = NodePhase::Cancelled;
+                    node.message = Some("not started: the run's inputs are invalid".into());
+                }
+                self.finish_run(WorkflowPhase::Failed, &e);
+            }
+        }
+    }
+
+    /// Ends the current run as Cancelled: nodes not finished are Cancelled, and their
+    /// running Jobs deleted (which stops them).
+    fn cancel_run(&mut self, why: &str) {
+        let nodes: Vec<String> = self.status.nodes.iter().map(|n| n.name.clone()).collect();
+        for name in nodes {
+            let job = self
+                .job_of(&name)
+                .filter(|j| !j.deleting && !j.status.phase.is_finished())
+                .map(|j| j.name.clone());
+            let node = self
+                .status
+                .nodes
+                .iter_mut()
+                .find(|n| n.name == name)
+                .expect("listed");
+            if !node.phase.is_finished() {
+                node.phase = NodePhase::Cancelled;
+                node.message = Some(format!("cancelled: {why}"));
+                node.completion_time.get_or_insert(self.obs.now);
+                if let Some(job) = job {
+                    self.delete(&job, "its run was cancelled");
+                }
+            }
+        }
+        self.finish_run(WorkflowPhase::Cancelled, &format!("cancelled: {why}"));
+    }
+
+    /// Follows the Jobs, then skips and starts what the DAG allows.
+    fn drive(&mut self) {
+        self.align_nodes();
+        self.follow_jobs();
+        self.advance();
+        if self.status.nodes.iter().all(|n| n.phase.is_finished()) {
+            let failed = self.failures();
+            let phase = if failed.is_empty() {
+                WorkflowPhase::Succeeded
+            } else {
+                WorkflowPhase::Failed
+            };
+            let summary = self.counts();
+            self.finish_run(phase, &summary);
+        } else {
+            self.progress();
+            let run = self.status.run.unwrap_or(0);
+            let waiting = match run_trigger(&self.obs.meta, &self.obs.spec) {
+                Some(t) if Some(&t) != self.status.run_trigger.as_ref() => {
+                    format!("; run {} waits for it to finish", run + 1)
+                }
+                _ => String::new(),
+            };
+            self.status.summary = Some(format!("run {run}: {}{waiting}", self.counts()));
+        }
+    }
+
+    /// The status lists the plan's nodes in its order (a spec change replaces a run, so
+    /// this only repairs a status edited by hand).
+    fn align_nodes(&mut self) {
+        if self.status.nodes.len() == self.plan.len()
+            && self
+                .status
+                .nodes
+                .iter()
+                .zip(&self.plan)
+                .all(|(s, p)| s.name == p.name)
+        {
+            return;
+        }
+        let mut old: HashMap<String, NodeStatus> = std::mem::take(&mut self.status.nodes)
+            .into_iter()
+            .map(|n| (n.name.clone(), n))
+            .collect();
+        self.status.nodes = self
+            .plan
+            .iter()
+            .map(|p| {
+                old.remove(&p.name).unwrap_or_else(|| NodeStatus {
+                    name: p.name.clone(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+    }
+
+    fn follow_jobs(&mut self) {
+        for i in 0..self.status.nodes.len() {
+            if self.status.nodes[i].phase.is_finished() {
+                continue;
+            }
+            let name = self.status.nodes[i].name.clone();
+            let job = self.job_of(&name).cloned();
+            let node = &mut self.status.nodes[i];
+            match job {
+                Some(job) => {
+                    node.job = Some(job.name.clone());
+                    node.attempts = job.status.attempt;
+                    if job.status.start_time.is_some() {
+                        node.start_time = job.status.start_time;
+                    }
+                    let (phase, message) = match job.status.phase {
+                        JobPhase::Succeeded => (NodePhase::Succeeded, None),
+                        JobPhase::Failed => (NodePhase::Failed, job.status.summary.clone()),
+                        JobPhase::TimedOut => (
+                            NodePhase::Failed,
+                            Some(
+                                job.status
+                                    .summary
+                                    .clone()
+                                    .unwrap_or_else(|| "timed out".into()),
+                            ),
+                        ),
+                        JobPhase::Cancelled => (NodePhase::Cancelled, job.status.summary.clone()),
+                        JobPhase::Pending | JobPhase::Running => (NodePhase::Running, None),
+                    };
+                    node.phase = phase;
+                    node.message = message;
+                    if phase.is_finished() {
+                        node.completion_time = job.status.completion_time.or(Some(self.obs.now));
+                        node.outputs = job.status.outputs.clone();
+                        let (reason, text) = match phase {
+                            NodePhase::Succeeded => ("NodeSucceeded", "succeeded"),
+                            NodePhase::Cancelled => ("NodeCancelled", "was cancelled"),
+                            _ => ("NodeFailed", "failed"),
+                        };
+                        let event = format!("node {name} {text} (Job {})", job.name);
+                        self.events.push(if phase == NodePhase::Succeeded {
+                            Event::normal(reason, event)
+                        } else {
+                            Event::warning(reason, event)
+                        });
+                    }
+                }
+                None if node.job.is_some() => {
+                    node.phase = NodePhase::Failed;
+                    node.completion_time = Some(self.obs.now);
+                    node.message = Some(format!(
+                        "its Job {} was deleted before it finished",
+                        node.job.as_deref().unwrap_or_default()
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Whether a node's failure stops what follows (it has no continueOnError).
+    fn stops(&self, i: usize) -> bool {
+        let node = &self.status.nodes[i];
+        match node.phase {
+            NodePhase::Failed => !self.obs.spec.jobs[self.plan[i].index].continue_on_error,
+            NodePhase::Cancelled => true,
+            _ => false,
+        }
+    }
+
+    fn failures(&self) -> Vec<String> {
+        (0..self.status.nodes.len())
+            .filter(|&i| self.stops(i))
+            .map(|i| self.status.nodes[i].name.clone())
+            .collect()
+    }
+
+    /// Skips what cannot run, and starts what may, within the limits.
+    fn advance(&mut self) {
+        let obs = self.obs;
+        let spec = &obs.spec;
+        let mut ready = Vec::new();
+        for i in 0..self.plan.len() {
+            if self.status.nodes[i].phase != NodePhase::Pending
+                || self.status.nodes[i].job.is_some()
+            {
+                continue;
+            }
+            let decl = &spec.jobs[self.plan[i].index];
+            let needs: Vec<usize> = (0..self.plan.len())
+                .filter(|&j| decl.needs.contains(&spec.jobs[self.plan[j].index].name))
+                .collect();
+            if let Some(&j) = needs.iter().find(|&&j| self.stops(j)) {
+                let why = format!("needs {} failed", self.status.nodes[j].name);
+                self.skip(i, why);
+                continue;
+            }
+            if let Some(&j) = needs
+                .iter()
+                .find(|&&j| self.status.nodes[j].phase == NodePhase::Skipped)
+            {
+                let why = format!("needs {} was skipped", self.status.nodes[j].name);
+                self.skip(i, why);
+                continue;
+            }
+            let failed = self.failures();
+            if spec.fail_fast && !failed.is_empty() {
+                self.skip(i, format!("failFast: {} failed", failed[0]));
+                continue;
+            }
+            if spec.suspend
+                || needs
+                    .iter()
+                    .any(|&j| !self.status.nodes[j].phase.is_finished())
+            {
+                continue;
+            }
+            let vars = self.vars(i);
+            if let Some(condition) = &decl.if_ {
+                match expr::eval_bool(condition, &vars) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.skip(i, format!("if `{condition}` is false"));
+                        continue;
+                    }
+                    Err(e) => {
+                        self.fail(i, format!("if: {e}"));
+                        continue;
+                    }
+                }
+            }
+            ready.push((i, vars));
+        }
+        self.start(ready);
+    }
+
+    /// Starts `ready` nodes in order while `concurrency` and each node's `maxParallel` allow.
+    fn start(&mut self, ready: Vec<(usize, Vars)>) {
+        let obs = self.obs;
+        let spec = &obs.spec;
+        let running = |d: &Self, decl: Option<usize>| {
+            (0..d.plan.len())
+                .filter(|&j| d.status.nodes[j].phase == NodePhase::Running)
+                .filter(|&j| decl.is_none_or(|x| d.plan[j].index == x))
+                .count()
+        };
+        for (i, vars) in ready {
+            let failed = self.failures();
+            if spec.fail_fast && !failed.is_empty() {
+                self.skip(i, format!("failFast: {} failed", failed[0]));
+                continue;
+            }
+            if spec
+                .concurrency
+                .is_some_and(|limit| running(self, None) >= limit as usize)
+            {
+                break;
+            }
+            let index = self.plan[i].index;
+            if spec.jobs[index]
+                .max_parallel
+                .is_some_and(|limit| running(self, Some(index)) >= limit as usize)
+            {
+                continue;
+            }
+            let run = self.status.run.expect("an active run");
+            let node_name = self.plan[i].name.clone();
+            match render::job_spec(&spec.jobs[index].job, &vars) {
+                Ok(job) => {
+                    let name = naming::job_name(&self.obs.meta.name, run, &node_name);
+                    // A Job of an earlier Workflow of this name still holds the name: it
+                    // is being deleted (see sweep_jobs); start once it is gone.
+                    if obs.jobs.iter().any(|j| j.name == name && !j.owned) {
+                        continue;
+                    }
+                    let obj = job_object(&self.obs.meta, run, &node_name, &name, &job);
+                    self.actions.push(WorkflowAction::CreateJob(Box::new(obj)));
+                    let node = &mut self.status.nodes[i];
+                    node.phase = NodePhase::Running;
+                    node.job = Some(name);
+                    node.start_time = Some(self.obs.now);
+                }
+                Err(e) => self.fail(i, e),
+            }
+        }
+    }
+
+    fn skip(&mut self, i: usize, why: String) {
+        let node = &mut self.status.nodes[i];
+        node.phase = NodePhase::Skipped;
+        node.message = Some(why);
+        node.completion_time = Some(self.obs.now);
+    }
+
+    fn fail(&mut self, i: usize, why: String) {
+        let node = &mut self.status.nodes[i];
+        node.phase = NodePhase::Failed;
+        node.completion_time = Some(self.obs.now);
+        self.events.push(Event::warning(
+            "NodeFailed",
+            format!("node {} failed: {why}", node.name),
+        ));
+        node.message = Some(why);
+    }
+
+    /// What node `i`'s expressions see: the run's inputs, its matrix combination, and
+    /// each node upstream of it (a matrix node's phase over all its combinations, and
+    /// their outputs merged in order).
+    fn vars(&self, i: usize) -> Vars {
+        let spec = &self.obs.spec;
+        let index = self.plan[i].index;
+        let mut jobs = BTreeMap::new();
+        for upstream in spec.upstream(index) {
+            let nodes: Vec<&NodeStatus> = (0..self.plan.len())
+                .filter(|&j| spec.jobs[self.plan[j].index].name == upstream)
+                .map(|j| &self.status.nodes[j])
+                .collect();
+            let phases: Vec<NodePhase> = nodes.iter().map(|n| n.phase).collect();
+            let phase = if phases.contains(&NodePhase::Failed) {
+                NodePhase::Failed
+            } else if phases.contains(&NodePhase::Cancelled) {
+                NodePhase::Cancelled
+            } else if phases.iter().all(|p| *p == NodePhase::Skipped) {
+                NodePhase::Skipped
+            } else if phases.iter().all(|p| p.is_finished()) {
+                NodePhase::Succeeded
+            } else {
+                NodePhase::Running
+            };
+            let mut outputs = BTreeMap::new();
+            for node in nodes {
+                outputs.extend(node.outputs.clone());
+            }
+            jobs.insert(
+                upstream.to_string(),
+                NodeVars {
+                    phase: phase.as_str().to_string(),
+                    outputs,
+                },
+            );
+        }
+        Vars {
+            inputs: self.status.inputs.clone(),
+            matrix: self.plan[i].matrix.clone(),
+            jobs,
+            run: self.status.run.unwrap_or(0),
+            outputs: None,
+        }
+    }
+
+    fn finish_run(&mut self, phase: WorkflowPhase, summary: &str) {
+        let run = self.status.run.unwrap_or(0);
+        let now = self.obs.now;
+        self.progress();
+        self.status.phase = phase;
+        self.status.completion_time = Some(now);
+        let verb = match phase {
+            WorkflowPhase::Succeeded => "succeeded",
+            WorkflowPhase::Cancelled => "was cancelled",
+            _ => "failed",
+        };
+        let summary = format!("run {run} {verb}: {summary}");
+        self.status.summary = Some(summary.clone());
+        let failed = phase != WorkflowPhase::Succeeded;
+        let reason = match phase {
+            WorkflowPhase::Succeeded => "Succeeded",
+            WorkflowPhase::Cancelled => "Cancelled",
+            _ => "Failed",
+        };
+        set_condition(
+            &mut self.status.conditions,
+            WorkflowConditionType::Complete,
+            ConditionStatus::True,
+            reason,
+            &summary,
+            now,
+        );
+        set_condition(
+            &mut self.status.conditions,
+            WorkflowConditionType::Failed,
+            if failed {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            },
+            reason,
+            &summary,
+            now,
+        );
+        self.status.history.insert(
+            0,
+            WorkflowRunSummary {
+                run,
+                phase,
+                start_time: self.status.start_time,
+                completion_time: Some(now),
+                progress: self.status.progress.clone(),
+                summary: Some(summary.clone()),
+            },
+        );
+        self.status.history.truncate(HISTORY_LIMIT);
+        self.events.push(if failed {
+            Event::warning("RunFailed", summary)
+        } else {
+            Event::normal("RunSucceeded", summary)
+        });
+    }
+
+    fn progress(&mut self) {
+        let done = self
+            .status
+            .nodes
+            .iter()
+            .filter(|n| n.phase.is_finished())
+            .count();
+        self.status.progress = Some(format!("{done}/{}", self.status.nodes.len()));
+    }
+
+    /// "4 succeeded, 1 failed (test-shard-2), 2 skipped, 1 running".
+    fn counts(&self) -> String {
+        let mut parts = Vec::new();
+        for phase in [
+            NodePhase::Succeeded,
+            NodePhase::Failed,
+            NodePhase::Cancelled,
+            NodePhase::Skipped,
+            NodePhase::Running,
+            NodePhase::Pending,
+        ] {
+            let names: Vec<&str> = self
+                .status
+                .nodes
+                .iter()
+                .filter(|n| n.phase == phase)
+                .map(|n| n.name.as_str())
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
+            let mut part = format!("{} {}", names.len(), phase.as_str().to_lowercase());
+            if matches!(phase, NodePhase::Failed | NodePhase::Cancelled) {
+                let shown: Vec<&str> = names.iter().take(3).copied().collect();
+                let more = if names.len() > 3 { ", ..." } else { "" };
+                part.push_str(&format!(" ({}{more})", shown.join(", ")));
+            }
+            parts.push(part);
+        }
+        parts.join(", ")
+    }
+
+    /// The phase and the Suspended condition.
+    fn phase(&mut self) {
+        let now = self.obs.now;
+        if self.obs.spec.suspend {
+            if self.active() || self.status.run.is_none() {
+                self.status.phase = WorkflowPhase::Suspended;
+                if self.status.run.is_none() {
+                    self.status.summary = Some("suspended before its first run".into());
+                }
+            }
+            set_condition(
+                &mut self.status.conditions,
+                WorkflowConditionType::Suspended,
+                ConditionStatus::True,
+                "Suspended",
+                "spec.suspend is true: no node starts; running ones finish",
+                now,
+            );
+            return;
+        }
+        if self.active() {
+            self.status.phase = WorkflowPhase::Running;
+        } else if self.status.run.is_none() {
+            self.status.phase = WorkflowPhase::Pending;
+        }
+        if self
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == WorkflowConditionType::Suspended)
+        {
+            set_condition(
+                &mut self.status.conditions,
+                WorkflowConditionType::Suspended,
+                ConditionStatus::False,
+                "Resumed",
+                "spec.suspend is false",
+                now,
+            );
+        }
+    }
+}
+
+/// The Job object of node `node` in run `run`: labelled, and owned by the Workflow
+/// (`controller: true`; on a cluster the garbage collector deletes it with the Workflow).
+pub fn job_object(meta: &ObjectMeta, run: u32, node: &str, name: &str, spec: &JobSpec) -> Object {
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let mut obj = Object::new(
+        Kind::Job,
+        &namespace,
+        name,
+        serde_json::to_value(spec).expect("a Job spec serializes"),
+    );
+    obj.metadata.labels = BTreeMap::from([
+        (keys::LABEL_WORKFLOW.to_string(), meta.name.clone()),
+        (keys::LABEL_WORKFLOW_RUN.to_string(), run.to_string()),
+        (keys::LABEL_NODE.to_string(), node.to_string()),
+    ]);
+    obj.metadata.owner_references = vec![serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": "Workflow",
+        "name": meta.name,
+        "uid": meta.uid,
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })];
+    obj
+}

@@ -1,0 +1,173 @@
+use super::*;
+
+fn scope() -> Scope<'static> {
+    Scope {
+        inputs: ["ref"].into(),
+        matrix: ["shard"].into(),
+        upstream: ["build", "wait-ready"].into(),
+        nodes: ["build", "wait-ready", "test", "deploy"].into(),
+        node: "test",
+        own_outputs: false,
+    }
+}
+
+fn refused(source: &str) -> ExprError {
+    check(source, &scope()).expect_err(source)
+}
+
+#[test]
+fn names_in_scope_pass() {
+    for ok in [
+        "inputs.ref == 'main'",
+        "matrix.shard != '2' && jobs.build.phase == 'Succeeded'",
+        "jobs['wait-ready'].outputs.ready == 'yes'",
+        "has(jobs.build.outputs.version)",
+        "workflow.run > 1",
+        "[1, 2].exists(x, x == 2)",
+        "jobs.build.outputs.all(k, k != '')",
+    ] {
+        check(ok, &scope()).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+    }
+}
+
+#[test]
+fn a_syntax_error_says_where() {
+    let e = refused("inputs.ref ==");
+    assert!(e.message.contains("not a valid CEL expression"), "{e:?}");
+    assert!(e.message.contains("column"), "{e:?}");
+    assert!(refused("  ").message.contains("empty"));
+}
+
+#[test]
+fn unknown_roots_inputs_keys_and_nodes_are_named() {
+    assert!(
+        refused("foo == 1")
+            .message
+            .contains("unknown variable \"foo\"")
+    );
+    assert!(
+        refused("inputs.tag == 'x'")
+            .message
+            .contains("no input \"tag\" (it has ref)")
+    );
+    assert!(
+        refused("matrix.os == 'x'")
+            .message
+            .contains("no key \"os\"")
+    );
+    assert!(
+        refused("jobs.nope.phase == 'x'")
+            .message
+            .contains("no node \"nope\"")
+    );
+    assert!(
+        refused("jobs.build.status == 'x'")
+            .message
+            .contains("has no \"status\"")
+    );
+    assert!(
+        refused("jobs[inputs.ref].phase == 'x'")
+            .message
+            .contains("names no node")
+    );
+    assert!(
+        refused("workflow.name == 'x'")
+            .message
+            .contains("no \"name\"")
+    );
+    // `outputs` is only for until.
+    assert!(
+        refused("outputs.ready == 'yes'")
+            .message
+            .contains("unknown variable")
+    );
+    let until = Scope {
+        own_outputs: true,
+        ..scope()
+    };
+    check("outputs.ready == 'yes'", &until).unwrap();
+}
+
+#[test]
+fn a_node_that_is_not_upstream_is_refused_with_the_fix() {
+    let e = refused("jobs.deploy.phase == 'Succeeded'");
+    assert!(e.message.contains("not upstream of \"test\""), "{e:?}");
+    assert!(e.fix.contains("needs of \"test\""), "{e:?}");
+}
+
+#[test]
+fn a_matrix_reference_on_a_plain_node_is_refused() {
+    let plain = Scope {
+        matrix: BTreeSet::new(),
+        ..scope()
+    };
+    assert!(
+        check("matrix.shard == '1'", &plain)
+            .unwrap_err()
+            .message
+            .contains("has no matrix")
+    );
+}
+
+#[test]
+fn templates_split_check_and_render() {
+    assert_eq!(
+        pieces("a ${{ x }} b ${{y}}").unwrap(),
+        vec![
+            Piece::Text("a "),
+            Piece::Expr("x"),
+            Piece::Text(" b "),
+            Piece::Expr("y")
+        ]
+    );
+    assert!(
+        pieces("a ${{ x")
+            .unwrap_err()
+            .message
+            .contains("never closed")
+    );
+    assert!(check_template("echo ${{ nope.x }}", &scope()).is_err());
+    check_template(
+        "echo ${{ matrix.shard }} of ${{ jobs.build.outputs.version }}",
+        &scope(),
+    )
+    .unwrap();
+
+    let vars = Vars {
+        inputs: [("ref".to_string(), "main".to_string())].into(),
+        matrix: [("shard".to_string(), "2".to_string())].into(),
+        jobs: [(
+            "build".to_string(),
+            NodeVars {
+                phase: "Succeeded".into(),
+                outputs: [("version".to_string(), "1.2".to_string())].into(),
+            },
+        )]
+        .into(),
+        run: 3,
+        outputs: None,
+    };
+    assert_eq!(
+        render("shard ${{ matrix.shard }} of ${{ jobs.build.outputs.version }} run ${{ workflow.run }}", &vars).unwrap(),
+        "shard 2 of 1.2 run 3"
+    );
+    assert_eq!(render("no template", &vars).unwrap(), "no template");
+    assert!(
+        render("${{ jobs.build.outputs.missing }}", &vars)
+            .unwrap_err()
+            .contains("cannot be evaluated")
+    );
+    assert!(
+        render("${{ jobs.build.outputs }}", &vars)
+            .unwrap_err()
+            .contains("no text form")
+    );
+
+    assert!(eval_bool("inputs.ref == 'main' && workflow.run == 3", &vars).unwrap());
+    assert!(!eval_bool("jobs.build.phase == 'Failed'", &vars).unwrap());
+    assert!(
+        eval_bool("inputs.ref", &vars)
+            .unwrap_err()
+            .contains("not true or false")
+    );
+}
