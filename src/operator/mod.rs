@@ -125,12 +125,7 @@ pub async fn run(
             source,
         })?;
     let readiness = readiness(store, ctx.clone(), leading.clone());
-    let queue = ctx.queue.clone();
-    let app = http::router(
-        ctx.metrics.clone(),
-        readiness,
-        Arc::new(move || queue.len()),
-    );
+    let app = http::router(ctx.metrics.clone(), readiness);
     let server = tokio::spawn(http::serve(listener, app, shutdown.clone()));
     let api = match options.api_addr {
         Some(addr) => {
@@ -141,6 +136,7 @@ pub async fn run(
                 activity: ctx.activity.clone(),
                 shutdown: shutdown.clone(),
                 leading: Some(leading.clone()),
+                metrics: ctx.metrics.clone(),
             };
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -339,6 +335,7 @@ mod tests {
             activity: crate::controller::activity::SandboxActivity::new(),
             shutdown: shutdown.clone(),
             leading: Some(leading),
+            metrics: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
