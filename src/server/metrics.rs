@@ -44,3 +44,83 @@ pub async fn count(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::store::LocalStore;
+
+    /// The API as `serve` runs it (guard, MCP, the counting layer) over a real SQLite
+    /// store; sandboxes go nowhere (never called here).
+    #[tokio::test]
+    async fn requests_are_counted_by_route_template_never_by_path() {
+        let data = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(data.path()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        let state = AppState {
+            objects: Arc::new(store.clone()),
+            records: store,
+            sandboxes: Arc::new(crate::runtime::PodRuntime::new(
+                crate::kubeapi::mock::mock_client().0,
+            )),
+            activity: crate::controller::activity::SandboxActivity::new(),
+            shutdown: shutdown.clone(),
+            leading: None,
+            metrics: metrics.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = super::super::serve_api(listener, state).unwrap();
+        let http = reqwest::Client::new();
+        let jobs = format!("{url}/apis/orcaops.dev/v1alpha1/namespaces/team-a/jobs");
+        for name in ["secret-name-1", "secret-name-2"] {
+            let answer = http.get(format!("{jobs}/{name}")).send().await.unwrap();
+            assert_eq!(answer.status(), 404);
+        }
+        assert_eq!(http.get(&jobs).send().await.unwrap().status(), 200);
+        assert_eq!(
+            http.get(format!("{url}/nowhere"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+        let refused = http
+            .get(&jobs)
+            .header("origin", "http://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "the guard refuses a foreign origin");
+
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let ns = "/apis/orcaops.dev/v1alpha1/namespaces/{ns}/{plural}";
+        for line in [
+            format!(
+                r#"orcaops_api_requests_total{{method="GET",route="{ns}/{{name}}",code="404"}} 2"#
+            ),
+            format!(r#"orcaops_api_requests_total{{method="GET",route="{ns}",code="200"}} 1"#),
+            format!(r#"orcaops_api_requests_total{{method="GET",route="{ns}",code="403"}} 1"#),
+            r#"orcaops_api_requests_total{method="GET",route="_unmatched",code="404"} 1"#
+                .to_string(),
+        ] {
+            assert!(text.contains(&line), "{line} in:\n{text}");
+        }
+        assert!(!text.contains("secret-name"), "{text}");
+        shutdown.cancel();
+        let _ = served.await;
+    }
+}
