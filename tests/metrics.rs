@@ -288,3 +288,83 @@ fn a_real_prometheus_scrapes_serve_and_sees_the_job_run() {
     let scrapes: f64 = requests["value"][1].as_str().unwrap().parse().unwrap();
     assert!(scrapes >= 1.0, "{requests}");
 }
+
+/// A serve that, when dropped, stops and then removes every container it made (by its
+/// instance label): a killed serve leaves its warm pool running.
+struct PoolServer(Server);
+
+impl PoolServer {
+    /// The instance label of this serve's containers, read from one it lists.
+    fn instance(&self) -> Option<String> {
+        let url = format!("{}/apis/orcaops.dev/v1alpha1/containers", self.0.url);
+        let listed: Value = serde_json::from_str(&get(&url, None).2).ok()?;
+        let id = listed["items"].as_array()?.first()?["id"]
+            .as_str()?
+            .to_string();
+        let inspected = Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{index .Config.Labels \"orcaops.dev/instance\"}}",
+                &id,
+            ])
+            .output()
+            .ok()?;
+        let instance = String::from_utf8_lossy(&inspected.stdout)
+            .trim()
+            .to_string();
+        (!instance.is_empty()).then_some(instance)
+    }
+}
+
+impl Drop for PoolServer {
+    fn drop(&mut self) {
+        let instance = self.instance();
+        self.0.kill();
+        if let Some(instance) = instance {
+            for id in common::containers_with_label("orcaops.dev/instance", &instance) {
+                Command::new("docker")
+                    .args(["rm", "-f", &id])
+                    .stdout(Stdio::null())
+                    .status()
+                    .ok();
+            }
+        }
+    }
+}
+
+#[test]
+fn warm_pool_depth_and_a_claim_show_in_the_metrics() {
+    let pool_server = PoolServer(Server::start());
+    let server = &pool_server.0;
+    server.write(
+        "template.yaml",
+        "apiVersion: orcaops.dev/v1alpha1\nkind: SandboxTemplate\nmetadata:\n  name: metrics-shell\nspec:\n  network: none\n  warmPool:\n    size: 1\n  services:\n    - name: shell\n      image: busybox:latest\n      command: [\"sleep\", \"infinity\"]\n",
+    );
+    let metrics = format!("{}/metrics", server.url);
+    let ready = r#"orcaops_warm_pool_ready{workspace="default",template="metrics-shell"}"#;
+    wait_until(Duration::from_secs(60), "the pool has a ready slot", || {
+        (sample(&get(&metrics, None).2, ready) == Some(1.0)).then_some(())
+    });
+    server.write(
+        "sandbox.yaml",
+        "apiVersion: orcaops.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: metrics-agent\nspec:\n  templateRef: metrics-shell\n",
+    );
+    let hit = r#"orcaops_warm_pool_claim_duration_seconds_count{outcome="hit"}"#;
+    let text = wait_until(Duration::from_secs(60), "the claim is counted", || {
+        let text = get(&metrics, None).2;
+        (sample(&text, hit) == Some(1.0)).then_some(text)
+    });
+    assert_eq!(
+        sample(&text, r#"orcaops_objects{kind="Sandbox",phase="Ready"}"#),
+        Some(1.0),
+        "the claimed sandbox is Ready:\n{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"orcaops_warm_pool_claim_duration_seconds_count{outcome="miss"}"#
+        ),
+        None
+    );
+}
