@@ -631,6 +631,9 @@ fn check_dashboard_configmap(configmap: &objects::Doc) {
     metrics.register_docker_calls(docker.clone());
     let took = std::time::Duration::from_millis(5);
     docker.observe("create_container", "answered", took);
+    let kube = orcaops::metrics::CallLatency::default();
+    metrics.register_kube_calls(kube.clone());
+    kube.observe("list jobs", "answered", took);
     metrics.reconciled(Kind::Job, "ok", took);
     metrics.run_finished("default", "build", "Succeeded", took);
     metrics.request_served("GET", Some("/healthz"), 200, took);

@@ -105,9 +105,15 @@ impl CallLatency {
     /// One call of `operation` (a fixed name such as `create_container`) that ended with
     /// `outcome` (`answered`, `timeout` or `unreachable`) after `took`.
     pub fn observe(&self, operation: &'static str, outcome: &'static str, took: Duration) {
+        self.observe_named(operation.to_string(), outcome, took);
+    }
+
+    /// [`CallLatency::observe`] for an operation named from a bounded set at run time
+    /// (a Kubernetes verb and resource).
+    pub fn observe_named(&self, operation: String, outcome: &'static str, took: Duration) {
         self.family
             .get_or_create(&CallLabels {
-                operation: operation.to_string(),
+                operation,
                 outcome: outcome.to_string(),
             })
             .observe(took.as_secs_f64());
@@ -133,6 +139,7 @@ pub struct Metrics {
     pool_ready: Family<PoolLabels, Gauge>,
     claims: Family<ClaimLabels, Histogram>,
     docker_calls: OnceLock<()>,
+    kube_calls: OnceLock<()>,
     samplers: Mutex<Vec<Sampler>>,
 }
 
@@ -235,6 +242,7 @@ impl Metrics {
             pool_ready,
             claims,
             docker_calls: OnceLock::new(),
+            kube_calls: OnceLock::new(),
             samplers: Mutex::new(Vec::new()),
         }
     }
@@ -308,6 +316,21 @@ impl Metrics {
                     "docker_call_duration_seconds",
                     "How long Docker calls took, by operation and outcome (answered, \
                      timeout, unreachable); gated calls include their wait for a permit",
+                    latency.family,
+                );
+        });
+    }
+
+    /// Exports the Kubernetes API calls `latency` counts (once: later calls do nothing).
+    pub fn register_kube_calls(&self, latency: CallLatency) {
+        self.kube_calls.get_or_init(|| {
+            self.registry
+                .lock()
+                .expect("metrics registry lock")
+                .register(
+                    "kube_call_duration_seconds",
+                    "How long Kubernetes API calls took to answer (to the response headers), \
+                     by verb and resource, and outcome (answered, unreachable)",
                     latency.family,
                 );
         });

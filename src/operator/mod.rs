@@ -87,6 +87,8 @@ pub async fn run(
         pods: PodRuntime::new(client.clone()),
     };
     let ctx = Context::with_limits(&backend, options.limits);
+    ctx.metrics
+        .register_kube_calls(crate::kubeapi::timing::call_latency());
 
     let (leading, election) = if options.leader_election {
         let config = LeaseConfig::new(
