@@ -2,7 +2,8 @@
 # Installs and starts what orcaops needs on a fresh Debian machine, idempotently:
 # the Docker engine, a running dockerd, a local `busybox:latest` image built from
 # Debian's busybox-static (no registry needed), and a Python venv with the MCP SDK
-# for the MCP tests. Safe to run again and again.
+# for the MCP tests, and Prometheus's promtool and server for tests/metrics.rs. Safe to
+# run again and again.
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -23,6 +24,23 @@ if ! command -v kubectl >/dev/null 2>&1; then
   log "installing kubectl (apt-get) for the kubectl tests"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubectl >/dev/null 2>&1 \
     || log "warning: kubectl could not be installed; tests/kubectl.rs will fail until it is on PATH"
+fi
+
+# promtool and prometheus are only for tests/metrics.rs, which starts its own server
+# on a temporary port: the package's service is kept from starting (policy-rc.d).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  log "installing prometheus (apt-get; its service is not started) for the metrics tests"
+  policy=/usr/sbin/policy-rc.d
+  added_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# added by orcaops scripts/setup.sh while installing prometheus\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    added_policy=1
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+    || log "warning: prometheus could not be installed; tests/metrics.rs will fail until promtool and prometheus are on PATH"
+  [ -z "$added_policy" ] || $SUDO rm -f "$policy"
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 
 #[cfg(test)]
 pub(crate) mod mock;
+pub mod timing;
 
 /// Whether the request never got an answer (connection refused, DNS, TLS, timeout), as
 /// opposed to an answer that refused it.

@@ -401,6 +401,7 @@ fn every_crd_schema_is_structural() {
 fn every_option_flipped() -> Value {
     json!({
         "serviceMonitor": { "enabled": true, "labels": { "release": "prometheus" } },
+        "grafanaDashboard": { "enabled": true, "namespace": "monitoring", "labels": { "team": "ops" } },
         "api": { "enabled": true },
         "persistence": { "existingClaim": "orcaops-data" },
         "leaderElection": { "enabled": false },
@@ -433,11 +434,13 @@ fn chart_metadata_and_values_parse() {
     assert_eq!(values["replicaCount"], 1);
     assert_eq!(values["leaderElection"]["enabled"], true);
     assert_eq!(values["serviceMonitor"]["enabled"], false);
+    assert_eq!(values["grafanaDashboard"]["enabled"], false);
     assert_eq!(values["metrics"]["port"], 9090);
     assert_eq!(values["api"]["service"]["port"], 8080);
     let templates: BTreeSet<&str> = chart.manifests.iter().map(String::as_str).collect();
     let expected = [
         "clusterrole.yaml",
+        "dashboard-configmap.yaml",
         "deployment.yaml",
         "role.yaml",
         "service.yaml",
@@ -555,6 +558,7 @@ fn chart_renders_with_every_option_flipped() {
         !kinds.contains("Role"),
         "no Lease Role without leader election"
     );
+    check_dashboard_configmap(one(&docs, "ConfigMap"));
     let monitor = one(&docs, "ServiceMonitor");
     assert_eq!(monitor.value["metadata"]["labels"]["release"], "prometheus");
     assert_eq!(monitor.value["spec"]["endpoints"][0]["port"], "metrics");
@@ -606,6 +610,73 @@ fn chart_renders_with_every_option_flipped() {
     let notes = chart.notes(&overrides);
     assert!(notes.contains("port-forward"), "{notes}");
     assert!(notes.contains("orcaops-data"), "{notes}");
+}
+
+/// The dashboard ConfigMap: labelled for Grafana's sidecar, holding the dashboard file
+/// as it is, whose every query names metrics orcaops exports.
+fn check_dashboard_configmap(configmap: &objects::Doc) {
+    let value = &configmap.value;
+    assert_eq!(value["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(value["metadata"]["labels"]["team"], "ops");
+    assert_eq!(value["metadata"]["namespace"], "monitoring");
+    let embedded = value["data"]["orcaops.json"]
+        .as_str()
+        .expect("data.orcaops.json");
+    let file = std::fs::read_to_string(root().join("charts/orcaops/dashboards/orcaops.json"))
+        .expect("charts/orcaops/dashboards/orcaops.json");
+    assert_eq!(embedded.trim_end(), file.trim_end(), "the file, unchanged");
+    let dashboard: Value = serde_json::from_str(embedded).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10, "{} panels", panels.len());
+
+    // Every metric a query names is one orcaops exports (a renamed metric would leave
+    // an empty panel behind).
+    // A family is written once it has a sample: give each one.
+    let metrics = orcaops::metrics::Metrics::new();
+    let docker = orcaops::metrics::CallLatency::default();
+    metrics.register_docker_calls(docker.clone());
+    let took = std::time::Duration::from_millis(5);
+    docker.observe("create_container", "answered", took);
+    let kube = orcaops::metrics::CallLatency::default();
+    metrics.register_kube_calls(kube.clone());
+    kube.observe("list jobs", "answered", took);
+    metrics.reconciled(Kind::Job, "ok", took);
+    metrics.run_finished("default", "build", "Succeeded", took);
+    metrics.request_served("GET", Some("/healthz"), 200, took);
+    metrics.warm_pool_claimed(true, took);
+    metrics.sample_warm_pools(|| vec![("default".into(), "py".into(), 1)]);
+    let mut job = orcaops::resources::Object::new(Kind::Job, "default", "build", json!({}));
+    job.metadata.uid = "u".into();
+    metrics.object_changed(&job);
+    let exported: BTreeSet<String> = metrics
+        .encode()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(String::from)
+        .collect();
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let mut rest = expr;
+            while let Some(at) = rest.find("orcaops_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                let family = ["_bucket", "_count", "_sum", "_total"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name);
+                assert!(
+                    exported.contains(family),
+                    "panel {:?} queries {name}, which orcaops does not export ({exported:?})",
+                    panel["title"]
+                );
+            }
+        }
+    }
 }
 
 /// The chart and manifests/ install the same operator: same rules, same hardening.

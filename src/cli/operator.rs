@@ -31,10 +31,10 @@ the service account's namespace, else the kubeconfig context's); one leads and a
 the others stand by and take over within about 15 s. The holder is $POD_NAME (else the
 host name). Never run more than one replica with --no-leader-election.
 
-Endpoints on --metrics-addr: /metrics (Prometheus text: orcaops_reconciles_total by
-kind and outcome, orcaops_reconcile_duration_seconds, orcaops_queue_depth,
-orcaops_leader), /healthz (the process answers), /readyz (the cluster answers, the
-CRDs are served, and the leader's controllers have listed the objects).
+Endpoints on --metrics-addr: /metrics (Prometheus: reconciles, queue depth, leader,
+Jobs and Sandboxes by phase, run durations; the list is in docs/observability.md;
+also on --api-addr with --api), /healthz (the process answers), /readyz (the cluster
+answers, the CRDs are served, and the leader's controllers have listed the objects).
 
 The REST facade and MCP (--api): the same API as `orcaops serve` (MCP at /mcp) on
 --api-addr, acting on the cluster with the operator's service account. Objects, status,

@@ -161,6 +161,7 @@ impl LocalMode {
             activity: ctx.activity.clone(),
             shutdown: shutdown.clone(),
             leading: None,
+            metrics: ctx.metrics.clone(),
         };
         tasks.push(tokio::spawn(controller::run(
             ctx,

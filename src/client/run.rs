@@ -232,6 +232,7 @@ mod tests {
             activity: crate::controller::activity::SandboxActivity::new(),
             shutdown: shutdown.clone(),
             leading: None,
+            metrics: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = ApiClient::new(&format!("http://{}", listener.local_addr().unwrap())).unwrap();

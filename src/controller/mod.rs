@@ -113,22 +113,36 @@ impl Context {
                 wake.add(key);
             }
         });
-        Arc::new(Context {
+        let metrics = Arc::new(Metrics::new());
+        let depth = Arc::clone(&queue);
+        metrics.sample_queue_depth(move || depth.len());
+        let sandbox_runtime = backend.sandboxes();
+        if let Some(docker) = sandbox_runtime.warm_pools() {
+            metrics.register_docker_calls(docker.call_latency());
+        }
+        let ctx = Arc::new(Context {
             store: backend.objects(),
             records: backend.records(),
             jobs: backend.jobs(),
-            sandbox_runtime: backend.sandboxes(),
+            sandbox_runtime,
             finalizers: backend.keeps_finalizers(),
             synced: std::sync::atomic::AtomicBool::new(false),
             queue,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             activity,
             sandboxes,
             pools: template::Pools::default(),
             followers: job::follow::Followers::default(),
             waiting_for_room: waiting::WaitingForRoom::default(),
             limits,
-        })
+        });
+        let weak = Arc::downgrade(&ctx);
+        ctx.metrics.sample_warm_pools(move || {
+            weak.upgrade()
+                .map(|ctx| ctx.pools.ready_counts(&ctx.sandboxes.monitors))
+                .unwrap_or_default()
+        });
+        ctx
     }
 
     /// What runs Sandboxes.
@@ -262,6 +276,11 @@ fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
         && let Some(owner) = workflow::owner_of(&event.object)
     {
         ctx.queue.add(owner);
+    }
+    if deleted {
+        ctx.metrics.object_deleted(&event.object);
+    } else {
+        ctx.metrics.object_changed(&event.object);
     }
     match key.kind {
         Kind::Job if deleted => {
@@ -422,6 +441,7 @@ const RECONCILED: [Kind; 4] = [
 async fn enqueue_all(ctx: &Context) -> Result<(), StoreError> {
     for kind in RECONCILED {
         let (objects, _) = ctx.store.list(kind, None).await?;
+        ctx.metrics.objects_listed(kind, &objects);
         for obj in objects {
             // A Workflow's Job queues its Workflow too: one deleted while the server was
             // down is then found gone, and its Jobs deleted.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::future::BoxFuture;
@@ -23,37 +23,21 @@ pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>>
 struct AppState {
     metrics: Arc<Metrics>,
     readiness: ReadinessCheck,
-    /// Sampled into the queue depth gauge at each scrape.
-    queue_depth: Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
 /// The router of `/metrics`, `/healthz` and `/readyz`.
-pub fn router(
-    metrics: Arc<Metrics>,
-    readiness: ReadinessCheck,
-    queue_depth: Arc<dyn Fn() -> usize + Send + Sync>,
-) -> Router {
+pub fn router(metrics: Arc<Metrics>, readiness: ReadinessCheck) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(AppState {
-            metrics,
-            readiness,
-            queue_depth,
-        })
+        .with_state(AppState { metrics, readiness })
 }
 
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    state.metrics.set_queue_depth((state.queue_depth)());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
+/// OpenMetrics for Prometheus, the classic text format for anything that does not ask
+/// for it (see `metrics::text`).
+async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    crate::server::scrape(&state.metrics, &headers)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -91,11 +75,8 @@ mod tests {
         metrics: Arc<Metrics>,
     ) -> (String, CancellationToken) {
         let depth = Arc::new(AtomicUsize::new(7));
-        let app = router(
-            metrics,
-            readiness,
-            Arc::new(move || depth.load(Ordering::Relaxed)),
-        );
+        metrics.sample_queue_depth(move || depth.load(Ordering::Relaxed));
+        let app = router(metrics, readiness);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
@@ -137,13 +118,35 @@ mod tests {
         synced.store(true, Ordering::Relaxed);
         assert_eq!(get("/readyz").await.unwrap().status(), 200);
 
-        let scraped = get("/metrics").await.unwrap();
+        let scraped = http
+            .get(format!("{url}/metrics"))
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,*/*;q=0.1",
+            )
+            .send()
+            .await
+            .unwrap();
         assert_eq!(scraped.status(), 200);
         let text = scraped.text().await.unwrap();
         assert!(text.contains("orcaops_queue_depth 7"), "{text}");
         assert!(text.contains(r#"orcaops_reconciles_total{kind="Job",outcome="ok"} 1"#));
         assert!(text.contains("orcaops_leader 0"));
         assert!(text.ends_with("# EOF\n"));
+        // Without asking for OpenMetrics: the classic text format.
+        let classic = get("/metrics").await.unwrap();
+        assert!(
+            classic.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        let text = classic.text().await.unwrap();
+        assert!(
+            text.contains("# TYPE orcaops_reconciles_total counter"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
         shutdown.cancel();
     }
 }

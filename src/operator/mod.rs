@@ -87,6 +87,8 @@ pub async fn run(
         pods: PodRuntime::new(client.clone()),
     };
     let ctx = Context::with_limits(&backend, options.limits);
+    ctx.metrics
+        .register_kube_calls(crate::kubeapi::timing::call_latency());
 
     let (leading, election) = if options.leader_election {
         let config = LeaseConfig::new(
@@ -125,12 +127,7 @@ pub async fn run(
             source,
         })?;
     let readiness = readiness(store, ctx.clone(), leading.clone());
-    let queue = ctx.queue.clone();
-    let app = http::router(
-        ctx.metrics.clone(),
-        readiness,
-        Arc::new(move || queue.len()),
-    );
+    let app = http::router(ctx.metrics.clone(), readiness);
     let server = tokio::spawn(http::serve(listener, app, shutdown.clone()));
     let api = match options.api_addr {
         Some(addr) => {
@@ -141,6 +138,7 @@ pub async fn run(
                 activity: ctx.activity.clone(),
                 shutdown: shutdown.clone(),
                 leading: Some(leading.clone()),
+                metrics: ctx.metrics.clone(),
             };
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -339,6 +337,7 @@ mod tests {
             activity: crate::controller::activity::SandboxActivity::new(),
             shutdown: shutdown.clone(),
             leading: Some(leading),
+            metrics: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -157,6 +157,11 @@ impl DockerRuntime {
         self.gate.went_away_around(ended)
     }
 
+    /// How long the calls to the daemon take, by operation, for `/metrics`.
+    pub fn call_latency(&self) -> crate::metrics::CallLatency {
+        self.gate.latency()
+    }
+
     /// How it spares the daemon.
     pub fn limits(&self) -> DockerLimits {
         self.gate.limits()

@@ -43,6 +43,7 @@ async fn replica() -> (Replica, MockApi) {
         activity: SandboxActivity::new(),
         shutdown: CancellationToken::new(),
         leading: Some(leading),
+        metrics: Default::default(),
     };
     let replica = Replica {
         app: router(state),

@@ -12,6 +12,7 @@ mod jobs;
 mod layers;
 mod list;
 mod logs;
+mod metrics;
 mod objects;
 mod openapi;
 mod patch;
@@ -36,6 +37,7 @@ use tower_http::trace::TraceLayer;
 pub use error::{ApiError, Status, StatusCause, StatusDetails};
 pub use guard::{Access, AccessError};
 pub use layers::REQUEST_TIMEOUT;
+pub use metrics::scrape;
 pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER};
 pub use serve::{ServeError, serve_api, serve_api_with};
 pub use watch::BOOKMARK_INTERVAL;
@@ -78,6 +80,8 @@ pub struct AppState {
     /// Cluster mode: whether this replica leads, and so whether its data dir is where
     /// the run records are being written. None (local mode): always.
     pub leading: Option<tokio::sync::watch::Receiver<bool>>,
+    /// What `/metrics` exports: the controllers' metrics, and the API's requests.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What run records, logs and artifacts answer on a replica that does not lead.
@@ -94,6 +98,7 @@ impl AppState {
         sandboxes: impl SandboxIo,
         activity: Arc<SandboxActivity>,
         shutdown: CancellationToken,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         AppState {
             objects: Arc::new(store.clone()),
@@ -102,6 +107,7 @@ impl AppState {
             activity,
             shutdown,
             leading: None,
+            metrics,
         }
     }
 
@@ -127,6 +133,7 @@ pub fn router(state: AppState) -> Router {
     let timed = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::handler))
         .route(&format!("{BASE}/containers"), get(containers::list))
         .route(
             &format!("{BASE}/{{plural}}"),

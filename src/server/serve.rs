@@ -35,6 +35,7 @@ pub fn serve_api_with(
 ) -> Result<JoinHandle<()>, ServeError> {
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let shutdown = state.shutdown.clone();
+    let metrics = state.metrics.clone();
     // MCP's tools are clients of this same API, over loopback. It is mounted outside
     // `router` so that the API's per-request layers (body limit, timeouts) never cut its
     // long waits and event streams.
@@ -55,6 +56,11 @@ pub fn serve_api_with(
         .layer(axum::middleware::from_fn_with_state(
             Guard::new(access, addr),
             guard::middleware,
+        ))
+        // Outermost, so that the guard's refusals are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            super::metrics::count,
         ));
     Ok(tokio::spawn(async move {
         info!(%addr, "API listening (MCP at /mcp)");

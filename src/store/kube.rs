@@ -153,7 +153,13 @@ impl KubeStore {
         config.connect_timeout = Some(CONNECT_TIMEOUT);
         let server = config.cluster_url.to_string();
         let instance = instance_for(&server);
-        let client = Client::try_from(config).map_err(ConnectError::Client)?;
+        // Every call the process makes to the API is timed here (`/metrics`).
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(ConnectError::Client)?
+            .with_layer(&crate::kubeapi::timing::TimedLayer(
+                crate::kubeapi::timing::call_latency(),
+            ))
+            .build();
         let context = match kubeconfig {
             Some(path) => context.map(str::to_string).or_else(|| {
                 Kubeconfig::read_from(path)

@@ -43,7 +43,8 @@ pub fn load_chart() -> Chart {
         .collect();
     files.sort();
     let templates = Templates::parse(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
-        .unwrap_or_else(|e| panic!("charts/orcaops/templates/{e}"));
+        .unwrap_or_else(|e| panic!("charts/orcaops/templates/{e}"))
+        .with_files(chart_files(&dir));
     let manifests = files
         .iter()
         .map(|(name, _)| name.clone())
@@ -55,6 +56,18 @@ pub fn load_chart() -> Chart {
         metadata: Value::Object(metadata),
         values,
     }
+}
+
+/// The files `.Files.Get` may read: the dashboards.
+fn chart_files(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(dir.join("dashboards"))
+        .expect("charts/orcaops/dashboards")
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            (format!("dashboards/{name}"), read(&path))
+        })
+        .collect()
 }
 
 fn one_document(path: &Path) -> Value {

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Namespace, PodSpec, Service, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -114,6 +116,7 @@ pub fn check_object(doc: &Doc) {
         "RoleBinding" => drop(doc.typed::<RoleBinding>()),
         "Deployment" => drop(doc.typed::<Deployment>()),
         "Service" => drop(doc.typed::<Service>()),
+        "ConfigMap" => drop(doc.typed::<ConfigMap>()),
         // The Prometheus Operator's kind: k8s-openapi has no struct for it.
         "ServiceMonitor" => assert_eq!(
             doc.value["apiVersion"], "monitoring.coreos.com/v1",

@@ -3,7 +3,8 @@
 //!
 //! The subset: field paths (`.Values.image.tag`, `.`), string and integer literals,
 //! pipelines (`|`), `if`/`else`/`end`, `with`/`else`/`end`, `define` and `include`, the
-//! functions `toYaml`, `nindent`, `indent`, `quote` and `default`, the trim markers `{{-`
+//! functions `toYaml`, `nindent`, `indent`, `quote` and `default`, `.Files.Get` of the
+//! chart's non-template files (given to [`Templates::with_files`]), the trim markers `{{-`
 //! and `-}}`, and `{{/* comments */}}`. Anything else is an error that names the template,
 //! the line and the construct, never passed through: a chart that outgrows the subset fails
 //! the tests until the renderer learns the new construct. One deliberate difference from
@@ -16,7 +17,15 @@ use std::fmt;
 use serde_json::Value;
 
 /// The functions the renderer knows.
-const FUNCTIONS: &[&str] = &["include", "toYaml", "nindent", "indent", "quote", "default"];
+const FUNCTIONS: &[&str] = &[
+    "include",
+    "toYaml",
+    "nindent",
+    "indent",
+    "quote",
+    "default",
+    ".Files.Get",
+];
 /// How deep `include` may nest before the renderer assumes a define includes itself.
 const MAX_INCLUDE_DEPTH: usize = 32;
 
@@ -24,6 +33,9 @@ const MAX_INCLUDE_DEPTH: usize = 32;
 pub struct Templates {
     files: BTreeMap<String, Vec<Node>>,
     defines: BTreeMap<String, Vec<Node>>,
+    /// The chart's other files by path in the chart (`dashboards/orcaops.json`), for
+    /// `.Files.Get`.
+    chart_files: BTreeMap<String, String>,
 }
 
 /// Where something is in the templates, for error messages.
@@ -71,6 +83,7 @@ impl Templates {
         let mut templates = Templates {
             files: BTreeMap::new(),
             defines: BTreeMap::new(),
+            chart_files: BTreeMap::new(),
         };
         for (name, text) in files {
             let mut tokens = lex(name, text)?.into_iter();
@@ -83,6 +96,12 @@ impl Templates {
             templates.files.insert(name.to_string(), nodes);
         }
         Ok(templates)
+    }
+
+    /// The chart's non-template files `.Files.Get` reads, by path in the chart.
+    pub fn with_files(mut self, files: BTreeMap<String, String>) -> Self {
+        self.chart_files = files;
+        self
     }
 
     /// Renders one file with `root` as `.` (an object with `Values`, `Release` and `Chart`).
@@ -251,6 +270,19 @@ impl Templates {
                 } else {
                     args.remove(0)
                 })
+            }
+            ".Files.Get" => {
+                arity(1)?;
+                let path = args[0]
+                    .as_str()
+                    .ok_or_else(|| format!("{place}: `.Files.Get` needs a path"))?;
+                // Helm answers an empty string for a missing file; a test wants to know.
+                self.chart_files
+                    .get(path)
+                    .map(|text| Value::String(text.clone()))
+                    .ok_or_else(|| {
+                        format!("{place}: `.Files.Get \"{path}\"`: no such file in the chart")
+                    })
             }
             _ => unreachable!("function names are checked when parsing"),
         }
@@ -435,14 +467,14 @@ fn parse_pipeline(text: &str, place: &Place) -> Result<Pipeline, String> {
         let command = pipeline.last_mut().expect("never empty");
         let parsed = if word.starts_with('"') {
             Word::Str(parse_string(&word, place)?)
+        } else if FUNCTIONS.contains(&word.as_str()) && command.is_empty() {
+            Word::Function(word)
         } else if word == "." {
             Word::Field(Vec::new())
         } else if let Some(path) = word.strip_prefix('.') {
             Word::Field(path.split('.').map(str::to_string).collect())
         } else if let Ok(n) = word.parse::<i64>() {
             Word::Int(n)
-        } else if FUNCTIONS.contains(&word.as_str()) && command.is_empty() {
-            Word::Function(word)
         } else {
             return Err(format!(
                 "{place}: `{word}` in `{text}` is not supported by the test renderer (it knows fields, strings, integers and the functions {})",

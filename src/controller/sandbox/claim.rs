@@ -52,6 +52,8 @@ pub(super) async fn try_claim(
     let tkey = ObjectKey::new(Kind::SandboxTemplate, &key.namespace, template_name);
     let fingerprint = fingerprint(&effective.services, effective.network);
     let now = Utc::now();
+    // Until the claim is written (renames and the status included): what a claimer waits.
+    let started = std::time::Instant::now();
     let claimed = ctx
         .pools
         .claim(&tkey, &fingerprint, &meta.uid, &ctx.sandboxes.monitors, now);
@@ -59,6 +61,7 @@ pub(super) async fn try_claim(
     ctx.queue.add(tkey.clone());
     let Some(claimed) = claimed else {
         debug!(template = template_name, "warm pool empty; starting cold");
+        ctx.metrics.warm_pool_claimed(false, started.elapsed());
         return Ok(None);
     };
     let base = sandbox_base(meta);
@@ -105,6 +108,7 @@ pub(super) async fn try_claim(
         ctx.pools.unclaim(&tkey, fingerprint, claimed);
         return Err(e);
     }
+    ctx.metrics.warm_pool_claimed(true, started.elapsed());
     debug!(slot = %slot.slot, "claimed a warm-pool sandbox");
     event::record(ctx.store.as_ref(), &involved(&key, obj), events).await?;
     // Look again at once: the monitor, expiry and the rest of the status follow.

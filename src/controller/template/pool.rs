@@ -166,6 +166,26 @@ impl Pools {
         Some(Claimed { slot, containers })
     }
 
+    /// Per template: (workspace, template, ready slots), for `/metrics`. No I/O.
+    pub fn ready_counts(&self, monitors: &Monitors) -> Vec<(String, String, usize)> {
+        let inner = self.inner.lock().expect("pools lock");
+        inner
+            .pools
+            .iter()
+            .map(|(template, pool)| {
+                let ready = pool
+                    .slots
+                    .iter()
+                    .filter(|(id, slot)| {
+                        matches!(slot.contents, Contents::Created(_))
+                            && monitors.all_ready(&slot_monitor_id(template, id))
+                    })
+                    .count();
+                (template.namespace.clone(), template.name.clone(), ready)
+            })
+            .collect()
+    }
+
     /// Gives a claimed slot back (the claimer could not record its claim).
     pub fn unclaim(&self, template: &ObjectKey, fingerprint: Fingerprint, claimed: Claimed) {
         let mut inner = self.inner.lock().expect("pools lock");

@@ -28,6 +28,7 @@ use bollard::errors::Error as BollardError;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, watch};
 
+use crate::metrics::CallLatency;
 use crate::runtime::RuntimeError;
 
 /// How the Docker runtime spares the daemon; `orcaops serve` sets it from its flags.
@@ -123,6 +124,8 @@ pub(crate) struct Gate {
     containers: Mutex<Containers>,
     /// Bumped whenever a container slot frees up.
     room: watch::Sender<u64>,
+    /// How long each call took, by operation and outcome (exported as metrics).
+    latency: CallLatency,
 }
 
 /// A container slot held while a create is under way; dropped unused, it frees the slot.
@@ -160,7 +163,13 @@ impl Gate {
             last_outage: Mutex::new(None),
             containers: Mutex::new(Containers::default()),
             room: watch::channel(0).0,
+            latency: CallLatency::default(),
         }
+    }
+
+    /// The latency of the calls through this gate, for `/metrics`.
+    pub(crate) fn latency(&self) -> CallLatency {
+        self.latency.clone()
     }
 
     pub(crate) fn limits(&self) -> DockerLimits {
@@ -200,6 +209,7 @@ impl Gate {
         timeout: Duration,
         call: impl Future<Output = Result<T, BollardError>>,
     ) -> Result<Result<T, BollardError>, RuntimeError> {
+        let started = Instant::now();
         let _permit = match lane {
             Lane::Gated => {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -209,7 +219,14 @@ impl Gate {
             }
             Lane::Free => None,
         };
-        match tokio::time::timeout(timeout, call).await {
+        let answer = tokio::time::timeout(timeout, call).await;
+        let outcome = match &answer {
+            Err(_) => "timeout",
+            Ok(Err(e)) if is_transport(e) => "unreachable",
+            Ok(_) => "answered",
+        };
+        self.latency.observe(name, outcome, started.elapsed());
+        match answer {
             Err(_) => {
                 let error = RuntimeError::Timeout {
                     call: name,
@@ -240,7 +257,15 @@ impl Gate {
         call: impl Future<Output = Result<T, BollardError>>,
     ) -> Result<T, RuntimeError> {
         let timeout = self.limits.call_timeout;
-        let error = match tokio::time::timeout(timeout, call).await {
+        let started = Instant::now();
+        let answer = tokio::time::timeout(timeout, call).await;
+        let outcome = match &answer {
+            Ok(Ok(_)) => "answered",
+            Ok(Err(_)) => "unreachable",
+            Err(_) => "timeout",
+        };
+        self.latency.observe(name, outcome, started.elapsed());
+        let error = match answer {
             Ok(Ok(value)) => return Ok(value),
             Err(_) => RuntimeError::Timeout {
                 call: name,

@@ -80,6 +80,7 @@ async fn on_a_cluster_exec_and_single_files_go_through_pods_exec_and_the_rest_is
         activity: SandboxActivity::new(),
         shutdown: CancellationToken::new(),
         leading: None,
+        metrics: Default::default(),
     });
     let sandbox = format!("{BASE}/namespaces/team-a/sandboxes/box");
 
