@@ -54,9 +54,11 @@ const MARKER_PREFIX: &str = "::orcaops:";
 /// non-zero exit and exits with it.
 ///
 /// A `run` step is executed as `/bin/sh -c '<script>'`. A `command` step is
-/// executed as `(exec -- 'arg0' 'arg1' ...)`: in a subshell and through
+/// executed as `(exec 'arg0' 'arg1' ...)`: in a subshell and through
 /// `exec`, so a shell builtin named in exec form (`cd`, `exit`, `set -e`)
 /// cannot change or end the runner, and a missing program fails with 127.
+/// There is no `--` after `exec`: dash (Debian's and Ubuntu's `/bin/sh`) takes it
+/// for the program's name; validation refuses a program whose name starts with `-`.
 /// A step with neither (validation rejects it) runs as a no-op `true`.
 ///
 /// On SIGTERM (`docker stop`) the runner passes the signal on to the running
@@ -239,7 +241,7 @@ fn step_invocation(step: &Step) -> String {
         (Some(run), _) => format!("/bin/sh -c {}", shell_quote(run)),
         (None, Some(command)) if !command.is_empty() => {
             let args: Vec<String> = command.iter().map(|arg| shell_quote(arg)).collect();
-            format!("(exec -- {})", args.join(" "))
+            format!("(exec {})", args.join(" "))
         }
         _ => "true".to_string(),
     }
@@ -526,7 +528,7 @@ printf '::orcaops:n0:end:0:%d\n' "$orcaops_rc"; printf '::orcaops:n0:end:0:%d\n'
 [ -z "$orcaops_stop" ] || exit 143
 printf '::orcaops:n0:start:1\n'; printf '::orcaops:n0:start:1\n' >&2
 export ORCAOPS_OUTPUT='/.orcaops/output-1'; { true > "$ORCAOPS_OUTPUT"; } 2>/dev/null
-(exec -- 'ls' '-l') &
+(exec 'ls' '-l') &
 orcaops_wait $!
 orcaops_outputs 1 "$ORCAOPS_OUTPUT"
 printf '::orcaops:n0:end:1:%d\n' "$orcaops_rc"; printf '::orcaops:n0:end:1:%d\n' "$orcaops_rc" >&2

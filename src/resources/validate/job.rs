@@ -281,6 +281,14 @@ fn steps(p: &mut Problems, at: &str, steps: &[Step]) {
                 "the command is empty: its first entry must name the program",
                 "write the program and its arguments, such as [\"make\", \"test\"]",
             ),
+            (None, Some(command)) if command[0].starts_with('-') => p.push(
+                format!("{field}.command[0]"),
+                format!(
+                    "\"{}\" starts with '-', so a shell would read it as an option, not a program",
+                    command[0]
+                ),
+                format!("name the program by its path, such as \"./{}\"", command[0]),
+            ),
             _ => {}
         }
     }

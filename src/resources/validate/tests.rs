@@ -102,6 +102,18 @@ fn each_step_has_exactly_one_of_run_and_command() {
 }
 
 #[test]
+fn a_program_name_starting_with_a_dash_is_refused_with_its_path_as_the_fix() {
+    let obj = job(json!({"image": "alpine", "steps": [
+        {"name": "dash", "command": ["-rf", "x"]},
+        {"name": "fine", "command": ["rm", "-rf", "x"]},
+    ]}));
+    let e = only_error(&obj);
+    assert_eq!(e.field, "spec.steps[0].command[0]");
+    assert!(e.message.contains("\"-rf\" starts with '-'"), "{e}");
+    assert!(e.to_string().contains("./-rf"), "{e}");
+}
+
+#[test]
 fn job_fields_are_checked() {
     let obj = job(json!({
         "image": "",

@@ -17,12 +17,16 @@ fn line(stream: LogStream, text: &str) -> LogLine {
 /// Runs the Docker runner script (no hold) with the host's shell; returns the parser fed
 /// with its stdout and stderr (stdout first, as lines), and its exit code.
 fn run_on_host(steps: &[Step]) -> (RunnerParser, Vec<String>, i32) {
+    run_with_shell("/bin/sh", steps)
+}
+
+fn run_with_shell(shell: &str, steps: &[Step]) -> (RunnerParser, Vec<String>, i32) {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new("/bin/sh")
+    let output = Command::new(shell)
         .arg("-c")
         .arg(script(steps, "n0", None, dir.path().to_str().unwrap()))
         .output()
-        .expect("these tests run the runner with the host's /bin/sh");
+        .unwrap_or_else(|e| panic!("these tests run the runner with {shell} ({e}); install it (apt-get install dash bash busybox-static)"));
     let mut parser = RunnerParser::new("n0", steps.len());
     let mut carried = Vec::new();
     for (stream, bytes) in [
@@ -154,4 +158,48 @@ fn a_failed_step_still_reports_what_it_wrote() {
         outputs.values.into_iter().collect::<Vec<_>>(),
         [("partial".to_string(), "yes".to_string())]
     );
+}
+
+/// Exec-form steps ran as `(exec -- prog ...)`, which dash (the `/bin/sh` of Debian and
+/// Ubuntu images) reads as a program named `--`: every `command:` step failed with 127.
+/// The same script must run under dash, bash and busybox's sh.
+#[test]
+fn exec_form_steps_run_under_dash_bash_and_busybox_sh() {
+    let steps = [
+        Step::exec(
+            "argv",
+            vec!["printf".into(), "%s|".into(), "a b".into(), "-n".into()],
+        ),
+        Step::exec("program", vec!["true".into()]),
+        Step::script("after", "echo after"),
+    ];
+    for shell in ["/bin/dash", "/bin/bash", "/bin/busybox"] {
+        let (parser, carried, code) = if shell == "/bin/busybox" {
+            // `busybox sh -c SCRIPT`: the applet first.
+            let dir = tempfile::tempdir().unwrap();
+            let output = Command::new(shell)
+                .args(["sh", "-c"])
+                .arg(script(&steps, "n0", None, dir.path().to_str().unwrap()))
+                .output()
+                .expect("scripts/setup.sh installs busybox-static");
+            let mut parser = RunnerParser::new("n0", steps.len());
+            let mut carried = Vec::new();
+            for text in String::from_utf8_lossy(&output.stdout).lines() {
+                if let Some((_, text)) = parser.push(&line(LogStream::Stdout, text)) {
+                    carried.push(text);
+                }
+            }
+            (parser, carried, output.status.code().unwrap_or(-1))
+        } else {
+            run_with_shell(shell, &steps)
+        };
+        assert_eq!(code, 0, "{shell}: {carried:?}");
+        let codes: Vec<Option<i64>> = parser.steps().iter().map(|p| p.exit_code).collect();
+        assert_eq!(codes, [Some(0), Some(0), Some(0)], "{shell}: {carried:?}");
+        assert!(
+            carried.iter().any(|l| l == "a b|-n|"),
+            "{shell}: {carried:?}"
+        );
+        assert!(carried.iter().any(|l| l == "after"), "{shell}: {carried:?}");
+    }
 }
