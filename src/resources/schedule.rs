@@ -32,25 +32,55 @@ pub enum ScheduleError {
     TimeZone { name: String },
 }
 
-impl fmt::Display for ScheduleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ScheduleError {
+    /// What is wrong, without the fix.
+    pub fn problem(&self) -> String {
         match self {
             ScheduleError::Cron {
                 expression,
                 problem,
-            } => write!(
-                f,
-                "\"{expression}\" is not a valid cron schedule: {problem}; use five fields (minute hour day-of-month month day-of-week), such as \"0 3 * * *\", or @daily"
-            ),
-            ScheduleError::TimeZone { name } => write!(
-                f,
-                "\"{name}\" is not a time zone of the IANA database; use a name such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\""
-            ),
+            } => format!("\"{expression}\" is not a valid cron schedule: {problem}"),
+            ScheduleError::TimeZone { name } => {
+                format!("\"{name}\" is not a time zone of the IANA database")
+            }
+        }
+    }
+
+    /// What to write instead.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            ScheduleError::Cron { .. } => {
+                "use five fields (minute hour day-of-month month day-of-week), such as \"0 3 * * *\", or @daily"
+            }
+            ScheduleError::TimeZone { .. } => {
+                "use a name such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\""
+            }
         }
     }
 }
 
+impl fmt::Display for ScheduleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; {}", self.problem(), self.fix())
+    }
+}
+
 impl std::error::Error for ScheduleError {}
+
+/// A cron expression: five fields, or a nickname such as `@hourly`.
+pub fn parse_cron(expression: &str) -> Result<Cron, ScheduleError> {
+    expression.parse::<Cron>().map_err(|e| ScheduleError::Cron {
+        expression: expression.to_string(),
+        problem: e.to_string(),
+    })
+}
+
+/// A time zone of the IANA database, such as `Europe/Berlin`.
+pub fn parse_zone(name: &str) -> Result<Tz, ScheduleError> {
+    name.parse::<Tz>().map_err(|_| ScheduleError::TimeZone {
+        name: name.to_string(),
+    })
+}
 
 /// What a schedule says at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,18 +100,8 @@ impl Schedule {
     /// Parses `expression` (five fields, or a nickname such as `@hourly`) in `time_zone`
     /// (an IANA name; UTC when None).
     pub fn parse(expression: &str, time_zone: Option<&str>) -> Result<Schedule, ScheduleError> {
-        let cron = expression
-            .parse::<Cron>()
-            .map_err(|e| ScheduleError::Cron {
-                expression: expression.to_string(),
-                problem: e.to_string(),
-            })?;
-        let zone = match time_zone {
-            None => Tz::UTC,
-            Some(name) => name.parse::<Tz>().map_err(|_| ScheduleError::TimeZone {
-                name: name.to_string(),
-            })?,
-        };
+        let cron = parse_cron(expression)?;
+        let zone = time_zone.map_or(Ok(Tz::UTC), parse_zone)?;
         Ok(Schedule { cron, zone })
     }
 

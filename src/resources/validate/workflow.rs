@@ -367,13 +367,9 @@ fn run_nodes(p: &mut Problems, spec: &WorkflowSpec) {
 
 fn schedule(p: &mut Problems, spec: &WorkflowSpec) {
     if let Some(schedule) = &spec.schedule
-        && let Err(e) = schedule.parse::<croner::Cron>()
+        && let Err(e) = crate::resources::schedule::parse_cron(schedule)
     {
-        p.push(
-            "spec.schedule",
-            format!("\"{schedule}\" is not a valid cron schedule: {e}"),
-            "use five fields (minute hour day-of-month month day-of-week), such as \"0 3 * * *\", or @daily",
-        );
+        p.push("spec.schedule", e.problem(), e.fix());
     }
     if let Some(zone) = &spec.time_zone {
         if spec.schedule.is_none() {
@@ -383,12 +379,8 @@ fn schedule(p: &mut Problems, spec: &WorkflowSpec) {
                 "add a schedule, or remove timeZone",
             );
         }
-        if zone.parse::<chrono_tz::Tz>().is_err() {
-            p.push(
-                "spec.timeZone",
-                format!("\"{zone}\" is not a time zone"),
-                "use an IANA name such as \"Europe/Paris\" or \"UTC\"",
-            );
+        if let Err(e) = crate::resources::schedule::parse_zone(zone) {
+            p.push("spec.timeZone", e.problem(), e.fix());
         }
     }
     if spec.starting_deadline_seconds.is_some() && spec.schedule.is_none() {
