@@ -84,24 +84,14 @@ async fn act_one(
                     follow::follow(ctx, &key, obj, &container, run, attempt);
                     Ok(None)
                 }
-                Err(RuntimeError::ImageUnavailable { image, reason }) => {
-                    let message = format!("image \"{image}\" is not available: {reason}");
-                    warn!(%image, %reason, "cannot start attempt");
-                    record_without_container(
-                        ctx,
-                        obj,
-                        run,
-                        attempt,
-                        container_name,
-                        AttemptOutcome::StartFailed,
-                        message,
-                    )
-                    .await
-                    .map(Some)
-                }
-                Err(RuntimeError::ServiceNotReady { service, reason }) => {
-                    let message = format!("service \"{service}\" did not become ready: {reason}");
-                    warn!(%service, %reason, "cannot start attempt");
+                // The attempt could not start, and says why: a missing image, or a
+                // service that never got ready. A retry may do better.
+                Err(
+                    e @ (RuntimeError::ImageUnavailable { .. }
+                    | RuntimeError::ServiceNotReady { .. }),
+                ) => {
+                    let message = e.to_string();
+                    warn!(reason = %message, "cannot start attempt");
                     record_without_container(
                         ctx,
                         obj,
