@@ -813,3 +813,22 @@ fn run_f_runs_a_job_file_and_reruns_it_unchanged() {
         "retries show up in the output"
     );
 }
+
+/// A running Job's summary said "starting 1 step" until its attempt ended; it now names
+/// the step that is running, as soon as the step starts.
+#[test]
+fn a_running_jobs_summary_names_its_current_step() {
+    let server = Server::start();
+    server.write(
+        "steps.yaml",
+        &job_yaml(
+            "stepwise",
+            "  steps:\n    - name: quick\n      run: echo one\n    - name: slow\n      run: sleep 6\n",
+        ),
+    );
+    server.wait_job("stepwise", "says it runs step 2 of 2", T, |job| {
+        job.pointer("/status/summary").and_then(Value::as_str)
+            == Some("run 1, attempt 1: step 2 of 2 (\"slow\") running")
+    });
+    server.wait_phase("stepwise", "Succeeded", T);
+}

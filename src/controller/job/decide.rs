@@ -33,6 +33,9 @@ pub struct Observed {
     pub attempts: Vec<AttemptRecord>,
     /// `(run, attempt)` of every container above whose result is already recorded.
     pub harvested: HashSet<(u32, u32)>,
+    /// The step the current attempt's container is running, as its log follower last
+    /// saw it (None when not followed, or before the first step starts).
+    pub running_step: Option<usize>,
     pub now: DateTime<Utc>,
 }
 
@@ -516,10 +519,21 @@ impl Decider<'_> {
                 ContainerState::Running => {
                     self.status.phase = JobPhase::Running;
                     let steps = self.obs.spec.steps.len();
-                    self.status.summary = Some(format!(
-                        "run {run}, attempt {attempt}: running {steps} step{}",
-                        if steps == 1 { "" } else { "s" }
-                    ));
+                    let running = self
+                        .obs
+                        .running_step
+                        .and_then(|i| Some((i, self.obs.spec.steps.get(i)?)));
+                    self.status.summary = Some(match running {
+                        Some((i, step)) => format!(
+                            "run {run}, attempt {attempt}: step {} of {steps} (\"{}\") running",
+                            i + 1,
+                            step.name
+                        ),
+                        None => format!(
+                            "run {run}, attempt {attempt}: running {steps} step{}",
+                            if steps == 1 { "" } else { "s" }
+                        ),
+                    });
                     self.actions.push(JobAction::Follow {
                         container: c,
                         run,

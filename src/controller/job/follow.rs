@@ -35,6 +35,9 @@ pub struct Followers {
     /// dir): the follower waits before it wakes the Job, which would start it again at
     /// once, so a failing disk is retried with backoff rather than in a tight loop.
     failures: Mutex<HashMap<String, u32>>,
+    /// The step each followed container is running now (by container id), as its
+    /// markers say: the Job's summary names it.
+    running: Mutex<HashMap<String, usize>>,
     /// Uids of deleted Jobs whose interrupted run is being recorded
     /// ([`super::deleted`]): the orphan sweep leaves their containers alone meanwhile.
     recording: Arc<Mutex<HashSet<String>>>,
@@ -97,6 +100,25 @@ impl Followers {
             .remove(container_id)
         {
             task.abort();
+        }
+    }
+
+    /// The index of the step `container_id` is running, while it is followed.
+    pub fn running_step(&self, container_id: &str) -> Option<usize> {
+        self.running
+            .lock()
+            .expect("followers lock")
+            .get(container_id)
+            .copied()
+    }
+
+    /// Notes the step `container_id` runs now (None: it is no longer followed);
+    /// returns whether that changed.
+    fn set_running_step(&self, container_id: &str, step: Option<usize>) -> bool {
+        let mut running = self.running.lock().expect("followers lock");
+        match step {
+            Some(step) => running.insert(container_id.to_string(), step) != Some(step),
+            None => running.remove(container_id).is_some(),
         }
     }
 
@@ -186,6 +208,14 @@ async fn follow_output(
             let carried = parser.push(&line);
             let mut kept = false;
             log.step_started(parser.running_step()).await?;
+            // A step started: wake the Job, so its summary names the step.
+            if parser.running_step().is_some()
+                && ctx
+                    .followers
+                    .set_running_step(&container_id, parser.running_step())
+            {
+                ctx.queue.add(key.clone());
+            }
             if let Some((step, text)) = carried {
                 kept = log.push(step, &text).await?;
             }
@@ -210,6 +240,7 @@ async fn follow_output(
             tokio::time::sleep(wait).await;
         }
     }
+    ctx.followers.set_running_step(&container_id, None);
     // The stream ends when the container stops: look at the Job now.
     ctx.queue.add(key);
 }

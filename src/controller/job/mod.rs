@@ -87,6 +87,14 @@ async fn observe(
         .into_iter()
         .filter(|a| Some(a.run) == status.run)
         .collect();
+    // The step the current attempt runs, if its container is followed.
+    let running_step = containers
+        .iter()
+        .filter(|c| {
+            c.label(keys::LABEL_RUN).and_then(|r| r.parse().ok()) == status.run
+                && c.label(keys::LABEL_ATTEMPT).and_then(|a| a.parse().ok()) == status.attempt
+        })
+        .find_map(|c| ctx.followers.running_step(&c.id));
     Ok(Observed {
         meta: obj.metadata.clone(),
         spec,
@@ -94,6 +102,7 @@ async fn observe(
         containers,
         attempts,
         harvested,
+        running_step,
         now: Utc::now(),
     })
 }

@@ -49,6 +49,7 @@ impl Fixture {
                 containers: vec![],
                 attempts: vec![],
                 harvested: HashSet::new(),
+                running_step: None,
                 now: t0(),
             },
         }
@@ -167,6 +168,31 @@ fn a_new_job_starts_run_one() {
     assert_eq!(d.status.run_trigger.as_deref(), Some("g1"));
     assert_eq!(d.status.start_time, Some(t0()));
     assert_eq!(d.status.steps.len(), 1);
+}
+
+/// The summary of a running Job said "starting 1 step" until the attempt ended; the
+/// follower now wakes the Job at each step, and the summary names it.
+#[test]
+fn a_running_jobs_summary_names_the_step_its_follower_saw_start() {
+    let mut f = Fixture::new();
+    f.obs.spec.steps = vec![
+        Step::script("build", "make"),
+        Step::script("test", "make test"),
+    ];
+    let d = f.decide();
+    let f = f.after(&d, 1).container(1, 1, ContainerState::Running);
+    let d = f.decide();
+    assert_eq!(
+        d.status.summary.as_deref(),
+        Some("run 1, attempt 1: running 2 steps")
+    );
+    let mut f = f.after(&d, 1);
+    f.obs.running_step = Some(1);
+    let d = f.decide();
+    assert_eq!(
+        d.status.summary.as_deref(),
+        Some("run 1, attempt 1: step 2 of 2 (\"test\") running")
+    );
 }
 
 #[test]
