@@ -61,8 +61,9 @@ pub trait JobRuntime: Send + Sync + 'static {
     fn logs(&self, id: &str, follow: bool) -> LogLines;
     /// Stops the attempt (SIGTERM, then SIGKILL after `grace_secs`); gone is fine.
     async fn stop(&self, id: &str, grace_secs: u32) -> Result<()>;
-    /// Removes the attempt and what was made for it; gone is fine.
-    async fn remove(&self, id: &str) -> Result<()>;
+    /// Removes the attempt and what was made for it (its labels, as listed, say what
+    /// that is); gone is fine.
+    async fn remove(&self, attempt: &ContainerInfo) -> Result<()>;
     /// Copies `path` out of the attempt into `dest_dir`: a file as `dest_dir/<name>`, a
     /// directory as `dest_dir/<name>.tar`, with its size and sha256. Over `limit` bytes it
     /// is [`crate::runtime::RuntimeError::ArtifactTooLarge`], counted as it is read (a
@@ -162,17 +163,14 @@ impl JobRuntime for DockerRuntime {
         DockerRuntime::stop(self, id, grace_secs).await
     }
 
-    async fn remove(&self, id: &str) -> Result<()> {
+    async fn remove(&self, attempt: &ContainerInfo) -> Result<()> {
         // The attempt's services and network go with it (the network last, once nothing
-        // is attached to it).
-        let attempt = DockerRuntime::inspect(self, id).await?;
-        DockerRuntime::remove(self, id).await?;
-        match attempt {
-            Some(attempt) if attempt.labels.contains_key(HAS_SERVICES_LABEL) => {
-                self.remove_services_of(&attempt.labels).await
-            }
-            _ => Ok(()),
+        // is attached to it). Its labels came with the listing: no inspect is needed.
+        DockerRuntime::remove(self, &attempt.id).await?;
+        if attempt.labels.contains_key(HAS_SERVICES_LABEL) {
+            self.remove_services_of(&attempt.labels).await?;
         }
+        Ok(())
     }
 
     async fn service_notes(&self, id: &str) -> Result<Vec<String>> {

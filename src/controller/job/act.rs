@@ -128,7 +128,7 @@ async fn act_one(
         }
         JobAction::Remove { container } => {
             ctx.followers.stop(&container.id);
-            ctx.jobs.remove(&container.id).await?;
+            ctx.jobs.remove(&container).await?;
             Ok(None)
         }
         JobAction::Abandon {
@@ -140,7 +140,7 @@ async fn act_one(
         } => {
             warn!(run, attempt, pod = %container.id, "{message}");
             ctx.followers.stop(&container.id);
-            ctx.jobs.remove(&container.id).await?;
+            ctx.jobs.remove(&container).await?;
             record_without_container(ctx, obj, run, attempt, container.name, outcome, message)
                 .await
                 .map(Some)

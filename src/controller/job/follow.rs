@@ -22,6 +22,9 @@ use crate::runtime::runner::RunnerParser;
 /// How long the output may pause before what was read is flushed to the live log.
 const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// The least time between two wakes of a Job for a step that started.
+const STEP_WAKE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The first wait after a follower could not write the live log; it doubles per
 /// consecutive failure of the same container, up to [`MAX_RETRY_AFTER`].
 const FIRST_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -193,6 +196,8 @@ async fn follow_output(
         let mut parser = RunnerParser::new(&nonce, step_count);
         let mut lines = ctx.jobs.logs(&container_id, true);
         let mut woken = false;
+        let mut next_step_wake: Option<std::time::Instant> = None;
+        let mut delayed_step_wake: Option<std::time::Instant> = None;
         loop {
             // Written lines are flushed when the output pauses, not line by line: a
             // follower that falls behind loses what Docker rotates away meanwhile.
@@ -208,13 +213,27 @@ async fn follow_output(
             let carried = parser.push(&line);
             let mut kept = false;
             log.step_started(parser.running_step()).await?;
-            // A step started: wake the Job, so its summary names the step.
+            // A step started: wake the Job, so its summary names the step; at most once
+            // a second, so a job of many short steps does not reconcile at each one. A
+            // step that starts sooner gets one wake at the end of that second.
             if parser.running_step().is_some()
                 && ctx
                     .followers
                     .set_running_step(&container_id, parser.running_step())
             {
-                ctx.queue.add(key.clone());
+                let now = std::time::Instant::now();
+                match next_step_wake {
+                    Some(at) if now < at => {
+                        if delayed_step_wake != Some(at) {
+                            ctx.queue.add_after(key.clone(), at - now);
+                            delayed_step_wake = Some(at);
+                        }
+                    }
+                    _ => {
+                        ctx.queue.add(key.clone());
+                        next_step_wake = Some(now + STEP_WAKE_EVERY);
+                    }
+                }
             }
             if let Some((step, text)) = carried {
                 kept = log.push(step, &text).await?;
@@ -264,7 +283,7 @@ pub async fn remove_orphans(ctx: &Context) -> Result<usize, ControllerError> {
         {
             info!(container = %c.name, "removing a container whose Job is gone");
             ctx.followers.stop(&c.id);
-            ctx.jobs.remove(&c.id).await?;
+            ctx.jobs.remove(&c).await?;
             removed += 1;
         }
     }

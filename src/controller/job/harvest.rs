@@ -206,10 +206,10 @@ pub(super) async fn harvest(
     // critical path: a crash before it happens leaves a harvested container that the
     // next reconcile removes.
     let runtime = Arc::clone(&ctx.jobs);
-    let id = container.id.clone();
+    let container = container.clone();
     tokio::spawn(async move {
-        if let Err(e) = runtime.remove(&id).await {
-            warn!(container = %id, error = %e, "cannot remove a harvested container");
+        if let Err(e) = runtime.remove(&container).await {
+            warn!(container = %container.id, error = %e, "cannot remove a harvested container");
         }
     });
     Ok(record)

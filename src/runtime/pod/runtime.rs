@@ -265,8 +265,8 @@ impl JobRuntime for PodRuntime {
     }
 
     /// Deletes the pod and its NetworkPolicy (named like it).
-    async fn remove(&self, id: &str) -> Result<()> {
-        let (namespace, name) = split_id(id)?;
+    async fn remove(&self, attempt: &ContainerInfo) -> Result<()> {
+        let (namespace, name) = split_id(&attempt.id)?;
         let params = DeleteParams::default();
         ignore_not_found(self.pods(namespace).delete(name, &params).await.map(drop))?;
         ignore_not_found(

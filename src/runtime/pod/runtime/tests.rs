@@ -400,8 +400,16 @@ async fn remove_deletes_the_pod_and_its_policy_and_gone_is_fine() {
         Exchange::delete(policies_path(&format!("/{POD}"))).not_found(),
     ]);
     let runtime = PodRuntime::new(client);
-    let first = runtime.remove(ID).await;
-    let again = runtime.remove(ID).await;
+    let attempt = ContainerInfo {
+        id: ID.into(),
+        name: POD.into(),
+        labels: Default::default(),
+        state: ContainerState::Exited { code: 0 },
+        started_at: None,
+        finished_at: None,
+    };
+    let first = runtime.remove(&attempt).await;
+    let again = runtime.remove(&attempt).await;
     api.done().await;
     first.unwrap();
     again.unwrap();
