@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::resources::job::{ArtifactStatus, JobPhase, StepStatus};
+use crate::resources::workflow::{NodeStatus, WorkflowPhase};
 
 /// How an attempt ended.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +78,35 @@ pub struct RunRecord {
     /// The outputs of the run's last attempt.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+}
+
+/// One run of a Workflow: the whole DAG as it ended (or as it started, until it ends).
+/// The Workflow's status keeps only the current run's nodes and a short history; these
+/// records keep every run, and outlive the Workflow. Each node's Job keeps its own
+/// [`RunRecord`]s (logs, steps, artifacts) under the Job's name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowRunRecord {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub run: u32,
+    pub generation: i64,
+    pub phase: WorkflowPhase,
+    /// What started it: `spec`, `rerun`, `api`, `schedule`, `webhook`, ... (see the
+    /// Workflow controller).
+    pub trigger: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub completion_time: Option<DateTime<Utc>>,
+    /// Finished nodes over all nodes, such as "5/9".
+    #[serde(default)]
+    pub progress: String,
+    #[serde(default)]
+    pub summary: String,
+    /// Every node of the run (a matrix node has one per combination).
+    pub nodes: Vec<NodeStatus>,
 }
 
 /// Where logs and artifacts of one run live:

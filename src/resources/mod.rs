@@ -66,10 +66,26 @@ pub mod keys {
     /// deletionTimestamp, until the controller has cleaned up and removed it.
     pub const FINALIZER: &str = "orcaops.dev/cleanup";
     /// Annotations the controllers and CLI own: an apply from a file keeps them.
-    pub const CONTROL: &[&str] = &[CANCEL, RERUN, START, INPUTS];
+    pub const CONTROL: &[&str] = &[CANCEL, RERUN, START, INPUTS, RERUN_MODE, APPROVALS];
     /// On a Workflow: the inputs (a JSON object of strings) of the run the next
     /// `orcaops.dev/rerun` starts; inputs it does not give take their defaults.
     pub const INPUTS: &str = "orcaops.dev/inputs";
+    /// On a Workflow: which nodes the run the next `orcaops.dev/rerun` starts runs.
+    /// Absent or `all`: every node. `failed`: the nodes that did not succeed in the
+    /// previous run (failed, skipped, cancelled or never started); the ones that
+    /// succeeded are kept, with their Job and outputs. `from=<node>`: that node and
+    /// everything downstream of it; the rest is kept. Whoever sets the token sets (or
+    /// removes) this in the same write.
+    pub const RERUN_MODE: &str = "orcaops.dev/rerun-mode";
+    /// On a Workflow: decisions on approval nodes, a JSON object
+    /// `{"run": 3, "nodes": {"deploy": {"approved": true, "message": "ok", "by": "alice"}}}`.
+    /// A decision counts only for the run it names. A node key is a node's name as
+    /// declared (deciding for every matrix combination of it) or as expanded.
+    pub const APPROVALS: &str = "orcaops.dev/approvals";
+    /// Prefix of the `orcaops.dev/rerun` token set by `POST .../workflows/{name}/runs`:
+    /// `run-<Idempotency-Key or a fresh id>`. A run whose token has it is triggered by
+    /// `api`; other tokens by `rerun`.
+    pub const RUN_TOKEN_PREFIX: &str = "run-";
 }
 
 /// The kinds orcaops knows.

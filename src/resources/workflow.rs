@@ -296,6 +296,10 @@ pub struct NodeStatus {
 pub struct WorkflowRunSummary {
     pub run: u32,
     pub phase: WorkflowPhase,
+    /// The status's `runTrigger` of that run (a `POST .../runs` retried with the same
+    /// Idempotency-Key finds its run by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

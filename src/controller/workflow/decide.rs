@@ -708,6 +708,7 @@ impl Decider<'_> {
             WorkflowRunSummary {
                 run,
                 phase,
+                trigger: self.status.run_trigger.clone(),
                 start_time: self.status.start_time,
                 completion_time: Some(now),
                 progress: self.status.progress.clone(),

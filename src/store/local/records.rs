@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::LocalStore;
-use crate::records::{AttemptRecord, RunRecord};
+use crate::records::{AttemptRecord, RunRecord, WorkflowRunRecord};
 use crate::store::{Event, EventQuery, EventType, InvolvedObject, NewEvent, Result};
 
 const RECORD_EVENT: &str = "INSERT INTO events \
@@ -28,6 +28,13 @@ const PUT_RUN: &str = "INSERT INTO runs (uid, run, namespace, name, sort_time, d
      sort_time = excluded.sort_time, document = excluded.document";
 // A run with neither start nor completion time has not started: it is the newest.
 const RUNS: &str = "SELECT document FROM runs WHERE namespace = ?1 AND name = ?2 \
+     ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC";
+
+const PUT_WORKFLOW_RUN: &str = "INSERT INTO workflow_runs (uid, run, namespace, name, sort_time, document) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+     ON CONFLICT (uid, run) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, \
+     sort_time = excluded.sort_time, document = excluded.document";
+const WORKFLOW_RUNS: &str = "SELECT document FROM workflow_runs WHERE namespace = ?1 AND name = ?2 \
      ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC";
 
 type EventRow = (
@@ -119,6 +126,41 @@ impl LocalStore {
     /// Runs that have neither time (not started yet) come first.
     pub async fn runs(&self, namespace: &str, name: &str) -> Result<Vec<RunRecord>> {
         let documents: Vec<String> = sqlx::query_scalar(RUNS)
+            .bind(namespace)
+            .bind(name)
+            .fetch_all(&self.inner.readers)
+            .await?;
+        parse_all(&documents)
+    }
+}
+
+impl LocalStore {
+    /// Stores a Workflow run, replacing the one with the same (uid, run): written when
+    /// the run starts and again when it finishes.
+    pub async fn put_workflow_run(&self, rec: &WorkflowRunRecord) -> Result<()> {
+        let document = serde_json::to_string(rec)?;
+        let sort_time = rec
+            .completion_time
+            .or(rec.start_time)
+            .map(|t| t.timestamp_micros());
+        let statement = sqlx::query(PUT_WORKFLOW_RUN)
+            .bind(&rec.uid)
+            .bind(i64::from(rec.run))
+            .bind(&rec.namespace)
+            .bind(&rec.name)
+            .bind(sort_time)
+            .bind(document);
+        self.inner.write_one(statement).await
+    }
+
+    /// Every run of every Workflow that had this namespace and name, newest first, in
+    /// the order of [`LocalStore::runs`].
+    pub async fn workflow_runs(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<WorkflowRunRecord>> {
+        let documents: Vec<String> = sqlx::query_scalar(WORKFLOW_RUNS)
             .bind(namespace)
             .bind(name)
             .fetch_all(&self.inner.readers)

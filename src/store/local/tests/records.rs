@@ -206,3 +206,63 @@ async fn runs_come_newest_first_across_incarnations() {
     ];
     assert_eq!(order, expected.map(|(uid, run)| (uid.to_string(), run)));
 }
+
+#[tokio::test]
+async fn workflow_runs_are_kept_apart_from_job_runs_and_replaced_by_run() {
+    use crate::records::WorkflowRunRecord;
+    use crate::resources::workflow::{NodePhase, NodeStatus, WorkflowPhase};
+    let (_dir, store) = store().await;
+    let at = |s: i64| Some(Utc.timestamp_opt(s, 0).unwrap());
+    let record = |run: u32, phase: WorkflowPhase, end: Option<i64>| WorkflowRunRecord {
+        uid: "wf-uid".into(),
+        namespace: "default".into(),
+        name: "build".into(),
+        run,
+        generation: 1,
+        phase,
+        trigger: "spec".into(),
+        inputs: [("ref".to_string(), "main".to_string())].into(),
+        start_time: at(i64::from(run) * 10),
+        completion_time: end.and_then(at),
+        progress: "1/2".into(),
+        summary: String::new(),
+        nodes: vec![NodeStatus {
+            name: "a".into(),
+            phase: NodePhase::Succeeded,
+            ..Default::default()
+        }],
+    };
+    store
+        .put_workflow_run(&record(1, WorkflowPhase::Running, None))
+        .await
+        .unwrap();
+    store
+        .put_workflow_run(&record(1, WorkflowPhase::Failed, Some(15)))
+        .await
+        .unwrap();
+    store
+        .put_workflow_run(&record(2, WorkflowPhase::Succeeded, Some(25)))
+        .await
+        .unwrap();
+    // A Job of the same name has its own runs, which workflow_runs never returns.
+    store
+        .put_run(&run("job-uid", 1, Some(0), Some(1)))
+        .await
+        .unwrap();
+
+    let runs = store.workflow_runs("default", "build").await.unwrap();
+    let seen: Vec<(u32, WorkflowPhase)> = runs.iter().map(|r| (r.run, r.phase)).collect();
+    assert_eq!(
+        seen,
+        [(2, WorkflowPhase::Succeeded), (1, WorkflowPhase::Failed)]
+    );
+    assert_eq!(runs[1].nodes[0].name, "a");
+    assert_eq!(store.runs("default", "build").await.unwrap().len(), 1);
+    assert!(
+        store
+            .workflow_runs("default", "other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
