@@ -224,10 +224,27 @@ fn describe_job(out: &mut String, obj: &Object) {
             ]);
         }
         out.push_str(&indent(&table(&rows), "  "));
+        for s in status.steps.iter().filter(|s| !s.errors.is_empty()) {
+            let _ = writeln!(out, "  Errors in {}:", s.name);
+            for e in &s.errors {
+                let _ = writeln!(out, "    line {}: {}", e.line, e.text);
+            }
+        }
         for s in status.steps.iter().filter(|s| !s.output_tail.is_empty()) {
             let _ = writeln!(out, "  Output of {} (tail):", s.name);
             out.push_str(&indent(&s.output_tail, "    │ "));
         }
+    }
+    if let Some(usage) = &status.usage {
+        let mut parts = Vec::new();
+        if let Some(cpu) = usage.cpu_millis {
+            parts.push(format!("{:.2} s CPU", cpu as f64 / 1000.0));
+        }
+        if let Some(peak) = usage.peak_memory_bytes {
+            parts.push(format!("{:.1} MiB peak memory", peak as f64 / 1048576.0));
+        }
+        parts.push(format!("{} bytes of output", usage.output_bytes));
+        let _ = writeln!(out, "Usage:        {} (last attempt)", parts.join(", "));
     }
     if !status.outputs.is_empty() {
         let _ = writeln!(out, "Outputs:");

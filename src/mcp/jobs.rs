@@ -512,6 +512,7 @@ mod tests {
                 start_time: None,
                 duration_ms: Some(310),
                 output_tail: String::new(),
+                errors: Vec::new(),
             }],
             ..Default::default()
         };

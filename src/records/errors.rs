@@ -22,63 +22,86 @@
 //! values), so the same failure in two runs has the same signature and a new one stands
 //! out.
 
-use serde::{Deserialize, Serialize};
-
 /// The most error lines kept per step.
 pub const MAX_ERRORS: usize = 5;
 /// The longest error line kept, in characters; longer ones are cut with `…`.
 pub const MAX_ERROR_CHARS: usize = 240;
 
-/// One line of output that looks like an error.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ErrorLine {
-    /// 1-based, counted over the lines given to [`extract`].
-    pub line: usize,
-    pub text: String,
-}
+/// One line of output that looks like an error (the type is the Job status's).
+pub use crate::resources::job::ErrorLine;
 
 /// The first [`MAX_ERRORS`] error lines of `lines`, in order.
 pub fn extract<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<ErrorLine> {
-    let mut found = Vec::new();
-    let mut in_traceback = false;
-    let mut previous_npm = false;
-    for (i, raw) in lines.into_iter().enumerate() {
-        if found.len() == MAX_ERRORS {
+    let mut extractor = Extractor::default();
+    for line in lines {
+        if extractor.is_full() {
             break;
+        }
+        extractor.push(line);
+    }
+    extractor.finish()
+}
+
+/// [`extract`] one line at a time, for output read as a stream: the state between
+/// lines (inside a traceback, after an npm line) is kept here.
+#[derive(Clone, Debug, Default)]
+pub struct Extractor {
+    found: Vec<ErrorLine>,
+    /// Lines seen so far.
+    lines: usize,
+    in_traceback: bool,
+    previous_npm: bool,
+}
+
+impl Extractor {
+    /// Whether [`MAX_ERRORS`] lines were found: later lines change nothing.
+    pub fn is_full(&self) -> bool {
+        self.found.len() >= MAX_ERRORS
+    }
+
+    /// Looks at the next line.
+    pub fn push(&mut self, raw: &str) {
+        self.lines += 1;
+        if self.is_full() {
+            return;
         }
         let line = raw.trim_end_matches(['\r', '\n']);
         let trimmed = line.trim();
         if trimmed.is_empty() {
-            continue;
+            return;
         }
         let mut is_error = false;
-        if in_traceback {
+        if self.in_traceback {
             // The frames are indented; the exception line that ends it is not.
             if line.starts_with([' ', '\t']) {
-                continue;
+                return;
             }
-            in_traceback = false;
+            self.in_traceback = false;
             is_error = true;
         } else if trimmed.starts_with("Traceback (most recent call last)") {
-            in_traceback = true;
-            continue;
+            self.in_traceback = true;
+            return;
         }
         let npm = trimmed.starts_with("npm ERR!") || trimmed.starts_with("npm error");
         if npm {
             // npm repeats its prefix on every line of one message: keep the first.
-            is_error = !previous_npm;
+            is_error = !self.previous_npm;
         } else if !is_error {
             is_error = looks_like_error(trimmed);
         }
-        previous_npm = npm;
+        self.previous_npm = npm;
         if is_error {
-            found.push(ErrorLine {
-                line: i + 1,
+            self.found.push(ErrorLine {
+                line: self.lines,
                 text: clip(trimmed),
             });
         }
     }
-    found
+
+    /// The error lines found, in order.
+    pub fn finish(self) -> Vec<ErrorLine> {
+        self.found
+    }
 }
 
 fn looks_like_error(line: &str) -> bool {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::resources::job::{ArtifactStatus, JobPhase, StepStatus};
+use crate::resources::job::{ArtifactStatus, JobPhase, StepStatus, Usage};
 use crate::resources::workflow::{NodeStatus, WorkflowPhase};
 
 /// How an attempt ended.
@@ -56,6 +56,9 @@ pub struct AttemptRecord {
     /// What the steps wrote to `$ORCAOPS_OUTPUT` (records from before outputs have none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// What it used (records from before usage have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 /// One run of a Job: a generation, a re-run or a retry series ending in one phase.
@@ -78,6 +81,9 @@ pub struct RunRecord {
     /// The outputs of the run's last attempt.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// What the run's last attempt used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 /// One run of a Workflow: the whole DAG as it ended (or as it started, until it ends).

@@ -350,6 +350,9 @@ pub struct JobStatus {
     /// Workflow passes them on to later nodes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// What the last attempt used, as its container's cgroup counted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
     /// One line a person reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
@@ -376,6 +379,35 @@ pub struct StepStatus {
     /// The last lines of the step's output.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output_tail: String,
+    /// The first lines of its output that look like errors (at most five), with their
+    /// line numbers in the step's output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ErrorLine>,
+}
+
+/// One line of a step's output that looks like an error (see `records::errors`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ErrorLine {
+    /// 1-based, counted over the step's own output.
+    pub line: usize,
+    pub text: String,
+}
+
+/// What one attempt used. The runner reads its container's cgroup after each step
+/// (cgroup v2 `cpu.stat` and `memory.peak`, or v1 `cpuacct.usage` and
+/// `memory.max_usage_in_bytes`); a figure the kernel does not offer is absent.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// CPU time of every process of the attempt, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u64>,
+    /// The most memory the attempt held at once (page cache included, as the limit counts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
+    /// Bytes the steps printed (stdout and stderr, before any cut).
+    #[serde(default)]
+    pub output_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

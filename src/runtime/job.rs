@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::docker::attempt::container_spec;
-use super::names::{HAS_SERVICES_LABEL, SERVICE_LABEL, container_labels};
+use super::names::{HAS_SERVICES_LABEL, SERVICE_LABEL, container_labels, step_env};
 use super::{ContainerInfo, CopiedArtifact, DockerRuntime, LogLine, NetworkMode, Result};
 use crate::resources::Object;
 use crate::resources::job::JobSpec;
@@ -137,6 +137,7 @@ impl JobRuntime for DockerRuntime {
             request.nonce,
             request.default_memory_bytes,
         );
+        container.env = step_env(request.job, &request.spec.env, request.run, request.attempt);
         if services > 0 {
             self.start_services(request, &labels).await?;
             container.network = NetworkMode::Attached(request.name.to_string());

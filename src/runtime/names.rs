@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::resources::common::EnvVar;
 use crate::resources::{Kind, Object, ObjectMeta, keys};
 
 /// How long a stopped container (a Job attempt or a sandbox service) gets between
@@ -70,9 +71,90 @@ pub fn container_labels(
     ])
 }
 
+/// The variables every step sees about its own run, as GitHub Actions' `GITHUB_*` and
+/// the Kubernetes downward API give them; the last three only on a Workflow's node.
+pub const CONTEXT_ENV: [&str; 7] = [
+    "ORCAOPS_JOB",
+    "ORCAOPS_WORKSPACE",
+    "ORCAOPS_RUN",
+    "ORCAOPS_ATTEMPT",
+    "ORCAOPS_WORKFLOW",
+    "ORCAOPS_WORKFLOW_RUN",
+    "ORCAOPS_NODE",
+];
+
+/// The steps' environment: the spec's `env` in order, then the [`CONTEXT_ENV`] of this
+/// attempt (which a spec cannot set: its own entries of those names are dropped).
+pub fn step_env(job: &Object, env: &[EnvVar], run: u32, attempt: u32) -> Vec<(String, String)> {
+    let label = |key: &str| job.metadata.labels.get(key).cloned();
+    let context = [
+        Some(job.metadata.name.clone()),
+        Some(job.metadata.namespace.clone().unwrap_or_default()),
+        Some(run.to_string()),
+        Some(attempt.to_string()),
+        label(keys::LABEL_WORKFLOW),
+        label(keys::LABEL_WORKFLOW_RUN),
+        label(keys::LABEL_NODE),
+    ];
+    env.iter()
+        .filter(|e| !CONTEXT_ENV.contains(&e.name.as_str()))
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .chain(
+            CONTEXT_ENV
+                .iter()
+                .zip(context)
+                .filter_map(|(name, value)| Some((name.to_string(), value?))),
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_see_their_context_after_their_own_env_which_cannot_fake_it() {
+        let mut job = Object::new(Kind::Job, "team-a", "build", serde_json::json!({}));
+        let env = [
+            EnvVar {
+                name: "MODE".into(),
+                value: "fast".into(),
+            },
+            EnvVar {
+                name: "ORCAOPS_RUN".into(),
+                value: "999".into(),
+            },
+        ];
+        let pairs = |job: &Object| -> Vec<String> {
+            step_env(job, &env, 3, 2)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect()
+        };
+        assert_eq!(
+            pairs(&job),
+            [
+                "MODE=fast",
+                "ORCAOPS_JOB=build",
+                "ORCAOPS_WORKSPACE=team-a",
+                "ORCAOPS_RUN=3",
+                "ORCAOPS_ATTEMPT=2"
+            ]
+        );
+        job.metadata.labels = BTreeMap::from([
+            (keys::LABEL_WORKFLOW.to_string(), "ci".to_string()),
+            (keys::LABEL_WORKFLOW_RUN.to_string(), "4".to_string()),
+            (keys::LABEL_NODE.to_string(), "test-1".to_string()),
+        ]);
+        assert_eq!(
+            pairs(&job)[5..],
+            [
+                "ORCAOPS_WORKFLOW=ci",
+                "ORCAOPS_WORKFLOW_RUN=4",
+                "ORCAOPS_NODE=test-1"
+            ]
+        );
+    }
 
     #[test]
     fn uid8_keeps_letters_and_digits() {

@@ -36,6 +36,18 @@
 //! Hex keeps a value that holds a newline or a marker from breaking the framing;
 //! [`outputs`] reads the bytes back into `key=value` pairs within the bounds.
 //!
+//! Usage: after each step (before its end marker) the runner reads its container's
+//! cgroup, with shell builtins only, and prints the CPU time used so far and the memory
+//! high-water mark (either may be empty where the kernel does not offer it):
+//!
+//! ```text
+//! ::orcaops:<nonce>:usage:<i>:<cpu microseconds>:<peak memory bytes>
+//! ```
+//!
+//! cgroup v2 gives `cpu.stat` (`usage_usec`) and `memory.peak`; cgroup v1 gives
+//! `cpuacct/cpuacct.usage` (nanoseconds) and `memory/memory.max_usage_in_bytes`. A
+//! container sees its own cgroup at `/sys/fs/cgroup` in both, on Docker and on pods.
+//!
 //! On a cluster, artifacts are copied out of the *running* pod (a finished
 //! pod's filesystem cannot be read), so there the runner can hold the
 //! container open after the last step until the controller has collected
@@ -172,6 +184,30 @@ fn outputs_function(nonce: &str) -> String {
     )
 }
 
+/// Defines `orcaops_usage INDEX`, which prints the usage marker of step `INDEX`: the
+/// container's CPU time so far and its memory high-water mark, from its cgroup (v2, else
+/// v1), read with `read` alone so that it works in any image with a shell.
+fn usage_function(nonce: &str) -> String {
+    format!(
+        r#"orcaops_usage() {{
+  orcaops_cpu=; orcaops_mem=
+  if [ -r /sys/fs/cgroup/cpu.stat ]; then
+    while read -r orcaops_k orcaops_v; do
+      [ "$orcaops_k" = usage_usec ] && orcaops_cpu=$orcaops_v && break
+    done < /sys/fs/cgroup/cpu.stat
+    [ -r /sys/fs/cgroup/memory.peak ] && read -r orcaops_mem < /sys/fs/cgroup/memory.peak
+  elif [ -r /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
+    read -r orcaops_cpu < /sys/fs/cgroup/cpuacct/cpuacct.usage
+    case "$orcaops_cpu" in *[!0-9]*|'') orcaops_cpu= ;; *) orcaops_cpu=$((orcaops_cpu / 1000)) ;; esac
+    [ -r /sys/fs/cgroup/memory/memory.max_usage_in_bytes ] && read -r orcaops_mem < /sys/fs/cgroup/memory/memory.max_usage_in_bytes
+  fi
+  printf '{MARKER_PREFIX}{nonce}:usage:%d:%s:%s
+' "$1" "$orcaops_cpu" "$orcaops_mem"
+}}
+"#
+    )
+}
+
 /// The `ORCAOPS_OUTPUT` file of step `index`.
 pub fn output_file(output_dir: &str, index: usize) -> String {
     format!("{}/output-{index}", output_dir.trim_end_matches('/'))
@@ -204,6 +240,7 @@ fn script(steps: &[Step], nonce: &str, hold: Option<Hold<'_>>, output_dir: &str)
     );
     let mut script = String::from(PREAMBLE);
     script.push_str(&outputs_function(nonce));
+    script.push_str(&usage_function(nonce));
     // Where the steps are over, a holding runner waits before it exits; a
     // stopped one (the `exit 143` lines) never waits.
     let finish = match hold {
@@ -224,7 +261,7 @@ fn script(steps: &[Step], nonce: &str, hold: Option<Hold<'_>>, output_dir: &str)
              export ORCAOPS_OUTPUT={output}; {{ true > \"$ORCAOPS_OUTPUT\"; }} 2>/dev/null\n\
              {} &\n\
              orcaops_wait $!\n\
-             orcaops_outputs {index} \"$ORCAOPS_OUTPUT\"\n\
+             orcaops_outputs {index} \"$ORCAOPS_OUTPUT\"; orcaops_usage {index} 2>/dev/null\n\
              printf '{end}' \"$orcaops_rc\"; printf '{end}' \"$orcaops_rc\" >&2\n\
              [ \"$orcaops_rc\" -eq 0 ] || {finish} \"$orcaops_rc\"\n",
             step_invocation(step)
@@ -273,6 +310,10 @@ pub struct StepProgress {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i64>,
+    /// The container's CPU time (microseconds) when the step ended, from its usage marker.
+    pub cpu_usec: Option<u64>,
+    /// The container's memory high-water mark (bytes) when the step ended.
+    pub peak_memory_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -283,6 +324,8 @@ enum Marker {
     Output(usize, Vec<u8>),
     OutputsTooLarge(usize, u64),
     OutputsUnreadable(usize),
+    /// The container's CPU microseconds and peak memory after step `i`.
+    Usage(usize, Option<u64>, Option<u64>),
 }
 
 /// Feeds log lines (in order) and splits them into per-step output.
@@ -349,6 +392,14 @@ impl RunnerParser {
         self.steps.last()?.exit_code
     }
 
+    /// The attempt's CPU time (milliseconds) and memory high-water mark (bytes) as of
+    /// the last step that reported them.
+    pub fn usage(&self) -> (Option<u64>, Option<u64>) {
+        let cpu = self.steps.iter().rev().find_map(|s| s.cpu_usec);
+        let memory = self.steps.iter().filter_map(|s| s.peak_memory_bytes).max();
+        (cpu.map(|usec| usec / 1000), memory)
+    }
+
     /// Index of the step that started but has not ended, if any.
     pub fn running_step(&self) -> Option<usize> {
         self.steps
@@ -374,6 +425,9 @@ impl RunnerParser {
 
     fn parse_marker(&self, rest: &str) -> Option<Marker> {
         let mut parts = rest.split(':');
+        if let Some(usage) = rest.strip_prefix("usage:") {
+            return self.parse_usage(usage);
+        }
         let marker = match (parts.next()?, parts.next(), parts.next()) {
             ("start", Some(index), None) => Marker::Start(parse_index(index)?),
             ("end", Some(index), Some(code)) => Marker::End(parse_index(index)?, parse_code(code)?),
@@ -396,9 +450,29 @@ impl RunnerParser {
             | Marker::End(index, _)
             | Marker::Output(index, _)
             | Marker::OutputsTooLarge(index, _)
-            | Marker::OutputsUnreadable(index) => index,
+            | Marker::OutputsUnreadable(index)
+            | Marker::Usage(index, ..) => index,
         };
         (index < self.steps.len()).then_some(marker)
+    }
+
+    /// `<i>:<cpu usec>:<peak bytes>`, either figure possibly empty.
+    fn parse_usage(&self, rest: &str) -> Option<Marker> {
+        let figure = |text: &str| -> Option<Option<u64>> {
+            if text.is_empty() {
+                Some(None)
+            } else if text.bytes().all(|b| b.is_ascii_digit()) {
+                text.parse().ok().map(Some)
+            } else {
+                None
+            }
+        };
+        let mut parts = rest.split(':');
+        let index = parse_index(parts.next()?)?;
+        let cpu = figure(parts.next()?)?;
+        let memory = figure(parts.next()?)?;
+        (parts.next().is_none() && index < self.steps.len())
+            .then_some(Marker::Usage(index, cpu, memory))
     }
 
     fn apply(&mut self, marker: Marker, line: &LogLine) {
@@ -426,8 +500,16 @@ impl RunnerParser {
             (Marker::OutputsUnreadable(index), LogStream::Stdout) => {
                 self.outputs[index].unreadable = true
             }
+            (Marker::Usage(index, cpu, memory), LogStream::Stdout) => {
+                let step = &mut self.steps[index];
+                step.cpu_usec = cpu.or(step.cpu_usec);
+                step.peak_memory_bytes = memory.or(step.peak_memory_bytes);
+            }
             (
-                Marker::Output(..) | Marker::OutputsTooLarge(..) | Marker::OutputsUnreadable(_),
+                Marker::Output(..)
+                | Marker::OutputsTooLarge(..)
+                | Marker::OutputsUnreadable(_)
+                | Marker::Usage(..),
                 LogStream::Stderr,
             ) => {}
         }
@@ -514,6 +596,7 @@ mod tests {
         let steps = script
             .strip_prefix(PREAMBLE)
             .and_then(|s| s.strip_prefix(&outputs_function("n0")))
+            .and_then(|s| s.strip_prefix(&usage_function("n0")))
             .unwrap();
         assert_eq!(
             steps,
@@ -522,7 +605,7 @@ printf '::orcaops:n0:start:0\n'; printf '::orcaops:n0:start:0\n' >&2
 export ORCAOPS_OUTPUT='/.orcaops/output-0'; { true > "$ORCAOPS_OUTPUT"; } 2>/dev/null
 /bin/sh -c 'echo '\''hi'\''' &
 orcaops_wait $!
-orcaops_outputs 0 "$ORCAOPS_OUTPUT"
+orcaops_outputs 0 "$ORCAOPS_OUTPUT"; orcaops_usage 0 2>/dev/null
 printf '::orcaops:n0:end:0:%d\n' "$orcaops_rc"; printf '::orcaops:n0:end:0:%d\n' "$orcaops_rc" >&2
 [ "$orcaops_rc" -eq 0 ] || exit "$orcaops_rc"
 [ -z "$orcaops_stop" ] || exit 143
@@ -530,7 +613,7 @@ printf '::orcaops:n0:start:1\n'; printf '::orcaops:n0:start:1\n' >&2
 export ORCAOPS_OUTPUT='/.orcaops/output-1'; { true > "$ORCAOPS_OUTPUT"; } 2>/dev/null
 (exec 'ls' '-l') &
 orcaops_wait $!
-orcaops_outputs 1 "$ORCAOPS_OUTPUT"
+orcaops_outputs 1 "$ORCAOPS_OUTPUT"; orcaops_usage 1 2>/dev/null
 printf '::orcaops:n0:end:1:%d\n' "$orcaops_rc"; printf '::orcaops:n0:end:1:%d\n' "$orcaops_rc" >&2
 [ "$orcaops_rc" -eq 0 ] || exit "$orcaops_rc"
 [ -z "$orcaops_stop" ] || exit 143
@@ -596,16 +679,45 @@ exit 0
                     started_at: Some(at(1)),
                     finished_at: Some(at(3)),
                     exit_code: Some(0),
+                    ..Default::default()
                 },
                 StepProgress {
                     started_at: Some(at(3)),
                     finished_at: Some(at(5)),
                     exit_code: Some(7),
+                    ..Default::default()
                 },
                 StepProgress::default(),
             ]
         );
         assert_eq!(parser.running_step(), None);
+    }
+
+    #[test]
+    fn parser_reads_usage_markers_and_tolerates_missing_figures() {
+        let mut parser = RunnerParser::new("n0", 3);
+        assert_eq!(parser.usage(), (None, None));
+        parser.push(&out(0, "::orcaops:n0:start:0"));
+        assert_eq!(parser.push(&out(1, "::orcaops:n0:usage:0:1500:4096")), None);
+        parser.push(&out(1, "::orcaops:n0:start:1"));
+        // A kernel without memory.peak gives an empty figure; the CPU time still counts.
+        assert_eq!(parser.push(&out(2, "::orcaops:n0:usage:1:250000:")), None);
+        assert_eq!(parser.usage(), (Some(250), Some(4096)));
+        // Bad shapes are output, and change nothing.
+        for forged in [
+            "::orcaops:n0:usage:1:x:5",
+            "::orcaops:n0:usage:9:1:1",
+            "::orcaops:n0:usage:1:1",
+            "::orcaops:n0:usage:1:1:1:1",
+        ] {
+            assert!(parser.push(&out(3, forged)).is_some(), "{forged}");
+        }
+        assert_eq!(parser.usage(), (Some(250), Some(4096)));
+        // Only stdout carries usage.
+        let mut line = out(4, "::orcaops:n0:usage:1:999000:1");
+        line.stream = LogStream::Stderr;
+        parser.push(&line);
+        assert_eq!(parser.usage(), (Some(250), Some(4096)));
     }
 
     #[test]

@@ -473,6 +473,7 @@ async fn recorded_run(cluster: &Replica) {
         steps: vec![],
         artifacts: vec![],
         outputs: Default::default(),
+        usage: None,
     };
     cluster.records.put_run(&run).await.unwrap();
     let dir = records::run_dir(

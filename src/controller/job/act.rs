@@ -197,6 +197,7 @@ async fn record_without_container(
         steps: Vec::new(),
         artifacts: Vec::new(),
         outputs: Default::default(),
+        usage: None,
     };
     ctx.records.put_attempt(&record).await?;
     Ok(record)

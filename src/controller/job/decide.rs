@@ -357,6 +357,7 @@ impl Decider<'_> {
         self.status.container = Some(name.clone());
         // Outputs are the current attempt's: a retry starts with none.
         self.status.outputs.clear();
+        self.status.usage = None;
         self.status.steps = self
             .obs
             .spec
@@ -368,6 +369,7 @@ impl Decider<'_> {
                 start_time: None,
                 duration_ms: None,
                 output_tail: String::new(),
+                errors: Vec::new(),
             })
             .collect();
         let steps = self.obs.spec.steps.len();
@@ -591,6 +593,7 @@ impl Decider<'_> {
         self.status.steps = record.steps.clone();
         self.status.artifacts = record.artifacts.clone();
         self.status.outputs = record.outputs.clone();
+        self.status.usage = record.usage.clone();
         if record.outcome.succeeded() {
             // What the harvest noted past "all steps succeeded" (output cut, artifacts
             // skipped) stays visible in the summary.

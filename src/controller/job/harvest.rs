@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tracing::{info, warn};
 
+use crate::records::errors::Extractor;
 use crate::records::output::human_bytes;
 use crate::records::{self, AttemptOutcome, AttemptRecord};
-use crate::resources::job::{ArtifactStatus, JobSpec, StepStatus};
+use crate::resources::job::{ArtifactStatus, JobSpec, StepStatus, Usage};
 use crate::resources::{Object, keys};
 use crate::runtime::runner::{RunnerParser, outputs};
 use crate::runtime::{ContainerInfo, ContainerState, RuntimeError};
@@ -68,6 +69,7 @@ pub(super) async fn harvest(
                 start_time: progress.started_at,
                 duration_ms,
                 output_tail: tail(output.tails[i].make_contiguous()),
+                errors: output.errors.get(i).cloned().unwrap_or_default().finish(),
             }
         })
         .collect();
@@ -97,11 +99,15 @@ pub(super) async fn harvest(
         (AttemptOutcome::Succeeded, _, _) => "all steps succeeded".to_string(),
         (AttemptOutcome::Failed, None, Some(error)) if outputs_note.is_none() => error.to_string(),
         (AttemptOutcome::Failed, Some(step), _) => {
-            format!(
+            let mut message = format!(
                 "step \"{}\" exited with {}",
                 step.name,
                 step.exit_code.unwrap_or_default()
-            )
+            );
+            if let Some(first) = step.errors.first() {
+                message.push_str(&format!(" (line {}: {})", first.line, first.text));
+            }
+            message
         }
         (AttemptOutcome::Failed, None, _) if exit_code == Some(0) => {
             let i = unfinished.unwrap_or_default();
@@ -193,6 +199,11 @@ pub(super) async fn harvest(
         steps,
         artifacts,
         outputs: job_outputs.values,
+        usage: Some(Usage {
+            cpu_millis: output.cpu_millis,
+            peak_memory_bytes: output.peak_memory_bytes,
+            output_bytes: output.bytes,
+        }),
     };
     ctx.records.put_attempt(&record).await?;
     info!(run, attempt, outcome = ?record.outcome, "attempt recorded");
@@ -225,6 +236,12 @@ struct Output {
     last_time: Option<DateTime<Utc>>,
     /// The output went past the cap.
     cut: bool,
+    /// Each step's error lines, as its output goes by.
+    errors: Vec<Extractor>,
+    /// Bytes of output (a newline counted per line), before any cut.
+    bytes: u64,
+    cpu_millis: Option<u64>,
+    peak_memory_bytes: Option<u64>,
 }
 
 /// Writes the attempt's output into its log and step index, from what the runtime
@@ -256,6 +273,10 @@ async fn write_output(
         first_time: None,
         last_time: None,
         cut: false,
+        errors: vec![Extractor::default(); step_count],
+        bytes: 0,
+        cpu_millis: None,
+        peak_memory_bytes: None,
     };
     let mut lines = ctx.jobs.logs(&container.id, false);
     let mut next = async || match lines.next().await {
@@ -290,6 +311,10 @@ async fn write_output(
         let carried = parser.push(&line);
         log.step_started(parser.running_step()).await?;
         if let Some((step, text)) = carried {
+            output.bytes += text.len() as u64 + 1;
+            if let Some(extractor) = step.and_then(|i| output.errors.get_mut(i)) {
+                extractor.push(&text);
+            }
             log.push(step, &text).await?;
             if let Some(i) = step
                 && let Some(tail) = output.tails.get_mut(i)
@@ -308,6 +333,7 @@ async fn write_output(
     tokio::fs::rename(&log_partial, &log_path).await?;
     output.progress = parser.steps().to_vec();
     output.outputs = parser.outputs().to_vec();
+    (output.cpu_millis, output.peak_memory_bytes) = parser.usage();
     Ok(output)
 }
 

@@ -16,7 +16,7 @@ use crate::resources::common::Resources;
 use crate::resources::job::{JobNetwork, JobSpec, ReadinessCheck};
 use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::resources::{API_VERSION, DEFAULT_WORKSPACE, Kind, Object, keys};
-use crate::runtime::names::{STOP_GRACE_SECS, container_labels, uid8};
+use crate::runtime::names::{STOP_GRACE_SECS, container_labels, step_env, uid8};
 use crate::runtime::runner::{self, COLLECTION_DIR, RunnerOptions};
 
 /// The longest pod name: a pod's hostname is its name, and a hostname is one DNS label.
@@ -159,7 +159,16 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
                 hold_for_collection: attempt.holds_for_collection(),
             },
         )),
-        env: env_vars(&spec.env),
+        env: Some(
+            step_env(attempt.job, &spec.env, attempt.run, attempt.attempt)
+                .into_iter()
+                .map(|(name, value)| EnvVar {
+                    name,
+                    value: Some(value),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         working_dir: spec.working_dir.clone(),
         resources: resources(Some(&with_default_memory(
             spec.resources.as_ref(),

@@ -79,10 +79,16 @@ fn runner_holds_after_the_last_end_marker_until_released() {
     std::fs::write(&held.release_file, "").unwrap();
     let (code, stdout) = held.exit(Duration::from_secs(10));
     assert_eq!(code, 0);
+    // The usage marker reads the cgroup of wherever the script runs (here: the test's).
+    let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
-        stdout, "::orcaops:n0:start:0\nout\n::orcaops:n0:end:0:0\n",
-        "the steps' markers and output come before the hold, and nothing after"
+        lines.len(),
+        4,
+        "the steps' markers and output come before the hold, and nothing after: {stdout}"
     );
+    assert_eq!(lines[..2], ["::orcaops:n0:start:0", "out"]);
+    assert!(lines[2].starts_with("::orcaops:n0:usage:0:"), "{stdout}");
+    assert_eq!(lines[3], "::orcaops:n0:end:0:0");
 }
 
 #[test]

@@ -33,6 +33,7 @@ impl Decider<'_> {
             self.status.steps = r.steps.clone();
             self.status.artifacts = r.artifacts.clone();
             self.status.outputs = r.outputs.clone();
+            self.status.usage = r.usage.clone();
         }
         let exit_code = record.and_then(|r| r.exit_code);
         let duration_ms = self
@@ -134,6 +135,7 @@ impl Decider<'_> {
             steps: self.status.steps.clone(),
             artifacts: self.status.artifacts.clone(),
             outputs: self.status.outputs.clone(),
+            usage: self.status.usage.clone(),
         })));
     }
 

@@ -115,9 +115,11 @@ impl Fixture {
                 start_time: None,
                 duration_ms: Some(5),
                 output_tail: "out".into(),
+                errors: Vec::new(),
             }],
             artifacts: vec![],
             outputs: Default::default(),
+            usage: None,
         });
         self.obs.harvested.insert((run, attempt));
         self

@@ -98,6 +98,7 @@ fn run(uid: &str, run: u32, start: Option<u32>, end: Option<u32>) -> RunRecord {
         steps: Vec::new(),
         artifacts: Vec::new(),
         outputs: Default::default(),
+        usage: None,
     }
 }
 
@@ -115,6 +116,7 @@ fn attempt(uid: &str, run: u32, attempt: u32, outcome: AttemptOutcome) -> Attemp
         steps: Vec::new(),
         artifacts: Vec::new(),
         outputs: Default::default(),
+        usage: None,
     }
 }
 

@@ -1,0 +1,181 @@
+//! What each run records about itself, end to end (the real `orcaops` binary, a watched
+//! folder, real Docker): the usage the runner reads from the container's cgroup (CPU
+//! time, peak memory, output bytes), the error lines picked out of a failing step's
+//! output, and the context variables every step sees.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(90);
+const MIB: u64 = 1 << 20;
+
+fn number(job: &Value, pointer: &str) -> u64 {
+    job.pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{pointer} is not a number in {job}"))
+}
+
+fn runs(server: &Server, name: &str) -> Value {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            &format!(
+                "{}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs/{name}/runs",
+                server.url
+            ),
+        ])
+        .output()
+        .expect("curl runs");
+    serde_json::from_slice(&out.stdout).expect("the runs are JSON")
+}
+
+#[test]
+fn usage_counts_the_memory_a_step_allocated_its_cpu_time_and_its_output() {
+    let server = Server::start();
+    // `dd` reads 64 MiB from /dev/zero into one buffer of that size: the attempt's memory
+    // high-water mark is that buffer plus the shell's few MiB. The loop burns CPU time.
+    let yaml = job_yaml(
+        "hungry",
+        r#"  resources: {memory: 256Mi}
+  steps:
+    - name: allocate
+      run: dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null && echo allocated
+    - name: spin
+      run: 'i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done; echo 0123456789'
+"#,
+    );
+    server.write("hungry.yaml", &yaml);
+    let job = server.wait_phase("hungry", "Succeeded", T);
+    let peak = number(&job, "/status/usage/peakMemoryBytes");
+    let allocated = 64 * MIB;
+    assert!(
+        peak >= allocated && peak <= allocated + allocated / 5,
+        "peak memory {} MiB is not within 20 % above the 64 MiB allocated: {job}",
+        peak / MIB
+    );
+    let cpu = number(&job, "/status/usage/cpuMillis");
+    assert!(
+        (50..60_000).contains(&cpu),
+        "150,000 shell iterations took {cpu} ms of CPU: {job}"
+    );
+    // "allocated\n" and "0123456789\n": the markers are not output.
+    assert_eq!(number(&job, "/status/usage/outputBytes"), 10 + 11, "{job}");
+    let runs = runs(&server, "hungry");
+    assert_eq!(
+        runs.pointer("/items/0/usage/peakMemoryBytes"),
+        Some(&Value::from(peak)),
+        "the run record keeps the usage: {runs}"
+    );
+    let describe = server.cli_ok(&["describe", "job", "hungry"]);
+    assert!(
+        describe.contains("Usage:") && describe.contains("MiB peak memory"),
+        "{describe}"
+    );
+}
+
+#[test]
+fn a_failing_step_names_its_first_error_line_in_the_status_and_the_summary() {
+    let server = Server::start();
+    let yaml = job_yaml(
+        "broken",
+        r#"  steps:
+    - name: prepare
+      run: echo ready
+    - name: compile
+      run: |
+        echo "compiling 3 files"
+        echo "src/lib.rs:4: error: expected one of ; or }"
+        echo "warning: unused variable"
+        echo "make: *** [Makefile:4: build] Error 1" >&2
+        exit 2
+"#,
+    );
+    server.write("broken.yaml", &yaml);
+    let job = server.wait_phase("broken", "Failed", T);
+    let errors = job
+        .pointer("/status/steps/1/errors")
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("no errors on the failing step: {job}"));
+    let lines: Vec<(u64, &str)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["text"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "{job}");
+    assert_eq!(lines[0].1, "src/lib.rs:4: error: expected one of ; or }");
+    assert_eq!(lines[1].1, "make: *** [Makefile:4: build] Error 1");
+    assert!(
+        job.pointer("/status/steps/0/errors").is_none(),
+        "the step that succeeded has none: {job}"
+    );
+    let summary = job
+        .pointer("/status/summary")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    assert!(
+        summary.contains("step \"compile\" exited with 2")
+            && summary.contains(&format!(
+                "line {}: src/lib.rs:4: error: expected one of ; or }}",
+                lines[0].0
+            )),
+        "{summary}"
+    );
+    let runs = runs(&server, "broken");
+    assert_eq!(
+        runs.pointer("/items/0/steps/1/errors/0/text"),
+        Some(&Value::from(lines[0].1)),
+        "{runs}"
+    );
+}
+
+#[test]
+fn steps_see_their_job_run_and_attempt_and_a_workflow_node_its_workflow() {
+    let server = Server::start();
+    let yaml = job_yaml(
+        "whoami",
+        r#"  env: [{name: ORCAOPS_RUN, value: forged}]
+  steps:
+    - name: show
+      run: echo "$ORCAOPS_WORKSPACE/$ORCAOPS_JOB run $ORCAOPS_RUN attempt $ORCAOPS_ATTEMPT wf=${ORCAOPS_WORKFLOW:-none}"
+"#,
+    );
+    server.write("whoami.yaml", &yaml);
+    let job = server.wait_phase("whoami", "Succeeded", T);
+    assert_eq!(
+        job.pointer("/status/steps/0/outputTail")
+            .and_then(Value::as_str),
+        Some("default/whoami run 1 attempt 1 wf=none"),
+        "{job}"
+    );
+
+    server.write(
+        "wf.yaml",
+        &format!(
+            r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata: {{name: ctx}}
+spec:
+  jobs:
+    - name: only
+      job:
+        image: {IMAGE}
+        steps: [{{name: s, run: 'echo "$ORCAOPS_WORKFLOW $ORCAOPS_WORKFLOW_RUN $ORCAOPS_NODE $ORCAOPS_JOB"'}}]
+"#
+        ),
+    );
+    let node = server.wait_phase("ctx-1-only", "Succeeded", T);
+    assert_eq!(
+        node.pointer("/status/steps/0/outputTail")
+            .and_then(Value::as_str),
+        Some("ctx 1 only ctx-1-only"),
+        "{node}"
+    );
+}
