@@ -179,3 +179,64 @@ spec:
         "{node}"
     );
 }
+
+/// The check: a Job run 8 times at about 0.2 s, then once at 3 s, shows
+/// `SlowerThanUsual` with its figures, in the status, the condition, `describe`,
+/// `get -o wide` and `orcaops anomalies`.
+#[test]
+fn a_run_much_slower_than_the_eight_before_it_is_slower_than_usual() {
+    let server = Server::start();
+    let body = |delay: &str| {
+        format!(
+            "  env: [{{name: DELAY, value: \"{delay}\"}}]\n  steps:\n    - name: work\n      run: sleep \"$DELAY\"\n"
+        )
+    };
+    let finished = |runs: u64| {
+        move |job: &Value| {
+            job.pointer("/status/totalRuns").and_then(Value::as_u64) == Some(runs)
+                && job.pointer("/status/phase").and_then(Value::as_str) == Some("Succeeded")
+        }
+    };
+    server.write("steady.yaml", &job_yaml("steady", &body("0.2")));
+    server.wait_job("steady", "finishes run 1", T, finished(1));
+    for run in 2..=8 {
+        server.cli_ok(&["rerun", "job", "steady"]);
+        server.wait_job("steady", &format!("finishes run {run}"), T, finished(run));
+    }
+    let quiet = server.job("steady").unwrap();
+    assert!(
+        quiet.pointer("/status/anomalies").is_none(),
+        "eight runs alike show nothing: {quiet}"
+    );
+    // A changed spec is a new run of the same Job, judged against the same baseline.
+    server.write("steady.yaml", &job_yaml("steady", &body("3")));
+    let job = server.wait_job("steady", "finishes run 9", T, finished(9));
+    let anomaly = job
+        .pointer("/status/anomalies/0")
+        .unwrap_or_else(|| panic!("no anomaly after a 3 s run: {job}"));
+    assert_eq!(anomaly["kind"], "SlowerThanUsual", "{job}");
+    assert_eq!(anomaly["run"], 9, "{job}");
+    let message = anomaly["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("usually") && message.contains("over 8 runs"),
+        "{message}"
+    );
+    let condition = job
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Anomalous"))
+        .unwrap_or_else(|| panic!("no Anomalous condition: {job}"));
+    assert_eq!(condition["status"], "True");
+    let describe = server.cli_ok(&["describe", "job", "steady"]);
+    assert!(describe.contains("SlowerThanUsual (run 9)"), "{describe}");
+    let wide = server.cli_ok(&["get", "jobs", "-o", "wide"]);
+    assert!(
+        wide.contains("ANOMALY") && wide.contains("SlowerThanUsual"),
+        "{wide}"
+    );
+    let listed = server.cli_ok(&["anomalies", "--since", "1h"]);
+    assert!(
+        listed.contains("steady") && listed.contains("SlowerThanUsual"),
+        "{listed}"
+    );
+}

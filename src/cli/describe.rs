@@ -246,6 +246,12 @@ fn describe_job(out: &mut String, obj: &Object) {
         parts.push(format!("{} bytes of output", usage.output_bytes));
         let _ = writeln!(out, "Usage:        {} (last attempt)", parts.join(", "));
     }
+    if !status.anomalies.is_empty() {
+        let _ = writeln!(out, "Anomalies:");
+        for a in &status.anomalies {
+            let _ = writeln!(out, "  {} (run {}): {}", a.kind.as_str(), a.run, a.message);
+        }
+    }
     if !status.outputs.is_empty() {
         let _ = writeln!(out, "Outputs:");
         let mut rows = vec![vec!["KEY".into(), "VALUE".into()]];

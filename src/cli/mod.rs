@@ -2,6 +2,7 @@
 //! feeds a cluster; every other command is a client of the HTTP API, as kubectl is of
 //! Kubernetes'.
 
+mod anomalies;
 mod apply;
 mod cp;
 mod describe;
@@ -140,6 +141,9 @@ pub enum Command {
     Start(Target),
     /// Every run of a job, from the run records (they outlive the job).
     History(Target),
+    /// What was unusual about each job's last run, against the runs before it.
+    #[command(after_help = anomalies::AFTER_HELP)]
+    Anomalies(anomalies::AnomaliesArgs),
     /// Run a one-off job, stream its output and wait. Works without a server.
     Run(run::RunArgs),
     /// Print the CustomResourceDefinitions of all kinds as YAML.
@@ -258,6 +262,7 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         Command::Stop(t) => sandbox_state(&client()?, &t, "stop").await,
         Command::Start(t) => sandbox_state(&client()?, &t, "start").await,
         Command::History(t) => describe::history(&client()?, &require_job(&t)?).await,
+        Command::Anomalies(args) => anomalies::anomalies(&client()?, args).await,
         Command::Run(args) => run::run(&cli.server, args).await,
         Command::Mcp(args) => mcp::mcp(&cli.server, args).await,
         Command::Crds => {

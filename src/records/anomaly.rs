@@ -20,9 +20,6 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 /// What a run contributes to a baseline. Figures the runtime could not measure are None.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunFacts {
@@ -35,77 +32,31 @@ pub struct RunFacts {
     pub error_signatures: Vec<String>,
 }
 
-/// The rules' knobs; `spec.anomalies` on a Job overrides them one by one.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct Thresholds {
-    /// Turn detection off for this Job.
-    pub disabled: bool,
-    /// How many runs before the current one the baseline covers.
-    pub window: usize,
-    /// No anomaly is judged on fewer runs than this.
-    pub min_runs: usize,
-    /// `SlowerThanUsual` above max(p95 × this, p50 + `slowerMads` × MAD).
-    pub slower_p95_factor: f64,
-    pub slower_mads: f64,
-    /// `FasterThanUsual` below p50 × this (and 4 MADs and a second below p50).
-    pub faster_p50_factor: f64,
-    /// `MemorySpike` above max(p95 × this, p50 × 2), and this many MiB above p50.
-    pub memory_p95_factor: f64,
-    pub memory_min_mib: u64,
-    /// `NewFailure` after at least this many successes in a row.
-    pub failure_streak: usize,
-    /// `Flaky` when the outcome changed at least this many times over the window.
-    pub flaky_flips: usize,
-    /// `OutputSizeJump` at this factor either way, and this many KiB apart.
-    pub output_factor: f64,
-    pub output_min_kib: u64,
-}
+pub use crate::resources::anomaly::{Anomaly, AnomalyKind, Thresholds};
 
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            disabled: false,
-            window: 20,
-            min_runs: 5,
-            slower_p95_factor: 1.5,
-            slower_mads: 4.0,
-            faster_p50_factor: 0.3,
-            memory_p95_factor: 1.5,
-            memory_min_mib: 32,
-            failure_streak: 5,
-            flaky_flips: 4,
-            output_factor: 10.0,
-            output_min_kib: 64,
+impl RunFacts {
+    /// What a recorded run contributes: its outcome, duration, usage and the
+    /// signatures of its steps' error lines.
+    pub fn of(record: &super::RunRecord) -> RunFacts {
+        let duration_ms = match (record.start_time, record.completion_time) {
+            (Some(start), Some(end)) => Some((end - start).num_milliseconds().max(0) as u64),
+            _ => None,
+        };
+        let usage = record.usage.as_ref();
+        RunFacts {
+            run: record.run,
+            succeeded: record.phase == crate::resources::job::JobPhase::Succeeded,
+            duration_ms,
+            peak_memory_bytes: usage.and_then(|u| u.peak_memory_bytes),
+            output_bytes: usage.map(|u| u.output_bytes),
+            error_signatures: record
+                .steps
+                .iter()
+                .flat_map(|s| &s.errors)
+                .map(|e| super::errors::signature(&e.text))
+                .collect(),
         }
     }
-}
-
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
-)]
-pub enum AnomalyKind {
-    SlowerThanUsual,
-    FasterThanUsual,
-    MemorySpike,
-    NewFailure,
-    Flaky,
-    NewErrorSignature,
-    OutputSizeJump,
-}
-
-/// One anomaly of one run, in plain words.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Anomaly {
-    pub kind: AnomalyKind,
-    pub run: u32,
-    /// What this run showed, e.g. "48.2 s".
-    pub observed: String,
-    /// What is usual, e.g. "p50 9.8 s, p95 11.0 s over 20 runs".
-    pub baseline: String,
-    /// The sentence for people: what is unusual and by how much.
-    pub message: String,
 }
 
 /// Rolling figures over a window of runs.

@@ -84,6 +84,9 @@ pub struct RunRecord {
     /// What the run's last attempt used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What was unusual about it against the runs before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<crate::resources::anomaly::Anomaly>,
 }
 
 /// One run of a Workflow: the whole DAG as it ended (or as it started, until it ends).

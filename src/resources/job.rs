@@ -10,6 +10,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::anomaly::{Anomaly, Thresholds};
 use super::common::{Condition, EnvVar, Resources};
 
 /// What should run: steps in order, in one container of `image`.
@@ -29,6 +30,12 @@ use super::common::{Condition, EnvVar, Resources};
         name = "Summary",
         type_ = "string",
         json_path = ".status.summary",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Anomaly",
+        type_ = "string",
+        json_path = ".status.anomalies[0].kind",
         priority = "1"
     ),
     printcolumn(
@@ -72,6 +79,10 @@ pub struct JobSpec {
     /// A suspended Job starts no run, and stops the one in progress.
     #[serde(default, skip_serializing_if = "is_default")]
     pub suspend: bool,
+    /// The anomaly detectors' thresholds for this Job (each field overrides its default;
+    /// `disabled: true` turns detection off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomalies: Option<Thresholds>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -313,6 +324,8 @@ pub enum JobConditionType {
     /// The server runs as many containers as `orcaops serve --max-containers` allows:
     /// the attempt starts when one ends, in the order the jobs were refused.
     ContainerLimitReached,
+    /// The last run finished unlike the runs before it (see `status.anomalies`).
+    Anomalous,
 }
 
 /// What happened: the current run, its steps and artifacts, and recent runs.
@@ -350,6 +363,9 @@ pub struct JobStatus {
     /// Workflow passes them on to later nodes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// What was unusual about the last finished run against the runs before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Anomaly>,
     /// What the last attempt used, as its container's cgroup counted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,

@@ -1,5 +1,6 @@
 //! The six kinds of `orcaops.dev/v1alpha1`, the generic stored object, and CRD generation.
 
+pub mod anomaly;
 pub mod columns;
 pub mod common;
 pub mod expr;

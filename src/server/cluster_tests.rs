@@ -474,6 +474,7 @@ async fn recorded_run(cluster: &Replica) {
         artifacts: vec![],
         outputs: Default::default(),
         usage: None,
+        anomalies: Vec::new(),
     };
     cluster.records.put_run(&run).await.unwrap();
     let dir = records::run_dir(

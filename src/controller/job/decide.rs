@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::controller::event::Event;
 use crate::controller::reconcile::{self, Fate};
+use crate::records::anomaly::RunFacts;
 use crate::records::{AttemptOutcome, AttemptRecord, RunRecord};
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::job::{JobConditionType, JobPhase, JobSpec, JobStatus, StepStatus};
@@ -36,6 +37,9 @@ pub struct Observed {
     /// The step the current attempt's container is running, as its log follower last
     /// saw it (None when not followed, or before the first step starts).
     pub running_step: Option<usize>,
+    /// The runs before the current one (oldest first, at most the anomaly window), for
+    /// its baseline; read only while a run is in progress.
+    pub previous_runs: Vec<RunFacts>,
     pub now: DateTime<Utc>,
 }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::records;
+use crate::records::anomaly::RunFacts;
 use crate::resources::job::{JobSpec, JobStatus};
 use crate::resources::{Object, keys};
 
@@ -95,6 +96,7 @@ async fn observe(
                 && c.label(keys::LABEL_ATTEMPT).and_then(|a| a.parse().ok()) == status.attempt
         })
         .find_map(|c| ctx.followers.running_step(&c.id));
+    let previous_runs = previous_runs(ctx, obj, &spec, &status).await?;
     Ok(Observed {
         meta: obj.metadata.clone(),
         spec,
@@ -103,8 +105,36 @@ async fn observe(
         attempts,
         harvested,
         running_step,
+        previous_runs,
         now: Utc::now(),
     })
+}
+
+/// The baseline's runs, while a run that may finish is in progress: those of this name
+/// (earlier incarnations included) before the current run, oldest first.
+async fn previous_runs(
+    ctx: &Context,
+    obj: &Object,
+    spec: &JobSpec,
+    status: &JobStatus,
+) -> Result<Vec<RunFacts>, ControllerError> {
+    let thresholds = spec.anomalies.clone().unwrap_or_default();
+    if thresholds.disabled || spec.suspend || status.run.is_none() || status.phase.is_finished() {
+        return Ok(Vec::new());
+    }
+    let current = status.run.unwrap_or_default();
+    let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
+    let mut runs: Vec<RunFacts> = ctx
+        .records
+        .recent_runs(namespace, &obj.metadata.name, thresholds.window + 1)
+        .await?
+        .iter()
+        .filter(|r| r.uid != obj.metadata.uid || r.run < current)
+        .take(thresholds.window)
+        .map(RunFacts::of)
+        .collect();
+    runs.reverse();
+    Ok(runs)
 }
 
 pub(crate) fn run_dir(ctx: &Context, obj: &Object, run: u32) -> std::path::PathBuf {

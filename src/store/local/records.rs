@@ -30,6 +30,8 @@ const PUT_RUN: &str = "INSERT INTO runs (uid, run, namespace, name, sort_time, d
 const RUNS: &str = "SELECT document FROM runs WHERE namespace = ?1 AND name = ?2 \
      ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC";
 
+const RECENT_RUNS: &str = "SELECT document FROM runs WHERE namespace = ?1 AND name = ?2 \
+     ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC LIMIT ?3";
 const PUT_WORKFLOW_RUN: &str = "INSERT INTO workflow_runs (uid, run, namespace, name, sort_time, document) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (uid, run) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, \
@@ -135,6 +137,22 @@ impl LocalStore {
 }
 
 impl LocalStore {
+    /// The newest `limit` runs of [`LocalStore::runs`]: what a baseline reads.
+    pub async fn recent_runs(
+        &self,
+        namespace: &str,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>> {
+        let documents: Vec<String> = sqlx::query_scalar(RECENT_RUNS)
+            .bind(namespace)
+            .bind(name)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.readers)
+            .await?;
+        parse_all(&documents)
+    }
+
     /// Stores a Workflow run, replacing the one with the same (uid, run): written when
     /// the run starts and again when it finishes.
     pub async fn put_workflow_run(&self, rec: &WorkflowRunRecord) -> Result<()> {

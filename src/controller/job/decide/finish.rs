@@ -4,6 +4,7 @@
 use super::{Decider, JobAction, fmt_duration, secs};
 use crate::controller::event::Event;
 use crate::controller::reconcile::Fate;
+use crate::records::anomaly::{self, Anomaly, RunFacts};
 use crate::records::{AttemptRecord, RunRecord};
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::job::{HISTORY_LIMIT, JobConditionType, JobPhase, RunSummary};
@@ -120,7 +121,7 @@ impl Decider<'_> {
             reason,
             message: summary.clone(),
         });
-        self.actions.push(JobAction::RecordRun(Box::new(RunRecord {
+        let mut record = RunRecord {
             uid: self.obs.meta.uid.clone(),
             namespace: self.obs.meta.namespace.clone().unwrap_or_default(),
             name: self.obs.meta.name.clone(),
@@ -136,7 +137,63 @@ impl Decider<'_> {
             artifacts: self.status.artifacts.clone(),
             outputs: self.status.outputs.clone(),
             usage: self.status.usage.clone(),
-        })));
+            anomalies: Vec::new(),
+        };
+        record.anomalies = self.anomalies(&record);
+        self.actions.push(JobAction::RecordRun(Box::new(record)));
+    }
+
+    /// What is unusual about the run just ended (`record`) against the runs before it:
+    /// into `status.anomalies`, the `Anomalous` condition and one Warning event each. A
+    /// cancelled run is not judged, and clears them.
+    fn anomalies(&mut self, record: &RunRecord) -> Vec<Anomaly> {
+        let now = self.obs.now;
+        let thresholds = self.obs.spec.anomalies.clone().unwrap_or_default();
+        let found = if matches!(record.phase, JobPhase::Cancelled) {
+            Vec::new()
+        } else {
+            anomaly::detect(&RunFacts::of(record), &self.obs.previous_runs, &thresholds)
+        };
+        for a in &found {
+            self.events.push(Event {
+                type_: EventType::Warning,
+                reason: a.kind.as_str(),
+                message: format!("run {}: {}", a.run, a.message),
+            });
+        }
+        let had = self
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == JobConditionType::Anomalous);
+        if !found.is_empty() || had {
+            let (status, reason, message) = match found.first() {
+                Some(first) => (
+                    ConditionStatus::True,
+                    first.kind.as_str(),
+                    found
+                        .iter()
+                        .map(|a| a.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                None => (
+                    ConditionStatus::False,
+                    "AsUsual",
+                    format!("run {} showed nothing unusual", record.run),
+                ),
+            };
+            set_condition(
+                &mut self.status.conditions,
+                JobConditionType::Anomalous,
+                status,
+                reason,
+                &message,
+                now,
+            );
+        }
+        self.status.anomalies = found.clone();
+        found
     }
 
     pub(super) fn after_finish(&mut self) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
+use crate::records::anomaly::AnomalyKind;
 use crate::records::{AttemptOutcome, AttemptRecord};
 use crate::resources::job::{JobPhase, JobSpec, JobStatus, Retry, Step, StepStatus};
 use crate::resources::{ObjectMeta, keys};
@@ -50,6 +51,7 @@ impl Fixture {
                 attempts: vec![],
                 harvested: HashSet::new(),
                 running_step: None,
+                previous_runs: Vec::new(),
                 now: t0(),
             },
         }
@@ -665,4 +667,56 @@ fn a_stuck_leftover_is_abandoned_not_harvested() {
     let (run, attempt, outcome, _) = abandoned(&d).expect("abandoned");
     assert_eq!((run, attempt, outcome), (1, 1, AttemptOutcome::Cancelled));
     assert!(harvest_forced(&d).is_none(), "{:?}", d.actions);
+}
+
+#[test]
+fn a_run_slower_than_its_baseline_is_anomalous_in_the_status_an_event_and_the_record() {
+    let quick = |run| RunFacts {
+        run,
+        succeeded: true,
+        duration_ms: Some(200 + u64::from(run % 3) * 10),
+        ..Default::default()
+    };
+    let mut f = Fixture::new();
+    f.obs.previous_runs = (1..=8).map(quick).collect();
+    // The run takes about a second: five times the usual 0.2 s.
+    let (_, d) = finished_with(f, AttemptOutcome::Succeeded, 0);
+    assert_eq!(d.status.phase, JobPhase::Succeeded);
+    let kinds: Vec<AnomalyKind> = d.status.anomalies.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, [AnomalyKind::SlowerThanUsual], "{:?}", d.status);
+    let condition = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == JobConditionType::Anomalous)
+        .expect("an Anomalous condition");
+    assert_eq!(condition.status, ConditionStatus::True);
+    assert_eq!(condition.reason, "SlowerThanUsual");
+    assert!(
+        d.events
+            .iter()
+            .any(|e| e.reason == "SlowerThanUsual" && e.message.contains("usually")),
+        "{:?}",
+        d.events
+    );
+    let recorded = d.actions.iter().find_map(|a| match a {
+        JobAction::RecordRun(r) => Some(r),
+        _ => None,
+    });
+    assert_eq!(
+        recorded.expect("a run record").anomalies,
+        d.status.anomalies
+    );
+
+    // Too few runs to judge: nothing, and no condition appears.
+    let mut f2 = Fixture::new();
+    f2.obs.previous_runs = (1..=4).map(quick).collect();
+    let (_, d2) = finished_with(f2, AttemptOutcome::Succeeded, 0);
+    assert!(d2.status.anomalies.is_empty());
+    assert!(
+        !d2.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == JobConditionType::Anomalous)
+    );
 }

@@ -99,6 +99,7 @@ fn run(uid: &str, run: u32, start: Option<u32>, end: Option<u32>) -> RunRecord {
         artifacts: Vec::new(),
         outputs: Default::default(),
         usage: None,
+        anomalies: Vec::new(),
     }
 }
 
