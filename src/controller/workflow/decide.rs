@@ -484,7 +484,7 @@ impl Decider<'_> {
             let waiting = if self.wanted().is_some() {
                 format!("; run {} waits for it to finish", run + 1)
             } else if let Some(tick) = self.waiting_tick() {
-                format!("; the tick of {} waits for it to finish", tick.to_rfc3339())
+                format!("; the tick of {} waits for it to finish", schedule::shown(tick))
             } else {
                 String::new()
             };
@@ -579,7 +579,8 @@ impl Decider<'_> {
                     };
                     let node = &mut self.status.nodes[i];
                     node.phase = phase;
-                    node.message = message;
+                    // Who approved it stays, unless the Job has more to say.
+                    node.message = message.or_else(|| node.message.take());
                     node.completion_time = job.status.completion_time.or(Some(self.obs.now));
                     let (reason, text) = match phase {
                         NodePhase::Succeeded => ("NodeSucceeded", "succeeded"),

@@ -25,7 +25,7 @@ pub(super) fn due(obs: &Observed) -> Option<Due> {
     Some(schedule.due(obs.status.last_schedule_time, created, obs.now, deadline))
 }
 
-fn shown(tick: DateTime<Utc>) -> String {
+pub(super) fn shown(tick: DateTime<Utc>) -> String {
     tick.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 

@@ -77,7 +77,8 @@ impl Fixture {
             .obs
             .jobs
             .iter_mut()
-            .find(|j| j.node.as_deref() == Some(node) && j.run == self.obs.status.run)
+            .filter(|j| j.node.as_deref() == Some(node) && j.run == self.obs.status.run)
+            .max_by_key(|j| j.iteration)
             .unwrap_or_else(|| panic!("no Job for {node}"));
         job.status.phase = phase;
         job.status.attempt = Some(1);
@@ -594,3 +595,5 @@ fn a_rerun_takes_its_inputs_from_the_annotation_and_refuses_unknown_ones() {
     let summary = d.status.summary.unwrap();
     assert!(summary.contains("gives input \"branch\""), "{summary}");
 }
+
+mod control;
