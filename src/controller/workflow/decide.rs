@@ -484,7 +484,10 @@ impl Decider<'_> {
             let waiting = if self.wanted().is_some() {
                 format!("; run {} waits for it to finish", run + 1)
             } else if let Some(tick) = self.waiting_tick() {
-                format!("; the tick of {} waits for it to finish", schedule::shown(tick))
+                format!(
+                    "; the tick of {} waits for it to finish",
+                    schedule::shown(tick)
+                )
             } else {
                 String::new()
             };
@@ -558,10 +561,7 @@ impl Decider<'_> {
                         JobPhase::Pending | JobPhase::Running => (NodePhase::Running, None),
                     };
                     if phase == NodePhase::Running {
-                        // An `until` node between iterations keeps its message.
-                        if !looping {
-                            node.message = None;
-                        }
+                        // Its message stays: who approved it, or where its loop stands.
                         node.phase = phase;
                         continue;
                     }
