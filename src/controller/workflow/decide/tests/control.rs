@@ -419,7 +419,7 @@ fn until_fails_the_node_at_its_limit_or_when_an_iteration_fails() {
     );
     assert_eq!(d.status.phase, WorkflowPhase::Failed);
 
-    let mut g = Fixture::new(&spec(&LOOP));
+    let mut g = Fixture::new(&spec(LOOP));
     g.step();
     g.finish("w", JobPhase::Failed, &[]);
     g.step();
