@@ -646,3 +646,66 @@ spec:
     let logs = server.cli_ok(&["logs", "job", "cron-1-tick"]);
     assert!(logs.contains("tick of run 1"), "{logs}");
 }
+
+const STOPPABLE: &str = r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: stoppable
+spec:
+  jobs:
+    - name: slow
+      job: {image: busybox:latest, steps: [{name: s, run: 'sleep 60'}]}
+    - name: after
+      needs: [slow]
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo after'}]}
+"#;
+
+#[test]
+fn the_cancel_annotation_cancels_the_run_in_progress() {
+    let server = Server::start();
+    server.write("stoppable.yaml", STOPPABLE);
+    server.wait_phase("stoppable-1-slow", "Running", T);
+    server.write(
+        "stoppable.yaml",
+        &annotated(STOPPABLE, &[("orcaops.dev/cancel", "latest")]),
+    );
+    let wf = wait_workflow(&server, "stoppable", "Cancelled");
+    assert_eq!(wf.pointer("/status/cancelLatestRun"), Some(&Value::from(1)));
+    assert_eq!(node(&wf, "slow")["phase"], "Cancelled");
+    assert_eq!(
+        node(&wf, "slow")["message"],
+        "cancelled: orcaops.dev/cancel asked for it"
+    );
+    assert_eq!(node(&wf, "after")["phase"], "Cancelled");
+    wait_until(
+        Duration::from_secs(30),
+        "the running node's Job is deleted",
+        || server.job("stoppable-1-slow").is_none().then_some(()),
+    );
+    // `latest` was run 1: a new run is not cancelled by it.
+    server.write(
+        "stoppable.yaml",
+        &annotated(
+            STOPPABLE,
+            &[("orcaops.dev/cancel", "latest"), ("orcaops.dev/rerun", "2")],
+        ),
+    );
+    server.wait_phase("stoppable-2-slow", "Running", T);
+    let wf = workflow(&server, "stoppable").unwrap();
+    assert_eq!(wf.pointer("/status/run"), Some(&Value::from(2)));
+    assert_eq!(
+        wf.pointer("/status/phase").and_then(Value::as_str),
+        Some("Running")
+    );
+    // A run number cancels that run (and stops its container before the test ends).
+    server.write(
+        "stoppable.yaml",
+        &annotated(
+            STOPPABLE,
+            &[("orcaops.dev/cancel", "2"), ("orcaops.dev/rerun", "2")],
+        ),
+    );
+    let wf = wait_workflow(&server, "stoppable", "Cancelled");
+    assert_eq!(wf.pointer("/status/run"), Some(&Value::from(2)));
+    assert_eq!(wf.pointer("/status/cancelLatestRun"), None);
+}
