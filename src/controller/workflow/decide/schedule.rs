@@ -44,6 +44,10 @@ impl Decider<'_> {
         let Some(tick) = self.waiting_tick() else {
             return;
         };
+        // Suspended: the tick waits (and replaces nothing) until resumed.
+        if self.obs.spec.suspend {
+            return;
+        }
         if self.active() {
             // A run started by this very decision is not replaced at once.
             let fresh = self.status.start_time == Some(self.obs.now);
@@ -51,9 +55,6 @@ impl Decider<'_> {
                 return;
             }
             self.cancel_run(&format!("the tick of {} replaced it", shown(tick)));
-        }
-        if self.obs.spec.suspend {
-            return;
         }
         self.status.last_schedule_time = Some(tick);
         let skipped = self.due.as_ref().map_or(0, |d| d.skipped);

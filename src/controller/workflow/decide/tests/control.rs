@@ -608,3 +608,15 @@ fn a_suspended_schedule_runs_the_latest_missed_tick_once_resumed() {
         Some(Utc.with_ymd_and_hms(2026, 3, 1, 12, 20, 0).unwrap())
     );
 }
+
+#[test]
+fn a_suspended_workflow_under_replace_keeps_its_run_through_a_tick() {
+    let mut f = Fixture::new(&spec(&format!("concurrencyPolicy: Replace\n{SCHEDULED}")));
+    f.step();
+    f.obs.spec.suspend = true;
+    f.at(12, 5, 2);
+    let d = f.step();
+    assert_eq!(d.status.run, Some(1));
+    assert_eq!(d.status.phase, WorkflowPhase::Suspended);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+}
