@@ -29,12 +29,16 @@ use crate::resources::{API_VERSION, Kind, Object, ObjectMeta, keys};
 mod control;
 mod render;
 mod schedule;
+mod summary;
 #[cfg(test)]
 mod tests;
+mod trigger;
 mod until;
 
 use control::PreviousRun;
 use schedule::Due;
+use trigger::{default_inputs, request_of, run_inputs, spec_part};
+pub use trigger::{run_trigger, trigger_name};
 pub use until::iteration_job_name;
 
 /// Jobs of this many runs (the current one included) are kept; older ones are deleted
@@ -113,102 +117,6 @@ pub enum WorkflowAction {
 }
 
 pub type Decision = reconcile::Decision<WorkflowAction, WorkflowStatus>;
-
-/// What starts a run. Without a schedule: the spec (a digest of it, `suspend` aside, so
-/// suspending and resuming keep the run), plus the re-run token when someone asked for
-/// one. With a schedule, only a re-run token (the ticks are the scheduler's).
-pub fn run_trigger(meta: &ObjectMeta, spec: &WorkflowSpec) -> Option<String> {
-    let token = meta
-        .annotations
-        .get(keys::RERUN)
-        .filter(|t| !t.is_empty())
-        .map(|t| format!("rerun={t}"));
-    if spec.schedule.is_some() {
-        return token;
-    }
-    let digest = format!("s{}", spec_digest(spec));
-    Some(match token {
-        Some(token) => format!("{digest}/{token}"),
-        None => digest,
-    })
-}
-
-fn spec_digest(spec: &WorkflowSpec) -> String {
-    let mut value = serde_json::to_value(spec).expect("a spec serializes");
-    if let Some(map) = value.as_object_mut() {
-        map.remove("suspend");
-    }
-    let digest = Sha256::digest(value.to_string().as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Each input's default ("" when it has none).
-fn default_inputs(spec: &WorkflowSpec) -> BTreeMap<String, String> {
-    spec.inputs
-        .iter()
-        .map(|i| (i.name.clone(), i.default.clone()))
-        .collect()
-}
-
-/// The inputs of a run started by a re-run token: each input's default, overridden by
-/// the annotation `orcaops.dev/inputs`.
-fn run_inputs(meta: &ObjectMeta, spec: &WorkflowSpec) -> Result<BTreeMap<String, String>, String> {
-    let mut inputs = default_inputs(spec);
-    let Some(given) = meta.annotations.get(keys::INPUTS) else {
-        return Ok(inputs);
-    };
-    let given: BTreeMap<String, String> = serde_json::from_str(given).map_err(|e| {
-        format!(
-            "annotation {} is not a JSON object of strings ({e}); write it as {{\"ref\": \"main\"}}",
-            keys::INPUTS
-        )
-    })?;
-    for (name, value) in given {
-        if !inputs.contains_key(&name) {
-            let declared: Vec<&str> = spec.inputs.iter().map(|i| i.name.as_str()).collect();
-            return Err(format!(
-                "annotation {} gives input \"{name}\", which spec.inputs does not declare (it declares: {})",
-                keys::INPUTS,
-                declared.join(", ")
-            ));
-        }
-        inputs.insert(name, value);
-    }
-    Ok(inputs)
-}
-
-/// A trigger without its `schedule=<tick>` part: what was asked for by the spec or a
-/// token, which a tick does not change.
-fn request_of(trigger: &str) -> String {
-    trigger
-        .split('/')
-        .filter(|p| !p.starts_with("schedule="))
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// What started a run, by its trigger, as the run records name it: `schedule` (a tick),
-/// `api` (`POST .../runs`), `rerun` (another token), `spec` (applied or changed).
-pub fn trigger_name(run_trigger: &str) -> &'static str {
-    let parts: Vec<&str> = run_trigger.split('/').collect();
-    if parts.iter().any(|p| p.starts_with("schedule=")) {
-        "schedule"
-    } else if parts
-        .iter()
-        .any(|p| p.starts_with(&format!("rerun={}", keys::RUN_TOKEN_PREFIX)))
-    {
-        "api"
-    } else if parts.iter().any(|p| p.starts_with("rerun=")) {
-        "rerun"
-    } else {
-        "spec"
-    }
-}
-
-/// The spec part of a trigger (`s<digest>`), if it has one.
-fn spec_part(trigger: &str) -> Option<&str> {
-    trigger.split('/').next().filter(|p| p.starts_with('s'))
-}
 
 pub fn decide(obs: &Observed) -> Decision {
     let mut d = Decider {
@@ -821,166 +729,6 @@ impl Decider<'_> {
             jobs,
             run: self.status.run.unwrap_or(0),
             outputs: None,
-        }
-    }
-
-    fn finish_run(&mut self, phase: WorkflowPhase, summary: &str) {
-        let run = self.status.run.unwrap_or(0);
-        let now = self.obs.now;
-        self.progress();
-        self.status.phase = phase;
-        self.status.completion_time = Some(now);
-        let verb = match phase {
-            WorkflowPhase::Succeeded => "succeeded",
-            WorkflowPhase::Cancelled => "was cancelled",
-            _ => "failed",
-        };
-        let summary = format!("run {run} {verb}: {summary}");
-        self.status.summary = Some(summary.clone());
-        let failed = phase != WorkflowPhase::Succeeded;
-        let reason = match phase {
-            WorkflowPhase::Succeeded => "Succeeded",
-            WorkflowPhase::Cancelled => "Cancelled",
-            _ => "Failed",
-        };
-        set_condition(
-            &mut self.status.conditions,
-            WorkflowConditionType::Complete,
-            ConditionStatus::True,
-            reason,
-            &summary,
-            now,
-        );
-        set_condition(
-            &mut self.status.conditions,
-            WorkflowConditionType::Failed,
-            if failed {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason,
-            &summary,
-            now,
-        );
-        self.status.history.insert(
-            0,
-            WorkflowRunSummary {
-                run,
-                phase,
-                trigger: self.status.run_trigger.clone(),
-                start_time: self.status.start_time,
-                completion_time: Some(now),
-                progress: self.status.progress.clone(),
-                summary: Some(summary.clone()),
-            },
-        );
-        self.status.history.truncate(HISTORY_LIMIT);
-        self.record_run();
-        self.events.push(if failed {
-            Event::warning("RunFailed", summary)
-        } else {
-            Event::normal("RunSucceeded", summary)
-        });
-    }
-
-    fn progress(&mut self) {
-        let done = self
-            .status
-            .nodes
-            .iter()
-            .filter(|n| n.phase.is_finished())
-            .count();
-        self.status.progress = Some(format!("{done}/{}", self.status.nodes.len()));
-    }
-
-    /// "4 succeeded, 1 failed (test-shard-2), 2 skipped, 1 running".
-    fn counts(&self) -> String {
-        let mut parts = Vec::new();
-        for phase in [
-            NodePhase::Succeeded,
-            NodePhase::Failed,
-            NodePhase::Cancelled,
-            NodePhase::Skipped,
-            NodePhase::Running,
-            NodePhase::WaitingApproval,
-            NodePhase::Pending,
-        ] {
-            let names: Vec<&str> = self
-                .status
-                .nodes
-                .iter()
-                .filter(|n| n.phase == phase)
-                .map(|n| n.name.as_str())
-                .collect();
-            if names.is_empty() {
-                continue;
-            }
-            let label = match phase {
-                NodePhase::WaitingApproval => "waiting for approval".to_string(),
-                _ => phase.as_str().to_lowercase(),
-            };
-            let mut part = format!("{} {label}", names.len());
-            if matches!(
-                phase,
-                NodePhase::Failed | NodePhase::Cancelled | NodePhase::WaitingApproval
-            ) {
-                let shown: Vec<&str> = names.iter().take(3).copied().collect();
-                let more = if names.len() > 3 { ", ..." } else { "" };
-                part.push_str(&format!(" ({}{more})", shown.join(", ")));
-            }
-            parts.push(part);
-        }
-        parts.join(", ")
-    }
-
-    /// The phase and the Suspended condition.
-    fn phase(&mut self) {
-        let now = self.obs.now;
-        if self.obs.spec.suspend {
-            if self.active() || self.status.run.is_none() {
-                self.status.phase = WorkflowPhase::Suspended;
-                if self.status.run.is_none() {
-                    self.status.summary = Some("suspended before its first run".into());
-                }
-            }
-            set_condition(
-                &mut self.status.conditions,
-                WorkflowConditionType::Suspended,
-                ConditionStatus::True,
-                "Suspended",
-                "spec.suspend is true: no node starts; running ones finish",
-                now,
-            );
-            return;
-        }
-        if self.active() {
-            // Waiting for someone, and for nothing else: say so.
-            let nodes = &self.status.nodes;
-            let waits = nodes.iter().any(|n| n.phase == NodePhase::WaitingApproval);
-            let runs = nodes.iter().any(|n| n.phase == NodePhase::Running);
-            self.status.phase = if waits && !runs {
-                WorkflowPhase::WaitingApproval
-            } else {
-                WorkflowPhase::Running
-            };
-        } else if self.status.run.is_none() {
-            self.status.phase = WorkflowPhase::Pending;
-        }
-        if self
-            .status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == WorkflowConditionType::Suspended)
-        {
-            set_condition(
-                &mut self.status.conditions,
-                WorkflowConditionType::Suspended,
-                ConditionStatus::False,
-                "Resumed",
-                "spec.suspend is false",
-                now,
-            );
         }
     }
 }

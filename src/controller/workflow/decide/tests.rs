@@ -597,3 +597,32 @@ fn a_rerun_takes_its_inputs_from_the_annotation_and_refuses_unknown_ones() {
 }
 
 mod control;
+mod runs;
+
+impl Fixture {
+    fn annotate(&mut self, key: &str, value: &str) {
+        self.obs
+            .meta
+            .annotations
+            .insert(key.to_string(), value.to_string());
+    }
+
+    fn events_of(d: &Decision, reason: &str) -> Vec<String> {
+        d.events
+            .iter()
+            .filter(|e| e.reason == reason)
+            .map(|e| e.message.clone())
+            .collect()
+    }
+
+    fn created_names(&self) -> Vec<String> {
+        self.created()
+            .iter()
+            .map(|o| o.metadata.name.clone())
+            .collect()
+    }
+
+    fn at(&mut self, h: u32, m: u32, s: u32) {
+        self.obs.now = Utc.with_ymd_and_hms(2026, 3, 1, h, m, s).unwrap();
+    }
+}
