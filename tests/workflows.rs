@@ -320,3 +320,392 @@ spec:
         assert_eq!(logs.matches(line).count(), 1, "{job} ran once: {logs}");
     }
 }
+
+/// `yaml` with `annotations` added under its metadata (the folder applies them as any
+/// field; the controller reads them).
+fn annotated(yaml: &str, annotations: &[(&str, &str)]) -> String {
+    let mut block = String::from("  annotations:\n");
+    for (key, value) in annotations {
+        block.push_str(&format!("    {key}: '{value}'\n"));
+    }
+    yaml.replacen("metadata:\n", &format!("metadata:\n{block}"), 1)
+}
+
+fn node<'a>(wf: &'a Value, name: &str) -> &'a Value {
+    wf.pointer("/status/nodes")
+        .and_then(Value::as_array)
+        .and_then(|nodes| nodes.iter().find(|n| n["name"] == name))
+        .unwrap_or_else(|| panic!("no node {name} in {wf}"))
+}
+
+const GATED: &str = r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: gated
+spec:
+  jobs:
+    - name: build
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo version=1.2 >> $ORCAOPS_OUTPUT'}]}
+    - name: deploy
+      needs: [build]
+      approval: {message: 'Deploy ${{ jobs.build.outputs.version }}?'}
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo deploying'}]}
+    - name: after
+      needs: [deploy]
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo after'}]}
+"#;
+
+#[test]
+fn an_approval_node_waits_until_approved_and_a_rejection_fails_the_run() {
+    let server = Server::start();
+    server.write("gated.yaml", GATED);
+    let wf = wait_workflow(&server, "gated", "WaitingApproval");
+    assert_eq!(node(&wf, "deploy")["phase"], "WaitingApproval");
+    assert_eq!(node(&wf, "deploy")["message"], "Deploy 1.2?");
+    assert!(
+        server.job("gated-1-deploy").is_none(),
+        "no Job before approval"
+    );
+
+    server.write(
+        "gated.yaml",
+        &annotated(
+            GATED,
+            &[(
+                "orcaops.dev/approvals",
+                r#"{"run": 1, "nodes": {"deploy": {"approved": true, "message": "ship it", "by": "alice"}}}"#,
+            )],
+        ),
+    );
+    let wf = wait_workflow(&server, "gated", "Succeeded");
+    assert_eq!(node(&wf, "deploy")["message"], "approved by alice: ship it");
+    let logs = server.cli_ok(&["logs", "job", "gated-1-deploy"]);
+    assert!(logs.contains("deploying"), "{logs}");
+
+    // Run 2, rejected: the node fails with who and why, and what follows is skipped.
+    server.write(
+        "gated.yaml",
+        &annotated(
+            GATED,
+            &[
+                ("orcaops.dev/rerun", "2"),
+                (
+                    "orcaops.dev/approvals",
+                    r#"{"run": 2, "nodes": {"deploy": {"approved": false, "message": "not today", "by": "bob"}}}"#,
+                ),
+            ],
+        ),
+    );
+    let wf = poll(T, || {
+        let wf = workflow(&server, "gated")?;
+        (wf.pointer("/status/run") == Some(&Value::from(2))
+            && wf.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
+        .then_some(wf)
+    })
+    .unwrap_or_else(|| panic!("run 2 never failed:\n{}", tail(&server.log(), 60)));
+    assert_eq!(node(&wf, "deploy")["phase"], "Failed");
+    assert_eq!(node(&wf, "deploy")["message"], "rejected by bob: not today");
+    assert_eq!(node(&wf, "after")["phase"], "Skipped");
+    assert!(server.job("gated-2-deploy").is_none());
+    let events = server.cli_ok(&["describe", "workflow", "gated"]);
+    assert!(events.contains("NodeRejected"), "{events}");
+}
+
+const FLAKY: &str = r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: flaky
+spec:
+  inputs: [{name: pass, default: "no"}]
+  jobs:
+    - name: first
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo token=abc >> $ORCAOPS_OUTPUT'}]}
+    - name: side
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo side'}]}
+    - name: shaky
+      needs: [first]
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo got ${{ jobs.first.outputs.token }}; test "${{ inputs.pass }}" = yes'}]}
+    - name: last
+      needs: [shaky]
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo last'}]}
+"#;
+
+#[test]
+fn rerun_failed_runs_only_what_did_not_succeed() {
+    let mut server = Server::start();
+    server.write("flaky.yaml", FLAKY);
+    let wf = wait_workflow(&server, "flaky", "Failed");
+    assert_eq!(node(&wf, "shaky")["phase"], "Failed");
+    assert_eq!(node(&wf, "last")["phase"], "Skipped");
+
+    server.write(
+        "flaky.yaml",
+        &annotated(
+            FLAKY,
+            &[
+                ("orcaops.dev/rerun", "again"),
+                ("orcaops.dev/rerun-mode", "failed"),
+                ("orcaops.dev/inputs", r#"{"pass": "yes"}"#),
+            ],
+        ),
+    );
+    let wf = poll(T, || {
+        let wf = workflow(&server, "flaky")?;
+        (wf.pointer("/status/run") == Some(&Value::from(2))
+            && wf.pointer("/status/phase").and_then(Value::as_str) == Some("Succeeded"))
+        .then_some(wf)
+    })
+    .unwrap_or_else(|| panic!("run 2 never succeeded:\n{}", tail(&server.log(), 60)));
+    for kept in ["first", "side"] {
+        assert_eq!(node(&wf, kept)["message"], "kept from run 1", "{wf}");
+        assert_eq!(node(&wf, kept)["job"], format!("flaky-1-{kept}"));
+        assert!(server.job(&format!("flaky-2-{kept}")).is_none());
+    }
+    assert_eq!(node(&wf, "first")["outputs"]["token"], "abc");
+    let logs = server.cli_ok(&["logs", "job", "flaky-2-shaky"]);
+    assert!(
+        logs.contains("got abc"),
+        "kept outputs reach the rerun: {logs}"
+    );
+
+    // The Jobs per node: the kept ones ran once in all, the others once per run.
+    for (label, jobs) in [
+        ("first", vec!["flaky-1-first"]),
+        ("side", vec!["flaky-1-side"]),
+        ("shaky", vec!["flaky-1-shaky", "flaky-2-shaky"]),
+        ("last", vec!["flaky-2-last"]),
+    ] {
+        let listed = server.cli_ok(&["get", "jobs", "-l", &format!("orcaops.dev/node={label}")]);
+        let names: Vec<&str> = listed
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(names, jobs, "{listed}");
+    }
+    let uids: Vec<(String, String)> = [
+        "flaky-1-first",
+        "flaky-1-side",
+        "flaky-1-shaky",
+        "flaky-2-shaky",
+        "flaky-2-last",
+    ]
+    .iter()
+    .map(|job| {
+        let j = server.job(job).unwrap();
+        (
+            job.to_string(),
+            j["metadata"]["uid"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect();
+
+    // Each of those Jobs ran one container (its one attempt); each run has its record,
+    // with every node and what started it.
+    server.kill();
+    let (runs, attempts) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = orcaops::store::LocalStore::open(&server.data_dir)
+            .await
+            .expect("the data dir opens once the server is gone");
+        let mut attempts = Vec::new();
+        for (job, uid) in &uids {
+            let made = store.attempts(uid, 1).await.unwrap();
+            attempts.push((job.clone(), made.len()));
+        }
+        (
+            store.workflow_runs("default", "flaky").await.unwrap(),
+            attempts,
+        )
+    });
+    for (job, count) in attempts {
+        assert_eq!(count, 1, "{job} ran one container");
+    }
+    let seen: Vec<(u32, String, String)> = runs
+        .iter()
+        .map(|r| (r.run, format!("{:?}", r.phase), r.trigger.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (2, "Succeeded".into(), "rerun".into()),
+            (1, "Failed".into(), "spec".into())
+        ]
+    );
+    assert_eq!(runs[0].nodes.len(), 4);
+    assert_eq!(runs[0].inputs["pass"], "yes");
+}
+
+#[test]
+fn until_repeats_a_node_until_its_outputs_satisfy_the_condition() {
+    let server = Server::start();
+    server.write(
+        "poll.yaml",
+        r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: poll
+spec:
+  jobs:
+    - name: start
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo t0=$(date +%s) >> $ORCAOPS_OUTPUT'}]}
+    - name: wait-ready
+      needs: [start]
+      until: {expression: "outputs.ready == 'yes'", limit: 30, delaySeconds: 1}
+      job:
+        image: busybox:latest
+        steps:
+          - name: s
+            run: |
+              if [ $(( $(date +%s) - ${{ jobs.start.outputs.t0 }} )) -ge 3 ]; then r=yes; else r=no; fi
+              echo "ready=$r" >> $ORCAOPS_OUTPUT
+    - name: after
+      needs: [wait-ready]
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo after'}]}
+"#,
+    );
+    let wf = wait_workflow(&server, "poll", "Succeeded");
+    let looped = node(&wf, "wait-ready");
+    let iterations = looped["iterations"].as_u64().unwrap();
+    assert!(iterations >= 2, "{looped}");
+    assert_eq!(looped["outputs"]["ready"], "yes");
+    assert_eq!(
+        looped["message"],
+        format!("until `outputs.ready == 'yes'` was true after {iterations} iterations")
+    );
+    assert_eq!(looped["job"], format!("poll-1-wait-ready-i{iterations}"));
+    // A Job per iteration, labelled with it; the first without.
+    let listed = server.cli_ok(&["get", "jobs", "-l", "orcaops.dev/node=wait-ready"]);
+    assert_eq!(
+        listed.lines().count() as u64,
+        iterations + 1,
+        "a header and one Job per iteration:\n{listed}"
+    );
+    let second = server.job("poll-1-wait-ready-i2").unwrap();
+    assert_eq!(second["metadata"]["labels"]["orcaops.dev/iteration"], "2");
+    assert_eq!(node(&wf, "after")["phase"], "Succeeded");
+}
+
+#[test]
+fn a_cron_tick_starts_a_run() {
+    let server = Server::start();
+    server.write(
+        "cron.yaml",
+        r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: cron
+spec:
+  schedule: "* * * * *"
+  jobs:
+    - name: tick
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo tick of run ${{ workflow.run }}'}]}
+"#,
+    );
+    let waiting = poll(Duration::from_secs(20), || {
+        workflow(&server, "cron").filter(|wf| wf.pointer("/status/nextScheduleTime").is_some())
+    })
+    .expect("the next tick is in the status before the first run");
+    // (Unless the server came up just before a minute's turn, and the tick already ran.)
+    let first_tick = waiting.pointer("/status/run").is_none().then(|| {
+        waiting["status"]["nextScheduleTime"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+
+    let wf = poll(Duration::from_secs(100), || {
+        let wf = workflow(&server, "cron")?;
+        (wf.pointer("/status/phase").and_then(Value::as_str) == Some("Succeeded")).then_some(wf)
+    })
+    .unwrap_or_else(|| panic!("no tick ran:\n{}", tail(&server.log(), 60)));
+    assert_eq!(wf.pointer("/status/run"), Some(&Value::from(1)));
+    let trigger = wf
+        .pointer("/status/runTrigger")
+        .and_then(Value::as_str)
+        .unwrap();
+    assert!(trigger.starts_with("schedule="), "{trigger}");
+    if let Some(tick) = first_tick {
+        assert_eq!(
+            wf.pointer("/status/lastScheduleTime")
+                .and_then(Value::as_str),
+            Some(tick.as_str())
+        );
+        let tick: DateTime<Utc> = tick.parse().unwrap();
+        let started = time(&wf, "startTime");
+        assert!(started >= tick, "started {started} before its tick {tick}");
+    }
+    let next: DateTime<Utc> = wf["status"]["nextScheduleTime"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        next > time(&wf, "startTime"),
+        "the next tick is ahead: {next}"
+    );
+    let logs = server.cli_ok(&["logs", "job", "cron-1-tick"]);
+    assert!(logs.contains("tick of run 1"), "{logs}");
+}
+
+const STOPPABLE: &str = r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: stoppable
+spec:
+  jobs:
+    - name: slow
+      job: {image: busybox:latest, steps: [{name: s, run: 'sleep 60'}]}
+    - name: after
+      needs: [slow]
+      job: {image: busybox:latest, steps: [{name: s, run: 'echo after'}]}
+"#;
+
+#[test]
+fn the_cancel_annotation_cancels_the_run_in_progress() {
+    let server = Server::start();
+    server.write("stoppable.yaml", STOPPABLE);
+    server.wait_phase("stoppable-1-slow", "Running", T);
+    server.write(
+        "stoppable.yaml",
+        &annotated(STOPPABLE, &[("orcaops.dev/cancel", "latest")]),
+    );
+    let wf = wait_workflow(&server, "stoppable", "Cancelled");
+    assert_eq!(wf.pointer("/status/cancelLatestRun"), Some(&Value::from(1)));
+    assert_eq!(node(&wf, "slow")["phase"], "Cancelled");
+    assert_eq!(
+        node(&wf, "slow")["message"],
+        "cancelled: orcaops.dev/cancel asked for it"
+    );
+    assert_eq!(node(&wf, "after")["phase"], "Cancelled");
+    wait_until(
+        Duration::from_secs(30),
+        "the running node's Job is deleted",
+        || server.job("stoppable-1-slow").is_none().then_some(()),
+    );
+    // `latest` was run 1: a new run is not cancelled by it.
+    server.write(
+        "stoppable.yaml",
+        &annotated(
+            STOPPABLE,
+            &[("orcaops.dev/cancel", "latest"), ("orcaops.dev/rerun", "2")],
+        ),
+    );
+    server.wait_phase("stoppable-2-slow", "Running", T);
+    let wf = workflow(&server, "stoppable").unwrap();
+    assert_eq!(wf.pointer("/status/run"), Some(&Value::from(2)));
+    assert_eq!(
+        wf.pointer("/status/phase").and_then(Value::as_str),
+        Some("Running")
+    );
+    // A run number cancels that run (and stops its container before the test ends).
+    server.write(
+        "stoppable.yaml",
+        &annotated(
+            STOPPABLE,
+            &[("orcaops.dev/cancel", "2"), ("orcaops.dev/rerun", "2")],
+        ),
+    );
+    let wf = wait_workflow(&server, "stoppable", "Cancelled");
+    assert_eq!(wf.pointer("/status/run"), Some(&Value::from(2)));
+    assert_eq!(wf.pointer("/status/cancelLatestRun"), None);
+}

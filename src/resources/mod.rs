@@ -62,6 +62,8 @@ pub mod keys {
     pub const LABEL_WORKFLOW: &str = "orcaops.dev/workflow";
     pub const LABEL_WORKFLOW_RUN: &str = "orcaops.dev/workflow-run";
     pub const LABEL_NODE: &str = "orcaops.dev/node";
+    /// On the Job of a node with `until`: which iteration it runs (absent on the first).
+    pub const LABEL_ITERATION: &str = "orcaops.dev/iteration";
     /// The finalizer the cluster-mode controllers put on an object whose deletion needs
     /// cleanup first (pods, run records): Kubernetes keeps the object, marked with a
     /// deletionTimestamp, until the controller has cleaned up and removed it.

@@ -55,7 +55,7 @@ pub struct WorkflowSpec {
     /// How many nodes may run at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
-    /// A cron expression; each tick is a new run. (Validated; the scheduler is not built yet.)
+    /// A cron expression; each tick is a new run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     /// The IANA time zone of `schedule` (`Europe/Paris`); UTC when absent.
@@ -145,10 +145,10 @@ pub struct WorkflowJob {
     /// A failure of this node does not fail the workflow, nor skip what needs it.
     #[serde(default, skip_serializing_if = "is_default")]
     pub continue_on_error: bool,
-    /// Repeat the node until its outputs satisfy the expression. (Validated; not run yet.)
+    /// Repeat the node (a new Job each time) until its outputs satisfy the expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Until>,
-    /// Wait for someone to approve before the node runs. (Validated; not run yet.)
+    /// Wait for someone to approve (or reject) before the node runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
     pub job: JobSpec,
@@ -195,6 +195,9 @@ pub enum NodePhase {
     #[default]
     Pending,
     Running,
+    /// An `approval` node whose needs are done, waiting for someone to approve or reject
+    /// it (the annotation `orcaops.dev/approvals`).
+    WaitingApproval,
     Succeeded,
     Failed,
     Skipped,
@@ -213,6 +216,7 @@ impl NodePhase {
         match self {
             Self::Pending => "Pending",
             Self::Running => "Running",
+            Self::WaitingApproval => "WaitingApproval",
             Self::Succeeded => "Succeeded",
             Self::Failed => "Failed",
             Self::Skipped => "Skipped",
@@ -240,7 +244,9 @@ pub struct WorkflowStatus {
     /// The number of the current (or last) run, counting from 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<u32>,
-    /// What started the current run: `s<spec digest>`, plus `/rerun=<token>` when re-run by hand.
+    /// What started the current run: `s<spec digest>` (no schedule), `rerun=<token>` when
+    /// re-run by hand or through the API, `schedule=<tick>` for a scheduler tick; joined
+    /// by `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_trigger: Option<String>,
     /// The inputs of the current run.
@@ -261,6 +267,17 @@ pub struct WorkflowStatus {
     /// One entry per node of the run (a matrix node has one per combination).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeStatus>,
+    /// With a `schedule`: the last tick a run was started for (or given up as missed).
+    /// Ticks up to it never start a run again, which keeps a restart from repeating one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<DateTime<Utc>>,
+    /// With a `schedule`: the next tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<DateTime<Utc>>,
+    /// The run that `orcaops.dev/cancel: latest` was read as: the one current when the
+    /// controller first saw it. The annotation stays set, and must not cancel later runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_latest_run: Option<u32>,
     /// The most recent finished runs, newest first, at most [`HISTORY_LIMIT`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<WorkflowRunSummary>,
@@ -285,9 +302,13 @@ pub struct NodeStatus {
     pub completion_time: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
-    /// Why it was skipped, failed or cancelled.
+    /// Why it was skipped, failed or cancelled; what an approval asks; where an `until`
+    /// loop stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How many times a node with `until` has run (its current iteration while running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u32>,
 }
 
 /// One finished run, as kept in `status.history`.

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::controller::event::Event;
 use crate::controller::reconcile::{self, Fate};
+use crate::records::WorkflowRunRecord;
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::expr::{self, NodeVars, Vars};
 use crate::resources::job::{JobPhase, JobSpec, JobStatus};
@@ -25,9 +26,20 @@ use crate::resources::workflow::{
 };
 use crate::resources::{API_VERSION, Kind, Object, ObjectMeta, keys};
 
+mod control;
 mod render;
+mod schedule;
+mod summary;
 #[cfg(test)]
 mod tests;
+mod trigger;
+mod until;
+
+use control::PreviousRun;
+use schedule::Due;
+use trigger::{default_inputs, request_of, run_inputs, spec_part};
+pub use trigger::{run_trigger, trigger_name};
+pub use until::iteration_job_name;
 
 /// Jobs of this many runs (the current one included) are kept; older ones are deleted
 /// (each Job keeps its own run records).
@@ -52,6 +64,8 @@ pub struct NodeJob {
     pub name: String,
     pub run: Option<u32>,
     pub node: Option<String>,
+    /// Which iteration of an `until` node it runs (1 for every other node).
+    pub iteration: u32,
     /// Whether its ownerReference is this Workflow (by uid).
     pub owned: bool,
     /// Whether it is owned by another Workflow of this name: one deleted and made again
@@ -76,6 +90,9 @@ impl NodeJob {
             name: obj.metadata.name.clone(),
             run: label(keys::LABEL_WORKFLOW_RUN).and_then(|r| r.parse().ok()),
             node: label(keys::LABEL_NODE),
+            iteration: label(keys::LABEL_ITERATION)
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(1),
             owned: owners.contains(&workflow_uid),
             foreign: !owners.is_empty() && !owners.contains(&workflow_uid),
             deleting: obj.metadata.deletion_timestamp.is_some(),
@@ -94,140 +111,49 @@ pub enum WorkflowAction {
     CreateJob(Box<Object>),
     /// Delete a Job: of a cancelled node, of an old run, or not this Workflow's.
     DeleteJob { name: String, why: &'static str },
+    /// Write the run's record (when it starts and when it finishes; a write replaces the
+    /// one of the same run).
+    RecordRun(Box<WorkflowRunRecord>),
 }
 
 pub type Decision = reconcile::Decision<WorkflowAction, WorkflowStatus>;
 
-/// What starts a run. Without a schedule: the spec (a digest of it, `suspend` aside, so
-/// suspending and resuming keep the run), plus the re-run token when someone asked for
-/// one. With a schedule, only a re-run token (the ticks are the scheduler's).
-pub fn run_trigger(meta: &ObjectMeta, spec: &WorkflowSpec) -> Option<String> {
-    let token = meta
-        .annotations
-        .get(keys::RERUN)
-        .filter(|t| !t.is_empty())
-        .map(|t| format!("rerun={t}"));
-    if spec.schedule.is_some() {
-        return token;
-    }
-    let digest = format!("s{}", spec_digest(spec));
-    Some(match token {
-        Some(token) => format!("{digest}/{token}"),
-        None => digest,
-    })
-}
-
-fn spec_digest(spec: &WorkflowSpec) -> String {
-    let mut value = serde_json::to_value(spec).expect("a spec serializes");
-    if let Some(map) = value.as_object_mut() {
-        map.remove("suspend");
-    }
-    let digest = Sha256::digest(value.to_string().as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The inputs of a run started by `trigger`: each input's default, overridden by the
-/// annotation `orcaops.dev/inputs` when a re-run token started it.
-fn run_inputs(
-    meta: &ObjectMeta,
-    spec: &WorkflowSpec,
-    trigger: &str,
-) -> Result<BTreeMap<String, String>, String> {
-    let mut inputs: BTreeMap<String, String> = spec
-        .inputs
-        .iter()
-        .map(|i| (i.name.clone(), i.default.clone()))
-        .collect();
-    let Some(given) = meta.annotations.get(keys::INPUTS) else {
-        return Ok(inputs);
-    };
-    if !trigger.contains("rerun=") {
-        return Ok(inputs);
-    }
-    let given: BTreeMap<String, String> = serde_json::from_str(given).map_err(|e| {
-        format!(
-            "annotation {} is not a JSON object of strings ({e}); write it as {{\"ref\": \"main\"}}",
-            keys::INPUTS
-        )
-    })?;
-    for (name, value) in given {
-        if !inputs.contains_key(&name) {
-            let declared: Vec<&str> = spec.inputs.iter().map(|i| i.name.as_str()).collect();
-            return Err(format!(
-                "annotation {} gives input \"{name}\", which spec.inputs does not declare (it declares: {})",
-                keys::INPUTS,
-                declared.join(", ")
-            ));
-        }
-        inputs.insert(name, value);
-    }
-    Ok(inputs)
-}
-
-/// The spec part of a trigger (`s<digest>`), if it has one.
-fn spec_part(trigger: &str) -> Option<&str> {
-    trigger.split('/').next().filter(|p| p.starts_with('s'))
-}
-
 pub fn decide(obs: &Observed) -> Decision {
-    // A scheduled Workflow that never ran, with no run asked for, has nothing to report:
-    // its status stays as it is (Pending, the default) until a run starts.
-    if obs.status.run.is_none()
-        && !obs.spec.suspend
-        && run_trigger(&obs.meta, &obs.spec).is_none()
-        && obs.jobs.iter().all(|j| !j.foreign)
-    {
-        return Decision {
-            actions: Vec::new(),
-            status: obs.status.clone(),
-            events: Vec::new(),
-            requeue_after: None,
-            status_first: false,
-            fate: Fate::Keep,
-            hints: (),
-        };
-    }
     let mut d = Decider {
         obs,
         plan: naming::expand(&obs.spec),
         status: obs.status.clone(),
         actions: Vec::new(),
         events: Vec::new(),
+        due: schedule::due(obs),
+        wake: None,
     };
     d.status.observed_generation = Some(obs.meta.generation);
     d.sweep_jobs();
-    if let Some(trigger) = run_trigger(&obs.meta, &obs.spec)
-        && Some(&trigger) != d.status.run_trigger.as_ref()
-    {
-        if d.active() {
-            let spec_changed =
-                d.status.run_trigger.as_deref().and_then(spec_part) != spec_part(&trigger);
-            if spec_changed || obs.spec.concurrency_policy == ConcurrencyPolicy::Replace {
-                d.cancel_run(if spec_changed {
-                    "the spec changed"
-                } else {
-                    "a new run replaced it"
-                });
-            }
-        }
-        if !d.active() && !obs.spec.suspend {
-            d.start_run(trigger);
-        }
-    }
+    d.honour_cancel();
+    let started_before = d.status.run;
+    d.request_runs();
     if d.active() {
         d.drive();
     }
-    // The run just finished and another waits (a re-run under Forbid): start it now.
-    if let Some(trigger) = run_trigger(&obs.meta, &obs.spec)
-        && Some(&trigger) != d.status.run_trigger.as_ref()
-        && !d.active()
-        && !obs.spec.suspend
-    {
-        d.start_run(trigger);
-        d.drive();
+    // The run just finished and another waits (a re-run or a tick under Forbid): start
+    // it now.
+    if !d.active() {
+        let run = d.status.run;
+        d.request_runs();
+        if d.status.run != run && d.active() {
+            d.drive();
+        }
     }
+    d.schedule_status();
     d.phase();
-    let requeue = (d.active() && !obs.spec.suspend).then_some(POLL);
+    if d.status.run != started_before && d.active() {
+        d.record_run();
+    }
+    let mut requeue = (d.active() && !obs.spec.suspend).then_some(POLL);
+    for wake in [d.wake, d.next_tick()].into_iter().flatten() {
+        requeue = Some(requeue.map_or(wake, |r| r.min(wake)));
+    }
     Decision {
         actions: d.actions,
         status: d.status,
@@ -245,12 +171,48 @@ struct Decider<'a> {
     status: WorkflowStatus,
     actions: Vec<WorkflowAction>,
     events: Vec<Event>,
+    /// What the schedule says now (None without a schedule).
+    due: Option<Due>,
+    /// When an `until` loop's next iteration is due.
+    wake: Option<Duration>,
 }
 
 impl Decider<'_> {
     /// A run that has not finished.
     fn active(&self) -> bool {
         self.status.run.is_some() && self.status.completion_time.is_none()
+    }
+
+    /// The run asked for by the spec or a re-run token, when it is not the current one.
+    fn wanted(&self) -> Option<String> {
+        let trigger = run_trigger(&self.obs.meta, &self.obs.spec)?;
+        let current = self.status.run_trigger.as_deref().map(request_of);
+        (current.as_deref() != Some(trigger.as_str())).then_some(trigger)
+    }
+
+    /// Starts the run asked for (by the spec, a token or a tick), cancelling the one in
+    /// progress when the spec changed or the policy is Replace; under Forbid (and Allow,
+    /// for now) it waits for the current run to finish.
+    fn request_runs(&mut self) {
+        if let Some(trigger) = self.wanted() {
+            if self.active() {
+                let spec_changed =
+                    self.status.run_trigger.as_deref().and_then(spec_part) != spec_part(&trigger);
+                if spec_changed || self.obs.spec.concurrency_policy == ConcurrencyPolicy::Replace {
+                    self.cancel_run(if spec_changed {
+                        "the spec changed"
+                    } else {
+                        "a new run replaced it"
+                    });
+                }
+            }
+            if !self.active() && !self.obs.spec.suspend {
+                let by_token = trigger.contains("rerun=");
+                self.start_run(trigger, by_token);
+            }
+            return;
+        }
+        self.tick();
     }
 
     fn delete(&mut self, name: &str, why: &'static str) {
@@ -274,56 +236,109 @@ impl Decider<'_> {
             if job.deleting {
                 continue;
             }
+            // A node kept by a re-run still shows its Job from an earlier run.
+            let kept = self
+                .status
+                .nodes
+                .iter()
+                .any(|n| n.job.as_deref() == Some(job.name.as_str()));
             if job.foreign {
                 self.delete(&job.name, "it belongs to an earlier Workflow of this name");
-            } else if job.owned && job.run.is_some_and(|r| r + RUNS_KEPT <= current) {
+            } else if job.owned && !kept && job.run.is_some_and(|r| r + RUNS_KEPT <= current) {
                 self.delete(&job.name, "its run is older than the runs kept");
             }
         }
     }
 
-    /// The Job of node `node` in the current run, if there is one of ours.
+    /// The Job of node `node` in the current run, if there is one of ours (for a node
+    /// with `until`, the latest iteration's).
     fn job_of(&self, node: &str) -> Option<&NodeJob> {
         let run = self.status.run?;
         self.obs
             .jobs
             .iter()
-            .find(|j| j.owned && j.run == Some(run) && j.node.as_deref() == Some(node))
+            .filter(|j| j.owned && j.run == Some(run) && j.node.as_deref() == Some(node))
+            .max_by_key(|j| j.iteration)
     }
 
-    fn start_run(&mut self, trigger: String) {
+    /// Starts the next run. `by_token`: a re-run token started it, so the re-run mode
+    /// and the inputs annotation apply.
+    fn start_run(&mut self, trigger: String, by_token: bool) {
         let run = self.status.run.unwrap_or(0) + 1;
         let now = self.obs.now;
+        let previous = PreviousRun {
+            run: self.status.run,
+            spec: self
+                .status
+                .run_trigger
+                .as_deref()
+                .and_then(spec_part)
+                .map(String::from),
+            nodes: std::mem::take(&mut self.status.nodes),
+        };
         self.status.run = Some(run);
-        let inputs = run_inputs(&self.obs.meta, &self.obs.spec, &trigger);
+        let inputs = if by_token {
+            run_inputs(&self.obs.meta, &self.obs.spec)
+        } else {
+            Ok(default_inputs(&self.obs.spec))
+        };
+        let kept = if by_token {
+            self.kept_nodes(&previous, spec_part(&trigger))
+        } else {
+            Ok(HashMap::new())
+        };
         self.status.run_trigger = Some(trigger);
         self.status.start_time = Some(now);
         self.status.completion_time = None;
+        let (mut kept, kept_problem) = match kept {
+            Ok(kept) => (kept, None),
+            Err(e) => (HashMap::new(), Some(e)),
+        };
         self.status.nodes = self
             .plan
             .iter()
-            .map(|n| NodeStatus {
-                name: n.name.clone(),
-                ..Default::default()
+            .map(|n| {
+                kept.remove(&n.name).unwrap_or_else(|| NodeStatus {
+                    name: n.name.clone(),
+                    ..Default::default()
+                })
             })
             .collect();
         self.status.phase = WorkflowPhase::Running;
         self.status
             .conditions
             .retain(|c| c.type_ == WorkflowConditionType::Suspended);
-        match inputs {
-            Ok(inputs) => {
+        let problem = match (inputs, kept_problem) {
+            (Err(e), _) | (Ok(_), Some(e)) => Some(e),
+            (Ok(inputs), None) => {
                 self.status.inputs = inputs;
+                None
+            }
+        };
+        match problem {
+            None => {
+                let kept = self
+                    .status
+                    .nodes
+                    .iter()
+                    .filter(|n| n.phase == NodePhase::Succeeded)
+                    .count();
+                let kept = if kept > 0 {
+                    format!(" ({kept} kept from earlier runs)")
+                } else {
+                    String::new()
+                };
                 self.events.push(Event::normal(
                     "RunStarted",
-                    format!("run {run} started with {} nodes", self.plan.len()),
+                    format!("run {run} started with {} nodes{kept}", self.plan.len()),
                 ));
             }
-            Err(e) => {
+            Some(e) => {
                 self.status.inputs.clear();
                 for node in &mut self.status.nodes {
                     node.phase = NodePhase::Cancelled;
-                    node.message = Some("not started: the run's inputs are invalid".into());
+                    node.message =
+                        Some("not started: the run could not start (see its summary)".into());
                 }
                 self.finish_run(WorkflowPhase::Failed, &e);
             }
@@ -374,11 +389,15 @@ impl Decider<'_> {
         } else {
             self.progress();
             let run = self.status.run.unwrap_or(0);
-            let waiting = match run_trigger(&self.obs.meta, &self.obs.spec) {
-                Some(t) if Some(&t) != self.status.run_trigger.as_ref() => {
-                    format!("; run {} waits for it to finish", run + 1)
-                }
-                _ => String::new(),
+            let waiting = if self.wanted().is_some() {
+                format!("; run {} waits for it to finish", run + 1)
+            } else if let Some(tick) = self.waiting_tick() {
+                format!(
+                    "; the tick of {} waits for it to finish",
+                    schedule::shown(tick)
+                )
+            } else {
+                String::new()
             };
             self.status.summary = Some(format!("run {run}: {}{waiting}", self.counts()));
         }
@@ -420,12 +439,18 @@ impl Decider<'_> {
             }
             let name = self.status.nodes[i].name.clone();
             let job = self.job_of(&name).cloned();
+            let looping = self.obs.spec.jobs[self.plan[i].index].until.is_some();
             let node = &mut self.status.nodes[i];
             match job {
                 Some(job) => {
                     node.job = Some(job.name.clone());
                     node.attempts = job.status.attempt;
-                    if job.status.start_time.is_some() {
+                    if looping {
+                        node.iterations = Some(job.iteration);
+                    }
+                    if job.status.start_time.is_some()
+                        && (job.iteration == 1 || node.start_time.is_none())
+                    {
                         node.start_time = job.status.start_time;
                     }
                     let (phase, message) = match job.status.phase {
@@ -443,23 +468,39 @@ impl Decider<'_> {
                         JobPhase::Cancelled => (NodePhase::Cancelled, job.status.summary.clone()),
                         JobPhase::Pending | JobPhase::Running => (NodePhase::Running, None),
                     };
-                    node.phase = phase;
-                    node.message = message;
-                    if phase.is_finished() {
-                        node.completion_time = job.status.completion_time.or(Some(self.obs.now));
-                        node.outputs = job.status.outputs.clone();
-                        let (reason, text) = match phase {
-                            NodePhase::Succeeded => ("NodeSucceeded", "succeeded"),
-                            NodePhase::Cancelled => ("NodeCancelled", "was cancelled"),
-                            _ => ("NodeFailed", "failed"),
-                        };
-                        let event = format!("node {name} {text} (Job {})", job.name);
-                        self.events.push(if phase == NodePhase::Succeeded {
-                            Event::normal(reason, event)
-                        } else {
-                            Event::warning(reason, event)
-                        });
+                    if phase == NodePhase::Running {
+                        // Its message stays: who approved it, or where its loop stands.
+                        node.phase = phase;
+                        continue;
                     }
+                    node.outputs = job.status.outputs.clone();
+                    let (phase, message) = if looping && phase == NodePhase::Succeeded {
+                        match self.iterate(i, &job) {
+                            Some(ended) => ended,
+                            None => continue,
+                        }
+                    } else if looping {
+                        let why = message.unwrap_or_default();
+                        (phase, Some(format!("iteration {}: {why}", job.iteration)))
+                    } else {
+                        (phase, message)
+                    };
+                    let node = &mut self.status.nodes[i];
+                    node.phase = phase;
+                    // Who approved it stays, unless the Job has more to say.
+                    node.message = message.or_else(|| node.message.take());
+                    node.completion_time = job.status.completion_time.or(Some(self.obs.now));
+                    let (reason, text) = match phase {
+                        NodePhase::Succeeded => ("NodeSucceeded", "succeeded"),
+                        NodePhase::Cancelled => ("NodeCancelled", "was cancelled"),
+                        _ => ("NodeFailed", "failed"),
+                    };
+                    let event = format!("node {name} {text} (Job {})", job.name);
+                    self.events.push(if phase == NodePhase::Succeeded {
+                        Event::normal(reason, event)
+                    } else {
+                        Event::warning(reason, event)
+                    });
                 }
                 None if node.job.is_some() => {
                     node.phase = NodePhase::Failed;
@@ -497,9 +538,11 @@ impl Decider<'_> {
         let spec = &obs.spec;
         let mut ready = Vec::new();
         for i in 0..self.plan.len() {
-            if self.status.nodes[i].phase != NodePhase::Pending
-                || self.status.nodes[i].job.is_some()
-            {
+            let waiting = matches!(
+                self.status.nodes[i].phase,
+                NodePhase::Pending | NodePhase::WaitingApproval
+            );
+            if !waiting || self.status.nodes[i].job.is_some() {
                 continue;
             }
             let decl = &spec.jobs[self.plan[i].index];
@@ -545,6 +588,9 @@ impl Decider<'_> {
                     }
                 }
             }
+            if decl.approval.is_some() && !self.approved(i, &vars) {
+                continue;
+            }
             ready.push((i, vars));
         }
         self.start(ready);
@@ -579,24 +625,46 @@ impl Decider<'_> {
             {
                 continue;
             }
-            let run = self.status.run.expect("an active run");
-            let node_name = self.plan[i].name.clone();
-            match render::job_spec(&spec.jobs[index].job, &vars) {
-                Ok(job) => {
-                    let name = naming::job_name(&self.obs.meta.name, run, &node_name);
-                    // A Job of an earlier Workflow of this name still holds the name: it
-                    // is being deleted (see sweep_jobs); start once it is gone.
-                    if obs.jobs.iter().any(|j| j.name == name && !j.owned) {
-                        continue;
-                    }
-                    let obj = job_object(&self.obs.meta, run, &node_name, &name, &job);
-                    self.actions.push(WorkflowAction::CreateJob(Box::new(obj)));
-                    let node = &mut self.status.nodes[i];
-                    node.phase = NodePhase::Running;
-                    node.job = Some(name);
-                    node.start_time = Some(self.obs.now);
+            if self.create_job(i, 1, &vars) {
+                let node = &mut self.status.nodes[i];
+                node.phase = NodePhase::Running;
+                node.start_time = Some(self.obs.now);
+                if spec.jobs[index].until.is_some() {
+                    node.iterations = Some(1);
                 }
-                Err(e) => self.fail(i, e),
+            }
+        }
+    }
+
+    /// Creates the Job of node `i`'s `iteration` (1 for a node without `until`) and
+    /// records it in the node; false when it cannot be made now (the name is still held
+    /// by an earlier Workflow's Job) or at all (a template failed: the node failed).
+    fn create_job(&mut self, i: usize, iteration: u32, vars: &Vars) -> bool {
+        let obs = self.obs;
+        let index = self.plan[i].index;
+        let run = self.status.run.expect("an active run");
+        let node_name = self.plan[i].name.clone();
+        match render::job_spec(&obs.spec.jobs[index].job, vars) {
+            Ok(job) => {
+                let name = iteration_job_name(&obs.meta.name, run, &node_name, iteration);
+                // A Job of an earlier Workflow of this name still holds the name: it
+                // is being deleted (see sweep_jobs); start once it is gone.
+                if obs.jobs.iter().any(|j| j.name == name && !j.owned) {
+                    return false;
+                }
+                let mut obj = job_object(&obs.meta, run, &node_name, &name, &job);
+                if iteration > 1 {
+                    obj.metadata
+                        .labels
+                        .insert(keys::LABEL_ITERATION.to_string(), iteration.to_string());
+                }
+                self.actions.push(WorkflowAction::CreateJob(Box::new(obj)));
+                self.status.nodes[i].job = Some(name);
+                true
+            }
+            Err(e) => {
+                self.fail(i, e);
+                false
             }
         }
     }
@@ -661,149 +729,6 @@ impl Decider<'_> {
             jobs,
             run: self.status.run.unwrap_or(0),
             outputs: None,
-        }
-    }
-
-    fn finish_run(&mut self, phase: WorkflowPhase, summary: &str) {
-        let run = self.status.run.unwrap_or(0);
-        let now = self.obs.now;
-        self.progress();
-        self.status.phase = phase;
-        self.status.completion_time = Some(now);
-        let verb = match phase {
-            WorkflowPhase::Succeeded => "succeeded",
-            WorkflowPhase::Cancelled => "was cancelled",
-            _ => "failed",
-        };
-        let summary = format!("run {run} {verb}: {summary}");
-        self.status.summary = Some(summary.clone());
-        let failed = phase != WorkflowPhase::Succeeded;
-        let reason = match phase {
-            WorkflowPhase::Succeeded => "Succeeded",
-            WorkflowPhase::Cancelled => "Cancelled",
-            _ => "Failed",
-        };
-        set_condition(
-            &mut self.status.conditions,
-            WorkflowConditionType::Complete,
-            ConditionStatus::True,
-            reason,
-            &summary,
-            now,
-        );
-        set_condition(
-            &mut self.status.conditions,
-            WorkflowConditionType::Failed,
-            if failed {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason,
-            &summary,
-            now,
-        );
-        self.status.history.insert(
-            0,
-            WorkflowRunSummary {
-                run,
-                phase,
-                trigger: self.status.run_trigger.clone(),
-                start_time: self.status.start_time,
-                completion_time: Some(now),
-                progress: self.status.progress.clone(),
-                summary: Some(summary.clone()),
-            },
-        );
-        self.status.history.truncate(HISTORY_LIMIT);
-        self.events.push(if failed {
-            Event::warning("RunFailed", summary)
-        } else {
-            Event::normal("RunSucceeded", summary)
-        });
-    }
-
-    fn progress(&mut self) {
-        let done = self
-            .status
-            .nodes
-            .iter()
-            .filter(|n| n.phase.is_finished())
-            .count();
-        self.status.progress = Some(format!("{done}/{}", self.status.nodes.len()));
-    }
-
-    /// "4 succeeded, 1 failed (test-shard-2), 2 skipped, 1 running".
-    fn counts(&self) -> String {
-        let mut parts = Vec::new();
-        for phase in [
-            NodePhase::Succeeded,
-            NodePhase::Failed,
-            NodePhase::Cancelled,
-            NodePhase::Skipped,
-            NodePhase::Running,
-            NodePhase::Pending,
-        ] {
-            let names: Vec<&str> = self
-                .status
-                .nodes
-                .iter()
-                .filter(|n| n.phase == phase)
-                .map(|n| n.name.as_str())
-                .collect();
-            if names.is_empty() {
-                continue;
-            }
-            let mut part = format!("{} {}", names.len(), phase.as_str().to_lowercase());
-            if matches!(phase, NodePhase::Failed | NodePhase::Cancelled) {
-                let shown: Vec<&str> = names.iter().take(3).copied().collect();
-                let more = if names.len() > 3 { ", ..." } else { "" };
-                part.push_str(&format!(" ({}{more})", shown.join(", ")));
-            }
-            parts.push(part);
-        }
-        parts.join(", ")
-    }
-
-    /// The phase and the Suspended condition.
-    fn phase(&mut self) {
-        let now = self.obs.now;
-        if self.obs.spec.suspend {
-            if self.active() || self.status.run.is_none() {
-                self.status.phase = WorkflowPhase::Suspended;
-                if self.status.run.is_none() {
-                    self.status.summary = Some("suspended before its first run".into());
-                }
-            }
-            set_condition(
-                &mut self.status.conditions,
-                WorkflowConditionType::Suspended,
-                ConditionStatus::True,
-                "Suspended",
-                "spec.suspend is true: no node starts; running ones finish",
-                now,
-            );
-            return;
-        }
-        if self.active() {
-            self.status.phase = WorkflowPhase::Running;
-        } else if self.status.run.is_none() {
-            self.status.phase = WorkflowPhase::Pending;
-        }
-        if self
-            .status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == WorkflowConditionType::Suspended)
-        {
-            set_condition(
-                &mut self.status.conditions,
-                WorkflowConditionType::Suspended,
-                ConditionStatus::False,
-                "Resumed",
-                "spec.suspend is false",
-                now,
-            );
         }
     }
 }

@@ -64,7 +64,7 @@ impl Reconciler for WorkflowReconciler {
         obj: &Object,
         observed: &mut Observed,
         actions: Vec<WorkflowAction>,
-        _status: &WorkflowStatus,
+        status: &WorkflowStatus,
     ) -> Result<bool, ControllerError> {
         let again = !actions.is_empty();
         for action in actions {
@@ -96,8 +96,17 @@ impl Reconciler for WorkflowReconciler {
                     delete_job(ctx, &obj.key(), &name, why).await?;
                     observed.jobs.retain(|j| j.name != name);
                 }
+                // Before the status that says the run started or ended: a crash in
+                // between decides (and writes) it again, replacing the same run's record.
+                WorkflowAction::RecordRun(record) => {
+                    ctx.records.put_workflow_run(&record).await?;
+                    debug!(run = record.run, phase = ?record.phase, "recorded the workflow run");
+                }
             }
         }
+        // A further pass decides from what was just decided, as the next reconcile would
+        // from the written status: a run is started (and its events and record made) once.
+        observed.status = status.clone();
         Ok(again)
     }
 

@@ -10,6 +10,8 @@ struct Fixture {
     obs: Observed,
     /// Every decision's actions, in order.
     log: Vec<WorkflowAction>,
+    /// The run records written, in order.
+    records: Vec<WorkflowRunRecord>,
 }
 
 impl Fixture {
@@ -20,6 +22,7 @@ impl Fixture {
             namespace: Some("default".into()),
             uid: "u1".into(),
             generation: 1,
+            creation_timestamp: Some(Utc.with_ymd_and_hms(2026, 3, 1, 11, 0, 30).unwrap()),
             ..Default::default()
         };
         Fixture {
@@ -31,6 +34,7 @@ impl Fixture {
                 now: Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap(),
             },
             log: Vec::new(),
+            records: Vec::new(),
         }
     }
 
@@ -49,11 +53,12 @@ impl Fixture {
                     self.obs.jobs.push(NodeJob::from_object(obj, "u1"));
                 }
                 WorkflowAction::DeleteJob { name, .. } => self.obs.jobs.retain(|j| &j.name != name),
+                WorkflowAction::RecordRun(record) => self.records.push((**record).clone()),
             }
         }
         self.log.extend(d.actions.clone());
         self.obs.status = d.status.clone();
-        d
+        without_records(d)
     }
 
     /// The nodes whose Jobs exist and have not finished, in creation order.
@@ -72,7 +77,8 @@ impl Fixture {
             .obs
             .jobs
             .iter_mut()
-            .find(|j| j.node.as_deref() == Some(node) && j.run == self.obs.status.run)
+            .filter(|j| j.node.as_deref() == Some(node) && j.run == self.obs.status.run)
+            .max_by_key(|j| j.iteration)
             .unwrap_or_else(|| panic!("no Job for {node}"));
         job.status.phase = phase;
         job.status.attempt = Some(1);
@@ -112,6 +118,18 @@ impl Fixture {
         let spec: JobSpec = serde_json::from_value(obj.spec.clone()).unwrap();
         spec.steps[0].run.clone().unwrap()
     }
+}
+
+/// A decision's Job actions (the run records are checked apart).
+fn without_records(mut d: Decision) -> Decision {
+    d.actions
+        .retain(|a| !matches!(a, WorkflowAction::RecordRun(_)));
+    d
+}
+
+/// Decides, without storing anything.
+fn decide_jobs(obs: &Observed) -> Decision {
+    without_records(decide(obs))
 }
 
 const JOB: &str = "{image: busybox:latest, steps: [{name: s, run: 'true'}]}";
@@ -349,7 +367,7 @@ fn a_restart_mid_run_continues_the_same_run_without_a_second_job() {
     // is from before, and the Job is adopted by its name.
     let before = f.obs.status.clone();
     f.finish("b", JobPhase::Succeeded, &[]);
-    let made = decide(&f.obs);
+    let made = decide_jobs(&f.obs);
     assert_eq!(made.actions.len(), 1, "c is created");
     if let WorkflowAction::CreateJob(obj) = &made.actions[0] {
         f.obs.jobs.push(NodeJob::from_object(obj, "u1"));
@@ -362,7 +380,7 @@ fn a_restart_mid_run_continues_the_same_run_without_a_second_job() {
 
     // A crash before run 1 was even recorded: its Job exists, the status is empty.
     let mut g = Fixture::new(&spec("jobs:\n- {name: a, job: JOB}\n"));
-    let first = decide(&g.obs);
+    let first = decide_jobs(&g.obs);
     if let WorkflowAction::CreateJob(obj) = &first.actions[0] {
         g.obs.jobs.push(NodeJob::from_object(obj, "u1"));
     }
@@ -386,7 +404,7 @@ fn a_job_of_an_earlier_workflow_of_the_same_name_is_deleted_not_adopted() {
         &JobSpec::default(),
     );
     f.obs.jobs.push(NodeJob::from_object(&old, "u1"));
-    let d = decide(&f.obs);
+    let d = decide_jobs(&f.obs);
     assert_eq!(
         d.actions,
         vec![WorkflowAction::DeleteJob {
@@ -473,16 +491,26 @@ fn suspend_holds_the_first_run_and_resuming_continues_the_same_run() {
 }
 
 #[test]
-fn a_scheduled_workflow_waits_for_a_rerun() {
+fn a_scheduled_workflow_starts_no_run_before_its_tick_but_a_rerun_runs_at_once() {
     let mut f = Fixture::new(&spec(
         "schedule: '0 3 * * *'\njobs:\n- {name: a, job: JOB}\n",
     ));
     let d = f.step();
     assert!(d.actions.is_empty());
+    let next = Utc.with_ymd_and_hms(2026, 3, 2, 3, 0, 0).unwrap();
     assert_eq!(
         d.status,
-        WorkflowStatus::default(),
-        "nothing is written before a run"
+        WorkflowStatus {
+            observed_generation: Some(1),
+            next_schedule_time: Some(next),
+            ..Default::default()
+        },
+        "only the next tick is written before a run"
+    );
+    assert_eq!(
+        d.requeue_after,
+        Some((next - f.obs.now).to_std().unwrap()),
+        "woken at the tick"
     );
     f.obs
         .meta
@@ -566,4 +594,35 @@ fn a_rerun_takes_its_inputs_from_the_annotation_and_refuses_unknown_ones() {
     assert!(d.actions.is_empty());
     let summary = d.status.summary.unwrap();
     assert!(summary.contains("gives input \"branch\""), "{summary}");
+}
+
+mod control;
+mod runs;
+
+impl Fixture {
+    fn annotate(&mut self, key: &str, value: &str) {
+        self.obs
+            .meta
+            .annotations
+            .insert(key.to_string(), value.to_string());
+    }
+
+    fn events_of(d: &Decision, reason: &str) -> Vec<String> {
+        d.events
+            .iter()
+            .filter(|e| e.reason == reason)
+            .map(|e| e.message.clone())
+            .collect()
+    }
+
+    fn created_names(&self) -> Vec<String> {
+        self.created()
+            .iter()
+            .map(|o| o.metadata.name.clone())
+            .collect()
+    }
+
+    fn at(&mut self, h: u32, m: u32, s: u32) {
+        self.obs.now = Utc.with_ymd_and_hms(2026, 3, 1, h, m, s).unwrap();
+    }
 }
