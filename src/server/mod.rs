@@ -42,7 +42,9 @@ pub use metrics::scrape;
 pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER};
 pub use serve::{ServeError, serve_api, serve_api_with};
 pub use watch::BOOKMARK_INTERVAL;
-pub use workflows::{IDEMPOTENCY_KEY, runs_from_status, trigger_has_token};
+pub use workflows::{
+    IDEMPOTENCY_KEY, phase_str as workflow_phase_str, runs_from_status, trigger_has_token,
+};
 
 /// The pure functions a request body or query goes through before anything is stored or
 /// run, reachable for the fuzz tests (tests/fuzz.rs) only: not an API of orcaops.
