@@ -23,6 +23,8 @@ mod status;
 mod table;
 mod watch;
 mod workflows;
+#[cfg(test)]
+mod workflows_tests;
 
 use std::sync::Arc;
 use std::time::Duration;

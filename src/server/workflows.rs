@@ -678,7 +678,3 @@ pub fn runs_from_status(obj: &Object) -> Vec<WorkflowRunRecord> {
     }
     out
 }
-
-#[cfg(test)]
-#[path = "workflows_tests.rs"]
-mod tests;

@@ -9,9 +9,12 @@ use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::*;
-use crate::resources::workflow::{NodePhase, NodeStatus, WorkflowRunSummary};
-use crate::server::{BASE, router};
+use super::workflows::trigger_has_token;
+use super::{AppState, BASE, router};
+use crate::resources::workflow::{
+    NodePhase, NodeStatus, WorkflowPhase, WorkflowRunSummary, WorkflowStatus,
+};
+use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::store::LocalStore;
 
 struct Api {
