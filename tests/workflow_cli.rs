@@ -172,6 +172,10 @@ fn run_workflow_follows_the_dag_and_exits_with_the_outcome_then_describe_logs_an
         "{stdout}"
     );
     assert!(stderr.contains("run 2: Failed"), "{stderr}");
+    assert!(
+        stderr.contains("orcaops logs workflow wfcli-pipe --node check"),
+        "{stderr}"
+    );
 
     // An input the workflow does not declare: refused before anything runs, exit 1.
     let out = server.cli(&["run", "workflow", "wfcli-pipe", "--input", "colour=red"]);
@@ -339,6 +343,12 @@ fn a_retried_idempotency_key_starts_one_run() {
     let jobs = server.cli_ok(&["get", "jobs", "-l", "orcaops.dev/workflow=wfcli-idem"]);
     assert_eq!(jobs.lines().count(), 2, "a header and one Job:\n{jobs}");
     assert!(jobs.contains("wfcli-idem-1-only"), "{jobs}");
+    // Docker saw one container for the node, and none for a second run.
+    assert!(
+        containers_with_label("orcaops.dev/name", "wfcli-idem-2-only").is_empty(),
+        "a second run started a container"
+    );
+    assert!(containers_with_label("orcaops.dev/name", "wfcli-idem-1-only").len() <= 1);
     let logs = server.cli_ok(&["logs", "workflow", "wfcli-idem", "--node", "only"]);
     assert_eq!(logs.matches("once").count(), 1, "{logs}");
 }

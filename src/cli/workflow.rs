@@ -18,7 +18,7 @@ use crate::client::workflow::{
 };
 use crate::client::{ApiClient, ClientError, exit, object_path};
 use crate::records::WorkflowRunRecord;
-use crate::resources::workflow::{NodeStatus, WorkflowPhase};
+use crate::resources::workflow::{NodePhase, NodeStatus, WorkflowPhase};
 use crate::resources::{Kind, Object, ObjectKey};
 
 pub const RUN_HELP: &str = "\
@@ -139,6 +139,25 @@ pub async fn follow(
                         format!(" ({summary})")
                     }
                 );
+                if phase != WorkflowPhase::Succeeded {
+                    let failed: Vec<&str> = status
+                        .iter()
+                        .flat_map(|s| &s.nodes)
+                        .filter(|n| matches!(n.phase, NodePhase::Failed | NodePhase::Cancelled))
+                        .map(|n| n.name.as_str())
+                        .collect();
+                    if let Some(first) = failed.first() {
+                        let ns = if asked.key.namespace == crate::resources::DEFAULT_WORKSPACE {
+                            String::new()
+                        } else {
+                            format!(" -n {}", asked.key.namespace)
+                        };
+                        eprintln!(
+                            "  see why: orcaops logs workflow {}{ns} --node {first}; rerun what failed: orcaops rerun workflow {}{ns} --failed",
+                            asked.key.name, asked.key.name
+                        );
+                    }
+                }
                 return Ok(match phase {
                     WorkflowPhase::Succeeded => exit::OK,
                     _ => exit::FAILED,
