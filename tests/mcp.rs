@@ -144,6 +144,17 @@ fn sandbox_session_over_streamable_http() {
     );
 }
 
+/// An agent runs a Workflow with inputs (and retries it with the same idempotency key),
+/// reads its DAG, decides its approval gate and asks for a rerun, over streamable HTTP.
+#[test]
+fn workflow_session_over_streamable_http() {
+    let server = Server::start();
+    run_script(
+        "workflow_session.py",
+        &["--http", &format!("{}/mcp", server.url)],
+    );
+}
+
 /// The same over stdio, against a running server.
 #[test]
 fn sandbox_session_over_stdio() {

@@ -73,6 +73,8 @@ pub async fn describe(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientE
     }
     if obj.kind == Kind::Job {
         describe_job(&mut out, &obj);
+    } else if obj.kind == Kind::Workflow {
+        super::workflow::describe(&mut out, &obj);
     } else {
         let _ = writeln!(out, "Spec:");
         out.push_str(&indent(&to_yaml(&obj.spec), "  "));

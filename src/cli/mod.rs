@@ -15,6 +15,7 @@ mod run;
 mod serve;
 mod sync;
 mod terminal;
+mod workflow;
 
 /// The pure tar extraction of `orcaops cp`, reachable for the fuzz tests (tests/fuzz.rs)
 /// only: not an API of orcaops.
@@ -43,6 +44,9 @@ Getting started:
   orcaops logs sandbox box --service db  a sandbox service's output
   orcaops run --image busybox:latest -- echo hi
                                          run a one-off job and wait (works without a server)
+  orcaops run workflow ci --input ref=main
+                                         run a workflow and follow its DAG to the end
+  orcaops describe workflow ci           the DAG, each node's phase, duration, attempts
   orcaops exec scratch -- ls /           run a command in a sandbox (-it for a shell)
   orcaops cp ./src scratch:/work         copy files into or out of a sandbox
 
@@ -114,15 +118,27 @@ pub enum Command {
     Logs(LogsArgs),
     /// Delete a resource.
     Delete(Target),
-    /// Cancel the run in progress of a job.
+    /// Cancel the run in progress of a job or a workflow.
     #[command(
-        after_help = "Cancelling sets the annotation orcaops.dev/cancel=<run number>; the controller\n\
-        stops the container and the run ends Cancelled. With kubectl on a cluster:\n\
+        after_help = "Examples:\n  orcaops cancel job nightly\n  orcaops cancel workflow ci\n\n\
+        Cancelling sets the annotation orcaops.dev/cancel=<run number>; the controller\n\
+        stops what runs and the run ends Cancelled. With kubectl on a cluster:\n\
         kubectl annotate jobs.orcaops.dev NAME orcaops.dev/cancel=<run> --overwrite"
     )]
     Cancel(Target),
-    /// Start a new run of a job with an unchanged spec.
-    Rerun(Target),
+    /// Start a new run of a job or a workflow (of a workflow: all, --failed, or --from NODE).
+    Rerun(workflow::RerunArgs),
+    /// Approve (or --reject) an approval node of a workflow's current run.
+    Approve(workflow::ApproveArgs),
+    /// Suspend a workflow: no new node starts; running ones finish.
+    #[command(after_help = "Example: orcaops suspend workflow ci\n\n\
+        Sets spec.suspend: true (a merge patch). The run stays where it is, phase Suspended,\n\
+        until `orcaops resume workflow NAME`, which continues the same run.")]
+    Suspend(Target),
+    /// Resume a suspended workflow: the same run goes on.
+    #[command(after_help = "Example: orcaops resume workflow ci\n\n\
+        Sets spec.suspend: false (a merge patch); the run continues where it stopped.")]
+    Resume(Target),
     /// Run a command in a sandbox and exit with its exit code.
     Exec(exec::ExecArgs),
     /// Copy files and directories between this machine and a sandbox.
@@ -139,13 +155,13 @@ pub enum Command {
         .../sandboxes/NAME/start), which also revives an Expired sandbox; its idle and\n\
         TTL deadlines count from now. `orcaops get sandbox NAME -w` shows it reach Ready.")]
     Start(Target),
-    /// Every run of a job, from the run records (they outlive the job).
+    /// Every run of a job or a workflow, from the run records (they outlive it).
     History(Target),
     /// What was unusual about each job's last run, against the runs before it.
     #[command(after_help = anomalies::AFTER_HELP)]
     Anomalies(anomalies::AnomaliesArgs),
-    /// Run a one-off job, stream its output and wait. Works without a server.
-    Run(run::RunArgs),
+    /// Run a one-off job (works without a server), or a workflow (`run workflow NAME`).
+    Run(run::RunCommand),
     /// Print the CustomResourceDefinitions of all kinds as YAML.
     Crds,
     /// Serve MCP tools over stdio for AI agents (Claude Code: `claude mcp add orcaops -- orcaops mcp`).
@@ -174,6 +190,10 @@ pub struct LogsArgs {
     /// A sandbox's service (default: its first): `orcaops logs sandbox NAME --service S`.
     #[arg(short = 'c', long, visible_alias = "container")]
     pub service: Option<String>,
+    /// A workflow's node (its Job in the current run): `orcaops logs workflow ci --node build`.
+    /// A matrix node: name one combination (`test-shard-1`), or the node to see each.
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 pub fn parse_kind(s: &str) -> Result<Kind, ClientError> {
@@ -230,6 +250,9 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         Command::Apply(args) => apply::apply(&client()?, args).await,
         Command::Get(args) => output::get(&client()?, args).await,
         Command::Describe(t) => describe::describe(&client()?, &target_key(&t)?).await,
+        Command::Approve(args) => workflow::approve(&client()?, args).await,
+        Command::Suspend(t) => workflow::suspend(&client()?, &t, true).await,
+        Command::Resume(t) => workflow::suspend(&client()?, &t, false).await,
         Command::Logs(args) => logs(&client()?, args).await,
         Command::Delete(t) => {
             let key = target_key(&t)?;
@@ -238,6 +261,9 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
                 .await?;
             println!("{}.orcaops.dev/{} deleted", key.kind.singular(), key.name);
             Ok(exit::OK)
+        }
+        Command::Cancel(t) if target_key(&t)?.kind == Kind::Workflow => {
+            workflow::cancel(&client()?, &target_key(&t)?).await
         }
         Command::Cancel(t) => {
             let key = require_job(&t)?;
@@ -250,20 +276,21 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
             println!("job.orcaops.dev/{} run {run} cancel requested", key.name);
             Ok(exit::OK)
         }
-        Command::Rerun(t) => {
-            let key = require_job(&t)?;
-            let path = format!("{}/rerun", object_path(&key));
-            client()?.json(reqwest::Method::POST, &path, None).await?;
-            println!("job.orcaops.dev/{} rerun requested", key.name);
-            Ok(exit::OK)
-        }
+        Command::Rerun(args) => workflow::rerun(&client()?, args).await,
         Command::Exec(args) => exec::exec(&client()?, args).await,
         Command::Cp(args) => cp::cp(&client()?, args).await,
         Command::Stop(t) => sandbox_state(&client()?, &t, "stop").await,
         Command::Start(t) => sandbox_state(&client()?, &t, "start").await,
+        Command::History(t) if target_key(&t)?.kind == Kind::Workflow => {
+            workflow::history(&client()?, &target_key(&t)?).await
+        }
         Command::History(t) => describe::history(&client()?, &require_job(&t)?).await,
         Command::Anomalies(args) => anomalies::anomalies(&client()?, args).await,
-        Command::Run(args) => run::run(&cli.server, args).await,
+        Command::Run(run::RunCommand {
+            what: Some(run::RunWhat::Workflow(args)),
+            ..
+        }) => workflow::run_workflow(&client()?, args).await,
+        Command::Run(command) => run::run(&cli.server, command.args).await,
         Command::Mcp(args) => mcp::mcp(&cli.server, args).await,
         Command::Crds => {
             print!("{}", crate::resources::crds_yaml());
@@ -301,6 +328,29 @@ async fn logs(client: &ApiClient, args: LogsArgs) -> Result<u8, ClientError> {
     use futures::StreamExt;
     use std::io::Write;
     let key = target_key(&args.target)?;
+    if key.kind == Kind::Workflow {
+        let Some(node) = &args.node else {
+            return Err(ClientError::usage(format!(
+                "a workflow's output is its nodes': name one, as in `orcaops logs workflow {} --node NODE` (`orcaops describe workflow {}` lists them)",
+                key.name, key.name
+            )));
+        };
+        if args.step.is_some()
+            || args.run.is_some()
+            || args.attempt.is_some()
+            || args.service.is_some()
+        {
+            return Err(ClientError::usage(
+                "a workflow's logs take --node, -f and --tail; for --step, --run or --attempt use the node's Job: orcaops logs job JOB (orcaops get jobs -l orcaops.dev/workflow=NAME)",
+            ));
+        }
+        return workflow::logs(client, &key, node, args.follow, args.tail).await;
+    }
+    if args.node.is_some() {
+        return Err(ClientError::usage(
+            "--node is for workflows: orcaops logs workflow NAME --node N",
+        ));
+    }
     let mut query = vec![];
     if key.kind == Kind::Sandbox {
         if args.step.is_some() || args.run.is_some() || args.attempt.is_some() {
@@ -441,6 +491,35 @@ mod tests {
                 sandbox.name.as_str()
             ),
             (Kind::Sandbox, "team", "box")
+        );
+    }
+
+    #[test]
+    fn run_takes_a_job_s_flags_or_a_workflow_s_name() {
+        let cli = Cli::try_parse_from(["orcaops", "run", "--image", "busybox", "--", "echo", "hi"])
+            .unwrap();
+        let Command::Run(job) = cli.command else {
+            panic!("not run")
+        };
+        assert!(job.what.is_none());
+        assert_eq!(job.args.command, ["echo", "hi"]);
+        let cli = Cli::try_parse_from([
+            "orcaops", "run", "workflow", "ci", "--input", "ref=x", "-i", "env=y",
+        ])
+        .unwrap();
+        let Command::Run(run::RunCommand {
+            what: Some(run::RunWhat::Workflow(wf)),
+            ..
+        }) = cli.command
+        else {
+            panic!("not run workflow")
+        };
+        assert_eq!((wf.name.as_str(), wf.inputs.len()), ("ci", 2));
+        assert!(
+            Cli::try_parse_from([
+                "orcaops", "rerun", "workflow", "ci", "--failed", "--from", "x"
+            ])
+            .is_err()
         );
     }
 

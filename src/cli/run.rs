@@ -15,12 +15,28 @@ use crate::client::{ApiClient, ClientError, exit, object_path};
 use crate::resources::job::{JobNetwork, JobPhase, JobSpec, Step};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey, validate};
 
+/// `orcaops run` with a job's flags, or `orcaops run workflow NAME`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  orcaops run --image busybox:latest -- echo hello\n  orcaops run -f examples/hello.yaml\n  orcaops run --image busybox:latest --timeout 10 -e GREETING=hi -- sh -c 'echo $GREETING'\n\n\
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  orcaops run --image busybox:latest -- echo hello\n  orcaops run -f examples/hello.yaml\n  orcaops run --image busybox:latest --timeout 10 -e GREETING=hi -- sh -c 'echo $GREETING'\n  orcaops run workflow ci --input ref=main   (see orcaops run workflow --help)\n\n\
     With no server at --server, run starts an embedded store and controller (data in\n$ORCAOPS_DATA_DIR or ~/.local/share/orcaops), so it works alone in CI scripts.\n\
     Exit codes: 0 succeeded, 2 failed or cancelled, 3 timed out, 5 Docker unreachable."
 )]
+pub struct RunCommand {
+    #[command(subcommand)]
+    pub what: Option<RunWhat>,
+    #[command(flatten)]
+    pub args: RunArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RunWhat {
+    /// Start a run of an applied Workflow and follow its DAG to the end.
+    Workflow(super::workflow::RunWorkflowArgs),
+}
+
+#[derive(Args, Debug)]
 pub struct RunArgs {
     /// The image to run the command in.
     #[arg(long, conflicts_with = "file")]

@@ -72,7 +72,21 @@ impl ApiClient {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<reqwest::Response, ClientError> {
+        self.request_with_headers(method, path, body, &[]).await
+    }
+
+    /// A request with headers of its own (such as `Idempotency-Key`).
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some((content_type, body)) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -99,7 +113,19 @@ impl ApiClient {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<Value, ClientError> {
-        let response = self.request(method, path, body).await?;
+        self.json_with_headers(method, path, body, &[]).await
+    }
+
+    pub async fn json_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, ClientError> {
+        let response = self
+            .request_with_headers(method, path, body, headers)
+            .await?;
         response.json().await.map_err(|e| {
             ClientError::usage(format!("the server sent a body that is not JSON: {e}"))
         })

@@ -8,6 +8,7 @@ pub mod format;
 pub mod run;
 mod watch;
 pub mod wire;
+pub mod workflow;
 
 pub use api::{ApiClient, collection_path, object_path, urlencode};
 pub use error::ClientError;

@@ -9,6 +9,7 @@ mod objects;
 mod params;
 mod sandbox_io;
 mod sandboxes;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use params::{
     ListSandboxesArgs, LogsArgs, Parameters, ReadFileArgs, ResourceArgs, RunJobArgs, SandboxArgs,
     SandboxLogsArgs, StartSandboxArgs, WriteFileArgs,
 };
+use params::{ApproveNodeArgs, RerunWorkflowArgs, RunWorkflowArgs, WorkflowArgs};
 
 /// What a tool answers: text for the model to read, and the same facts as JSON.
 pub struct Answer {
@@ -80,7 +82,10 @@ list_containers to see what is running. Containers have no network unless asked 
 that needs state across commands (a checkout, installed tools, a running service), open a \
 sandbox: create_sandbox from a template (list_resources(kind=\"sandboxtemplate\") shows them), \
 then exec_in_sandbox, write_file and read_file (sandbox_logs reads a service's own output); list_sandboxes, stop_sandbox, start_sandbox and \
-delete_sandbox manage it. A sandbox stops by itself after its idle timeout.";
+delete_sandbox manage it. A sandbox stops by itself after its idle timeout. Workflows (DAGs of \
+jobs, applied with apply_resource): run_workflow starts a run with inputs and waits for it, \
+get_workflow shows each node's phase, approve_node decides an approval gate, rerun_workflow \
+reruns all, only what failed, or from a node.";
 
 /// The MCP server. Cheap to clone: one per session over HTTP.
 #[derive(Clone)]
@@ -289,6 +294,52 @@ impl OrcaopsMcp {
         let args = args!(params);
         respond(sandboxes::delete(&self.client, args).await)
     }
+
+    #[tool(
+        description = "Start a run of an applied Workflow with inputs and wait for it to end \
+        (unless wait is false): the run's phase and a compact DAG, each node with its phase, \
+        duration and message. A retried call with the same idempotency_key answers with the \
+        run the first call started instead of starting another.",
+        annotations(open_world_hint = false)
+    )]
+    async fn run_workflow(&self, params: Parameters<RunWorkflowArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(workflows::run(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Show a Workflow's current run as a compact DAG: phase, run, progress, \
+        and each node (matrix combinations under their node) with its phase, needs, duration, \
+        attempts, Job and message.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_workflow(&self, params: Parameters<WorkflowArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(workflows::get_workflow(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Approve (approve=true, the default) or reject (approve=false) an \
+        approval node of a Workflow's current run, with a message. Refused, with the reason, \
+        for a node without an approval gate, a node that already ended, or a run that ended.",
+        annotations(open_world_hint = false, idempotent_hint = true)
+    )]
+    async fn approve_node(&self, params: Parameters<ApproveNodeArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(workflows::approve(&self.client, args).await)
+    }
+
+    #[tool(
+        description = "Start a new run of a Workflow: every node (mode \"all\"), only the \
+        nodes that did not succeed in the last run (mode \"failed\"; the others keep their \
+        results), or one node and everything downstream of it (from). Inputs not given keep \
+        the last run's values.",
+        annotations(open_world_hint = false)
+    )]
+    async fn rerun_workflow(&self, params: Parameters<RerunWorkflowArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(workflows::rerun(&self.client, args).await)
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -347,6 +398,7 @@ mod tests {
             names,
             [
                 "apply_resource",
+                "approve_node",
                 "cancel_job",
                 "create_sandbox",
                 "delete_resource",
@@ -354,11 +406,14 @@ mod tests {
                 "exec_in_sandbox",
                 "get_logs",
                 "get_resource",
+                "get_workflow",
                 "list_containers",
                 "list_resources",
                 "list_sandboxes",
                 "read_file",
+                "rerun_workflow",
                 "run_job",
+                "run_workflow",
                 "sandbox_logs",
                 "start_sandbox",
                 "stop_sandbox",

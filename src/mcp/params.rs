@@ -345,3 +345,76 @@ pub struct StartSandboxArgs {
     #[serde(default = "default_workspace")]
     pub workspace: String,
 }
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunWorkflowArgs {
+    /// The Workflow's name (it must be applied first, with apply_resource).
+    pub name: String,
+    /// The run's inputs, each declared in the Workflow's spec.inputs. Example: {"ref": "main"}.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// Wait for the run to end before answering (default true).
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// The longest wait, in seconds (default 300, at most 900). The run goes on when the
+    /// wait ends first; get_workflow follows it.
+    #[serde(default)]
+    pub max_wait_seconds: Option<u64>,
+    /// Makes a retried call safe: a second call with the same key answers with the run
+    /// the first one started instead of starting another. Default: a fresh key.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Deserialize, JsonSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowArgs {
+    /// The Workflow's name.
+    pub name: String,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Deserialize, JsonSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveNodeArgs {
+    /// The Workflow's name.
+    pub name: String,
+    /// The approval node: its name in spec.jobs, or one matrix combination's.
+    pub node: String,
+    /// true approves (the node starts); false rejects (the node fails, and what needs
+    /// it is skipped). Default true.
+    #[serde(default)]
+    pub approve: Option<bool>,
+    /// Why; kept with the decision.
+    #[serde(default)]
+    pub message: String,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Deserialize, JsonSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RerunWorkflowArgs {
+    /// The Workflow's name.
+    pub name: String,
+    /// "failed": rerun only the nodes that did not succeed in the last run (the others
+    /// keep their results); "all" (the default): every node.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Rerun this node and everything downstream of it instead (not with mode).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Inputs replacing the last run's; the others keep their values.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// The workspace (namespace), default "default".
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+}

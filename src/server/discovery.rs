@@ -30,6 +30,15 @@ fn subresources(kind: Kind) -> Vec<(&'static str, &'static [&'static str])> {
             ("runs", &["get"][..]),
         ]);
     }
+    if kind == Kind::Workflow {
+        subs.extend([
+            ("runs", &["create", "get"][..]),
+            ("rerun", &["create"][..]),
+            ("approve", &["create"][..]),
+            ("reject", &["create"][..]),
+            ("cancel", &["create"][..]),
+        ]);
+    }
     if kind == Kind::Sandbox {
         subs.extend([
             ("exec", &["create", "get"][..]),

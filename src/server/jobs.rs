@@ -1,9 +1,11 @@
 //! Job subresources (cancel, rerun, runs, artifacts) and events; logs are in `logs.rs`.
+//! cancel, rerun and runs of a Workflow, and its approve and reject, are handed to
+//! `workflows.rs`.
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -45,10 +47,19 @@ async fn annotate(
     .await
 }
 
+/// The key of a Workflow named by a path, when the path names one.
+fn workflow_key(ns: &str, plural: &str, name: &str) -> Result<Option<ObjectKey>, ApiError> {
+    Ok((super::objects::kind_for(plural)? == Kind::Workflow)
+        .then(|| ObjectKey::new(Kind::Workflow, ns, name)))
+}
+
 pub(super) async fn cancel(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
-) -> Result<Json<Object>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(key) = workflow_key(&ns, &plural, &name)? {
+        return super::workflows::cancel(&state, &key).await;
+    }
     let key = job_key(&ns, &plural, &name)?;
     let obj = annotate(&state, &key, keys::CANCEL, |obj| {
         let status = job_status(obj);
@@ -70,24 +81,82 @@ pub(super) async fn cancel(
         }
     })
     .await?;
-    Ok(Json(obj))
+    Ok(Json(obj).into_response())
 }
 
 pub(super) async fn rerun(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
-) -> Result<Json<Object>, ApiError> {
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if let Some(key) = workflow_key(&ns, &plural, &name)? {
+        return super::workflows::rerun(&state, &key, &body).await;
+    }
     let key = job_key(&ns, &plural, &name)?;
     let token = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
-    Ok(Json(
-        annotate(&state, &key, keys::RERUN, |_| Ok(token.clone())).await?,
-    ))
+    Ok(Json(annotate(&state, &key, keys::RERUN, |_| Ok(token.clone())).await?).into_response())
+}
+
+/// `POST .../workflows/{name}/runs` (Jobs start runs by apply or rerun).
+pub(super) async fn start_run(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    match workflow_key(&ns, &plural, &name)? {
+        Some(key) => super::workflows::start(&state, &key, &headers, &body).await,
+        None => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "POST runs starts a run of a workflow; a {} run starts by apply, or with POST .../{plural}/{name}/rerun",
+                super::objects::kind_for(&plural)?.singular()
+            ),
+        )),
+    }
+}
+
+/// `POST .../workflows/{name}/approve` and `/reject`.
+pub(super) async fn approve(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    decide(&state, &ns, &plural, &name, &body, true).await
+}
+
+pub(super) async fn reject(
+    State(state): State<AppState>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    decide(&state, &ns, &plural, &name, &body, false).await
+}
+
+async fn decide(
+    state: &AppState,
+    ns: &str,
+    plural: &str,
+    name: &str,
+    body: &Bytes,
+    approved: bool,
+) -> Result<Response, ApiError> {
+    match workflow_key(ns, plural, name)? {
+        Some(key) => super::workflows::decide(state, &key, body, approved).await,
+        None => Err(ApiError::not_found(format!(
+            "this subresource of {plural} (it exists for workflows)"
+        ))),
+    }
 }
 
 pub(super) async fn runs(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(key) = workflow_key(&ns, &plural, &name)? {
+        return super::workflows::runs(&state, &key).await;
+    }
     job_key(&ns, &plural, &name)?;
     let runs = state.records()?.runs(&ns, &name).await?;
     if runs.is_empty()
@@ -101,7 +170,7 @@ pub(super) async fn runs(
             "job {ns}/{name} (and no run records of it)"
         )));
     }
-    Ok(Json(json!({ "kind": "RunList", "items": runs })))
+    Ok(Json(json!({ "kind": "RunList", "items": runs })).into_response())
 }
 
 /// Which object (uid) and run a log or artifact request means.

@@ -22,6 +22,9 @@ mod serve;
 mod status;
 mod table;
 mod watch;
+mod workflows;
+#[cfg(test)]
+mod workflows_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +44,9 @@ pub use metrics::scrape;
 pub use sandbox::{MAX_FILE_BYTES, PATH_KIND_HEADER};
 pub use serve::{ServeError, serve_api, serve_api_with};
 pub use watch::BOOKMARK_INTERVAL;
+pub use workflows::{
+    IDEMPOTENCY_KEY, phase_str as workflow_phase_str, runs_from_status, trigger_has_token,
+};
 
 /// The pure functions a request body or query goes through before anything is stored or
 /// run, reachable for the fuzz tests (tests/fuzz.rs) only: not an API of orcaops.
@@ -172,7 +178,12 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{ns}/{{name}}/log"), get(sandbox::log))
         .route(&format!("{ns}/{{name}}/cancel"), post(jobs::cancel))
         .route(&format!("{ns}/{{name}}/rerun"), post(jobs::rerun))
-        .route(&format!("{ns}/{{name}}/runs"), get(jobs::runs))
+        .route(
+            &format!("{ns}/{{name}}/runs"),
+            get(jobs::runs).post(jobs::start_run),
+        )
+        .route(&format!("{ns}/{{name}}/approve"), post(jobs::approve))
+        .route(&format!("{ns}/{{name}}/reject"), post(jobs::reject))
         .route(
             &format!("{ns}/{{name}}/artifacts/{{artifact}}"),
             get(jobs::artifact),

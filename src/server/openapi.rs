@@ -23,6 +23,7 @@ mod operations;
 mod paths;
 mod sandbox_paths;
 mod schemas;
+mod workflow_paths;
 
 use operations::KindDocs;
 use schemas::{kind_schema, list_schema, meta_schemas, other_schemas};
@@ -82,6 +83,7 @@ pub(super) fn build() -> Value {
         paths = paths::kind_paths(paths, docs);
     }
     paths = paths::other_paths(sandbox_paths::sandbox_paths(paths::job_paths(paths)));
+    paths = workflow_paths::workflow_paths(paths);
     let mut tags: Vec<Tag> = kinds
         .iter()
         .map(|d| {

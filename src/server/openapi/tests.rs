@@ -60,6 +60,12 @@ fn every_operation_has_a_unique_id_a_summary_and_a_description() {
         "writeSandboxFiles",
         "stopSandbox",
         "startSandbox",
+        "startWorkflowRun",
+        "listWorkflowRuns",
+        "rerunWorkflow",
+        "approveWorkflowNode",
+        "rejectWorkflowNode",
+        "cancelWorkflow",
     ] {
         assert!(ids.contains(id), "missing {id}; have {ids:?}");
     }

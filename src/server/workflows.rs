@@ -1,0 +1,680 @@
+//! Workflow subresources: start a run (`runs`, honouring `Idempotency-Key`), `approve`
+//! and `reject` a node, `cancel` the run in progress, `rerun` (all, only what failed, or
+//! from a node), and the run history (`GET runs`).
+//!
+//! Each door writes control annotations on the Workflow (see `resources::keys`); the
+//! Workflow controller reads them. Nothing here starts a container.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AppState, error::ApiError};
+use crate::records::WorkflowRunRecord;
+use crate::resources::workflow::naming;
+use crate::resources::workflow::{WorkflowPhase, WorkflowSpec, WorkflowStatus};
+use crate::resources::{Kind, Object, ObjectKey, keys};
+use crate::store::StoreError;
+
+/// The header a client sends so that a retried `POST .../runs` starts one run.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// How long `POST .../runs` waits for the controller to start the run it asked for,
+/// when nothing stands in its way, so that the answer can carry the run's number.
+const START_WAIT: Duration = Duration::from_secs(3);
+const MAX_IDEMPOTENCY_KEY: usize = 100;
+
+fn spec_of(obj: &Object) -> Result<WorkflowSpec, ApiError> {
+    serde_json::from_value(obj.spec.clone()).map_err(|e| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "workflow {} has a spec that cannot be read ({e}); apply a valid one first",
+                obj.metadata.name
+            ),
+        )
+    })
+}
+
+pub(super) fn status_of(obj: &Object) -> WorkflowStatus {
+    serde_json::from_value(obj.status.clone()).unwrap_or_default()
+}
+
+fn conflict(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+}
+
+fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
+    let message = message.into();
+    let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message.clone());
+    err.details.kind = Kind::Workflow.as_str().to_string();
+    err.details.causes = vec![super::StatusCause {
+        field: field.to_string(),
+        message,
+        reason: "FieldValueInvalid".into(),
+    }];
+    err
+}
+
+/// A body that may be empty (then `T::default()`), else JSON.
+fn body_of<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not what this subresource reads: {e}"
+        ))
+    })
+}
+
+/// Reads the Workflow, lets `change` edit it (or refuse, or say there is nothing to
+/// write), and writes it back, again from a fresh read after a write conflict.
+async fn change_workflow<T>(
+    state: &AppState,
+    key: &ObjectKey,
+    change: impl Fn(&mut Object) -> Result<Change<T>, ApiError>,
+) -> Result<(Object, T), ApiError> {
+    for _ in 0..5 {
+        let Some(mut obj) = state.objects.get(key).await? else {
+            return Err(StoreError::NotFound { key: key.clone() }.into());
+        };
+        match change(&mut obj)? {
+            Change::Unchanged(t) => return Ok((obj, t)),
+            Change::Write(t) => match state.objects.replace(obj).await {
+                Err(StoreError::Conflict { .. }) => continue,
+                other => return Ok((other?, t)),
+            },
+        }
+    }
+    Err(conflict(format!("{key} kept changing; try again")))
+}
+
+enum Change<T> {
+    /// Nothing to write; answer with this.
+    Unchanged(T),
+    /// Write the edited object, then answer with this.
+    Write(T),
+}
+
+// ---------------------------------------------------------------------------------
+// POST runs
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunRequest {
+    #[serde(default)]
+    inputs: BTreeMap<String, String>,
+}
+
+/// Checks that every input given is declared; the error names it and the declared ones.
+pub(super) fn check_inputs(
+    spec: &WorkflowSpec,
+    name: &str,
+    inputs: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    for given in inputs.keys() {
+        if !spec.inputs.iter().any(|i| &i.name == given) {
+            let declared: Vec<&str> = spec.inputs.iter().map(|i| i.name.as_str()).collect();
+            let declared = if declared.is_empty() {
+                "it declares none".to_string()
+            } else {
+                format!("it declares: {}", declared.join(", "))
+            };
+            return Err(unprocessable(
+                &format!("inputs.{given}"),
+                format!(
+                    "input \"{given}\" is not declared by workflow {name} ({declared}); declare it under spec.inputs or drop it"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a run trigger (`s<digest>/rerun=<token>` or `rerun=<token>`) was started by
+/// `token`.
+pub fn trigger_has_token(trigger: &str, token: &str) -> bool {
+    trigger
+        .split('/')
+        .any(|part| part.strip_prefix("rerun=") == Some(token))
+}
+
+/// Where the run asked for with `token` stands, as the object shows it.
+#[derive(Debug, PartialEq)]
+pub(super) enum TokenRun {
+    /// No trace of it.
+    Unknown,
+    /// The annotation holds it; the controller has not started it yet.
+    Asked,
+    /// The current run, or one in the history.
+    Started { run: u32, phase: WorkflowPhase },
+}
+
+pub(super) fn find_token_run(obj: &Object, token: &str) -> TokenRun {
+    let status = status_of(obj);
+    if let (Some(run), Some(trigger)) = (status.run, &status.run_trigger)
+        && trigger_has_token(trigger, token)
+    {
+        return TokenRun::Started {
+            run,
+            phase: status.phase,
+        };
+    }
+    if let Some(past) = status.history.iter().find(|h| {
+        h.trigger
+            .as_deref()
+            .is_some_and(|t| trigger_has_token(t, token))
+    }) {
+        return TokenRun::Started {
+            run: past.run,
+            phase: past.phase,
+        };
+    }
+    if obj
+        .metadata
+        .annotations
+        .get(keys::RERUN)
+        .map(String::as_str)
+        == Some(token)
+    {
+        return TokenRun::Asked;
+    }
+    TokenRun::Unknown
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or("\u{fffd}").trim();
+    let fine = |c: char| c.is_ascii_alphanumeric() || "-_.:".contains(c);
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.chars().all(fine) {
+        return Err(ApiError::bad_request(format!(
+            "header Idempotency-Key {key:?} must be 1 to {MAX_IDEMPOTENCY_KEY} characters of letters, digits, '-', '_', '.' or ':' (a UUID is a good one)"
+        )));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// The answer of `runs` and `rerun`: the token, and the run once the controller has
+/// started it.
+fn run_answer(obj: &Object, token: &str, duplicate: bool) -> Response {
+    let found = find_token_run(obj, token);
+    let status = status_of(obj);
+    let (code, run, phase, message) = match found {
+        TokenRun::Started { run, phase } => (
+            if duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            Some(run),
+            Some(phase),
+            format!("run {run} of workflow {}", obj.metadata.name),
+        ),
+        _ => {
+            let why = if spec_of(obj).is_ok_and(|s| s.suspend) {
+                "the workflow is suspended; it starts once resumed".to_string()
+            } else if let Some(run) = status.run.filter(|_| !status.phase.is_finished()) {
+                format!(
+                    "run {run} is in progress ({}); it starts when that ends, or at once with concurrencyPolicy: Replace",
+                    phase_str(status.phase)
+                )
+            } else {
+                "the controller has not started it yet".to_string()
+            };
+            (StatusCode::ACCEPTED, None, None, format!("accepted: {why}"))
+        }
+    };
+    let body = json!({
+        "kind": "WorkflowRun",
+        "apiVersion": "orcaops.dev/v1alpha1",
+        "workflow": obj.metadata.name,
+        "namespace": obj.metadata.namespace,
+        "token": token,
+        "run": run,
+        "phase": phase.map(phase_str),
+        "duplicate": duplicate,
+        "message": message,
+    });
+    (code, Json(body)).into_response()
+}
+
+pub fn phase_str(phase: WorkflowPhase) -> &'static str {
+    match phase {
+        WorkflowPhase::Pending => "Pending",
+        WorkflowPhase::Running => "Running",
+        WorkflowPhase::WaitingApproval => "WaitingApproval",
+        WorkflowPhase::Succeeded => "Succeeded",
+        WorkflowPhase::Failed => "Failed",
+        WorkflowPhase::Cancelled => "Cancelled",
+        WorkflowPhase::Suspended => "Suspended",
+    }
+}
+
+/// `POST .../workflows/{name}/runs`: starts a run with these inputs. A request with an
+/// `Idempotency-Key` already seen answers with the run it started instead.
+pub(super) async fn start(
+    state: &AppState,
+    key: &ObjectKey,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let request: RunRequest = body_of(body)?;
+    let idem = idempotency_key(headers)?;
+    let token = format!(
+        "{}{}",
+        keys::RUN_TOKEN_PREFIX,
+        idem.clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+    );
+    let (obj, duplicate) = change_workflow(state, key, |obj| {
+        if find_token_run(obj, &token) != TokenRun::Unknown {
+            return Ok(Change::Unchanged(true));
+        }
+        let spec = spec_of(obj)?;
+        check_inputs(&spec, &key.name, &request.inputs)?;
+        let a = &mut obj.metadata.annotations;
+        a.insert(keys::RERUN.into(), token.clone());
+        if request.inputs.is_empty() {
+            a.remove(keys::INPUTS);
+        } else {
+            a.insert(
+                keys::INPUTS.into(),
+                serde_json::to_string(&request.inputs).expect("strings serialize"),
+            );
+        }
+        a.remove(keys::RERUN_MODE);
+        Ok(Change::Write(false))
+    })
+    .await?;
+    let obj = wait_started(state, obj, &token).await?;
+    Ok(run_answer(&obj, &token, duplicate))
+}
+
+/// Waits a little for the controller to start the run of `token`, when nothing holds it
+/// back (no run in progress, not suspended), so that the answer can name the run.
+async fn wait_started(state: &AppState, mut obj: Object, token: &str) -> Result<Object, ApiError> {
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    loop {
+        let status = status_of(&obj);
+        let held = spec_of(&obj).is_ok_and(|s| s.suspend)
+            || (status.run.is_some() && !status.phase.is_finished());
+        if !matches!(find_token_run(&obj, token), TokenRun::Asked)
+            || held
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(obj);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match state.objects.get(&obj.key()).await? {
+            Some(fresh) => obj = fresh,
+            None => return Ok(obj),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// POST rerun
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RerunRequest {
+    /// `all` (the default) or `failed`.
+    #[serde(default)]
+    mode: Option<String>,
+    /// Rerun this node and everything downstream of it.
+    #[serde(default)]
+    from: Option<String>,
+    /// Inputs that replace the last run's; the others keep the last run's values.
+    #[serde(default)]
+    inputs: BTreeMap<String, String>,
+}
+
+/// The value of `orcaops.dev/rerun-mode` a rerun request asks for (None: all).
+pub(super) fn rerun_mode(
+    spec: &WorkflowSpec,
+    request_mode: Option<&str>,
+    from: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    match (request_mode, from) {
+        (None | Some("all"), None) => Ok(None),
+        (Some("failed"), None) => Ok(Some("failed".into())),
+        (None, Some(node)) => {
+            if !known_node(spec, node) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!(
+                        "node \"{node}\" not found in this workflow; its nodes are: {}",
+                        node_names(spec).join(", ")
+                    ),
+                ));
+            }
+            Ok(Some(format!("from={node}")))
+        }
+        (Some(_), Some(_)) => Err(unprocessable(
+            "mode",
+            "give either mode (failed | all) or from (a node), not both",
+        )),
+        (Some(other), None) => Err(unprocessable(
+            "mode",
+            format!("mode \"{other}\" is not one of: all, failed (or give from: NODE instead)"),
+        )),
+    }
+}
+
+/// Declared node names, and the expanded names of matrix combinations.
+fn known_node(spec: &WorkflowSpec, node: &str) -> bool {
+    spec.jobs.iter().any(|j| j.name == node) || naming::expand(spec).iter().any(|n| n.name == node)
+}
+
+fn node_names(spec: &WorkflowSpec) -> Vec<&str> {
+    spec.jobs.iter().map(|j| j.name.as_str()).collect()
+}
+
+/// `POST .../workflows/{name}/rerun`: a new run; `{"mode": "failed"}` reruns only what did
+/// not succeed in the last run, `{"from": "node"}` that node and what is downstream.
+pub(super) async fn rerun(
+    state: &AppState,
+    key: &ObjectKey,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let request: RerunRequest = body_of(body)?;
+    let token = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let (obj, ()) = change_workflow(state, key, |obj| {
+        let spec = spec_of(obj)?;
+        let mode = rerun_mode(&spec, request.mode.as_deref(), request.from.as_deref())?;
+        let status = status_of(obj);
+        if mode.is_some() && status.run.is_none() {
+            return Err(conflict(format!(
+                "workflow {} has not run yet, so there is no run to rerun part of; start one with POST .../runs",
+                key.name
+            )));
+        }
+        check_inputs(&spec, &key.name, &request.inputs)?;
+        // The last run's inputs, as far as the spec still declares them, then the new ones.
+        let mut inputs: BTreeMap<String, String> = status
+            .inputs
+            .into_iter()
+            .filter(|(k, _)| spec.inputs.iter().any(|i| &i.name == k))
+            .collect();
+        inputs.extend(request.inputs.clone());
+        let a = &mut obj.metadata.annotations;
+        a.insert(keys::RERUN.into(), token.clone());
+        match &mode {
+            Some(mode) => a.insert(keys::RERUN_MODE.into(), mode.clone()),
+            None => a.remove(keys::RERUN_MODE),
+        };
+        if inputs.is_empty() {
+            a.remove(keys::INPUTS);
+        } else {
+            a.insert(
+                keys::INPUTS.into(),
+                serde_json::to_string(&inputs).expect("strings serialize"),
+            );
+        }
+        Ok(Change::Write(()))
+    })
+    .await?;
+    Ok(run_answer(&obj, &token, false))
+}
+
+// ---------------------------------------------------------------------------------
+// POST approve, reject
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DecisionRequest {
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    message: String,
+    /// Who decided (free text: a name, an agent).
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// `orcaops.dev/approvals` after deciding `node` in `run`: the decisions already made for
+/// that run, and this one. Decisions of an earlier run are dropped.
+pub fn merge_decision(existing: Option<&str>, run: u32, node: &str, decision: Value) -> Value {
+    let mut nodes = existing
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .filter(|v| v.get("run").and_then(Value::as_u64) == Some(u64::from(run)))
+        .and_then(|v| v.get("nodes").and_then(Value::as_object).cloned())
+        .unwrap_or_default();
+    nodes.insert(node.to_string(), decision);
+    json!({ "run": run, "nodes": nodes })
+}
+
+/// Whether `node` can still be decided in the current run, as far as the status tells.
+fn check_decidable(
+    name: &str,
+    spec: &WorkflowSpec,
+    status: &WorkflowStatus,
+    node: &str,
+) -> Result<u32, ApiError> {
+    if node.is_empty() {
+        return Err(unprocessable(
+            "node",
+            "say which node: {\"node\": \"deploy\", \"message\": \"...\"}",
+        ));
+    }
+    let gates: Vec<&str> = spec
+        .jobs
+        .iter()
+        .filter(|j| j.approval.is_some())
+        .map(|j| j.name.as_str())
+        .collect();
+    let declared = spec.jobs.iter().find(|j| j.name == node).or_else(|| {
+        naming::expand(spec)
+            .into_iter()
+            .find(|n| n.name == node)
+            .map(|n| &spec.jobs[n.index])
+    });
+    let Some(declared) = declared else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!(
+                "node \"{node}\" not found in workflow {name}; the nodes with an approval gate are: {}",
+                if gates.is_empty() {
+                    "none".to_string()
+                } else {
+                    gates.join(", ")
+                }
+            ),
+        ));
+    };
+    if declared.approval.is_none() {
+        return Err(conflict(format!(
+            "node \"{node}\" of workflow {name} has no approval gate (spec.jobs[].approval), so nothing waits for a decision; the nodes with one are: {}",
+            if gates.is_empty() {
+                "none".to_string()
+            } else {
+                gates.join(", ")
+            }
+        )));
+    }
+    let Some(run) = status.run else {
+        return Err(conflict(format!(
+            "workflow {name} has not started a run yet; nothing waits for approval"
+        )));
+    };
+    if status.phase.is_finished() {
+        return Err(conflict(format!(
+            "run {run} of workflow {name} has ended ({}); nothing waits for approval. Start a new run first",
+            phase_str(status.phase)
+        )));
+    }
+    // The node as the status shows it (a declared matrix node: every combination).
+    let shown: Vec<_> = status
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.name == node
+                || naming::expand(spec)
+                    .iter()
+                    .any(|e| e.name == n.name && spec.jobs[e.index].name == node)
+        })
+        .collect();
+    if !shown.is_empty() && shown.iter().all(|n| n.phase.is_finished()) {
+        return Err(conflict(format!(
+            "node \"{node}\" of run {run} has already ended ({}); nothing waits for approval",
+            shown[0].phase.as_str()
+        )));
+    }
+    Ok(run)
+}
+
+/// `POST .../approve` and `.../reject`: records the decision on a node of the current
+/// run in `orcaops.dev/approvals`.
+pub(super) async fn decide(
+    state: &AppState,
+    key: &ObjectKey,
+    body: &Bytes,
+    approved: bool,
+) -> Result<Response, ApiError> {
+    let request: DecisionRequest = body_of(body)?;
+    let (obj, run) = change_workflow(state, key, |obj| {
+        let spec = spec_of(obj)?;
+        let status = status_of(obj);
+        let run = check_decidable(&key.name, &spec, &status, &request.node)?;
+        let decision = json!({
+            "approved": approved,
+            "message": request.message,
+            "by": request.by.clone().unwrap_or_else(|| "api".into()),
+        });
+        let merged = merge_decision(
+            obj.metadata
+                .annotations
+                .get(keys::APPROVALS)
+                .map(String::as_str),
+            run,
+            &request.node,
+            decision,
+        );
+        obj.metadata
+            .annotations
+            .insert(keys::APPROVALS.into(), merged.to_string());
+        Ok(Change::Write(run))
+    })
+    .await?;
+    let verb = if approved { "approved" } else { "rejected" };
+    Ok(Json(json!({
+        "kind": "WorkflowDecision",
+        "apiVersion": "orcaops.dev/v1alpha1",
+        "workflow": obj.metadata.name,
+        "run": run,
+        "node": request.node,
+        "approved": approved,
+        "message": format!("node {} of run {run} {verb}", request.node),
+        "object": obj,
+    }))
+    .into_response())
+}
+
+// ---------------------------------------------------------------------------------
+// POST cancel, GET runs
+
+/// `POST .../workflows/{name}/cancel`: asks the controller to cancel the run in progress.
+pub(super) async fn cancel(state: &AppState, key: &ObjectKey) -> Result<Response, ApiError> {
+    let (obj, ()) = change_workflow(state, key, |obj| {
+        let status = status_of(obj);
+        match status.run {
+            Some(run) if !status.phase.is_finished() => {
+                obj.metadata
+                    .annotations
+                    .insert(keys::CANCEL.into(), run.to_string());
+                Ok(Change::Write(()))
+            }
+            Some(run) => Err(conflict(format!(
+                "workflow {} has no run in progress: run {run} is {}",
+                key.name,
+                phase_str(status.phase)
+            ))),
+            None => Err(conflict(format!(
+                "workflow {} has not started a run yet",
+                key.name
+            ))),
+        }
+    })
+    .await?;
+    Ok(Json(obj).into_response())
+}
+
+/// The runs of a Workflow: its run records, newest first; without any (a controller that
+/// does not write them yet, or a cluster replica), what its status remembers.
+pub(super) async fn runs(state: &AppState, key: &ObjectKey) -> Result<Response, ApiError> {
+    let obj = state.objects.get(key).await?;
+    let mut items = state
+        .records()?
+        .workflow_runs(&key.namespace, &key.name)
+        .await?;
+    if items.is_empty() {
+        let Some(obj) = &obj else {
+            return Err(ApiError::not_found(format!(
+                "workflow {}/{} (and no run records of it)",
+                key.namespace, key.name
+            )));
+        };
+        items = runs_from_status(obj);
+    }
+    Ok(Json(json!({ "kind": "WorkflowRunList", "items": items })).into_response())
+}
+
+/// The current run (with its nodes) and the history's runs, newest first, as records.
+pub fn runs_from_status(obj: &Object) -> Vec<WorkflowRunRecord> {
+    let status = status_of(obj);
+    let record = |run: u32| WorkflowRunRecord {
+        uid: obj.metadata.uid.clone(),
+        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+        name: obj.metadata.name.clone(),
+        run,
+        generation: obj.metadata.generation,
+        phase: WorkflowPhase::Pending,
+        trigger: String::new(),
+        inputs: BTreeMap::new(),
+        start_time: None,
+        completion_time: None,
+        progress: String::new(),
+        summary: String::new(),
+        nodes: Vec::new(),
+    };
+    let mut out = Vec::new();
+    if let Some(run) = status.run {
+        out.push(WorkflowRunRecord {
+            phase: status.phase,
+            trigger: status.run_trigger.clone().unwrap_or_default(),
+            inputs: status.inputs.clone(),
+            start_time: status.start_time,
+            completion_time: status.completion_time,
+            progress: status.progress.clone().unwrap_or_default(),
+            summary: status.summary.clone().unwrap_or_default(),
+            nodes: status.nodes.clone(),
+            ..record(run)
+        });
+    }
+    for past in &status.history {
+        if Some(past.run) == status.run {
+            continue;
+        }
+        out.push(WorkflowRunRecord {
+            phase: past.phase,
+            trigger: past.trigger.clone().unwrap_or_default(),
+            start_time: past.start_time,
+            completion_time: past.completion_time,
+            progress: past.progress.clone().unwrap_or_default(),
+            summary: past.summary.clone().unwrap_or_default(),
+            ..record(past.run)
+        });
+    }
+    out
+}
