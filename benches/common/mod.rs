@@ -74,6 +74,24 @@ impl Served {
     }
 }
 
+impl Served {
+    /// The server's process id (for its memory figures in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A `VmHWM` (peak resident set) or `VmRSS` line of the server's /proc status, in KiB.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc status is readable");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         self.child.kill().ok();
@@ -85,6 +103,9 @@ impl Drop for Served {
 #[derive(Clone, Default)]
 pub struct Watched {
     map: Arc<Mutex<HashMap<String, Value>>>,
+    /// When the watch first showed each (name, phase): the phase "" is the object's
+    /// first appearance.
+    seen: Arc<Mutex<HashMap<(String, String), Instant>>>,
     changed: Arc<Condvar>,
 }
 
@@ -111,6 +132,17 @@ impl Watched {
                         continue;
                     };
                     let name = name.to_string();
+                    let phase = object
+                        .pointer("/status/phase")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    {
+                        let now = Instant::now();
+                        let mut seen = feed.seen.lock().unwrap();
+                        seen.entry((name.clone(), String::new())).or_insert(now);
+                        seen.entry((name.clone(), phase)).or_insert(now);
+                    }
                     let mut map = feed.map.lock().unwrap();
                     if event["type"] == "DELETED" {
                         map.remove(&name);
@@ -155,5 +187,14 @@ impl Watched {
 
     pub fn get(&self, name: &str) -> Option<Value> {
         self.map.lock().unwrap().get(name).cloned()
+    }
+
+    /// When the watch first showed `name` in `phase` ("" for its first appearance).
+    pub fn seen(&self, name: &str, phase: &str) -> Option<Instant> {
+        self.seen
+            .lock()
+            .unwrap()
+            .get(&(name.to_string(), phase.to_string()))
+            .copied()
     }
 }

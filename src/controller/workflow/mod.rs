@@ -4,6 +4,8 @@
 //! [`crate::controller::reconcile::drive`]. It never touches a runtime: the same
 //! Workflow runs on a cluster, where the Jobs become pods.
 
+#[cfg(test)]
+mod cluster_tests;
 pub mod decide;
 
 use std::sync::Arc;
