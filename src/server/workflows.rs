@@ -139,11 +139,12 @@ pub(super) fn check_inputs(
 }
 
 /// Whether a run trigger (`s<digest>/rerun=<token>` or `rerun=<token>`) was started by
-/// `token`.
+/// `token`. A scheduler tick's trigger carries the token already used
+/// (`rerun=<token>/schedule=<tick>`) without having been started by it.
 pub fn trigger_has_token(trigger: &str, token: &str) -> bool {
-    trigger
-        .split('/')
-        .any(|part| part.strip_prefix("rerun=") == Some(token))
+    let mut parts = trigger.split('/');
+    !trigger.split('/').any(|part| part.starts_with("schedule="))
+        && parts.any(|part| part.strip_prefix("rerun=") == Some(token))
 }
 
 /// Where the run asked for with `token` stands, as the object shows it.

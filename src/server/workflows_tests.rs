@@ -425,4 +425,9 @@ fn a_trigger_holds_a_token_only_as_a_whole_part() {
     assert!(trigger_has_token("rerun=run-x", "run-x"));
     assert!(!trigger_has_token("rerun=run-xy", "run-x"));
     assert!(!trigger_has_token("s0a1b2c", "run-x"));
+    // A tick carries the token already used; it was not started by it.
+    assert!(!trigger_has_token(
+        "rerun=run-x/schedule=2026-12-03T10:00:00Z",
+        "run-x"
+    ));
 }
