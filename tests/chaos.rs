@@ -1,6 +1,7 @@
 //! The chaos suite (issue 11, section 10): the real `orcaops serve` and real Docker under
 //! the faults that broke it before: the Docker daemon restarted under a running job and a
-//! ready sandbox, the server killed with SIGKILL at random points, a data dir that fills
+//! ready sandbox, the server killed with SIGKILL at random points (among Jobs and
+//! Workflows), a data dir that fills
 //! up, and a burst of sandboxes. Each test runs against a Docker daemon of its own
 //! ([`dockerd::PrivateDockerd`]) so that restarting it, or flooding it, touches no one
 //! else's containers.
@@ -22,6 +23,8 @@ mod kill9;
 mod restart;
 #[path = "chaos/serve.rs"]
 mod serve;
+#[path = "chaos/workflows.rs"]
+mod workflows;
 
 #[test]
 fn dockerd_restarted_with_sigterm_mid_job_and_mid_sandbox() {

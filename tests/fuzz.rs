@@ -1,10 +1,12 @@
 //! Property-style fuzzing of every input orcaops parses from outside: YAML documents, the
-//! JSON body of each kind, label and field selectors, PATCH bodies and tar uploads (CEL
-//! expressions join once they exist). Stable Rust, no afl: a seeded generator mutates a
+//! JSON body of each kind, label and field selectors, PATCH bodies, tar uploads and the CEL
+//! expressions and `${{ }}` templates of Workflows. Stable Rust, no afl: a seeded generator mutates a
 //! committed corpus and each input goes to the real entry point under `catch_unwind`, with
 //! invariants checked on what comes back. A short run is part of `cargo test`;
 //! `scripts/fuzz.sh` runs a million inputs per target. See docs/testing.md.
 
+#[path = "fuzz/cel.rs"]
+mod cel;
 #[path = "fuzz/harness.rs"]
 mod harness;
 #[path = "fuzz/json.rs"]
@@ -53,4 +55,9 @@ fn fuzz_tar_cp_extraction() {
     harness::run("tar", 10_000, tar::generate, |input| {
         sandbox.check_unpack(input)
     });
+}
+
+#[test]
+fn fuzz_cel_expressions_and_templates() {
+    harness::run("cel", 1_000, cel::generate, cel::check);
 }

@@ -51,15 +51,21 @@ impl ExprError {
 
 /// Compiles `source` and checks every name it uses against `scope`.
 pub fn check(source: &str, scope: &Scope<'_>) -> Result<(), ExprError> {
-    let program = compile(source)?;
-    let mut refs = Vec::new();
-    references(program.expression(), &mut Vec::new(), &mut refs);
+    let refs = limits::on_cel_stack(|| {
+        let program = compile(source)?;
+        let mut refs = Vec::new();
+        references(program.expression(), &mut Vec::new(), &mut refs);
+        Ok(refs)
+    })
+    .map_err(|e| ExprError::new(format!("`{source}`: {e}"), "simplify the expression"))??;
     for path in refs {
         check_path(&path, scope)?;
     }
     Ok(())
 }
 
+/// Parses `source` within the limits. Call it on the CEL stack (`limits::on_cel_stack`):
+/// the parser recurses deeply.
 fn compile(source: &str) -> Result<Program, ExprError> {
     if source.trim().is_empty() {
         return Err(ExprError::new(
@@ -67,6 +73,7 @@ fn compile(source: &str) -> Result<Program, ExprError> {
             "write a CEL expression, such as inputs.ref == 'main'",
         ));
     }
+    limits::check_length(source)?;
     // A parser of text from outside must not take the process down: a panic in it is
     // one more refusal.
     let compiled = std::panic::catch_unwind(|| Program::compile(source)).map_err(|_| {
@@ -75,7 +82,7 @@ fn compile(source: &str) -> Result<Program, ExprError> {
             "simplify the expression",
         )
     })?;
-    compiled.map_err(|e| {
+    let program = compiled.map_err(|e| {
         let detail = e
             .errors
             .iter()
@@ -86,7 +93,9 @@ fn compile(source: &str) -> Result<Program, ExprError> {
             format!("`{source}` is not a valid CEL expression: {detail}"),
             "correct the expression; strings are quoted ('main'), and names with '-' are indexed (jobs['my-node'])",
         )
-    })
+    })?;
+    limits::check_cost(source, program.expression())?;
+    Ok(program)
 }
 
 /// The names used in an expression, root first: `jobs.build.outputs.v` and
@@ -369,11 +378,14 @@ pub fn eval_bool(source: &str, vars: &Vars) -> Result<bool, String> {
 }
 
 fn eval(source: &str, vars: &Vars) -> Result<Value, String> {
-    let program = compile(source).map_err(|e| e.message)?;
-    let context = vars.context();
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(&context)))
-        .map_err(|_| format!("`{source}` cannot be evaluated: the evaluator failed"))?
-        .map_err(|e| format!("`{source}` cannot be evaluated: {e}"))
+    limits::on_cel_stack(|| {
+        let program = compile(source).map_err(|e| e.message)?;
+        let context = vars.context();
+        program
+            .execute(&context)
+            .map_err(|e| format!("`{source}` cannot be evaluated: {e}"))
+    })
+    .map_err(|e| format!("`{source}` cannot be evaluated: {e}"))?
 }
 
 /// `text` with each `${{ … }}` replaced by its value as text.
@@ -412,6 +424,9 @@ fn display(value: &Value) -> Option<String> {
         _ => return None,
     })
 }
+
+mod limits;
+pub use limits::{MAX_BYTES, MAX_COST};
 
 #[cfg(test)]
 mod tests;

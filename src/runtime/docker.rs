@@ -211,7 +211,7 @@ impl DockerRuntime {
         match self
             .call(
                 "inspect_image",
-                Lane::Free,
+                Lane::Read,
                 self.docker.inspect_image(image),
             )
             .await?
@@ -235,7 +235,7 @@ impl DockerRuntime {
         // platform mismatch); only an inspect says for sure.
         self.call(
             "inspect_image",
-            Lane::Free,
+            Lane::Read,
             self.docker.inspect_image(image),
         )
         .await?
@@ -327,7 +327,7 @@ impl DockerRuntime {
         let summaries = self
             .call(
                 "list_containers",
-                Lane::Free,
+                Lane::Read,
                 self.docker.list_containers(Some(options)),
             )
             .await??;
@@ -353,7 +353,7 @@ impl DockerRuntime {
         match self
             .call(
                 "inspect_container",
-                Lane::Free,
+                Lane::Read,
                 self.docker.inspect_container(id_or_name, None),
             )
             .await?
@@ -369,7 +369,7 @@ impl DockerRuntime {
         match self
             .call(
                 "inspect_container",
-                Lane::Free,
+                Lane::Read,
                 self.docker.inspect_container(id, None),
             )
             .await?
@@ -548,7 +548,7 @@ impl DockerRuntime {
             let stat = match self
                 .call(
                     "get_container_archive_info",
-                    Lane::Free,
+                    Lane::Read,
                     self.docker.get_container_archive_info(id, Some(options)),
                 )
                 .await?

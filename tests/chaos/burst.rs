@@ -34,6 +34,8 @@ fn burst_size() -> usize {
 /// and how it ended.
 struct Probe {
     stage: String,
+    /// When it was sent, to read against the server's log.
+    at: chrono::DateTime<chrono::Utc>,
     took: Duration,
     /// None: it answered; otherwise what went wrong.
     failure: Option<String>,
@@ -47,6 +49,7 @@ fn probe(
 ) -> Vec<Probe> {
     let mut probes = Vec::new();
     while !stop.load(Ordering::SeqCst) {
+        let at = chrono::Utc::now();
         let started = Instant::now();
         let answer =
             daemon.docker_within(&["info", "--format", "{{.ContainersRunning}}"], PROBE_LIMIT);
@@ -61,6 +64,7 @@ fn probe(
         };
         probes.push(Probe {
             stage: stage.lock().unwrap().clone(),
+            at,
             took,
             failure,
         });
@@ -177,7 +181,8 @@ pub fn run() {
         .filter(|(_, p)| p.failure.is_some() || p.took > PROBE_LIMIT)
         .map(|(i, p)| {
             format!(
-                "probe {i} ({}): {:?} {}",
+                "probe {i} at {} ({}): {:?} {}",
+                p.at.format("%H:%M:%S%.3f"),
                 p.stage,
                 p.took,
                 p.failure.as_deref().unwrap_or("")
@@ -195,6 +200,10 @@ pub fn run() {
         whole.elapsed().as_secs_f64(),
         probes.len()
     );
+    // The server's log says which Docker calls were in flight each second while busy
+    // ("docker calls in flight"), to read against the probes' times.
+    let kept = keep_log(&server.log());
+    eprintln!("the server's log is kept at {}", kept.display());
     assert!(
         slow.is_empty(),
         "docker info did not answer within {PROBE_LIMIT:?}:\n{}\n{}",
@@ -202,4 +211,16 @@ pub fn run() {
         figures.join("\n")
     );
     assert!(probes.len() >= 3, "the probe ran {} times", probes.len());
+}
+
+/// Copies the server's log to `<target dir>/chaos-logs/burst-serve.log`.
+fn keep_log(log: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("chaos-logs");
+    std::fs::create_dir_all(&dir).ok();
+    let path = dir.join("burst-serve.log");
+    std::fs::write(&path, log).ok();
+    path
 }

@@ -1,9 +1,11 @@
-//! The server killed with SIGKILL at random points while 100 one-step Jobs and 10
-//! multi-step Jobs with retries are created and run, and started again on the same data
-//! dir each time. Afterwards: no Job lost (each reaches a final phase with exactly one
-//! run recorded), no attempt made twice (Docker's own event log has one create and one
-//! start per run and attempt), and no step run twice in an attempt (each step prints a
-//! line once; the attempt's log has it at most once).
+//! The server killed with SIGKILL at random points while 100 one-step Jobs, 10
+//! multi-step Jobs with retries and 3 Workflows (two diamonds and a matrix; see
+//! [`crate::workflows`]) are created and run, and started again on the same data dir
+//! each time. Afterwards: no Job lost (each reaches a final phase with exactly one run
+//! recorded), no attempt made twice (Docker's own event log has one create and one start
+//! per run and attempt), no step run twice in an attempt (each step prints a line once;
+//! the attempt's log has it at most once), and every Workflow ended with one Job per
+//! node, none run twice.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::dockerd::{PrivateDockerd, tail};
 use crate::serve::{API, ChaosServer, job, phase};
+use crate::workflows;
 
 const ONE_STEP: usize = 100;
 const MULTI_STEP: usize = 10;
@@ -80,23 +83,34 @@ pub fn run() {
     let events = EventLog::start(&daemon, tmp.path().join("events.jsonl"));
     let mut server = ChaosServer::start(tmp.path(), &tmp.path().join("data"), &daemon.host(), &[]);
     let jobs = jobs(&mut rng);
+    let flows = workflows::planned();
     let url = server.url.clone();
 
     // Creates go on in the background, each retried until the server acknowledges it
-    // (201) or says it exists (409: an earlier try got in before a kill).
+    // (201) or says it exists (409: an earlier try got in before a kill). The Workflows
+    // go in among the first Jobs, so that their nodes run while the kills go on.
     let creator = {
-        let jobs = jobs.clone();
-        std::thread::spawn(move || create_all(&url, &jobs))
+        let mut creates: Vec<(&str, String, Value)> = jobs
+            .iter()
+            .map(|(name, body)| ("jobs", name.clone(), body.clone()))
+            .collect();
+        for flow in &flows {
+            let at = rng.usize(..20);
+            creates.insert(at, ("workflows", flow.name.clone(), flow.body.clone()));
+        }
+        std::thread::spawn(move || create_all(&url, &creates))
     };
 
     // The kills: each after a random time up, from 0.2 s to 3 s.
     let started = Instant::now();
     let mut uptimes = Vec::new();
+    let mut killed_at = Vec::new();
     for kill in 0..KILLS {
         let uptime = Duration::from_millis(rng.u64(200..3000));
         uptimes.push(uptime);
         std::thread::sleep(uptime);
         server.kill();
+        killed_at.push(chrono::Utc::now());
         eprintln!(
             "kill {} of {KILLS} after {uptime:?} up ({:?} in)",
             kill + 1,
@@ -110,21 +124,30 @@ pub fn run() {
         started.elapsed()
     );
 
-    // 0 lost: every Job reaches a final phase.
+    // 0 lost: every Job and Workflow reaches a final phase.
     let settle = Instant::now();
     let mut finals: BTreeMap<String, Value> = BTreeMap::new();
-    while finals.len() < jobs.len() {
+    let mut flow_finals: BTreeMap<String, Value> = BTreeMap::new();
+    while finals.len() < jobs.len() || flow_finals.len() < flows.len() {
         for obj in server.list("jobs") {
             let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-            if matches!(phase(&obj), "Succeeded" | "Failed") {
+            let ours = jobs.iter().any(|(n, _)| *n == name);
+            if ours && matches!(phase(&obj), "Succeeded" | "Failed") {
                 finals.insert(name, obj);
+            }
+        }
+        for obj in server.list("workflows") {
+            let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+            if workflows::is_final(&obj) {
+                flow_finals.insert(name, obj);
             }
         }
         if settle.elapsed() > SETTLE {
             let missing: Vec<&String> = jobs
                 .iter()
                 .map(|(n, _)| n)
-                .filter(|n| !finals.contains_key(*n))
+                .chain(flows.iter().map(|f| &f.name))
+                .filter(|n| !finals.contains_key(*n) && !flow_finals.contains_key(*n))
                 .collect();
             panic!(
                 "{} jobs never finished within {SETTLE:?} of the last kill: {missing:?}\nserver log tail:\n{}",
@@ -134,7 +157,12 @@ pub fn run() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    eprintln!("all {} jobs final after {:?}", jobs.len(), settle.elapsed());
+    eprintln!(
+        "all {} jobs and {} workflows final after {:?}",
+        jobs.len(),
+        flows.len(),
+        settle.elapsed()
+    );
 
     // What Docker made: one create and one start per (job uid, run, attempt).
     let made = events.stop();
@@ -199,6 +227,14 @@ pub fn run() {
             ));
         }
     }
+    let mut kills_mid_workflow = 0;
+    for flow in &flows {
+        let wf = &flow_finals[&flow.name];
+        problems.extend(workflows::problems(&server, flow, wf, &made));
+        let kills = workflows::kills_during(wf, &killed_at);
+        eprintln!("workflow {}: {kills} kills while it ran", flow.name);
+        kills_mid_workflow += kills;
+    }
     assert!(
         problems.is_empty(),
         "after {KILLS} kills:\n{}\nserver log tail:\n{}",
@@ -209,7 +245,14 @@ pub fn run() {
         retried > 0,
         "no multi-step job was retried; the retry path went untested"
     );
-    eprintln!("0 lost, 0 duplicated; {retried} jobs retried; uptimes {uptimes:?}");
+    assert!(
+        kills_mid_workflow > 0,
+        "no kill fell while a workflow ran; the workflows went untested"
+    );
+    eprintln!(
+        "0 lost, 0 duplicated; {retried} jobs retried; {} workflows with one job per node; uptimes {uptimes:?}",
+        flows.len()
+    );
 
     // Every container is removed once its result is recorded.
     let wait = Instant::now();
@@ -227,7 +270,8 @@ pub fn run() {
     drop(server);
 }
 
-fn create_all(url: &str, jobs: &[(String, Value)]) {
+/// Creates each `(plural, name, body)` in order.
+fn create_all(url: &str, creates: &[(&str, String, Value)]) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -236,12 +280,12 @@ fn create_all(url: &str, jobs: &[(String, Value)]) {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    for (name, body) in jobs {
+    for (plural, name, body) in creates {
         let started = Instant::now();
         loop {
             let code = rt.block_on(async {
                 match http
-                    .post(format!("{url}{API}/jobs"))
+                    .post(format!("{url}{API}/{plural}"))
                     .header("content-type", "application/json")
                     .body(body.to_string())
                     .send()
@@ -256,7 +300,7 @@ fn create_all(url: &str, jobs: &[(String, Value)]) {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(120),
-                "creating job {name} never succeeded (last answer {code})"
+                "creating {plural}/{name} never succeeded (last answer {code})"
             );
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -171,3 +171,75 @@ fn templates_split_check_and_render() {
             .contains("not true or false")
     );
 }
+
+/// Found by the CEL fuzz target: 16 nested parentheses or 40 nested lists overflowed a
+/// 2 MiB thread's stack in the generated parser (in a debug build), aborting the process.
+#[test]
+fn regression_deep_nesting_is_parsed_on_a_stack_that_fits_or_refused() {
+    for depth in [16, 40, 90] {
+        let parens = format!(
+            "{}inputs.ref == 'main'{}",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        );
+        check(&parens, &scope()).unwrap_or_else(|e| panic!("{depth} parentheses: {e:?}"));
+        let lists = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        check(&lists, &scope()).unwrap_or_else(|e| panic!("{depth} lists: {e:?}"));
+    }
+    // Past the parser's own limit of 96 levels: refused, saying so.
+    let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
+    let e = refused(&deep);
+    assert!(e.message.contains("Recursion limit"), "{e:?}");
+    let vars = Vars::default();
+    assert!(eval_bool(&deep, &vars).is_err());
+    // A long chain of operators is one deep tree too.
+    let chain = vec!["1"; 900].join("+");
+    assert!(check(&format!("{chain} > 0"), &scope()).is_ok());
+    assert!(eval_bool(&format!("{chain} > 0"), &vars).unwrap());
+}
+
+#[test]
+fn an_expression_longer_than_the_limit_is_refused_with_its_length() {
+    let long = format!("inputs.ref == '{}'", "x".repeat(MAX_BYTES));
+    let e = refused(&long);
+    assert!(e.message.contains("too long"), "{e:?}");
+    assert!(e.message.contains(&format!("at most {MAX_BYTES}")), "{e:?}");
+    assert!(e.fix.contains("output"), "{e:?}");
+    assert!(render(&format!("${{{{ {long} }}}}"), &Vars::default()).is_err());
+    let fits = format!("inputs.ref == '{}'", "x".repeat(MAX_BYTES - 20));
+    assert!(check(&fits, &scope()).is_ok());
+}
+
+#[test]
+fn nested_comprehensions_that_may_take_too_long_are_refused() {
+    let ten = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]";
+    let mut e = "v0 == 10".to_string();
+    for level in 0..3 {
+        e = format!("{ten}.exists(v{level}, {e})");
+    }
+    // 10^3 iterations of a small body: fine.
+    check(&e, &scope()).unwrap();
+    assert!(!eval_bool(&e, &Vars::default()).unwrap());
+    // 10^6: refused before it runs, saying why and how to fix it.
+    for level in 3..6 {
+        e = format!("{ten}.exists(v{level}, {e})");
+    }
+    let refusal = refused(&e);
+    assert!(
+        refusal.message.contains("too long to evaluate"),
+        "{refusal:?}"
+    );
+    assert!(refusal.fix.contains("comprehensions"), "{refusal:?}");
+    assert!(
+        eval_bool(&e, &Vars::default())
+            .unwrap_err()
+            .contains("too long")
+    );
+    // A variable's size is not known before the run: assumed small, and nested it adds up.
+    let over_outputs = "jobs.build.outputs.all(a, jobs.build.outputs.all(b, jobs.build.outputs.all(c, a + b + c != '')))";
+    assert!(
+        refused(over_outputs)
+            .message
+            .contains("too long to evaluate")
+    );
+}

@@ -8,6 +8,11 @@
 //! - the calls that make the daemon work (create, start, stop, remove, exec, copies)
 //!   wait for one of `max_calls` permits of a FIFO-fair semaphore: a burst queues here,
 //!   in order, instead of in the daemon;
+//! - reads (inspect, list) have a lane of their own, `READS_PER_CALL` × `max_calls`
+//!   permits wide, so that they never wait behind slow removals but cannot flood the
+//!   daemon either: deleting 500 sandboxes at once sent about 400 `list_containers` and
+//!   300 `inspect_container` at the same moment, and the daemon stopped answering
+//!   `docker info` for seconds;
 //! - every call has a deadline (`call_timeout`); streams that last as long as what they
 //!   follow (log follow, wait, an exec's output) are bounded only until they are set up;
 //! - the outcome of each call is remembered: a timeout or a broken connection makes the
@@ -30,6 +35,9 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::metrics::CallLatency;
 use crate::runtime::RuntimeError;
+
+mod in_flight;
+use in_flight::InFlight;
 
 /// How the Docker runtime spares the daemon; `orcaops serve` sets it from its flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,13 +85,17 @@ impl DockerLimits {
     }
 }
 
-/// Whether a call waits for a permit: the calls that make the daemon work do; reads
-/// that answer from memory (inspect, list, ping) only get the deadline.
+/// Which permits a call waits for: the calls that make the daemon work share
+/// `max_calls`; reads (inspect, list) have their own, wider lane. A ping ([`Gate::probe`])
+/// waits for none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lane {
     Gated,
-    Free,
+    Read,
 }
+
+/// How many reads may be under way for each permit of the gated lane.
+pub const READS_PER_CALL: usize = 2;
 
 /// What the runtime last learned of the daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +128,8 @@ impl Containers {
 pub(crate) struct Gate {
     limits: DockerLimits,
     calls: Semaphore,
+    /// The permits of the read lane.
+    reads: Semaphore,
     /// Gated calls waiting for a permit.
     waiting: AtomicUsize,
     health: Mutex<Health>,
@@ -126,6 +140,8 @@ pub(crate) struct Gate {
     room: watch::Sender<u64>,
     /// How long each call took, by operation and outcome (exported as metrics).
     latency: CallLatency,
+    /// The calls under way, by operation.
+    in_flight: InFlight,
 }
 
 /// A container slot held while a create is under way; dropped unused, it frees the slot.
@@ -158,12 +174,14 @@ impl Gate {
         Gate {
             limits,
             calls: Semaphore::new(limits.max_calls.max(1)),
+            reads: Semaphore::new(limits.max_calls.max(1) * READS_PER_CALL),
             waiting: AtomicUsize::new(0),
             health: Mutex::new(Health::Answering),
             last_outage: Mutex::new(None),
             containers: Mutex::new(Containers::default()),
             room: watch::channel(0).0,
             latency: CallLatency::default(),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -176,8 +194,8 @@ impl Gate {
         self.limits
     }
 
-    /// Runs one Docker call: in line for a permit when `lane` is gated, then with the
-    /// call deadline. The outer error is the daemon not answering (a timeout, a broken
+    /// Runs one Docker call: in line for a permit of its lane, then with the call
+    /// deadline. The outer error is the daemon not answering (a timeout, a broken
     /// connection), which also marks the runtime unavailable; the inner result is
     /// Docker's answer, for the caller to read.
     pub(crate) async fn call<T>(
@@ -210,6 +228,7 @@ impl Gate {
         call: impl Future<Output = Result<T, BollardError>>,
     ) -> Result<Result<T, BollardError>, RuntimeError> {
         let started = Instant::now();
+        let mut ticket = self.in_flight.enter(name);
         let _permit = match lane {
             Lane::Gated => {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -217,8 +236,14 @@ impl Gate {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
                 Some(permit.expect("the gate is never closed"))
             }
-            Lane::Free => None,
+            Lane::Read => Some(
+                self.reads
+                    .acquire()
+                    .await
+                    .expect("the gate is never closed"),
+            ),
         };
+        ticket.run();
         let answer = tokio::time::timeout(timeout, call).await;
         let outcome = match &answer {
             Err(_) => "timeout",
@@ -258,7 +283,10 @@ impl Gate {
     ) -> Result<T, RuntimeError> {
         let timeout = self.limits.call_timeout;
         let started = Instant::now();
+        let mut ticket = self.in_flight.enter(name);
+        ticket.run();
         let answer = tokio::time::timeout(timeout, call).await;
+        drop(ticket);
         let outcome = match &answer {
             Ok(Ok(_)) => "answered",
             Ok(Err(_)) => "unreachable",
@@ -437,152 +465,4 @@ fn is_transport(error: &BollardError) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    fn gate(max_calls: usize, max_containers: usize) -> Arc<Gate> {
-        Arc::new(Gate::new(DockerLimits {
-            max_calls,
-            call_timeout: Duration::from_secs(5),
-            max_containers,
-        }))
-    }
-
-    #[tokio::test]
-    async fn gated_calls_never_exceed_the_limit_and_are_served_in_order() {
-        let gate = gate(2, 64);
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for i in 0..10 {
-            let (gate, in_flight, most, order) = (
-                Arc::clone(&gate),
-                Arc::clone(&in_flight),
-                Arc::clone(&most),
-                Arc::clone(&order),
-            );
-            tasks.push(tokio::spawn(async move {
-                gate.call("create_container", Lane::Gated, async {
-                    order.lock().unwrap().push(i);
-                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                    Ok::<_, BollardError>(i)
-                })
-                .await
-            }));
-            // Queue them in a known order.
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        for task in tasks {
-            assert!(task.await.unwrap().unwrap().is_ok());
-        }
-        assert_eq!(most.load(Ordering::SeqCst), 2, "at most 2 in flight");
-        assert_eq!(*order.lock().unwrap(), (0..10).collect::<Vec<_>>());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_call_past_its_deadline_fails_naming_it_and_marks_the_daemon_unavailable() {
-        let gate = gate(2, 64);
-        let result = gate
-            .call("start_container", Lane::Gated, async {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                Ok::<_, BollardError>(())
-            })
-            .await;
-        let error = result.unwrap_err().to_string();
-        assert!(error.contains("start_container"), "{error}");
-        assert!(error.contains("5s"), "{error}");
-        assert!(matches!(gate.health(), Health::Unavailable { .. }));
-        // An answer, even a refusal, means it answers again.
-        let refused = gate
-            .call("inspect_container", Lane::Free, async {
-                Err::<(), _>(BollardError::DockerResponseServerError {
-                    status_code: 404,
-                    message: "no such container".into(),
-                })
-            })
-            .await;
-        assert!(refused.unwrap().is_err());
-        assert_eq!(gate.health(), Health::Answering);
-    }
-
-    #[test]
-    fn a_container_that_ended_during_the_last_outage_ended_with_the_daemon() {
-        let gate = gate(1, 64);
-        let before = Utc::now() - chrono::TimeDelta::minutes(10);
-        assert_eq!(gate.went_away_around(Utc::now()), None, "no outage yet");
-        gate.unavailable("cannot connect");
-        let Health::Unavailable { since, .. } = gate.health() else {
-            panic!("unavailable")
-        };
-        // While it is away, and after it answers again, until the slack runs out.
-        assert_eq!(gate.went_away_around(Utc::now()), Some(since));
-        assert_eq!(gate.went_away_around(before), None);
-        gate.answered();
-        assert_eq!(gate.went_away_around(Utc::now()), Some(since));
-        assert_eq!(gate.went_away_around(before), None);
-        let later = Utc::now() + chrono::TimeDelta::minutes(10);
-        assert_eq!(gate.went_away_around(later), None);
-    }
-
-    #[tokio::test]
-    async fn a_probe_success_does_not_clear_an_unavailability() {
-        let gate = gate(1, 64);
-        gate.unavailable("create_container timed out");
-        gate.probe("ping", async { Ok::<_, BollardError>(()) })
-            .await
-            .unwrap();
-        assert!(matches!(gate.health(), Health::Unavailable { .. }));
-    }
-
-    #[test]
-    fn containers_above_the_limit_wait_in_line_and_go_in_order() {
-        let gate = gate(8, 2);
-        gate.reserve("a").unwrap().fill("c1");
-        gate.reserve("b").unwrap().fill("c2");
-        let refused = gate.reserve("c").err().unwrap();
-        assert_eq!(
-            refused.to_string(),
-            "2 of 2 containers in use on this server; it starts when one ends; raise --max-containers to allow more"
-        );
-        assert!(gate.reserve("d").is_err());
-        gate.ended("c1");
-        assert_eq!(gate.next_in_line(), ["c"]);
-        // d came later: it waits although there is room.
-        assert!(gate.reserve("d").is_err());
-        gate.reserve("c").unwrap().fill("c3");
-        assert_eq!(gate.containers(), (2, 2));
-        gate.ended("c2");
-        gate.reserve("d").unwrap().fill("c4");
-        assert!(gate.next_in_line().is_empty());
-    }
-
-    #[test]
-    fn a_slot_not_filled_is_given_back() {
-        let gate = gate(8, 1);
-        let mut room = gate.room();
-        drop(gate.reserve("a").unwrap());
-        assert_eq!(gate.containers(), (0, 1));
-        assert!(room.has_changed().unwrap());
-        room.mark_unchanged();
-        gate.reserve("a").unwrap().fill("x");
-        gate.recount(HashSet::new());
-        assert_eq!(gate.containers(), (0, 1));
-        assert!(room.has_changed().unwrap());
-    }
-
-    #[test]
-    fn zero_limits_are_refused_naming_the_flag() {
-        let limits = DockerLimits {
-            max_containers: 0,
-            ..DockerLimits::default()
-        };
-        assert!(limits.validate().unwrap_err().contains("--max-containers"));
-        assert!(DockerLimits::default().validate().is_ok());
-    }
-}
+mod tests;

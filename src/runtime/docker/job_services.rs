@@ -258,7 +258,7 @@ impl DockerRuntime {
         let networks = self
             .call(
                 "list_networks",
-                Lane::Free,
+                Lane::Read,
                 self.docker.list_networks(Some(options)),
             )
             .await??;

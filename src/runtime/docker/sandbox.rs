@@ -54,7 +54,7 @@ impl DockerRuntime {
         match self
             .call(
                 "inspect_network",
-                Lane::Free,
+                Lane::Read,
                 self.docker.inspect_network(name, None),
             )
             .await?
@@ -135,7 +135,7 @@ impl DockerRuntime {
         let mut networks = self
             .call(
                 "list_networks",
-                Lane::Free,
+                Lane::Read,
                 self.docker.list_networks(Some(options)),
             )
             .await??;
@@ -174,7 +174,7 @@ impl DockerRuntime {
         let mut names: Vec<String> = self
             .call(
                 "list_networks",
-                Lane::Free,
+                Lane::Read,
                 self.docker.list_networks(Some(options)),
             )
             .await??
@@ -229,7 +229,7 @@ impl DockerRuntime {
         let mut names: Vec<String> = self
             .call(
                 "list_volumes",
-                Lane::Free,
+                Lane::Read,
                 self.docker.list_volumes(Some(options)),
             )
             .await??
@@ -394,7 +394,7 @@ impl DockerRuntime {
         let inspect = self
             .call(
                 "inspect_container",
-                Lane::Free,
+                Lane::Read,
                 self.docker.inspect_container(id, None),
             )
             .await?

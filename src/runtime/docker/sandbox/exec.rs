@@ -211,7 +211,7 @@ impl DockerRuntime {
         let inspect = self
             .call(
                 "inspect_exec",
-                Lane::Free,
+                Lane::Read,
                 self.docker.inspect_exec(exec_id),
             )
             .await??;
@@ -237,7 +237,7 @@ impl DockerRuntime {
         Ok(self
             .call(
                 "resize_exec",
-                Lane::Free,
+                Lane::Read,
                 self.docker.resize_exec(exec_id, options),
             )
             .await??)
@@ -385,7 +385,7 @@ impl DockerRuntime {
         let top = self
             .call(
                 "top_processes",
-                Lane::Free,
+                Lane::Read,
                 self.docker.top_processes(container, Some(options)),
             )
             .await?

@@ -182,7 +182,7 @@ impl DockerRuntime {
         let inspect = self
             .call(
                 "inspect_container",
-                Lane::Free,
+                Lane::Read,
                 self.docker.inspect_container(container, None),
             )
             .await?
