@@ -571,7 +571,9 @@ mod tests {
         // The Job's printer columns, wide ones included, as `orcaops get jobs -o wide`.
         assert_eq!(
             rows[0],
-            ["NAME", "PHASE", "RUNS", "ATTEMPT", "SUMMARY", "AGE"]
+            [
+                "NAME", "PHASE", "RUNS", "ATTEMPT", "SUMMARY", "ANOMALY", "AGE"
+            ]
         );
         assert_eq!(rows[1][..4], ["build", "Pending", "-", "-"]);
     }

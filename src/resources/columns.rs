@@ -57,7 +57,10 @@ mod tests {
     fn wide_adds_the_columns_of_a_higher_priority() {
         let names = |wide| columns(Kind::Job, wide).map(header).collect::<Vec<_>>();
         assert_eq!(names(false), ["PHASE", "RUNS", "ATTEMPT", "AGE"]);
-        assert_eq!(names(true), ["PHASE", "RUNS", "ATTEMPT", "SUMMARY", "AGE"]);
+        assert_eq!(
+            names(true),
+            ["PHASE", "RUNS", "ATTEMPT", "SUMMARY", "ANOMALY", "AGE"]
+        );
     }
 
     #[test]

@@ -79,17 +79,19 @@ fn job_rows_carry_the_crd_columns() {
         .collect();
     assert_eq!(
         names,
-        ["Name", "Phase", "Runs", "Attempt", "Summary", "Age"]
+        [
+            "Name", "Phase", "Runs", "Attempt", "Summary", "Anomaly", "Age"
+        ]
     );
     assert_eq!(table["columnDefinitions"][4]["priority"], 1);
     assert_eq!(table["columnDefinitions"][0]["format"], "name");
     assert_eq!(
         table["rows"][0]["cells"],
-        json!(["a", "Succeeded", 2, 1, "1 step ok", "3m12s"])
+        json!(["a", "Succeeded", 2, 1, "1 step ok", null, "3m12s"])
     );
     assert_eq!(
         table["rows"][1]["cells"],
-        json!(["b", null, null, null, null, "3m12s"])
+        json!(["b", null, null, null, null, null, "3m12s"])
     );
     let object = &table["rows"][0]["object"];
     assert_eq!(object["kind"], "PartialObjectMetadata");
