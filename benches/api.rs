@@ -61,7 +61,7 @@ fn workflow_json(name: &str) -> Vec<u8> {
         "metadata": { "name": name },
         // Scheduled (no scheduler yet): the Workflow controller starts no run for it, so
         // thousands of creates start no containers.
-        "spec": { "schedule": "0 3 * * *", "jobs": [{ "name": "a", "job": { "image": "busybox:latest", "steps": [{ "name": "s", "run": "true" }] } }] },
+        "spec": { "schedule": "0 3 1 1 *", "jobs": [{ "name": "a", "job": { "image": "busybox:latest", "steps": [{ "name": "s", "run": "true" }] } }] },
     }))
     .unwrap()
 }

@@ -2,9 +2,9 @@
 //! watch under concurrent writers, resume, 410, bookmarks), the status subresource, SSE
 //! logs, artifacts, Status bodies on every error path, and graceful shutdown.
 //!
-//! Most tests use scheduled Workflows that never run (no scheduler yet, no re-run asked):
-//! the Workflow controller writes nothing to them, so every event a test sees is one it
-//! caused.
+//! Most tests use scheduled Workflows whose first tick is months away (no re-run asked):
+//! the Workflow controller writes nothing to a Workflow before its first run, so every
+//! event a test sees is one it caused.
 
 mod common;
 
@@ -113,9 +113,9 @@ fn workflow(name: &str, labels: Value) -> Value {
         "apiVersion": "orcaops.dev/v1alpha1",
         "kind": "Workflow",
         "metadata": { "name": name, "labels": labels },
-        // Scheduled, and the scheduler is not built yet: it never runs, and the Workflow
+        // Scheduled once a year: it does not run during a test, and the Workflow
         // controller leaves the status of a Workflow that never ran alone.
-        "spec": { "schedule": "0 3 * * *", "jobs": [{ "name": "a", "job": { "image": IMAGE, "steps": [{ "name": "s", "run": "true" }] } }] },
+        "spec": { "schedule": "0 3 1 1 *", "jobs": [{ "name": "a", "job": { "image": IMAGE, "steps": [{ "name": "s", "run": "true" }] } }] },
     })
 }
 

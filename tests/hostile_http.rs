@@ -122,7 +122,7 @@ fn workflow(name: &str) -> String {
         "metadata": { "name": name },
         // Scheduled, and the scheduler is not built yet: it never runs, and the Workflow
         // controller leaves the status of a Workflow that never ran alone.
-        "spec": { "schedule": "0 3 * * *", "jobs": [{ "name": "a", "job": { "image": IMAGE, "steps": [{ "name": "s", "run": "true" }] } }] },
+        "spec": { "schedule": "0 3 1 1 *", "jobs": [{ "name": "a", "job": { "image": IMAGE, "steps": [{ "name": "s", "run": "true" }] } }] },
     })
     .to_string()
 }

@@ -154,6 +154,19 @@ pub fn decide(obs: &Observed) -> Decision {
     for wake in [d.wake, d.next_tick()].into_iter().flatten() {
         requeue = Some(requeue.map_or(wake, |r| r.min(wake)));
     }
+    // A scheduled Workflow that never ran, and starts nothing now, has nothing to report:
+    // its status stays as it is (no write, no watch event), and it is woken at its next
+    // tick all the same (the tick comes from the spec and the creation time, not the
+    // status). So a store of many scheduled Workflows is not rewritten at each start.
+    if obs.status.run.is_none()
+        && d.status.run.is_none()
+        && !obs.spec.suspend
+        && obs.status.conditions.is_empty()
+        && d.actions.is_empty()
+        && d.events.is_empty()
+    {
+        d.status = obs.status.clone();
+    }
     Decision {
         actions: d.actions,
         status: d.status,
