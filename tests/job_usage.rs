@@ -80,6 +80,8 @@ fn usage_counts_the_memory_a_step_allocated_its_cpu_time_and_its_output() {
 #[test]
 fn a_failing_step_names_its_first_error_line_in_the_status_and_the_summary() {
     let server = Server::start();
+    // All on stdout: Docker reads stdout and stderr apart, so the order of lines across
+    // the two is not kept, and the test checks which line comes first.
     let yaml = job_yaml(
         "broken",
         r#"  steps:
@@ -90,7 +92,7 @@ fn a_failing_step_names_its_first_error_line_in_the_status_and_the_summary() {
         echo "compiling 3 files"
         echo "src/lib.rs:4: error: expected one of ; or }"
         echo "warning: unused variable"
-        echo "make: *** [Makefile:4: build] Error 1" >&2
+        echo "make: *** [Makefile:4: build] Error 1"
         exit 2
 "#,
     );
