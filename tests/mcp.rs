@@ -238,7 +238,7 @@ fn stdout_carries_only_protocol_messages() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .find(|m| m["id"] == 2)
         .expect("tools/list answered");
-    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 17);
+    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 21);
     let missing = serde_json::from_str::<Value>(lines.last().unwrap()).unwrap();
     assert_eq!(missing["result"]["isError"], true, "{missing}");
     let text = missing["result"]["content"][0]["text"].as_str().unwrap();
