@@ -17,20 +17,6 @@ fn summary(job: &Value) -> &str {
         .unwrap_or("")
 }
 
-fn runs(server: &Server, name: &str) -> Value {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            &format!(
-                "{}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs/{name}/runs",
-                server.url
-            ),
-        ])
-        .output()
-        .expect("curl runs");
-    serde_json::from_slice(&out.stdout).expect("the runs are JSON")
-}
-
 #[test]
 fn outputs_reach_the_status_describe_and_the_run_record_with_a_read_only_root_as_nobody() {
     let server = Server::start();
@@ -71,7 +57,7 @@ fn outputs_reach_the_status_describe_and_the_run_record_with_a_read_only_root_as
         describe.contains("Outputs:") && describe.contains("1.3"),
         "{describe}"
     );
-    let runs = runs(&server, "outs");
+    let runs = server.job_runs("outs");
     assert_eq!(
         runs.pointer("/items/0/outputs/version"),
         Some(&Value::from("1.3")),

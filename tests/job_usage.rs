@@ -19,20 +19,6 @@ fn number(job: &Value, pointer: &str) -> u64 {
         .unwrap_or_else(|| panic!("{pointer} is not a number in {job}"))
 }
 
-fn runs(server: &Server, name: &str) -> Value {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            &format!(
-                "{}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs/{name}/runs",
-                server.url
-            ),
-        ])
-        .output()
-        .expect("curl runs");
-    serde_json::from_slice(&out.stdout).expect("the runs are JSON")
-}
-
 #[test]
 fn usage_counts_the_memory_a_step_allocated_its_cpu_time_and_its_output() {
     let server = Server::start();
@@ -64,7 +50,7 @@ fn usage_counts_the_memory_a_step_allocated_its_cpu_time_and_its_output() {
     );
     // "allocated\n" and "0123456789\n": the markers are not output.
     assert_eq!(number(&job, "/status/usage/outputBytes"), 10 + 11, "{job}");
-    let runs = runs(&server, "hungry");
+    let runs = server.job_runs("hungry");
     assert_eq!(
         runs.pointer("/items/0/usage/peakMemoryBytes"),
         Some(&Value::from(peak)),
@@ -130,7 +116,7 @@ fn a_failing_step_names_its_first_error_line_in_the_status_and_the_summary() {
             )),
         "{summary}"
     );
-    let runs = runs(&server, "broken");
+    let runs = server.job_runs("broken");
     assert_eq!(
         runs.pointer("/items/0/steps/1/errors/0/text"),
         Some(&Value::from(lines[0].1)),

@@ -197,6 +197,21 @@ impl Server {
             .then(|| serde_json::from_slice(&out.stdout).expect("get -o json prints JSON"))
     }
 
+    /// The job's run records, as `GET .../jobs/{name}/runs` serves them.
+    pub fn job_runs(&self, name: &str) -> Value {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sf",
+                &format!(
+                    "{}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs/{name}/runs",
+                    self.url
+                ),
+            ])
+            .output()
+            .expect("curl runs");
+        serde_json::from_slice(&out.stdout).expect("the runs are JSON")
+    }
+
     /// Waits until the job's phase is `phase`; returns the job.
     pub fn wait_phase(&self, name: &str, phase: &str, timeout: Duration) -> Value {
         self.wait_job(name, &format!("reaches {phase}"), timeout, |job| {

@@ -26,10 +26,8 @@ const PUT_RUN: &str = "INSERT INTO runs (uid, run, namespace, name, sort_time, d
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (uid, run) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, \
      sort_time = excluded.sort_time, document = excluded.document";
-// A run with neither start nor completion time has not started: it is the newest.
-const RUNS: &str = "SELECT document FROM runs WHERE namespace = ?1 AND name = ?2 \
-     ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC";
 
+// A run with neither start nor completion time has not started: it is the newest.
 const RECENT_RUNS: &str = "SELECT document FROM runs WHERE namespace = ?1 AND name = ?2 \
      ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC LIMIT ?3";
 const PUT_WORKFLOW_RUN: &str = "INSERT INTO workflow_runs (uid, run, namespace, name, sort_time, document) \
@@ -127,12 +125,7 @@ impl LocalStore {
     /// re-created ones: newest first by completion (else start) time, then by run number.
     /// Runs that have neither time (not started yet) come first.
     pub async fn runs(&self, namespace: &str, name: &str) -> Result<Vec<RunRecord>> {
-        let documents: Vec<String> = sqlx::query_scalar(RUNS)
-            .bind(namespace)
-            .bind(name)
-            .fetch_all(&self.inner.readers)
-            .await?;
-        parse_all(&documents)
+        self.recent_runs(namespace, name, usize::MAX).await
     }
 }
 
