@@ -95,6 +95,7 @@ fn compile(source: &str) -> Result<Program, ExprError> {
         )
     })?;
     limits::check_cost(source, program.expression())?;
+    limits::check_patterns(source, program.expression())?;
     Ok(program)
 }
 

@@ -8,7 +8,7 @@
 //! overflowed a 2 MiB tokio worker. Its own recursion limit (96 levels) bounds the depth;
 //! `STACK` is sized for that limit with `MAX_BYTES` of operators on top.
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 
 use super::ExprError;
 
@@ -19,6 +19,9 @@ pub const MAX_COST: u64 = 100_000;
 /// How many elements a comprehension over a variable (not a literal list) is assumed to
 /// visit: inputs, outputs and nodes are small maps.
 const ASSUMED_RANGE: u64 = 100;
+/// The most memory one `matches()` pattern may compile to. A pattern like `.{1000}{1000}`
+/// is short to write and takes seconds and megabytes to compile; this refuses it at once.
+const PATTERN_BYTES: usize = 256 << 10;
 /// The stack parsing and evaluation run on. Only the pages touched are committed.
 const STACK: usize = 256 << 20;
 
@@ -52,6 +55,79 @@ pub fn check_cost(source: &str, e: &IdedExpr) -> Result<(), ExprError> {
     Ok(())
 }
 
+/// Refuses a `matches()` whose pattern is not a string literal, or that compiles to more
+/// than `PATTERN_BYTES`: the pattern is compiled at every evaluation, so a pattern computed
+/// at run time, or a huge one, would let text from outside keep a thread busy.
+pub fn check_patterns(source: &str, e: &IdedExpr) -> Result<(), ExprError> {
+    let mut found = Ok(());
+    visit(e, &mut |e| {
+        let Expr::Call(call) = &e.expr else { return };
+        if call.func_name != "matches" || found.is_err() {
+            return;
+        }
+        found = match call.args.last().map(|a| &a.expr) {
+            Some(Expr::Literal(LiteralValue::String(pattern))) => check_pattern(source, pattern),
+            _ => Err(ExprError::new(
+                format!("`{source}`: the pattern of matches() must be a quoted string"),
+                "write the pattern as a literal, such as matches('^v[0-9]+$')",
+            )),
+        };
+    });
+    found
+}
+
+fn check_pattern(source: &str, pattern: &str) -> Result<(), ExprError> {
+    let fix = "use a smaller pattern: fewer or smaller counted repetitions ({n}), or a shorter alternation";
+    match regex::RegexBuilder::new(pattern)
+        .size_limit(PATTERN_BYTES)
+        .build()
+    {
+        Ok(_) => Ok(()),
+        Err(regex::Error::CompiledTooBig(_)) => Err(ExprError::new(
+            format!(
+                "`{source}`: the pattern '{pattern}' is too large (it compiles to more than {} KiB)",
+                PATTERN_BYTES >> 10
+            ),
+            fix,
+        )),
+        Err(e) => Err(ExprError::new(
+            format!("`{source}`: the pattern '{pattern}' is not a valid regular expression: {e}"),
+            "correct the pattern; the syntax is RE2's (https://github.com/google/re2/wiki/Syntax)",
+        )),
+    }
+}
+
+/// Calls `f` on `e` and on every expression inside it.
+fn visit(e: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
+    f(e);
+    let mut each = |items: &mut dyn Iterator<Item = &IdedExpr>| items.for_each(|x| visit(x, f));
+    match &e.expr {
+        Expr::Comprehension(c) => each(
+            &mut [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]
+            .into_iter(),
+        ),
+        Expr::Call(c) => each(&mut c.target.iter().map(|t| &**t).chain(c.args.iter())),
+        Expr::Select(s) => each(&mut std::iter::once(&*s.operand)),
+        Expr::List(l) => each(&mut l.elements.iter()),
+        Expr::Map(m) => each(&mut m.entries.iter().flat_map(entry_values)),
+        Expr::Struct(s) => each(&mut s.entries.iter().flat_map(entry_values)),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+fn entry_values(entry: &cel::common::ast::IdedEntryExpr) -> Vec<&IdedExpr> {
+    match &entry.expr {
+        EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+        EntryExpr::StructField(f) => vec![&f.value],
+    }
+}
+
 /// An upper estimate of the steps evaluating `e` takes, saturating.
 fn cost(e: &IdedExpr) -> u64 {
     let sum = |items: &mut dyn Iterator<Item = &IdedExpr>| {
@@ -69,14 +145,8 @@ fn cost(e: &IdedExpr) -> u64 {
         Expr::Call(c) => sum(&mut c.target.iter().map(|t| &**t).chain(c.args.iter())),
         Expr::Select(s) => sum(&mut std::iter::once(&*s.operand)),
         Expr::List(l) => sum(&mut l.elements.iter()),
-        Expr::Map(m) => sum(&mut m.entries.iter().flat_map(|entry| match &entry.expr {
-            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
-            EntryExpr::StructField(f) => vec![&f.value],
-        })),
-        Expr::Struct(s) => sum(&mut s.entries.iter().flat_map(|entry| match &entry.expr {
-            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
-            EntryExpr::StructField(f) => vec![&f.value],
-        })),
+        Expr::Map(m) => sum(&mut m.entries.iter().flat_map(entry_values)),
+        Expr::Struct(s) => sum(&mut s.entries.iter().flat_map(entry_values)),
         Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 1,
     }
 }

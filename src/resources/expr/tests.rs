@@ -243,3 +243,23 @@ fn nested_comprehensions_that_may_take_too_long_are_refused() {
             .contains("too long to evaluate")
     );
 }
+
+#[test]
+fn matches_patterns_are_literal_and_small() {
+    check("inputs.ref.matches('^v[0-9]+$')", &scope()).expect("a small literal pattern");
+    check("matches(inputs.ref, 'a|b')", &scope()).expect("the global form");
+    // Short to write, seconds and megabytes to compile: refused before it is compiled.
+    let e = refused("(inputs.ref).matches('.{1000}{1000}')");
+    assert!(e.message.contains("too large"), "{e:?}");
+    assert!(e.fix.contains("smaller pattern"), "{e:?}");
+    let e = refused("inputs.ref.matches('(unclosed')");
+    assert!(
+        e.message.contains("not a valid regular expression"),
+        "{e:?}"
+    );
+    let e = refused("inputs.ref.matches(inputs.ref)");
+    assert!(e.message.contains("must be a quoted string"), "{e:?}");
+    // Inside a comprehension too.
+    let e = refused("['a'].exists(x, x.matches('.{1000}{1000}'))");
+    assert!(e.message.contains("too large"), "{e:?}");
+}
