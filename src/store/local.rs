@@ -170,7 +170,11 @@ impl LocalStore {
             instance,
             readers,
             writer: tokio::sync::Mutex::new(writer),
-            history: Mutex::new(WatchHistory::new(to_revision(revision), history)),
+            history: Mutex::new(WatchHistory::new(
+                to_revision(revision),
+                history,
+                history::HISTORY_BYTES,
+            )),
             feed: broadcast::channel(WATCH_CAPACITY).0,
             pending: Mutex::new(Vec::new()),
             writer_options,

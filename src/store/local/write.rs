@@ -125,6 +125,7 @@ async fn commit_group(
             .bind(&key.name)
             .fetch_optional(&mut *tx)
             .await?;
+        let stored_len = document.as_ref().map_or(0, String::len);
         let existing = document.as_deref().map(parse_object).transpose()?;
         let previous = existing.clone().map(Arc::new);
         let (mut object, type_) = match (write.decide)(existing) {
@@ -144,7 +145,11 @@ async fn commit_group(
         };
         revision += 1;
         object.metadata.resource_version = revision.to_string();
+        // What the event holds in the watch history, measured by the stored JSON: the
+        // object, and for a change the object it replaced as well.
+        let weight;
         if type_ == WatchEventType::Deleted {
+            weight = stored_len;
             sqlx::query(DELETE_OBJECT)
                 .bind(key.kind.as_str())
                 .bind(&key.namespace)
@@ -152,19 +157,27 @@ async fn commit_group(
                 .execute(&mut *tx)
                 .await?;
         } else {
+            let json = serde_json::to_string(&object)?;
+            weight = json.len()
+                + if type_ == WatchEventType::Modified {
+                    stored_len
+                } else {
+                    0
+                };
             sqlx::query(UPSERT_OBJECT)
                 .bind(key.kind.as_str())
                 .bind(&key.namespace)
                 .bind(&key.name)
                 .bind(&object.metadata.uid)
                 .bind(i64::try_from(revision).unwrap_or(i64::MAX))
-                .bind(serde_json::to_string(&object)?)
+                .bind(json)
                 .execute(&mut *tx)
                 .await?;
         }
         tracing::debug!(kind = %key.kind, namespace = %key.namespace, name = %key.name, revision, event = ?type_, "stored");
         events.push((
             revision,
+            weight,
             WatchEvent {
                 type_,
                 object: object.clone(),
@@ -186,8 +199,8 @@ async fn commit_group(
         .await?;
     tx.commit().await?;
     let mut history = inner.history();
-    for (revision, event) in events {
-        history.push(revision, event.clone());
+    for (revision, weight, event) in events {
+        history.push(revision, event.clone(), weight);
         // No receiver is not an error: nobody is watching yet.
         let _ = inner.feed.send(event);
     }
