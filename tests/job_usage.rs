@@ -228,3 +228,118 @@ fn a_run_much_slower_than_the_eight_before_it_is_slower_than_usual() {
         "{listed}"
     );
 }
+
+fn history_run(job: &Value) -> u64 {
+    job.pointer("/status/history/0/run")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_run_records_its_spec_image_and_trigger_and_two_runs_can_be_compared() {
+    let server = Server::start();
+    let image_id = std::process::Command::new("docker")
+        .args(["image", "inspect", IMAGE, "--format", "{{.Id}}"])
+        .output()
+        .expect("docker runs");
+    let image_id = String::from_utf8_lossy(&image_id.stdout).trim().to_string();
+    assert!(
+        image_id.starts_with("sha256:"),
+        "docker image inspect said {image_id:?}"
+    );
+
+    server.write(
+        "build.yaml",
+        &job_yaml(
+            "build",
+            "  steps:\n    - name: compile\n      run: echo v1\n",
+        ),
+    );
+    server.wait_phase("build", "Succeeded", T);
+    // A changed file is a new generation and a new run, which fails.
+    server.write(
+        "build.yaml",
+        &job_yaml(
+            "build",
+            "  steps:\n    - name: compile\n      run: 'echo v2; echo \"error: v2 is broken\"; exit 3'\n",
+        ),
+    );
+    server.wait_job("build", "fails its run 2", T, |job| {
+        history_run(job) == 2 && job.pointer("/status/phase") == Some(&Value::from("Failed"))
+    });
+    server.cli_ok(&["rerun", "job", "build"]);
+    server.wait_job("build", "ends its run 3", T, |job| history_run(job) == 3);
+
+    let runs = server.job_runs("build");
+    let context = |run: u64| {
+        runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["run"] == run)
+            .and_then(|r| r.get("context"))
+            .unwrap_or_else(|| panic!("run {run} has no context: {runs}"))
+            .clone()
+    };
+    let (c1, c2, c3) = (context(1), context(2), context(3));
+    assert_eq!(c1["trigger"], "file", "{c1}");
+    assert_eq!(c1["source"], "file:build.yaml", "{c1}");
+    assert_eq!(c3["trigger"], "rerun", "{c3}");
+    assert_eq!(c1["imageId"], Value::from(image_id.clone()), "{c1}");
+    assert_eq!(c1["image"], IMAGE, "{c1}");
+    assert_ne!(
+        c1["specHash"], c2["specHash"],
+        "the spec changed between runs 1 and 2"
+    );
+    assert_eq!(
+        c2["specHash"], c3["specHash"],
+        "a re-run runs the same spec"
+    );
+    assert_eq!(c2["spec"]["steps"][0]["name"], "compile", "{c2}");
+
+    let diff = server.cli_ok(&["diff", "job", "build", "1", "2"]);
+    assert!(
+        diff.starts_with("job default/build: run 1 against run 2"),
+        "{diff}"
+    );
+    assert!(diff.contains("Failed (changed)"), "{diff}");
+    assert!(diff.contains("file (file:build.yaml)"), "{diff}");
+    let short = &image_id["sha256:".len().."sha256:".len() + 12];
+    assert!(diff.contains(&format!("image id      {short}")), "{diff}");
+    let spec_line = |sign: &str, text: &str| {
+        diff.lines()
+            .any(|l| l.starts_with(&format!("  {sign} ")) && l.trim_end().ends_with(text))
+    };
+    assert!(spec_line("-", "run: echo v1"), "{diff}");
+    assert!(spec_line("+", "exit 3\""), "{diff}");
+    assert!(diff.contains("compile   0 -> 3"), "{diff}");
+    assert!(
+        diff.contains("errors of run 2:\n  compile line 2: error: v2 is broken"),
+        "{diff}"
+    );
+    // Without run numbers: the last two.
+    let last_two = server.cli_ok(&["diff", "job", "build"]);
+    assert!(
+        last_two.starts_with("job default/build: run 2 against run 3"),
+        "{last_two}"
+    );
+
+    let stats = server.cli_ok(&["stats", "job", "build"]);
+    assert!(
+        stats.contains("3 runs, 1 succeeded, 2 did not (33% success)"),
+        "{stats}"
+    );
+    assert!(stats.contains("\n  .FF\n"), "{stats}");
+
+    let missing = server.cli(&["diff", "job", "build", "1", "9"]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("job build has no run 9; its recorded runs are 1, 2, 3"),
+        "{err}"
+    );
+    let wrong_kind = server.cli(&["diff", "sandbox", "build"]);
+    let err = String::from_utf8_lossy(&wrong_kind.stderr);
+    assert_eq!(wrong_kind.status.code(), Some(1), "{err}");
+    assert!(err.contains("compares the runs of a job"), "{err}");
+}

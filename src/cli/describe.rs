@@ -3,11 +3,9 @@
 use std::fmt::Write;
 
 use reqwest::Method;
-use serde_json::Value;
 
 use super::output::{age, table, to_yaml};
-use crate::client::{ApiClient, ClientError, exit, object_path, urlencode};
-use crate::records::RunRecord;
+use crate::client::{ApiClient, ClientError, exit, urlencode};
 use crate::resources::job::{JobSpec, JobStatus};
 use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::store::Event;
@@ -317,12 +315,7 @@ fn describe_job(out: &mut String, obj: &Object) {
 }
 
 pub async fn history(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientError> {
-    let value: Value = client
-        .json(Method::GET, &format!("{}/runs", object_path(key)), None)
-        .await?;
-    let runs: Vec<RunRecord> =
-        serde_json::from_value(value.get("items").cloned().unwrap_or_default())
-            .map_err(|e| ClientError::usage(format!("unexpected run list from the server: {e}")))?;
+    let runs = crate::client::run::job_runs(client, key).await?;
     if runs.is_empty() {
         eprintln!("job {} has no finished runs yet.", key.name);
         return Ok(exit::OK);

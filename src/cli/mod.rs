@@ -4,6 +4,7 @@
 
 mod anomalies;
 mod apply;
+mod compare;
 mod cp;
 mod describe;
 mod exec;
@@ -157,6 +158,12 @@ pub enum Command {
     Start(Target),
     /// Every run of a job or a workflow, from the run records (they outlive it).
     History(Target),
+    /// Two runs of a job side by side: spec, image, trigger, steps, usage, errors.
+    #[command(after_help = compare::DIFF_HELP)]
+    Diff(compare::DiffArgs),
+    /// A job's success rate, duration percentiles, usage and a sparkline of its runs.
+    #[command(after_help = compare::STATS_HELP)]
+    Stats(compare::StatsArgs),
     /// What was unusual about each job's last run, against the runs before it.
     #[command(after_help = anomalies::AFTER_HELP)]
     Anomalies(anomalies::AnomaliesArgs),
@@ -286,6 +293,8 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         }
         Command::History(t) => describe::history(&client()?, &require_job(&t)?).await,
         Command::Anomalies(args) => anomalies::anomalies(&client()?, args).await,
+        Command::Diff(args) => compare::diff_job(&client()?, args).await,
+        Command::Stats(args) => compare::stats_job(&client()?, args).await,
         Command::Run(run::RunCommand {
             what: Some(run::RunWhat::Workflow(args)),
             ..

@@ -52,6 +52,16 @@ fn cell_text(type_: &str, value: Option<&Value>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// A duration for reading: `420ms`, `3.2s`, `4m05s`, `2h10m`.
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60),
+    }
+}
+
 /// How long before `now` the time `t` was, as kubectl's AGE column (`45s`, `3m`, `2h`, `4d`).
 pub fn age_since(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let s = (now - t).num_seconds().max(0);

@@ -3,6 +3,7 @@
 //! types of sandbox exec and files, and the few formatters both print with.
 
 mod api;
+pub mod compare;
 mod error;
 pub mod format;
 pub mod run;

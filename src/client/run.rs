@@ -170,6 +170,19 @@ async fn watch_job(
     }
 }
 
+/// Every run record of a Job, as the server keeps them (they outlive the Job), newest
+/// first.
+pub async fn job_runs(
+    client: &ApiClient,
+    key: &ObjectKey,
+) -> Result<Vec<crate::records::RunRecord>, ClientError> {
+    let value: serde_json::Value = client
+        .json(Method::GET, &format!("{}/runs", object_path(key)), None)
+        .await?;
+    serde_json::from_value(value.get("items").cloned().unwrap_or_default())
+        .map_err(|e| ClientError::usage(format!("unexpected run list from the server: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

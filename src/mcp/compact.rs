@@ -171,15 +171,7 @@ fn compact_at(value: &Value, limits: Limits, depth: usize) -> Value {
     }
 }
 
-/// A duration for reading: `420ms`, `3.2s`, `4m05s`, `2h10m`.
-pub fn duration(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
-        _ => format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60),
-    }
-}
+pub use crate::client::format::duration;
 
 /// How long ago `t` was, as kubectl's AGE column.
 pub fn age(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {

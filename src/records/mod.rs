@@ -59,6 +59,9 @@ pub struct AttemptRecord {
     /// What it used (records from before usage have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The image the attempt ran, as the runtime reports it (see [`RunContext::image_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
 }
 
 /// One run of a Job: a generation, a re-run or a retry series ending in one phase.
@@ -87,6 +90,44 @@ pub struct RunRecord {
     /// What was unusual about it against the runs before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<crate::resources::anomaly::Anomaly>,
+    /// What ran and why (runs recorded before the context was kept have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<RunContext>,
+}
+
+/// What a run ran and what started it, so that any two runs can be compared
+/// (`orcaops diff job`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunContext {
+    /// The sha256 of the spec as canonical JSON (sorted keys, no spaces).
+    pub spec_hash: String,
+    /// The Job's spec as the run saw it.
+    pub spec: serde_json::Value,
+    /// What started the run: `file` (the watched folder or `sync`), `api` (REST,
+    /// kubectl, MCP), `rerun` (a re-run request) or `workflow` (a Workflow's node).
+    pub trigger: String,
+    /// Where it came from, for `file` the path (`file:jobs/build.yaml`) and for
+    /// `workflow` the Workflow, its run and node (`ci run 3 node test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The image as the spec names it.
+    pub image: String,
+    /// The image the last attempt really ran, as the runtime reports it (Docker's image
+    /// id `sha256:…`, a pod's `imageID`); absent when the runtime did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+}
+
+/// The sha256 of `spec` as canonical JSON, in hex: equal specs, equal hashes.
+pub fn spec_hash(spec: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    // serde_json's maps are sorted (no preserve_order), so this text is canonical.
+    let text = serde_json::to_string(spec).unwrap_or_default();
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One run of a Workflow: the whole DAG as it ended (or as it started, until it ends).

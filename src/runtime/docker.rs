@@ -309,6 +309,7 @@ impl DockerRuntime {
             state: ContainerState::Running,
             started_at: Some(chrono::Utc::now()),
             finished_at: None,
+            image_id: None,
         })
     }
 
@@ -682,6 +683,7 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
         None => ContainerState::Other(String::new()),
     };
     let name = response.name.unwrap_or_default();
+    let image_id = response.image.filter(|id| !id.is_empty());
     ContainerInfo {
         id: response.id.unwrap_or_default(),
         name: name.strip_prefix('/').unwrap_or(&name).to_string(),
@@ -693,6 +695,7 @@ fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
         state: container_state,
         started_at: docker_time(state.started_at.as_deref()),
         finished_at: docker_time(state.finished_at.as_deref()),
+        image_id,
     }
 }
 

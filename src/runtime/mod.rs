@@ -179,6 +179,9 @@ pub struct ContainerInfo {
     pub state: ContainerState,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The image it runs, as the runtime identifies it (Docker's image id `sha256:…`,
+    /// a pod's `imageID`); None when not known (as just after a start).
+    pub image_id: Option<String>,
 }
 
 impl ContainerInfo {

@@ -475,6 +475,7 @@ async fn recorded_run(cluster: &Replica) {
         outputs: Default::default(),
         usage: None,
         anomalies: Vec::new(),
+        context: None,
     };
     cluster.records.put_run(&run).await.unwrap();
     let dir = records::run_dir(

@@ -138,6 +138,7 @@ mod tests {
             state: ContainerState::Exited { code: 7 },
             started_at: None,
             finished_at: None,
+            image_id: None,
         };
         let item = ContainerItem::from(info);
         assert_eq!(item.name, "orcaops-default-hello-1-1");

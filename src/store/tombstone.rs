@@ -5,8 +5,6 @@
 //! folder does not create the object again while its file declares that same spec. A
 //! changed spec is a new intent and is applied (the tombstone goes).
 
-use sha2::{Digest, Sha256};
-
 use crate::resources::ObjectKey;
 
 /// What a controller deleted by itself, and from which declaration.
@@ -21,12 +19,6 @@ pub struct Tombstone {
     pub reason: String,
 }
 
-/// A digest of a spec, the same for the same declaration whatever the key order.
-pub fn spec_digest(spec: &serde_json::Value) -> String {
-    // serde_json's maps are sorted (no preserve_order), so this text is canonical.
-    let text = serde_json::to_string(spec).unwrap_or_default();
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+/// A digest of a spec, the same for the same declaration whatever the key order: the
+/// hash run records keep too.
+pub use crate::records::spec_hash as spec_digest;

@@ -198,6 +198,7 @@ async fn record_without_container(
         artifacts: Vec::new(),
         outputs: Default::default(),
         usage: None,
+        image_id: None,
     };
     ctx.records.put_attempt(&record).await?;
     Ok(record)

@@ -39,14 +39,16 @@ pub(super) async fn harvest(
     if forced.is_some() {
         ctx.jobs.stop(&container.id, STOP_GRACE_SECS).await?;
     }
-    let (exit_code, finished_at) = match ctx.jobs.inspect(&container.id).await? {
+    let (exit_code, finished_at, image_id) = match ctx.jobs.inspect(&container.id).await? {
         Some(ContainerInfo {
             state: ContainerState::Exited { code },
             finished_at,
+            image_id,
             ..
-        }) => (Some(code), finished_at),
-        _ => (None, None),
+        }) => (Some(code), finished_at, image_id),
+        _ => (None, None, None),
     };
+    let image_id = image_id.or_else(|| container.image_id.clone());
     let run_dir = super::run_dir(ctx, obj, run);
     let nonce = container.label(NONCE_LABEL).unwrap_or_default().to_string();
     let journal = journal::path(&records::attempt_log(&run_dir, attempt));
@@ -204,6 +206,7 @@ pub(super) async fn harvest(
             peak_memory_bytes: output.peak_memory_bytes,
             output_bytes: output.bytes,
         }),
+        image_id,
     };
     ctx.records.put_attempt(&record).await?;
     info!(run, attempt, outcome = ?record.outcome, "attempt recorded");

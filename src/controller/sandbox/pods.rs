@@ -205,6 +205,7 @@ fn mark_removing(meta: &ObjectMeta, observed: &mut Observed) {
             state: ContainerState::Other(REMOVING.to_string()),
             started_at: None,
             finished_at: None,
+            image_id: None,
         });
         entry.ports.clear();
         entry.probe_ready = None;
@@ -297,6 +298,7 @@ pub fn services_of(
             state,
             started_at,
             finished_at,
+            image_id: None,
         });
     }
     services

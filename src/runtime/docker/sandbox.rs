@@ -285,6 +285,7 @@ impl DockerRuntime {
             state: ContainerState::Running,
             started_at: Some(chrono::Utc::now()),
             finished_at: None,
+            image_id: None,
         })
     }
 

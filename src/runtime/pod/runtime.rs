@@ -482,6 +482,10 @@ pub(crate) fn pod_info(pod: &Pod) -> ContainerInfo {
             None,
         ),
     };
+    // The kubelet's imageID of the steps container (`docker-pullable://…@sha256:…`).
+    let image_id = steps
+        .map(|c| c.image_id.clone())
+        .filter(|id| !id.is_empty());
     ContainerInfo {
         id: format!("{namespace}/{name}"),
         name,
@@ -494,6 +498,7 @@ pub(crate) fn pod_info(pod: &Pod) -> ContainerInfo {
         state,
         started_at: started_at.flatten(),
         finished_at: finished_at.flatten(),
+        image_id,
     }
 }
 

@@ -5,9 +5,10 @@ use super::{Decider, JobAction, fmt_duration, secs};
 use crate::controller::event::Event;
 use crate::controller::reconcile::Fate;
 use crate::records::anomaly::{self, Anomaly, RunFacts};
-use crate::records::{AttemptRecord, RunRecord};
+use crate::records::{AttemptRecord, RunContext, RunRecord, spec_hash};
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::job::{HISTORY_LIMIT, JobConditionType, JobPhase, RunSummary};
+use crate::resources::keys;
 use crate::store::EventType;
 
 impl Decider<'_> {
@@ -37,6 +38,13 @@ impl Decider<'_> {
             self.status.usage = r.usage.clone();
         }
         let exit_code = record.and_then(|r| r.exit_code);
+        let record_image = record.and_then(|r| r.image_id.clone()).or_else(|| {
+            self.obs
+                .attempts
+                .iter()
+                .rev()
+                .find_map(|a| a.image_id.clone())
+        });
         let duration_ms = self
             .status
             .start_time
@@ -138,9 +146,47 @@ impl Decider<'_> {
             outputs: self.status.outputs.clone(),
             usage: self.status.usage.clone(),
             anomalies: Vec::new(),
+            context: Some(self.run_context(record_image)),
         };
         record.anomalies = self.anomalies(&record);
         self.actions.push(JobAction::RecordRun(Box::new(record)));
+    }
+
+    /// What the run ran and what started it, for its record.
+    fn run_context(&self, image_id: Option<String>) -> RunContext {
+        let meta = &self.obs.meta;
+        let spec = serde_json::to_value(&self.obs.spec).unwrap_or_default();
+        let label = |key: &str| meta.labels.get(key).map(String::as_str);
+        let (trigger, source) = if self
+            .status
+            .run_trigger
+            .as_deref()
+            .is_some_and(|t| t.contains("/rerun="))
+        {
+            ("rerun", None)
+        } else if let Some(workflow) = label(keys::LABEL_WORKFLOW) {
+            let mut source = workflow.to_string();
+            if let Some(run) = label(keys::LABEL_WORKFLOW_RUN) {
+                source.push_str(&format!(" run {run}"));
+            }
+            if let Some(node) = label(keys::LABEL_NODE) {
+                source.push_str(&format!(" node {node}"));
+            }
+            ("workflow", Some(source))
+        } else {
+            match meta.annotations.get(keys::SOURCE) {
+                Some(file) if file.starts_with("file:") => ("file", Some(file.clone())),
+                _ => ("api", None),
+            }
+        };
+        RunContext {
+            spec_hash: spec_hash(&spec),
+            spec,
+            trigger: trigger.to_string(),
+            source,
+            image: self.obs.spec.image.clone(),
+            image_id,
+        }
     }
 
     /// What is unusual about the run just ended (`record`) against the runs before it:

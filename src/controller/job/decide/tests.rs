@@ -91,6 +91,7 @@ impl Fixture {
             state,
             started_at: Some(self.obs.now),
             finished_at: None,
+            image_id: None,
         });
         self
     }
@@ -122,6 +123,7 @@ impl Fixture {
             artifacts: vec![],
             outputs: Default::default(),
             usage: None,
+            image_id: Some("sha256:feedbeef".into()),
         });
         self.obs.harvested.insert((run, attempt));
         self
@@ -381,6 +383,75 @@ fn a_new_generation_supersedes_the_running_run() {
     assert_eq!(d.status.observed_generation, Some(2));
     assert_eq!(d.status.history[0].phase, JobPhase::Cancelled);
     assert_eq!(d.status.history[0].generation, 1);
+}
+
+fn recorded_context(d: &Decision) -> crate::records::RunContext {
+    d.actions
+        .iter()
+        .find_map(|a| match a {
+            JobAction::RecordRun(r) => r.context.clone(),
+            _ => None,
+        })
+        .expect("a run record with its context")
+}
+
+#[test]
+fn a_run_record_keeps_the_spec_its_hash_the_image_and_the_trigger() {
+    let (mut f, d) = finished_with(Fixture::new(), AttemptOutcome::Succeeded, 0);
+    let context = recorded_context(&d);
+    let spec = serde_json::to_value(&f.obs.spec).unwrap();
+    assert_eq!(context.spec_hash, crate::records::spec_hash(&spec));
+    assert_eq!(context.spec, spec);
+    assert_eq!(context.image, f.obs.spec.image);
+    assert_eq!(context.image_id.as_deref(), Some("sha256:feedbeef"));
+    assert_eq!((context.trigger.as_str(), context.source), ("api", None));
+
+    // A re-run says so, whatever else the Job carries.
+    f = f.after(&d, 5);
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::RERUN.into(), "tok".into());
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::SOURCE.into(), "file:jobs/build.yaml".into());
+    let d = f.decide();
+    let f = f
+        .after(&d, 1)
+        .container(2, 1, ContainerState::Exited { code: 0 });
+    let d = f.decide();
+    let f = f
+        .after(&d, 0)
+        .no_containers()
+        .record(2, 1, AttemptOutcome::Succeeded, 0);
+    assert_eq!(recorded_context(&f.decide()).trigger, "rerun");
+}
+
+#[test]
+fn the_trigger_names_the_file_or_the_workflow_node() {
+    let mut f = Fixture::new();
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::SOURCE.into(), "file:jobs/build.yaml".into());
+    let (_, d) = finished_with(f, AttemptOutcome::Failed, 1);
+    let context = recorded_context(&d);
+    assert_eq!(context.trigger, "file");
+    assert_eq!(context.source.as_deref(), Some("file:jobs/build.yaml"));
+
+    let mut f = Fixture::new();
+    for (k, v) in [
+        (keys::LABEL_WORKFLOW, "ci"),
+        (keys::LABEL_WORKFLOW_RUN, "3"),
+        (keys::LABEL_NODE, "test"),
+    ] {
+        f.obs.meta.labels.insert(k.into(), v.into());
+    }
+    let (_, d) = finished_with(f, AttemptOutcome::Succeeded, 0);
+    let context = recorded_context(&d);
+    assert_eq!(context.trigger, "workflow");
+    assert_eq!(context.source.as_deref(), Some("ci run 3 node test"));
 }
 
 #[test]

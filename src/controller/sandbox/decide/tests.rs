@@ -117,6 +117,7 @@ impl Case {
             state,
             started_at: Some(started),
             finished_at: (!running).then_some(self.obs.now),
+            image_id: None,
         };
         let entry = self.obs.services.entry(service.to_string()).or_default();
         entry.container = Some(info);

@@ -407,6 +407,7 @@ async fn remove_deletes_the_pod_and_its_policy_and_gone_is_fine() {
         state: ContainerState::Exited { code: 0 },
         started_at: None,
         finished_at: None,
+        image_id: None,
     };
     let first = runtime.remove(&attempt).await;
     let again = runtime.remove(&attempt).await;

@@ -100,6 +100,7 @@ fn run(uid: &str, run: u32, start: Option<u32>, end: Option<u32>) -> RunRecord {
         outputs: Default::default(),
         usage: None,
         anomalies: Vec::new(),
+        context: None,
     }
 }
 
@@ -118,6 +119,7 @@ fn attempt(uid: &str, run: u32, attempt: u32, outcome: AttemptOutcome) -> Attemp
         artifacts: Vec::new(),
         outputs: Default::default(),
         usage: None,
+        image_id: None,
     }
 }
 
