@@ -7,6 +7,7 @@
 pub mod anomaly;
 pub mod errors;
 pub mod output;
+pub mod search;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -111,6 +112,9 @@ pub struct RunContext {
     /// `workflow` the Workflow, its run and node (`ci run 3 node test`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The Job's labels when the run ended (what `history --all -l` selects on).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// The image as the spec names it.
     pub image: String,
     /// The image the last attempt really ran, as the runtime reports it (Docker's image

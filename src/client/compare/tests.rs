@@ -45,6 +45,7 @@ fn record(run: u32, phase: JobPhase, secs: i64, spec: serde_json::Value) -> RunR
             spec,
             trigger: "file".into(),
             source: Some("file:jobs/build.yaml".into()),
+            labels: Default::default(),
             image: "busybox:latest".into(),
             image_id: Some("sha256:0123456789abcdef0123".into()),
         }),

@@ -148,6 +148,22 @@ impl Inner {
             .map_err(StoreError::from);
         self.note(&mut writer, result).await
     }
+
+    /// Runs write statements in one transaction on the writer: all or none.
+    pub(super) async fn write_all(&self, statements: Vec<Statement<'_>>) -> Result<()> {
+        let mut writer = self.writer.lock().await;
+        self.renew_writer_if_stale(&mut writer).await;
+        let result = async {
+            let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+            for statement in statements {
+                statement.execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }
+        .await
+        .map_err(StoreError::from);
+        self.note(&mut writer, result).await
+    }
 }
 
 impl LocalStore {

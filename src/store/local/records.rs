@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::LocalStore;
+use crate::records::search::{MAX_LIMIT, RunQuery, fts_phrase, search_text};
 use crate::records::{AttemptRecord, RunRecord, WorkflowRunRecord};
 use crate::store::{Event, EventQuery, EventType, InvolvedObject, NewEvent, Result};
 
@@ -36,6 +37,13 @@ const PUT_WORKFLOW_RUN: &str = "INSERT INTO workflow_runs (uid, run, namespace, 
      sort_time = excluded.sort_time, document = excluded.document";
 const WORKFLOW_RUNS: &str = "SELECT document FROM workflow_runs WHERE namespace = ?1 AND name = ?2 \
      ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC";
+
+/// A value bound to a `?` of [`LocalStore::search_runs`]'s statement.
+#[derive(Clone)]
+enum Bind {
+    Text(String),
+    Int(i64),
+}
 
 type EventRow = (
     String,
@@ -111,14 +119,97 @@ impl LocalStore {
             .completion_time
             .or(rec.start_time)
             .map(|t| t.timestamp_micros());
-        let statement = sqlx::query(PUT_RUN)
+        let put = sqlx::query(PUT_RUN)
             .bind(&rec.uid)
             .bind(i64::from(rec.run))
             .bind(&rec.namespace)
             .bind(&rec.name)
             .bind(sort_time)
             .bind(document);
-        self.inner.write_one(statement).await
+        // Its searchable text goes with it, in the same transaction.
+        let forget = sqlx::query("DELETE FROM run_text WHERE uid = ?1 AND run = ?2")
+            .bind(&rec.uid)
+            .bind(i64::from(rec.run));
+        let index = sqlx::query("INSERT INTO run_text (text, uid, run) VALUES (?1, ?2, ?3)")
+            .bind(search_text(rec))
+            .bind(&rec.uid)
+            .bind(i64::from(rec.run));
+        self.inner.write_all(vec![put, forget, index]).await
+    }
+
+    /// The runs of every Job that `query` selects, newest first (see [`RunQuery`]).
+    pub async fn search_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
+        let mut sql = String::from("SELECT r.document FROM runs r WHERE 1 = 1");
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut add = |clause: &str, values: Vec<Bind>| {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+            binds.extend(values);
+        };
+        if let Some(ns) = &query.namespace {
+            add("r.namespace = ?", vec![Bind::Text(ns.clone())]);
+        }
+        if let Some(name) = &query.name {
+            add("r.name = ?", vec![Bind::Text(name.clone())]);
+        }
+        if let Some(phase) = &query.phase {
+            add(
+                "json_extract(r.document, '$.phase') = ?",
+                vec![Bind::Text(phase.clone())],
+            );
+        }
+        if let Some(since) = query.since {
+            add(
+                "r.sort_time >= ?",
+                vec![Bind::Int(since.timestamp_micros())],
+            );
+        }
+        if let Some(until) = query.until {
+            add("r.sort_time < ?", vec![Bind::Int(until.timestamp_micros())]);
+        }
+        for (key, value) in &query.labels {
+            add(
+                "json_extract(r.document, '$.context.labels.' || json_quote(?)) = ?",
+                vec![Bind::Text(key.clone()), Bind::Text(value.clone())],
+            );
+        }
+        if let Some(image) = &query.image {
+            add(
+                "(json_extract(r.document, '$.context.image') = ? \
+                  OR substr(json_extract(r.document, '$.context.image'), 1, length(?) + 1) IN (? || ':', ? || '@'))",
+                vec![Bind::Text(image.clone()); 4],
+            );
+        }
+        if query.anomalous {
+            add(
+                "json_array_length(r.document, '$.anomalies') > 0",
+                Vec::new(),
+            );
+        }
+        match query.grep.as_deref().map(fts_phrase) {
+            None => {}
+            // Nothing to search for: nothing matches.
+            Some(None) => return Ok(Vec::new()),
+            Some(Some(phrase)) => add(
+                "EXISTS (SELECT 1 FROM run_text t WHERE run_text MATCH ? AND t.uid = r.uid AND t.run = r.run)",
+                vec![Bind::Text(phrase)],
+            ),
+        }
+        sql.push_str(" ORDER BY r.sort_time IS NULL DESC, r.sort_time DESC, r.run DESC LIMIT ?");
+        let limit = query.limit.clamp(1, MAX_LIMIT);
+        // Only the fixed clauses above make up the text; every value is bound.
+        let mut select = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for bind in binds {
+            select = match bind {
+                Bind::Text(text) => select.bind(text),
+                Bind::Int(n) => select.bind(n),
+            };
+        }
+        let documents = select
+            .bind(limit as i64)
+            .fetch_all(&self.inner.readers)
+            .await?;
+        parse_all(&documents)
     }
 
     /// Every run of every object that had this namespace and name, including deleted and

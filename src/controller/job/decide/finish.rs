@@ -184,6 +184,7 @@ impl Decider<'_> {
             spec,
             trigger: trigger.to_string(),
             source,
+            labels: meta.labels.clone(),
             image: self.obs.spec.image.clone(),
             image_id,
         }

@@ -271,3 +271,277 @@ async fn workflow_runs_are_kept_apart_from_job_runs_and_replaced_by_run() {
             .is_empty()
     );
 }
+
+/// A finished run of `namespace/name` with an error line, labels and an image.
+fn searchable(
+    (namespace, name, uid, n): (&str, &str, &str, u32),
+    phase: JobPhase,
+    error: &str,
+    labels: &[(&str, &str)],
+    image: &str,
+) -> RunRecord {
+    use crate::resources::job::{ErrorLine, StepStatus};
+    let mut r = run(uid, n, Some(n), Some(n + 1));
+    r.namespace = namespace.into();
+    r.name = name.into();
+    r.phase = phase;
+    r.summary = format!("run {n} {}", phase.as_str());
+    r.steps = vec![StepStatus {
+        name: "main".into(),
+        exit_code: Some(0),
+        start_time: None,
+        duration_ms: Some(5),
+        output_tail: format!("tail of {name} run {n}"),
+        errors: if error.is_empty() {
+            Vec::new()
+        } else {
+            vec![ErrorLine {
+                line: 3,
+                text: error.into(),
+            }]
+        },
+    }];
+    r.context = Some(crate::records::RunContext {
+        spec_hash: String::new(),
+        spec: serde_json::json!({}),
+        trigger: "api".into(),
+        source: None,
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        image: image.into(),
+        image_id: None,
+    });
+    r
+}
+
+#[tokio::test]
+async fn runs_are_searched_by_workspace_phase_time_labels_image_anomaly_and_words() {
+    use crate::records::search::RunQuery;
+    let (_dir, store) = store().await;
+    let runs = [
+        searchable(
+            ("default", "build", "b", 1),
+            JobPhase::Succeeded,
+            "",
+            &[("team", "web")],
+            "busybox:latest",
+        ),
+        searchable(
+            ("default", "build", "b", 2),
+            JobPhase::Failed,
+            "error: undefined reference to `main'",
+            &[("team", "web")],
+            "busybox:latest",
+        ),
+        searchable(
+            ("default", "test", "t", 3),
+            JobPhase::Failed,
+            "FAILED tests/test_api.py::test_login",
+            &[("team", "api"), ("orcaops.dev/node", "x")],
+            "python:3.12",
+        ),
+        searchable(
+            ("other", "build", "o", 4),
+            JobPhase::Failed,
+            "error: undefined reference to `start'",
+            &[("team", "web")],
+            "busybox@sha256:abc",
+        ),
+        searchable(
+            ("other", "lint", "l", 5),
+            JobPhase::TimedOut,
+            "",
+            &[],
+            "busyboxy:1",
+        ),
+    ];
+    for r in &runs {
+        store.put_run(r).await.unwrap();
+    }
+    let mut anomalous = runs[2].clone();
+    anomalous.anomalies = vec![crate::resources::anomaly::Anomaly {
+        kind: crate::resources::anomaly::AnomalyKind::NewFailure,
+        run: 3,
+        observed: "failed".into(),
+        baseline: "5 successes".into(),
+        message: "failed after 5 successes".into(),
+    }];
+    // Stored again (as a record is, once more is known): replaced, and indexed once.
+    store.put_run(&anomalous).await.unwrap();
+
+    let found = |q: RunQuery| {
+        let store = store.clone();
+        async move {
+            let q = RunQuery { limit: 100, ..q };
+            store
+                .search_runs(&q)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.run)
+                .collect::<Vec<u32>>()
+        }
+    };
+    assert_eq!(
+        found(RunQuery::default()).await,
+        [5, 4, 3, 2, 1],
+        "newest first"
+    );
+    let ns = |s: &str| Some(s.to_string());
+    assert_eq!(
+        found(RunQuery {
+            namespace: ns("other"),
+            ..Default::default()
+        })
+        .await,
+        [5, 4]
+    );
+    assert_eq!(
+        found(RunQuery {
+            name: ns("build"),
+            ..Default::default()
+        })
+        .await,
+        [4, 2, 1]
+    );
+    assert_eq!(
+        found(RunQuery {
+            phase: ns("Failed"),
+            ..Default::default()
+        })
+        .await,
+        [4, 3, 2]
+    );
+    assert_eq!(
+        found(RunQuery {
+            since: Some(at(3)),
+            until: Some(at(5)),
+            ..Default::default()
+        })
+        .await,
+        [3, 2],
+        "by completion time: run n ends at minute n + 1"
+    );
+    let labels = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        found(RunQuery {
+            labels: labels(&[("team", "web")]),
+            ..Default::default()
+        })
+        .await,
+        [4, 2, 1]
+    );
+    assert_eq!(
+        found(RunQuery {
+            labels: labels(&[("team", "api"), ("orcaops.dev/node", "x")]),
+            ..Default::default()
+        })
+        .await,
+        [3],
+        "a key with dots and a slash"
+    );
+    assert_eq!(
+        found(RunQuery {
+            image: ns("busybox"),
+            ..Default::default()
+        })
+        .await,
+        [4, 2, 1],
+        "not busyboxy"
+    );
+    assert_eq!(
+        found(RunQuery {
+            image: ns("python:3.12"),
+            ..Default::default()
+        })
+        .await,
+        [3]
+    );
+    assert_eq!(
+        found(RunQuery {
+            anomalous: true,
+            ..Default::default()
+        })
+        .await,
+        [3]
+    );
+    assert_eq!(
+        found(RunQuery {
+            grep: ns("undefined reference"),
+            ..Default::default()
+        })
+        .await,
+        [4, 2]
+    );
+    assert_eq!(
+        found(RunQuery {
+            grep: ns("undefined reference"),
+            namespace: ns("default"),
+            ..Default::default()
+        })
+        .await,
+        [2]
+    );
+    assert_eq!(
+        found(RunQuery {
+            grep: ns("test_login"),
+            ..Default::default()
+        })
+        .await,
+        [3],
+        "once, though stored twice"
+    );
+    assert_eq!(
+        found(RunQuery {
+            grep: ns("tail of lint"),
+            ..Default::default()
+        })
+        .await,
+        [5],
+        "output tails too"
+    );
+    assert_eq!(
+        found(RunQuery {
+            grep: ns("reference main"),
+            ..Default::default()
+        })
+        .await,
+        Vec::<u32>::new(),
+        "a phrase, in order"
+    );
+    // What a person types is searched for, never read as FTS5 syntax.
+    for hostile in ["\"", "x* OR", "NEAR(", "'; DROP TABLE runs; --", "::", ""] {
+        let q = RunQuery {
+            grep: ns(hostile),
+            limit: 10,
+            ..Default::default()
+        };
+        store
+            .search_runs(&q)
+            .await
+            .unwrap_or_else(|e| panic!("{hostile:?}: {e}"));
+    }
+    assert_eq!(
+        found(RunQuery::default()).await.len(),
+        5,
+        "nothing was dropped"
+    );
+    assert_eq!(
+        store
+            .search_runs(&RunQuery {
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
