@@ -331,6 +331,46 @@ fn a_run_records_its_spec_image_and_trigger_and_two_runs_can_be_compared() {
     );
     assert!(stats.contains("\n  .FF\n"), "{stats}");
 
+    // Searching across jobs: by the words of an error line, by phase, by label.
+    let found = server.cli_ok(&["history", "--all", "--grep", "v2 is broken"]);
+    let rows: Vec<&str> = found
+        .lines()
+        .filter(|l| l.starts_with("default "))
+        .collect();
+    assert_eq!(rows.len(), 2, "runs 2 and 3 printed the line: {found}");
+    assert!(
+        rows[0].contains(" build ") && rows[0].contains(" 3 "),
+        "newest first: {found}"
+    );
+    assert!(
+        found.contains("matched:\n  default/build run 3: compile: line 2: error: v2 is broken"),
+        "{found}"
+    );
+    let ok = server.cli_ok(&["history", "--all", "--phase", "Succeeded", "-n", "default"]);
+    assert_eq!(
+        ok.lines().filter(|l| l.starts_with("default ")).count(),
+        1,
+        "{ok}"
+    );
+    let one = server.cli_ok(&[
+        "history", "job", "build", "--grep", "broken", "--limit", "1",
+    ]);
+    assert_eq!(
+        one.lines().filter(|l| l.starts_with("default ")).count(),
+        1,
+        "{one}"
+    );
+    let none = server.cli(&["history", "--all", "-l", "team=nobody"]);
+    assert!(none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no run matches"));
+    let bad = server.cli(&["history", "--all", "--phase", "Done"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Succeeded, Failed, TimedOut, Cancelled"),
+        "{err}"
+    );
+
     let missing = server.cli(&["diff", "job", "build", "1", "9"]);
     let err = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(missing.status.code(), Some(1), "{err}");

@@ -181,6 +181,14 @@ fn stdout_carries_only_protocol_messages() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
+    // Read stderr as it comes: with every log on, a pipe nobody reads fills up (64 KiB)
+    // and the server blocks on its next log line.
+    let mut child_stderr = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut child_stderr, &mut text).unwrap();
+        text
+    });
     let messages = [
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
@@ -226,8 +234,7 @@ fn stdout_carries_only_protocol_messages() {
     if exited.is_none() {
         child.kill().ok();
     }
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = stderr_reader.join().unwrap();
     for line in &lines {
         let message: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
@@ -238,7 +245,7 @@ fn stdout_carries_only_protocol_messages() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .find(|m| m["id"] == 2)
         .expect("tools/list answered");
-    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 21);
+    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 22);
     let missing = serde_json::from_str::<Value>(lines.last().unwrap()).unwrap();
     assert_eq!(missing["result"]["isError"], true, "{missing}");
     let text = missing["result"]["content"][0]["text"].as_str().unwrap();

@@ -8,6 +8,7 @@ mod compare;
 mod cp;
 mod describe;
 mod exec;
+mod history;
 mod limits;
 mod mcp;
 mod operator;
@@ -156,8 +157,9 @@ pub enum Command {
         .../sandboxes/NAME/start), which also revives an Expired sandbox; its idle and\n\
         TTL deadlines count from now. `orcaops get sandbox NAME -w` shows it reach Ready.")]
     Start(Target),
-    /// Every run of a job or a workflow, from the run records (they outlive it).
-    History(Target),
+    /// Every run of a job or a workflow, or with --all the runs of every job, searched.
+    #[command(after_help = history::AFTER_HELP)]
+    History(history::HistoryArgs),
     /// Two runs of a job side by side: spec, image, trigger, steps, usage, errors.
     #[command(after_help = compare::DIFF_HELP)]
     Diff(compare::DiffArgs),
@@ -288,10 +290,7 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         Command::Cp(args) => cp::cp(&client()?, args).await,
         Command::Stop(t) => sandbox_state(&client()?, &t, "stop").await,
         Command::Start(t) => sandbox_state(&client()?, &t, "start").await,
-        Command::History(t) if target_key(&t)?.kind == Kind::Workflow => {
-            workflow::history(&client()?, &target_key(&t)?).await
-        }
-        Command::History(t) => describe::history(&client()?, &require_job(&t)?).await,
+        Command::History(args) => history::history(&client()?, args).await,
         Command::Anomalies(args) => anomalies::anomalies(&client()?, args).await,
         Command::Diff(args) => compare::diff_job(&client()?, args).await,
         Command::Stats(args) => compare::stats_job(&client()?, args).await,

@@ -183,6 +183,98 @@ pub async fn job_runs(
         .map_err(|e| ClientError::usage(format!("unexpected run list from the server: {e}")))
 }
 
+/// A search of Job runs across jobs, as `GET …/runs` takes it (`orcaops history --all`,
+/// the MCP tool `search_runs`). Empty fields are left out.
+#[derive(Clone, Debug, Default)]
+pub struct RunSearch {
+    /// The workspace; None: every one.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub phase: Option<String>,
+    /// RFC 3339, or a duration back from now (`24h`).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `key=value` terms, comma-separated.
+    pub labels: Option<String>,
+    pub image: Option<String>,
+    pub anomalous: bool,
+    pub grep: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// The runs a [`RunSearch`] finds, newest first, and whether there may be more than the
+/// limit let through.
+pub async fn search_runs(
+    client: &ApiClient,
+    search: &RunSearch,
+) -> Result<(Vec<crate::records::RunRecord>, bool), ClientError> {
+    let mut query = Vec::new();
+    let mut param = |name: &str, value: &Option<String>| {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            query.push(format!("{name}={}", super::urlencode(v)));
+        }
+    };
+    param("name", &search.name);
+    param("phase", &search.phase);
+    param("since", &search.since);
+    param("until", &search.until);
+    param("labelSelector", &search.labels);
+    param("image", &search.image);
+    param("grep", &search.grep);
+    param("limit", &search.limit.map(|n| n.to_string()));
+    if search.anomalous {
+        query.push("anomalous=true".into());
+    }
+    let mut path = match &search.namespace {
+        Some(ns) => format!(
+            "/apis/orcaops.dev/v1alpha1/namespaces/{}/runs",
+            super::urlencode(ns)
+        ),
+        None => "/apis/orcaops.dev/v1alpha1/runs".to_string(),
+    };
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query.join("&"));
+    }
+    let value: serde_json::Value = client.json(Method::GET, &path, None).await?;
+    let more = value
+        .pointer("/metadata/maybeMore")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let runs = serde_json::from_value(value.get("items").cloned().unwrap_or_default())
+        .map_err(|e| ClientError::usage(format!("unexpected run list from the server: {e}")))?;
+    Ok((runs, more))
+}
+
+/// The first of `run`'s error lines, then output tail lines, then its summary, that holds every word
+/// of `grep` (case-insensitive): what a search found, to show beside the run.
+pub fn matching_line(run: &crate::records::RunRecord, grep: &str) -> Option<String> {
+    let words: Vec<String> = grep
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let holds = |line: &str| {
+        let line = line.to_lowercase();
+        !words.is_empty() && words.iter().all(|w| line.contains(w.as_str()))
+    };
+    let errors = run.steps.iter().flat_map(|s| {
+        s.errors
+            .iter()
+            .map(move |e| (s.name.as_str(), format!("line {}: {}", e.line, e.text)))
+    });
+    let tails = run.steps.iter().flat_map(|s| {
+        s.output_tail
+            .lines()
+            .map(move |l| (s.name.as_str(), l.to_string()))
+    });
+    errors
+        .chain(tails)
+        .chain(std::iter::once(("summary", run.summary.clone())))
+        .find(|(_, line)| holds(line))
+        .map(|(step, line)| format!("{step}: {}", line.trim()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

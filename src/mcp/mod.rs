@@ -7,6 +7,7 @@ mod compact;
 mod jobs;
 mod objects;
 mod params;
+mod runs;
 mod sandbox_io;
 mod sandboxes;
 mod workflows;
@@ -28,7 +29,7 @@ use params::{
     ListSandboxesArgs, LogsArgs, Parameters, ReadFileArgs, ResourceArgs, RunJobArgs, SandboxArgs,
     SandboxLogsArgs, StartSandboxArgs, WriteFileArgs,
 };
-use params::{ApproveNodeArgs, RerunWorkflowArgs, RunWorkflowArgs, WorkflowArgs};
+use params::{ApproveNodeArgs, RerunWorkflowArgs, RunWorkflowArgs, SearchRunsArgs, WorkflowArgs};
 
 /// What a tool answers: text for the model to read, and the same facts as JSON.
 pub struct Answer {
@@ -85,7 +86,8 @@ then exec_in_sandbox, write_file and read_file (sandbox_logs reads a service's o
 delete_sandbox manage it. A sandbox stops by itself after its idle timeout. Workflows (DAGs of \
 jobs, applied with apply_resource): run_workflow starts a run with inputs and waits for it, \
 get_workflow shows each node's phase, approve_node decides an approval gate, rerun_workflow \
-reruns all, only what failed, or from a node.";
+reruns all, only what failed, or from a node. search_runs finds past runs of every job by \
+error text, phase, time, labels or image.";
 
 /// The MCP server. Cheap to clone: one per session over HTTP.
 #[derive(Clone)]
@@ -330,6 +332,19 @@ impl OrcaopsMcp {
     }
 
     #[tool(
+        description = "Search the runs of every job, newest first, including jobs since \
+        deleted: by words in their error lines and output tails (grep), workspace, job, \
+        phase, time (since), labels, image, or only anomalous ones. Each run comes with its \
+        summary and the line that matched; use it to find when an error first appeared or \
+        how a job failed before, then get_logs for the full output.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search_runs(&self, params: Parameters<SearchRunsArgs>) -> CallToolResult {
+        let args = args!(params);
+        respond(runs::search(&self.client, args).await)
+    }
+
+    #[tool(
         description = "Start a new run of a Workflow: every node (mode \"all\"), only the \
         nodes that did not succeed in the last run (mode \"failed\"; the others keep their \
         results), or one node and everything downstream of it (from). Inputs not given keep \
@@ -415,6 +430,7 @@ mod tests {
                 "run_job",
                 "run_workflow",
                 "sandbox_logs",
+                "search_runs",
                 "start_sandbox",
                 "stop_sandbox",
                 "write_file",

@@ -418,3 +418,36 @@ pub struct RerunWorkflowArgs {
     #[serde(default = "default_workspace")]
     pub workspace: String,
 }
+
+#[derive(Deserialize, JsonSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRunsArgs {
+    /// Words to find, as a phrase, in each run's summary, extracted error lines and output
+    /// tails (for example "undefined reference" or "ModuleNotFoundError").
+    #[serde(default)]
+    pub grep: Option<String>,
+    /// Only runs of this workspace (namespace); default: every workspace.
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// Only runs of this job.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// Only runs that ended so: Succeeded, Failed, TimedOut or Cancelled.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Only runs that finished within this long (30m, 24h, 7d) or since a time (RFC 3339).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Only runs of jobs with these labels: "key=value,key2=value2".
+    #[serde(default)]
+    pub labels: Option<String>,
+    /// Only runs of this image (a name matches every tag of it).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Only runs that showed an anomaly.
+    #[serde(default)]
+    pub anomalous: bool,
+    /// How many runs to return, newest first (default 20, at most 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}

@@ -17,6 +17,7 @@ mod objects;
 mod openapi;
 mod patch;
 mod sandbox;
+mod search;
 mod selector;
 mod serve;
 mod status;
@@ -174,6 +175,12 @@ pub fn router(state: AppState) -> Router {
             get(objects::get_namespaced)
                 .put(status::replace_namespaced)
                 .patch(status::patch_namespaced),
+        )
+        // Job runs across jobs; before `{plural}`, which would read `runs` as a kind.
+        .route(&format!("{BASE}/runs"), get(search::runs_all))
+        .route(
+            &format!("{BASE}/namespaces/{{ns}}/runs"),
+            get(search::runs_namespaced),
         )
         .route(&format!("{ns}/{{name}}/log"), get(sandbox::log))
         .route(&format!("{ns}/{{name}}/cancel"), post(jobs::cancel))

@@ -29,6 +29,7 @@ TOOLS = {
     "cancel_job",
     "delete_resource",
     "list_containers",
+    "search_runs",
 }
 
 TYPO_YAML = """apiVersion: orcaops.dev/v1alpha1
@@ -117,6 +118,29 @@ async def inspect(client, job):
     expect("unknown kind" in text_of(result), "get_resource of an unknown kind", result)
 
 
+async def search_past_failures(client):
+    """An agent finds when an error happened before, across jobs."""
+    marker = f"zeta{uuid.uuid4().hex[:8]}"
+    result = await call(client, "run_job", {
+        "image": "busybox:latest",
+        "commands": [f"echo 'error: cannot open {marker}.conf'; exit 4"],
+    })
+    failed = result.structured_content["job"]
+    expect(result.structured_content["phase"] == "Failed", "the failing job did not fail", result)
+    result = await call(client, "search_runs", {"grep": f"{marker}.conf"})
+    runs = result.structured_content["runs"]
+    expect([r["job"] for r in runs] == [failed], f"search_runs by error text found {runs}", result)
+    expect(marker in (runs[0]["matched"] or ""), "search_runs: the matched line is missing", result)
+    expect("get_logs" in text_of(result), "search_runs: say how to read a run's output", result)
+    result = await call(client, "search_runs", {"phase": "Failed", "workspace": "default", "limit": 5})
+    expect(failed in [r["job"] for r in result.structured_content["runs"]], "search_runs by phase", result)
+    result = await call(client, "search_runs", {"grep": f"{marker} nowhere"})
+    expect(result.structured_content["runs"] == [] and "no run matches" in text_of(result), "search_runs: no match", result)
+    result = await call(client, "search_runs", {"phase": "Broken"}, error=True)
+    expect("Succeeded, Failed, TimedOut, Cancelled" in text_of(result), "search_runs: a bad phase names the good ones", result)
+    log(f"search_runs: found {failed} by its error line")
+
+
 async def progress_while_waiting(client):
     notes = []
 
@@ -192,6 +216,7 @@ async def scenario(client, which):
         await bad_arguments(client)
         await apply_typo(client)
         await inspect(client, job)
+        await search_past_failures(client)
         await quick_job_without_waiting(client)
         await progress_while_waiting(client)
         await long_job_containers_and_cancel(client)
