@@ -22,3 +22,12 @@ SELECT substr(
            1, 32768),
        r.uid, r.run
 FROM runs r;
+
+-- A workflow node's runs, across the workflow's runs (each run's node has a Job of its
+-- own name): the baseline its anomalies are judged against. The expressions are those
+-- LocalStore::node_runs queries with, so that SQLite uses this index.
+CREATE INDEX runs_by_workflow_node ON runs (
+    namespace,
+    json_extract(document, '$.context.labels."orcaops.dev/workflow"'),
+    json_extract(document, '$.context.labels."orcaops.dev/node"')
+);

@@ -482,3 +482,60 @@ fn approve_reject_suspend_cancel_and_rerun_write_what_the_controller_reads() {
     // once approvals are honoured); what they left is removed when the test ends.
     server.cli_ok(&["delete", "workflow", "wfcli-gate"]);
 }
+
+const SLOW: &str = r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: wfcli-slow
+spec:
+  schedule: "0 0 1 1 *"
+  inputs:
+    - {name: nap, default: "0"}
+  jobs:
+    - name: work
+      job: {image: busybox:latest, steps: [{name: w, run: 'sleep ${{ inputs.nap }}; echo done'}]}
+"#;
+
+/// A node's Job has a new name in each workflow run; its baseline is the node's runs
+/// across the workflow's runs, so a slow run of the node is told apart.
+#[test]
+fn a_nodes_anomalies_are_judged_against_the_node_in_earlier_workflow_runs() {
+    let _cleanup = RemoveContainers("wfcli-slow");
+    let server = Server::start();
+    apply(&server, "wfcli-slow", SLOW);
+    for _ in 0..6 {
+        server.cli_ok(&["run", "workflow", "wfcli-slow"]);
+    }
+    server.cli_ok(&["run", "workflow", "wfcli-slow", "--input", "nap=6"]);
+    let found = server.cli_ok(&[
+        "history",
+        "--all",
+        "-l",
+        "orcaops.dev/workflow=wfcli-slow,orcaops.dev/node=work",
+        "--anomalous",
+    ]);
+    let rows: Vec<&str> = found
+        .lines()
+        .filter(|l| l.starts_with("default "))
+        .collect();
+    assert_eq!(rows.len(), 1, "only the slow run is anomalous: {found}");
+    let job = rows[0].split_whitespace().nth(1).unwrap().to_string();
+    let runs = server.cli_ok(&[
+        "history",
+        "--all",
+        "-l",
+        "orcaops.dev/node=work",
+        "--limit",
+        "100",
+    ]);
+    assert_eq!(
+        runs.lines().filter(|l| l.starts_with("default ")).count(),
+        7,
+        "seven runs of the node, each its own Job: {runs}"
+    );
+    let describe = server.cli_ok(&["describe", "job", &job]);
+    assert!(
+        describe.contains("SlowerThanUsual") && describe.contains("over 6 runs"),
+        "the slow node run is judged on the 6 before it: {describe}"
+    );
+}

@@ -111,7 +111,8 @@ async fn observe(
 }
 
 /// The baseline's runs, while a run that may finish is in progress: those of this name
-/// (earlier incarnations included) before the current run, oldest first.
+/// (earlier incarnations included), or for a workflow's node those of the node in the
+/// workflow's earlier runs, before the current run, oldest first.
 async fn previous_runs(
     ctx: &Context,
     obj: &Object,
@@ -124,10 +125,25 @@ async fn previous_runs(
     }
     let current = status.run.unwrap_or_default();
     let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
-    let mut runs: Vec<RunFacts> = ctx
-        .records
-        .recent_runs(namespace, &obj.metadata.name, thresholds.window + 1)
-        .await?
+    // A workflow's node has a Job of its own name in each run: its baseline is the node's
+    // runs across the workflow's runs.
+    let labels = &obj.metadata.labels;
+    let recent = match (
+        labels.get(keys::LABEL_WORKFLOW),
+        labels.get(keys::LABEL_NODE),
+    ) {
+        (Some(workflow), Some(node)) => {
+            ctx.records
+                .node_runs(namespace, workflow, node, thresholds.window + 1)
+                .await?
+        }
+        _ => {
+            ctx.records
+                .recent_runs(namespace, &obj.metadata.name, thresholds.window + 1)
+                .await?
+        }
+    };
+    let mut runs: Vec<RunFacts> = recent
         .iter()
         .filter(|r| r.uid != obj.metadata.uid || r.run < current)
         .take(thresholds.window)

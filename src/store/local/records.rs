@@ -31,6 +31,11 @@ const PUT_RUN: &str = "INSERT INTO runs (uid, run, namespace, name, sort_time, d
 // A run with neither start nor completion time has not started: it is the newest.
 const RECENT_RUNS: &str = "SELECT document FROM runs WHERE namespace = ?1 AND name = ?2 \
      ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC LIMIT ?3";
+// The expressions of the index runs_by_workflow_node (migration 0007).
+pub(super) const NODE_RUNS: &str = "SELECT document FROM runs WHERE namespace = ?1 \
+     AND json_extract(document, '$.context.labels.\"orcaops.dev/workflow\"') = ?2 \
+     AND json_extract(document, '$.context.labels.\"orcaops.dev/node\"') = ?3 \
+     ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC LIMIT ?4";
 const PUT_WORKFLOW_RUN: &str = "INSERT INTO workflow_runs (uid, run, namespace, name, sort_time, document) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (uid, run) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, \
@@ -231,6 +236,26 @@ impl LocalStore {
         let documents: Vec<String> = sqlx::query_scalar(RECENT_RUNS)
             .bind(namespace)
             .bind(name)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.readers)
+            .await?;
+        parse_all(&documents)
+    }
+
+    /// The newest `limit` runs of the Jobs of node `node` of Workflow `workflow`, across
+    /// the Workflow's runs (each has a Job of its own name for the node): a node's
+    /// baseline. Newest first, as [`LocalStore::recent_runs`].
+    pub async fn node_runs(
+        &self,
+        namespace: &str,
+        workflow: &str,
+        node: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>> {
+        let documents: Vec<String> = sqlx::query_scalar(NODE_RUNS)
+            .bind(namespace)
+            .bind(workflow)
+            .bind(node)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.inner.readers)
             .await?;

@@ -545,3 +545,68 @@ async fn runs_are_searched_by_workspace_phase_time_labels_image_anomaly_and_word
         2
     );
 }
+
+#[tokio::test]
+async fn a_workflow_nodes_runs_are_found_across_its_jobs_by_an_index() {
+    let (_dir, store) = store().await;
+    let node = |name: &str, uid: &str, n: u32, workflow: &str, node: &str| {
+        searchable(
+            ("default", name, uid, n),
+            JobPhase::Succeeded,
+            "",
+            &[
+                ("orcaops.dev/workflow", workflow),
+                ("orcaops.dev/node", node),
+            ],
+            "busybox",
+        )
+    };
+    // Each workflow run made a Job of its own name for node `test`.
+    for r in [
+        node("ci-r1-test", "u1", 1, "ci", "test"),
+        node("ci-r2-test", "u2", 2, "ci", "test"),
+        node("ci-r2-build", "u3", 3, "ci", "build"),
+        node("nightly-r1-test", "u4", 4, "nightly", "test"),
+        node("ci-r3-test", "u5", 5, "ci", "test"),
+    ] {
+        store.put_run(&r).await.unwrap();
+    }
+    let names = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.node_runs("default", "ci", "test", 10).await.unwrap()),
+        ["ci-r3-test", "ci-r2-test", "ci-r1-test"],
+        "newest first, other nodes and workflows left out"
+    );
+    assert_eq!(
+        store
+            .node_runs("default", "ci", "test", 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        store
+            .node_runs("other", "ci", "test", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {}",
+        super::super::records::NODE_RUNS
+    )))
+    .bind("default")
+    .bind("ci")
+    .bind("test")
+    .bind(10_i64)
+    .fetch_all(&store.inner.readers)
+    .await
+    .unwrap();
+    let plan: Vec<&str> = plan.iter().map(|p| p.3.as_str()).collect();
+    assert!(
+        plan.iter().any(|p| p.contains("runs_by_workflow_node")),
+        "the node's runs are read by the index, not a scan: {plan:?}"
+    );
+}
