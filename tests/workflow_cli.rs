@@ -538,4 +538,16 @@ fn a_nodes_anomalies_are_judged_against_the_node_in_earlier_workflow_runs() {
         describe.contains("SlowerThanUsual") && describe.contains("over 6 runs"),
         "the slow node run is judged on the 6 before it: {describe}"
     );
+    let wf = server.cli_ok(&["describe", "workflow", "wfcli-slow"]);
+    let path = wf
+        .lines()
+        .find(|l| l.starts_with("Critical path: work ("))
+        .unwrap_or_else(|| panic!("no critical path: {wf}"));
+    let secs: i64 = path
+        .rsplit("= ")
+        .next()
+        .and_then(|t| t.trim_end_matches('s').parse().ok())
+        .unwrap_or_else(|| panic!("{path}"));
+    assert!((6..30).contains(&secs), "the 6 s run's path: {path}");
+    assert!(wf.contains("Slowest node:  work ("), "{wf}");
 }

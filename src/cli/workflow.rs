@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::output::{age, table};
 use super::{Target, target_key};
 use crate::client::workflow::{
-    self, DagNode, RerunMode, RunRequested, WorkflowRunState, WorkflowRunWatch, dag, parse_inputs,
-    phase_str, workflow_spec, workflow_status,
+    self, DagNode, RerunMode, RunRequested, WorkflowRunState, WorkflowRunWatch, critical_path, dag,
+    parse_inputs, phase_str, slowest_node, workflow_spec, workflow_status,
 };
 use crate::client::{ApiClient, ClientError, exit, object_path};
 use crate::records::WorkflowRunRecord;
@@ -381,7 +381,31 @@ pub fn describe(out: &mut String, obj: &Object) {
         let _ = writeln!(out, "Inputs:       {}", inputs.join(", "));
     }
     let _ = writeln!(out, "DAG:");
-    out.push_str(&draw_dag(&dag(&spec, &status)));
+    let layers = dag(&spec, &status);
+    out.push_str(&draw_dag(&layers));
+    if let Some((path, total)) = critical_path(&layers) {
+        let chain: Vec<String> = path
+            .iter()
+            .map(|name| {
+                let took = layers
+                    .iter()
+                    .flatten()
+                    .find(|n| &n.name == name)
+                    .and_then(|n| n.duration_seconds)
+                    .map_or("-".to_string(), duration);
+                format!("{name} ({took})")
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "Critical path: {} = {}",
+            chain.join(" -> "),
+            duration(total)
+        );
+    }
+    if let Some((node, secs)) = slowest_node(&layers) {
+        let _ = writeln!(out, "Slowest node:  {node} ({})", duration(secs));
+    }
     if !status.history.is_empty() {
         let _ = writeln!(
             out,

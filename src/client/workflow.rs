@@ -482,10 +482,107 @@ pub fn node_jobs(
         .collect())
 }
 
+/// The critical path of a run drawn by [`dag`]: the chain of needs whose durations add
+/// up to the longest (what bounds the run however wide it runs), first node first, with
+/// that total in seconds. A node without a duration (not run, or still running) counts
+/// as 0; None when no node has one.
+pub fn critical_path(layers: &[Vec<DagNode>]) -> Option<(Vec<String>, i64)> {
+    if !layers
+        .iter()
+        .flatten()
+        .any(|n| n.duration_seconds.is_some())
+    {
+        return None;
+    }
+    // Layers are topological: every need of a node is in an earlier layer.
+    let mut finish: BTreeMap<&str, (i64, Option<&str>)> = BTreeMap::new();
+    for node in layers.iter().flatten() {
+        let before = node
+            .needs
+            .iter()
+            .filter_map(|n| finish.get(n.as_str()).map(|(t, _)| (*t, n.as_str())))
+            .max_by_key(|(t, _)| *t);
+        let own = node.duration_seconds.unwrap_or(0).max(0);
+        finish.insert(
+            &node.name,
+            (before.map_or(0, |(t, _)| t) + own, before.map(|(_, n)| n)),
+        );
+    }
+    // The last node in layer order among those that finish latest.
+    let (mut at, total) = layers
+        .iter()
+        .flatten()
+        .map(|n| (n.name.as_str(), finish[n.name.as_str()].0))
+        .fold(None, |best: Option<(&str, i64)>, (n, t)| match best {
+            Some((_, bt)) if bt > t => best,
+            _ => Some((n, t)),
+        })?;
+    let mut path = vec![at.to_string()];
+    while let Some(prev) = finish[at].1 {
+        path.push(prev.to_string());
+        at = prev;
+    }
+    path.reverse();
+    Some((path, total))
+}
+
+/// The node (or matrix combination) that took longest, with its seconds.
+pub fn slowest_node(layers: &[Vec<DagNode>]) -> Option<(String, i64)> {
+    layers
+        .iter()
+        .flatten()
+        .flat_map(|n| std::iter::once(n).chain(&n.combinations))
+        .filter(|n| n.combinations.is_empty())
+        .filter_map(|n| n.duration_seconds.map(|d| (n.name.clone(), d)))
+        .max_by_key(|(_, d)| *d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::workflow::NodePhase;
+
+    fn timed(name: &str, needs: &[&str], secs: Option<i64>) -> DagNode {
+        DagNode {
+            name: name.into(),
+            needs: needs.iter().map(|n| n.to_string()).collect(),
+            phase: "Succeeded".into(),
+            duration_seconds: secs,
+            attempts: None,
+            message: None,
+            job: None,
+            combinations: vec![],
+            approval: false,
+        }
+    }
+
+    #[test]
+    fn the_critical_path_is_the_longest_chain_of_needs() {
+        // build 10 -> {lint 5, test 40} -> deploy 3; docs 50 stands alone.
+        let mut test = timed("test", &["build"], Some(40));
+        test.combinations = vec![
+            timed("test-shard-1", &[], Some(40)),
+            timed("test-shard-2", &[], Some(25)),
+        ];
+        let layers = vec![
+            vec![timed("build", &[], Some(10)), timed("docs", &[], Some(50))],
+            vec![timed("lint", &["build"], Some(5)), test],
+            vec![timed("deploy", &["test", "lint"], Some(3))],
+        ];
+        assert_eq!(
+            critical_path(&layers),
+            Some((vec!["build".into(), "test".into(), "deploy".into()], 53))
+        );
+        assert_eq!(slowest_node(&layers), Some(("docs".into(), 50)));
+        // docs alone becomes the critical path once it outlasts the chain.
+        let mut longer = layers.clone();
+        longer[0][1].duration_seconds = Some(60);
+        assert_eq!(critical_path(&longer), Some((vec!["docs".into()], 60)));
+        // Nothing has run: no path to speak of.
+        let none = vec![vec![timed("a", &[], None)], vec![timed("b", &["a"], None)]];
+        assert_eq!(critical_path(&none), None);
+        assert_eq!(slowest_node(&none), None);
+    }
 
     fn spec() -> WorkflowSpec {
         serde_json::from_value(json!({
