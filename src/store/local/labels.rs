@@ -214,11 +214,15 @@ impl Plan<'_> {
         match self.driver {
             Some(driver) => {
                 // CROSS JOIN keeps the index rows outermost: SQLite never reorders it.
+                // INDEXED BY: in one namespace the primary key (kind, namespace, name, key)
+                // also gives list order, and without statistics the planner may take it
+                // and read every label of the namespace.
                 sql.push(if documents {
-                    "FROM object_labels d CROSS JOIN objects o WHERE o.kind = d.kind \
+                    "FROM object_labels d INDEXED BY object_labels_by_label \
+                     CROSS JOIN objects o WHERE o.kind = d.kind \
                      AND o.namespace = d.namespace AND o.name = d.name AND d.kind = "
                 } else {
-                    "FROM object_labels d WHERE d.kind = "
+                    "FROM object_labels d INDEXED BY object_labels_by_label WHERE d.kind = "
                 })
                 .text(query.kind.as_str());
                 match driver {
@@ -245,21 +249,38 @@ impl Plan<'_> {
                     .text(query.kind.as_str());
             }
         }
-        if let Some(namespace) = query.namespace {
-            sql.push(" AND ")
-                .push(a)
-                .push(".namespace = ")
-                .text(namespace);
+        let (after_ns, after_name) = query.after;
+        match query.namespace {
+            // In one namespace the key is the name alone: the namespace equal and a range on
+            // the name is what the index reads in order (with a row-value range there, the
+            // planner may sort instead).
+            Some(namespace) => {
+                sql.push(" AND ")
+                    .push(a)
+                    .push(".namespace = ")
+                    .text(namespace);
+                match namespace.cmp(after_ns) {
+                    std::cmp::Ordering::Less => {
+                        sql.push(" AND 0");
+                    }
+                    std::cmp::Ordering::Equal => {
+                        sql.push(" AND ").push(a).push(".name > ").text(after_name);
+                    }
+                    std::cmp::Ordering::Greater => {}
+                }
+            }
+            None => {
+                sql.push(" AND (")
+                    .push(a)
+                    .push(".namespace, ")
+                    .push(a)
+                    .push(".name) > (")
+                    .text(after_ns)
+                    .push(", ")
+                    .text(after_name)
+                    .push(")");
+            }
         }
-        sql.push(" AND (")
-            .push(a)
-            .push(".namespace, ")
-            .push(a)
-            .push(".name) > (")
-            .text(query.after.0)
-            .push(", ")
-            .text(query.after.1)
-            .push(")");
         for filter in &self.filters {
             filter_sql(sql, a, filter);
         }

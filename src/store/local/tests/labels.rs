@@ -199,6 +199,17 @@ async fn selected_pages_continue_and_count_what_follows() {
         .await
         .unwrap();
     assert_eq!(names(&in_c.items), ["c/2"]);
+    // A key before the namespace starts it whole; one after it leaves nothing.
+    for (after, expected) in [(("b", "9"), vec!["c/2"]), (("d", "0"), vec![])] {
+        let page = store
+            .list_page(PageQuery {
+                after: Some(after),
+                ..PageQuery::selected(Kind::Job, Some("c"), &selector)
+            })
+            .await
+            .unwrap();
+        assert_eq!(names(&page.items), expected, "after {after:?}");
+    }
     let policies = store
         .list_page(PageQuery::selected(Kind::Policy, None, &selector))
         .await
@@ -243,18 +254,14 @@ async fn equality_reads_the_index_in_list_order() {
             .await
             .unwrap();
     }
-    sqlx::query("ANALYZE")
-        .execute(&store.inner.readers)
-        .await
-        .unwrap();
-    let plan_of = |text: &str| {
+    let plan_of = |text: &str, namespace: Option<&'static str>| {
         let store = store.clone();
         let text = text.to_string();
         async move {
             let selector = LabelSelector::parse(&text).unwrap();
             let query = crate::store::local::labels::Selected {
                 kind: Kind::Job,
-                namespace: None,
+                namespace,
                 after: ("default", "j010"),
                 selector: &selector,
             };
@@ -264,26 +271,40 @@ async fn equality_reads_the_index_in_list_order() {
                 .unwrap()
         }
     };
-    let plan = plan_of("batch=3,app!=x").await;
-    assert!(
-        plan.iter()
-            .any(|step| step.contains("USING COVERING INDEX object_labels_by_label")),
-        "{plan:?}"
-    );
-    assert!(
-        !plan.iter().any(|step| step.contains("TEMP B-TREE")),
-        "the index gives list order without a sort: {plan:?}"
-    );
-    assert!(
-        !plan.iter().any(|step| step.starts_with("SCAN")),
-        "no term reads every row: {plan:?}"
-    );
-    let plan = plan_of("batch in (1,2)").await;
-    assert!(
-        plan.iter()
-            .any(|step| step.contains("object_labels_by_label")),
-        "{plan:?}"
-    );
+    // Without statistics (a new store) and with them, in all namespaces and in one.
+    for analyzed in [false, true] {
+        if analyzed {
+            sqlx::query("ANALYZE")
+                .execute(&store.inner.readers)
+                .await
+                .unwrap();
+        }
+        for namespace in [None, Some("default")] {
+            let context = format!("analyzed {analyzed}, namespace {namespace:?}");
+            let plan = plan_of("batch=3,app!=x", namespace).await;
+            assert!(
+                plan.iter().any(|step| step.contains(
+                    "USING COVERING INDEX object_labels_by_label (kind=? AND key=? AND value=?"
+                )),
+                "{context}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+                "{context}: the index gives list order without a sort: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|step| step.starts_with("SCAN")),
+                "{context}: no term reads every row: {plan:?}"
+            );
+            let plan = plan_of("batch in (1,2)", namespace).await;
+            assert!(
+                plan.iter()
+                    .any(|step| step
+                        .contains("object_labels_by_label (kind=? AND key=? AND value=?")),
+                "{context}: {plan:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -498,6 +519,33 @@ async fn selected_lists_equal_filtering_every_object() {
                     }
                 }
                 assert_eq!(paged, expected, "{context}: pages of {limit}");
+
+                // From any key, in the namespace asked for or not.
+                let from = (
+                    rng.pick(&["", "n1", "n2", "n3", "n4"]),
+                    format!("o{}", rng.below(13)),
+                );
+                let from_key = format!("{}/{}", from.0, from.1);
+                let after_from: Vec<String> = expected
+                    .iter()
+                    .filter(|key| {
+                        let (ns, name) = key.split_once('/').unwrap();
+                        (ns, name) > (from.0, from.1.as_str())
+                    })
+                    .cloned()
+                    .collect();
+                let page = store
+                    .list_page(PageQuery {
+                        after: Some((from.0, &from.1)),
+                        ..PageQuery::selected(kind, namespace, &selector)
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    names(&page.items),
+                    after_from,
+                    "{context}: after {from_key}"
+                );
             }
         }
     }
