@@ -11,6 +11,7 @@ pub mod quantity;
 pub mod registry;
 pub mod sandbox;
 pub mod schedule;
+pub mod selector;
 pub mod validate;
 pub mod workflow;
 pub mod workspace;

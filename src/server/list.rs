@@ -137,12 +137,15 @@ pub(super) async fn list(
         namespace: ns.as_deref(),
         after,
         limit,
+        labels: Some(&selectors.labels),
     };
-    let (items, remaining, rv) = if selectors.is_empty() {
+    let (items, remaining, rv) = if selectors.fields.is_empty() {
+        // The store answers the label selector (the local one from its label index) and
+        // cuts the page itself.
         let page = state.objects.list_page(page_query).await?;
         (page.items, page.remaining, page.resource_version)
     } else {
-        // Selectors filter after reading, so the page is cut here rather than in SQL.
+        // Field selectors filter after reading, so the page is cut here rather than in SQL.
         let whole = PageQuery {
             limit: None,
             ..page_query

@@ -492,7 +492,10 @@ impl ObjectStore for KubeStore {
     /// A page cut from a full list, in the local store's order, so that continue tokens
     /// mean the same in both modes (pages are not one snapshot: each is a fresh list).
     async fn list_page(&self, query: PageQuery<'_>) -> Result<ListPage> {
-        let (items, rv) = self.list(query.kind, query.namespace).await?;
+        let (mut items, rv) = self.list(query.kind, query.namespace).await?;
+        if let Some(selector) = query.labels {
+            items.retain(|o| selector.matches(&o.metadata.labels));
+        }
         Ok(reads::page(items, query.after, query.limit, rv))
     }
 

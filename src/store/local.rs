@@ -7,6 +7,7 @@
 pub(super) mod decide;
 mod health;
 mod history;
+mod labels;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -214,14 +215,16 @@ impl LocalStore {
     }
 
     /// One page of [`list`](Self::list): the objects after `after` (by namespace, then
-    /// name), at most `limit` of them, how many more follow, and the resourceVersion the
-    /// page is current at.
+    /// name) that the label selector selects (read from the label index, see `labels.rs`),
+    /// at most `limit` of them, how many more follow, and the resourceVersion the page is
+    /// current at.
     pub async fn list_page(&self, query: PageQuery<'_>) -> Result<ListPage> {
         let PageQuery {
             kind,
             namespace,
             after,
             limit,
+            labels,
         } = query;
         let namespace = namespace.filter(|_| kind.namespaced());
         let (after_ns, after_name) = after.unwrap_or(("", ""));
@@ -229,29 +232,46 @@ impl LocalStore {
         let fetch = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX - 1) + 1);
         // One read transaction is one snapshot: the objects and the version agree.
         let mut tx = self.inner.readers.begin().await?;
-        let mut documents: Vec<String> = sqlx::query_scalar(SELECT_PAGE)
-            .bind(kind.as_str())
-            .bind(namespace)
-            .bind(after_ns)
-            .bind(after_name)
-            .bind(fetch)
-            .fetch_all(&mut *tx)
-            .await?;
+        let selected = labels
+            .filter(|s| !s.is_empty())
+            .map(|selector| labels::Selected {
+                kind,
+                namespace,
+                after: (after_ns, after_name),
+                selector,
+            });
+        let mut documents: Vec<String> = match &selected {
+            Some(selected) => labels::page(&mut tx, selected, fetch).await?,
+            None => {
+                sqlx::query_scalar(SELECT_PAGE)
+                    .bind(kind.as_str())
+                    .bind(namespace)
+                    .bind(after_ns)
+                    .bind(after_name)
+                    .bind(fetch)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
         let mut remaining = 0;
         if let Some(limit) = limit
             && documents.len() > limit
         {
             documents.truncate(limit);
-            let count: i64 = sqlx::query_scalar(COUNT_PAGE)
-                .bind(kind.as_str())
-                .bind(namespace)
-                .bind(after_ns)
-                .bind(after_name)
-                .fetch_one(&mut *tx)
-                .await?;
-            remaining = usize::try_from(count)
-                .unwrap_or_default()
-                .saturating_sub(limit);
+            let count = match &selected {
+                Some(selected) => labels::count(&mut tx, selected).await?,
+                None => {
+                    let count: i64 = sqlx::query_scalar(COUNT_PAGE)
+                        .bind(kind.as_str())
+                        .bind(namespace)
+                        .bind(after_ns)
+                        .bind(after_name)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    usize::try_from(count).unwrap_or_default()
+                }
+            };
+            remaining = count.saturating_sub(limit);
         }
         let revision: i64 = sqlx::query_scalar(SELECT_REVISION)
             .fetch_one(&mut *tx)

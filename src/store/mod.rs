@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+use crate::resources::selector::LabelSelector;
 use crate::resources::{Kind, Object, ObjectKey};
 
 pub use self::kube::KubeStore;
@@ -121,13 +122,16 @@ pub enum ApplyOutcome {
 }
 
 /// One page of a list of `kind` (in `namespace`, or all) in (namespace, name) order:
-/// the objects after `after`, at most `limit` of them (None: all).
+/// the objects after `after` that `labels` selects (None: all), at most `limit` of them
+/// (None: all).
 #[derive(Clone, Copy, Debug)]
 pub struct PageQuery<'a> {
     pub kind: Kind,
     pub namespace: Option<&'a str>,
     pub after: Option<(&'a str, &'a str)>,
     pub limit: Option<usize>,
+    /// The local store answers it from its label index; the Kubernetes store filters.
+    pub labels: Option<&'a LabelSelector>,
 }
 
 impl<'a> PageQuery<'a> {
@@ -138,6 +142,15 @@ impl<'a> PageQuery<'a> {
             namespace,
             after: None,
             limit: None,
+            labels: None,
+        }
+    }
+
+    /// Every object of `kind` in `namespace` (None: all namespaces) that `labels` selects.
+    pub fn selected(kind: Kind, namespace: Option<&'a str>, labels: &'a LabelSelector) -> Self {
+        PageQuery {
+            labels: Some(labels),
+            ..PageQuery::all(kind, namespace)
         }
     }
 }

@@ -15,9 +15,10 @@ use tracing::{debug, info};
 
 use super::reconcile::{Cleanup, Observation, Reconciler, invalid};
 use super::{Context, ControllerError};
+use crate::resources::selector::LabelSelector;
 use crate::resources::workflow::{WorkflowSpec, WorkflowStatus};
 use crate::resources::{Kind, Object, ObjectKey, keys};
-use crate::store::StoreError;
+use crate::store::{PageQuery, StoreError};
 use decide::{Decision, NodeJob, Observed, WorkflowAction};
 
 /// The Workflow controller, for [`crate::controller::reconcile::drive`].
@@ -127,13 +128,19 @@ impl Reconciler for WorkflowReconciler {
     }
 }
 
-/// The Jobs labelled with the Workflow at `key`.
+/// The Jobs labelled with the Workflow at `key`: a lookup in the local store's label
+/// index, not a read of every Job of the namespace.
 async fn jobs_of(ctx: &Context, key: &ObjectKey) -> Result<Vec<Object>, ControllerError> {
-    let (jobs, _) = ctx.store.list(Kind::Job, Some(&key.namespace)).await?;
-    Ok(jobs
-        .into_iter()
-        .filter(|j| j.metadata.labels.get(keys::LABEL_WORKFLOW) == Some(&key.name))
-        .collect())
+    let selector = LabelSelector::equals(keys::LABEL_WORKFLOW, &key.name);
+    let page = ctx
+        .store
+        .list_page(PageQuery::selected(
+            Kind::Job,
+            Some(&key.namespace),
+            &selector,
+        ))
+        .await?;
+    Ok(page.items)
 }
 
 /// Deletes the Jobs of the Workflow at `key` (those owned by `uid`, when given; else

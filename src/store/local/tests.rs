@@ -1,6 +1,7 @@
 //! The local store against real SQLite files in temporary directories.
 
 mod faults;
+mod labels;
 mod objects;
 mod records;
 mod watch;

@@ -12,6 +12,7 @@ use sqlx::SqliteConnection;
 use tokio::sync::oneshot;
 
 use super::decide::Decision;
+use super::labels;
 use super::{DELETE_OBJECT, Inner, SELECT_OBJECT, UPSERT_OBJECT, Written, detached, parse_object};
 use crate::resources::{Object, ObjectKey};
 use crate::store::{Result, StoreError, WatchEvent, WatchEventType};
@@ -156,6 +157,8 @@ async fn commit_group(
                 .bind(&key.name)
                 .execute(&mut *tx)
                 .await?;
+            let before = previous.as_deref().map(|p| &p.metadata.labels);
+            labels::sync(&mut tx, key, before, None).await?;
         } else {
             let json = serde_json::to_string(&object)?;
             weight = json.len()
@@ -173,6 +176,8 @@ async fn commit_group(
                 .bind(json)
                 .execute(&mut *tx)
                 .await?;
+            let before = previous.as_deref().map(|p| &p.metadata.labels);
+            labels::sync(&mut tx, key, before, Some(&object.metadata.labels)).await?;
         }
         tracing::debug!(kind = %key.kind, namespace = %key.namespace, name = %key.name, revision, event = ?type_, "stored");
         events.push((

@@ -351,6 +351,7 @@ async fn pages_walk_the_keys_in_order_and_count_what_follows() {
             namespace: None,
             after: None,
             limit: Some(2),
+            labels: None,
         })
         .await
         .unwrap();
@@ -366,6 +367,7 @@ async fn pages_walk_the_keys_in_order_and_count_what_follows() {
             namespace: None,
             after: Some(("a", "2")),
             limit: Some(2),
+            labels: None,
         })
         .await
         .unwrap();
@@ -380,6 +382,7 @@ async fn pages_walk_the_keys_in_order_and_count_what_follows() {
             namespace: None,
             after: Some(("b", "2")),
             limit: Some(2),
+            labels: None,
         })
         .await
         .unwrap();
@@ -391,6 +394,7 @@ async fn pages_walk_the_keys_in_order_and_count_what_follows() {
             namespace: Some("b"),
             after: Some(("b", "1")),
             limit: None,
+            labels: None,
         })
         .await
         .unwrap();
