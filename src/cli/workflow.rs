@@ -106,7 +106,8 @@ pub async fn follow(
                 asked.key.name,
                 timeout.unwrap_or_default().as_secs()
             );
-            if let Err(e) = workflow::cancel(client, &asked.key).await {
+            // This run, by its number: others may be in progress beside it.
+            if let Err(e) = workflow::cancel(client, &asked.key, announced_run).await {
                 eprintln!("  (the cancel was refused: {e})");
             }
             return Ok(exit::TIMED_OUT);
@@ -271,7 +272,8 @@ Examples:
   orcaops approve workflow ci deploy --message \"release 1.2 checked\"
   orcaops approve workflow ci deploy --reject --message \"not on a Friday\"
 
-The decision counts for the current run only (orcaops.dev/approvals names the run).
+The decision counts for one run only (orcaops.dev/approvals names the run): the run in
+progress, or with several in progress (concurrencyPolicy: Allow) the one --run names.
 An approved node starts; a rejected one fails with your message. NODE is the node's
 name in spec.jobs (deciding every matrix combination of it), or one combination's.";
 
@@ -293,6 +295,9 @@ pub struct ApproveArgs {
     /// Who decides (default: $USER).
     #[arg(long)]
     pub by: Option<String>,
+    /// The run whose node this decides (needed when several runs are in progress).
+    #[arg(long)]
+    pub run: Option<u32>,
     #[arg(short = 'n', long = "namespace", visible_alias = "workspace", default_value = crate::resources::DEFAULT_WORKSPACE)]
     pub namespace: String,
 }
@@ -311,8 +316,14 @@ pub async fn approve(client: &ApiClient, args: ApproveArgs) -> Result<u8, Client
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".into());
-    let answer =
-        workflow::decide(client, &key, &args.node, !args.reject, &args.message, &by).await?;
+    let decision = workflow::Decision {
+        node: &args.node,
+        approved: !args.reject,
+        message: &args.message,
+        by: &by,
+        run: args.run,
+    };
+    let answer = workflow::decide(client, &key, &decision).await?;
     println!(
         "workflow.orcaops.dev/{} {}",
         key.name,
@@ -321,8 +332,12 @@ pub async fn approve(client: &ApiClient, args: ApproveArgs) -> Result<u8, Client
     Ok(exit::OK)
 }
 
-pub async fn cancel(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientError> {
-    let run = workflow::cancel(client, key).await?;
+pub async fn cancel(
+    client: &ApiClient,
+    key: &ObjectKey,
+    run: Option<u32>,
+) -> Result<u8, ClientError> {
+    let run = workflow::cancel(client, key, run).await?;
     println!(
         "workflow.orcaops.dev/{} run {run} cancel requested",
         key.name

@@ -128,30 +128,55 @@ pub async fn rerun(
     Ok(RunRequested::from_answer(key, &value))
 }
 
-/// Approves (or rejects) an approval node of the current run; the answer says which run.
+/// What a decision on an approval node says.
+pub struct Decision<'a> {
+    pub node: &'a str,
+    pub approved: bool,
+    pub message: &'a str,
+    pub by: &'a str,
+    /// The run (needed when several are in progress; else the one in progress).
+    pub run: Option<u32>,
+}
+
+/// Approves (or rejects) an approval node of a run; the answer says which run.
 pub async fn decide(
     client: &ApiClient,
     key: &ObjectKey,
-    node: &str,
-    approved: bool,
-    message: &str,
-    by: &str,
+    decision: &Decision<'_>,
 ) -> Result<Value, ClientError> {
-    let verb = if approved { "approve" } else { "reject" };
+    let verb = if decision.approved {
+        "approve"
+    } else {
+        "reject"
+    };
     let path = format!("{}/{verb}", object_path(key));
-    let body = json!({ "node": node, "message": message, "by": by });
+    let mut body = json!({ "node": decision.node, "message": decision.message, "by": decision.by });
+    if let Some(run) = decision.run {
+        body["run"] = json!(run);
+    }
     client.json(Method::POST, &path, json_body(&body)).await
 }
 
-/// Asks for the run in progress to be cancelled; answers its number.
-pub async fn cancel(client: &ApiClient, key: &ObjectKey) -> Result<String, ClientError> {
+/// Asks for run `run` (or the only run in progress) to be cancelled; answers the runs
+/// asked to be cancelled.
+pub async fn cancel(
+    client: &ApiClient,
+    key: &ObjectKey,
+    run: Option<u32>,
+) -> Result<String, ClientError> {
     let path = format!("{}/cancel", object_path(key));
-    let obj = client.json(Method::POST, &path, None).await?;
-    Ok(obj
-        .pointer("/metadata/annotations/orcaops.dev~1cancel")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string())
+    let body = run.map(|run| json!({ "run": run }));
+    let obj = client
+        .json(Method::POST, &path, body.as_ref().and_then(json_body))
+        .await?;
+    Ok(match run {
+        Some(run) => run.to_string(),
+        None => obj
+            .pointer("/metadata/annotations/orcaops.dev~1cancel")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string(),
+    })
 }
 
 /// Sets `spec.suspend` with a merge patch.
@@ -208,6 +233,17 @@ impl WorkflowRunState {
                 }
             } else {
                 WorkflowRunState::Running { run, status }
+            };
+        }
+        // A run in progress beside the current one (concurrencyPolicy: Allow).
+        if let Some(active) = status.active_runs.iter().find(|r| {
+            r.trigger
+                .as_deref()
+                .is_some_and(|t| trigger_has_token(t, token))
+        }) {
+            return WorkflowRunState::Running {
+                run: active.run,
+                status: active.as_status(),
             };
         }
         if let Some(past) = status.history.iter().find(|h| {
