@@ -647,3 +647,71 @@ fn under_allow_runs_overlap_and_are_cancelled_and_approved_one_by_one() {
     }
     server.cli_ok(&["delete", "workflow", name]);
 }
+
+#[test]
+fn a_key_retried_after_its_run_left_the_status_history_finds_it_in_the_run_records() {
+    let _cleanup = RemoveContainers("wfcli-keys-");
+    let server = Server::start();
+    apply(
+        &server,
+        "wfcli-keys",
+        &ONE_NODE.replace("wfcli-idem", "wfcli-keys"),
+    );
+    // 12 runs, each with its key: the status history keeps the last 10.
+    for i in 1..=12 {
+        let key = format!("pipeline-{i}");
+        let out = server.cli(&[
+            "run",
+            "workflow",
+            "wfcli-keys",
+            "--idempotency-key",
+            &key,
+            "--timeout",
+            "120",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "run {i}: {:?}", text(&out));
+    }
+    let wf = workflow(&server, "wfcli-keys");
+    assert_eq!(wf.pointer("/status/run"), Some(&Value::from(12)));
+    let remembered: Vec<u64> = wf
+        .pointer("/status/history")
+        .and_then(Value::as_array)
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["run"].as_u64())
+        .collect();
+    assert!(
+        !remembered.contains(&1),
+        "run 1 has left the history: {remembered:?}"
+    );
+
+    // The first key again: run 1, from the run records; no run 13.
+    let out = server.cli(&[
+        "run",
+        "workflow",
+        "wfcli-keys",
+        "--idempotency-key",
+        "pipeline-1",
+        "--timeout",
+        "60",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("run 1 (already started by this request)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run 1: Succeeded"), "{stderr}");
+    std::thread::sleep(Duration::from_secs(2));
+    let wf = workflow(&server, "wfcli-keys");
+    assert_eq!(wf.pointer("/status/run"), Some(&Value::from(12)), "{wf}");
+    assert_ne!(
+        annotation(&wf, "orcaops.dev/rerun").as_deref(),
+        Some("run-pipeline-1"),
+        "the retry wrote no new request"
+    );
+    assert!(
+        containers_with_label("orcaops.dev/name", "wfcli-keys-13-only").is_empty(),
+        "a 13th run started a container"
+    );
+}

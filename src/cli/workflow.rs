@@ -89,7 +89,7 @@ pub async fn follow(
     asked: &RunRequested,
     timeout: Option<Duration>,
 ) -> Result<u8, ClientError> {
-    let mut watch = WorkflowRunWatch::new(client, &asked.key, &asked.token).await?;
+    let mut watch = WorkflowRunWatch::new(client, asked).await?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut shown: BTreeMap<String, String> = BTreeMap::new();
     let mut announced_run = asked.run;

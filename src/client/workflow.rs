@@ -63,6 +63,8 @@ pub struct RunRequested {
     pub run: Option<u32>,
     /// A retried request: this run was asked for before.
     pub duplicate: bool,
+    /// The run's phase when the answer named the run.
+    pub phase: Option<WorkflowPhase>,
     pub message: String,
 }
 
@@ -73,6 +75,9 @@ impl RunRequested {
             token: value["token"].as_str().unwrap_or_default().to_string(),
             run: value["run"].as_u64().map(|r| r as u32),
             duplicate: value["duplicate"].as_bool().unwrap_or(false),
+            phase: value["phase"]
+                .as_str()
+                .and_then(|p| serde_json::from_value(json!(p)).ok()),
             message: value["message"].as_str().unwrap_or_default().to_string(),
         }
     }
@@ -275,18 +280,18 @@ impl WorkflowRunState {
 /// it happens. Cancel-safe, as [`super::run::RunWatch`].
 pub struct WorkflowRunWatch {
     token: String,
+    /// A retried request's run that ended long ago: the server found it in the run
+    /// records, and the Workflow's status no longer shows it.
+    recorded: Option<(u32, WorkflowPhase, String)>,
     first: Option<WorkflowRunState>,
     changes: mpsc::Receiver<Result<Option<Object>, ClientError>>,
     watcher: JoinHandle<()>,
 }
 
 impl WorkflowRunWatch {
-    /// Reads the workflow now, then watches it from there.
-    pub async fn new(
-        client: &ApiClient,
-        key: &ObjectKey,
-        token: &str,
-    ) -> Result<Self, ClientError> {
+    /// Reads the workflow now, then watches it from there: the run `asked` for.
+    pub async fn new(client: &ApiClient, asked: &RunRequested) -> Result<Self, ClientError> {
+        let (key, token) = (&asked.key, asked.token.as_str());
         let obj = client.get_object(key).await?;
         let (tx, changes) = mpsc::channel(16);
         let watcher = tokio::spawn(watch_object(
@@ -295,8 +300,15 @@ impl WorkflowRunWatch {
             obj.metadata.resource_version.clone(),
             tx,
         ));
+        let recorded = match (asked.duplicate, asked.run, asked.phase) {
+            (true, Some(run), Some(phase)) if phase.is_finished() => {
+                Some((run, phase, asked.message.clone()))
+            }
+            _ => None,
+        };
         Ok(WorkflowRunWatch {
             token: token.to_string(),
+            recorded,
             first: Some(WorkflowRunState::of(token, &obj)),
             changes,
             watcher,
@@ -305,15 +317,33 @@ impl WorkflowRunWatch {
 
     pub async fn next(&mut self) -> Result<WorkflowRunState, ClientError> {
         if let Some(first) = self.first.take() {
-            return Ok(first);
+            return Ok(self.or_recorded(first));
         }
         match self.changes.recv().await {
-            Some(Ok(Some(obj))) => Ok(WorkflowRunState::of(&self.token, &obj)),
+            Some(Ok(Some(obj))) => Ok(self.or_recorded(WorkflowRunState::of(&self.token, &obj))),
             Some(Ok(None)) => Ok(WorkflowRunState::Deleted),
             Some(Err(e)) => Err(e),
             None => Err(ClientError::unreachable(
                 "the watch of the workflow stopped",
             )),
+        }
+    }
+}
+
+impl WorkflowRunWatch {
+    /// A token the status no longer knows is not a superseded request when the server
+    /// answered with its run from the run records: that run ended.
+    fn or_recorded(&self, state: WorkflowRunState) -> WorkflowRunState {
+        match (&state, &self.recorded) {
+            (WorkflowRunState::Superseded, Some((run, phase, summary))) => {
+                WorkflowRunState::Finished {
+                    run: *run,
+                    phase: *phase,
+                    summary: summary.clone(),
+                    status: None,
+                }
+            }
+            _ => state,
         }
     }
 }

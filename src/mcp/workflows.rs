@@ -58,7 +58,7 @@ pub(super) async fn run(client: &ApiClient, args: RunWorkflowArgs) -> Result<Ans
             .unwrap_or(DEFAULT_WAIT_SECS)
             .min(MAX_WAIT_SECS),
     );
-    let mut watch = WorkflowRunWatch::new(client, &key, &asked.token).await?;
+    let mut watch = WorkflowRunWatch::new(client, &asked).await?;
     let deadline = tokio::time::Instant::now() + max_wait;
     let mut last_run = asked.run;
     loop {

@@ -253,6 +253,19 @@ fn run_answer(obj: &Object, token: &str, duplicate: bool) -> Response {
             (StatusCode::ACCEPTED, None, None, format!("accepted: {why}"))
         }
     };
+    answer(obj, token, code, run, phase, duplicate, message)
+}
+
+/// The body of a `runs` or `rerun` answer.
+fn answer(
+    obj: &Object,
+    token: &str,
+    code: StatusCode,
+    run: Option<u32>,
+    phase: Option<WorkflowPhase>,
+    duplicate: bool,
+    message: String,
+) -> Response {
     let body = json!({
         "kind": "WorkflowRun",
         "apiVersion": "orcaops.dev/v1alpha1",
@@ -295,6 +308,11 @@ pub(super) async fn start(
         idem.clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
     );
+    if idem.is_some()
+        && let Some(found) = recorded_run(state, key, &token).await?
+    {
+        return Ok(found);
+    }
     let (obj, duplicate) = change_workflow(state, key, |obj| {
         if find_token_run(obj, &token) != TokenRun::Unknown {
             return Ok(Change::Unchanged(true));
@@ -317,6 +335,47 @@ pub(super) async fn start(
     .await?;
     let obj = wait_started(state, obj, &token).await?;
     Ok(run_answer(&obj, &token, duplicate))
+}
+
+/// A retried Idempotency-Key whose run has left the status (its history keeps the last
+/// 10 runs): the answer for the run its record names, found by the token in the run
+/// records of this Workflow (by uid: a Workflow made again under the same name starts
+/// afresh). None when the status still knows the token (the usual path answers), or no
+/// record has it. Where the run records cannot be read (an API replica that does not
+/// lead), the status alone is asked, as before.
+async fn recorded_run(
+    state: &AppState,
+    key: &ObjectKey,
+    token: &str,
+) -> Result<Option<Response>, ApiError> {
+    let Some(obj) = state.objects.get(key).await? else {
+        return Ok(None);
+    };
+    if find_token_run(&obj, token) != TokenRun::Unknown {
+        return Ok(None);
+    }
+    let Ok(records) = state.records() else {
+        return Ok(None);
+    };
+    let Some(record) = records
+        .workflow_run_by_token(&obj.metadata.uid, token)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let message = format!(
+        "run {} of workflow {} (found in its run records: it has left the status history)",
+        record.run, obj.metadata.name
+    );
+    Ok(Some(answer(
+        &obj,
+        token,
+        StatusCode::OK,
+        Some(record.run),
+        Some(record.phase),
+        true,
+        message,
+    )))
 }
 
 /// Waits a little for the controller to start the run of `token`, when nothing holds it
@@ -784,6 +843,7 @@ pub fn runs_from_status(obj: &Object) -> Vec<WorkflowRunRecord> {
         generation: obj.metadata.generation,
         phase: WorkflowPhase::Pending,
         trigger: String::new(),
+        token: None,
         inputs: BTreeMap::new(),
         start_time: None,
         completion_time: None,

@@ -558,3 +558,65 @@ fn a_decision_drops_the_runs_that_ended_and_keeps_those_in_progress() {
         ])
     );
 }
+
+#[tokio::test]
+async fn a_key_whose_run_left_the_status_is_found_in_the_run_records() {
+    let api = api().await;
+    let obj = api.workflow().await;
+    // Run 12 is current; run 1 (key "first") is only in the run records now.
+    api.status(WorkflowStatus {
+        phase: WorkflowPhase::Succeeded,
+        run: Some(12),
+        run_trigger: Some("rerun=run-twelfth".into()),
+        ..Default::default()
+    })
+    .await;
+    let record = |uid: &str, token: &str| crate::records::WorkflowRunRecord {
+        uid: uid.into(),
+        namespace: "default".into(),
+        name: "ci".into(),
+        run: 1,
+        generation: 1,
+        phase: WorkflowPhase::Failed,
+        trigger: "api".into(),
+        token: Some(token.into()),
+        inputs: Default::default(),
+        start_time: None,
+        completion_time: None,
+        progress: "1/1".into(),
+        summary: String::new(),
+        nodes: Vec::new(),
+    };
+    api.store
+        .put_workflow_run(&record(&obj.metadata.uid, "run-first"))
+        .await
+        .unwrap();
+    // A Workflow of the same name that was deleted: its keys are not this one's.
+    api.store
+        .put_workflow_run(&record("an-earlier-uid", "run-gone"))
+        .await
+        .unwrap();
+
+    let (code, body) = api.post("/runs", json!({}), Some("first")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["run"], 1);
+    assert_eq!(body["phase"], "Failed");
+    assert_eq!(body["duplicate"], true);
+    assert!(
+        body["message"].as_str().unwrap().contains("run records"),
+        "{body}"
+    );
+    assert_eq!(
+        annotation(&api.object().await, keys::RERUN),
+        None,
+        "nothing asked"
+    );
+
+    let (code, body) = api.post("/runs", json!({}), Some("gone")).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["duplicate"], false);
+    assert_eq!(
+        annotation(&api.object().await, keys::RERUN).as_deref(),
+        Some("run-gone")
+    );
+}

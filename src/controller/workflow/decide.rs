@@ -39,7 +39,7 @@ mod until;
 use control::PreviousRun;
 use schedule::Due;
 use trigger::{default_inputs, request_of, run_inputs, spec_part};
-pub use trigger::{run_trigger, trigger_name};
+pub use trigger::{run_token, run_trigger, trigger_name};
 pub use until::iteration_job_name;
 
 /// Jobs of this many runs (the current one included) are kept; older ones are deleted

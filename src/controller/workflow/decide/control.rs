@@ -294,6 +294,11 @@ impl Decider<'_> {
             generation: meta.generation,
             phase: status.phase,
             trigger: trigger_name(status.run_trigger.as_deref().unwrap_or_default()).to_string(),
+            token: status
+                .run_trigger
+                .as_deref()
+                .and_then(run_token)
+                .map(String::from),
             inputs: status.inputs.clone(),
             start_time: status.start_time,
             completion_time: status.completion_time,

@@ -154,6 +154,22 @@ fn a_record_is_written_when_a_run_starts_and_when_it_ends() {
         trigger_name("rerun=x/schedule=2026-03-01T12:00:00Z"),
         "schedule"
     );
+    // Each record keeps the token that started its run (a retried Idempotency-Key finds
+    // its run by it); the spec's run has none, and neither has a tick.
+    let tokens: Vec<Option<&str>> = f.records.iter().map(|r| r.token.as_deref()).collect();
+    let api = format!("{}abc", keys::RUN_TOKEN_PREFIX);
+    assert_eq!(
+        tokens,
+        [
+            None,
+            None,
+            Some(api.as_str()),
+            Some(api.as_str()),
+            Some("by-hand")
+        ]
+    );
+    assert_eq!(run_token("s1a2b3/rerun=run-k"), Some("run-k"));
+    assert_eq!(run_token("rerun=run-k/schedule=2026-03-01T12:00:00Z"), None);
 }
 
 const SCHEDULED: &str = "schedule: '*/5 * * * *'\njobs:\n- {name: a, job: JOB}\n";
