@@ -112,8 +112,8 @@ pub enum WorkflowAction {
     CreateJob(Box<Object>),
     /// Delete a Job: of a cancelled node, of an old run, or not this Workflow's.
     DeleteJob { name: String, why: &'static str },
-    /// Write the run's record (when it starts and when it finishes; a write replaces the
-    /// one of the same run).
+    /// Write the run's record (when it starts, as its nodes change, and when it finishes;
+    /// a write replaces the one of the same run).
     RecordRun(Box<WorkflowRunRecord>),
 }
 
@@ -152,7 +152,10 @@ pub fn decide(obs: &Observed) -> Decision {
     d.schedule_status();
     d.phase();
     d.waiting_condition();
-    if d.status.run != started_before && d.active() {
+    // The record follows the run as its nodes change (not only as it starts and ends),
+    // so the run records show a run in progress node by node.
+    let nodes_changed = obs.status.run == d.status.run && obs.status.nodes != d.status.nodes;
+    if d.active() && (d.status.run != started_before || nodes_changed) {
         d.record_run();
     }
     let in_progress = d.active() || !d.status.active_runs.is_empty();

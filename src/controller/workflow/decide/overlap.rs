@@ -107,8 +107,9 @@ impl<'a> Decider<'a> {
     }
 
     /// Runs `f` on run `run` of `activeRuns`, as a decision of its own over that run,
-    /// then takes back what it decided: its actions and events, and the run (still in
-    /// progress), or its end in the history. False when `run` is not in `activeRuns`.
+    /// then takes back what it decided: its actions and events (with its record when its
+    /// nodes changed), and the run (still in progress), or its end in the history. False
+    /// when `run` is not in `activeRuns`.
     fn on_older(&mut self, run: u32, f: impl FnOnce(&mut Decider<'a>)) -> bool {
         let Some(pos) = self.status.active_runs.iter().position(|r| r.run == run) else {
             return false;
@@ -124,7 +125,12 @@ impl<'a> Decider<'a> {
             older: true,
         };
         older.align_nodes();
+        let nodes_before = older.status.nodes.clone();
         f(&mut older);
+        if older.active() && older.status.nodes != nodes_before {
+            older.status.phase = older.run_phase();
+            older.record_run();
+        }
         self.plan = std::mem::take(&mut older.plan);
         for action in std::mem::take(&mut older.actions) {
             match action {
