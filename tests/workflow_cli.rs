@@ -715,3 +715,53 @@ fn a_key_retried_after_its_run_left_the_status_history_finds_it_in_the_run_recor
         "a 13th run started a container"
     );
 }
+
+#[test]
+fn history_shows_the_nodes_of_a_run_in_progress_from_its_record() {
+    let _cleanup = RemoveContainers("wfcli-live-");
+    let server = Server::start();
+    apply(
+        &server,
+        "wfcli-live",
+        r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: wfcli-live
+spec:
+  schedule: "0 0 1 1 *"
+  jobs:
+    - name: quick
+      job: {image: busybox:latest, steps: [{name: q, run: 'echo done'}]}
+    - name: slow
+      needs: [quick]
+      job: {image: busybox:latest, steps: [{name: s, run: 'sleep 60'}]}
+"#,
+    );
+    server.cli_ok(&["run", "workflow", "wfcli-live", "--no-wait"]);
+    wait_workflow(&server, "wfcli-live", "ran its slow node", |wf| {
+        wf.pointer("/status/nodes/1/phase") == Some(&Value::from("Running"))
+    });
+    // The run record was written as the nodes changed: it has quick done and slow
+    // running, not the nodes as they were when the run started.
+    let history = wait_until(T, "history shows the run's nodes", || {
+        let out = server.cli_ok(&["history", "workflow", "wfcli-live"]);
+        out.contains("run 1 in progress, node by node:")
+            .then_some(out)
+    });
+    let row = |node: &str| {
+        history
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(node))
+            .unwrap_or_else(|| panic!("no row for {node}:\n{history}"))
+            .to_string()
+    };
+    assert!(row("quick").contains("Succeeded"), "{history}");
+    assert!(row("slow").contains("Running"), "{history}");
+    let progress = history.lines().nth(1).unwrap_or_default();
+    assert!(progress.contains("1/2"), "{history}");
+    server.cli_ok(&["cancel", "workflow", "wfcli-live"]);
+    wait_workflow(&server, "wfcli-live", "was cancelled", finished);
+    let history = server.cli_ok(&["history", "workflow", "wfcli-live"]);
+    assert!(!history.contains("in progress, node by node"), "{history}");
+    assert!(history.contains("Cancelled"), "{history}");
+}

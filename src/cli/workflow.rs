@@ -534,6 +534,7 @@ pub async fn history(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientEr
         return Ok(exit::OK);
     }
     print!("{}", history_table(&runs));
+    print!("{}", nodes_in_progress(&runs));
     let ok = runs
         .iter()
         .filter(|r| r.phase == WorkflowPhase::Succeeded)
@@ -577,6 +578,36 @@ fn history_table(runs: &[WorkflowRunRecord]) -> String {
         ]);
     }
     table(&rows)
+}
+
+/// The nodes of each run in progress, as its record (written as nodes change) has them.
+fn nodes_in_progress(runs: &[WorkflowRunRecord]) -> String {
+    let mut out = String::new();
+    for r in runs.iter().filter(|r| !r.phase.is_finished()) {
+        let mut rows = vec![
+            ["NODE", "PHASE", "DURATION", "MESSAGE"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for n in &r.nodes {
+            rows.push(vec![
+                n.name.clone(),
+                n.phase.as_str().into(),
+                match (n.start_time, n.completion_time) {
+                    (Some(s), Some(c)) => duration((c - s).num_seconds().max(0)),
+                    _ => "-".into(),
+                },
+                n.message.clone().unwrap_or_default(),
+            ]);
+        }
+        let _ = write!(
+            out,
+            "\nrun {} in progress, node by node:\n{}",
+            r.run,
+            table(&rows)
+        );
+    }
+    out
 }
 
 /// A trigger as one word: the records say `api`, `rerun`, ...; the status's fallback
