@@ -1,7 +1,8 @@
 //! The doors to Workflows end to end: the real `orcaops` binary as server and as CLI,
 //! real Docker. `run workflow` with inputs and its exit codes, a retried Idempotency-Key,
 //! the control commands (what they write on the stored object), `describe` drawing the
-//! DAG, `logs --node` and `history`.
+//! DAG, `logs --node` and `history`, and overlapping runs (`concurrencyPolicy: Allow`)
+//! steered one by one with `--run`.
 //!
 //! The workflows here carry a schedule that is not due for months, so applying them
 //! starts no run: every run a test sees is one it asked for.
@@ -550,4 +551,286 @@ fn a_nodes_anomalies_are_judged_against_the_node_in_earlier_workflow_runs() {
         .unwrap_or_else(|| panic!("{path}"));
     assert!((6..30).contains(&secs), "the 6 s run's path: {path}");
     assert!(wf.contains("Slowest node:  work ("), "{wf}");
+}
+
+const OVERLAP: &str = r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: wfcli-allow
+spec:
+  schedule: "0 0 1 1 *"
+  concurrencyPolicy: Allow
+  maxActiveRuns: 2
+  inputs:
+    - {name: nap, default: "30"}
+  jobs:
+    - name: work
+      job: {image: busybox:latest, steps: [{name: w, run: 'sleep ${{ inputs.nap }}'}]}
+    - name: gate
+      needs: [work]
+      approval: {message: "ship?"}
+      job: {image: busybox:latest, steps: [{name: g, run: 'echo shipped'}]}
+"#;
+
+/// The runs in progress as the status shows them: the current one, and those beside it.
+fn in_progress(wf: &Value) -> Vec<u64> {
+    let mut runs: Vec<u64> = wf
+        .pointer("/status/activeRuns")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|r| r["run"].as_u64()).collect())
+        .unwrap_or_default();
+    if !finished(wf)
+        && let Some(run) = wf.pointer("/status/run").and_then(Value::as_u64)
+    {
+        runs.push(run);
+    }
+    runs
+}
+
+/// The phase of run `run` in the status: current, in progress beside it, or ended.
+fn run_phase(wf: &Value, run: u64) -> Option<String> {
+    let status = wf.get("status")?;
+    if status["run"].as_u64() == Some(run) {
+        return status["phase"].as_str().map(String::from);
+    }
+    for list in ["activeRuns", "history"] {
+        if let Some(found) = status[list]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["run"].as_u64() == Some(run)))
+        {
+            return found["phase"].as_str().map(String::from);
+        }
+    }
+    None
+}
+
+#[test]
+fn under_allow_runs_overlap_and_are_cancelled_and_approved_one_by_one() {
+    let _cleanup = RemoveContainers("wfcli-allow-");
+    let server = Server::start();
+    apply(&server, "wfcli-allow", OVERLAP);
+    let name = "wfcli-allow";
+
+    // Two runs at once: each with its own Job, named and labelled by its run.
+    for _ in 0..2 {
+        let out = server.cli(&["run", "workflow", name, "--no-wait"]);
+        assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    }
+    let wf = wait_workflow(&server, name, "had runs 1 and 2 in progress", |wf| {
+        in_progress(wf) == [1, 2]
+    });
+    assert_eq!(
+        wf.pointer("/status/activeRuns/0/run"),
+        Some(&Value::from(1))
+    );
+    wait_until(T, "both runs' containers run at once", || {
+        let one = containers_with_label("orcaops.dev/name", "wfcli-allow-1-work");
+        let two = containers_with_label("orcaops.dev/name", "wfcli-allow-2-work");
+        (one.len() == 1 && two.len() == 1).then_some(())
+    });
+    let jobs = server.cli_ok(&["get", "jobs", "-l", "orcaops.dev/workflow-run=2"]);
+    assert!(jobs.contains("wfcli-allow-2-work"), "{jobs}");
+    assert!(!jobs.contains("wfcli-allow-1-work"), "{jobs}");
+
+    // A third run is beyond maxActiveRuns: it waits, and says why.
+    let out = server.cli(&["run", "workflow", name, "--no-wait", "--input", "nap=1"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("2 runs are in progress (1 and 2), the most spec.maxActiveRuns (2) allows"),
+        "{stderr}"
+    );
+    let wf = wait_workflow(&server, name, "said a run waits", |wf| {
+        wf.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "RunWaiting" && c["status"] == "True")
+            })
+    });
+    assert_eq!(in_progress(&wf), [1, 2], "the third run has not started");
+
+    // Which run to cancel must be said; then only that one stops, and the waiting run
+    // takes its place.
+    let out = server.cli(&["cancel", "workflow", name]);
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("2 runs in progress (1 and 2)") && stderr.contains("--run N"),
+        "{stderr}"
+    );
+    let out = server.cli_ok(&["cancel", "workflow", name, "--run", "1"]);
+    assert!(out.contains("run 1 cancel requested"), "{out}");
+    let wf = wait_workflow(&server, name, "cancelled run 1 and started run 3", |wf| {
+        in_progress(wf) == [2, 3]
+    });
+    assert_eq!(run_phase(&wf, 1).as_deref(), Some("Cancelled"));
+    wait_until(T, "run 1's container is stopped", || {
+        containers_with_label("orcaops.dev/name", "wfcli-allow-1-work")
+            .is_empty()
+            .then_some(())
+    });
+
+    // Both runs reach their approval gate; a decision must name its run.
+    let wf = wait_workflow(&server, name, "had runs 2 and 3 wait for approval", |wf| {
+        run_phase(wf, 2).as_deref() == Some("WaitingApproval")
+            && run_phase(wf, 3).as_deref() == Some("WaitingApproval")
+    });
+    assert_eq!(in_progress(&wf), [2, 3]);
+    let out = server.cli(&["approve", "workflow", name, "gate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("--run N"), "{:?}", text(&out));
+    server.cli_ok(&[
+        "approve", "workflow", name, "gate", "--run", "2", "--by", "ana",
+    ]);
+    server.cli_ok(&[
+        "approve",
+        "workflow",
+        name,
+        "gate",
+        "--run",
+        "3",
+        "--reject",
+        "-m",
+        "not this one",
+    ]);
+    let wf = wait_workflow(&server, name, "ended runs 2 and 3", |wf| {
+        in_progress(wf).is_empty()
+    });
+    assert_eq!(run_phase(&wf, 2).as_deref(), Some("Succeeded"), "{wf}");
+    assert_eq!(run_phase(&wf, 3).as_deref(), Some("Failed"), "{wf}");
+    // The approved gate ran as a Job of run 2; the rejected one never got a Job.
+    let jobs = server.cli_ok(&["get", "jobs", "-l", "orcaops.dev/workflow=wfcli-allow"]);
+    assert!(jobs.contains("wfcli-allow-2-gate"), "{jobs}");
+    assert!(!jobs.contains("wfcli-allow-3-gate"), "{jobs}");
+    let logs = server.cli_ok(&["logs", "job", "wfcli-allow-2-gate"]);
+    assert!(logs.contains("shipped"), "{logs}");
+    let history = server.cli_ok(&["history", "workflow", name]);
+    for run in ["1", "2", "3"] {
+        assert!(
+            history
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(run)),
+            "run {run} in the history:\n{history}"
+        );
+    }
+    server.cli_ok(&["delete", "workflow", name]);
+}
+
+#[test]
+fn a_key_retried_after_its_run_left_the_status_history_finds_it_in_the_run_records() {
+    let _cleanup = RemoveContainers("wfcli-keys-");
+    let server = Server::start();
+    apply(
+        &server,
+        "wfcli-keys",
+        &ONE_NODE.replace("wfcli-idem", "wfcli-keys"),
+    );
+    // 12 runs, each with its key: the status history keeps the last 10.
+    for i in 1..=12 {
+        let key = format!("pipeline-{i}");
+        let out = server.cli(&[
+            "run",
+            "workflow",
+            "wfcli-keys",
+            "--idempotency-key",
+            &key,
+            "--timeout",
+            "120",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "run {i}: {:?}", text(&out));
+    }
+    let wf = workflow(&server, "wfcli-keys");
+    assert_eq!(wf.pointer("/status/run"), Some(&Value::from(12)));
+    let remembered: Vec<u64> = wf
+        .pointer("/status/history")
+        .and_then(Value::as_array)
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["run"].as_u64())
+        .collect();
+    assert!(
+        !remembered.contains(&1),
+        "run 1 has left the history: {remembered:?}"
+    );
+
+    // The first key again: run 1, from the run records; no run 13.
+    let out = server.cli(&[
+        "run",
+        "workflow",
+        "wfcli-keys",
+        "--idempotency-key",
+        "pipeline-1",
+        "--timeout",
+        "60",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("run 1 (already started by this request)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run 1: Succeeded"), "{stderr}");
+    std::thread::sleep(Duration::from_secs(2));
+    let wf = workflow(&server, "wfcli-keys");
+    assert_eq!(wf.pointer("/status/run"), Some(&Value::from(12)), "{wf}");
+    assert_ne!(
+        annotation(&wf, "orcaops.dev/rerun").as_deref(),
+        Some("run-pipeline-1"),
+        "the retry wrote no new request"
+    );
+    assert!(
+        containers_with_label("orcaops.dev/name", "wfcli-keys-13-only").is_empty(),
+        "a 13th run started a container"
+    );
+}
+
+#[test]
+fn history_shows_the_nodes_of_a_run_in_progress_from_its_record() {
+    let _cleanup = RemoveContainers("wfcli-live-");
+    let server = Server::start();
+    apply(
+        &server,
+        "wfcli-live",
+        r#"apiVersion: orcaops.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: wfcli-live
+spec:
+  schedule: "0 0 1 1 *"
+  jobs:
+    - name: quick
+      job: {image: busybox:latest, steps: [{name: q, run: 'echo done'}]}
+    - name: slow
+      needs: [quick]
+      job: {image: busybox:latest, steps: [{name: s, run: 'sleep 60'}]}
+"#,
+    );
+    server.cli_ok(&["run", "workflow", "wfcli-live", "--no-wait"]);
+    wait_workflow(&server, "wfcli-live", "ran its slow node", |wf| {
+        wf.pointer("/status/nodes/1/phase") == Some(&Value::from("Running"))
+    });
+    // The run record was written as the nodes changed: it has quick done and slow
+    // running, not the nodes as they were when the run started.
+    let history = wait_until(T, "history shows the run's nodes", || {
+        let out = server.cli_ok(&["history", "workflow", "wfcli-live"]);
+        out.contains("run 1 in progress, node by node:")
+            .then_some(out)
+    });
+    let row = |node: &str| {
+        history
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(node))
+            .unwrap_or_else(|| panic!("no row for {node}:\n{history}"))
+            .to_string()
+    };
+    assert!(row("quick").contains("Succeeded"), "{history}");
+    assert!(row("slow").contains("Running"), "{history}");
+    let progress = history.lines().nth(1).unwrap_or_default();
+    assert!(progress.contains("1/2"), "{history}");
+    server.cli_ok(&["cancel", "workflow", "wfcli-live"]);
+    wait_workflow(&server, "wfcli-live", "was cancelled", finished);
+    let history = server.cli_ok(&["history", "workflow", "wfcli-live"]);
+    assert!(!history.contains("in progress, node by node"), "{history}");
+    assert!(history.contains("Cancelled"), "{history}");
 }

@@ -91,6 +91,15 @@ pub struct Target {
     pub namespace: String,
 }
 
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The run to cancel, when a workflow has several in progress (concurrencyPolicy: Allow).
+    #[arg(long)]
+    pub run: Option<u32>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run local mode: watch a folder of YAML, run Jobs in Docker, serve the API.
@@ -122,12 +131,13 @@ pub enum Command {
     Delete(Target),
     /// Cancel the run in progress of a job or a workflow.
     #[command(
-        after_help = "Examples:\n  orcaops cancel job nightly\n  orcaops cancel workflow ci\n\n\
+        after_help = "Examples:\n  orcaops cancel job nightly\n  orcaops cancel workflow ci\n  orcaops cancel workflow ci --run 3\n\n\
+        A workflow with several runs in progress (concurrencyPolicy: Allow) needs --run.\n\
         Cancelling sets the annotation orcaops.dev/cancel=<run number>; the controller\n\
         stops what runs and the run ends Cancelled. With kubectl on a cluster:\n\
         kubectl annotate jobs.orcaops.dev NAME orcaops.dev/cancel=<run> --overwrite"
     )]
-    Cancel(Target),
+    Cancel(CancelArgs),
     /// Start a new run of a job or a workflow (of a workflow: all, --failed, or --from NODE).
     Rerun(workflow::RerunArgs),
     /// Approve (or --reject) an approval node of a workflow's current run.
@@ -271,10 +281,15 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
             println!("{}.orcaops.dev/{} deleted", key.kind.singular(), key.name);
             Ok(exit::OK)
         }
-        Command::Cancel(t) if target_key(&t)?.kind == Kind::Workflow => {
-            workflow::cancel(&client()?, &target_key(&t)?).await
+        Command::Cancel(CancelArgs { target: t, run })
+            if target_key(&t)?.kind == Kind::Workflow =>
+        {
+            workflow::cancel(&client()?, &target_key(&t)?, run).await
         }
-        Command::Cancel(t) => {
+        Command::Cancel(CancelArgs { run: Some(_), .. }) => Err(ClientError::usage(
+            "--run names one of several runs in progress, which only a workflow has (concurrencyPolicy: Allow); a job has one run at a time: orcaops cancel job NAME",
+        )),
+        Command::Cancel(CancelArgs { target: t, .. }) => {
             let key = require_job(&t)?;
             let path = format!("{}/cancel", object_path(&key));
             let obj = client()?.json(reqwest::Method::POST, &path, None).await?;

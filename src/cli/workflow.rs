@@ -89,7 +89,7 @@ pub async fn follow(
     asked: &RunRequested,
     timeout: Option<Duration>,
 ) -> Result<u8, ClientError> {
-    let mut watch = WorkflowRunWatch::new(client, &asked.key, &asked.token).await?;
+    let mut watch = WorkflowRunWatch::new(client, asked).await?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut shown: BTreeMap<String, String> = BTreeMap::new();
     let mut announced_run = asked.run;
@@ -106,7 +106,8 @@ pub async fn follow(
                 asked.key.name,
                 timeout.unwrap_or_default().as_secs()
             );
-            if let Err(e) = workflow::cancel(client, &asked.key).await {
+            // This run, by its number: others may be in progress beside it.
+            if let Err(e) = workflow::cancel(client, &asked.key, announced_run).await {
                 eprintln!("  (the cancel was refused: {e})");
             }
             return Ok(exit::TIMED_OUT);
@@ -271,7 +272,8 @@ Examples:
   orcaops approve workflow ci deploy --message \"release 1.2 checked\"
   orcaops approve workflow ci deploy --reject --message \"not on a Friday\"
 
-The decision counts for the current run only (orcaops.dev/approvals names the run).
+The decision counts for one run only (orcaops.dev/approvals names the run): the run in
+progress, or with several in progress (concurrencyPolicy: Allow) the one --run names.
 An approved node starts; a rejected one fails with your message. NODE is the node's
 name in spec.jobs (deciding every matrix combination of it), or one combination's.";
 
@@ -293,6 +295,9 @@ pub struct ApproveArgs {
     /// Who decides (default: $USER).
     #[arg(long)]
     pub by: Option<String>,
+    /// The run whose node this decides (needed when several runs are in progress).
+    #[arg(long)]
+    pub run: Option<u32>,
     #[arg(short = 'n', long = "namespace", visible_alias = "workspace", default_value = crate::resources::DEFAULT_WORKSPACE)]
     pub namespace: String,
 }
@@ -311,8 +316,14 @@ pub async fn approve(client: &ApiClient, args: ApproveArgs) -> Result<u8, Client
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".into());
-    let answer =
-        workflow::decide(client, &key, &args.node, !args.reject, &args.message, &by).await?;
+    let decision = workflow::Decision {
+        node: &args.node,
+        approved: !args.reject,
+        message: &args.message,
+        by: &by,
+        run: args.run,
+    };
+    let answer = workflow::decide(client, &key, &decision).await?;
     println!(
         "workflow.orcaops.dev/{} {}",
         key.name,
@@ -321,8 +332,12 @@ pub async fn approve(client: &ApiClient, args: ApproveArgs) -> Result<u8, Client
     Ok(exit::OK)
 }
 
-pub async fn cancel(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientError> {
-    let run = workflow::cancel(client, key).await?;
+pub async fn cancel(
+    client: &ApiClient,
+    key: &ObjectKey,
+    run: Option<u32>,
+) -> Result<u8, ClientError> {
+    let run = workflow::cancel(client, key, run).await?;
     println!(
         "workflow.orcaops.dev/{} run {run} cancel requested",
         key.name
@@ -543,6 +558,7 @@ pub async fn history(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientEr
         return Ok(exit::OK);
     }
     print!("{}", history_table(&runs));
+    print!("{}", nodes_in_progress(&runs));
     let ok = runs
         .iter()
         .filter(|r| r.phase == WorkflowPhase::Succeeded)
@@ -586,6 +602,36 @@ fn history_table(runs: &[WorkflowRunRecord]) -> String {
         ]);
     }
     table(&rows)
+}
+
+/// The nodes of each run in progress, as its record (written as nodes change) has them.
+fn nodes_in_progress(runs: &[WorkflowRunRecord]) -> String {
+    let mut out = String::new();
+    for r in runs.iter().filter(|r| !r.phase.is_finished()) {
+        let mut rows = vec![
+            ["NODE", "PHASE", "DURATION", "MESSAGE"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for n in &r.nodes {
+            rows.push(vec![
+                n.name.clone(),
+                n.phase.as_str().into(),
+                match (n.start_time, n.completion_time) {
+                    (Some(s), Some(c)) => duration((c - s).num_seconds().max(0)),
+                    _ => "-".into(),
+                },
+                n.message.clone().unwrap_or_default(),
+            ]);
+        }
+        let _ = write!(
+            out,
+            "\nrun {} in progress, node by node:\n{}",
+            r.run,
+            table(&rows)
+        );
+    }
+    out
 }
 
 /// A trigger as one word: the records say `api`, `rerun`, ...; the status's fallback

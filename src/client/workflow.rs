@@ -63,6 +63,8 @@ pub struct RunRequested {
     pub run: Option<u32>,
     /// A retried request: this run was asked for before.
     pub duplicate: bool,
+    /// The run's phase when the answer named the run.
+    pub phase: Option<WorkflowPhase>,
     pub message: String,
 }
 
@@ -73,6 +75,9 @@ impl RunRequested {
             token: value["token"].as_str().unwrap_or_default().to_string(),
             run: value["run"].as_u64().map(|r| r as u32),
             duplicate: value["duplicate"].as_bool().unwrap_or(false),
+            phase: value["phase"]
+                .as_str()
+                .and_then(|p| serde_json::from_value(json!(p)).ok()),
             message: value["message"].as_str().unwrap_or_default().to_string(),
         }
     }
@@ -128,30 +133,55 @@ pub async fn rerun(
     Ok(RunRequested::from_answer(key, &value))
 }
 
-/// Approves (or rejects) an approval node of the current run; the answer says which run.
+/// What a decision on an approval node says.
+pub struct Decision<'a> {
+    pub node: &'a str,
+    pub approved: bool,
+    pub message: &'a str,
+    pub by: &'a str,
+    /// The run (needed when several are in progress; else the one in progress).
+    pub run: Option<u32>,
+}
+
+/// Approves (or rejects) an approval node of a run; the answer says which run.
 pub async fn decide(
     client: &ApiClient,
     key: &ObjectKey,
-    node: &str,
-    approved: bool,
-    message: &str,
-    by: &str,
+    decision: &Decision<'_>,
 ) -> Result<Value, ClientError> {
-    let verb = if approved { "approve" } else { "reject" };
+    let verb = if decision.approved {
+        "approve"
+    } else {
+        "reject"
+    };
     let path = format!("{}/{verb}", object_path(key));
-    let body = json!({ "node": node, "message": message, "by": by });
+    let mut body = json!({ "node": decision.node, "message": decision.message, "by": decision.by });
+    if let Some(run) = decision.run {
+        body["run"] = json!(run);
+    }
     client.json(Method::POST, &path, json_body(&body)).await
 }
 
-/// Asks for the run in progress to be cancelled; answers its number.
-pub async fn cancel(client: &ApiClient, key: &ObjectKey) -> Result<String, ClientError> {
+/// Asks for run `run` (or the only run in progress) to be cancelled; answers the runs
+/// asked to be cancelled.
+pub async fn cancel(
+    client: &ApiClient,
+    key: &ObjectKey,
+    run: Option<u32>,
+) -> Result<String, ClientError> {
     let path = format!("{}/cancel", object_path(key));
-    let obj = client.json(Method::POST, &path, None).await?;
-    Ok(obj
-        .pointer("/metadata/annotations/orcaops.dev~1cancel")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string())
+    let body = run.map(|run| json!({ "run": run }));
+    let obj = client
+        .json(Method::POST, &path, body.as_ref().and_then(json_body))
+        .await?;
+    Ok(match run {
+        Some(run) => run.to_string(),
+        None => obj
+            .pointer("/metadata/annotations/orcaops.dev~1cancel")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string(),
+    })
 }
 
 /// Sets `spec.suspend` with a merge patch.
@@ -210,6 +240,17 @@ impl WorkflowRunState {
                 WorkflowRunState::Running { run, status }
             };
         }
+        // A run in progress beside the current one (concurrencyPolicy: Allow).
+        if let Some(active) = status.active_runs.iter().find(|r| {
+            r.trigger
+                .as_deref()
+                .is_some_and(|t| trigger_has_token(t, token))
+        }) {
+            return WorkflowRunState::Running {
+                run: active.run,
+                status: active.as_status(),
+            };
+        }
         if let Some(past) = status.history.iter().find(|h| {
             h.trigger
                 .as_deref()
@@ -239,18 +280,18 @@ impl WorkflowRunState {
 /// it happens. Cancel-safe, as [`super::run::RunWatch`].
 pub struct WorkflowRunWatch {
     token: String,
+    /// A retried request's run that ended long ago: the server found it in the run
+    /// records, and the Workflow's status no longer shows it.
+    recorded: Option<(u32, WorkflowPhase, String)>,
     first: Option<WorkflowRunState>,
     changes: mpsc::Receiver<Result<Option<Object>, ClientError>>,
     watcher: JoinHandle<()>,
 }
 
 impl WorkflowRunWatch {
-    /// Reads the workflow now, then watches it from there.
-    pub async fn new(
-        client: &ApiClient,
-        key: &ObjectKey,
-        token: &str,
-    ) -> Result<Self, ClientError> {
+    /// Reads the workflow now, then watches it from there: the run `asked` for.
+    pub async fn new(client: &ApiClient, asked: &RunRequested) -> Result<Self, ClientError> {
+        let (key, token) = (&asked.key, asked.token.as_str());
         let obj = client.get_object(key).await?;
         let (tx, changes) = mpsc::channel(16);
         let watcher = tokio::spawn(watch_object(
@@ -259,8 +300,15 @@ impl WorkflowRunWatch {
             obj.metadata.resource_version.clone(),
             tx,
         ));
+        let recorded = match (asked.duplicate, asked.run, asked.phase) {
+            (true, Some(run), Some(phase)) if phase.is_finished() => {
+                Some((run, phase, asked.message.clone()))
+            }
+            _ => None,
+        };
         Ok(WorkflowRunWatch {
             token: token.to_string(),
+            recorded,
             first: Some(WorkflowRunState::of(token, &obj)),
             changes,
             watcher,
@@ -269,15 +317,33 @@ impl WorkflowRunWatch {
 
     pub async fn next(&mut self) -> Result<WorkflowRunState, ClientError> {
         if let Some(first) = self.first.take() {
-            return Ok(first);
+            return Ok(self.or_recorded(first));
         }
         match self.changes.recv().await {
-            Some(Ok(Some(obj))) => Ok(WorkflowRunState::of(&self.token, &obj)),
+            Some(Ok(Some(obj))) => Ok(self.or_recorded(WorkflowRunState::of(&self.token, &obj))),
             Some(Ok(None)) => Ok(WorkflowRunState::Deleted),
             Some(Err(e)) => Err(e),
             None => Err(ClientError::unreachable(
                 "the watch of the workflow stopped",
             )),
+        }
+    }
+}
+
+impl WorkflowRunWatch {
+    /// A token the status no longer knows is not a superseded request when the server
+    /// answered with its run from the run records: that run ended.
+    fn or_recorded(&self, state: WorkflowRunState) -> WorkflowRunState {
+        match (&state, &self.recorded) {
+            (WorkflowRunState::Superseded, Some((run, phase, summary))) => {
+                WorkflowRunState::Finished {
+                    run: *run,
+                    phase: *phase,
+                    summary: summary.clone(),
+                    status: None,
+                }
+            }
+            _ => state,
         }
     }
 }

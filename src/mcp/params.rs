@@ -394,6 +394,10 @@ pub struct ApproveNodeArgs {
     /// Why; kept with the decision.
     #[serde(default)]
     pub message: String,
+    /// The run whose node this decides; needed only when several runs are in progress
+    /// (concurrencyPolicy: Allow).
+    #[serde(default)]
+    pub run: Option<u32>,
     /// The workspace (namespace), default "default".
     #[serde(default = "default_workspace")]
     pub workspace: String,

@@ -58,7 +58,7 @@ pub(super) async fn run(client: &ApiClient, args: RunWorkflowArgs) -> Result<Ans
             .unwrap_or(DEFAULT_WAIT_SECS)
             .min(MAX_WAIT_SECS),
     );
-    let mut watch = WorkflowRunWatch::new(client, &key, &asked.token).await?;
+    let mut watch = WorkflowRunWatch::new(client, &asked).await?;
     let deadline = tokio::time::Instant::now() + max_wait;
     let mut last_run = asked.run;
     loop {
@@ -196,7 +196,14 @@ pub(super) async fn approve(
 ) -> Result<Answer, ToolError> {
     let key = key(&args.name, &args.workspace);
     let approved = args.approve.unwrap_or(true);
-    let answer = workflow::decide(client, &key, &args.node, approved, &args.message, "mcp").await?;
+    let decision = workflow::Decision {
+        node: &args.node,
+        approved,
+        message: &args.message,
+        by: "mcp",
+        run: args.run,
+    };
+    let answer = workflow::decide(client, &key, &decision).await?;
     let message = answer["message"].as_str().unwrap_or("decided").to_string();
     Ok(Answer {
         text: format!("workflow {}: {message}", key.name),

@@ -150,6 +150,10 @@ pub struct WorkflowRunRecord {
     /// What started it: `spec`, `rerun`, `api`, `schedule`, `webhook`, ... (see the
     /// Workflow controller).
     pub trigger: String,
+    /// The re-run token that started it (`run-<Idempotency-Key>` for `POST .../runs`), if
+    /// a token did: a retried request finds its run by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, String>,
     pub start_time: Option<DateTime<Utc>>,

@@ -67,6 +67,10 @@ pub struct WorkflowSpec {
     /// What a new run does while one is in progress.
     #[serde(default, skip_serializing_if = "is_default")]
     pub concurrency_policy: ConcurrencyPolicy,
+    /// Under `concurrencyPolicy: Allow`, how many runs may be in progress at once (5 when
+    /// absent); a run asked for beyond it waits for one to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_runs: Option<u32>,
     /// A suspended Workflow starts no node; its running nodes finish. Resuming continues
     /// the same run.
     #[serde(default, skip_serializing_if = "is_default")]
@@ -93,6 +97,22 @@ impl WorkflowSpec {
     }
 }
 
+/// How many runs may be in progress at once under `Allow` when `maxActiveRuns` is absent.
+pub const DEFAULT_MAX_ACTIVE_RUNS: u32 = 5;
+
+impl WorkflowSpec {
+    /// How many runs may be in progress at once: `maxActiveRuns` under `Allow`, else 1.
+    pub fn max_active_runs(&self) -> usize {
+        match self.concurrency_policy {
+            ConcurrencyPolicy::Allow => self
+                .max_active_runs
+                .unwrap_or(DEFAULT_MAX_ACTIVE_RUNS)
+                .max(1) as usize,
+            _ => 1,
+        }
+    }
+}
+
 fn default_true() -> bool {
     true
 }
@@ -116,7 +136,8 @@ pub struct WorkflowInput {
 /// What a run that is asked for while another is in progress does.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ConcurrencyPolicy {
-    /// Runs may overlap. (Overlapping runs are not built yet: the new run waits, as with Forbid.)
+    /// Runs may overlap: a new run starts while others are in progress (at most
+    /// `maxActiveRuns` at once; beyond it, it waits).
     Allow,
     /// The new run starts once the one in progress has finished.
     #[default]
@@ -232,6 +253,8 @@ pub enum WorkflowConditionType {
     /// The current run failed or was cancelled.
     Failed,
     Suspended,
+    /// A run asked for waits because `maxActiveRuns` runs are in progress (`Allow`).
+    RunWaiting,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -281,6 +304,103 @@ pub struct WorkflowStatus {
     /// The most recent finished runs, newest first, at most [`HISTORY_LIMIT`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<WorkflowRunSummary>,
+    /// Under `concurrencyPolicy: Allow`: the runs still in progress besides the current
+    /// one (`run`, always the newest), oldest first; at most `maxActiveRuns` - 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_runs: Vec<ActiveRun>,
+}
+
+impl WorkflowStatus {
+    /// The numbers of the runs in progress, oldest first.
+    pub fn runs_in_progress(&self) -> Vec<u32> {
+        let mut runs: Vec<u32> = self.active_runs.iter().map(|r| r.run).collect();
+        if let Some(run) = self.run
+            && self.completion_time.is_none()
+            && !self.phase.is_finished()
+        {
+            runs.push(run);
+        }
+        runs
+    }
+
+    /// Run `run` as a status of its own, when it is the current run or one in progress
+    /// (its nodes: those of `activeRuns`, which lists only the nodes past Pending).
+    pub fn run_view(&self, run: u32) -> Option<WorkflowStatus> {
+        if self.run == Some(run) {
+            let mut view = self.clone();
+            view.active_runs.clear();
+            return Some(view);
+        }
+        self.active_runs
+            .iter()
+            .find(|r| r.run == run)
+            .map(ActiveRun::as_status)
+    }
+}
+
+/// A run in progress that is not the current one (`concurrencyPolicy: Allow`). Kept
+/// compact: nodes still Pending with nothing to say are left out (the spec lists them).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveRun {
+    pub run: u32,
+    #[serde(default)]
+    pub phase: WorkflowPhase,
+    /// What started it (as `runTrigger`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Its nodes past Pending (or with a message, such as an approval's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeStatus>,
+}
+
+impl ActiveRun {
+    /// The run as a status of its own (nodes left out are Pending).
+    pub fn as_status(&self) -> WorkflowStatus {
+        WorkflowStatus {
+            phase: self.phase,
+            run: Some(self.run),
+            run_trigger: self.trigger.clone(),
+            inputs: self.inputs.clone(),
+            progress: self.progress.clone(),
+            start_time: self.start_time,
+            summary: self.summary.clone(),
+            nodes: self.nodes.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// A run in progress, from its status (its Pending nodes with nothing to say dropped).
+    pub fn from_status(status: &WorkflowStatus) -> ActiveRun {
+        ActiveRun {
+            run: status.run.unwrap_or(0),
+            phase: status.phase,
+            trigger: status.run_trigger.clone(),
+            inputs: status.inputs.clone(),
+            progress: status.progress.clone(),
+            start_time: status.start_time,
+            summary: status.summary.clone(),
+            nodes: status
+                .nodes
+                .iter()
+                .filter(|n| {
+                    **n != NodeStatus {
+                        name: n.name.clone(),
+                        ..Default::default()
+                    }
+                })
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 /// One node of the current run. Kept compact (every field but the name may be absent): a

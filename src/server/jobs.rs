@@ -56,9 +56,10 @@ fn workflow_key(ns: &str, plural: &str, name: &str) -> Result<Option<ObjectKey>,
 pub(super) async fn cancel(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     if let Some(key) = workflow_key(&ns, &plural, &name)? {
-        return super::workflows::cancel(&state, &key).await;
+        return super::workflows::cancel(&state, &key, &body).await;
     }
     let key = job_key(&ns, &plural, &name)?;
     let obj = annotate(&state, &key, keys::CANCEL, |obj| {

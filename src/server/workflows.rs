@@ -154,7 +154,7 @@ pub(super) enum TokenRun {
     Unknown,
     /// The annotation holds it; the controller has not started it yet.
     Asked,
-    /// The current run, or one in the history.
+    /// The current run, one in progress beside it, or one in the history.
     Started { run: u32, phase: WorkflowPhase },
 }
 
@@ -166,6 +166,16 @@ pub(super) fn find_token_run(obj: &Object, token: &str) -> TokenRun {
         return TokenRun::Started {
             run,
             phase: status.phase,
+        };
+    }
+    if let Some(active) = status.active_runs.iter().find(|r| {
+        r.trigger
+            .as_deref()
+            .is_some_and(|t| trigger_has_token(t, token))
+    }) {
+        return TokenRun::Started {
+            run: active.run,
+            phase: active.phase,
         };
     }
     if let Some(past) = status.history.iter().find(|h| {
@@ -221,8 +231,17 @@ fn run_answer(obj: &Object, token: &str, duplicate: bool) -> Response {
             format!("run {run} of workflow {}", obj.metadata.name),
         ),
         _ => {
-            let why = if spec_of(obj).is_ok_and(|s| s.suspend) {
+            let spec = spec_of(obj).ok();
+            let in_progress = status.runs_in_progress();
+            let max = spec.as_ref().map_or(1, WorkflowSpec::max_active_runs);
+            let why = if spec.as_ref().is_some_and(|s| s.suspend) {
                 "the workflow is suspended; it starts once resumed".to_string()
+            } else if max > 1 && in_progress.len() >= max {
+                format!(
+                    "{} runs are in progress ({}), the most spec.maxActiveRuns ({max}) allows; it starts when one of them ends",
+                    in_progress.len(),
+                    runs_list(&in_progress)
+                )
             } else if let Some(run) = status.run.filter(|_| !status.phase.is_finished()) {
                 format!(
                     "run {run} is in progress ({}); it starts when that ends, or at once with concurrencyPolicy: Replace",
@@ -234,6 +253,19 @@ fn run_answer(obj: &Object, token: &str, duplicate: bool) -> Response {
             (StatusCode::ACCEPTED, None, None, format!("accepted: {why}"))
         }
     };
+    answer(obj, token, code, run, phase, duplicate, message)
+}
+
+/// The body of a `runs` or `rerun` answer.
+fn answer(
+    obj: &Object,
+    token: &str,
+    code: StatusCode,
+    run: Option<u32>,
+    phase: Option<WorkflowPhase>,
+    duplicate: bool,
+    message: String,
+) -> Response {
     let body = json!({
         "kind": "WorkflowRun",
         "apiVersion": "orcaops.dev/v1alpha1",
@@ -276,6 +308,11 @@ pub(super) async fn start(
         idem.clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
     );
+    if idem.is_some()
+        && let Some(found) = recorded_run(state, key, &token).await?
+    {
+        return Ok(found);
+    }
     let (obj, duplicate) = change_workflow(state, key, |obj| {
         if find_token_run(obj, &token) != TokenRun::Unknown {
             return Ok(Change::Unchanged(true));
@@ -300,14 +337,55 @@ pub(super) async fn start(
     Ok(run_answer(&obj, &token, duplicate))
 }
 
+/// A retried Idempotency-Key whose run has left the status (its history keeps the last
+/// 10 runs): the answer for the run its record names, found by the token in the run
+/// records of this Workflow (by uid: a Workflow made again under the same name starts
+/// afresh). None when the status still knows the token (the usual path answers), or no
+/// record has it. Where the run records cannot be read (an API replica that does not
+/// lead), the status alone is asked, as before.
+async fn recorded_run(
+    state: &AppState,
+    key: &ObjectKey,
+    token: &str,
+) -> Result<Option<Response>, ApiError> {
+    let Some(obj) = state.objects.get(key).await? else {
+        return Ok(None);
+    };
+    if find_token_run(&obj, token) != TokenRun::Unknown {
+        return Ok(None);
+    }
+    let Ok(records) = state.records() else {
+        return Ok(None);
+    };
+    let Some(record) = records
+        .workflow_run_by_token(&obj.metadata.uid, token)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let message = format!(
+        "run {} of workflow {} (found in its run records: it has left the status history)",
+        record.run, obj.metadata.name
+    );
+    Ok(Some(answer(
+        &obj,
+        token,
+        StatusCode::OK,
+        Some(record.run),
+        Some(record.phase),
+        true,
+        message,
+    )))
+}
+
 /// Waits a little for the controller to start the run of `token`, when nothing holds it
 /// back (no run in progress, not suspended), so that the answer can name the run.
 async fn wait_started(state: &AppState, mut obj: Object, token: &str) -> Result<Object, ApiError> {
     let deadline = tokio::time::Instant::now() + START_WAIT;
     loop {
         let status = status_of(&obj);
-        let held = spec_of(&obj).is_ok_and(|s| s.suspend)
-            || (status.run.is_some() && !status.phase.is_finished());
+        let held = spec_of(&obj)
+            .is_ok_and(|s| s.suspend || status.runs_in_progress().len() >= s.max_active_runs());
         if !matches!(find_token_run(&obj, token), TokenRun::Asked)
             || held
             || tokio::time::Instant::now() >= deadline
@@ -436,6 +514,9 @@ pub(super) async fn rerun(
 pub(super) struct DecisionRequest {
     #[serde(default)]
     node: String,
+    /// The run whose node this decides; needed when several runs are in progress.
+    #[serde(default)]
+    run: Option<u32>,
     #[serde(default)]
     message: String,
     /// Who decided (free text: a name, an agent).
@@ -444,23 +525,96 @@ pub(super) struct DecisionRequest {
 }
 
 /// `orcaops.dev/approvals` after deciding `node` in `run`: the decisions already made for
-/// that run, and this one. Decisions of an earlier run are dropped.
-pub fn merge_decision(existing: Option<&str>, run: u32, node: &str, decision: Value) -> Value {
-    let mut nodes = existing
-        .and_then(|text| serde_json::from_str::<Value>(text).ok())
-        .filter(|v| v.get("run").and_then(Value::as_u64) == Some(u64::from(run)))
+/// that run, and this one. Decisions of the other runs still in progress (`in_progress`)
+/// are kept, those of runs that ended are dropped. One run's decisions are written as
+/// one object, several runs' as a list of them.
+pub fn merge_decision(
+    existing: Option<&str>,
+    run: u32,
+    in_progress: &[u32],
+    node: &str,
+    decision: Value,
+) -> Value {
+    let entries = match existing.and_then(|text| serde_json::from_str::<Value>(text).ok()) {
+        Some(Value::Array(entries)) => entries,
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => Vec::new(),
+    };
+    let run_of = |v: &Value| v.get("run").and_then(Value::as_u64);
+    let mut nodes = entries
+        .iter()
+        .find(|v| run_of(v) == Some(u64::from(run)))
         .and_then(|v| v.get("nodes").and_then(Value::as_object).cloned())
         .unwrap_or_default();
     nodes.insert(node.to_string(), decision);
-    json!({ "run": run, "nodes": nodes })
+    let mut kept: Vec<Value> = entries
+        .into_iter()
+        .filter(|v| {
+            run_of(v).is_some_and(|r| {
+                r != u64::from(run) && in_progress.iter().any(|&p| u64::from(p) == r)
+            })
+        })
+        .collect();
+    kept.push(json!({ "run": run, "nodes": nodes }));
+    kept.sort_by_key(|v| run_of(v));
+    if kept.len() == 1 {
+        kept.remove(0)
+    } else {
+        Value::Array(kept)
+    }
 }
 
-/// Whether `node` can still be decided in the current run, as far as the status tells.
+/// "2, 3 and 5".
+fn runs_list(runs: &[u32]) -> String {
+    let names: Vec<String> = runs.iter().map(u32::to_string).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+/// The run a control request (cancel, approve, reject) acts on: the one it names, which
+/// must be in progress; else the only run in progress. Several in progress and none
+/// named: refused, listing them. None when no run is in progress (and none was named).
+fn chosen_run(
+    name: &str,
+    status: &WorkflowStatus,
+    asked: Option<u32>,
+    how: &str,
+) -> Result<Option<u32>, ApiError> {
+    let in_progress = status.runs_in_progress();
+    match asked {
+        Some(run) if in_progress.contains(&run) => Ok(Some(run)),
+        Some(run) => Err(conflict(format!(
+            "run {run} of workflow {name} is not in progress ({}){}",
+            if in_progress.is_empty() {
+                "no run is".to_string()
+            } else {
+                format!("in progress: {}", runs_list(&in_progress))
+            },
+            if in_progress.is_empty() {
+                String::new()
+            } else {
+                format!("; {how}")
+            }
+        ))),
+        None if in_progress.len() > 1 => Err(conflict(format!(
+            "workflow {name} has {} runs in progress ({}); say which: {how}",
+            in_progress.len(),
+            runs_list(&in_progress)
+        ))),
+        None => Ok(in_progress.first().copied()),
+    }
+}
+
+/// Whether `node` can still be decided in run `asked` (or the only run in progress, or
+/// the current one), as far as the status tells; answers that run.
 fn check_decidable(
     name: &str,
     spec: &WorkflowSpec,
     status: &WorkflowStatus,
     node: &str,
+    asked: Option<u32>,
 ) -> Result<u32, ApiError> {
     if node.is_empty() {
         return Err(unprocessable(
@@ -504,11 +658,20 @@ fn check_decidable(
             }
         )));
     }
-    let Some(run) = status.run else {
+    if status.run.is_none() {
         return Err(conflict(format!(
             "workflow {name} has not started a run yet; nothing waits for approval"
         )));
-    };
+    }
+    let how = format!(
+        "orcaops approve workflow {name} {node} --run N (REST: {{\"node\": \"{node}\", \"run\": N}})"
+    );
+    let chosen = chosen_run(name, status, asked, &how)?;
+    // The run's own status (one beside the current run has its own nodes).
+    let status = &chosen
+        .and_then(|run| status.run_view(run))
+        .unwrap_or_else(|| status.clone());
+    let run = status.run.unwrap_or_default();
     if status.phase.is_finished() {
         return Err(conflict(format!(
             "run {run} of workflow {name} has ended ({}); nothing waits for approval. Start a new run first",
@@ -547,7 +710,7 @@ pub(super) async fn decide(
     let (obj, run) = change_workflow(state, key, |obj| {
         let spec = spec_of(obj)?;
         let status = status_of(obj);
-        let run = check_decidable(&key.name, &spec, &status, &request.node)?;
+        let run = check_decidable(&key.name, &spec, &status, &request.node, request.run)?;
         let decision = json!({
             "approved": approved,
             "message": request.message,
@@ -559,6 +722,7 @@ pub(super) async fn decide(
                 .get(keys::APPROVALS)
                 .map(String::as_str),
             run,
+            &status.runs_in_progress(),
             &request.node,
             decision,
         );
@@ -585,23 +749,60 @@ pub(super) async fn decide(
 // ---------------------------------------------------------------------------------
 // POST cancel, GET runs
 
-/// `POST .../workflows/{name}/cancel`: asks the controller to cancel the run in progress.
-pub(super) async fn cancel(state: &AppState, key: &ObjectKey) -> Result<Response, ApiError> {
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CancelRequest {
+    /// The run to cancel; needed when several runs are in progress.
+    #[serde(default)]
+    run: Option<u32>,
+}
+
+/// `POST .../workflows/{name}/cancel` (body `{"run": N}`, optional with one run in
+/// progress): asks the controller to cancel that run. The runs asked for before and
+/// still in progress stay in `orcaops.dev/cancel`, so two cancels in a row both count.
+pub(super) async fn cancel(
+    state: &AppState,
+    key: &ObjectKey,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let request: CancelRequest = body_of(body)?;
     let (obj, ()) = change_workflow(state, key, |obj| {
         let status = status_of(obj);
-        match status.run {
-            Some(run) if !status.phase.is_finished() => {
+        let how = format!(
+            "orcaops cancel workflow {} --run N (REST: {{\"run\": N}})",
+            key.name
+        );
+        match (
+            status.run,
+            chosen_run(&key.name, &status, request.run, &how)?,
+        ) {
+            (_, Some(run)) => {
+                let in_progress = status.runs_in_progress();
+                let mut runs: Vec<u32> = obj
+                    .metadata
+                    .annotations
+                    .get(keys::CANCEL)
+                    .map(|v| {
+                        v.split(',')
+                            .filter_map(|r| r.trim().parse().ok())
+                            .filter(|r| *r != run && in_progress.contains(r))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                runs.push(run);
+                runs.sort_unstable();
+                let value: Vec<String> = runs.iter().map(u32::to_string).collect();
                 obj.metadata
                     .annotations
-                    .insert(keys::CANCEL.into(), run.to_string());
+                    .insert(keys::CANCEL.into(), value.join(","));
                 Ok(Change::Write(()))
             }
-            Some(run) => Err(conflict(format!(
+            (Some(run), None) => Err(conflict(format!(
                 "workflow {} has no run in progress: run {run} is {}",
                 key.name,
                 phase_str(status.phase)
             ))),
-            None => Err(conflict(format!(
+            (None, None) => Err(conflict(format!(
                 "workflow {} has not started a run yet",
                 key.name
             ))),
@@ -642,6 +843,7 @@ pub fn runs_from_status(obj: &Object) -> Vec<WorkflowRunRecord> {
         generation: obj.metadata.generation,
         phase: WorkflowPhase::Pending,
         trigger: String::new(),
+        token: None,
         inputs: BTreeMap::new(),
         start_time: None,
         completion_time: None,
@@ -661,6 +863,18 @@ pub fn runs_from_status(obj: &Object) -> Vec<WorkflowRunRecord> {
             summary: status.summary.clone().unwrap_or_default(),
             nodes: status.nodes.clone(),
             ..record(run)
+        });
+    }
+    for active in status.active_runs.iter().rev() {
+        out.push(WorkflowRunRecord {
+            phase: active.phase,
+            trigger: active.trigger.clone().unwrap_or_default(),
+            inputs: active.inputs.clone(),
+            start_time: active.start_time,
+            progress: active.progress.clone().unwrap_or_default(),
+            summary: active.summary.clone().unwrap_or_default(),
+            nodes: active.nodes.clone(),
+            ..record(active.run)
         });
     }
     for past in &status.history {

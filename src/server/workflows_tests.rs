@@ -12,7 +12,7 @@ use tower::ServiceExt;
 use super::workflows::trigger_has_token;
 use super::{AppState, BASE, router};
 use crate::resources::workflow::{
-    NodePhase, NodeStatus, WorkflowPhase, WorkflowRunSummary, WorkflowStatus,
+    ActiveRun, NodePhase, NodeStatus, WorkflowPhase, WorkflowRunSummary, WorkflowStatus,
 };
 use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::store::LocalStore;
@@ -430,4 +430,193 @@ fn a_trigger_holds_a_token_only_as_a_whole_part() {
         "rerun=run-x/schedule=2026-12-03T10:00:00Z",
         "run-x"
     ));
+}
+
+/// Runs 2 and 3 in progress at once (concurrencyPolicy: Allow): 3 current, 2 beside it,
+/// both waiting for approval of `deploy`.
+fn overlapping() -> WorkflowStatus {
+    let waiting = vec![
+        node("build", NodePhase::Succeeded),
+        node("deploy", NodePhase::WaitingApproval),
+    ];
+    let mut status = running(3, Some("rerun=run-b".into()), waiting.clone());
+    let mut older = running(2, Some("rerun=run-a".into()), waiting);
+    older.phase = WorkflowPhase::WaitingApproval;
+    status.active_runs = vec![ActiveRun::from_status(&older)];
+    status
+}
+
+#[tokio::test]
+async fn with_several_runs_in_progress_cancel_and_approve_need_the_run_and_list_them() {
+    let api = api().await;
+    api.workflow().await;
+    api.status(overlapping()).await;
+
+    let (code, body) = api.post("/cancel", json!({}), None).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "has 2 runs in progress (2 and 3); say which: orcaops cancel workflow ci --run N"
+        ),
+        "{message}"
+    );
+    let (code, body) = api.post("/cancel", json!({"run": 7}), None).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("run 7 of workflow ci is not in progress (in progress: 2 and 3)"),
+        "{body}"
+    );
+    // Two cancels in a row: both runs stay asked for.
+    let (code, body) = api.post("/cancel", json!({"run": 2}), None).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, _) = api.post("/cancel", json!({"run": 3}), None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        annotation(&api.object().await, keys::CANCEL).as_deref(),
+        Some("2,3")
+    );
+
+    let (code, body) = api.post("/approve", json!({"node": "deploy"}), None).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("orcaops approve workflow ci deploy --run N"),
+        "{body}"
+    );
+    // Decisions for both runs are kept side by side, one entry per run.
+    let (code, body) = api
+        .post(
+            "/approve",
+            json!({"node": "deploy", "run": 2, "by": "ana"}),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["run"], 2);
+    let (code, _) = api
+        .post(
+            "/reject",
+            json!({"node": "deploy", "run": 3, "by": "bob"}),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let written: Value =
+        serde_json::from_str(&annotation(&api.object().await, keys::APPROVALS).unwrap()).unwrap();
+    assert_eq!(written[0]["run"], 2);
+    assert_eq!(written[0]["nodes"]["deploy"]["approved"], true);
+    assert_eq!(written[1]["run"], 3);
+    assert_eq!(written[1]["nodes"]["deploy"]["approved"], false);
+
+    // A retried run request finds a run in progress beside the current one.
+    let (code, body) = api.post("/runs", json!({}), Some("a")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["run"], 2);
+    assert_eq!(body["duplicate"], true);
+
+    // The runs list shows both in progress, newest first.
+    let (_, body) = api.get("/runs").await;
+    let runs: Vec<u64> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run"].as_u64().unwrap())
+        .collect();
+    assert_eq!(runs, [3, 2]);
+}
+
+#[test]
+fn a_decision_drops_the_runs_that_ended_and_keeps_those_in_progress() {
+    let one = super::workflows::merge_decision(None, 4, &[4], "deploy", json!({"approved": true}));
+    assert_eq!(
+        one,
+        json!({"run": 4, "nodes": {"deploy": {"approved": true}}})
+    );
+    let existing = json!([
+        {"run": 1, "nodes": {"deploy": {"approved": true}}},
+        {"run": 3, "nodes": {"deploy": {"approved": true}}},
+    ])
+    .to_string();
+    let merged = super::workflows::merge_decision(
+        Some(&existing),
+        4,
+        &[3, 4],
+        "deploy",
+        json!({"approved": false}),
+    );
+    assert_eq!(
+        merged,
+        json!([
+            {"run": 3, "nodes": {"deploy": {"approved": true}}},
+            {"run": 4, "nodes": {"deploy": {"approved": false}}},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_key_whose_run_left_the_status_is_found_in_the_run_records() {
+    let api = api().await;
+    let obj = api.workflow().await;
+    // Run 12 is current; run 1 (key "first") is only in the run records now.
+    api.status(WorkflowStatus {
+        phase: WorkflowPhase::Succeeded,
+        run: Some(12),
+        run_trigger: Some("rerun=run-twelfth".into()),
+        ..Default::default()
+    })
+    .await;
+    let record = |uid: &str, token: &str| crate::records::WorkflowRunRecord {
+        uid: uid.into(),
+        namespace: "default".into(),
+        name: "ci".into(),
+        run: 1,
+        generation: 1,
+        phase: WorkflowPhase::Failed,
+        trigger: "api".into(),
+        token: Some(token.into()),
+        inputs: Default::default(),
+        start_time: None,
+        completion_time: None,
+        progress: "1/1".into(),
+        summary: String::new(),
+        nodes: Vec::new(),
+    };
+    api.store
+        .put_workflow_run(&record(&obj.metadata.uid, "run-first"))
+        .await
+        .unwrap();
+    // A Workflow of the same name that was deleted: its keys are not this one's.
+    api.store
+        .put_workflow_run(&record("an-earlier-uid", "run-gone"))
+        .await
+        .unwrap();
+
+    let (code, body) = api.post("/runs", json!({}), Some("first")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["run"], 1);
+    assert_eq!(body["phase"], "Failed");
+    assert_eq!(body["duplicate"], true);
+    assert!(
+        body["message"].as_str().unwrap().contains("run records"),
+        "{body}"
+    );
+    assert_eq!(
+        annotation(&api.object().await, keys::RERUN),
+        None,
+        "nothing asked"
+    );
+
+    let (code, body) = api.post("/runs", json!({}), Some("gone")).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["duplicate"], false);
+    assert_eq!(
+        annotation(&api.object().await, keys::RERUN).as_deref(),
+        Some("run-gone")
+    );
 }

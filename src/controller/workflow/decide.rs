@@ -27,6 +27,7 @@ use crate::resources::workflow::{
 use crate::resources::{API_VERSION, Kind, Object, ObjectMeta, keys};
 
 mod control;
+mod overlap;
 mod render;
 mod schedule;
 mod summary;
@@ -38,7 +39,7 @@ mod until;
 use control::PreviousRun;
 use schedule::Due;
 use trigger::{default_inputs, request_of, run_inputs, spec_part};
-pub use trigger::{run_trigger, trigger_name};
+pub use trigger::{run_token, run_trigger, trigger_name};
 pub use until::iteration_job_name;
 
 /// Jobs of this many runs (the current one included) are kept; older ones are deleted
@@ -111,8 +112,8 @@ pub enum WorkflowAction {
     CreateJob(Box<Object>),
     /// Delete a Job: of a cancelled node, of an old run, or not this Workflow's.
     DeleteJob { name: String, why: &'static str },
-    /// Write the run's record (when it starts and when it finishes; a write replaces the
-    /// one of the same run).
+    /// Write the run's record (when it starts, as its nodes change, and when it finishes;
+    /// a write replaces the one of the same run).
     RecordRun(Box<WorkflowRunRecord>),
 }
 
@@ -127,10 +128,13 @@ pub fn decide(obs: &Observed) -> Decision {
         events: Vec::new(),
         due: schedule::due(obs),
         wake: None,
+        older: false,
     };
     d.status.observed_generation = Some(obs.meta.generation);
     d.sweep_jobs();
     d.honour_cancel();
+    // The older runs first: those that end make room for a run that waits.
+    d.drive_older();
     let started_before = d.status.run;
     d.request_runs();
     if d.active() {
@@ -147,10 +151,15 @@ pub fn decide(obs: &Observed) -> Decision {
     }
     d.schedule_status();
     d.phase();
-    if d.status.run != started_before && d.active() {
+    d.waiting_condition();
+    // The record follows the run as its nodes change (not only as it starts and ends),
+    // so the run records show a run in progress node by node.
+    let nodes_changed = obs.status.run == d.status.run && obs.status.nodes != d.status.nodes;
+    if d.active() && (d.status.run != started_before || nodes_changed) {
         d.record_run();
     }
-    let mut requeue = (d.active() && !obs.spec.suspend).then_some(POLL);
+    let in_progress = d.active() || !d.status.active_runs.is_empty();
+    let mut requeue = (in_progress && !obs.spec.suspend).then_some(POLL);
     for wake in [d.wake, d.next_tick()].into_iter().flatten() {
         requeue = Some(requeue.map_or(wake, |r| r.min(wake)));
     }
@@ -188,6 +197,9 @@ struct Decider<'a> {
     due: Option<Due>,
     /// When an `until` loop's next iteration is due.
     wake: Option<Duration>,
+    /// This decider drives a run of `activeRuns` (not the current one): it starts no
+    /// run, and its summary speaks of that run only.
+    older: bool,
 }
 
 impl Decider<'_> {
@@ -204,22 +216,38 @@ impl Decider<'_> {
     }
 
     /// Starts the run asked for (by the spec, a token or a tick), cancelling the one in
-    /// progress when the spec changed or the policy is Replace; under Forbid (and Allow,
-    /// for now) it waits for the current run to finish.
+    /// progress when the spec changed or the policy is Replace; under Forbid it waits for
+    /// the current run to finish; under Allow the current run goes on beside it (in
+    /// `activeRuns`) while fewer than `maxActiveRuns` are in progress, and it waits
+    /// otherwise.
     fn request_runs(&mut self) {
         if let Some(trigger) = self.wanted() {
+            // Runs of another spec cannot go on: their nodes are not this spec's.
+            if let Some(spec) = spec_part(&trigger) {
+                self.cancel_older_of_another_spec(spec);
+            }
             if self.active() {
                 let spec_changed =
                     self.status.run_trigger.as_deref().and_then(spec_part) != spec_part(&trigger);
-                if spec_changed || self.obs.spec.concurrency_policy == ConcurrencyPolicy::Replace {
+                let policy = self.obs.spec.concurrency_policy;
+                if spec_changed || policy == ConcurrencyPolicy::Replace {
                     self.cancel_run(if spec_changed {
                         "the spec changed"
                     } else {
                         "a new run replaced it"
                     });
+                } else if policy == ConcurrencyPolicy::Allow
+                    && !self.obs.spec.suspend
+                    && self.room()
+                {
+                    // The current run goes on beside the new one.
+                    self.park_current();
+                    let by_token = trigger.contains("rerun=");
+                    self.start_run(trigger, by_token);
+                    return;
                 }
             }
-            if !self.active() && !self.obs.spec.suspend {
+            if !self.active() && !self.obs.spec.suspend && self.room() {
                 let by_token = trigger.contains("rerun=");
                 self.start_run(trigger, by_token);
             }
@@ -247,6 +275,13 @@ impl Decider<'_> {
         let current = self.status.run.unwrap_or(0);
         for job in &self.obs.jobs {
             if job.deleting {
+                continue;
+            }
+            // A run still in progress keeps its Jobs, however many runs started since.
+            if job
+                .run
+                .is_some_and(|r| self.status.active_runs.iter().any(|a| a.run == r))
+            {
                 continue;
             }
             // A node kept by a re-run still shows its Job from an earlier run.
@@ -318,9 +353,13 @@ impl Decider<'_> {
             })
             .collect();
         self.status.phase = WorkflowPhase::Running;
-        self.status
-            .conditions
-            .retain(|c| c.type_ == WorkflowConditionType::Suspended);
+        // Those two are about the Workflow, not about the run that ended.
+        self.status.conditions.retain(|c| {
+            matches!(
+                c.type_,
+                WorkflowConditionType::Suspended | WorkflowConditionType::RunWaiting
+            )
+        });
         let problem = match (inputs, kept_problem) {
             (Err(e), _) | (Ok(_), Some(e)) => Some(e),
             (Ok(inputs), None) => {
@@ -402,7 +441,11 @@ impl Decider<'_> {
         } else {
             self.progress();
             let run = self.status.run.unwrap_or(0);
-            let waiting = if self.wanted().is_some() {
+            let waiting = if self.older {
+                String::new()
+            } else if let Some(why) = self.no_room() {
+                format!("; a new run waits: {why}")
+            } else if self.wanted().is_some() {
                 format!("; run {} waits for it to finish", run + 1)
             } else if let Some(tick) = self.waiting_tick() {
                 format!(

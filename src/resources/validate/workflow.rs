@@ -10,7 +10,9 @@ use crate::resources::expr::{self, Scope};
 use crate::resources::job::JobSpec;
 use crate::resources::parse::closest;
 use crate::resources::workflow::matrix::{EXCLUDE, INCLUDE};
-use crate::resources::workflow::{WorkflowJob, WorkflowSpec, naming};
+use crate::resources::workflow::{
+    ConcurrencyPolicy, DEFAULT_MAX_ACTIVE_RUNS, WorkflowJob, WorkflowSpec, naming,
+};
 
 /// The most combinations one matrix may have.
 pub const MAX_COMBINATIONS: usize = 512;
@@ -107,7 +109,26 @@ fn workflow_spec(p: &mut Problems, spec: &WorkflowSpec) {
             "use 1 or more, or remove it for no limit",
         );
     }
+    if let Some(max) = spec.max_active_runs {
+        if spec.concurrency_policy != ConcurrencyPolicy::Allow {
+            p.push(
+                "spec.maxActiveRuns",
+                "maxActiveRuns bounds overlapping runs, which only concurrencyPolicy: Allow has",
+                "set concurrencyPolicy: Allow, or remove maxActiveRuns",
+            );
+        } else if max == 0 || max > MAX_ACTIVE_RUNS_LIMIT {
+            p.push(
+                "spec.maxActiveRuns",
+                format!("{max} runs at once is out of range (each run in progress is kept in the status)"),
+                format!("use 1 to {MAX_ACTIVE_RUNS_LIMIT}, or remove it for the default of {DEFAULT_MAX_ACTIVE_RUNS}"),
+            );
+        }
+    }
 }
+
+/// The most `maxActiveRuns` may be: every run in progress has its nodes in the status,
+/// which must stay small.
+const MAX_ACTIVE_RUNS_LIMIT: u32 = 10;
 
 /// A name CEL reads as one identifier (`inputs.ref`), so no '-'.
 fn identifier(name: &str) -> bool {

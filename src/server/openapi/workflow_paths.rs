@@ -138,7 +138,13 @@ pub(super) fn workflow_paths(paths: PathsBuilder) -> PathsBuilder {
                 object()
                     .property("node", string_schema())
                     .property("message", string_schema())
-                    .property("by", string_schema()),
+                    .property("by", string_schema())
+                    .property(
+                        "run",
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .description(Some("The run; needed when several runs are in progress (concurrencyPolicy: Allow)")),
+                    ),
             ))
             .response(
                 "200",
@@ -168,15 +174,23 @@ pub(super) fn workflow_paths(paths: PathsBuilder) -> PathsBuilder {
     let cancel = operation(
         "cancelWorkflow",
         "Cancel the run in progress of a workflow",
-        "Records the run to cancel in the annotation orcaops.dev/cancel; 409 when no run is in progress.",
+        "Records the run to cancel in the annotation orcaops.dev/cancel; 409 when no run is in progress, or when several are (concurrencyPolicy: Allow) and the body names none of them.",
         TAG,
     )
     .parameters(Some(params()))
+    .request_body(body(
+        object().property(
+            "run",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some("The run to cancel; needed when several runs are in progress")),
+        ),
+    ))
     .response(
         "200",
         ok("The workflow, with the request recorded", &schema_name("Workflow")).build(),
     );
-    let gate = "409 for a node without an approval gate, one that already ended, or a run that ended; 404 for an unknown node (the answer lists the nodes with a gate).";
+    let gate = "409 for a node without an approval gate, one that already ended, a run that ended, or several runs in progress and no run named; 404 for an unknown node (the answer lists the nodes with a gate).";
     paths
         .path(
             format!("{item}/runs"),

@@ -36,10 +36,12 @@ pub(super) const NODE_RUNS: &str = "SELECT document FROM runs WHERE namespace = 
      AND json_extract(document, '$.context.labels.\"orcaops.dev/workflow\"') = ?2 \
      AND json_extract(document, '$.context.labels.\"orcaops.dev/node\"') = ?3 \
      ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC LIMIT ?4";
-const PUT_WORKFLOW_RUN: &str = "INSERT INTO workflow_runs (uid, run, namespace, name, sort_time, document) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+const PUT_WORKFLOW_RUN: &str = "INSERT INTO workflow_runs (uid, run, namespace, name, sort_time, document, token) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
      ON CONFLICT (uid, run) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, \
-     sort_time = excluded.sort_time, document = excluded.document";
+     sort_time = excluded.sort_time, document = excluded.document, token = excluded.token";
+const WORKFLOW_RUN_BY_TOKEN: &str = "SELECT document FROM workflow_runs WHERE uid = ?1 AND token = ?2 \
+     ORDER BY run LIMIT 1";
 const WORKFLOW_RUNS: &str = "SELECT document FROM workflow_runs WHERE namespace = ?1 AND name = ?2 \
      ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC";
 
@@ -276,8 +278,24 @@ impl LocalStore {
             .bind(&rec.namespace)
             .bind(&rec.name)
             .bind(sort_time)
-            .bind(document);
+            .bind(document)
+            .bind(rec.token.as_deref());
         self.inner.write_one(statement).await
+    }
+
+    /// The run of the Workflow with this uid that the re-run token `token` started, if
+    /// its record says so (the first, should a token have started several).
+    pub async fn workflow_run_by_token(
+        &self,
+        uid: &str,
+        token: &str,
+    ) -> Result<Option<WorkflowRunRecord>> {
+        let documents: Vec<String> = sqlx::query_scalar(WORKFLOW_RUN_BY_TOKEN)
+            .bind(uid)
+            .bind(token)
+            .fetch_all(&self.inner.readers)
+            .await?;
+        Ok(parse_all(&documents)?.into_iter().next())
     }
 
     /// Every run of every Workflow that had this namespace and name, newest first, in

@@ -35,17 +35,32 @@ struct ApprovalDecision {
     by: String,
 }
 
-/// The decisions of the annotation, if any; an unreadable one says why and how to fix it.
-fn approvals(meta: &ObjectMeta) -> Result<Option<Approvals>, String> {
+/// The annotation holds the decisions of one run, or (with overlapping runs) a list of
+/// them, one entry per run.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ApprovalsAnnotation {
+    One(Approvals),
+    Several(Vec<Approvals>),
+}
+
+/// The decisions of the annotation for run `run`, if any; an unreadable annotation says
+/// why and how to fix it.
+fn approvals(meta: &ObjectMeta, run: u32) -> Result<Option<Approvals>, String> {
     let Some(text) = meta.annotations.get(keys::APPROVALS) else {
         return Ok(None);
     };
-    serde_json::from_str(text).map(Some).map_err(|e| {
+    let read: ApprovalsAnnotation = serde_json::from_str(text).map_err(|e| {
         format!(
             "annotation {} cannot be read ({e}); write it as \
-             {{\"run\": 1, \"nodes\": {{\"deploy\": {{\"approved\": true, \"message\": \"ok\", \"by\": \"alice\"}}}}}}",
+             {{\"run\": 1, \"nodes\": {{\"deploy\": {{\"approved\": true, \"message\": \"ok\", \"by\": \"alice\"}}}}}} \
+             (or a list of such objects, one per run)",
             keys::APPROVALS
         )
+    })?;
+    Ok(match read {
+        ApprovalsAnnotation::One(one) => Some(one).filter(|a| a.run == run),
+        ApprovalsAnnotation::Several(all) => all.into_iter().find(|a| a.run == run),
     })
 }
 
@@ -75,9 +90,9 @@ impl Decider<'_> {
         };
         let run = self.status.run.unwrap_or(0);
         let name = self.plan[i].name.clone();
-        let read = approvals(&self.obs.meta);
+        let read = approvals(&self.obs.meta, run);
         let decision = match &read {
-            Ok(Some(approvals)) if approvals.run == run => approvals
+            Ok(Some(approvals)) => approvals
                 .nodes
                 .get(&name)
                 .or_else(|| approvals.nodes.get(&decl.name)),
@@ -130,8 +145,9 @@ impl Decider<'_> {
         }
     }
 
-    /// `orcaops.dev/cancel`: a run number, or `latest` (the run current when it was first
-    /// seen). The run is cancelled if it is the current one and has not finished.
+    /// `orcaops.dev/cancel`: a run number (or several, comma-separated, with overlapping
+    /// runs), or `latest` (the run current when it was first seen). Each run named is
+    /// cancelled if it is in progress: the current one, or one of `activeRuns`.
     pub(super) fn honour_cancel(&mut self) {
         let Some(value) = self
             .obs
@@ -143,20 +159,27 @@ impl Decider<'_> {
             self.status.cancel_latest_run = None;
             return;
         };
-        let target = if value == "latest" {
-            *self
-                .status
-                .cancel_latest_run
-                .get_or_insert(self.status.run.unwrap_or(0))
+        let targets: Vec<u32> = if value == "latest" {
+            vec![
+                *self
+                    .status
+                    .cancel_latest_run
+                    .get_or_insert(self.status.run.unwrap_or(0)),
+            ]
         } else {
             self.status.cancel_latest_run = None;
-            match value.parse::<u32>() {
-                Ok(run) => run,
-                Err(_) => return,
-            }
+            value
+                .split(',')
+                .filter_map(|run| run.trim().parse::<u32>().ok())
+                .collect()
         };
-        if self.active() && self.status.run == Some(target) {
-            self.cancel_run(&format!("{} asked for it", keys::CANCEL));
+        let why = format!("{} asked for it", keys::CANCEL);
+        for target in targets {
+            if self.active() && self.status.run == Some(target) {
+                self.cancel_run(&why);
+            } else {
+                self.cancel_older(target, &why);
+            }
         }
     }
 
@@ -271,6 +294,11 @@ impl Decider<'_> {
             generation: meta.generation,
             phase: status.phase,
             trigger: trigger_name(status.run_trigger.as_deref().unwrap_or_default()).to_string(),
+            token: status
+                .run_trigger
+                .as_deref()
+                .and_then(run_token)
+                .map(String::from),
             inputs: status.inputs.clone(),
             start_time: status.start_time,
             completion_time: status.completion_time,

@@ -4,10 +4,11 @@
 //! rules of [`crate::resources::schedule`]: at most one catch-up run, none past
 //! `startingDeadlineSeconds`).
 //!
-//! A tick while a run is in progress: under `Forbid` (and `Allow`, until overlapping runs
-//! exist) it waits, and when the run ends the latest waiting tick starts one run (if it
-//! is not past its deadline by then); under `Replace` the run is cancelled and the tick
-//! starts a new one.
+//! A tick while a run is in progress: under `Forbid` it waits, and when the run ends the
+//! latest waiting tick starts one run (if it is not past its deadline by then); under
+//! `Replace` the run is cancelled and the tick starts a new one; under `Allow` it starts
+//! beside the runs in progress, unless `maxActiveRuns` are (then it waits as under
+//! `Forbid`).
 
 use chrono::SecondsFormat;
 
@@ -49,12 +50,17 @@ impl Decider<'_> {
             return;
         }
         if self.active() {
-            // A run started by this very decision is not replaced at once.
+            // A run started by this very decision is not replaced (nor joined) at once.
             let fresh = self.status.start_time == Some(self.obs.now);
-            if self.obs.spec.concurrency_policy != ConcurrencyPolicy::Replace || fresh {
-                return;
+            match self.obs.spec.concurrency_policy {
+                ConcurrencyPolicy::Replace if !fresh => {
+                    self.cancel_run(&format!("the tick of {} replaced it", shown(tick)));
+                }
+                ConcurrencyPolicy::Allow if !fresh && self.room() => self.park_current(),
+                _ => return,
             }
-            self.cancel_run(&format!("the tick of {} replaced it", shown(tick)));
+        } else if !self.room() {
+            return;
         }
         self.status.last_schedule_time = Some(tick);
         let skipped = self.due.as_ref().map_or(0, |d| d.skipped);

@@ -114,6 +114,19 @@ impl Decider<'_> {
         parts.join(", ")
     }
 
+    /// The phase of a run in progress: WaitingApproval when it waits for someone, and for
+    /// nothing else; Running otherwise.
+    pub(super) fn run_phase(&self) -> WorkflowPhase {
+        let nodes = &self.status.nodes;
+        let waits = nodes.iter().any(|n| n.phase == NodePhase::WaitingApproval);
+        let runs = nodes.iter().any(|n| n.phase == NodePhase::Running);
+        if waits && !runs {
+            WorkflowPhase::WaitingApproval
+        } else {
+            WorkflowPhase::Running
+        }
+    }
+
     /// The phase and the Suspended condition.
     pub(super) fn phase(&mut self) {
         let now = self.obs.now;
@@ -135,15 +148,7 @@ impl Decider<'_> {
             return;
         }
         if self.active() {
-            // Waiting for someone, and for nothing else: say so.
-            let nodes = &self.status.nodes;
-            let waits = nodes.iter().any(|n| n.phase == NodePhase::WaitingApproval);
-            let runs = nodes.iter().any(|n| n.phase == NodePhase::Running);
-            self.status.phase = if waits && !runs {
-                WorkflowPhase::WaitingApproval
-            } else {
-                WorkflowPhase::Running
-            };
+            self.status.phase = self.run_phase();
         } else if self.status.run.is_none() {
             self.status.phase = WorkflowPhase::Pending;
         }

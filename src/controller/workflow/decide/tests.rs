@@ -593,6 +593,7 @@ fn a_rerun_takes_its_inputs_from_the_annotation_and_refuses_unknown_ones() {
 }
 
 mod control;
+mod overlap;
 mod runs;
 
 impl Fixture {

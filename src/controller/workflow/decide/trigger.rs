@@ -97,6 +97,18 @@ pub fn trigger_name(run_trigger: &str) -> &'static str {
     }
 }
 
+/// The re-run token that started a run, by its trigger: none for a tick (whose trigger
+/// carries the token an earlier run used) or a run the spec started.
+pub fn run_token(run_trigger: &str) -> Option<&str> {
+    if run_trigger.split('/').any(|p| p.starts_with("schedule=")) {
+        return None;
+    }
+    run_trigger
+        .split('/')
+        .find_map(|p| p.strip_prefix("rerun="))
+        .filter(|t| !t.is_empty())
+}
+
 /// The spec part of a trigger (`s<digest>`), if it has one.
 pub(super) fn spec_part(trigger: &str) -> Option<&str> {
     trigger.split('/').next().filter(|p| p.starts_with('s'))

@@ -173,3 +173,25 @@ fn schedule_fields_are_checked() {
         "{text:#?}"
     );
 }
+
+#[test]
+fn max_active_runs_needs_allow_and_a_bound() {
+    let jobs = with_job("  jobs: [{name: a, job: JOB}]\n");
+    let e = refused(&format!("  maxActiveRuns: 3\n{jobs}"));
+    assert!(e.contains("spec.maxActiveRuns:"), "{e}");
+    assert!(e.contains("set concurrencyPolicy: Allow"), "{e}");
+    let e = refused(&format!(
+        "  concurrencyPolicy: Allow\n  maxActiveRuns: 0\n{jobs}"
+    ));
+    assert!(e.contains("use 1 to 10"), "{e}");
+    let e = refused(&format!(
+        "  concurrencyPolicy: Allow\n  maxActiveRuns: 11\n{jobs}"
+    ));
+    assert!(e.contains("out of range"), "{e}");
+    assert!(
+        problems(&format!(
+            "  concurrencyPolicy: Allow\n  maxActiveRuns: 10\n{jobs}"
+        ))
+        .is_empty()
+    );
+}

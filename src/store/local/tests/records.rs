@@ -226,6 +226,7 @@ async fn workflow_runs_are_kept_apart_from_job_runs_and_replaced_by_run() {
         generation: 1,
         phase,
         trigger: "spec".into(),
+        token: (run == 2).then(|| "run-key-2".to_string()),
         inputs: [("ref".to_string(), "main".to_string())].into(),
         start_time: at(i64::from(run) * 10),
         completion_time: end.and_then(at),
@@ -263,6 +264,24 @@ async fn workflow_runs_are_kept_apart_from_job_runs_and_replaced_by_run() {
     );
     assert_eq!(runs[1].nodes[0].name, "a");
     assert_eq!(store.runs("default", "build").await.unwrap().len(), 1);
+    // A retried request finds its run by its token, for that Workflow (uid) only.
+    let found = store
+        .workflow_run_by_token("wf-uid", "run-key-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        found.map(|r| (r.run, r.token)),
+        Some((2, Some("run-key-2".to_string())))
+    );
+    for (uid, token) in [("wf-uid", "run-key-1"), ("other-uid", "run-key-2")] {
+        assert!(
+            store
+                .workflow_run_by_token(uid, token)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
     assert!(
         store
             .workflow_runs("default", "other")

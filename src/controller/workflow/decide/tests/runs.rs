@@ -154,6 +154,22 @@ fn a_record_is_written_when_a_run_starts_and_when_it_ends() {
         trigger_name("rerun=x/schedule=2026-03-01T12:00:00Z"),
         "schedule"
     );
+    // Each record keeps the token that started its run (a retried Idempotency-Key finds
+    // its run by it); the spec's run has none, and neither has a tick.
+    let tokens: Vec<Option<&str>> = f.records.iter().map(|r| r.token.as_deref()).collect();
+    let api = format!("{}abc", keys::RUN_TOKEN_PREFIX);
+    assert_eq!(
+        tokens,
+        [
+            None,
+            None,
+            Some(api.as_str()),
+            Some(api.as_str()),
+            Some("by-hand")
+        ]
+    );
+    assert_eq!(run_token("s1a2b3/rerun=run-k"), Some("run-k"));
+    assert_eq!(run_token("rerun=run-k/schedule=2026-03-01T12:00:00Z"), None);
 }
 
 const SCHEDULED: &str = "schedule: '*/5 * * * *'\njobs:\n- {name: a, job: JOB}\n";
@@ -280,4 +296,52 @@ fn a_suspended_workflow_under_replace_keeps_its_run_through_a_tick() {
     assert_eq!(d.status.run, Some(1));
     assert_eq!(d.status.phase, WorkflowPhase::Suspended);
     assert!(d.actions.is_empty(), "{:?}", d.actions);
+}
+
+#[test]
+fn a_record_follows_the_run_as_its_nodes_change_and_only_then() {
+    let mut f = Fixture::new(&spec(
+        "concurrencyPolicy: Allow\njobs:\n- {name: a, job: JOB}\n- {name: b, needs: [a], job: JOB}\n",
+    ));
+    f.step();
+    assert_eq!(f.records.len(), 1, "as the run starts");
+    f.step();
+    assert_eq!(f.records.len(), 1, "nothing changed, nothing written");
+
+    f.finish("a", JobPhase::Succeeded, &[("v", "1")]);
+    f.step();
+    assert_eq!(f.records.len(), 2, "a finished and b started: written");
+    let mid = f.records.last().unwrap();
+    assert_eq!((mid.run, mid.phase), (1, WorkflowPhase::Running));
+    assert_eq!(mid.progress, "1/2");
+    let phases: Vec<(&str, NodePhase)> = mid
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.phase))
+        .collect();
+    assert_eq!(
+        phases,
+        [("a", NodePhase::Succeeded), ("b", NodePhase::Running)]
+    );
+    assert_eq!(mid.nodes[0].outputs["v"], "1");
+    assert_eq!(mid.nodes[1].job.as_deref(), Some("ci-1-b"));
+
+    // A run beside a newer one (Allow) is recorded as its nodes change too.
+    f.annotate(keys::RERUN, "t1");
+    f.step();
+    let before = f.records.len();
+    f.step();
+    assert_eq!(f.records.len(), before, "nothing changed");
+    let current = f.obs.status.run;
+    f.obs.status.run = Some(1);
+    f.finish("b", JobPhase::Failed, &[]);
+    f.obs.status.run = current;
+    f.step();
+    let ended = f.records.last().unwrap();
+    assert_eq!((ended.run, ended.phase), (1, WorkflowPhase::Failed));
+    f.finish("a", JobPhase::Succeeded, &[]);
+    f.step();
+    let run2 = f.records.last().unwrap();
+    assert_eq!((run2.run, run2.phase), (2, WorkflowPhase::Running));
+    assert_eq!(run2.progress, "1/2");
 }
