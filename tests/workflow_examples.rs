@@ -85,6 +85,17 @@ fn the_ci_example_passes_outputs_uses_its_service_and_waits_for_approval() {
     assert_eq!(phase(&wf), "Succeeded", "{wf}");
     let deploy = server.cli_ok(&["logs", "workflow", "ci", "--node", "deploy"]);
     assert!(deploy.contains("deployed 1.1.0"), "{deploy}");
+    // Containers carry their node's labels: one container per node, four for the matrix.
+    for (node, count) in [("build", 1), ("lint", 1), ("release", 1), ("deploy", 1)] {
+        assert_eq!(
+            containers_with_label("orcaops.dev/node", node)
+                .iter()
+                .filter(|id| containers_with_label("orcaops.dev/workflow", "ci").contains(id))
+                .count(),
+            count,
+            "containers of node {node}"
+        );
+    }
     let jobs = server.cli_ok(&["get", "jobs", "-l", "orcaops.dev/workflow=ci"]);
     assert_eq!(
         jobs.lines().skip(1).count(),
