@@ -281,6 +281,13 @@ pub enum Piece<'a> {
     Expr(&'a str),
 }
 
+/// `s` without the whitespace CEL itself skips around tokens (space, tab, line feed,
+/// carriage return, form feed). `str::trim` would also drop what CEL refuses, such as a
+/// vertical tab or a no-break space, and a template would then run what `check` refuses.
+fn trim_cel(s: &str) -> &str {
+    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c'))
+}
+
 /// Splits `text` at its `${{ … }}` templates.
 pub fn pieces(text: &str) -> Result<Vec<Piece<'_>>, ExprError> {
     let mut out = Vec::new();
@@ -299,7 +306,7 @@ pub fn pieces(text: &str) -> Result<Vec<Piece<'_>>, ExprError> {
                 "close it with `}}`, as in ${{ inputs.ref }}",
             ));
         };
-        out.push(Piece::Expr(after[..end].trim()));
+        out.push(Piece::Expr(trim_cel(&after[..end])));
         rest = &after[end + 2..];
     }
     if !rest.is_empty() {

@@ -56,7 +56,22 @@ pub fn container_labels(
     attempt: u32,
     nonce: &str,
 ) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    // A Workflow node's Job passes on which workflow, run, node (and `until` iteration)
+    // it is, so that its containers and pods can be counted per node.
+    let from_workflow = [
+        keys::LABEL_WORKFLOW,
+        keys::LABEL_WORKFLOW_RUN,
+        keys::LABEL_NODE,
+        keys::LABEL_ITERATION,
+    ]
+    .into_iter()
+    .filter_map(|key| {
+        job.metadata
+            .labels
+            .get(key)
+            .map(|value| (key.to_string(), value.clone()))
+    });
+    let own = [
         (keys::LABEL_INSTANCE.to_string(), instance.to_string()),
         (
             keys::LABEL_WORKSPACE.to_string(),
@@ -68,7 +83,8 @@ pub fn container_labels(
         (keys::LABEL_RUN.to_string(), run.to_string()),
         (keys::LABEL_ATTEMPT.to_string(), attempt.to_string()),
         (NONCE_LABEL.to_string(), nonce.to_string()),
-    ])
+    ];
+    own.into_iter().chain(from_workflow).collect()
 }
 
 /// The variables every step sees about its own run, as GitHub Actions' `GITHUB_*` and
@@ -111,6 +127,28 @@ pub fn step_env(job: &Object, env: &[EnvVar], run: u32, attempt: u32) -> Vec<(St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workflow_nodes_containers_carry_its_workflow_run_and_node() {
+        let mut job = Object::new(Kind::Job, "ci", "ci-3-test", serde_json::json!({}));
+        for (k, v) in [
+            (keys::LABEL_WORKFLOW, "ci"),
+            (keys::LABEL_WORKFLOW_RUN, "3"),
+            (keys::LABEL_NODE, "test"),
+            ("team", "web"),
+        ] {
+            job.metadata.labels.insert(k.into(), v.into());
+        }
+        let labels = container_labels(&job, "i1", 1, 2, "n");
+        assert_eq!(labels[keys::LABEL_WORKFLOW], "ci");
+        assert_eq!(labels[keys::LABEL_WORKFLOW_RUN], "3");
+        assert_eq!(labels[keys::LABEL_NODE], "test");
+        assert_eq!(labels[keys::LABEL_ATTEMPT], "2");
+        assert!(!labels.contains_key("team"), "only orcaops's own labels: {labels:?}");
+        assert!(!labels.contains_key(keys::LABEL_ITERATION));
+        let plain = Object::new(Kind::Job, "ci", "build", serde_json::json!({}));
+        assert!(!container_labels(&plain, "i1", 1, 1, "n").contains_key(keys::LABEL_NODE));
+    }
 
     #[test]
     fn steps_see_their_context_after_their_own_env_which_cannot_fake_it() {

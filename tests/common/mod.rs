@@ -197,6 +197,37 @@ impl Server {
             .then(|| serde_json::from_slice(&out.stdout).expect("get -o json prints JSON"))
     }
 
+    /// The workflow as JSON, or None when it does not exist.
+    pub fn workflow(&self, name: &str) -> Option<Value> {
+        let out = self.cli(&["get", "workflow", name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("get -o json prints JSON"))
+    }
+
+    /// Waits until `done(workflow)`; on timeout fails with the last state and the server log.
+    pub fn wait_workflow(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut last = Value::Null;
+        let found = poll(timeout, || {
+            let wf = self.workflow(name)?;
+            last = wf.clone();
+            done(&wf).then_some(wf)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "workflow {name} never {what} within {timeout:?}; last seen:\n{}\nserver log tail:\n{}",
+                serde_json::to_string_pretty(&last).unwrap(),
+                tail(&self.log(), 60)
+            )
+        })
+    }
+
     /// The job's run records, as `GET .../jobs/{name}/runs` serves them.
     pub fn job_runs(&self, name: &str) -> Value {
         let out = std::process::Command::new("curl")

@@ -245,6 +245,24 @@ fn nested_comprehensions_that_may_take_too_long_are_refused() {
 }
 
 #[test]
+fn a_template_trims_only_what_cel_skips_so_it_runs_what_check_accepts() {
+    // Found by the fuzz run: a vertical tab is not CEL whitespace, so `check` refused
+    // this, yet the template trimmed it with `str::trim` and rendered.
+    let source = "inputs.ref == 'main'\x0b";
+    assert!(check(source, &scope()).is_err());
+    let vars = Vars {
+        inputs: [("ref".to_string(), "main".to_string())].into(),
+        ..Vars::default()
+    };
+    assert!(render(&format!("${{{{ {source} }}}}"), &vars).is_err());
+    assert_eq!(
+        render("${{ \t inputs.ref\r\n }}", &vars).unwrap(),
+        "main",
+        "CEL's own whitespace is still trimmed"
+    );
+}
+
+#[test]
 fn matches_patterns_are_literal_and_small() {
     check("inputs.ref.matches('^v[0-9]+$')", &scope()).expect("a small literal pattern");
     check("matches(inputs.ref, 'a|b')", &scope()).expect("the global form");
