@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(labels[keys::LABEL_WORKFLOW_RUN], "3");
         assert_eq!(labels[keys::LABEL_NODE], "test");
         assert_eq!(labels[keys::LABEL_ATTEMPT], "2");
-        assert!(!labels.contains_key("team"), "only orcaops's own labels: {labels:?}");
+        assert!(
+            !labels.contains_key("team"),
+            "only orcaops's own labels: {labels:?}"
+        );
         assert!(!labels.contains_key(keys::LABEL_ITERATION));
         let plain = Object::new(Kind::Job, "ci", "build", serde_json::json!({}));
         assert!(!container_labels(&plain, "i1", 1, 1, "n").contains_key(keys::LABEL_NODE));
