@@ -648,6 +648,15 @@ fn check_dashboard_configmap(configmap: &objects::Doc) {
     let mut job = orcaops::resources::Object::new(Kind::Job, "default", "build", json!({}));
     job.metadata.uid = "u".into();
     metrics.object_changed(&job);
+    // A run that ends with an anomaly, for orcaops_job_anomalies_total.
+    job.metadata.resource_version = "1".into();
+    job.status = json!({"phase": "Running", "startTime": "2026-03-01T12:00:00Z"});
+    metrics.object_changed(&job);
+    job.metadata.resource_version = "2".into();
+    job.status = json!({"phase": "Failed", "startTime": "2026-03-01T12:00:00Z",
+        "completionTime": "2026-03-01T12:00:01Z",
+        "anomalies": [{"kind": "NewFailure", "run": 1, "observed": "", "baseline": "", "message": ""}]});
+    metrics.object_changed(&job);
     let exported: BTreeSet<String> = metrics
         .encode()
         .lines()

@@ -38,6 +38,14 @@ struct KindLabels {
     kind: String,
 }
 
+/// An anomaly's workspace (bounded as the runs') and kind (one of seven, see
+/// `resources::anomaly`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnomalyLabels {
+    workspace: String,
+    kind: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
     workspace: String,
@@ -132,6 +140,7 @@ pub struct Metrics {
     leader: Gauge,
     objects: ObjectPhases,
     runs: Family<RunLabels, Histogram>,
+    anomalies: Family<AnomalyLabels, Counter>,
     workspaces: BoundedNames,
     jobs: BoundedNames,
     requests: Family<RequestLabels, Counter>,
@@ -195,6 +204,13 @@ impl Metrics {
              workspace, job and final phase",
             runs.clone(),
         );
+        let anomalies = Family::<AnomalyLabels, Counter>::default();
+        registry.register(
+            "job_anomalies",
+            "Anomalies found in finished Job runs (SlowerThanUsual, MemorySpike, ...), by \
+             workspace and kind",
+            anomalies.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "api_requests",
@@ -235,6 +251,7 @@ impl Metrics {
             leader,
             objects,
             runs,
+            anomalies,
             workspaces: BoundedNames::new(MAX_WORKSPACES),
             jobs: BoundedNames::new(MAX_JOBS),
             requests,
@@ -341,6 +358,13 @@ impl Metrics {
     pub fn object_changed(&self, object: &Object) {
         if let Some(run) = self.objects.changed(object) {
             self.run_finished(&run.workspace, &run.job, &run.phase, run.took);
+            for kind in &run.anomalies {
+                let labels = AnomalyLabels {
+                    workspace: self.workspaces.label(&run.workspace, &run.workspace),
+                    kind: kind.clone(),
+                };
+                self.anomalies.get_or_create(&labels).inc();
+            }
         }
     }
 
@@ -490,6 +514,37 @@ mod tests {
         assert!(text.contains(&format!("orcaops_job_run_duration_seconds_sum{labels} 2.5")));
         assert!(text.contains(r#"orcaops_objects{kind="Job",phase="Succeeded"} 1"#));
         assert!(text.contains(r#"orcaops_objects{kind="Job",phase="Running"} 0"#));
+        assert!(!text.contains("orcaops_job_anomalies_total{"), "{text}");
+    }
+
+    #[test]
+    fn a_finished_runs_anomalies_are_counted_by_kind() {
+        let metrics = Metrics::new();
+        let mut job = Object::new(Kind::Job, "team-a", "build", json!({}));
+        job.metadata.uid = "u1".into();
+        for (version, run) in [(1, 1), (3, 2)] {
+            job.metadata.resource_version = version.to_string();
+            job.status = json!({"phase": "Running", "startTime": "2026-03-01T12:00:00Z"});
+            metrics.object_changed(&job);
+            job.metadata.resource_version = (version + 1).to_string();
+            job.status = json!({"phase": "Succeeded", "startTime": "2026-03-01T12:00:00Z",
+                "completionTime": "2026-03-01T12:00:09Z",
+                "anomalies": [
+                    {"kind": "SlowerThanUsual", "run": run, "observed": "9 s", "baseline": "1 s", "message": "slow"},
+                    {"kind": "MemorySpike", "run": run, "observed": "", "baseline": "", "message": ""},
+                    {"kind": "made up {label}", "run": run, "observed": "", "baseline": "", "message": ""}
+                ]});
+            metrics.object_changed(&job);
+            // Seen again: not counted again.
+            metrics.object_changed(&job);
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"orcaops_job_anomalies_total{workspace="team-a",kind="SlowerThanUsual"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"orcaops_job_anomalies_total{workspace="team-a",kind="MemorySpike"} 2"#));
+        assert!(text.contains(r#"orcaops_job_anomalies_total{workspace="team-a",kind="_other"} 2"#), "{text}");
     }
 
     #[test]

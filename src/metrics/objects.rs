@@ -40,6 +40,9 @@ pub(super) struct FinishedRun {
     pub job: String,
     pub phase: String,
     pub took: Duration,
+    /// The kinds of the anomalies the run showed (`status.anomalies`, written with the
+    /// phase that ends the run).
+    pub anomalies: Vec<String>,
 }
 
 #[derive(Default)]
@@ -136,6 +139,21 @@ impl ObjectPhases {
             job: object.metadata.name.clone(),
             phase,
             took: (completed - started).to_std().unwrap_or_default(),
+            anomalies: object
+                .status
+                .get("anomalies")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.get("kind").and_then(|k| k.as_str()))
+                .map(|k| {
+                    if k.len() <= 32 && k.chars().all(|c| c.is_ascii_alphanumeric()) {
+                        k.to_string()
+                    } else {
+                        OTHER.to_string()
+                    }
+                })
+                .collect(),
         })
     }
 
