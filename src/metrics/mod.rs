@@ -528,23 +528,32 @@ mod tests {
             metrics.object_changed(&job);
             job.metadata.resource_version = (version + 1).to_string();
             job.status = json!({"phase": "Succeeded", "startTime": "2026-03-01T12:00:00Z",
-                "completionTime": "2026-03-01T12:00:09Z",
-                "anomalies": [
-                    {"kind": "SlowerThanUsual", "run": run, "observed": "9 s", "baseline": "1 s", "message": "slow"},
-                    {"kind": "MemorySpike", "run": run, "observed": "", "baseline": "", "message": ""},
-                    {"kind": "made up {label}", "run": run, "observed": "", "baseline": "", "message": ""}
-                ]});
+            "completionTime": "2026-03-01T12:00:09Z",
+            "anomalies": [
+                {"kind": "SlowerThanUsual", "run": run, "observed": "9 s", "baseline": "1 s", "message": "slow"},
+                {"kind": "MemorySpike", "run": run, "observed": "", "baseline": "", "message": ""},
+                {"kind": "made up {label}", "run": run, "observed": "", "baseline": "", "message": ""}
+            ]});
             metrics.object_changed(&job);
             // Seen again: not counted again.
             metrics.object_changed(&job);
         }
         let text = metrics.encode();
         assert!(
-            text.contains(r#"orcaops_job_anomalies_total{workspace="team-a",kind="SlowerThanUsual"} 2"#),
+            text.contains(
+                r#"orcaops_job_anomalies_total{workspace="team-a",kind="SlowerThanUsual"} 2"#
+            ),
             "{text}"
         );
-        assert!(text.contains(r#"orcaops_job_anomalies_total{workspace="team-a",kind="MemorySpike"} 2"#));
-        assert!(text.contains(r#"orcaops_job_anomalies_total{workspace="team-a",kind="_other"} 2"#), "{text}");
+        assert!(
+            text.contains(
+                r#"orcaops_job_anomalies_total{workspace="team-a",kind="MemorySpike"} 2"#
+            )
+        );
+        assert!(
+            text.contains(r#"orcaops_job_anomalies_total{workspace="team-a",kind="_other"} 2"#),
+            "{text}"
+        );
     }
 
     #[test]
