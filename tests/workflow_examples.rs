@@ -107,7 +107,8 @@ fn the_ci_example_passes_outputs_uses_its_service_and_waits_for_approval() {
             "--since",
             &started.to_string(),
             "--until",
-            &chrono::Utc::now().timestamp().to_string(),
+            // Whole seconds: the current one must be in.
+            &(chrono::Utc::now().timestamp() + 2).to_string(),
             "--filter",
             "type=container",
             "--filter",

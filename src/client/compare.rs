@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use crate::records::RunRecord;
 use crate::records::output::human_bytes;
-use crate::resources::job::JobPhase;
+use crate::resources::job::{JobPhase, Usage};
 
 use super::format::duration;
 
@@ -128,8 +128,15 @@ pub fn diff(a: &RunRecord, b: &RunRecord) -> String {
     let image_id =
         |r: &RunRecord| ctx(r, &|c| c.image_id.as_deref().map_or("-".into(), short_hash));
     let spec_hash = |r: &RunRecord| ctx(r, &|c| short_hash(&c.spec_hash));
-    let usage = |r: &RunRecord, f: fn(&crate::resources::job::Usage) -> Option<u64>| {
-        r.usage.as_ref().and_then(f)
+    let usage = |r: &RunRecord, f: fn(&Usage) -> Option<u64>| r.usage.as_ref().and_then(f);
+    // One figure of the usage: a's, then b's with the change.
+    let usage_row = |label: &str, pick: fn(&Usage) -> Option<u64>, show: fn(u64) -> String| {
+        let (x, y) = (usage(a, pick), usage(b, pick));
+        vec![
+            label.to_string(),
+            x.map_or("-".into(), show),
+            delta(x, y, show),
+        ]
     };
     let started = |r: &RunRecord| {
         r.start_time
@@ -175,33 +182,9 @@ pub fn diff(a: &RunRecord, b: &RunRecord) -> String {
             spec_hash(a),
             same(&spec_hash(a), &spec_hash(b)),
         ],
-        vec![
-            "cpu".into(),
-            usage(a, |u| u.cpu_millis).map_or("-".into(), duration),
-            delta(
-                usage(a, |u| u.cpu_millis),
-                usage(b, |u| u.cpu_millis),
-                duration,
-            ),
-        ],
-        vec![
-            "peak memory".into(),
-            usage(a, |u| u.peak_memory_bytes).map_or("-".into(), human_bytes),
-            delta(
-                usage(a, |u| u.peak_memory_bytes),
-                usage(b, |u| u.peak_memory_bytes),
-                human_bytes,
-            ),
-        ],
-        vec![
-            "output".into(),
-            usage(a, |u| Some(u.output_bytes)).map_or("-".into(), human_bytes),
-            delta(
-                usage(a, |u| Some(u.output_bytes)),
-                usage(b, |u| Some(u.output_bytes)),
-                human_bytes,
-            ),
-        ],
+        usage_row("cpu", |u| u.cpu_millis, duration),
+        usage_row("peak memory", |u| u.peak_memory_bytes, human_bytes),
+        usage_row("output", |u| Some(u.output_bytes), human_bytes),
     ];
     let mut out = format!(
         "job {}/{}: {ra} against {rb}\n\n{}",

@@ -191,15 +191,17 @@ impl Server {
 
     /// The job as JSON, or None when it does not exist.
     pub fn job(&self, name: &str) -> Option<Value> {
-        let out = self.cli(&["get", "job", name, "-o", "json"]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).expect("get -o json prints JSON"))
+        self.object("job", name)
     }
 
     /// The workflow as JSON, or None when it does not exist.
     pub fn workflow(&self, name: &str) -> Option<Value> {
-        let out = self.cli(&["get", "workflow", name, "-o", "json"]);
+        self.object("workflow", name)
+    }
+
+    /// `orcaops get KIND NAME -o json`, or None when it does not exist.
+    fn object(&self, kind: &str, name: &str) -> Option<Value> {
+        let out = self.cli(&["get", kind, name, "-o", "json"]);
         out.status
             .success()
             .then(|| serde_json::from_slice(&out.stdout).expect("get -o json prints JSON"))
@@ -213,19 +215,7 @@ impl Server {
         timeout: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let mut last = Value::Null;
-        let found = poll(timeout, || {
-            let wf = self.workflow(name)?;
-            last = wf.clone();
-            done(&wf).then_some(wf)
-        });
-        found.unwrap_or_else(|| {
-            panic!(
-                "workflow {name} never {what} within {timeout:?}; last seen:\n{}\nserver log tail:\n{}",
-                serde_json::to_string_pretty(&last).unwrap(),
-                tail(&self.log(), 60)
-            )
-        })
+        self.wait_object("workflow", name, what, timeout, done)
     }
 
     /// The job's run records, as `GET .../jobs/{name}/runs` serves them.
@@ -258,20 +248,30 @@ impl Server {
         timeout: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
+        self.wait_object("job", name, what, timeout, done)
+    }
+
+    fn wait_object(
+        &self,
+        kind: &str,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let mut last = Value::Null;
         let found = poll(timeout, || {
-            let job = self.job(name)?;
-            last = job.clone();
-            done(&job).then_some(job)
+            let obj = self.object(kind, name)?;
+            last = obj.clone();
+            done(&obj).then_some(obj)
         });
-        match found {
-            Some(job) => job,
-            None => panic!(
-                "job {name} never {what} within {timeout:?}; last seen:\n{}\nserver log tail:\n{}",
+        found.unwrap_or_else(|| {
+            panic!(
+                "{kind} {name} never {what} within {timeout:?}; last seen:\n{}\nserver log tail:\n{}",
                 serde_json::to_string_pretty(&last).unwrap(),
                 tail(&self.log(), 60)
-            ),
-        }
+            )
+        })
     }
 }
 
