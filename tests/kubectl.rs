@@ -24,6 +24,8 @@ fn example(rel: &str) -> String {
 /// so it never reads or writes the user's own configuration.
 struct Kubectl {
     server: String,
+    /// The key kubectl sends (`--token`), as it sends a service account's token.
+    token: String,
     tmp: tempfile::TempDir,
 }
 
@@ -42,6 +44,7 @@ impl Kubectl {
         std::fs::create_dir_all(tmp.path().join("home")).unwrap();
         Kubectl {
             server: server.url.clone(),
+            token: server.key(),
             tmp,
         }
     }
@@ -53,6 +56,8 @@ impl Kubectl {
             .env("HOME", self.tmp.path().join("home"))
             .arg("--server")
             .arg(&self.server)
+            .arg("--token")
+            .arg(&self.token)
             .arg("--cache-dir")
             .arg(self.tmp.path().join("cache"))
             .args(args);

@@ -25,16 +25,30 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::auth::RateLimit;
 use super::error::{ApiError, StatusCause};
 
 /// Who may reach the API besides same-origin requests on its own names: the values of
-/// `--cors-origin` and `--allowed-host`, checked by [`Access::new`].
-#[derive(Clone, Debug, Default, PartialEq)]
+/// `--cors-origin` and `--allowed-host`, checked by [`Access::new`]; and how fast one
+/// API key may call it (`--rate-limit`).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Access {
     /// Normalised origins (`scheme://host[:port]`, lowercase, no default port).
     origins: Vec<String>,
     /// Lowercase host names; `*.example.com` matches every name under example.com.
     hosts: Vec<String>,
+    /// Requests per key; None: unlimited.
+    pub(super) rate: Option<RateLimit>,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            origins: Vec::new(),
+            hosts: Vec::new(),
+            rate: RateLimit::per_second(super::auth::DEFAULT_RATE_LIMIT),
+        }
+    }
 }
 
 /// A `--cors-origin` or `--allowed-host` value that cannot be used.
@@ -71,7 +85,18 @@ impl Access {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Access { origins, hosts })
+        Ok(Access {
+            origins,
+            hosts,
+            ..Access::default()
+        })
+    }
+
+    /// At most `per_second` requests a second per API key (bursts of ten times that);
+    /// 0 lifts the limit.
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.rate = RateLimit::per_second(per_second);
+        self
     }
 
     /// Whether names beyond localhost and IP literals were listed: then MCP's own host

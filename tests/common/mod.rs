@@ -27,6 +27,41 @@ pub fn require_docker() {
     );
 }
 
+/// The server admin key of the server whose data dir is `data_dir` (its `admin.key`),
+/// waiting briefly for a server that is starting to write it.
+pub fn admin_key(data_dir: &Path) -> String {
+    let path = data_dir.join("admin.key");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match std::fs::read_to_string(&path) {
+            Ok(key) if !key.trim().is_empty() => return key.trim().to_string(),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!("no server admin key at {}: {other:?}", path.display()),
+        }
+    }
+}
+
+/// An HTTP client that sends `key` with every request.
+pub fn http_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// `curl` with the server admin key of `data_dir` in its `Authorization` header.
+pub fn curl_with_key(data_dir: &Path) -> Command {
+    let mut curl = Command::new("curl");
+    curl.arg("-H")
+        .arg(format!("Authorization: Bearer {}", admin_key(data_dir)));
+    curl
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -159,6 +194,21 @@ impl Server {
         std::fs::read_to_string(path).unwrap_or_default()
     }
 
+    /// The server admin key (`admin.key` in the data dir).
+    pub fn key(&self) -> String {
+        admin_key(&self.data_dir)
+    }
+
+    /// `curl` that sends the server admin key.
+    pub fn curl(&self) -> Command {
+        curl_with_key(&self.data_dir)
+    }
+
+    /// An HTTP client that sends the server admin key.
+    pub fn http(&self) -> reqwest::Client {
+        http_with_key(&self.key())
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
@@ -220,7 +270,8 @@ impl Server {
 
     /// The job's run records, as `GET .../jobs/{name}/runs` serves them.
     pub fn job_runs(&self, name: &str) -> Value {
-        let out = std::process::Command::new("curl")
+        let out = self
+            .curl()
             .args([
                 "-sf",
                 &format!(
