@@ -356,12 +356,16 @@ fn a_websocket_exec_from_a_foreign_origin_is_refused() {
         server.port
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let bearer = format!("Bearer {}", server.key());
     let code_with = |origin: Option<&str>| {
         let mut request = url.as_str().into_client_request().unwrap();
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static("v5.channel.k8s.io"),
         );
+        request
+            .headers_mut()
+            .insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
         if let Some(origin) = origin {
             request
                 .headers_mut()

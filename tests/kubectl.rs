@@ -23,7 +23,10 @@ fn example(rel: &str) -> String {
 /// kubectl pointed at one server, with a throwaway kubeconfig, home and discovery cache,
 /// so it never reads or writes the user's own configuration.
 struct Kubectl {
+    /// The server's HTTPS URL: kubectl sends a token over TLS only.
     server: String,
+    /// The certificate the server's HTTPS listener presents.
+    ca: PathBuf,
     /// The key kubectl sends (`--token`), as it sends a service account's token.
     token: String,
     tmp: tempfile::TempDir,
@@ -42,8 +45,13 @@ impl Kubectl {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("kubeconfig"), "").unwrap();
         std::fs::create_dir_all(tmp.path().join("home")).unwrap();
+        let (url, ca) = server
+            .tls
+            .clone()
+            .expect("kubectl needs a server started with Server::start_tls");
         Kubectl {
-            server: server.url.clone(),
+            server: url,
+            ca,
             token: server.key(),
             tmp,
         }
@@ -58,6 +66,8 @@ impl Kubectl {
             .arg(&self.server)
             .arg("--token")
             .arg(&self.token)
+            .arg("--certificate-authority")
+            .arg(&self.ca)
             .arg("--cache-dir")
             .arg(self.tmp.path().join("cache"))
             .args(args);
@@ -142,7 +152,7 @@ fn table_row(output: &str, name: &str) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn discovery_lists_the_kinds_with_short_names_and_explain_reads_the_schemas() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
 
     let resources = kubectl.ok(&["api-resources"]);
@@ -181,7 +191,7 @@ fn discovery_lists_the_kinds_with_short_names_and_explain_reads_the_schemas() {
 
 #[test]
 fn apply_get_label_annotate_and_delete_as_on_a_cluster() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
     let hello = example("hello.yaml");
 
@@ -294,7 +304,7 @@ fn apply_get_label_annotate_and_delete_as_on_a_cluster() {
 
 #[test]
 fn patches_are_validated_like_files_and_errors_are_statuses() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
     kubectl.ok(&["apply", "-f", &example("hello.yaml")]);
 
@@ -345,7 +355,7 @@ fn patches_are_validated_like_files_and_errors_are_statuses() {
 
 #[test]
 fn get_watch_prints_each_change() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
     kubectl.ok(&["apply", "-f", &example("hello.yaml")]);
     kubectl.wait_phase("hello", "Succeeded");

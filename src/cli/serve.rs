@@ -54,13 +54,32 @@ pub struct AccessArgs {
     /// Requests a second one API key may make (bursts of ten times as many); past it the API answers 429 with Retry-After. 0 lifts the limit.
     #[arg(long, value_name = "N", default_value_t = server::auth::DEFAULT_RATE_LIMIT)]
     pub rate_limit: u32,
+    /// Also serve the API over HTTPS on ADDR (e.g. 127.0.0.1:7443), with --tls-cert and --tls-key. kubectl sends --token only over HTTPS, so kubectl against local mode needs this.
+    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Option<std::net::SocketAddr>,
+    /// The PEM certificate (with its chain) of --tls-listen.
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl AccessArgs {
     /// The checked values; a bad one is a usage error naming the flag.
     pub fn access(&self) -> Result<server::Access, ClientError> {
         server::Access::new(&self.cors_origins, &self.allowed_hosts)
-            .map(|access| access.with_rate_limit(self.rate_limit))
+            .map(|access| {
+                let tls = match (&self.tls_listen, &self.tls_cert, &self.tls_key) {
+                    (Some(listen), Some(cert), Some(key)) => Some(server::tls::TlsOptions {
+                        listen: *listen,
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    }),
+                    _ => None,
+                };
+                access.with_rate_limit(self.rate_limit).with_tls(tls)
+            })
             .map_err(|e| ClientError::usage(e.to_string()))
     }
 }

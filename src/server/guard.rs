@@ -39,6 +39,8 @@ pub struct Access {
     hosts: Vec<String>,
     /// Requests per key; None: unlimited.
     pub(super) rate: Option<RateLimit>,
+    /// A second listener that serves the same API over HTTPS.
+    pub(super) tls: Option<super::tls::TlsOptions>,
 }
 
 impl Default for Access {
@@ -47,6 +49,7 @@ impl Default for Access {
             origins: Vec::new(),
             hosts: Vec::new(),
             rate: RateLimit::per_second(super::auth::DEFAULT_RATE_LIMIT),
+            tls: None,
         }
     }
 }
@@ -96,6 +99,12 @@ impl Access {
     /// 0 lifts the limit.
     pub fn with_rate_limit(mut self, per_second: u32) -> Self {
         self.rate = RateLimit::per_second(per_second);
+        self
+    }
+
+    /// Serves the API over HTTPS too, as `tls` says (`--tls-listen`).
+    pub fn with_tls(mut self, tls: Option<super::tls::TlsOptions>) -> Self {
+        self.tls = tls;
         self
     }
 

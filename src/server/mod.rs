@@ -23,6 +23,7 @@ mod selector;
 mod serve;
 mod status;
 mod table;
+pub mod tls;
 mod watch;
 mod workflows;
 #[cfg(test)]

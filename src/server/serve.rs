@@ -20,6 +20,8 @@ pub enum ServeError {
     Mcp(#[source] ClientError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
 }
 
 /// Starts serving the API on `listener` in a task of its own, which ends once
@@ -44,6 +46,10 @@ pub async fn serve_api_with(
     let keys = std::sync::Arc::new(
         Auth::open(state.records.clone(), state.objects.clone(), access.rate).await?,
     );
+    let tls = match &access.tls {
+        Some(options) => Some(super::tls::bind(options).await?),
+        None => None,
+    };
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let shutdown = state.shutdown.clone();
     let metrics = state.metrics.clone();
@@ -76,6 +82,21 @@ pub async fn serve_api_with(
             metrics,
             super::metrics::count,
         ));
+    let secure = tls.map(|tls| {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Ok(addr) = axum::serve::Listener::local_addr(&tls) {
+                info!(%addr, "API listening over HTTPS");
+            }
+            let app = app.into_make_service_with_connect_info::<super::tls::TlsPeer>();
+            let served = axum::serve(tls, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "the HTTPS API server stopped");
+            }
+        })
+    });
     Ok(tokio::spawn(async move {
         info!(%addr, "API listening (MCP at /mcp)");
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -84,6 +105,9 @@ pub async fn serve_api_with(
             .await;
         if let Err(e) = served {
             warn!(error = %e, "the API server stopped");
+        }
+        if let Some(secure) = secure {
+            let _ = secure.await;
         }
     }))
 }

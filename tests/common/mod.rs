@@ -78,6 +78,10 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
+    /// With [`Server::start_tls`]: the HTTPS URL and the certificate that signs it.
+    pub tls: Option<(String, PathBuf)>,
+    /// Extra flags of `serve`, kept for restarts.
+    args: Vec<String>,
 }
 
 impl Server {
@@ -102,16 +106,67 @@ impl Server {
         let dir = tmp.path().join("folder");
         let data_dir = tmp.path().join("data");
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Server::start_on_with(&dir, &data_dir, free_port(), env);
+        let mut server = Server::start_on_with(&dir, &data_dir, free_port(), env, &[]);
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// A new server like [`Server::start`] that also serves HTTPS (`--tls-listen`) with a
+    /// self-signed certificate made by openssl, for kubectl, which sends `--token` only
+    /// over TLS.
+    pub fn start_tls() -> Server {
+        require_docker();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("folder");
+        let data_dir = tmp.path().join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output();
+        assert!(
+            made.as_ref().is_ok_and(|o| o.status.success()),
+            "openssl could not make a test certificate ({made:?}): apt-get install openssl (./scripts/setup.sh does)"
+        );
+        let tls_port = free_port();
+        let args = [
+            "--tls-listen".to_string(),
+            format!("127.0.0.1:{tls_port}"),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ];
+        let mut server = Server::start_on_with(&dir, &data_dir, free_port(), &[], &args);
+        server.tls = Some((format!("https://127.0.0.1:{tls_port}"), cert));
         server._tmp = Some(tmp);
         server
     }
 
     pub fn start_on(dir: &Path, data_dir: &Path, port: u16) -> Server {
-        Server::start_on_with(dir, data_dir, port, &[])
+        Server::start_on_with(dir, data_dir, port, &[], &[])
     }
 
-    fn start_on_with(dir: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+    fn start_on_with(
+        dir: &Path,
+        data_dir: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        args: &[String],
+    ) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -128,6 +183,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .env("RUST_LOG", "info,orcaops=debug")
             .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
@@ -141,6 +197,8 @@ impl Server {
             port,
             child: Some(child),
             _tmp: None,
+            tls: None,
+            args: args.to_vec(),
         };
         wait_until(
             Duration::from_secs(20),
@@ -177,7 +235,7 @@ impl Server {
     /// Starts the server again on the same folder, data dir and port.
     pub fn restart(&mut self) {
         self.kill();
-        let fresh = Server::start_on(&self.dir, &self.data_dir, self.port);
+        let fresh = Server::start_on_with(&self.dir, &self.data_dir, self.port, &[], &self.args);
         self.child = fresh.into_child();
     }
 

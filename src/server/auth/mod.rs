@@ -20,12 +20,11 @@ mod request;
 mod token;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -100,6 +99,9 @@ impl Identity {
     }
 }
 
+/// A Workspace's members as last read, and when; None when it was not declared.
+type CachedMembers = (Instant, Option<Vec<crate::resources::workspace::Member>>);
+
 struct Bucket {
     tokens: f64,
     at: Instant,
@@ -111,7 +113,7 @@ pub struct Auth {
     objects: Arc<dyn ObjectStore>,
     admin_key_file: PathBuf,
     keys: RwLock<HashMap<String, StoredKey>>,
-    members: Mutex<HashMap<String, (Instant, Option<Vec<crate::resources::workspace::Member>>)>>,
+    members: Mutex<HashMap<String, CachedMembers>>,
     buckets: Mutex<HashMap<String, Bucket>>,
     rate: Option<RateLimit>,
 }
@@ -494,11 +496,9 @@ pub async fn middleware(State(auth): State<Arc<Auth>>, mut req: Request, next: N
 /// `GET /.well-known/orcaops/local-admin-key`: where the server admin key file is, for a
 /// client on this machine (loopback callers only). Reading the file is what proves the
 /// client may use it.
-pub async fn local_admin_key(
-    State(auth): State<Arc<Auth>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Response {
-    if !peer.ip().to_canonical().is_loopback() {
+pub async fn local_admin_key(State(auth): State<Arc<Auth>>, request: Request) -> Response {
+    let loopback = super::tls::peer(&request).is_some_and(|p| p.ip().to_canonical().is_loopback());
+    if !loopback {
         return ApiError::not_found("the requested resource").into_response();
     }
     axum::Json(serde_json::json!({ "path": auth.admin_key_file() })).into_response()
