@@ -409,3 +409,49 @@ fn get_watch_prints_each_change() {
     let cells: Vec<&str> = modified.split_whitespace().collect();
     assert_eq!(cells[..3], ["MODIFIED", "hello", "Succeeded"], "{seen:#?}");
 }
+
+/// A member's key works with kubectl in its own workspace, and is refused in another
+/// with the Forbidden Status kubectl prints as a cluster's RBAC refusal.
+#[test]
+fn a_members_token_works_in_its_workspace_and_is_refused_in_another() {
+    let server = Server::start_tls();
+    let admin = Kubectl::new(&server);
+    let workspace = "apiVersion: orcaops.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: team-a\nspec:\n  members:\n    - name: dev\n      role: developer\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("workspace.yaml");
+    std::fs::write(&file, workspace).unwrap();
+    admin.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let key = server.cli_ok(&["key", "create", "-w", "team-a", "--member", "dev", "-q"]);
+    let dev = Kubectl {
+        token: key.trim().to_string(),
+        ..Kubectl::new(&server)
+    };
+    let hello = example("hello.yaml");
+    let applied = dev.ok(&["apply", "-n", "team-a", "-f", &hello]);
+    assert!(applied.contains("created"), "{applied}");
+    let listed = dev.ok(&["get", "jobs", "-n", "team-a"]);
+    assert!(listed.contains("hello"), "{listed}");
+    let refused = dev.fails(&["get", "jobs", "-n", "default"]);
+    assert!(
+        refused.contains("Forbidden") || refused.contains("forbidden"),
+        "{refused}"
+    );
+    assert!(refused.contains("default"), "{refused}");
+    let refused = dev.fails(&["apply", "-n", "default", "-f", &hello]);
+    assert!(refused.to_lowercase().contains("forbidden"), "{refused}");
+    assert!(
+        server.job("hello").is_none(),
+        "the refused apply created nothing in default"
+    );
+    let deleted = dev.ok(&["delete", "job", "hello", "-n", "team-a"]);
+    assert!(deleted.contains("deleted"), "{deleted}");
+    let bad = Kubectl {
+        token: format!("orca_admin_{}", "0".repeat(64)),
+        ..Kubectl::new(&server)
+    };
+    let refused = bad.fails(&["get", "jobs"]);
+    assert!(
+        refused.contains("Unauthorized") || refused.contains("credentials"),
+        "{refused}"
+    );
+}

@@ -265,3 +265,25 @@ fn stdout_carries_only_protocol_messages() {
         "orcaops mcp should exit when stdin closes"
     );
 }
+
+/// Over HTTP without a key the session is refused; with a viewer's key the tools act as
+/// that viewer: reads in its workspace, no writes, nothing of another workspace.
+#[test]
+fn streamable_http_needs_a_key_and_acts_with_its_role() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("workspace.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: orcaops.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: team-v\nspec:\n  members:\n    - name: watcher\n      role: viewer\n",
+    )
+    .unwrap();
+    server.cli_ok(&["apply", "-f", file.to_str().unwrap()]);
+    let key = server.cli_ok(&["key", "create", "-w", "team-v", "--member", "watcher", "-q"]);
+    let url = format!("{}/mcp", server.url);
+    run_script(
+        "auth_session.py",
+        &["--http", &url, "--workspace", "team-v"],
+        Some(key.trim()),
+    );
+}
