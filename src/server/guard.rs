@@ -41,6 +41,8 @@ pub struct Access {
     pub(super) rate: Option<RateLimit>,
     /// A second listener that serves the same API over HTTPS.
     pub(super) tls: Option<super::tls::TlsOptions>,
+    /// False only in `benches/auth.rs`, to measure what authentication costs.
+    pub(super) authenticate: bool,
 }
 
 impl Default for Access {
@@ -50,6 +52,7 @@ impl Default for Access {
             hosts: Vec::new(),
             rate: RateLimit::per_second(super::auth::DEFAULT_RATE_LIMIT),
             tls: None,
+            authenticate: true,
         }
     }
 }
@@ -99,6 +102,14 @@ impl Access {
     /// 0 lifts the limit.
     pub fn with_rate_limit(mut self, per_second: u32) -> Self {
         self.rate = RateLimit::per_second(per_second);
+        self
+    }
+
+    /// Serves the API with no authentication at all: for `benches/auth.rs`, which
+    /// measures what authentication adds to a request. No command can ask for it.
+    #[doc(hidden)]
+    pub fn unauthenticated_for_benchmarks(mut self) -> Self {
+        self.authenticate = false;
         self
     }
 

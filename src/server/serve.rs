@@ -68,11 +68,14 @@ pub async fn serve_api_with(
     )
     .map_err(ServeError::Mcp)?;
     // The guard wraps MCP too: its tools act on the API as much as the API does.
-    let app = router(state)
+    let mut app = router(state)
         .nest_service("/mcp", mcp)
-        .merge(auth::keys_api::routes(keys.clone()))
+        .merge(auth::keys_api::routes(keys.clone()));
+    if access.authenticate {
         // Inside the guard: a browser's foreign origin is refused before its key is read.
-        .layer(axum::middleware::from_fn_with_state(keys, auth::middleware))
+        app = app.layer(axum::middleware::from_fn_with_state(keys, auth::middleware));
+    }
+    let app = app
         .layer(axum::middleware::from_fn_with_state(
             Guard::new(access, addr),
             guard::middleware,
