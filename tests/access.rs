@@ -583,3 +583,53 @@ fn keys_rotate_with_a_grace_period_and_expire() {
         "{refused}"
     );
 }
+
+#[test]
+fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
+    // One request a second, bursts of ten.
+    let server = Server::start_with_env(&[("ORCAOPS_RATE_LIMIT", "1")]);
+    let api = Api::new(&server);
+    let key = bearer(&server.key());
+    let path = format!("{BASE}/namespaces/default/jobs");
+    let answers: Vec<(u16, Option<String>)> = api.rt.block_on(async {
+        let mut answers = Vec::new();
+        for _ in 0..30 {
+            let response = api
+                .http
+                .get(format!("{}{path}", api.url))
+                .header("Authorization", &key)
+                .send()
+                .await
+                .unwrap();
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            answers.push((response.status().as_u16(), retry));
+        }
+        answers
+    });
+    let limited: Vec<_> = answers.iter().filter(|(code, _)| *code == 429).collect();
+    assert!(
+        !limited.is_empty(),
+        "no 429 in 30 quick requests at 1/s: {answers:?}"
+    );
+    assert!(
+        answers.iter().take(5).all(|(code, _)| *code == 200),
+        "{answers:?}"
+    );
+    for (_, retry) in &limited {
+        let secs: u64 = retry
+            .as_deref()
+            .expect("a 429 says when to retry")
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&secs), "{retry:?}");
+    }
+    // A request without a valid key is refused before it counts against any key.
+    let (code, _) = api.send(Some("Bearer nope"), Method::GET, &path, None);
+    assert_eq!(code, 401);
+    std::thread::sleep(Duration::from_millis(2100));
+    let (code, _) = api.send(Some(&key), Method::GET, &path, None);
+    assert_eq!(code, 200, "the bucket refills");
+}

@@ -52,7 +52,7 @@ pub struct AccessArgs {
     #[arg(long = "allowed-host", value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
     /// Requests a second one API key may make (bursts of ten times as many); past it the API answers 429 with Retry-After. 0 lifts the limit.
-    #[arg(long, value_name = "N", default_value_t = server::auth::DEFAULT_RATE_LIMIT)]
+    #[arg(long, value_name = "N", env = "ORCAOPS_RATE_LIMIT", default_value_t = server::auth::DEFAULT_RATE_LIMIT)]
     pub rate_limit: u32,
     /// Also serve the API over HTTPS on ADDR (e.g. 127.0.0.1:7443), with --tls-cert and --tls-key. kubectl sends --token only over HTTPS, so kubectl against local mode needs this.
     #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
