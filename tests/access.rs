@@ -454,8 +454,9 @@ fn ten_thousand_random_authorization_headers_are_all_refused() {
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
 }
 
-#[test]
-fn an_agents_key_marks_what_it_creates_and_get_filters_by_it() {
+/// A server whose Workspace `default` lists the member `ci` with `role`, and a key made
+/// for `ci` with the `extra` flags of `key create`: (server, api, admin's bearer, key).
+fn server_with_ci(role: &str, extra: &[&str]) -> (Server, Api, String, String) {
     let server = Server::start();
     let api = Api::new(&server);
     let admin = bearer(&server.key());
@@ -463,19 +464,16 @@ fn an_agents_key_marks_what_it_creates_and_get_filters_by_it() {
         &admin,
         Method::POST,
         &format!("{BASE}/workspaces"),
-        Some(&workspace("default", &[("ci", "developer")])),
+        Some(&workspace("default", &[("ci", role)])),
     );
-    let made = server.cli_ok(&[
-        "key",
-        "create",
-        "--workspace",
-        "default",
-        "--member",
-        "ci",
-        "--agent",
-        "claude-code",
-        "-q",
-    ]);
+    let create = ["key", "create", "-w", "default", "--member", "ci", "-q"];
+    let key = server.cli_ok(&[&create[..], extra].concat());
+    (server, api, admin, key.trim().to_string())
+}
+
+#[test]
+fn an_agents_key_marks_what_it_creates_and_get_filters_by_it() {
+    let (server, api, admin, made) = server_with_ci("developer", &["--agent", "claude-code"]);
     let agent = bearer(made.trim());
     let jobs = format!("{BASE}/namespaces/default/jobs");
     // The body cannot claim another creator: the server's word wins.
@@ -514,19 +512,7 @@ fn an_agents_key_marks_what_it_creates_and_get_filters_by_it() {
 
 #[test]
 fn keys_rotate_with_a_grace_period_and_expire() {
-    let server = Server::start();
-    let api = Api::new(&server);
-    let admin = bearer(&server.key());
-    api.ok(
-        &admin,
-        Method::POST,
-        &format!("{BASE}/workspaces"),
-        Some(&workspace("default", &[("ci", "viewer")])),
-    );
-    let old = server
-        .cli_ok(&["key", "create", "-w", "default", "--member", "ci", "-q"])
-        .trim()
-        .to_string();
+    let (server, api, _admin, old) = server_with_ci("viewer", &[]);
     let id = old.split('_').nth(1).unwrap().to_string();
     let jobs = format!("{BASE}/namespaces/default/jobs");
     assert_eq!(

@@ -350,16 +350,7 @@ mod tests {
         let served = serve_api(listener, state, server::Access::default())
             .await
             .unwrap();
-        let key = std::fs::read_to_string(data.path().join("admin.key")).unwrap();
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", key.trim()).parse().unwrap(),
-        );
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap();
+        let http = server::auth::admin_client(data.path());
 
         let jobs = http
             .get(format!(

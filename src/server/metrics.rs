@@ -76,16 +76,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let served = super::super::serve_api(listener, state).await.unwrap();
-        let key = std::fs::read_to_string(data.path().join("admin.key")).unwrap();
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", key.trim()).parse().unwrap(),
-        );
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap();
+        let http = crate::server::auth::admin_client(data.path());
         let jobs = format!("{url}/apis/orcaops.dev/v1alpha1/namespaces/team-a/jobs");
         for name in ["secret-name-1", "secret-name-2"] {
             let answer = http.get(format!("{jobs}/{name}")).send().await.unwrap();

@@ -503,3 +503,19 @@ pub async fn local_admin_key(State(auth): State<Arc<Auth>>, request: Request) ->
     }
     axum::Json(serde_json::json!({ "path": auth.admin_key_file() })).into_response()
 }
+
+/// An HTTP client that sends the server admin key of the data dir `data_dir`, for the
+/// crate's tests of a served API.
+#[cfg(test)]
+pub(crate) fn admin_client(data_dir: &Path) -> reqwest::Client {
+    let key = std::fs::read_to_string(data_dir.join(ADMIN_KEY_FILE)).unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", key.trim()).parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
