@@ -483,8 +483,14 @@ mod tests {
         };
         let mut out = String::new();
         describe_job_with(&mut out, &obj, Some(&defaults));
-        assert!(out.contains("Timeout:      600s (workspace default)"), "{out}");
-        assert!(out.contains("Network:      Bridge (workspace default)"), "{out}");
+        assert!(
+            out.contains("Timeout:      600s (workspace default)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Network:      Bridge (workspace default)"),
+            "{out}"
+        );
         // The job's own resources win, and are not marked.
         assert!(out.contains("Resources:    cpu=1 memory=-\n"), "{out}");
     }

@@ -98,7 +98,7 @@ async fn admit(
     let live = observed
         .containers
         .iter()
-        .any(|c| !matches!(c.state, crate::runtime::ContainerState::Exited { .. }));
+        .any(|c| admission::holds_room(&c.state));
     if live
         || !admission::job_wants_to_start(
             &observed.meta,

@@ -236,12 +236,7 @@ pub async fn snapshot(
         ])
         .await?
         .into_iter()
-        .filter(|c| {
-            matches!(
-                c.state,
-                ContainerState::Running | ContainerState::Created | ContainerState::Other(_)
-            )
-        })
+        .filter(|c| holds_room(&c.state))
         .filter_map(|c| c.label(keys::LABEL_UID).map(str::to_string))
         .collect();
     let mut members = Vec::new();
@@ -305,6 +300,16 @@ pub async fn snapshot(
         members,
         run_starts: run_starts.into_values().collect(),
     })
+}
+
+/// Whether a job container still holds room: one that exited, or is being removed
+/// after its harvest (`removing`, `dead`), does not.
+pub fn holds_room(state: &ContainerState) -> bool {
+    match state {
+        ContainerState::Running | ContainerState::Created => true,
+        ContainerState::Other(s) => !matches!(s.as_str(), "removing" | "dead"),
+        ContainerState::Exited { .. } | ContainerState::CannotStart { .. } => false,
+    }
 }
 
 fn member(obj: &Object, standing: Standing, demand: Demand) -> Member {

@@ -52,6 +52,17 @@ impl Reconciler for WorkspaceReconciler {
         };
         let now = Utc::now();
         let snapshot = admission::usage_snapshot(ctx, &workspace, now).await?;
+        let holding: Vec<&str> = snapshot
+            .members
+            .iter()
+            .filter(|m| m.standing == quota::Standing::Holding)
+            .map(|m| m.name.as_str())
+            .collect();
+        tracing::debug!(
+            ?holding,
+            admitted = ctx.admitted.len(),
+            "workspace usage counted"
+        );
         Ok(Observation::Ready(Observed {
             generation: obj.metadata.generation,
             workspace,

@@ -225,3 +225,11 @@ fn a_refused_job_is_pending_with_the_condition_and_the_reason() {
     assert_eq!(sandbox.phase, Some(SandboxPhase::Pending));
     assert!(sandbox_waits_for_quota(&sandbox));
 }
+
+#[test]
+fn a_container_being_removed_after_its_harvest_holds_no_room() {
+    assert!(holds_room(&ContainerState::Running));
+    assert!(holds_room(&ContainerState::Other("paused".into())));
+    assert!(!holds_room(&ContainerState::Other("removing".into())));
+    assert!(!holds_room(&ContainerState::Exited { code: 0 }));
+}
