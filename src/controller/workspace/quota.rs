@@ -95,7 +95,7 @@ impl Dim {
 
 /// `1500` millicores -> `1500m`, `2000` -> `2`.
 pub fn format_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -105,7 +105,7 @@ pub fn format_cpu(millis: u64) -> String {
 /// Bytes in the largest binary unit that divides them: `536870912` -> `512Mi`.
 pub fn format_memory(bytes: u64) -> String {
     for (suffix, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{suffix}", bytes / size);
         }
     }
