@@ -99,3 +99,51 @@ async fn wake_workspace(ctx: &Context, namespace: &str, force: bool) -> Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::resources::Object;
+
+    fn modified(before: &Object, after: &Object) -> WatchEvent {
+        WatchEvent {
+            type_: WatchEventType::Modified,
+            object: after.clone(),
+            previous: Some(Arc::new(before.clone())),
+        }
+    }
+
+    #[test]
+    fn only_a_phase_change_frees_or_takes_room() {
+        let mut before = Object::new(Kind::Job, "team-a", "j", json!({}));
+        before.status = json!({"phase": "Running", "summary": "step 1"});
+        let mut progress = before.clone();
+        progress.status = json!({"phase": "Running", "summary": "step 2"});
+        assert!(!phase_changed(&modified(&before, &progress)));
+        let mut done = before.clone();
+        done.status = json!({"phase": "Succeeded"});
+        assert!(phase_changed(&modified(&before, &done)));
+    }
+
+    #[test]
+    fn a_workspace_status_write_wakes_nothing_and_a_quota_change_does() {
+        let before = Object::new(
+            Kind::Workspace,
+            "",
+            "team-a",
+            json!({"quotas": {"concurrentJobs": 1}}),
+        );
+        let mut counted = before.clone();
+        counted.status = json!({"members": 0});
+        assert!(spec_unchanged(&modified(&before, &counted)));
+        let raised = Object::new(
+            Kind::Workspace,
+            "",
+            "team-a",
+            json!({"quotas": {"concurrentJobs": 2}}),
+        );
+        assert!(!spec_unchanged(&modified(&before, &raised)));
+    }
+}
