@@ -151,6 +151,10 @@ pub struct WorkspaceStatus {
     /// How many members `spec.members` lists.
     #[serde(default)]
     pub members: u32,
+    /// How many API keys of the workspace work now (neither expired nor revoked);
+    /// counted again at least every minute.
+    #[serde(default)]
+    pub keys: u32,
     /// How many Jobs and Sandboxes wait for room (condition `QuotaExceeded`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub waiting: u32,

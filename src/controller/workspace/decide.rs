@@ -16,6 +16,9 @@ use crate::resources::workspace::{QuotaUsage, WorkspaceConditionType, WorkspaceS
 /// How often usage is counted again while `runsPerHour` is set: runs leave its window
 /// with time alone, with no change to wake the controller.
 pub const RUN_WINDOW_RECOUNT: Duration = Duration::from_secs(60);
+/// How often the API keys are counted again: keys are made and revoked through the API,
+/// which does not wake the controller, and expire with time.
+pub const KEY_RECOUNT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct Observed {
@@ -24,6 +27,8 @@ pub struct Observed {
     pub snapshot: Snapshot,
     pub status: WorkspaceStatus,
     pub now: DateTime<Utc>,
+    /// The workspace's API keys that work now.
+    pub keys: u32,
 }
 
 pub type Decision = reconcile::Decision<(), WorkspaceStatus>;
@@ -53,6 +58,7 @@ pub fn decide(observed: &Observed) -> Decision {
     status.usage = usage(observed);
     status.summary = summary(&status.usage);
     status.members = observed.workspace.spec.members.len() as u32;
+    status.keys = observed.keys;
     let waiting = observed
         .snapshot
         .members
@@ -77,11 +83,13 @@ pub fn decide(observed: &Observed) -> Decision {
         actions: Vec::new(),
         status,
         events: Vec::new(),
-        requeue_after: observed
-            .workspace
-            .limits
-            .runs_per_hour
-            .map(|_| RUN_WINDOW_RECOUNT),
+        requeue_after: Some(
+            observed
+                .workspace
+                .limits
+                .runs_per_hour
+                .map_or(KEY_RECOUNT, |_| RUN_WINDOW_RECOUNT.min(KEY_RECOUNT)),
+        ),
         status_first: false,
         fate: reconcile::Fate::Keep,
         hints: (),

@@ -63,12 +63,24 @@ impl Reconciler for WorkspaceReconciler {
             admitted = ctx.admitted.len(),
             "workspace usage counted"
         );
+        let keys = ctx
+            .records
+            .api_keys()
+            .await?
+            .iter()
+            .filter(|k| {
+                k.workspace.as_deref() == Some(obj.metadata.name.as_str())
+                    && k.revoked_at.is_none()
+                    && k.expires_at.is_none_or(|at| at > now)
+            })
+            .count() as u32;
         Ok(Observation::Ready(Observed {
             generation: obj.metadata.generation,
             workspace,
             snapshot,
             status: stored.clone(),
             now,
+            keys,
         }))
     }
 

@@ -26,6 +26,7 @@ fn observed(quotas: Option<Quotas>, members: Vec<Member>) -> Observed {
         },
         status: WorkspaceStatus::default(),
         now: Utc::now(),
+        keys: 2,
     }
 }
 
@@ -71,10 +72,12 @@ fn usage_counts_what_holds_against_each_quota_set() {
         Some("concurrentJobs 2/2, cpu 1200m/2")
     );
     assert_eq!(d.status.members, 1);
+    assert_eq!(d.status.keys, 2);
     assert_eq!(d.status.waiting, 1);
     assert_eq!(d.status.observed_generation, Some(3));
     assert_eq!(d.status.conditions[0].status, ConditionStatus::True);
-    assert_eq!(d.requeue_after, None);
+    // Keys are made and revoked without waking the controller: it counts them again.
+    assert_eq!(d.requeue_after, Some(KEY_RECOUNT));
 }
 
 #[test]
