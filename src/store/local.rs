@@ -9,6 +9,7 @@ mod health;
 mod history;
 mod labels;
 mod records;
+pub mod secrets;
 #[cfg(test)]
 mod tests;
 mod tombstones;
@@ -97,6 +98,8 @@ struct Inner {
     writer_options: SqliteConnectOptions,
     /// The failure of the last write, while writes fail.
     write_failure: Mutex<Option<health::WriteFailure>>,
+    /// The cipher of the secrets, read from (or made as) `secrets.key` on first use.
+    secret_key: std::sync::OnceLock<secrets::SecretKey>,
 }
 
 /// One page of a list; see [`LocalStore::list_page`].
@@ -180,6 +183,7 @@ impl LocalStore {
             pending: Mutex::new(Vec::new()),
             writer_options,
             write_failure: Mutex::new(None),
+            secret_key: std::sync::OnceLock::new(),
         });
         spawn_checkpointer(Arc::downgrade(&inner));
         Ok(LocalStore { inner })

@@ -48,6 +48,7 @@ impl Fixture {
             env: vec![EnvVar {
                 name: "TARGET".into(),
                 value: "release".into(),
+                value_from: None,
             }],
             working_dir: Some("/work".into()),
             ..Default::default()
@@ -253,6 +254,7 @@ fn services_are_native_sidecars_with_startup_probes_and_host_aliases() {
                 env: vec![EnvVar {
                     name: "POSTGRES_PASSWORD".into(),
                     value: "test".into(),
+                    value_from: None,
                 }],
                 ports: vec![5432],
                 readiness: Some(ServiceReadiness {
