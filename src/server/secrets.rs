@@ -18,10 +18,10 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::error::{ApiError, StatusDetails};
 use super::patch::{PatchKind, apply_patch};
 use super::table::{TableRequest, human_duration};
-use super::{AppState, NOT_LEADING};
 use crate::resources::selector::LabelSelector;
 use crate::store::LocalStore;
 
@@ -38,7 +38,6 @@ pub(super) struct ListQuery {
 /// keeps its own Secrets, and the pods read them: this facade does not serve them.
 fn store(state: &AppState) -> Result<&LocalStore, ApiError> {
     if state.leading.is_some() {
-        let _ = NOT_LEADING;
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
