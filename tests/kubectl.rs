@@ -627,3 +627,73 @@ fn a_job_waits_pending_for_a_missing_secret_then_runs() {
         "{job}"
     );
 }
+
+#[test]
+fn a_sandbox_service_reads_its_secret_when_its_container_is_made() {
+    let server = Server::start();
+    let kubectl = Kubectl::new(&server);
+    let sandbox = kubectl.file(
+        "vault.yaml",
+        r#"apiVersion: orcaops.dev/v1alpha1
+kind: Sandbox
+metadata:
+  name: vault
+spec:
+  network: none
+  services:
+    - name: shell
+      image: busybox:latest
+      command: ["sleep", "infinity"]
+      env:
+        - name: TOKEN
+          valueFrom:
+            secretKeyRef: {name: sbx, key: token}
+"#,
+    );
+    kubectl.ok(&["apply", "-f", &sandbox]);
+    // No secret: the service is not made, and says why (never made with an empty value).
+    let message = wait_until(
+        Duration::from_secs(30),
+        "the sandbox's service says its secret is missing",
+        || {
+            let sandbox = kubectl.json(&["get", "sandbox", "vault"]);
+            let service = sandbox["status"]["services"].as_array()?.first()?.clone();
+            (service["state"] == "not created").then(|| service["message"].to_string())
+        },
+    );
+    assert!(
+        message.contains("no secret sbx in namespace default"),
+        "{message}"
+    );
+
+    let value = format!("sbx-{}", uuid::Uuid::new_v4().simple());
+    kubectl.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sbx",
+        &format!("--from-literal=token={value}"),
+    ]);
+    let printed = wait_until(
+        Duration::from_secs(90),
+        "the sandbox's service runs with its secret",
+        || {
+            let out = server.cli(&[
+                "exec",
+                "vault",
+                "--",
+                "sh",
+                "-c",
+                "printf %s \"$TOKEN\" | sha256sum",
+            ]);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+        },
+    );
+    assert!(printed.starts_with(&sha256_hex(&value)), "{printed}");
+    let describe = server.cli_ok(&["describe", "sandbox", "vault"]);
+    assert!(!describe.contains(&value), "{describe}");
+    assert!(!server.log().contains(&value), "the value is in the log");
+    kubectl.ok(&["delete", "sandbox", "vault"]);
+}

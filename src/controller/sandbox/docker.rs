@@ -16,7 +16,7 @@ use super::make::{Placement, make_services};
 use super::monitor::Target;
 use super::runtime::SandboxRuntime;
 use crate::controller::{Context, ControllerError, secrets};
-use crate::resources::sandbox::{EffectiveSandbox, SandboxService, SandboxStatus};
+use crate::resources::sandbox::{EffectiveSandbox, SandboxStatus};
 use crate::resources::{Object, ObjectKey};
 use crate::runtime::names::STOP_GRACE_SECS;
 use crate::runtime::sandbox::names::{
@@ -95,7 +95,8 @@ impl SandboxRuntime for DockerRuntime {
                 // Secrets are read now, at the containers' creation; a service whose
                 // secret is missing is not made (never with an empty value), and says why.
                 let namespace = meta.namespace.as_deref().unwrap_or_default();
-                let mut resolved = Vec::new();
+                let mut wanted = Vec::new();
+                let mut resolved_env = BTreeMap::new();
                 for service in observed
                     .effective
                     .services
@@ -105,17 +106,16 @@ impl SandboxRuntime for DockerRuntime {
                     let env =
                         secrets::resolve(ctx.secrets.as_ref(), namespace, &service.env).await?;
                     match env {
-                        Ok(env) => resolved.push(SandboxService {
-                            env,
-                            ..service.clone()
-                        }),
+                        Ok(env) => {
+                            resolved_env.insert(service.name.clone(), env);
+                            wanted.push(service);
+                        }
                         Err(missing) => {
                             let entry = observed.services.entry(service.name.clone()).or_default();
                             entry.create_error = Some(missing.to_string());
                         }
                     }
                 }
-                let wanted: Vec<_> = resolved.iter().collect();
                 let placement = Placement {
                     container_base: &sandbox_base(meta),
                     storage_base: &storage,
@@ -123,7 +123,7 @@ impl SandboxRuntime for DockerRuntime {
                     labels: &labels,
                 };
                 debug!(services = ?services, "making service containers");
-                let made = make_services(self, &wanted, &placement).await?;
+                let made = make_services(self, &wanted, &resolved_env, &placement).await?;
                 for (service, result) in made {
                     let entry = observed.services.entry(service.clone()).or_default();
                     match result {
