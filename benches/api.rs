@@ -226,10 +226,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(CONCURRENCY)
-            .build()
-            .unwrap();
+        let http = server.http_with(reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY));
         let ready = async {
             for _ in 0..200 {
                 if get_ok(&http, format!("{url}/healthz")).await {

@@ -50,10 +50,10 @@ fn unix_nanos() -> u128 {
 fn main() {
     require_docker();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let http = reqwest::Client::new();
     let server = Served::start(Some(WORKERS));
+    let http = server.http();
     let (dir, url) = (&server.dir, server.url.clone());
-    let phases = Watched::start(&rt, &url, "jobs");
+    let phases = Watched::start(&rt, &server, "jobs");
     std::thread::sleep(Duration::from_millis(300));
 
     // Warm up both paths once.

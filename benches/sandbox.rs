@@ -118,11 +118,11 @@ fn main() {
     let server = Served::start(Some(WORKERS));
     let api = Api {
         rt: tokio::runtime::Runtime::new().unwrap(),
-        http: reqwest::Client::new(),
+        http: server.http(),
         url: server.url.clone(),
     };
-    let sandboxes = Watched::start(&api.rt, &api.url, "sandboxes");
-    let templates = Watched::start(&api.rt, &api.url, "sandboxtemplates");
+    let sandboxes = Watched::start(&api.rt, &server, "sandboxes");
+    let templates = Watched::start(&api.rt, &server, "sandboxtemplates");
     std::thread::sleep(Duration::from_millis(300));
     let ready = |name: &str| sandboxes.wait_phase(name, "Ready", &["Failed", "Expired"]);
 

@@ -134,11 +134,11 @@ fn ms(d: Duration) -> f64 {
 fn main() {
     require_docker();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let http = reqwest::Client::new();
     let server = Served::start(Some(WORKERS));
+    let http = server.http();
     let url = server.url.clone();
-    let workflows = Watched::start(&rt, &url, "workflows");
-    let jobs = Watched::start(&rt, &url, "jobs");
+    let workflows = Watched::start(&rt, &server, "workflows");
+    let jobs = Watched::start(&rt, &server, "jobs");
     std::thread::sleep(Duration::from_millis(300));
 
     // Warm up both paths once.
@@ -204,8 +204,9 @@ fn main() {
 
     // 3. The 500-node matrix, on a server of its own so that its peak RSS is this run's.
     let server = Served::start(Some(WORKERS));
+    let http = server.http();
     let url = server.url.clone();
-    let workflows = Watched::start(&rt, &url, "workflows");
+    let workflows = Watched::start(&rt, &server, "workflows");
     std::thread::sleep(Duration::from_millis(300));
     let idle_kib = server.memory_kib("VmHWM");
     let nodes = AXES.0 * AXES.1;

@@ -29,7 +29,7 @@ impl Api {
     fn new(server: &Server) -> Api {
         Api {
             base: server.url.clone(),
-            http: reqwest::Client::new(),
+            http: server.http(),
         }
     }
 
@@ -696,7 +696,7 @@ fn parse_sse(text: &str) -> (Vec<(String, String)>, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logs_as_server_sent_events_and_artifacts_with_checksums() {
     let server = Server::start();
-    let http = reqwest::Client::new();
+    let http = server.http();
     server.write(
         "job.yaml",
         &job_yaml(

@@ -19,8 +19,8 @@ fn summary(job: &Value) -> String {
         .to_string()
 }
 
-fn curl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl").arg("-sf").args(args).output().unwrap();
+fn curl(server: &Server, args: &[&str]) -> Vec<u8> {
+    let out = server.curl().arg("-sf").args(args).output().unwrap();
     assert!(out.status.success(), "curl {args:?} failed");
     out.stdout
 }
@@ -83,7 +83,7 @@ fn output_past_the_cap_ends_with_a_marker_and_the_file_stays_bounded() {
     assert_eq!(logs.len(), 1, "{logs:?}");
     let size = std::fs::metadata(&logs[0]).unwrap().len();
     assert!(size <= 64 * 1024 + 200, "the stored log is bounded: {size}");
-    let text = String::from_utf8(curl(&[&log_url(&server, "loud", "")])).unwrap();
+    let text = String::from_utf8(curl(&server, &[&log_url(&server, "loud", "")])).unwrap();
     assert_eq!(text.len() as u64, size, "served as stored");
     assert!(
         text.ends_with("[orcaops: output cut at 64 KiB; the step kept running, its further output was discarded]\n"),
@@ -93,10 +93,14 @@ fn output_past_the_cap_ends_with_a_marker_and_the_file_stays_bounded() {
     assert!(!text.contains("after-the-cut"), "nothing after the marker");
     // Stored once: no per-step copies.
     assert!(files_under(&server.data_dir, "01-flood.log").is_empty());
-    let tail = String::from_utf8(curl(&[&log_url(&server, "loud", "?tailLines=1")])).unwrap();
+    let tail =
+        String::from_utf8(curl(&server, &[&log_url(&server, "loud", "?tailLines=1")])).unwrap();
     assert!(tail.starts_with("[orcaops: output cut"), "{tail}");
     // The step view of the first step is the whole (cut) output.
-    let step = curl(&[&log_url(&server, "loud", "?step=flood&tailLines=2")]);
+    let step = curl(
+        &server,
+        &[&log_url(&server, "loud", "?step=flood&tailLines=2")],
+    );
     let step = String::from_utf8(step).unwrap();
     assert_eq!(step.lines().count(), 2, "{step}");
     assert!(step.starts_with("a line of output\n"), "{step}");
@@ -113,13 +117,16 @@ fn tail_lines_of_a_large_log_are_the_last_lines() {
         ),
     );
     server.wait_phase("count", "Succeeded", T);
-    let tail = curl(&[&log_url(&server, "count", "?tailLines=3")]);
+    let tail = curl(&server, &[&log_url(&server, "count", "?tailLines=3")]);
     assert_eq!(String::from_utf8(tail).unwrap(), "99998\n99999\n100000\n");
-    let first = curl(&[&log_url(&server, "count", "?step=first")]);
+    let first = curl(&server, &[&log_url(&server, "count", "?step=first")]);
     assert_eq!(String::from_utf8(first).unwrap(), "hello\n");
-    let step_tail = curl(&[&log_url(&server, "count", "?step=count&tailLines=1")]);
+    let step_tail = curl(
+        &server,
+        &[&log_url(&server, "count", "?step=count&tailLines=1")],
+    );
     assert_eq!(String::from_utf8(step_tail).unwrap(), "100000\n");
-    let all = curl(&[&log_url(&server, "count", "")]);
+    let all = curl(&server, &[&log_url(&server, "count", "")]);
     assert_eq!(all.iter().filter(|b| **b == b'\n').count(), 100_001);
     // The CLI reads the same view.
     let cli = server.cli_ok(&["logs", "job", "count", "--tail", "2"]);
@@ -253,7 +260,7 @@ fn artifacts_whose_stored_names_once_collided_keep_their_own_bytes() {
             "{}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs/pair/artifacts/{name}",
             server.url
         );
-        let body = curl(&[&url]);
+        let body = curl(&server, &[&url]);
         let sha = Command::new("sha256sum")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

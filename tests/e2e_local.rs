@@ -95,7 +95,7 @@ fn multi_step_job_collects_artifacts_with_checksums() {
         .expect("report artifact");
     assert_eq!(report["size"], Value::from("sum=15\n".len()));
     // The sha256 matches what the API serves.
-    let body = std::process::Command::new("curl")
+    let body = server.curl()
         .args(["-sf", &format!("{}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs/build-report/artifacts/report", server.url)])
         .output()
         .unwrap();
@@ -296,7 +296,8 @@ fn broken_files_never_disturb_anything_else() {
     );
     assert!(server.job("wrongtype").is_none());
     // The errors are recorded as events that name the file, line and fix.
-    let events = std::process::Command::new("curl")
+    let events = server
+        .curl()
         .args([
             "-sf",
             &format!(
@@ -669,7 +670,8 @@ fn apply_reports_bad_documents_and_applies_the_good_ones() {
 fn the_api_answers_invalid_requests_with_kubernetes_status_objects() {
     let server = Server::start();
     let post = |body: &str| {
-        let out = std::process::Command::new("curl")
+        let out = server
+            .curl()
             .args([
                 "-s",
                 "-X",
@@ -711,7 +713,8 @@ fn the_api_answers_invalid_requests_with_kubernetes_status_objects() {
     ));
     assert_eq!(again["reason"], "AlreadyExists");
     assert_eq!(again["code"], 409);
-    let missing = std::process::Command::new("curl")
+    let missing = server
+        .curl()
         .args([
             "-s",
             &format!(

@@ -12,7 +12,8 @@ use serde_json::Value;
 const T: Duration = Duration::from_secs(60);
 
 fn file_event_reasons(server: &Server) -> Vec<(String, String)> {
-    let out = std::process::Command::new("curl")
+    let out = server
+        .curl()
         .args([
             "-sf",
             &format!(

@@ -56,8 +56,47 @@ impl Answer {
     }
 }
 
-/// Sends one request as written (Host defaults to 127.0.0.1:PORT) and reads the answer.
+/// The server admin key of the server on `port`, found as the CLI finds it: the server
+/// tells a loopback caller where its key file is.
+fn admin_key(port: u16) -> String {
+    static KEYS: std::sync::Mutex<Vec<(u16, String)>> = std::sync::Mutex::new(Vec::new());
+    if let Some((_, key)) = KEYS.lock().unwrap().iter().find(|(p, _)| *p == port) {
+        return key.clone();
+    }
+    let found = raw(
+        port,
+        "GET",
+        "/.well-known/orcaops/local-admin-key",
+        &[],
+        b"",
+    )
+    .json();
+    let path = found["path"]
+        .as_str()
+        .expect("the server says where its key is");
+    let key = std::fs::read_to_string(path).unwrap().trim().to_string();
+    KEYS.lock().unwrap().push((port, key.clone()));
+    key
+}
+
+/// Sends one request as written, with the server admin key unless the request names
+/// an `Authorization` of its own, and reads the answer.
 fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    if headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+    {
+        return raw(port, method, path, headers, body);
+    }
+    let auth = format!("Bearer {}", admin_key(port));
+    let mut with_key = headers.to_vec();
+    with_key.push(("Authorization", &auth));
+    raw(port, method, path, &with_key, body)
+}
+
+/// Sends one request exactly as written (Host defaults to 127.0.0.1:PORT) and reads the
+/// answer.
+fn raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -317,12 +356,16 @@ fn a_websocket_exec_from_a_foreign_origin_is_refused() {
         server.port
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let bearer = format!("Bearer {}", server.key());
     let code_with = |origin: Option<&str>| {
         let mut request = url.as_str().into_client_request().unwrap();
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static("v5.channel.k8s.io"),
         );
+        request
+            .headers_mut()
+            .insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
         if let Some(origin) = origin {
             request
                 .headers_mut()

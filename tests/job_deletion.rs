@@ -13,7 +13,8 @@ const T: Duration = Duration::from_secs(60);
 
 /// The Job's run records, from the API (they outlive the Job).
 fn runs(server: &Server, name: &str) -> Vec<Value> {
-    let out = std::process::Command::new("curl")
+    let out = server
+        .curl()
         .args([
             "-sf",
             &format!(

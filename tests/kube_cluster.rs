@@ -212,6 +212,8 @@ async fn the_operators_api_creates_watches_and_deletes_on_the_cluster() {
         "the operator's API never became ready (a cluster in the current context, with the CRDs installed?)"
     );
 
+    // Every request but health needs a key: the operator's admin key in its data dir.
+    let http = common::http_with_key(&common::admin_key(data.path()));
     let jobs = format!("{url}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs");
     let listed: serde_json::Value = http.get(&jobs).send().await.unwrap().json().await.unwrap();
     let rv = listed["metadata"]["resourceVersion"]

@@ -23,7 +23,12 @@ fn example(rel: &str) -> String {
 /// kubectl pointed at one server, with a throwaway kubeconfig, home and discovery cache,
 /// so it never reads or writes the user's own configuration.
 struct Kubectl {
+    /// The server's HTTPS URL: kubectl sends a token over TLS only.
     server: String,
+    /// The certificate the server's HTTPS listener presents.
+    ca: PathBuf,
+    /// The key kubectl sends (`--token`), as it sends a service account's token.
+    token: String,
     tmp: tempfile::TempDir,
 }
 
@@ -40,8 +45,14 @@ impl Kubectl {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("kubeconfig"), "").unwrap();
         std::fs::create_dir_all(tmp.path().join("home")).unwrap();
+        let (url, ca) = server
+            .tls
+            .clone()
+            .expect("kubectl needs a server started with Server::start_tls");
         Kubectl {
-            server: server.url.clone(),
+            server: url,
+            ca,
+            token: server.key(),
             tmp,
         }
     }
@@ -53,6 +64,10 @@ impl Kubectl {
             .env("HOME", self.tmp.path().join("home"))
             .arg("--server")
             .arg(&self.server)
+            .arg("--token")
+            .arg(&self.token)
+            .arg("--certificate-authority")
+            .arg(&self.ca)
             .arg("--cache-dir")
             .arg(self.tmp.path().join("cache"))
             .args(args);
@@ -137,7 +152,7 @@ fn table_row(output: &str, name: &str) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn discovery_lists_the_kinds_with_short_names_and_explain_reads_the_schemas() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
 
     let resources = kubectl.ok(&["api-resources"]);
@@ -176,7 +191,7 @@ fn discovery_lists_the_kinds_with_short_names_and_explain_reads_the_schemas() {
 
 #[test]
 fn apply_get_label_annotate_and_delete_as_on_a_cluster() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
     let hello = example("hello.yaml");
 
@@ -289,7 +304,7 @@ fn apply_get_label_annotate_and_delete_as_on_a_cluster() {
 
 #[test]
 fn patches_are_validated_like_files_and_errors_are_statuses() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
     kubectl.ok(&["apply", "-f", &example("hello.yaml")]);
 
@@ -340,7 +355,7 @@ fn patches_are_validated_like_files_and_errors_are_statuses() {
 
 #[test]
 fn get_watch_prints_each_change() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
     kubectl.ok(&["apply", "-f", &example("hello.yaml")]);
     kubectl.wait_phase("hello", "Succeeded");
@@ -447,7 +462,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[test]
 fn a_secret_from_kubectl_reaches_a_job_and_nowhere_else() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
     let value = format!("orca-{}", uuid::Uuid::new_v4().simple());
 
@@ -544,7 +559,7 @@ fn a_secret_from_kubectl_reaches_a_job_and_nowhere_else() {
 
 #[test]
 fn a_job_waits_pending_for_a_missing_secret_then_runs() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
     let job = kubectl.file("waits.yaml", &secret_job("waits", "late"));
     kubectl.ok(&["apply", "-f", &job]);
@@ -630,7 +645,7 @@ fn a_job_waits_pending_for_a_missing_secret_then_runs() {
 
 #[test]
 fn a_sandbox_service_reads_its_secret_when_its_container_is_made() {
-    let server = Server::start();
+    let server = Server::start_tls();
     let kubectl = Kubectl::new(&server);
     let sandbox = kubectl.file(
         "vault.yaml",
@@ -696,4 +711,50 @@ spec:
     assert!(!describe.contains(&value), "{describe}");
     assert!(!server.log().contains(&value), "the value is in the log");
     kubectl.ok(&["delete", "sandbox", "vault"]);
+}
+
+/// A member's key works with kubectl in its own workspace, and is refused in another
+/// with the Forbidden Status kubectl prints as a cluster's RBAC refusal.
+#[test]
+fn a_members_token_works_in_its_workspace_and_is_refused_in_another() {
+    let server = Server::start_tls();
+    let admin = Kubectl::new(&server);
+    let workspace = "apiVersion: orcaops.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: team-a\nspec:\n  members:\n    - name: dev\n      role: developer\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("workspace.yaml");
+    std::fs::write(&file, workspace).unwrap();
+    admin.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let key = server.cli_ok(&["key", "create", "-w", "team-a", "--member", "dev", "-q"]);
+    let dev = Kubectl {
+        token: key.trim().to_string(),
+        ..Kubectl::new(&server)
+    };
+    let hello = example("hello.yaml");
+    let applied = dev.ok(&["apply", "-n", "team-a", "-f", &hello]);
+    assert!(applied.contains("created"), "{applied}");
+    let listed = dev.ok(&["get", "jobs", "-n", "team-a"]);
+    assert!(listed.contains("hello"), "{listed}");
+    let refused = dev.fails(&["get", "jobs", "-n", "default"]);
+    assert!(
+        refused.contains("Forbidden") || refused.contains("forbidden"),
+        "{refused}"
+    );
+    assert!(refused.contains("default"), "{refused}");
+    let refused = dev.fails(&["apply", "-n", "default", "-f", &hello]);
+    assert!(refused.to_lowercase().contains("forbidden"), "{refused}");
+    assert!(
+        server.job("hello").is_none(),
+        "the refused apply created nothing in default"
+    );
+    let deleted = dev.ok(&["delete", "job", "hello", "-n", "team-a"]);
+    assert!(deleted.contains("deleted"), "{deleted}");
+    let bad = Kubectl {
+        token: format!("orca_admin_{}", "0".repeat(64)),
+        ..Kubectl::new(&server)
+    };
+    let refused = bad.fails(&["get", "jobs"]);
+    assert!(
+        refused.contains("Unauthorized") || refused.contains("credentials"),
+        "{refused}"
+    );
 }

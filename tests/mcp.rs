@@ -43,11 +43,20 @@ fn python() -> PathBuf {
 
 /// Runs the agent session script with `args`; fails with its output unless it passes.
 fn agent(args: &[&str]) {
-    run_script("agent_session.py", args);
+    run_script("agent_session.py", args, None);
+}
+
+/// Runs the agent session script over streamable HTTP at `server`'s `/mcp`, sending its
+/// server admin key.
+fn agent_http(server: &Server, args: &[&str]) {
+    let url = format!("{}/mcp", server.url);
+    let args = [args, &["--http", &url]].concat();
+    run_script("agent_session.py", &args, Some(&server.key()));
 }
 
 /// Runs a script of tests/mcp with `args`; fails with its output unless it passes.
-fn run_script(name: &str, args: &[&str]) {
+/// With `token`, the script sends it as its bearer key over HTTP (ORCAOPS_MCP_TOKEN).
+fn run_script(name: &str, args: &[&str], token: Option<&str>) {
     let python = python();
     let script = format!("{}/tests/mcp/{name}", env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
@@ -57,6 +66,7 @@ fn run_script(name: &str, args: &[&str]) {
         .arg(&script)
         .args(args)
         .env("RUST_LOG", "info")
+        .envs(token.map(|t| ("ORCAOPS_MCP_TOKEN", t)))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -117,20 +127,13 @@ fn stdio_without_a_server_runs_an_embedded_controller() {
 #[test]
 fn streamable_http_on_serve() {
     let server = Server::start();
-    agent(&["--http", &format!("{}/mcp", server.url)]);
+    agent_http(&server, &[]);
 }
 
 #[test]
 fn streamable_http_with_the_initialize_handshake() {
     let server = Server::start();
-    agent(&[
-        "--scenario",
-        "basic",
-        "--mode",
-        "legacy",
-        "--http",
-        &format!("{}/mcp", server.url),
-    ]);
+    agent_http(&server, &["--scenario", "basic", "--mode", "legacy"]);
 }
 
 /// An agent opens a sandbox from a template, writes a file, runs a command that reads
@@ -141,6 +144,7 @@ fn sandbox_session_over_streamable_http() {
     run_script(
         "sandbox_session.py",
         &["--http", &format!("{}/mcp", server.url)],
+        Some(&server.key()),
     );
 }
 
@@ -152,6 +156,7 @@ fn workflow_session_over_streamable_http() {
     run_script(
         "workflow_session.py",
         &["--http", &format!("{}/mcp", server.url)],
+        Some(&server.key()),
     );
 }
 
@@ -162,6 +167,7 @@ fn sandbox_session_over_stdio() {
     run_script(
         "sandbox_session.py",
         &["--", BIN, "--server", &server.url, "mcp"],
+        None,
     );
 }
 
@@ -257,5 +263,27 @@ fn stdout_carries_only_protocol_messages() {
     assert!(
         exited.is_some(),
         "orcaops mcp should exit when stdin closes"
+    );
+}
+
+/// Over HTTP without a key the session is refused; with a viewer's key the tools act as
+/// that viewer: reads in its workspace, no writes, nothing of another workspace.
+#[test]
+fn streamable_http_needs_a_key_and_acts_with_its_role() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("workspace.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: orcaops.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: team-v\nspec:\n  members:\n    - name: watcher\n      role: viewer\n",
+    )
+    .unwrap();
+    server.cli_ok(&["apply", "-f", file.to_str().unwrap()]);
+    let key = server.cli_ok(&["key", "create", "-w", "team-v", "--member", "watcher", "-q"]);
+    let url = format!("{}/mcp", server.url);
+    run_script(
+        "auth_session.py",
+        &["--http", &url, "--workspace", "team-v"],
+        Some(key.trim()),
     );
 }

@@ -25,11 +25,13 @@ fn require(tool: &str) -> String {
     path
 }
 
-/// GET `url` with `accept`; returns (status, content type, body).
-fn get(url: &str, accept: Option<&str>) -> (u16, String, String) {
+/// GET `url` with `accept` and the server admin key of `server`; returns (status,
+/// content type, body).
+fn get(server: &Server, url: &str, accept: Option<&str>) -> (u16, String, String) {
+    let http = server.http();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut request = reqwest::Client::new().get(url);
+        let mut request = http.get(url);
         if let Some(accept) = accept {
             request = request.header("accept", accept);
         }
@@ -68,14 +70,17 @@ fn promtool_accepts_the_metrics_of_a_serve_that_ran_a_job() {
     let server = Server::start();
     run_job(&server, "metrics-hello");
     // One request to a path no route has, and one that names an object.
-    assert_eq!(get(&format!("{}/no/such/path", server.url), None).0, 404);
+    assert_eq!(
+        get(&server, &format!("{}/no/such/path", server.url), None).0,
+        404
+    );
     let job_path = format!(
         "{}/apis/orcaops.dev/v1alpha1/namespaces/default/jobs/metrics-hello",
         server.url
     );
-    assert_eq!(get(&job_path, None).0, 200);
+    assert_eq!(get(&server, &job_path, None).0, 200);
 
-    let (status, content_type, text) = get(&format!("{}/metrics", server.url), None);
+    let (status, content_type, text) = get(&server, &format!("{}/metrics", server.url), None);
     assert_eq!(status, 200, "{text}");
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
@@ -168,14 +173,16 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn scraping(target: &str) -> Prometheus {
+    /// Prometheus scraping `target` with the bearer key in `key_file`.
+    fn scraping(target: &str, key_file: &std::path::Path) -> Prometheus {
         let binary = require("prometheus");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: orcaops\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: orcaops\n    authorization:\n      credentials_file: {}\n    static_configs:\n      - targets: ['{target}']\n",
+                key_file.display()
             ),
         )
         .unwrap();
@@ -251,7 +258,10 @@ fn a_real_prometheus_scrapes_serve_and_sees_the_job_run() {
     require("prometheus");
     let server = Server::start();
     run_job(&server, "metrics-scraped");
-    let prometheus = Prometheus::scraping(&format!("127.0.0.1:{}", server.port));
+    let prometheus = Prometheus::scraping(
+        &format!("127.0.0.1:{}", server.port),
+        &server.data_dir.join("admin.key"),
+    );
 
     let query = r#"orcaops_job_run_duration_seconds_count{job="orcaops",workspace="default",job_name="metrics-scraped",phase="Succeeded"}"#;
     let mut last = None;
@@ -297,7 +307,7 @@ impl PoolServer {
     /// The instance label of this serve's containers, read from one it lists.
     fn instance(&self) -> Option<String> {
         let url = format!("{}/apis/orcaops.dev/v1alpha1/containers", self.0.url);
-        let listed: Value = serde_json::from_str(&get(&url, None).2).ok()?;
+        let listed: Value = serde_json::from_str(&get(&self.0, &url, None).2).ok()?;
         let id = listed["items"].as_array()?.first()?["id"]
             .as_str()?
             .to_string();
@@ -344,7 +354,7 @@ fn warm_pool_depth_and_a_claim_show_in_the_metrics() {
     let metrics = format!("{}/metrics", server.url);
     let ready = r#"orcaops_warm_pool_ready{workspace="default",template="metrics-shell"}"#;
     wait_until(Duration::from_secs(60), "the pool has a ready slot", || {
-        (sample(&get(&metrics, None).2, ready) == Some(1.0)).then_some(())
+        (sample(&get(server, &metrics, None).2, ready) == Some(1.0)).then_some(())
     });
     server.write(
         "sandbox.yaml",
@@ -352,7 +362,7 @@ fn warm_pool_depth_and_a_claim_show_in_the_metrics() {
     );
     let hit = r#"orcaops_warm_pool_claim_duration_seconds_count{outcome="hit"}"#;
     let text = wait_until(Duration::from_secs(60), "the claim is counted", || {
-        let text = get(&metrics, None).2;
+        let text = get(server, &metrics, None).2;
         (sample(&text, hit) == Some(1.0)).then_some(text)
     });
     assert_eq!(

@@ -36,6 +36,8 @@ struct Api {
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
     url: String,
+    /// The server admin key.
+    _key: String,
 }
 
 impl Api {
@@ -46,8 +48,9 @@ impl Api {
                 .enable_all()
                 .build()
                 .unwrap(),
-            http: reqwest::Client::new(),
+            http: server.http(),
             url: server.url.clone(),
+            _key: server.key(),
         }
     }
 

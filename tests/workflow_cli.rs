@@ -311,8 +311,9 @@ fn a_retried_idempotency_key_starts_one_run() {
         "{}/apis/orcaops.dev/v1alpha1/namespaces/default/workflows/wfcli-idem/runs",
         server.url
     );
+    let http = server.http();
     let (code, body) = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let response = reqwest::Client::new()
+        let response = http
             .post(&url)
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", "ci-build-77")

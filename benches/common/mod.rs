@@ -47,6 +47,8 @@ impl Served {
             .arg("--data-dir")
             .arg(&data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            // The benches send thousands of requests a second with one key: not throttled.
+            .args(["--rate-limit", "0"])
             .args(workers.map(|w| format!("--workers={w}")))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -75,6 +77,32 @@ impl Served {
 }
 
 impl Served {
+    /// The server admin key it wrote into its data dir.
+    pub fn key(&self) -> String {
+        for _ in 0..200 {
+            if let Ok(key) = std::fs::read_to_string(self.data.join("admin.key")) {
+                return key.trim().to_string();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server wrote no admin.key into {}", self.data.display());
+    }
+
+    /// An HTTP client that sends the server admin key with every request.
+    pub fn http(&self) -> reqwest::Client {
+        self.http_with(reqwest::Client::builder())
+    }
+
+    /// `builder`, sending the server admin key with every request.
+    pub fn http_with(&self, builder: reqwest::ClientBuilder) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.key()).parse().unwrap(),
+        );
+        builder.default_headers(headers).build().unwrap()
+    }
+
     /// The server's process id (for its memory figures in /proc).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -110,13 +138,14 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// Watches `plural` in the default workspace.
-    pub fn start(rt: &tokio::runtime::Runtime, url: &str, plural: &str) -> Watched {
+    /// Watches `plural` in the default workspace of `server`.
+    pub fn start(rt: &tokio::runtime::Runtime, server: &Served, plural: &str) -> Watched {
+        let (url, http) = (&server.url, server.http());
         let watched = Watched::default();
         let feed = watched.clone();
         let url = format!("{url}/apis/orcaops.dev/v1alpha1/namespaces/default/{plural}?watch=true");
         rt.spawn(async move {
-            let response = reqwest::get(&url).await.expect("the watch starts");
+            let response = http.get(&url).send().await.expect("the watch starts");
             let mut body = response.bytes_stream();
             let mut buf = Vec::new();
             while let Some(Ok(chunk)) = body.next().await {

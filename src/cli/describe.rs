@@ -7,6 +7,7 @@ use reqwest::Method;
 use super::output::{age, table, to_yaml};
 use crate::client::{ApiClient, ClientError, exit, urlencode};
 use crate::resources::job::{JobSpec, JobStatus};
+use crate::resources::workspace::{WorkspaceDefaults, WorkspaceSpec, WorkspaceStatus};
 use crate::resources::{Kind, Object, ObjectKey, keys};
 use crate::store::Event;
 
@@ -70,7 +71,10 @@ pub async fn describe(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientE
         }
     }
     if obj.kind == Kind::Job {
-        describe_job(&mut out, &obj);
+        let defaults = workspace_defaults(client, m.namespace.as_deref()).await;
+        describe_job_with(&mut out, &obj, defaults.as_ref());
+    } else if obj.kind == Kind::Workspace {
+        describe_workspace(&mut out, &obj);
     } else if obj.kind == Kind::Workflow {
         super::workflow::describe(&mut out, &obj);
     } else {
@@ -125,25 +129,81 @@ pub async fn describe(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientE
     Ok(exit::OK)
 }
 
+/// The defaults of the workspace `namespace`, when it declares any.
+async fn workspace_defaults(
+    client: &ApiClient,
+    namespace: Option<&str>,
+) -> Option<WorkspaceDefaults> {
+    let key = ObjectKey::new(Kind::Workspace, "", namespace?);
+    let ws = client.get_object(&key).await.ok()?;
+    let spec: WorkspaceSpec = serde_json::from_value(ws.spec).ok()?;
+    spec.defaults
+}
+
+/// A Workspace: its quotas against what is in use (`status.usage`), its members, and
+/// the defaults it gives, then its spec and status as YAML.
+fn describe_workspace(out: &mut String, obj: &Object) {
+    let status: WorkspaceStatus = serde_json::from_value(obj.status.clone()).unwrap_or_default();
+    if !status.usage.is_empty() {
+        let _ = writeln!(out, "Quotas:");
+        let mut rows = vec![vec!["QUOTA".into(), "USED".into(), "HARD".into()]];
+        for (quota, usage) in &status.usage {
+            rows.push(vec![quota.clone(), usage.used.clone(), usage.hard.clone()]);
+        }
+        out.push_str(&indent(&table(&rows), "  "));
+        if let Some(summary) = &status.summary {
+            let _ = writeln!(out, "  Usage:        {summary}");
+        }
+        let _ = writeln!(out, "  Waiting:      {}", status.waiting);
+    }
+    let _ = writeln!(out, "Members:      {}", status.members);
+    let _ = writeln!(out, "Spec:");
+    out.push_str(&indent(&to_yaml(&obj.spec), "  "));
+    if !obj.status.is_null() {
+        let _ = writeln!(out, "Status:");
+        out.push_str(&indent(&to_yaml(&obj.status), "  "));
+    }
+}
+
+#[cfg(test)]
 fn describe_job(out: &mut String, obj: &Object) {
-    let spec: JobSpec = serde_json::from_value(obj.spec.clone()).unwrap_or_default();
+    describe_job_with(out, obj, None);
+}
+
+/// A Job, with what its workspace's `defaults` fill in marked as such.
+fn describe_job_with(out: &mut String, obj: &Object, defaults: Option<&WorkspaceDefaults>) {
+    let mut spec: JobSpec = serde_json::from_value(obj.spec.clone()).unwrap_or_default();
+    let defaulted = defaults
+        .map(|d| d.apply_to_job(&mut spec, &obj.spec))
+        .unwrap_or_default();
+    let from_workspace = |yes: bool| if yes { " (workspace default)" } else { "" };
     let status: JobStatus = serde_json::from_value(obj.status.clone()).unwrap_or_default();
     let _ = writeln!(out, "Spec:");
     let _ = writeln!(out, "  Image:        {}", spec.image);
     if let Some(dir) = &spec.working_dir {
         let _ = writeln!(out, "  Working dir:  {dir}");
     }
-    let _ = writeln!(out, "  Network:      {:?}", spec.network);
+    let _ = writeln!(
+        out,
+        "  Network:      {:?}{}",
+        spec.network,
+        from_workspace(defaulted.network)
+    );
     if let Some(r) = &spec.resources {
         let _ = writeln!(
             out,
-            "  Resources:    cpu={} memory={}",
+            "  Resources:    cpu={} memory={}{}",
             r.cpu.as_deref().unwrap_or("-"),
-            r.memory.as_deref().unwrap_or("-")
+            r.memory.as_deref().unwrap_or("-"),
+            from_workspace(defaulted.resources)
         );
     }
     if let Some(t) = spec.timeout_seconds {
-        let _ = writeln!(out, "  Timeout:      {t}s");
+        let _ = writeln!(
+            out,
+            "  Timeout:      {t}s{}",
+            from_workspace(defaulted.timeout_seconds)
+        );
     }
     if let Some(r) = &spec.retry {
         let _ = writeln!(
@@ -412,5 +472,37 @@ mod tests {
             rows[3].starts_with("  version") && rows[3].ends_with("1.2"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn what_the_workspace_fills_in_is_marked_as_its_default() {
+        let obj = Object::new(
+            Kind::Job,
+            "team-a",
+            "j",
+            serde_json::json!({"image": "busybox", "steps": [{"name": "s", "run": "true"}],
+                               "resources": {"cpu": "1"}}),
+        );
+        let defaults = WorkspaceDefaults {
+            timeout_seconds: Some(600),
+            network: Some(crate::resources::job::JobNetwork::Bridge),
+            resources: Some(crate::resources::common::Resources {
+                cpu: Some("2".into()),
+                memory: None,
+            }),
+            ..Default::default()
+        };
+        let mut out = String::new();
+        describe_job_with(&mut out, &obj, Some(&defaults));
+        assert!(
+            out.contains("Timeout:      600s (workspace default)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Network:      Bridge (workspace default)"),
+            "{out}"
+        );
+        // The job's own resources win, and are not marked.
+        assert!(out.contains("Resources:    cpu=1 memory=-\n"), "{out}");
     }
 }

@@ -251,6 +251,12 @@ async fn interactive(
     let mut request = url
         .into_client_request()
         .map_err(|e| ClientError::usage(format!("cannot build the exec request: {e}")))?;
+    if let Some(token) = client.token().await {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::usage("the API key is not a valid header value"))?;
+        request.headers_mut().insert("Authorization", value);
+    }
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         channel::PROTOCOLS[..2]

@@ -28,8 +28,8 @@ pub struct McpArgs {
     pub workers: usize,
 }
 
-pub async fn mcp(server: &str, args: McpArgs) -> Result<u8, ClientError> {
-    let mut client = ApiClient::new(server)?;
+pub async fn mcp(server: &str, token: Option<String>, args: McpArgs) -> Result<u8, ClientError> {
+    let mut client = ApiClient::new(server)?.with_token(token);
     let mut embedded = None;
     if args.embedded || !client.is_up().await {
         let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);

@@ -9,6 +9,7 @@ mod cp;
 mod describe;
 mod exec;
 mod history;
+mod key;
 mod limits;
 mod mcp;
 mod operator;
@@ -66,6 +67,9 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7700"
     )]
     pub server: String,
+    /// The API key to send (`Authorization: Bearer`). Without it, the CLI uses the admin key of a server on this machine (`admin.key` in its data dir), when it can read it.
+    #[arg(long, global = true, env = "ORCAOPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Log format for diagnostics on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -167,6 +171,9 @@ pub enum Command {
         .../sandboxes/NAME/start), which also revives an Expired sandbox; its idle and\n\
         TTL deadlines count from now. `orcaops get sandbox NAME -w` shows it reach Ready.")]
     Start(Target),
+    /// API keys: create, list, revoke and rotate the keys of a workspace's members.
+    #[command(after_help = key::AFTER_HELP)]
+    Key(key::KeyArgs),
     /// Every run of a job or a workflow, or with --all the runs of every job, searched.
     #[command(after_help = history::AFTER_HELP)]
     History(history::HistoryArgs),
@@ -261,7 +268,7 @@ fn require_job(t: &Target) -> Result<crate::resources::ObjectKey, ClientError> {
 
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<u8, ClientError> {
-    let client = || ApiClient::new(&cli.server);
+    let client = || ApiClient::new(&cli.server).map(|c| c.with_token(cli.token.clone()));
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Sync(args) => sync::sync(args).await,
@@ -306,6 +313,7 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         Command::Stop(t) => sandbox_state(&client()?, &t, "stop").await,
         Command::Start(t) => sandbox_state(&client()?, &t, "start").await,
         Command::History(args) => history::history(&client()?, args).await,
+        Command::Key(args) => key::key(&client()?, args).await,
         Command::Anomalies(args) => anomalies::anomalies(&client()?, args).await,
         Command::Diff(args) => compare::diff_job(&client()?, args).await,
         Command::Stats(args) => compare::stats_job(&client()?, args).await,
@@ -313,8 +321,8 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
             what: Some(run::RunWhat::Workflow(args)),
             ..
         }) => workflow::run_workflow(&client()?, args).await,
-        Command::Run(command) => run::run(&cli.server, command.args).await,
-        Command::Mcp(args) => mcp::mcp(&cli.server, args).await,
+        Command::Run(command) => run::run(&cli.server, cli.token.clone(), command.args).await,
+        Command::Mcp(args) => mcp::mcp(&cli.server, cli.token.clone(), args).await,
         Command::Crds => {
             print!("{}", crate::resources::crds_yaml());
             Ok(exit::OK)

@@ -8,7 +8,7 @@ use super::parse_kind;
 use crate::client::format::{age_since, list_header, list_row, table_with_gap};
 use crate::client::secrets::list_secrets;
 use crate::client::{ApiClient, Change, ClientError, ResumingWatch, exit};
-use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey};
+use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey, keys};
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
@@ -29,6 +29,9 @@ pub struct GetArgs {
     /// After listing, keep printing changes.
     #[arg(short, long)]
     pub watch: bool,
+    /// Only objects created through an API key with this agent label (or, for a key without one, this member): annotation orcaops.dev/created-by.
+    #[arg(long, value_name = "WHO")]
+    pub created_by: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +108,7 @@ pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, ClientError> {
     if let Some(name) = &args.name
         && objects.is_empty()
         && args.selector.is_none()
+        && args.created_by.is_none()
     {
         // The server's NotFound, with its message; or the object, when it was created
         // between the list and this read.
@@ -113,6 +117,17 @@ pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, ClientError> {
             .await?;
         objects.push(obj);
     }
+    let creator = args.created_by.as_deref();
+    let made_by = |o: &Object| {
+        creator.is_none_or(|who| {
+            o.metadata
+                .annotations
+                .get(keys::CREATED_BY)
+                .map(String::as_str)
+                == Some(who)
+        })
+    };
+    objects.retain(|o| made_by(o));
     if objects.is_empty() && !args.watch {
         match ns {
             Some(ns) => eprintln!("No {} found in workspace {ns}.", kind.plural()),
@@ -137,11 +152,13 @@ pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, ClientError> {
     loop {
         match watch.next().await? {
             Change::Event { type_, object } => {
-                print_event(&type_, &object, kind, args.output, with_ns);
+                if made_by(&object) {
+                    print_event(&type_, &object, kind, args.output, with_ns);
+                }
             }
             // The server no longer had our version: show the state afresh, as a list.
             Change::Relisted(objects) => {
-                for object in &objects {
+                for object in objects.iter().filter(|o| made_by(o)) {
                     print_event("ADDED", object, kind, args.output, with_ns);
                 }
             }

@@ -136,9 +136,9 @@ fn build_job(args: &RunArgs) -> Result<Object, ClientError> {
     Ok(obj)
 }
 
-pub async fn run(server: &str, args: RunArgs) -> Result<u8, ClientError> {
+pub async fn run(server: &str, token: Option<String>, args: RunArgs) -> Result<u8, ClientError> {
     let obj = build_job(&args)?;
-    let mut client = ApiClient::new(server)?;
+    let mut client = ApiClient::new(server)?.with_token(token);
     let mut embedded = None;
     if args.embedded || !client.is_up().await {
         let data_dir = args

@@ -51,12 +51,35 @@ pub struct AccessArgs {
     /// Answer to NAME in the Host header too (e.g. orcaops.internal, or *.example.com); repeat for more. By default the API answers to localhost, IP addresses and, when listening beyond loopback, the machine's host name; other names are refused with 403 (that defeats DNS rebinding from a web page).
     #[arg(long = "allowed-host", value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
+    /// Requests a second one API key may make (bursts of ten times as many); past it the API answers 429 with Retry-After. 0 lifts the limit.
+    #[arg(long, value_name = "N", env = "ORCAOPS_RATE_LIMIT", default_value_t = server::auth::DEFAULT_RATE_LIMIT)]
+    pub rate_limit: u32,
+    /// Also serve the API over HTTPS on ADDR (e.g. 127.0.0.1:7443), with --tls-cert and --tls-key. kubectl sends --token only over HTTPS, so kubectl against local mode needs this.
+    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Option<std::net::SocketAddr>,
+    /// The PEM certificate (with its chain) of --tls-listen.
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl AccessArgs {
     /// The checked values; a bad one is a usage error naming the flag.
     pub fn access(&self) -> Result<server::Access, ClientError> {
         server::Access::new(&self.cors_origins, &self.allowed_hosts)
+            .map(|access| {
+                let tls = match (&self.tls_listen, &self.tls_cert, &self.tls_key) {
+                    (Some(listen), Some(cert), Some(key)) => Some(server::tls::TlsOptions {
+                        listen: *listen,
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    }),
+                    _ => None,
+                };
+                access.with_rate_limit(self.rate_limit).with_tls(tls)
+            })
             .map_err(|e| ClientError::usage(e.to_string()))
     }
 }
@@ -179,6 +202,7 @@ impl LocalMode {
         }
         tasks.push(
             server::serve_api_with(listener, state, access)
+                .await
                 .map_err(|e| ClientError::usage(e.to_string()))?,
         );
         Ok(LocalMode {
@@ -207,7 +231,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
     let access = args.access.access()?;
     let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
     if !args.listen.ip().is_loopback() {
-        warn!(listen = %args.listen, "the API has no authentication yet and is reachable beyond this machine");
+        warn!(listen = %args.listen, "the API is reachable beyond this machine over plain HTTP: API keys travel in clear; put a TLS-terminating proxy in front of it");
     }
     let local = LocalMode::start_with(
         data_dir.clone(),

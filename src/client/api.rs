@@ -15,6 +15,32 @@ use crate::server::Status;
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    credentials: Credentials,
+}
+
+/// The API key a client sends.
+#[derive(Clone)]
+enum Credentials {
+    /// This one (`--token`, `ORCAOPS_TOKEN`, or an MCP caller's own), or none at all.
+    Given(Option<String>),
+    /// The server admin key of a server on this machine, found once on first use.
+    Local(std::sync::Arc<tokio::sync::OnceCell<Option<String>>>),
+}
+
+/// Where a server tells a client on its own machine the path of its admin key file.
+const LOCAL_KEY_PATH: &str = "/.well-known/orcaops/local-admin-key";
+
+/// Whether `base` names this machine (the admin key is never sent anywhere else).
+fn is_loopback(base: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(base) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 const BASE: &str = "/apis/orcaops.dev/v1alpha1";
@@ -43,11 +69,60 @@ impl ApiClient {
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| ClientError::usage(format!("cannot build an HTTP client: {e}")))?;
-        Ok(ApiClient { base, http })
+        Ok(ApiClient {
+            base,
+            http,
+            credentials: Credentials::Local(Default::default()),
+        })
+    }
+
+    /// This client with `token` as its key (`--token`, `ORCAOPS_TOKEN`); None keeps
+    /// finding the local admin key by itself.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        if let Some(token) = token.filter(|t| !t.trim().is_empty()) {
+            self.credentials = Credentials::Given(Some(token.trim().to_string()));
+        }
+        self
+    }
+
+    /// This client with `token` as its key, or with none at all: never the local admin
+    /// key (MCP over HTTP acts with each caller's own key).
+    pub fn acting_as(mut self, token: Option<String>) -> Self {
+        self.credentials = Credentials::Given(token);
+        self
     }
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The key requests carry: the one given, or the admin key of a server on this
+    /// machine, which tells loopback callers where its file is (the file's mode decides
+    /// who may read it).
+    pub async fn token(&self) -> Option<String> {
+        match &self.credentials {
+            Credentials::Given(token) => token.clone(),
+            Credentials::Local(found) => found
+                .get_or_init(|| async {
+                    if !is_loopback(&self.base) {
+                        return None;
+                    }
+                    let answer = self
+                        .http
+                        .get(format!("{}{LOCAL_KEY_PATH}", self.base))
+                        .timeout(Duration::from_secs(3))
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())?;
+                    let found: Value = answer.json().await.ok()?;
+                    let path = found.get("path")?.as_str()?;
+                    let key = std::fs::read_to_string(path).ok()?;
+                    Some(key.trim().to_string())
+                })
+                .await
+                .clone(),
+        }
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
@@ -84,6 +159,9 @@ impl ApiClient {
         headers: &[(&str, &str)],
     ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = self.token().await {
+            request = request.bearer_auth(token);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -341,7 +341,7 @@ mod tests {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = ApiClient::new(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-        let served = crate::server::serve_api(listener, state).unwrap();
+        let served = crate::server::serve_api(listener, state).await.unwrap();
 
         let spec = JobSpec {
             image: "busybox:latest".into(),

@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod template;
 pub mod waiting;
 pub mod workflow;
+pub mod workspace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +91,8 @@ pub struct Context {
     pub waiting_for_room: waiting::WaitingForRoom,
     /// The bounds on a Job's output, artifacts and memory.
     pub limits: limits::Limits,
+    /// Jobs and Sandboxes admitted by their workspace's quotas and not yet finished.
+    pub admitted: workspace::admission::Admitted,
 }
 
 /// How often every object is reconciled even when nothing changed.
@@ -140,6 +143,7 @@ impl Context {
             followers: job::follow::Followers::default(),
             waiting_for_room: waiting::WaitingForRoom::default(),
             limits,
+            admitted: workspace::admission::Admitted::default(),
         });
         let weak = Arc::downgrade(&ctx);
         ctx.metrics.sample_warm_pools(move || {
@@ -287,6 +291,7 @@ fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
     } else {
         ctx.metrics.object_changed(&event.object);
     }
+    workspace::wake::on_change(ctx, &event);
     match key.kind {
         Kind::Job if deleted => {
             let ctx = Arc::clone(ctx);
@@ -371,7 +376,10 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
             Some(docker) => reconcile::drive(&template::PoolReconciler { docker }, ctx, key).await,
             None => reconcile::drive(&template::NoPoolReconciler, ctx, key).await,
         },
-        // Workspaces and Policies are stored and validated; their controllers come later.
+        Kind::Workspace if workspace::admission::enforced(ctx) => {
+            reconcile::drive(&workspace::WorkspaceReconciler, ctx, key).await
+        }
+        // Policies (and a cluster's Workspaces) are stored and validated.
         _ => Ok(None),
     };
     let outcome = match &result {
@@ -436,15 +444,20 @@ async fn recount_containers(ctx: &Context) {
 
 /// The kinds the controllers run (`registry::reconciled`), templates before sandboxes: a
 /// pool is known before the sandboxes that may claim from it are looked at.
-const RECONCILED: [Kind; 4] = [
+const RECONCILED: [Kind; 5] = [
     Kind::Job,
     Kind::SandboxTemplate,
     Kind::Sandbox,
     Kind::Workflow,
+    Kind::Workspace,
 ];
 
 async fn enqueue_all(ctx: &Context) -> Result<(), StoreError> {
     for kind in RECONCILED {
+        // A cluster's Workspaces are stored only (their quotas are the Namespace's).
+        if kind == Kind::Workspace && !workspace::admission::enforced(ctx) {
+            continue;
+        }
         let (objects, _) = ctx.store.list(kind, None).await?;
         ctx.metrics.objects_listed(kind, &objects);
         for obj in objects {

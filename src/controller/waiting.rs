@@ -184,11 +184,13 @@ pub fn sandbox_waits(status: &mut SandboxStatus, wait: Wait, message: &str, now:
 }
 
 /// Whether a Job condition is one of the waits (dropped by a reconcile that gets
-/// through: the runtime answered and had room).
+/// through: the runtime answered and had room, and the workspace's quotas let it in).
 pub fn is_job_wait(condition: &Condition<JobConditionType>) -> bool {
     matches!(
         condition.type_,
-        JobConditionType::RuntimeUnavailable | JobConditionType::ContainerLimitReached
+        JobConditionType::RuntimeUnavailable
+            | JobConditionType::ContainerLimitReached
+            | JobConditionType::QuotaExceeded
     )
 }
 
@@ -196,7 +198,9 @@ pub fn is_job_wait(condition: &Condition<JobConditionType>) -> bool {
 pub fn is_sandbox_wait(condition: &Condition<SandboxConditionType>) -> bool {
     matches!(
         condition.type_,
-        SandboxConditionType::RuntimeUnavailable | SandboxConditionType::ContainerLimitReached
+        SandboxConditionType::RuntimeUnavailable
+            | SandboxConditionType::ContainerLimitReached
+            | SandboxConditionType::QuotaExceeded
     )
 }
 

@@ -359,6 +359,36 @@ impl OrcaopsMcp {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for OrcaopsMcp {
+    /// Over HTTP, a tool acts on the API with the key of the request that called it, so
+    /// an agent can do through MCP exactly what its key allows, no more.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let caller = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get(axum::http::header::AUTHORIZATION))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_string());
+        let scoped;
+        let server = match caller {
+            Some(token) => {
+                scoped = OrcaopsMcp {
+                    client: self.client.clone().acting_as(Some(token)),
+                    tool_router: self.tool_router.clone(),
+                };
+                &scoped
+            }
+            None => self,
+        };
+        let call = rmcp::handler::server::tool::ToolCallContext::new(server, request, context);
+        server.tool_router.call(call).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("orcaops", env!("CARGO_PKG_VERSION")))
@@ -387,7 +417,8 @@ pub fn http_service(
     loopback: bool,
     shutdown: CancellationToken,
 ) -> Result<StreamableHttpService<OrcaopsMcp, LocalSessionManager>, ClientError> {
-    let client = ApiClient::new(api_base)?;
+    // No key of its own: each tool call acts with its caller's (see `call_tool`).
+    let client = ApiClient::new(api_base)?.acting_as(None);
     let mut config = StreamableHttpServerConfig::default().with_cancellation_token(shutdown);
     if !loopback {
         config = config.disable_allowed_hosts();

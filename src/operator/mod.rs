@@ -62,6 +62,8 @@ pub enum OperatorError {
     },
     #[error("cannot start MCP: {0}")]
     Mcp(String),
+    #[error("cannot start the API: {0}")]
+    Api(String),
 }
 
 /// Runs the operator until `shutdown`: the Kubernetes store, pods for Job attempts, run
@@ -147,7 +149,7 @@ pub async fn run(
                     what: "the API",
                     source,
                 })?;
-            Some(serve_api(listener, state, options.api_access.clone())?)
+            Some(serve_api(listener, state, options.api_access.clone()).await?)
         }
         None => None,
     };
@@ -174,22 +176,26 @@ pub async fn run(
 /// `orcaops serve` does), until `state.shutdown`. Objects, watches and events come from
 /// the cluster; run records, logs and artifacts from this replica's data dir (a standby
 /// answers 503).
-fn serve_api(
+async fn serve_api(
     listener: tokio::net::TcpListener,
     state: AppState,
     access: server::Access,
 ) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
     if let Ok(bound) = listener.local_addr() {
-        warn!(%bound, "the API has no authentication yet: it acts with the operator's service account; keep it on a ClusterIP Service and reach it with kubectl port-forward");
+        warn!(%bound, "the API acts with the operator's service account for every holder of an API key; the server admin key is admin.key in the data dir. Keep it on a ClusterIP Service behind TLS, or reach it with kubectl port-forward");
     }
-    server::serve_api_with(listener, state, access).map_err(|e| match e {
-        ServeError::LocalAddr(source) => OperatorError::Listen {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            what: "the API",
-            source,
-        },
-        ServeError::Mcp(e) => OperatorError::Mcp(e.to_string()),
-    })
+    server::serve_api_with(listener, state, access)
+        .await
+        .map_err(|e| match e {
+            ServeError::LocalAddr(source) => OperatorError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                what: "the API",
+                source,
+            },
+            ServeError::Mcp(e) => OperatorError::Mcp(e.to_string()),
+            ServeError::Auth(e) => OperatorError::Api(e.to_string()),
+            ServeError::Tls(e) => OperatorError::Api(e.to_string()),
+        })
 }
 
 /// Ready when the cluster answers and serves the CRDs, and, on the leader, once the
@@ -341,8 +347,10 @@ mod tests {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let served = serve_api(listener, state, server::Access::default()).unwrap();
-        let http = reqwest::Client::new();
+        let served = serve_api(listener, state, server::Access::default())
+            .await
+            .unwrap();
+        let http = server::auth::admin_client(data.path());
 
         let jobs = http
             .get(format!(

@@ -324,6 +324,9 @@ pub enum JobConditionType {
     /// The server runs as many containers as `orcaops serve --max-containers` allows:
     /// the attempt starts when one ends, in the order the jobs were refused.
     ContainerLimitReached,
+    /// The workspace's quotas (`Workspace.spec.quotas`) have no room for this run: it
+    /// stays Pending and starts when room frees up, in the order the jobs were created.
+    QuotaExceeded,
     /// The last run finished unlike the runs before it (see `status.anomalies`).
     Anomalous,
     /// An `env[].valueFrom.secretKeyRef` names a Secret or key that does not exist: no

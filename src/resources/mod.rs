@@ -39,6 +39,9 @@ pub const DEFAULT_WORKSPACE: &str = "default";
 /// every tool that looks at containers.
 pub mod keys {
     pub const SOURCE: &str = "orcaops.dev/source";
+    /// Who created an object through the API: the agent label of the caller's key, or
+    /// its member. Set by the server at creation, whatever the body said.
+    pub const CREATED_BY: &str = "orcaops.dev/created-by";
     /// Set to a run number (or `latest`) to cancel that run.
     pub const CANCEL: &str = "orcaops.dev/cancel";
     /// Changed to any new value to start a new run with the same spec.

@@ -151,7 +151,8 @@ fn declared() -> [KindDef; Kind::ALL.len()] {
             .reconciled()
             .spec_required()
             .aliases(&["template", "templates"]),
-        def::<Workspace>(Kind::Workspace, "A Workspace: a tenant with quotas, members and defaults; namespaced resources live in one."),
+        def::<Workspace>(Kind::Workspace, "A Workspace: a tenant with quotas, members and defaults; namespaced resources live in one.")
+            .reconciled(),
         def::<Policy>(Kind::Policy, "A Policy: rules on images, commands, resources and network, enforced on every write and run.")
             .aliases(&["pol"]),
     ]
@@ -356,17 +357,18 @@ mod tests {
     }
 
     #[test]
-    fn jobs_workflows_and_sandboxes_are_reconciled_the_rest_stored() {
+    fn jobs_workflows_sandboxes_and_workspaces_are_reconciled_the_rest_stored() {
         assert_eq!(
             reconciled().collect::<Vec<_>>(),
             [
                 Kind::Job,
                 Kind::Workflow,
                 Kind::Sandbox,
-                Kind::SandboxTemplate
+                Kind::SandboxTemplate,
+                Kind::Workspace
             ]
         );
-        assert_eq!(controller(Kind::Workspace), Controller::StoredOnly);
+        assert_eq!(controller(Kind::Policy), Controller::StoredOnly);
     }
 
     #[test]

@@ -214,6 +214,9 @@ pub enum SandboxConditionType {
     /// The server runs as many containers as `orcaops serve --max-containers` allows:
     /// the services start when containers end, in the order the sandboxes were refused.
     ContainerLimitReached,
+    /// The workspace's quotas (`Workspace.spec.quotas`) have no room for this sandbox: it
+    /// stays Pending and starts when room frees up, in the order the sandboxes were created.
+    QuotaExceeded,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -7,7 +7,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::Condition;
+use std::collections::BTreeMap;
+
+use super::common::{Condition, Resources};
+use super::job::{JobNetwork, JobSpec};
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -17,6 +20,13 @@ use super::common::Condition;
     status = "WorkspaceStatus",
     shortname = "ws",
     category = "orcaops",
+    printcolumn(
+        name = "Usage",
+        type_ = "string",
+        description = "Each quota's use against its limit",
+        json_path = ".status.summary"
+    ),
+    printcolumn(name = "Members", type_ = "integer", json_path = ".status.members"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -47,6 +57,9 @@ pub struct Quotas {
     pub cpu: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+    /// Job runs that may start within any hour (retries of a run do not count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_per_hour: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -71,6 +84,44 @@ pub struct WorkspaceDefaults {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
+    /// The cpu and memory of a Job (or a Sandbox service) that names neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// The network of a Job that does not say `network`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<JobNetwork>,
+}
+
+/// Which fields of a Job came from its workspace's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Defaulted {
+    pub timeout_seconds: bool,
+    pub resources: bool,
+    pub network: bool,
+}
+
+impl WorkspaceDefaults {
+    /// Fills what `spec` leaves out from these defaults. `raw` is the spec as written
+    /// (JSON): `network` has a default of its own, so only its absence there counts as
+    /// leaving it out. The image is required by a Job's schema, so it is never missing.
+    pub fn apply_to_job(&self, spec: &mut JobSpec, raw: &serde_json::Value) -> Defaulted {
+        let mut defaulted = Defaulted::default();
+        if spec.timeout_seconds.is_none() && self.timeout_seconds.is_some() {
+            spec.timeout_seconds = self.timeout_seconds;
+            defaulted.timeout_seconds = true;
+        }
+        if spec.resources.is_none() && self.resources.is_some() {
+            spec.resources = self.resources.clone();
+            defaulted.resources = true;
+        }
+        if raw.get("network").is_none()
+            && let Some(network) = self.network
+        {
+            spec.network = network;
+            defaulted.network = true;
+        }
+        defaulted
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -78,11 +129,35 @@ pub enum WorkspaceConditionType {
     Ready,
 }
 
+/// One quota's use, as a ResourceQuota's `status.used` and `status.hard` say it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaUsage {
+    pub used: String,
+    pub hard: String,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Each quota set in `spec.quotas` (by its field name): what is in use, and the limit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, QuotaUsage>,
+    /// `usage` on one line (`concurrentJobs 2/2, cpu 1200m/2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// How many members `spec.members` lists.
+    #[serde(default)]
+    pub members: u32,
+    /// How many Jobs and Sandboxes wait for room (condition `QuotaExceeded`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waiting: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition<WorkspaceConditionType>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -25,16 +25,36 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::auth::RateLimit;
 use super::error::{ApiError, StatusCause};
 
 /// Who may reach the API besides same-origin requests on its own names: the values of
-/// `--cors-origin` and `--allowed-host`, checked by [`Access::new`].
-#[derive(Clone, Debug, Default, PartialEq)]
+/// `--cors-origin` and `--allowed-host`, checked by [`Access::new`]; and how fast one
+/// API key may call it (`--rate-limit`).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Access {
     /// Normalised origins (`scheme://host[:port]`, lowercase, no default port).
     origins: Vec<String>,
     /// Lowercase host names; `*.example.com` matches every name under example.com.
     hosts: Vec<String>,
+    /// Requests per key; None: unlimited.
+    pub(super) rate: Option<RateLimit>,
+    /// A second listener that serves the same API over HTTPS.
+    pub(super) tls: Option<super::tls::TlsOptions>,
+    /// False only in `benches/auth.rs`, to measure what authentication costs.
+    pub(super) authenticate: bool,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            origins: Vec::new(),
+            hosts: Vec::new(),
+            rate: RateLimit::per_second(super::auth::DEFAULT_RATE_LIMIT),
+            tls: None,
+            authenticate: true,
+        }
+    }
 }
 
 /// A `--cors-origin` or `--allowed-host` value that cannot be used.
@@ -71,7 +91,32 @@ impl Access {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Access { origins, hosts })
+        Ok(Access {
+            origins,
+            hosts,
+            ..Access::default()
+        })
+    }
+
+    /// At most `per_second` requests a second per API key (bursts of ten times that);
+    /// 0 lifts the limit.
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.rate = RateLimit::per_second(per_second);
+        self
+    }
+
+    /// Serves the API with no authentication at all: for `benches/auth.rs`, which
+    /// measures what authentication adds to a request. No command can ask for it.
+    #[doc(hidden)]
+    pub fn unauthenticated_for_benchmarks(mut self) -> Self {
+        self.authenticate = false;
+        self
+    }
+
+    /// Serves the API over HTTPS too, as `tls` says (`--tls-listen`).
+    pub fn with_tls(mut self, tls: Option<super::tls::TlsOptions>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Whether names beyond localhost and IP literals were listed: then MCP's own host

@@ -75,8 +75,8 @@ mod tests {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let served = super::super::serve_api(listener, state).unwrap();
-        let http = reqwest::Client::new();
+        let served = super::super::serve_api(listener, state).await.unwrap();
+        let http = crate::server::auth::admin_client(data.path());
         let jobs = format!("{url}/apis/orcaops.dev/v1alpha1/namespaces/team-a/jobs");
         for name in ["secret-name-1", "secret-name-2"] {
             let answer = http.get(format!("{jobs}/{name}")).send().await.unwrap();

@@ -1,6 +1,7 @@
 //! The HTTP API in Kubernetes path form (`/apis/orcaops.dev/v1alpha1/...`). The CLI is
 //! its client, as kubectl is a client of the Kubernetes API.
 
+pub mod auth;
 #[cfg(test)]
 mod cluster_tests;
 mod containers;
@@ -23,6 +24,7 @@ mod selector;
 mod serve;
 mod status;
 mod table;
+pub mod tls;
 mod watch;
 mod workflows;
 #[cfg(test)]

@@ -1,14 +1,15 @@
 //! list, watch, get, create, patch (server-side apply, merge, JSON), replace and delete
 //! for every kind.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::auth::{CREATED_BY, Identity};
 use super::list::ListQuery;
 use super::patch::{self, PatchKind};
 use super::{AppState, error::ApiError};
@@ -285,18 +286,30 @@ pub(super) async fn create_cluster(
     state: State<AppState>,
     Path(plural): Path<String>,
     query: Query<WriteQuery>,
+    who: Option<Extension<Identity>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    create(state, plural, None, query.0, body).await
+    create(state, plural, None, query.0, who.map(|w| w.0), body).await
 }
 
 pub(super) async fn create_namespaced(
     state: State<AppState>,
     Path((ns, plural)): Path<(String, String)>,
     query: Query<WriteQuery>,
+    who: Option<Extension<Identity>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    create(state, plural, Some(ns), query.0, body).await
+    create(state, plural, Some(ns), query.0, who.map(|w| w.0), body).await
+}
+
+/// Marks an object as created by the caller's key (its agent label, or its member),
+/// whatever the body said: the annotation is the server's word, not the client's.
+fn mark_creator(obj: &mut Object, who: Option<&Identity>) {
+    if let Some(who) = who {
+        obj.metadata
+            .annotations
+            .insert(CREATED_BY.to_string(), who.created_by());
+    }
 }
 
 async fn create(
@@ -304,10 +317,12 @@ async fn create(
     plural: String,
     ns: Option<String>,
     query: WriteQuery,
+    who: Option<Identity>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     query.check()?;
     let mut obj = admit(&body, &plural, ns.as_deref(), None)?;
+    mark_creator(&mut obj, who.as_ref());
     // Finalizers and owners given at creation are kept (a resourceVersion is not: the
     // store assigns it).
     let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -323,9 +338,11 @@ pub(super) async fn patch_cluster(
     Path((plural, name)): Path<(String, String)>,
     query: Query<WriteQuery>,
     headers: HeaderMap,
+    who: Option<Extension<Identity>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    patch(state, plural, None, name, query.0, headers, body).await
+    let who = who.map(|w| w.0);
+    patch(state, plural, None, name, query.0, headers, who, body).await
 }
 
 pub(super) async fn patch_namespaced(
@@ -333,13 +350,16 @@ pub(super) async fn patch_namespaced(
     Path((ns, plural, name)): Path<(String, String, String)>,
     query: Query<WriteQuery>,
     headers: HeaderMap,
+    who: Option<Extension<Identity>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    patch(state, plural, Some(ns), name, query.0, headers, body).await
+    let who = who.map(|w| w.0);
+    patch(state, plural, Some(ns), name, query.0, headers, who, body).await
 }
 
 /// PATCH: server-side apply (`application/apply-patch+yaml`), merge patch
 /// (`application/merge-patch+json`) or JSON patch (`application/json-patch+json`).
+#[allow(clippy::too_many_arguments)]
 async fn patch(
     State(state): State<AppState>,
     plural: String,
@@ -347,12 +367,13 @@ async fn patch(
     name: String,
     query: WriteQuery,
     headers: HeaderMap,
+    who: Option<Identity>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     query.check()?;
     let kind = patch::patch_kind(&headers)?;
     if kind == PatchKind::Apply {
-        return server_side_apply(&state, &plural, ns.as_deref(), &name, &body).await;
+        return server_side_apply(&state, &plural, ns.as_deref(), &name, who.as_ref(), &body).await;
     }
     let key = key_for(&plural, ns.as_deref(), &name)?;
     // Without a resourceVersion in the patch, a conflict with a concurrent writer (often
@@ -397,9 +418,24 @@ async fn server_side_apply(
     plural: &str,
     ns: Option<&str>,
     name: &str,
+    who: Option<&Identity>,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
-    let obj = admit(body, plural, ns, Some(name))?;
+    let mut obj = admit(body, plural, ns, Some(name))?;
+    // An apply that creates marks the creator; one that updates keeps the mark it has.
+    match state.objects.get(&obj.key()).await? {
+        None => mark_creator(&mut obj, who),
+        Some(stored) => match stored.metadata.annotations.get(CREATED_BY) {
+            Some(creator) => {
+                obj.metadata
+                    .annotations
+                    .insert(CREATED_BY.to_string(), creator.clone());
+            }
+            None => {
+                obj.metadata.annotations.remove(CREATED_BY);
+            }
+        },
+    }
     let (outcome, obj) = state.objects.apply(obj).await?;
     let code = if outcome == crate::store::ApplyOutcome::Created {
         StatusCode::CREATED

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::auth::{self, Auth, AuthError};
 use super::guard::{self, Access, Guard};
 use super::{AppState, router};
 use crate::client::ClientError;
@@ -17,22 +18,38 @@ pub enum ServeError {
     LocalAddr(#[source] std::io::Error),
     #[error("cannot start MCP: {0}")]
     Mcp(#[source] ClientError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
 }
 
 /// Starts serving the API on `listener` in a task of its own, which ends once
 /// `state.shutdown` is cancelled and the open connections have closed. Browsers may
 /// reach it only from its own origin, by localhost or an IP address (see `guard`).
-pub fn serve_api(listener: TcpListener, state: AppState) -> Result<JoinHandle<()>, ServeError> {
-    serve_api_with(listener, state, Access::default())
+/// Every request but health and version needs an API key (see `auth`); the server admin
+/// key is in `admin.key` in the data dir of `state.records`.
+pub async fn serve_api(
+    listener: TcpListener,
+    state: AppState,
+) -> Result<JoinHandle<()>, ServeError> {
+    serve_api_with(listener, state, Access::default()).await
 }
 
 /// [`serve_api`], with the other origins and host names browsers may reach it from
-/// (`--cors-origin`, `--allowed-host`).
-pub fn serve_api_with(
+/// (`--cors-origin`, `--allowed-host`), and the rate limit of each key (`--rate-limit`).
+pub async fn serve_api_with(
     listener: TcpListener,
     state: AppState,
     access: Access,
 ) -> Result<JoinHandle<()>, ServeError> {
+    let keys = std::sync::Arc::new(
+        Auth::open(state.records.clone(), state.objects.clone(), access.rate).await?,
+    );
+    let tls = match &access.tls {
+        Some(options) => Some(super::tls::bind(options).await?),
+        None => None,
+    };
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let shutdown = state.shutdown.clone();
     let metrics = state.metrics.clone();
@@ -51,8 +68,14 @@ pub fn serve_api_with(
     )
     .map_err(ServeError::Mcp)?;
     // The guard wraps MCP too: its tools act on the API as much as the API does.
-    let app = router(state)
+    let mut app = router(state)
         .nest_service("/mcp", mcp)
+        .merge(auth::keys_api::routes(keys.clone()));
+    if access.authenticate {
+        // Inside the guard: a browser's foreign origin is refused before its key is read.
+        app = app.layer(axum::middleware::from_fn_with_state(keys, auth::middleware));
+    }
+    let app = app
         .layer(axum::middleware::from_fn_with_state(
             Guard::new(access, addr),
             guard::middleware,
@@ -62,13 +85,32 @@ pub fn serve_api_with(
             metrics,
             super::metrics::count,
         ));
+    let secure = tls.map(|tls| {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Ok(addr) = axum::serve::Listener::local_addr(&tls) {
+                info!(%addr, "API listening over HTTPS");
+            }
+            let app = app.into_make_service_with_connect_info::<super::tls::TlsPeer>();
+            let served = axum::serve(tls, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "the HTTPS API server stopped");
+            }
+        })
+    });
     Ok(tokio::spawn(async move {
         info!(%addr, "API listening (MCP at /mcp)");
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = served {
             warn!(error = %e, "the API server stopped");
+        }
+        if let Some(secure) = secure {
+            let _ = secure.await;
         }
     }))
 }

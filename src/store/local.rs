@@ -7,6 +7,7 @@
 pub(super) mod decide;
 mod health;
 mod history;
+pub mod keys;
 mod labels;
 mod records;
 pub mod secrets;

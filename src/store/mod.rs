@@ -20,6 +20,7 @@ use crate::resources::{Kind, Object, ObjectKey};
 
 pub use self::kube::KubeStore;
 pub use events::{Event, EventType, InvolvedObject, NewEvent};
+pub use local::keys::StoredKey;
 pub use local::{ListPage, LocalStore};
 pub use tombstone::{Tombstone, spec_digest};
 

@@ -85,6 +85,8 @@ pub fn run() {
     let jobs = jobs(&mut rng);
     let flows = workflows::planned();
     let url = server.url.clone();
+    // Written at the first start; the same key works after every restart.
+    let key = server.key();
 
     // Creates go on in the background, each retried until the server acknowledges it
     // (201) or says it exists (409: an earlier try got in before a kill). The Workflows
@@ -98,7 +100,7 @@ pub fn run() {
             let at = rng.usize(..20);
             creates.insert(at, ("workflows", flow.name.clone(), flow.body.clone()));
         }
-        std::thread::spawn(move || create_all(&url, &creates))
+        std::thread::spawn(move || create_all(&url, &key, &creates))
     };
 
     // The kills: each after a random time up, from 0.2 s to 3 s.
@@ -271,7 +273,7 @@ pub fn run() {
 }
 
 /// Creates each `(plural, name, body)` in order.
-fn create_all(url: &str, creates: &[(&str, String, Value)]) {
+fn create_all(url: &str, key: &str, creates: &[(&str, String, Value)]) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -286,6 +288,7 @@ fn create_all(url: &str, creates: &[(&str, String, Value)]) {
             let code = rt.block_on(async {
                 match http
                     .post(format!("{url}{API}/{plural}"))
+                    .bearer_auth(key)
                     .header("content-type", "application/json")
                     .body(body.to_string())
                     .send()

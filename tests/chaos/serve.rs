@@ -141,18 +141,26 @@ impl ChaosServer {
         self.send(reqwest::Method::DELETE, path, None)
     }
 
+    /// The server admin key (empty before the first start has written it).
+    pub fn key(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.key"))
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default()
+    }
+
     fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
+        let key = self.key();
         self.rt
-            .block_on(request(&self.http, &self.url, method, path, body))
+            .block_on(request(&self.http, &self.url, &key, method, path, body))
     }
 
     /// Sends every `(method, path, body)` at once and returns the answers in order.
     pub fn burst(&self, requests: Vec<(reqwest::Method, String, Option<Value>)>) -> Vec<Answer> {
-        let (http, url) = (&self.http, &self.url);
+        let (http, url, key) = (&self.http, &self.url, &self.key());
         self.rt.block_on(futures::future::join_all(
             requests
                 .into_iter()
-                .map(|(method, path, body)| request(http, url, method, path, body)),
+                .map(|(method, path, body)| request(http, url, key, method, path, body)),
         ))
     }
 
@@ -218,11 +226,14 @@ impl Drop for ChaosServer {
 async fn request(
     http: &reqwest::Client,
     url: &str,
+    key: &str,
     method: reqwest::Method,
     path: impl AsRef<str>,
     body: Option<Value>,
 ) -> Answer {
-    let mut req = http.request(method, format!("{url}{}", path.as_ref()));
+    let mut req = http
+        .request(method, format!("{url}{}", path.as_ref()))
+        .bearer_auth(key);
     if let Some(body) = body {
         req = req
             .header("content-type", "application/json")

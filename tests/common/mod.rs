@@ -27,6 +27,41 @@ pub fn require_docker() {
     );
 }
 
+/// The server admin key of the server whose data dir is `data_dir` (its `admin.key`),
+/// waiting briefly for a server that is starting to write it.
+pub fn admin_key(data_dir: &Path) -> String {
+    let path = data_dir.join("admin.key");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match std::fs::read_to_string(&path) {
+            Ok(key) if !key.trim().is_empty() => return key.trim().to_string(),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!("no server admin key at {}: {other:?}", path.display()),
+        }
+    }
+}
+
+/// An HTTP client that sends `key` with every request.
+pub fn http_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// `curl` with the server admin key of `data_dir` in its `Authorization` header.
+pub fn curl_with_key(data_dir: &Path) -> Command {
+    let mut curl = Command::new("curl");
+    curl.arg("-H")
+        .arg(format!("Authorization: Bearer {}", admin_key(data_dir)));
+    curl
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -43,6 +78,10 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
+    /// With [`Server::start_tls`]: the HTTPS URL and the certificate that signs it.
+    pub tls: Option<(String, PathBuf)>,
+    /// Extra flags of `serve`, kept for restarts.
+    args: Vec<String>,
 }
 
 impl Server {
@@ -67,16 +106,67 @@ impl Server {
         let dir = tmp.path().join("folder");
         let data_dir = tmp.path().join("data");
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Server::start_on_with(&dir, &data_dir, free_port(), env);
+        let mut server = Server::start_on_with(&dir, &data_dir, free_port(), env, &[]);
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// A new server like [`Server::start`] that also serves HTTPS (`--tls-listen`) with a
+    /// self-signed certificate made by openssl, for kubectl, which sends `--token` only
+    /// over TLS.
+    pub fn start_tls() -> Server {
+        require_docker();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("folder");
+        let data_dir = tmp.path().join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output();
+        assert!(
+            made.as_ref().is_ok_and(|o| o.status.success()),
+            "openssl could not make a test certificate ({made:?}): apt-get install openssl (./scripts/setup.sh does)"
+        );
+        let tls_port = free_port();
+        let args = [
+            "--tls-listen".to_string(),
+            format!("127.0.0.1:{tls_port}"),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ];
+        let mut server = Server::start_on_with(&dir, &data_dir, free_port(), &[], &args);
+        server.tls = Some((format!("https://127.0.0.1:{tls_port}"), cert));
         server._tmp = Some(tmp);
         server
     }
 
     pub fn start_on(dir: &Path, data_dir: &Path, port: u16) -> Server {
-        Server::start_on_with(dir, data_dir, port, &[])
+        Server::start_on_with(dir, data_dir, port, &[], &[])
     }
 
-    fn start_on_with(dir: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+    fn start_on_with(
+        dir: &Path,
+        data_dir: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        args: &[String],
+    ) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -93,6 +183,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .env("RUST_LOG", "info,orcaops=debug")
             .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
@@ -106,6 +197,8 @@ impl Server {
             port,
             child: Some(child),
             _tmp: None,
+            tls: None,
+            args: args.to_vec(),
         };
         wait_until(
             Duration::from_secs(20),
@@ -142,7 +235,7 @@ impl Server {
     /// Starts the server again on the same folder, data dir and port.
     pub fn restart(&mut self) {
         self.kill();
-        let fresh = Server::start_on(&self.dir, &self.data_dir, self.port);
+        let fresh = Server::start_on_with(&self.dir, &self.data_dir, self.port, &[], &self.args);
         self.child = fresh.into_child();
     }
 
@@ -157,6 +250,21 @@ impl Server {
             .unwrap_or(&self.data_dir)
             .join(format!("serve-{}.log", self.port));
         std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// The server admin key (`admin.key` in the data dir).
+    pub fn key(&self) -> String {
+        admin_key(&self.data_dir)
+    }
+
+    /// `curl` that sends the server admin key.
+    pub fn curl(&self) -> Command {
+        curl_with_key(&self.data_dir)
+    }
+
+    /// An HTTP client that sends the server admin key.
+    pub fn http(&self) -> reqwest::Client {
+        http_with_key(&self.key())
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
@@ -220,7 +328,8 @@ impl Server {
 
     /// The job's run records, as `GET .../jobs/{name}/runs` serves them.
     pub fn job_runs(&self, name: &str) -> Value {
-        let out = std::process::Command::new("curl")
+        let out = self
+            .curl()
             .args([
                 "-sf",
                 &format!(

@@ -18,7 +18,7 @@ import time
 import uuid
 
 from mcp import Client, StdioServerParameters
-from session_checks import expect, log, text_of
+from session_checks import expect, log, server_of, text_of
 
 TOOLS = {
     "run_job",
@@ -234,7 +234,7 @@ def main():
     if bool(args.http) == bool(command):
         parser.error("give either --http URL or -- COMMAND [ARG...]")
     # The server inherits this environment (RUST_LOG, DOCKER_HOST), not the SDK's minimal one.
-    server = args.http or StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
+    server = server_of(args.http, command)
 
     async def session():
         async with Client(server, mode=args.mode, read_timeout_seconds=180) as client:

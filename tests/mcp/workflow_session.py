@@ -20,7 +20,7 @@ import time
 import uuid
 
 from mcp import Client, StdioServerParameters
-from session_checks import expect, log, text_of
+from session_checks import expect, log, server_of, text_of
 
 WORKFLOW_TOOLS = {"run_workflow", "get_workflow", "approve_node", "rerun_workflow"}
 
@@ -135,7 +135,7 @@ def main():
     args = parser.parse_args(options)
     if bool(args.http) == bool(command):
         parser.error("give either --http URL or -- COMMAND [ARG...]")
-    server = args.http or StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
+    server = server_of(args.http, command)
 
     async def session():
         async with Client(server, read_timeout_seconds=180) as client:

@@ -115,7 +115,8 @@ fn files_up_and_down() {
         .unwrap();
     write!(
         socket,
-        "PUT {NS_PATH}/sandboxes/files/files?path=/big HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\nabc",
+        "PUT {NS_PATH}/sandboxes/files/files?path=/big HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\nabc",
+        server.key(),
         600u64 * 1024 * 1024
     )
     .unwrap();

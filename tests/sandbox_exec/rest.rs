@@ -181,8 +181,12 @@ fn websocket_exec_with_stdin() {
     let url = format!(
         "{ws_base}{NS_PATH}/sandboxes/ws/exec?command=sh&command=-c&command=cat%3B%20echo%20oops%20%3E%262%3B%20exit%203&stdin=true"
     );
+    let key = server.key();
     let (stdout, stderr, status) = rt.block_on(async {
         let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {key}").parse().unwrap());
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             "v5.channel.k8s.io".parse().unwrap(),
@@ -222,7 +226,8 @@ fn websocket_exec_with_stdin() {
     assert_eq!(status["details"]["causes"][0]["message"], "3");
 
     // A plain GET without the upgrade says what to do.
-    let out = Command::new("curl")
+    let out = server
+        .curl()
         .args([
             "-s",
             &format!("{}{NS_PATH}/sandboxes/ws/exec?command=ls", server.url),

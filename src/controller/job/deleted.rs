@@ -41,7 +41,7 @@ pub async fn record_interrupted(
     let _guard = ctx.followers.recording(&uid);
     let mut obj = last.clone();
     obj.metadata.deletion_timestamp.get_or_insert_with(Utc::now);
-    let mut observed: Observed = super::observe(ctx, &obj, status).await?;
+    let mut observed: Observed = super::observe(ctx, &obj, status, None).await?;
     for _ in 0..MAX_PASSES {
         let decision = decide::decide(&observed);
         let again =
@@ -52,7 +52,7 @@ pub async fn record_interrupted(
         }
         if !again {
             // The harvest did not make the attempt known (it ended meanwhile): look again.
-            observed = super::observe(ctx, &obj, observed.status.clone()).await?;
+            observed = super::observe(ctx, &obj, observed.status.clone(), None).await?;
         }
     }
     warn!(%uid, run, "the run of a deleted job did not end within {MAX_PASSES} passes; its containers are left to the orphan sweep");

@@ -18,10 +18,11 @@ use chrono::Utc;
 
 use crate::records;
 use crate::records::anomaly::RunFacts;
-use crate::resources::job::{JobSpec, JobStatus};
+use crate::resources::job::{JobPhase, JobSpec, JobStatus};
 use crate::resources::{Object, keys};
 
-use super::reconcile::{Observation, Reconciler, invalid};
+use super::reconcile::{Observation, Reconciler, write_status};
+use super::workspace::{admission, quota};
 use super::{Context, ControllerError};
 use decide::{Decision, JobAction, Observed};
 
@@ -44,9 +45,23 @@ impl Reconciler for JobReconciler {
         obj: &Object,
         stored: &JobStatus,
     ) -> Result<Observation<Observed>, ControllerError> {
-        observe(ctx, obj, stored.clone())
-            .await
-            .map(Observation::Ready)
+        let workspace = match obj.metadata.namespace.as_deref() {
+            Some(ns) if admission::enforced(ctx) => admission::workspace_of(ctx, ns).await?,
+            _ => None,
+        };
+        let observed = observe(ctx, obj, stored.clone(), workspace.as_ref()).await?;
+        if let Some(ws) = workspace.filter(|w| !w.limits.is_empty())
+            && let Some(refusal) = admit(ctx, &ws, &observed).await?
+        {
+            let mut status = stored.clone();
+            admission::job_refused(&mut status, &refusal.message, observed.now);
+            if status != *stored {
+                write_status(ctx, &obj.key(), obj, &status).await?;
+            }
+            let recheck = refusal.retry_after.unwrap_or(QUOTA_RECHECK);
+            return Ok(Observation::Settled(Some(recheck.min(QUOTA_RECHECK))));
+        }
+        Ok(Observation::Ready(observed))
     }
 
     fn decide(observed: &Observed) -> Decision {
@@ -61,17 +76,58 @@ impl Reconciler for JobReconciler {
         actions: Vec<JobAction>,
         status: &JobStatus,
     ) -> Result<bool, ControllerError> {
-        act::act(ctx, obj, observed, actions, status).await
+        let again = act::act(ctx, obj, observed, actions, status).await?;
+        // Room is held while the Job runs; finished, suspended or backing off, it lets go.
+        if status.phase != JobPhase::Running {
+            ctx.admitted.release(&obj.metadata.uid);
+        }
+        Ok(again)
     }
+}
+
+/// How long a Job refused by quota waits, if nothing wakes it, before it looks again.
+pub const QUOTA_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Asks the workspace for room when the decision would start a container. Returns why
+/// not, if it may not.
+async fn admit(
+    ctx: &Context,
+    workspace: &admission::Workspace,
+    observed: &Observed,
+) -> Result<Option<quota::Refusal>, ControllerError> {
+    let live = observed
+        .containers
+        .iter()
+        .any(|c| admission::holds_room(&c.state));
+    if live
+        || !admission::job_wants_to_start(
+            &observed.meta,
+            &observed.spec,
+            &observed.status,
+            observed.now,
+        )
+    {
+        return Ok(None);
+    }
+    let new_run = admission::job_new_run(&observed.meta, &observed.status);
+    let applicant = quota::Applicant {
+        uid: &observed.meta.uid,
+        name: &observed.meta.name,
+        created: observed.meta.creation_timestamp.unwrap_or_default(),
+        what: "job",
+        demand: admission::job_demand(&observed.spec, ctx.limits.default_memory_bytes, new_run),
+    };
+    Ok(admission::admit(ctx, workspace, &applicant).await?.err())
 }
 
 async fn observe(
     ctx: &Arc<Context>,
     obj: &Object,
     status: JobStatus,
+    workspace: Option<&admission::Workspace>,
 ) -> Result<Observed, ControllerError> {
-    let key = obj.key();
-    let spec: JobSpec = serde_json::from_value(obj.spec.clone()).map_err(|e| invalid(&key, e))?;
+    // What the Job leaves out, its workspace's defaults fill in.
+    let spec = admission::job_spec(obj, workspace)?;
     let uid = obj.metadata.uid.as_str();
     let containers = ctx.jobs.list(&[(keys::LABEL_UID, uid)]).await?;
     let mut runs: HashSet<u32> = containers

@@ -21,11 +21,12 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::resources::sandbox::{
-    EffectiveSandbox, SandboxSpec, SandboxStatus, SandboxTemplateSpec, effective,
+    EffectiveSandbox, SandboxPhase, SandboxSpec, SandboxStatus, SandboxTemplateSpec, effective,
 };
 use crate::resources::{Kind, Object, ObjectKey};
 
-use super::reconcile::{Cleanup, Observation, Reconciler, invalid};
+use super::reconcile::{Cleanup, Observation, Reconciler, invalid, write_status};
+use super::workspace::{admission, quota};
 use super::{Context, ControllerError};
 use decide::{Activity, Decision, Hints, Observed, SandboxAction};
 use monitor::Monitors;
@@ -103,6 +104,9 @@ impl Reconciler for SandboxReconciler {
             Ok(t) => (t, None),
             Err(name) => (None, Some(name)),
         };
+        if let Some(recheck) = admit(ctx, obj, &spec, stored).await? {
+            return Ok(Observation::Settled(Some(recheck)));
+        }
         let effective = effective(&spec, template.as_ref());
         if let Some(docker) = ctx.sandbox_runtime().warm_pools()
             && let Some(requeue) = claim::try_claim(
@@ -135,6 +139,13 @@ impl Reconciler for SandboxReconciler {
         actions: Vec<SandboxAction>,
         status: &SandboxStatus,
     ) -> Result<bool, ControllerError> {
+        // Room is held from the start until the sandbox is stopped or ends.
+        if matches!(
+            status.phase,
+            Some(SandboxPhase::Stopped | SandboxPhase::Failed | SandboxPhase::Expired)
+        ) {
+            ctx.admitted.release(&obj.metadata.uid);
+        }
         let mut acted = false;
         for action in &actions {
             acted |= ctx
@@ -185,6 +196,54 @@ impl Reconciler for SandboxReconciler {
             None
         }
     }
+}
+
+/// How long a Sandbox refused by quota waits, if nothing wakes it, before it looks again.
+const QUOTA_RECHECK: Duration = Duration::from_secs(30);
+
+/// Asks the workspace for room when the sandbox is to start. Refused, the status says
+/// why (written here) and the reconcile ends: returns when to look again.
+async fn admit(
+    ctx: &Context,
+    obj: &Object,
+    spec: &SandboxSpec,
+    stored: &SandboxStatus,
+) -> Result<Option<Duration>, ControllerError> {
+    let Some(ns) = obj.metadata.namespace.as_deref() else {
+        return Ok(None);
+    };
+    if !admission::enforced(ctx) || !admission::sandbox_wants_to_start(&obj.metadata, spec, stored)
+    {
+        return Ok(None);
+    }
+    let Some(workspace) = admission::workspace_of(ctx, ns).await? else {
+        return Ok(None);
+    };
+    if workspace.limits.is_empty() {
+        return Ok(None);
+    }
+    let defaults = workspace.defaults();
+    let applicant = quota::Applicant {
+        uid: &obj.metadata.uid,
+        name: &obj.metadata.name,
+        created: obj.metadata.creation_timestamp.unwrap_or_default(),
+        what: "sandbox",
+        demand: admission::sandbox_demand(spec, defaults.resources.as_ref()),
+    };
+    let Err(refusal) = admission::admit(ctx, &workspace, &applicant).await? else {
+        return Ok(None);
+    };
+    let mut status = stored.clone();
+    admission::sandbox_refused(&mut status, &refusal.message, Utc::now());
+    if status != *stored {
+        write_status(ctx, &obj.key(), obj, &status).await?;
+    }
+    Ok(Some(
+        refusal
+            .retry_after
+            .unwrap_or(QUOTA_RECHECK)
+            .min(QUOTA_RECHECK),
+    ))
 }
 
 async fn observe(

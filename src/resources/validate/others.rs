@@ -295,6 +295,7 @@ fn workspace_spec(p: &mut Problems, spec: &WorkspaceSpec) {
         }
     }
     if let Some(defaults) = &spec.defaults {
+        resources(p, "spec.defaults.resources", defaults.resources.as_ref());
         seconds(
             p,
             "spec.defaults.timeoutSeconds",

@@ -448,3 +448,30 @@ fn env_value_and_value_from_are_exclusive_and_a_secret_ref_is_checked() {
         ]
     );
 }
+
+#[test]
+fn workspace_defaults_resources_must_parse_and_quotas_take_runs_per_hour() {
+    let obj = Object::new(
+        Kind::Workspace,
+        "",
+        "team-a",
+        json!({
+            "quotas": {"concurrentJobs": 2, "runsPerHour": 30, "cpu": "2"},
+            "defaults": {"timeoutSeconds": 600, "network": "bridge",
+                         "resources": {"cpu": "half", "memory": "256Mi"}},
+        }),
+    );
+    let error = only_error(&obj);
+    assert_eq!(error.field, "spec.defaults.resources.cpu");
+}
+
+#[test]
+fn workspace_quotas_refuse_unknown_fields() {
+    let obj = Object::new(
+        Kind::Workspace,
+        "",
+        "team-a",
+        json!({"quotas": {"runsPerDay": 3}}),
+    );
+    assert!(!validate(&obj).is_empty());
+}

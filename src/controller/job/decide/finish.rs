@@ -176,7 +176,13 @@ impl Decider<'_> {
         } else {
             match meta.annotations.get(keys::SOURCE) {
                 Some(file) if file.starts_with("file:") => ("file", Some(file.clone())),
-                _ => ("api", None),
+                // Who created it through the API: its key's agent label, or member.
+                _ => (
+                    "api",
+                    meta.annotations
+                        .get(keys::CREATED_BY)
+                        .map(|who| format!("by {who}")),
+                ),
             }
         };
         RunContext {

@@ -430,6 +430,21 @@ fn a_run_record_keeps_the_spec_its_hash_the_image_and_the_trigger() {
 }
 
 #[test]
+fn a_run_created_through_the_api_names_who_created_the_job() {
+    let mut f = Fixture::new();
+    f.obs
+        .meta
+        .annotations
+        .insert(keys::CREATED_BY.into(), "claude-code".into());
+    let (_, d) = finished_with(f, AttemptOutcome::Succeeded, 0);
+    let context = recorded_context(&d);
+    assert_eq!(
+        (context.trigger.as_str(), context.source.as_deref()),
+        ("api", Some("by claude-code"))
+    );
+}
+
+#[test]
 fn the_trigger_names_the_file_or_the_workflow_node() {
     let mut f = Fixture::new();
     f.obs
