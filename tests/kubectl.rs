@@ -410,6 +410,309 @@ fn get_watch_prints_each_change() {
     assert_eq!(cells[..3], ["MODIFIED", "hello", "Succeeded"], "{seen:#?}");
 }
 
+/// A Job that reads `token` of secret `secret` as `$TOKEN` and prints its SHA-256.
+fn secret_job(name: &str, secret: &str) -> String {
+    format!(
+        r#"apiVersion: orcaops.dev/v1alpha1
+kind: Job
+metadata:
+  name: {name}
+spec:
+  image: busybox:latest
+  env:
+    - name: TOKEN
+      valueFrom:
+        secretKeyRef: {{name: {secret}, key: token}}
+  steps:
+    - name: hash
+      run: printf %s "$TOKEN" | sha256sum
+"#
+    )
+}
+
+/// The hex SHA-256 of `value`, as sha256sum prints it.
+fn sha256_hex(value: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every file of the server's database (the file, its WAL and shared memory).
+fn database_bytes(server: &Server) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = server.data_dir.join(format!("orcaops.db{suffix}"));
+        all.extend(std::fs::read(path).unwrap_or_default());
+    }
+    assert!(
+        !all.is_empty(),
+        "no database in {}",
+        server.data_dir.display()
+    );
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_secret_from_kubectl_reaches_a_job_and_nowhere_else() {
+    let server = Server::start_tls();
+    let kubectl = Kubectl::new(&server);
+    let value = format!("orca-{}", uuid::Uuid::new_v4().simple());
+
+    let created = kubectl.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "hook",
+        &format!("--from-literal=token={value}"),
+    ]);
+    assert_eq!(created.trim(), "secret/hook created");
+    let (header, row) = table_row(&kubectl.ok(&["get", "secrets"]), "hook");
+    assert_eq!(header, ["NAME", "TYPE", "DATA", "AGE"]);
+    assert_eq!(row[..3], ["hook", "Opaque", "1"]);
+    let (header, row) = table_row(&server.cli_ok(&["get", "secrets"]), "hook");
+    assert_eq!(header, ["NAME", "TYPE", "DATA", "AGE"]);
+    assert_eq!(row[..3], ["hook", "Opaque", "1"]);
+    // kubectl reads it back as on a cluster (base64 in data).
+    let secret = kubectl.json(&["get", "secret", "hook"]);
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&value);
+    assert_eq!(secret["data"]["token"], encoded.as_str());
+    assert_eq!(secret["type"], "Opaque");
+
+    let job = kubectl.file("use-secret.yaml", &secret_job("use-secret", "hook"));
+    kubectl.ok(&["apply", "-f", &job]);
+    kubectl.wait_phase("use-secret", "Succeeded");
+    let job = kubectl.json(&["get", "job", "use-secret"]);
+    let printed = job["status"]["steps"][0]["outputTail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        printed.split_whitespace().next(),
+        Some(sha256_hex(&value).as_str()),
+        "the step saw another value: {job}"
+    );
+
+    // Nowhere else: not the database and its WAL (not even base64), the server's log,
+    // the events, describe, or orcaops get.
+    let db = database_bytes(&server);
+    assert!(!contains(&db, &value), "the value is in the database");
+    assert!(
+        !contains(&db, &encoded),
+        "the base64 value is in the database"
+    );
+    let log = server.log();
+    assert!(!log.is_empty());
+    assert!(
+        !log.contains(&value) && !log.contains(&encoded),
+        "in the log"
+    );
+    let events = kubectl.ok(&["get", "events"]);
+    assert!(events.contains("use-secret"), "{events}");
+    assert!(!events.contains(&value), "{events}");
+    let events = kubectl.ok(&["get", "events", "-o", "json"]);
+    assert!(
+        !events.contains(&value) && !events.contains(&encoded),
+        "{events}"
+    );
+    let describe = server.cli_ok(&["describe", "job", "use-secret"]);
+    assert!(
+        describe.contains("TOKEN from secret hook key token"),
+        "{describe}"
+    );
+    assert!(!describe.contains(&value), "{describe}");
+    for format in ["yaml", "json"] {
+        let got = server.cli_ok(&["get", "secret", "hook", "-o", format]);
+        assert!(got.contains("token"), "{got}");
+        assert!(!got.contains(&value) && !got.contains(&encoded), "{got}");
+    }
+    let key = std::fs::metadata(server.data_dir.join("secrets.key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+
+    // Patched and deleted as on a cluster.
+    assert!(
+        kubectl
+            .ok(&["label", "secret", "hook", "team=a"])
+            .contains("labeled")
+    );
+    let labelled = kubectl.json(&["get", "secrets", "-l", "team=a"]);
+    assert_eq!(labelled["items"][0]["metadata"]["name"], "hook");
+    assert_eq!(labelled["items"][0]["data"]["token"], encoded.as_str());
+    assert_eq!(
+        kubectl.ok(&["delete", "secret", "hook"]).trim(),
+        "secret \"hook\" deleted"
+    );
+    let gone = kubectl.fails(&["get", "secret", "hook"]);
+    assert!(gone.contains("NotFound") && gone.contains("hook"), "{gone}");
+    let again = kubectl.fails(&["delete", "secret", "hook"]);
+    assert!(again.contains("NotFound"), "{again}");
+}
+
+#[test]
+fn a_job_waits_pending_for_a_missing_secret_then_runs() {
+    let server = Server::start_tls();
+    let kubectl = Kubectl::new(&server);
+    let job = kubectl.file("waits.yaml", &secret_job("waits", "late"));
+    kubectl.ok(&["apply", "-f", &job]);
+
+    let condition = wait_until(
+        Duration::from_secs(30),
+        "job waits reports SecretMissing",
+        || {
+            let job = kubectl.json(&["get", "job", "waits"]);
+            let conditions = job["status"]["conditions"].as_array()?.clone();
+            conditions
+                .into_iter()
+                .find(|c| c["type"] == "SecretMissing" && c["status"] == "True")
+        },
+    );
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no secret late in namespace default"),
+        "{message}"
+    );
+    assert!(
+        message.contains("kubectl create secret generic late --from-literal=token="),
+        "{message}"
+    );
+    // It stays Pending, and nothing ran: no run, no container.
+    std::thread::sleep(Duration::from_secs(4));
+    let job = kubectl.json(&["get", "job", "waits"]);
+    assert_eq!(job["status"]["phase"], "Pending", "{job}");
+    assert_eq!(job["status"]["totalRuns"].as_u64().unwrap_or(0), 0, "{job}");
+
+    // A secret without the key: still waiting, now saying which key.
+    kubectl.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "late",
+        "--from-literal=other=x",
+    ]);
+    wait_until(
+        Duration::from_secs(30),
+        "the condition names the missing key",
+        || {
+            let job = kubectl.json(&["get", "job", "waits"]);
+            job["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| {
+                    c["type"] == "SecretMissing"
+                        && c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("has no key token"))
+                })
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        kubectl.json(&["get", "job", "waits"])["status"]["phase"],
+        "Pending"
+    );
+
+    // The key appears: the job runs with it, and the condition goes.
+    let value = format!("late-{}", uuid::Uuid::new_v4().simple());
+    kubectl.ok(&["delete", "secret", "late"]);
+    kubectl.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "late",
+        &format!("--from-literal=token={value}"),
+    ]);
+    kubectl.wait_phase("waits", "Succeeded");
+    let job = kubectl.json(&["get", "job", "waits"]);
+    let printed = job["status"]["steps"][0]["outputTail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(printed.starts_with(&sha256_hex(&value)), "{job}");
+    let conditions = job["status"]["conditions"].as_array().unwrap();
+    assert!(
+        conditions.iter().all(|c| c["type"] != "SecretMissing"),
+        "{job}"
+    );
+}
+
+#[test]
+fn a_sandbox_service_reads_its_secret_when_its_container_is_made() {
+    let server = Server::start_tls();
+    let kubectl = Kubectl::new(&server);
+    let sandbox = kubectl.file(
+        "vault.yaml",
+        r#"apiVersion: orcaops.dev/v1alpha1
+kind: Sandbox
+metadata:
+  name: vault
+spec:
+  network: none
+  services:
+    - name: shell
+      image: busybox:latest
+      command: ["sleep", "infinity"]
+      env:
+        - name: TOKEN
+          valueFrom:
+            secretKeyRef: {name: sbx, key: token}
+"#,
+    );
+    kubectl.ok(&["apply", "-f", &sandbox]);
+    // No secret: the service is not made, and says why (never made with an empty value).
+    let message = wait_until(
+        Duration::from_secs(30),
+        "the sandbox's service says its secret is missing",
+        || {
+            let sandbox = kubectl.json(&["get", "sandbox", "vault"]);
+            let service = sandbox["status"]["services"].as_array()?.first()?.clone();
+            (service["state"] == "not created").then(|| service["message"].to_string())
+        },
+    );
+    assert!(
+        message.contains("no secret sbx in namespace default"),
+        "{message}"
+    );
+
+    let value = format!("sbx-{}", uuid::Uuid::new_v4().simple());
+    kubectl.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sbx",
+        &format!("--from-literal=token={value}"),
+    ]);
+    let printed = wait_until(
+        Duration::from_secs(90),
+        "the sandbox's service runs with its secret",
+        || {
+            let out = server.cli(&[
+                "exec",
+                "vault",
+                "--",
+                "sh",
+                "-c",
+                "printf %s \"$TOKEN\" | sha256sum",
+            ]);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+        },
+    );
+    assert!(printed.starts_with(&sha256_hex(&value)), "{printed}");
+    let describe = server.cli_ok(&["describe", "sandbox", "vault"]);
+    assert!(!describe.contains(&value), "{describe}");
+    assert!(!server.log().contains(&value), "the value is in the log");
+    kubectl.ok(&["delete", "sandbox", "vault"]);
+}
+
 /// A member's key works with kubectl in its own workspace, and is refused in another
 /// with the Forbidden Status kubectl prints as a cluster's RBAC refusal.
 #[test]

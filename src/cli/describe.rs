@@ -219,7 +219,18 @@ fn describe_job_with(out: &mut String, obj: &Object, defaults: Option<&Workspace
         let _ = writeln!(out, "  Suspended:    true");
     }
     for e in &spec.env {
-        let _ = writeln!(out, "  Env:          {}={}", e.name, e.value);
+        match e.secret_ref() {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "  Env:          {} from secret {} key {}",
+                    e.name, r.name, r.key
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  Env:          {}={}", e.name, e.value);
+            }
+        }
     }
     let _ = writeln!(out, "  Steps:");
     for (i, s) in spec.steps.iter().enumerate() {

@@ -488,6 +488,7 @@ fn env_vars(flags: &[String]) -> Result<Vec<crate::resources::common::EnvVar>, C
             Ok(crate::resources::common::EnvVar {
                 name: name.into(),
                 value: value.into(),
+                value_from: None,
             })
         })
         .collect()

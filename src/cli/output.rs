@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::parse_kind;
 use crate::client::format::{age_since, list_header, list_row, table_with_gap};
+use crate::client::secrets::list_secrets;
 use crate::client::{ApiClient, Change, ClientError, ResumingWatch, exit};
 use crate::resources::{DEFAULT_WORKSPACE, Kind, Object, ObjectKey, keys};
 
@@ -92,6 +93,9 @@ fn print_objects(objects: &[Object], kind: Kind, format: Format, with_ns: bool, 
 }
 
 pub async fn get(client: &ApiClient, args: GetArgs) -> Result<u8, ClientError> {
+    if matches!(args.kind.as_str(), "secret" | "secrets") {
+        return get_secrets(client, &args).await;
+    }
     let kind = parse_kind(&args.kind)?;
     let ns = (!args.all_namespaces && kind.namespaced()).then_some(args.namespace.as_str());
     let with_ns = args.all_namespaces && kind.namespaced();
@@ -187,4 +191,78 @@ fn print_event(type_: &str, obj: &Object, kind: Kind, format: Format, with_ns: b
             print!("{}", table(&[cells]));
         }
     }
+}
+
+/// `orcaops get secrets`: name, type, how many keys and age, as kubectl prints them; JSON
+/// and YAML show the key names, never the values.
+async fn get_secrets(client: &ApiClient, args: &GetArgs) -> Result<u8, ClientError> {
+    if args.watch {
+        return Err(ClientError::usage(
+            "secrets cannot be watched; run orcaops get secrets again",
+        ));
+    }
+    let ns = (!args.all_namespaces).then_some(args.namespace.as_str());
+    let secrets = list_secrets(client, ns, args.name.as_deref()).await?;
+    if let Some(name) = &args.name
+        && secrets.is_empty()
+    {
+        return Err(ClientError::refused(
+            404,
+            format!(
+                "secret {name} not found in workspace {}; create it with kubectl create secret generic {name} --from-literal=KEY=VALUE -n {}",
+                args.namespace, args.namespace
+            ),
+        ));
+    }
+    if secrets.is_empty() {
+        match ns {
+            Some(ns) => eprintln!("No secrets found in workspace {ns}."),
+            None => eprintln!("No secrets found."),
+        }
+        return Ok(exit::OK);
+    }
+    match args.output {
+        Format::Json | Format::Yaml => {
+            let items: Vec<Value> = secrets.iter().map(|s| s.to_json()).collect();
+            let value = if args.name.is_some() {
+                items[0].clone()
+            } else {
+                serde_json::json!({"apiVersion": "v1", "kind": "SecretList", "items": items})
+            };
+            if args.output == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
+            } else {
+                print!("{}", to_yaml(&value));
+            }
+        }
+        Format::Name => {
+            for s in &secrets {
+                println!("secret/{}", s.name);
+            }
+        }
+        Format::Table | Format::Wide => {
+            let mut header = vec!["NAME", "TYPE", "DATA", "AGE"];
+            if args.all_namespaces {
+                header.insert(0, "NAMESPACE");
+            }
+            let mut rows = vec![header.into_iter().map(String::from).collect()];
+            for s in &secrets {
+                let mut row = vec![
+                    s.name.clone(),
+                    s.type_.clone(),
+                    s.keys.len().to_string(),
+                    age(s.created),
+                ];
+                if args.all_namespaces {
+                    row.insert(0, s.namespace.clone());
+                }
+                rows.push(row);
+            }
+            print!("{}", table(&rows));
+        }
+    }
+    Ok(exit::OK)
 }

@@ -7,6 +7,7 @@ pub mod compare;
 mod error;
 pub mod format;
 pub mod run;
+pub mod secrets;
 mod watch;
 pub mod wire;
 pub mod workflow;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::sandbox::SandboxRuntime;
 use crate::runtime::sandbox::SandboxIo;
 use crate::runtime::{DockerRuntime, JobRuntime, PodRuntime};
+use crate::store::secrets::{PodSecrets, SecretValues};
 use crate::store::{KubeStore, LocalStore, ObjectStore};
 
 /// Where objects live and what runs them.
@@ -70,6 +71,15 @@ impl Backend {
         match self {
             Backend::Local { docker, .. } => Arc::new(docker.clone()),
             Backend::Cluster { pods, .. } => Arc::new(pods.clone()),
+        }
+    }
+
+    /// Where the values of `env[].valueFrom.secretKeyRef` come from: the local store's
+    /// encrypted secrets, or on a cluster the pod itself (its own `secretKeyRef`).
+    pub fn secrets(&self) -> Arc<dyn SecretValues> {
+        match self {
+            Backend::Local { store, .. } => Arc::new(store.clone()),
+            Backend::Cluster { .. } => Arc::new(PodSecrets),
         }
     }
 

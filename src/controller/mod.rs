@@ -11,6 +11,7 @@ pub mod limits;
 pub mod queue;
 pub mod reconcile;
 pub mod sandbox;
+pub mod secrets;
 pub mod template;
 pub mod waiting;
 pub mod workflow;
@@ -69,6 +70,9 @@ pub struct Context {
     /// What runs Sandboxes (and, where the mode has them, warm pools): Docker, or a pod
     /// per sandbox.
     pub sandbox_runtime: Arc<dyn SandboxRuntime>,
+    /// Where `env[].valueFrom.secretKeyRef` is read: the local store's secrets, or (on a
+    /// cluster) nowhere, as the pods read their Secrets themselves.
+    pub secrets: Arc<dyn crate::store::secrets::SecretValues>,
     /// Whether the store keeps finalizers (a cluster): Jobs and Sandboxes then carry one.
     pub finalizers: bool,
     /// Whether [`run`] has listed what exists and follows the watch (for `/readyz`).
@@ -128,6 +132,7 @@ impl Context {
             records: backend.records(),
             jobs: backend.jobs(),
             sandbox_runtime,
+            secrets: backend.secrets(),
             finalizers: backend.keeps_finalizers(),
             synced: std::sync::atomic::AtomicBool::new(false),
             queue,

@@ -54,13 +54,51 @@ pub fn set_condition<T: PartialEq + Clone>(
     }
 }
 
-/// An environment variable, Kubernetes style.
+/// An environment variable, Kubernetes style: a `value`, or a value read `valueFrom` a
+/// Secret when the container is created (never both).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
     pub name: String,
     #[serde(default)]
     pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// Where an environment variable's value comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVarSource {
+    /// A key of a Secret in the object's namespace (`kubectl create secret generic NAME
+    /// --from-literal=KEY=VALUE`). A missing Secret or key keeps a Job Pending.
+    pub secret_key_ref: SecretKeySelector,
+}
+
+/// One key of a Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeySelector {
+    /// The Secret's name.
+    pub name: String,
+    /// The key in the Secret's data.
+    pub key: String,
+}
+
+impl EnvVar {
+    /// A variable with a plain value.
+    pub fn plain(name: impl Into<String>, value: impl Into<String>) -> Self {
+        EnvVar {
+            name: name.into(),
+            value: value.into(),
+            value_from: None,
+        }
+    }
+
+    /// The Secret key this variable reads, if it reads one.
+    pub fn secret_ref(&self) -> Option<&SecretKeySelector> {
+        self.value_from.as_ref().map(|f| &f.secret_key_ref)
+    }
 }
 
 impl EnvVar {
@@ -68,10 +106,7 @@ impl EnvVar {
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<Self> {
         pairs
             .into_iter()
-            .map(|(name, value)| EnvVar {
-                name: name.clone(),
-                value: value.clone(),
-            })
+            .map(|(name, value)| EnvVar::plain(name.clone(), value.clone()))
             .collect()
     }
 }

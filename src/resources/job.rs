@@ -329,6 +329,9 @@ pub enum JobConditionType {
     QuotaExceeded,
     /// The last run finished unlike the runs before it (see `status.anomalies`).
     Anomalous,
+    /// An `env[].valueFrom.secretKeyRef` names a Secret or key that does not exist: no
+    /// run starts until it does (the message says which, and how to create it).
+    SecretMissing,
 }
 
 /// What happened: the current run, its steps and artifacts, and recent runs.

@@ -284,6 +284,32 @@ fn label_value_problem(value: &str) -> Option<String> {
 pub(crate) fn env_vars(p: &mut Problems, field: &str, env: &[super::common::EnvVar]) {
     let mut seen = HashSet::new();
     for (i, var) in env.iter().enumerate() {
+        if let Some(reference) = var.secret_ref() {
+            if !var.value.is_empty() {
+                p.push(
+                    format!("{field}[{i}]"),
+                    format!(
+                        "environment variable \"{}\" has both value and valueFrom",
+                        var.name
+                    ),
+                    "keep one: value for a literal, or valueFrom.secretKeyRef {name, key} to read a Secret",
+                );
+            }
+            if let Some(problem) = dns_label_problem(&reference.name, MAX_NAME) {
+                p.push(
+                    format!("{field}[{i}].valueFrom.secretKeyRef.name"),
+                    format!("secret name \"{}\" {problem}", reference.name),
+                    "name a Secret of the same namespace (kubectl get secrets)",
+                );
+            }
+            if reference.key.is_empty() {
+                p.push(
+                    format!("{field}[{i}].valueFrom.secretKeyRef.key"),
+                    "is empty",
+                    "name the key of the Secret's data to read (kubectl describe secret NAME lists them)",
+                );
+            }
+        }
         let field = format!("{field}[{i}].name");
         let name = &var.name;
         let valid = name

@@ -160,10 +160,12 @@ mod tests {
             EnvVar {
                 name: "MODE".into(),
                 value: "fast".into(),
+                value_from: None,
             },
             EnvVar {
                 name: "ORCAOPS_RUN".into(),
                 value: "999".into(),
+                value_from: None,
             },
         ];
         let pairs = |job: &Object| -> Vec<String> {

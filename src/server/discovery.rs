@@ -106,8 +106,8 @@ pub(super) async fn api_resources() -> Json<Value> {
     Json(DOC.get_or_init(resource_list).clone())
 }
 
-/// `GET /api`: the core group. Its only resource is `events` (read-only), so that
-/// `kubectl get events` works against local mode.
+/// `GET /api`: the core group. Its resources are `events` (read-only), so that
+/// `kubectl get events` works against local mode, and `secrets` (see `server::secrets`).
 pub(super) async fn core_versions() -> Json<Value> {
     Json(json!({
         "kind": "APIVersions",
@@ -127,6 +127,12 @@ pub(super) async fn core_resources() -> Json<Value> {
             "kind": "Event",
             "verbs": ["list"],
             "shortNames": ["ev"],
+        }, {
+            "name": "secrets",
+            "singularName": "secret",
+            "namespaced": true,
+            "kind": "Secret",
+            "verbs": ["create", "delete", "get", "list", "patch", "update"],
         }],
     }))
 }

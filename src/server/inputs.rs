@@ -129,6 +129,12 @@ const PATCH_TYPES: &[&str] = &[
     "application/apply-patch+json",
     "application/strategic-merge-patch+json",
 ];
+/// A Secret written by kubectl, which sends core kinds as protobuf.
+const SECRET_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 /// A sandbox exec's body.
 const EXEC_TYPES: &[&str] = &["application/json"];
 /// A file upload: one file, or a tar to extract.
@@ -148,6 +154,8 @@ pub(super) fn accepted_types(method: &Method, route: &str) -> &'static [&'static
         EXEC_TYPES
     } else if method == Method::PATCH {
         PATCH_TYPES
+    } else if route.starts_with("/api/v1/namespaces/{ns}/secrets") {
+        SECRET_TYPES
     } else {
         OBJECT_TYPES
     }

@@ -19,6 +19,7 @@ mod openapi;
 mod patch;
 mod sandbox;
 mod search;
+mod secrets;
 mod selector;
 mod serve;
 mod status;
@@ -202,6 +203,18 @@ pub fn router(state: AppState) -> Router {
             get(jobs::events_namespaced),
         )
         .route("/api/v1/events", get(jobs::events_all))
+        .route(
+            "/api/v1/namespaces/{ns}/secrets",
+            get(secrets::list_namespaced).post(secrets::create),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/secrets/{name}",
+            get(secrets::get)
+                .put(secrets::replace)
+                .patch(secrets::patch)
+                .delete(secrets::delete),
+        )
+        .route("/api/v1/secrets", get(secrets::list_all))
         // Discovery and OpenAPI, so that kubectl works against local mode.
         .route("/api", get(discovery::core_versions))
         .route("/api/v1", get(discovery::core_resources))

@@ -355,6 +355,9 @@ pub(super) fn convert(body: &Value, request: TableRequest, now: DateTime<Utc>) -
         let items = body.get("items")?.as_array()?;
         return Some(event_table(items, list_metadata(), request, now));
     }
+    if kind_field == "SecretList" || kind_field == "Secret" {
+        return super::secrets::table(body, request, now);
+    }
     if let Some(kind) = kind_field
         .strip_suffix("List")
         .and_then(Kind::from_kind_field)

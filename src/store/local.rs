@@ -10,6 +10,7 @@ mod history;
 pub mod keys;
 mod labels;
 mod records;
+pub mod secrets;
 #[cfg(test)]
 mod tests;
 mod tombstones;
@@ -98,6 +99,8 @@ struct Inner {
     writer_options: SqliteConnectOptions,
     /// The failure of the last write, while writes fail.
     write_failure: Mutex<Option<health::WriteFailure>>,
+    /// The cipher of the secrets, read from (or made as) `secrets.key` on first use.
+    secret_key: std::sync::OnceLock<secrets::SecretKey>,
 }
 
 /// One page of a list; see [`LocalStore::list_page`].
@@ -181,6 +184,7 @@ impl LocalStore {
             pending: Mutex::new(Vec::new()),
             writer_options,
             write_failure: Mutex::new(None),
+            secret_key: std::sync::OnceLock::new(),
         });
         spawn_checkpointer(Arc::downgrade(&inner));
         Ok(LocalStore { inner })

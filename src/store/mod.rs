@@ -7,6 +7,7 @@
 pub mod events;
 pub mod kube;
 pub mod local;
+pub mod secrets;
 pub mod tombstone;
 
 use std::sync::Arc;
@@ -64,6 +65,28 @@ pub enum StoreError {
     },
     #[error("stored record is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("secrets \"{name}\" not found in namespace {namespace}")]
+    SecretNotFound { namespace: String, name: String },
+    #[error("secrets \"{name}\" already exists in namespace {namespace}")]
+    SecretExists { namespace: String, name: String },
+    #[error(
+        "conflict writing secret {namespace}/{name}: resourceVersion {expected} is stale (the secret is now at {current}); read it again and retry"
+    )]
+    SecretConflict {
+        namespace: String,
+        name: String,
+        expected: String,
+        current: String,
+    },
+    #[error("cannot store secret {name}: {message}")]
+    SecretInvalid { name: String, message: String },
+    /// The key file of the secrets (`<data-dir>/secrets.key`) cannot be used, or does not
+    /// open a stored secret. The message never carries a secret's data.
+    #[error("the secrets key file {}: {message}", .path.display())]
+    SecretKey {
+        path: std::path::PathBuf,
+        message: String,
+    },
     /// The Kubernetes API answered with an error the variants above do not name, or
     /// could not be reached ([`StoreError::is_unreachable`]).
     #[error("{}", self::kube::describe(.0))]

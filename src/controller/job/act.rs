@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 
 use super::decide::{JobAction, Observed};
 use super::{follow, harvest};
-use crate::controller::{Context, ControllerError};
+use crate::controller::{Context, ControllerError, secrets};
 use crate::records::{AttemptOutcome, AttemptRecord};
 use crate::resources::Object;
 use crate::resources::job::{JobSpec, JobStatus};
@@ -86,10 +86,28 @@ async fn act_one(
                 }
                 // The attempt could not start, and says why: a missing image, or a
                 // service that never got ready. A retry may do better.
-                Err(
+                Err(Start::SecretMissing(missing)) => {
+                    // Deleted since the run was decided: this attempt does not start
+                    // (never with an empty value); a retry, or the next run, waits for it.
+                    let message = format!("not started: {missing}");
+                    warn!(reason = %message, "cannot start attempt");
+                    record_without_container(
+                        ctx,
+                        obj,
+                        run,
+                        attempt,
+                        container_name,
+                        AttemptOutcome::StartFailed,
+                        message,
+                    )
+                    .await
+                    .map(Some)
+                }
+                Err(Start::Store(e)) => Err(e.into()),
+                Err(Start::Runtime(
                     e @ (RuntimeError::ImageUnavailable { .. }
                     | RuntimeError::ServiceNotReady { .. }),
-                ) => {
+                )) => {
                     let message = e.to_string();
                     warn!(reason = %message, "cannot start attempt");
                     record_without_container(
@@ -104,7 +122,7 @@ async fn act_one(
                     .await
                     .map(Some)
                 }
-                Err(e) => Err(e.into()),
+                Err(Start::Runtime(e)) => Err(e.into()),
             }
         }
         JobAction::Follow {
@@ -212,18 +230,39 @@ struct Attempt<'a> {
     deadline: Option<DateTime<Utc>>,
 }
 
+/// Why [`start`] did not start an attempt.
+enum Start {
+    Runtime(RuntimeError),
+    SecretMissing(secrets::SecretMissing),
+    Store(crate::store::StoreError),
+}
+
+impl From<RuntimeError> for Start {
+    fn from(e: RuntimeError) -> Self {
+        Start::Runtime(e)
+    }
+}
+
 async fn start(
     ctx: &Arc<Context>,
     obj: &Object,
     spec: &JobSpec,
     attempt: Attempt<'_>,
-) -> Result<crate::runtime::ContainerInfo, RuntimeError> {
+) -> Result<crate::runtime::ContainerInfo, Start> {
+    // The secrets' values are read here, at the container's creation, and only go to
+    // the runtime: the spec with them is dropped once the container exists.
+    let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
+    let spec = secrets::resolve_job(ctx.secrets.as_ref(), namespace, spec)
+        .await
+        .map_err(Start::Store)?
+        .map_err(Start::SecretMissing)?;
     ctx.jobs.ensure_image(&spec.image).await?;
     let nonce = runner::new_nonce();
-    ctx.jobs
+    Ok(ctx
+        .jobs
         .start_attempt(&AttemptRequest {
             job: obj,
-            spec,
+            spec: &spec,
             run: attempt.run,
             attempt: attempt.attempt,
             name: attempt.name,
@@ -232,5 +271,5 @@ async fn start(
             deadline: attempt.deadline,
             default_memory_bytes: ctx.limits.default_memory_bytes,
         })
-        .await
+        .await?)
 }

@@ -40,6 +40,9 @@ pub struct Observed {
     /// The runs before the current one (oldest first, at most the anomaly window), for
     /// its baseline; read only while a run is in progress.
     pub previous_runs: Vec<RunFacts>,
+    /// Why the Job's env cannot be made yet: a `secretKeyRef` whose Secret or key is
+    /// missing (the message names them, never a value). A new run waits while it is.
+    pub secret_missing: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -340,6 +343,9 @@ impl Decider<'_> {
                 now,
             );
         }
+        if self.waits_for_secret() {
+            return;
+        }
         let run = self.status.total_runs + 1;
         self.status.total_runs = run;
         self.status.run = Some(run);
@@ -350,6 +356,29 @@ impl Decider<'_> {
         self.events
             .push(Event::normal("RunStarted", format!("run {run} started")));
         self.start_attempt(run, 1);
+    }
+
+    /// A run never starts with a secret missing from its env (it would run with an empty
+    /// value): the Job stays Pending with `SecretMissing`, and looks again shortly.
+    fn waits_for_secret(&mut self) -> bool {
+        let Some(message) = &self.obs.secret_missing else {
+            self.status
+                .conditions
+                .retain(|c| c.type_ != JobConditionType::SecretMissing);
+            return false;
+        };
+        set_condition(
+            &mut self.status.conditions,
+            JobConditionType::SecretMissing,
+            ConditionStatus::True,
+            "SecretMissing",
+            message,
+            self.obs.now,
+        );
+        self.status.phase = JobPhase::Pending;
+        self.status.summary = Some(format!("waiting for a secret: {message}"));
+        self.requeue_in(crate::controller::secrets::SECRET_RECHECK);
+        true
     }
 
     fn start_attempt(&mut self, run: u32, attempt: u32) {

@@ -153,6 +153,11 @@ async fn observe(
         })
         .find_map(|c| ctx.followers.running_step(&c.id));
     let previous_runs = previous_runs(ctx, obj, &spec, &status).await?;
+    let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
+    let secret_missing =
+        crate::controller::secrets::missing(ctx.secrets.as_ref(), namespace, &spec)
+            .await?
+            .map(|m| m.to_string());
     Ok(Observed {
         meta: obj.metadata.clone(),
         spec,
@@ -162,6 +167,7 @@ async fn observe(
         harvested,
         running_step,
         previous_runs,
+        secret_missing,
         now: Utc::now(),
     })
 }

@@ -15,7 +15,7 @@ use super::decide::{Observed, SandboxAction, ServiceObserved};
 use super::make::{Placement, make_services};
 use super::monitor::Target;
 use super::runtime::SandboxRuntime;
-use crate::controller::{Context, ControllerError};
+use crate::controller::{Context, ControllerError, secrets};
 use crate::resources::sandbox::{EffectiveSandbox, SandboxStatus};
 use crate::resources::{Object, ObjectKey};
 use crate::runtime::names::STOP_GRACE_SECS;
@@ -92,12 +92,30 @@ impl SandboxRuntime for DockerRuntime {
             SandboxAction::Create { services } => {
                 let labels = owner_labels(Owner::Sandbox(meta), ctx.store.instance_id());
                 let storage = storage_base(meta, observed.status.claimed_from.as_ref());
-                let wanted: Vec<_> = observed
+                // Secrets are read now, at the containers' creation; a service whose
+                // secret is missing is not made (never with an empty value), and says why.
+                let namespace = meta.namespace.as_deref().unwrap_or_default();
+                let mut wanted = Vec::new();
+                let mut resolved_env = BTreeMap::new();
+                for service in observed
                     .effective
                     .services
                     .iter()
                     .filter(|s| services.contains(&s.name))
-                    .collect();
+                {
+                    let env =
+                        secrets::resolve(ctx.secrets.as_ref(), namespace, &service.env).await?;
+                    match env {
+                        Ok(env) => {
+                            resolved_env.insert(service.name.clone(), env);
+                            wanted.push(service);
+                        }
+                        Err(missing) => {
+                            let entry = observed.services.entry(service.name.clone()).or_default();
+                            entry.create_error = Some(missing.to_string());
+                        }
+                    }
+                }
                 let placement = Placement {
                     container_base: &sandbox_base(meta),
                     storage_base: &storage,
@@ -105,7 +123,7 @@ impl SandboxRuntime for DockerRuntime {
                     labels: &labels,
                 };
                 debug!(services = ?services, "making service containers");
-                let made = make_services(self, &wanted, &placement).await?;
+                let made = make_services(self, &wanted, &resolved_env, &placement).await?;
                 for (service, result) in made {
                     let entry = observed.services.entry(service.clone()).or_default();
                     match result {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
+use crate::resources::common::EnvVar;
 use crate::resources::sandbox::{SandboxNetwork, SandboxService};
+use crate::runtime::docker::attempt::env_pairs;
 use crate::runtime::sandbox::PublishedPort;
 use crate::runtime::sandbox::names::{
     ServicePlacement, child_name, service_container, volume_names,
@@ -29,9 +31,13 @@ pub type Made = (ContainerInfo, Vec<PublishedPort>);
 
 /// Makes the network and volumes, then each service's container (all at once).
 /// The outer error is about the network or a volume; each service has its own result.
+/// `resolved_env` is, by service name, the env with its secrets read: it goes to the
+/// container only, while its labels (the spec hash) stay those of the declared service,
+/// so that no value is hashed into a label and the service is not seen as changed.
 pub async fn make_services(
     runtime: &DockerRuntime,
     services: &[&SandboxService],
+    resolved_env: &BTreeMap<String, Vec<EnvVar>>,
     placement: &Placement<'_>,
 ) -> Result<Vec<(String, Result<Made, RuntimeError>)>, RuntimeError> {
     let private = placement.network == SandboxNetwork::Private;
@@ -47,7 +53,7 @@ pub async fn make_services(
     let results = join_all(services.iter().map(|service| async move {
         let result = async {
             runtime.ensure_image(&service.image).await?;
-            let spec = service_container(
+            let mut spec = service_container(
                 service,
                 placement.network,
                 ServicePlacement {
@@ -57,6 +63,9 @@ pub async fn make_services(
                     labels: placement.labels.clone(),
                 },
             );
+            if let Some(env) = resolved_env.get(&service.name) {
+                spec.env = env_pairs(env);
+            }
             let info = runtime.create_service(&spec).await?;
             let ports = if service.ports.is_empty() {
                 Vec::new()

@@ -89,7 +89,7 @@ async fn make_slot(
         labels: &labels,
     };
     let services: Vec<&SandboxService> = spec.services.iter().collect();
-    let made = match make_services(&docker, &services, &placement).await {
+    let made = match make_services(&docker, &services, &Default::default(), &placement).await {
         Ok(made) => made
             .into_iter()
             .map(|(service, result)| {

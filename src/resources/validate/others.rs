@@ -61,6 +61,19 @@ fn sandbox_template_spec(p: &mut Problems, spec: &SandboxTemplateSpec) {
     services(p, &spec.services);
     lifetimes(p, spec.idle_timeout_seconds, spec.ttl_seconds);
     if let Some(pool) = &spec.warm_pool {
+        // A pool's containers are made before any Sandbox claims them, so there is no
+        // moment at which to read a secret for them.
+        for (i, service) in spec.services.iter().enumerate() {
+            for (j, var) in service.env.iter().enumerate() {
+                if var.secret_ref().is_some() {
+                    p.push(
+                        format!("spec.services[{i}].env[{j}].valueFrom"),
+                        "a SandboxTemplate with a warm pool cannot read secrets: its containers are made before any sandbox claims them",
+                        "drop spec.warmPool, or move this variable to the Sandboxes' own spec.services[].env",
+                    );
+                }
+            }
+        }
         if pool.size > MAX_POOL {
             p.push(
                 "spec.warmPool.size",

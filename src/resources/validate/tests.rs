@@ -426,6 +426,30 @@ fn job_services_are_checked() {
 }
 
 #[test]
+fn env_value_and_value_from_are_exclusive_and_a_secret_ref_is_checked() {
+    let mut spec = simple_job();
+    spec["env"] =
+        json!([{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hook", "key": "token"}}}]);
+    assert_eq!(validate(&job(spec.clone())), vec![]);
+
+    spec["env"][0]["value"] = json!("literal");
+    let e = only_error(&job(spec.clone()));
+    assert_eq!(e.field, "spec.env[0]");
+    assert!(e.message.contains("both value and valueFrom"), "{e}");
+    assert!(e.fix.contains("secretKeyRef"), "{e}");
+
+    spec["env"][0]["value"] = json!("");
+    spec["env"][0]["valueFrom"]["secretKeyRef"] = json!({"name": "Hook_1", "key": ""});
+    assert_eq!(
+        fields(&job(spec)),
+        [
+            "spec.env[0].valueFrom.secretKeyRef.name",
+            "spec.env[0].valueFrom.secretKeyRef.key"
+        ]
+    );
+}
+
+#[test]
 fn workspace_defaults_resources_must_parse_and_quotas_take_runs_per_hour() {
     let obj = Object::new(
         Kind::Workspace,

@@ -340,6 +340,7 @@ mod tests {
             env: vec![EnvVar {
                 name: "A".into(),
                 value: "1".into(),
+                value_from: None,
             }],
             ports: vec![5432],
             ..Default::default()

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction, HostAlias,
-    Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
-    TCPSocketAction, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+    HostAlias, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -16,7 +16,7 @@ use crate::resources::common::Resources;
 use crate::resources::job::{JobNetwork, JobSpec, ReadinessCheck};
 use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::resources::{API_VERSION, DEFAULT_WORKSPACE, Kind, Object, keys};
-use crate::runtime::names::{STOP_GRACE_SECS, container_labels, step_env, uid8};
+use crate::runtime::names::{CONTEXT_ENV, STOP_GRACE_SECS, container_labels, step_env, uid8};
 use crate::runtime::runner::{self, COLLECTION_DIR, RunnerOptions};
 
 /// The longest pod name: a pod's hostname is its name, and a hostname is one DNS label.
@@ -159,16 +159,7 @@ pub fn build_pod(attempt: &JobAttempt<'_>) -> Pod {
                 hold_for_collection: attempt.holds_for_collection(),
             },
         )),
-        env: Some(
-            step_env(attempt.job, &spec.env, attempt.run, attempt.attempt)
-                .into_iter()
-                .map(|(name, value)| EnvVar {
-                    name,
-                    value: Some(value),
-                    ..Default::default()
-                })
-                .collect(),
-        ),
+        env: Some(step_env_vars(attempt, &spec.env)),
         working_dir: spec.working_dir.clone(),
         resources: resources(Some(&with_default_memory(
             spec.resources.as_ref(),
@@ -391,17 +382,57 @@ pub(super) fn runtime_default_seccomp() -> SeccompProfile {
     }
 }
 
+/// The steps' env on a pod: plain values and the run's context as values, and the
+/// variables read from a Secret as the pod's own `valueFrom.secretKeyRef`, so that the
+/// kubelet reads the Secret and the operator never holds its value.
+fn step_env_vars(
+    attempt: &JobAttempt<'_>,
+    env: &[crate::resources::common::EnvVar],
+) -> Vec<EnvVar> {
+    let (from_secrets, plain): (Vec<_>, Vec<_>) =
+        env.iter().cloned().partition(|e| e.secret_ref().is_some());
+    step_env(attempt.job, &plain, attempt.run, attempt.attempt)
+        .into_iter()
+        .map(|(name, value)| EnvVar {
+            name,
+            value: Some(value),
+            ..Default::default()
+        })
+        .chain(
+            from_secrets
+                .iter()
+                .filter(|e| !CONTEXT_ENV.contains(&e.name.as_str()))
+                .map(env_var),
+        )
+        .collect()
+}
+
+/// One variable as a container's: its value, or its Secret key reference.
+fn env_var(e: &crate::resources::common::EnvVar) -> EnvVar {
+    match e.secret_ref() {
+        Some(reference) => EnvVar {
+            name: e.name.clone(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: reference.name.clone(),
+                    key: reference.key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        None => EnvVar {
+            name: e.name.clone(),
+            value: Some(e.value.clone()),
+            ..Default::default()
+        },
+    }
+}
+
 /// A resource's `env` as a container's (None when empty, so that pods stay minimal).
 pub(crate) fn env_vars(env: &[crate::resources::common::EnvVar]) -> Option<Vec<EnvVar>> {
-    (!env.is_empty()).then(|| {
-        env.iter()
-            .map(|e| EnvVar {
-                name: e.name.clone(),
-                value: Some(e.value.clone()),
-                ..Default::default()
-            })
-            .collect()
-    })
+    (!env.is_empty()).then(|| env.iter().map(env_var).collect())
 }
 
 fn empty_dir(name: &str) -> Volume {

@@ -48,6 +48,7 @@ impl Fixture {
             env: vec![EnvVar {
                 name: "TARGET".into(),
                 value: "release".into(),
+                value_from: None,
             }],
             working_dir: Some("/work".into()),
             ..Default::default()
@@ -253,6 +254,7 @@ fn services_are_native_sidecars_with_startup_probes_and_host_aliases() {
                 env: vec![EnvVar {
                     name: "POSTGRES_PASSWORD".into(),
                     value: "test".into(),
+                    value_from: None,
                 }],
                 ports: vec![5432],
                 readiness: Some(ServiceReadiness {
@@ -492,4 +494,69 @@ fn long_pod_names_are_cut_to_a_dns_label_keeping_uid_run_and_attempt() {
     );
     assert_eq!(a[..40], b[..40]);
     assert_ne!(a, b);
+}
+
+/// On a cluster a secret-derived variable is the pod's own `secretKeyRef`: the kubelet
+/// reads the Secret, and the operator never holds the value (nor puts one in the pod).
+#[test]
+fn env_from_a_secret_becomes_the_pods_own_secret_key_ref() {
+    use crate::resources::common::{EnvVarSource, SecretKeySelector};
+    let reference = |name: &str| EnvVar {
+        name: name.into(),
+        value: String::new(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: SecretKeySelector {
+                name: "hook".into(),
+                key: "token".into(),
+            },
+        }),
+    };
+    let pod = Fixture::new()
+        .with(|spec| {
+            spec.env.push(reference("TOKEN"));
+            spec.services = vec![JobService {
+                name: "db".into(),
+                image: "postgres:16".into(),
+                env: vec![reference("POSTGRES_PASSWORD")],
+                ..Default::default()
+            }];
+        })
+        .pod();
+    let json = serde_json::to_value(&pod).unwrap();
+    let steps = pod.spec.as_ref().unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let token = steps
+        .iter()
+        .find(|e| e.name == "TOKEN")
+        .expect("TOKEN in the steps' env");
+    assert_eq!(token.value, None, "no value in the pod: {token:?}");
+    let selector = token
+        .value_from
+        .as_ref()
+        .and_then(|f| f.secret_key_ref.as_ref())
+        .expect("a secretKeyRef");
+    assert_eq!(selector.name, "hook");
+    assert_eq!(selector.key, "token");
+    assert_eq!(
+        selector.optional,
+        Some(false),
+        "a missing secret must not start the pod"
+    );
+    // The plain variables and the run's context are still values.
+    assert!(
+        steps
+            .iter()
+            .any(|e| e.name == "TARGET" && e.value.as_deref() == Some("release"))
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|e| e.name == "ORCAOPS_RUN" && e.value.as_deref() == Some("2"))
+    );
+    // The service (a native sidecar) reads the same way.
+    let text = json.to_string();
+    assert_eq!(text.matches("\"secretKeyRef\"").count(), 2, "{text}");
+    assert!(text.contains("\"POSTGRES_PASSWORD\""), "{text}");
 }

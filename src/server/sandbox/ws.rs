@@ -66,6 +66,7 @@ pub(super) fn parse_query(raw: Option<&str>) -> Result<WsQuery, ApiError> {
                 q.body.env.push(EnvVar {
                     name: name.into(),
                     value: value.into(),
+                    value_from: None,
                 });
             }
             "workingDir" => q.body.working_dir = Some(value.into_owned()),

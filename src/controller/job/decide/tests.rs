@@ -52,6 +52,7 @@ impl Fixture {
                 harvested: HashSet::new(),
                 running_step: None,
                 previous_runs: Vec::new(),
+                secret_missing: None,
                 now: t0(),
             },
         }
@@ -804,5 +805,53 @@ fn a_run_slower_than_its_baseline_is_anomalous_in_the_status_an_event_and_the_re
             .conditions
             .iter()
             .any(|c| c.type_ == JobConditionType::Anomalous)
+    );
+}
+
+#[test]
+fn a_missing_secret_keeps_the_job_pending_until_it_exists() {
+    let mut f = Fixture::new();
+    let message = "env TOKEN reads key token of secret hook, and there is no secret hook in namespace default; create it with kubectl create secret generic hook --from-literal=token=VALUE -n default";
+    f.obs.secret_missing = Some(message.into());
+    let d = decide(&f.obs);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.phase, JobPhase::Pending);
+    assert_eq!(d.status.total_runs, 0);
+    assert_eq!(d.status.run, None);
+    let condition = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == JobConditionType::SecretMissing)
+        .expect("a SecretMissing condition");
+    assert_eq!(condition.status, ConditionStatus::True);
+    assert_eq!(condition.message, message);
+    assert_eq!(
+        d.requeue_after,
+        Some(crate::controller::secrets::SECRET_RECHECK)
+    );
+
+    // The secret appears: the run starts, and the condition goes.
+    let mut f = f.after(&d, 2);
+    f.obs.secret_missing = None;
+    let d = decide(&f.obs);
+    assert!(
+        matches!(
+            d.actions[..],
+            [JobAction::Start {
+                run: 1,
+                attempt: 1,
+                ..
+            }]
+        ),
+        "{:?}",
+        d.actions
+    );
+    assert_eq!(d.status.phase, JobPhase::Running);
+    assert!(
+        d.status
+            .conditions
+            .iter()
+            .all(|c| c.type_ != JobConditionType::SecretMissing)
     );
 }

@@ -55,6 +55,7 @@ fn app() -> Vec<SandboxService> {
             env: vec![EnvVar {
                 name: "MODE".into(),
                 value: "dev".into(),
+                value_from: None,
             }],
             working_dir: Some("/srv".into()),
             ports: vec![ServicePort {
