@@ -84,12 +84,22 @@ async fn act_one(
                     follow::follow(ctx, &key, obj, &container, run, attempt);
                     Ok(None)
                 }
-                // The attempt could not start, and says why: a missing image, or a
-                // service that never got ready. A retry may do better.
-                Err(Start::SecretMissing(missing)) => {
-                    // Deleted since the run was decided: this attempt does not start
-                    // (never with an empty value); a retry, or the next run, waits for it.
-                    let message = format!("not started: {missing}");
+                // The attempt could not start, and says why: a missing image, a service
+                // that never got ready, or a secret deleted since the run was decided
+                // (never started with an empty value). A retry, or the next run, may do
+                // better.
+                Err(
+                    failure @ (Start::SecretMissing(_)
+                    | Start::Runtime(
+                        RuntimeError::ImageUnavailable { .. }
+                        | RuntimeError::ServiceNotReady { .. },
+                    )),
+                ) => {
+                    let message = match failure {
+                        Start::SecretMissing(missing) => format!("not started: {missing}"),
+                        Start::Runtime(e) => e.to_string(),
+                        _ => unreachable!("matched above"),
+                    };
                     warn!(reason = %message, "cannot start attempt");
                     record_without_container(
                         ctx,
@@ -104,24 +114,6 @@ async fn act_one(
                     .map(Some)
                 }
                 Err(Start::Store(e)) => Err(e.into()),
-                Err(Start::Runtime(
-                    e @ (RuntimeError::ImageUnavailable { .. }
-                    | RuntimeError::ServiceNotReady { .. }),
-                )) => {
-                    let message = e.to_string();
-                    warn!(reason = %message, "cannot start attempt");
-                    record_without_container(
-                        ctx,
-                        obj,
-                        run,
-                        attempt,
-                        container_name,
-                        AttemptOutcome::StartFailed,
-                        message,
-                    )
-                    .await
-                    .map(Some)
-                }
                 Err(Start::Runtime(e)) => Err(e.into()),
             }
         }
