@@ -103,25 +103,22 @@ fn store_error(e: crate::store::StoreError) -> ApiError {
         kind: "secrets".into(),
         causes: vec![],
     };
+    // Kubernetes' own wording: `secrets "hook" not found`.
+    let refused = |code, reason, name: &str, what: &str| {
+        let mut err = ApiError::new(code, reason, format!("secrets \"{name}\" {what}"));
+        err.details = details(name);
+        err
+    };
     match &e {
         StoreError::SecretNotFound { name, .. } => {
-            let mut err = ApiError::new(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("secrets \"{name}\" not found"),
-            );
-            err.details = details(name);
-            err
+            refused(StatusCode::NOT_FOUND, "NotFound", name, "not found")
         }
-        StoreError::SecretExists { name, .. } => {
-            let mut err = ApiError::new(
-                StatusCode::CONFLICT,
-                "AlreadyExists",
-                format!("secrets \"{name}\" already exists"),
-            );
-            err.details = details(name);
-            err
-        }
+        StoreError::SecretExists { name, .. } => refused(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            name,
+            "already exists",
+        ),
         StoreError::SecretConflict { .. } => {
             ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
         }

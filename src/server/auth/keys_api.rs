@@ -221,17 +221,22 @@ async fn create(
         }
     };
     may_manage(&auth, &who, workspace.as_deref()).await?;
-    if let Some(ws) = &workspace
-        && auth.role(ws, &body.member).await?.is_none()
-    {
-        return Err(invalid(
-            "member",
-            format!(
-                "member: {:?} is not in spec.members of Workspace {ws}; add it there with a role (admin, developer or viewer) first",
-                body.member
-            ),
-        ));
-    }
+    // The member's role, which the answer shows; a key for someone not listed is refused.
+    let role = match &workspace {
+        Some(ws) => match auth.role(ws, &body.member).await? {
+            Some(role) => Some(role),
+            None => {
+                return Err(invalid(
+                    "member",
+                    format!(
+                        "member: {:?} is not in spec.members of Workspace {ws}; add it there with a role (admin, developer or viewer) first",
+                        body.member
+                    ),
+                ));
+            }
+        },
+        None => None,
+    };
     let expires_at = expiry("expires", body.expires.as_deref())?;
     let new = token::generate();
     let key = StoredKey {
@@ -250,9 +255,8 @@ async fn create(
     tracing::info!(id = %key.id, workspace = ?key.workspace, member = %key.member, by = %who.key_id, "API key created");
     let mut answer = key_json(&key);
     answer["key"] = Value::String(new.token);
-    if let Some(ws) = &key.workspace {
-        let role = auth.role(ws, &key.member).await?;
-        answer["role"] = json!(role.map(role_str));
+    if let Some(role) = role {
+        answer["role"] = json!(role_str(role));
     }
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
