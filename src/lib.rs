@@ -9,6 +9,7 @@ pub mod kubeapi;
 pub mod mcp;
 pub mod metrics;
 pub mod operator;
+pub mod policy;
 pub mod records;
 pub mod resources;
 pub mod runtime;

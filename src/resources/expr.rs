@@ -438,3 +438,82 @@ pub use limits::{MAX_BYTES, MAX_COST};
 
 #[cfg(test)]
 mod tests;
+
+/// The names a Policy rule may use: the object written, and the one it replaces (null
+/// on create).
+pub const POLICY_ROOTS: [&str; 2] = ["object", "oldObject"];
+
+/// A Policy's CEL rule (`spec.rules[].expression`), compiled once and evaluated on
+/// every write it covers.
+#[derive(Clone, Debug)]
+pub struct PolicyRule {
+    source: String,
+    program: std::sync::Arc<Program>,
+}
+
+impl PolicyRule {
+    /// Compiles `source` within the limits, and checks that it names only `object` and
+    /// `oldObject`.
+    pub fn compile(source: &str) -> Result<PolicyRule, ExprError> {
+        let (program, refs) = limits::on_cel_stack(|| {
+            let program = compile(source)?;
+            let mut refs = Vec::new();
+            references(program.expression(), &mut Vec::new(), &mut refs);
+            Ok::<_, ExprError>((program, refs))
+        })
+        .map_err(|e| ExprError::new(format!("`{source}`: {e}"), "simplify the expression"))??;
+        for path in refs {
+            if !POLICY_ROOTS.contains(&path[0].as_str()) {
+                return Err(ExprError::new(
+                    format!(
+                        "`{source}` names `{}`, which a policy rule cannot see",
+                        path[0]
+                    ),
+                    "a rule sees `object` (what is written) and `oldObject` (what it replaces, null on create), such as object.spec.timeoutSeconds <= 600",
+                ));
+            }
+        }
+        Ok(PolicyRule {
+            source: source.to_string(),
+            program: std::sync::Arc::new(program),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the rule allows `object` (replacing `old`); an expression that is not a
+    /// boolean, or fails (a missing field), is an error that says so. Call it on the CEL
+    /// stack ([`on_cel_stack`]), once for a whole batch of rules.
+    pub fn allows(
+        &self,
+        object: &serde_json::Value,
+        old: &serde_json::Value,
+    ) -> Result<bool, String> {
+        let mut ctx = Context::default();
+        ctx.add_variable_from_value(
+            "object",
+            cel::to_value(object.clone()).expect("JSON is a CEL value"),
+        );
+        ctx.add_variable_from_value(
+            "oldObject",
+            cel::to_value(old.clone()).expect("JSON is a CEL value"),
+        );
+        match self.program.execute(&ctx) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "`{}` gave {}, not true or false",
+                self.source,
+                display(&other).unwrap_or_else(|| format!("{other:?}"))
+            )),
+            Err(e) => Err(format!("`{}` cannot be evaluated: {e}", self.source)),
+        }
+    }
+}
+
+/// Runs `work` on a thread whose stack is deep enough for any expression the parser
+/// admits (one thread for a batch of evaluations, not one each).
+pub fn on_cel_stack<T: Send>(work: impl FnOnce() -> T + Send) -> Result<T, String> {
+    limits::on_cel_stack(work)
+}

@@ -6,7 +6,8 @@ use super::{
     CheckSpec, MAX_NAME, Problems, absolute_path, dns_label, env_vars, resources, seconds,
 };
 use crate::resources::common::Resources;
-use crate::resources::policy::{PatternRule, PolicySpec};
+use crate::resources::expr::PolicyRule;
+use crate::resources::policy::{NetworkRule, PatternRule, PolicySpec};
 use crate::resources::quantity;
 use crate::resources::sandbox::{HealthCheck, SandboxService, SandboxSpec, SandboxTemplateSpec};
 use crate::resources::workspace::WorkspaceSpec;
@@ -335,8 +336,46 @@ fn policy_spec(p: &mut Problems, spec: &PolicySpec) {
             );
         }
     }
-    patterns(p, "spec.images", spec.images.as_ref());
-    patterns(p, "spec.commands", spec.commands.as_ref());
+    if let Some(images) = &spec.images {
+        pattern_lists(
+            p,
+            "spec.images",
+            &[("allow", &images.allow), ("deny", &images.deny)],
+        );
+        for (i, registry) in images.registries.iter().enumerate() {
+            if registry.trim().is_empty() || registry.contains('/') {
+                p.push(
+                    format!("spec.images.registries[{i}]"),
+                    format!("\"{registry}\" is not a registry host"),
+                    "write a host, with its port if any, such as \"ghcr.io\" or \"registry.internal:5000\"",
+                );
+            }
+        }
+    }
+    if let Some(commands) = &spec.commands {
+        patterns(p, "spec.commands", commands);
+    }
+    if let Some(NetworkRule::Modes(modes)) = &spec.allow_network {
+        for (i, mode) in modes.iter().enumerate() {
+            if !NetworkRule::MODES.contains(&mode.as_str()) {
+                p.push(
+                    format!("spec.allowNetwork[{i}]"),
+                    format!("\"{mode}\" is not a network mode"),
+                    "use none, private or bridge (or write true or false)",
+                );
+            }
+        }
+    }
+    for (i, label) in spec.required_labels.iter().enumerate() {
+        let key = label.split_once('=').map_or(label.as_str(), |(k, _)| k);
+        if key.trim().is_empty() {
+            p.push(
+                format!("spec.requiredLabels[{i}]"),
+                "the label key is empty",
+                "write a key (\"team\") or a key and value (\"env=prod\")",
+            );
+        }
+    }
     if let Some(cpu) = &spec.max_cpu
         && let Err(e) = quantity::parse_cpu_millis(cpu)
     {
@@ -378,6 +417,8 @@ fn policy_spec(p: &mut Problems, spec: &PolicySpec) {
                 "the expression is empty",
                 "write a CEL expression over `object` that is true when allowed",
             );
+        } else if let Err(e) = PolicyRule::compile(&rule.expression) {
+            p.push(format!("{field}.expression"), e.message, e.fix);
         }
         if rule.message.trim().is_empty() {
             p.push(
@@ -389,9 +430,12 @@ fn policy_spec(p: &mut Problems, spec: &PolicySpec) {
     }
 }
 
-fn patterns(p: &mut Problems, field: &str, rule: Option<&PatternRule>) {
-    let Some(rule) = rule else { return };
-    for (list, patterns) in [("allow", &rule.allow), ("deny", &rule.deny)] {
+fn patterns(p: &mut Problems, field: &str, rule: &PatternRule) {
+    pattern_lists(p, field, &[("allow", &rule.allow), ("deny", &rule.deny)]);
+}
+
+fn pattern_lists(p: &mut Problems, field: &str, lists: &[(&str, &Vec<String>)]) {
+    for (list, patterns) in lists {
         for (i, pattern) in patterns.iter().enumerate() {
             if pattern.trim().is_empty() {
                 p.push(
