@@ -10,6 +10,8 @@
 //! - `store` never reaches `controller` or `runtime` (nor anything above them);
 //! - `runtime` owns what it runs and reaches none of `controller`, `store`, `server`, `cli`;
 //! - controllers know no HTTP, CLI or process wiring: no `server`, `cli`, `operator`, `mcp`;
+//! - `policy` (what Policies find in an object) reads `store` and `resources` only, so
+//!   every door (the REST handlers, the folder, `sync`, the controllers) can share it;
 //! - `server` handlers see traits, never Docker or pods (`DockerRuntime`, `PodRuntime`,
 //!   `runtime::docker`, `runtime::pod`);
 //! - `mcp` shares the `client` module with the CLI and never reaches into `cli`.
@@ -34,11 +36,13 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "client",
             "kubeapi",
             "metrics",
+            "policy",
         ],
     ),
     (
         "store",
         &[
+            "policy",
             "controller",
             "runtime",
             "server",
@@ -51,6 +55,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     (
         "runtime",
         &[
+            "policy",
             "controller",
             "store",
             "server",
@@ -63,6 +68,19 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     (
         "controller",
         &["server", "cli", "operator", "mcp", "client"],
+    ),
+    (
+        "policy",
+        &[
+            "controller",
+            "runtime",
+            "server",
+            "cli",
+            "mcp",
+            "operator",
+            "source",
+            "client",
+        ],
     ),
     ("mcp", &["cli"]),
     (

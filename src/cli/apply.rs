@@ -108,6 +108,7 @@ pub async fn apply(client: &ApiClient, args: ApplyArgs) -> Result<u8, ClientErro
         eprintln!("error: {e}");
     }
     let mut failed = !errors.is_empty();
+    let mut refused = false;
     for obj in &objects {
         match client.apply(obj).await {
             Ok((_, outcome)) => println!(
@@ -116,6 +117,14 @@ pub async fn apply(client: &ApiClient, args: ApplyArgs) -> Result<u8, ClientErro
                 obj.metadata.name
             ),
             Err(e @ ClientError::Unreachable(_)) => return Err(e),
+            Err(ClientError::Policy(message)) => {
+                eprintln!(
+                    "error: {}.orcaops.dev/{}: {message}",
+                    obj.kind.singular(),
+                    obj.metadata.name
+                );
+                refused = true;
+            }
             Err(e) => {
                 eprintln!(
                     "error: {}.orcaops.dev/{}: {e}",
@@ -129,5 +138,12 @@ pub async fn apply(client: &ApiClient, args: ApplyArgs) -> Result<u8, ClientErro
     if objects.is_empty() && errors.is_empty() {
         return Err(ClientError::usage("no objects found in the given files"));
     }
-    Ok(if failed { exit::USAGE } else { exit::OK })
+    // A policy's refusal says so in the exit code (4), unless something else failed too.
+    Ok(if failed {
+        exit::USAGE
+    } else if refused {
+        exit::POLICY
+    } else {
+        exit::OK
+    })
 }

@@ -14,6 +14,7 @@ mod limits;
 mod mcp;
 mod operator;
 mod output;
+mod policy;
 mod run;
 mod serve;
 mod sync;
@@ -174,6 +175,9 @@ pub enum Command {
     /// API keys: create, list, revoke and rotate the keys of a workspace's members.
     #[command(after_help = key::AFTER_HELP)]
     Key(key::KeyArgs),
+    /// Policies: what they found (`report`), and what they say of files (`test`).
+    #[command(after_help = policy::AFTER_HELP)]
+    Policy(policy::PolicyArgs),
     /// Every run of a job or a workflow, or with --all the runs of every job, searched.
     #[command(after_help = history::AFTER_HELP)]
     History(history::HistoryArgs),
@@ -314,6 +318,7 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         Command::Start(t) => sandbox_state(&client()?, &t, "start").await,
         Command::History(args) => history::history(&client()?, args).await,
         Command::Key(args) => key::key(&client()?, args).await,
+        Command::Policy(args) => policy::policy(&client()?, args).await,
         Command::Anomalies(args) => anomalies::anomalies(&client()?, args).await,
         Command::Diff(args) => compare::diff_job(&client()?, args).await,
         Command::Stats(args) => compare::stats_job(&client()?, args).await,

@@ -177,8 +177,10 @@ impl LocalMode {
             docker: runtime,
         };
         let ctx = Context::with_limits(&backend, limits);
+        let policies = ctx.policies.clone();
         let state = AppState {
             objects: ctx.store.clone(),
+            policies: policies.clone(),
             records: ctx.records.clone(),
             sandboxes: backend.sandbox_io(),
             activity: ctx.activity.clone(),
@@ -192,7 +194,8 @@ impl LocalMode {
             shutdown.clone(),
         )));
         if let Some(dir) = dir {
-            let source = FolderSource::new(dir, std::sync::Arc::new(store.clone()));
+            let source = FolderSource::new(dir, std::sync::Arc::new(store.clone()))
+                .with_policies(policies, crate::policy::Door::Folder);
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = source.run(token).await {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +72,12 @@ pub async fn sync(args: SyncArgs) -> Result<u8, ClientError> {
         .check_access()
         .await
         .map_err(|e| access_error(&cluster, e))?;
-    let source = FolderSource::new(args.dir.clone(), Arc::new(store))
+    let store: Arc<dyn crate::store::ObjectStore> = Arc::new(store);
+    // The cluster's admission webhook is the authority; reviewing here too names the file
+    // in the refusal, and reads the cluster's Policies at most every 10 s.
+    let policies = crate::policy::Policies::polling(store.clone(), Duration::from_secs(10));
+    let source = FolderSource::new(args.dir.clone(), store)
+        .with_policies(policies, crate::policy::Door::Sync)
         .with_namespace(args.namespace)
         .with_prune(!args.no_prune);
     if args.once {

@@ -16,6 +16,9 @@ pub struct ApiClient {
     base: String,
     http: reqwest::Client,
     credentials: Credentials,
+    /// Where the `Warning` headers of answers go: None prints them to stderr (the CLI, as
+    /// kubectl does); Some keeps them for the caller to take (`policy test`, MCP tools).
+    warnings: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 /// The API key a client sends.
@@ -73,7 +76,23 @@ impl ApiClient {
             base,
             http,
             credentials: Credentials::Local(Default::default()),
+            warnings: None,
         })
+    }
+
+    /// This client keeping the `Warning` headers of answers (a Warn policy's findings)
+    /// for [`take_warnings`](Self::take_warnings) instead of printing them.
+    pub fn keeping_warnings(mut self) -> Self {
+        self.warnings = Some(Default::default());
+        self
+    }
+
+    /// The warnings kept since the last call (none when they are printed).
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.warnings
+            .as_ref()
+            .map(|w| std::mem::take(&mut *w.lock().expect("warnings lock")))
+            .unwrap_or_default()
     }
 
     /// This client with `token` as its key (`--token`, `ORCAOPS_TOKEN`); None keeps
@@ -171,6 +190,7 @@ impl ApiClient {
                 .body(body);
         }
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        self.warn(response.headers());
         if response.status().is_success() {
             return Ok(response);
         }
@@ -267,11 +287,25 @@ impl ApiClient {
 
     /// Server-side apply of one object; returns the stored object and what happened.
     pub async fn apply(&self, obj: &Object) -> Result<(Object, String), ClientError> {
+        self.apply_with(obj, false).await
+    }
+
+    /// Server-side apply; with `dry_run`, everything is checked (validation, policies)
+    /// and nothing is written: the answer is what would be stored.
+    pub async fn apply_with(
+        &self,
+        obj: &Object,
+        dry_run: bool,
+    ) -> Result<(Object, String), ClientError> {
         let body = serde_json::to_vec(obj).expect("objects serialize");
+        let mut path = object_path(&obj.key());
+        if dry_run {
+            path.push_str("?dryRun=All");
+        }
         let response = self
             .request(
                 Method::PATCH,
-                &object_path(&obj.key()),
+                &path,
                 Some(("application/apply-patch+yaml", body)),
             )
             .await?;
@@ -329,4 +363,43 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+impl ApiClient {
+    /// Prints each `Warning` header of an answer (a Warn policy's finding) to stderr, as
+    /// kubectl does (`Warning: <text>`), or keeps it (see `keeping_warnings`).
+    fn warn(&self, headers: &reqwest::header::HeaderMap) {
+        for value in headers.get_all(reqwest::header::WARNING) {
+            let Ok(text) = value.to_str() else { continue };
+            let text = warning_text(text);
+            match &self.warnings {
+                Some(kept) => kept.lock().expect("warnings lock").push(text),
+                None => eprintln!("Warning: {text}"),
+            }
+        }
+    }
+}
+
+/// The text of a `Warning: 299 - "text"` header.
+pub fn warning_text(header: &str) -> String {
+    let rest = header.trim();
+    let rest = rest
+        .strip_prefix("299")
+        .map(str::trim_start)
+        .unwrap_or(rest);
+    let rest = rest.strip_prefix('-').map(str::trim_start).unwrap_or(rest);
+    let Some(quoted) = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return rest.to_string();
+    };
+    // A backslash quotes the character after it (RFC 7230's quoted-pair).
+    let mut text = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        text.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
+    }
+    text
 }

@@ -2,7 +2,7 @@
 //! the CLI ends with, so callers match on what happened instead of reading flags.
 
 use super::exit;
-use crate::server::Status;
+use crate::server::{POLICY_VIOLATION, Status};
 
 #[derive(thiserror::Error, Debug)]
 pub enum ClientError {
@@ -24,6 +24,9 @@ pub enum ClientError {
     /// What was asked for ended badly (a job deleted while it ran): exit 2.
     #[error("{0}")]
     Failed(String),
+    /// A policy refused the write (a 403 whose causes are policy violations): exit 4.
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl ClientError {
@@ -37,6 +40,14 @@ impl ClientError {
 
     /// The error for a refused request: the server's `Status` message, by its HTTP code.
     pub fn from_status(code: u16, status: Status) -> Self {
+        let by_policy = status
+            .details
+            .causes
+            .iter()
+            .any(|c| c.reason == POLICY_VIOLATION);
+        if code == 403 && by_policy {
+            return ClientError::Policy(status.message);
+        }
         ClientError::refused(code, status.message)
     }
 
@@ -54,6 +65,7 @@ impl ClientError {
         match self {
             ClientError::Unreachable(_) => exit::UNREACHABLE,
             ClientError::Failed(_) => exit::FAILED,
+            ClientError::Policy(_) => exit::POLICY,
             // The server refusing a request is, for the CLI, a usage error: what was
             // asked for does not exist or is not allowed.
             ClientError::Usage(_)

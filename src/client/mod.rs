@@ -12,7 +12,7 @@ mod watch;
 pub mod wire;
 pub mod workflow;
 
-pub use api::{ApiClient, collection_path, object_path, urlencode};
+pub use api::{ApiClient, collection_path, object_path, urlencode, warning_text};
 pub use error::ClientError;
 pub use watch::{Change, ResumingWatch};
 

@@ -338,6 +338,7 @@ mod tests {
             shutdown: shutdown.clone(),
             leading: None,
             metrics: Default::default(),
+            policies: crate::policy::Policies::watching(Arc::new(store.clone())),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = ApiClient::new(&format!("http://{}", listener.local_addr().unwrap())).unwrap();

@@ -41,6 +41,16 @@ impl Backend {
         }
     }
 
+    /// The Policies every door reviews writes against. On one machine they are followed
+    /// live from the store; on a cluster the API server's admission webhook enforces
+    /// them, so the operator's own reviews are off (and add no requests to the API).
+    pub fn policies(&self) -> Arc<crate::policy::Policies> {
+        match self {
+            Backend::Local { .. } => crate::policy::Policies::watching(self.objects()),
+            Backend::Cluster { .. } => crate::policy::Policies::disabled(self.objects()),
+        }
+    }
+
     /// Run and attempt records, logs and artifacts: the local data dir in both modes
     /// (a cluster object keeps only recent history).
     pub fn records(&self) -> LocalStore {

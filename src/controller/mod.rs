@@ -4,6 +4,7 @@
 
 pub mod activity;
 mod backend;
+pub mod blocked;
 pub mod event;
 pub mod finalizer;
 pub mod job;
@@ -62,6 +63,8 @@ impl ControllerError {
 pub struct Context {
     /// The objects: the local store, or the Kubernetes API.
     pub store: Arc<dyn ObjectStore>,
+    /// The live policies: a Job or Sandbox they refuse is not started (`Blocked`).
+    pub policies: Arc<crate::policy::Policies>,
     /// Run and attempt records (and the data dir of logs and artifacts): the local
     /// store's database in both modes, since the cluster keeps only recent history.
     pub records: LocalStore,
@@ -128,6 +131,7 @@ impl Context {
             metrics.register_docker_calls(docker.call_latency());
         }
         let ctx = Arc::new(Context {
+            policies: backend.policies(),
             store: backend.objects(),
             records: backend.records(),
             jobs: backend.jobs(),
@@ -292,6 +296,7 @@ fn on_change(ctx: &Arc<Context>, event: WatchEvent) {
         ctx.metrics.object_changed(&event.object);
     }
     workspace::wake::on_change(ctx, &event);
+    blocked::on_change(ctx, &event);
     match key.kind {
         Kind::Job if deleted => {
             let ctx = Arc::clone(ctx);

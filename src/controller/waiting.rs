@@ -191,6 +191,7 @@ pub fn is_job_wait(condition: &Condition<JobConditionType>) -> bool {
         JobConditionType::RuntimeUnavailable
             | JobConditionType::ContainerLimitReached
             | JobConditionType::QuotaExceeded
+            | JobConditionType::Blocked
     )
 }
 
@@ -201,6 +202,7 @@ pub fn is_sandbox_wait(condition: &Condition<SandboxConditionType>) -> bool {
         SandboxConditionType::RuntimeUnavailable
             | SandboxConditionType::ContainerLimitReached
             | SandboxConditionType::QuotaExceeded
+            | SandboxConditionType::Blocked
     )
 }
 

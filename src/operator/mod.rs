@@ -135,6 +135,7 @@ pub async fn run(
         Some(addr) => {
             let state = AppState {
                 objects: ctx.store.clone(),
+                policies: ctx.policies.clone(),
                 records: ctx.records.clone(),
                 sandboxes: backend.sandbox_io(),
                 activity: ctx.activity.clone(),
@@ -336,8 +337,10 @@ mod tests {
         let shutdown = CancellationToken::new();
         let (_lead, leading) = watch::channel(true);
         let pods = PodRuntime::new(store.client().clone());
+        let objects: Arc<dyn crate::store::ObjectStore> = Arc::new(store);
         let state = AppState {
-            objects: Arc::new(store),
+            policies: crate::policy::Policies::disabled(objects.clone()),
+            objects,
             records,
             sandboxes: Arc::new(pods),
             activity: crate::controller::activity::SandboxActivity::new(),

@@ -187,6 +187,9 @@ impl PolicySet {
 /// The live policy set of a store, and the reports of what it finds.
 pub struct Policies {
     store: Arc<dyn ObjectStore>,
+    /// False on a cluster, where the API server's admission (and the operator's
+    /// controllers through it) is where policies are to be enforced: nothing is reviewed.
+    enabled: bool,
     cache: tokio::sync::Mutex<Cache>,
     reports: Mutex<report::Pending>,
     flusher: OnceLock<()>,
@@ -197,6 +200,9 @@ struct Cache {
     /// spec changed makes the set stale. None: read once, never refreshed (`sync`).
     feed: Option<broadcast::Receiver<WatchEvent>>,
     stale: bool,
+    /// Without a feed: how long a set read from the store is used.
+    max_age: Option<Duration>,
+    built: std::time::Instant,
     set: Arc<PolicySet>,
     /// The generation of each Policy and Workspace the set was built from: a status
     /// write (reports, usage) does not make it stale.
@@ -211,10 +217,24 @@ impl Policies {
         Self::with_feed(store, Some(feed))
     }
 
-    /// The policies of `store` as they are at the first review, not followed after (a
-    /// one-shot `sync`).
-    pub fn snapshot(store: Arc<dyn ObjectStore>) -> Arc<Policies> {
-        Self::with_feed(store, None)
+    /// The policies of `store`, read again when the last read is older than `every`:
+    /// for a store whose watch would cost requests of its own (`orcaops sync` against a
+    /// cluster).
+    pub fn polling(store: Arc<dyn ObjectStore>, every: Duration) -> Arc<Policies> {
+        let mut policies = Self::with_feed(store, None);
+        Arc::get_mut(&mut policies)
+            .expect("just made")
+            .cache
+            .get_mut()
+            .max_age = Some(every);
+        policies
+    }
+
+    /// Reviews nothing: for a store whose own admission enforces policies (a cluster).
+    pub fn disabled(store: Arc<dyn ObjectStore>) -> Arc<Policies> {
+        let mut policies = Self::with_feed(store, None);
+        Arc::get_mut(&mut policies).expect("just made").enabled = false;
+        policies
     }
 
     fn with_feed(
@@ -222,10 +242,13 @@ impl Policies {
         feed: Option<broadcast::Receiver<WatchEvent>>,
     ) -> Arc<Policies> {
         Arc::new(Policies {
+            enabled: true,
             store,
             cache: tokio::sync::Mutex::new(Cache {
                 feed,
                 stale: true,
+                max_age: None,
+                built: std::time::Instant::now(),
                 set: Arc::new(PolicySet::default()),
                 generations: HashMap::new(),
             }),
@@ -250,14 +273,21 @@ impl Policies {
                 .collect();
             cache.set = Arc::new(PolicySet::build(&policies, &workspaces));
             cache.stale = false;
+            cache.built = std::time::Instant::now();
         }
         Ok(Arc::clone(&cache.set))
+    }
+
+    /// Whether reviews look at anything (false on a cluster): a door that needs to read
+    /// the stored object only for the review skips the read.
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// What the live policies find in `obj`, replacing `old` (None: a create). Records
     /// nothing: see [`Policies::record`].
     pub async fn review(&self, obj: &Object, old: Option<&Object>) -> Result<Review> {
-        if !eval::covers(obj.kind) {
+        if !self.enabled || !eval::covers(obj.kind) {
             return Ok(Review::default());
         }
         Ok(self.current().await?.review(obj, old))
@@ -314,6 +344,9 @@ impl Cache {
     /// moved (or that came or went), or a feed that lost changes, makes the set stale.
     fn drain(&mut self) {
         let Some(feed) = self.feed.as_mut() else {
+            if self.max_age.is_some_and(|age| self.built.elapsed() >= age) {
+                self.stale = true;
+            }
             return;
         };
         loop {

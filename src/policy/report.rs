@@ -164,7 +164,9 @@ fn add_entry(report: &mut ViolationReport, entry: ViolationEntry) {
         None => entry.count,
     };
     report.recent.insert(0, ViolationEntry { count, ..entry });
-    report.recent.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    report
+        .recent
+        .sort_by_key(|b| std::cmp::Reverse(b.last_seen));
     report.recent.truncate(ViolationReport::RECENT);
 }
 

@@ -327,6 +327,10 @@ pub enum JobConditionType {
     /// The workspace's quotas (`Workspace.spec.quotas`) have no room for this run: it
     /// stays Pending and starts when room frees up, in the order the jobs were created.
     QuotaExceeded,
+    /// A policy (an Enforce `Policy` covering the Job's workspace) refuses what the
+    /// attempt would run: it stays Pending until the policy or the Job changes. The
+    /// message names the policy, the rule, the field and the fix.
+    Blocked,
     /// The last run finished unlike the runs before it (see `status.anomalies`).
     Anomalous,
     /// An `env[].valueFrom.secretKeyRef` names a Secret or key that does not exist: no

@@ -217,6 +217,9 @@ pub enum SandboxConditionType {
     /// The workspace's quotas (`Workspace.spec.quotas`) have no room for this sandbox: it
     /// stays Pending and starts when room frees up, in the order the sandboxes were created.
     QuotaExceeded,
+    /// A policy (an Enforce `Policy` covering the Sandbox's workspace) refuses it: it
+    /// stays Pending until the policy or the Sandbox changes.
+    Blocked,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -36,8 +36,10 @@ async fn replica() -> (Replica, MockApi) {
     let records = LocalStore::open(data.path()).await.unwrap();
     let (lead, leading) = watch::channel(true);
     let pods = crate::runtime::PodRuntime::new(store.client().clone());
+    let objects: std::sync::Arc<dyn crate::store::ObjectStore> = std::sync::Arc::new(store);
     let state = AppState {
-        objects: std::sync::Arc::new(store),
+        policies: crate::policy::Policies::disabled(objects.clone()),
+        objects,
         records: records.clone(),
         sandboxes: std::sync::Arc::new(pods),
         activity: SandboxActivity::new(),

@@ -45,6 +45,10 @@ pub struct Status {
     pub code: u16,
 }
 
+/// The reason of each cause of a policy's refusal (a 403 `Status`, reason `Forbidden`):
+/// what tells the CLI to exit 4.
+pub const POLICY_VIOLATION: &str = "PolicyViolation";
+
 #[derive(Debug)]
 pub struct ApiError {
     pub code: StatusCode,

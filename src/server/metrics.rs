@@ -64,6 +64,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let state = AppState {
             objects: Arc::new(store.clone()),
+            policies: crate::policy::Policies::watching(Arc::new(store.clone())),
             records: store,
             sandboxes: Arc::new(crate::runtime::PodRuntime::new(
                 crate::kubeapi::mock::mock_client().0,

@@ -17,6 +17,7 @@ mod metrics;
 mod objects;
 mod openapi;
 mod patch;
+mod policy;
 mod sandbox;
 mod search;
 mod secrets;
@@ -41,7 +42,7 @@ use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
-pub use error::{ApiError, Status, StatusCause, StatusDetails};
+pub use error::{ApiError, POLICY_VIOLATION, Status, StatusCause, StatusDetails};
 pub use guard::{Access, AccessError};
 pub use layers::REQUEST_TIMEOUT;
 pub use metrics::scrape;
@@ -92,6 +93,9 @@ pub struct AppState {
     pub leading: Option<tokio::sync::watch::Receiver<bool>>,
     /// What `/metrics` exports: the controllers' metrics, and the API's requests.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The live policies every write is reviewed against (shared with the folder and
+    /// the controllers).
+    pub policies: Arc<crate::policy::Policies>,
 }
 
 /// What run records, logs and artifacts answer on a replica that does not lead.
@@ -110,8 +114,10 @@ impl AppState {
         shutdown: CancellationToken,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
+        let objects: Arc<dyn ObjectStore> = Arc::new(store.clone());
         AppState {
-            objects: Arc::new(store.clone()),
+            policies: crate::policy::Policies::watching(objects.clone()),
+            objects,
             records: store,
             sandboxes: Arc::new(sandboxes),
             activity,

@@ -12,10 +12,11 @@ use serde_json::Value;
 use super::auth::{CREATED_BY, Identity};
 use super::list::ListQuery;
 use super::patch::{self, PatchKind};
+use super::policy::police;
 use super::{AppState, error::ApiError};
 use crate::resources::parse::parse_documents;
 use crate::resources::{Kind, Object, ObjectKey};
-use crate::store::StoreError;
+use crate::store::{StoreError, Write};
 
 pub(super) fn kind_for(plural: &str) -> Result<Kind, ApiError> {
     Kind::ALL
@@ -92,11 +93,16 @@ impl WriteQuery {
     /// Refuses what orcaops cannot honour, so that nothing is written that the client did
     /// not mean to write. Field validation is always strict (unknown fields are errors with
     /// the folder source's messages), which satisfies every directive a client may send.
+    /// `dryRun` takes `All` (everything is checked, policies included, and nothing is
+    /// written), as in Kubernetes.
     fn check(&self) -> Result<(), ApiError> {
-        if self.dry_run.as_deref().is_some_and(|d| !d.is_empty()) {
-            return Err(ApiError::bad_request(
-                "dryRun is not supported by orcaops yet; nothing was changed (drop --dry-run=server, or use --dry-run=client)",
-            ));
+        match self.dry_run.as_deref() {
+            None | Some("" | "All") => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid dryRun value \"{other}\"; the only one is All (nothing was changed)"
+                )));
+            }
         }
         match self.field_validation.as_deref() {
             None | Some("" | "Strict" | "Warn" | "Ignore") => Ok(()),
@@ -104,6 +110,11 @@ impl WriteQuery {
                 "invalid field validation directive: \"{other}\"; use Strict, Warn or Ignore (orcaops always validates strictly)"
             ))),
         }
+    }
+
+    /// `dryRun=All`: check everything, write nothing.
+    fn dry_run(&self) -> bool {
+        self.dry_run.as_deref() == Some("All")
     }
 }
 
@@ -329,8 +340,13 @@ async fn create(
     let assigned = std::mem::take(&mut obj.metadata.resource_version);
     carry_server_metadata(&mut obj, &raw)?;
     obj.metadata.resource_version = assigned;
-    let created = state.objects.create(obj).await?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    let warnings = police(&state, &obj, None, query.dry_run()).await?;
+    let created = if query.dry_run() {
+        state.objects.preview(Write::Create(obj)).await?
+    } else {
+        state.objects.create(obj).await?
+    };
+    Ok(warnings.attach((StatusCode::CREATED, Json(created)).into_response()))
 }
 
 pub(super) async fn patch_cluster(
@@ -373,7 +389,8 @@ async fn patch(
     query.check()?;
     let kind = patch::patch_kind(&headers)?;
     if kind == PatchKind::Apply {
-        return server_side_apply(&state, &plural, ns.as_deref(), &name, who.as_ref(), &body).await;
+        let (ns, who, dry_run) = (ns.as_deref(), who.as_ref(), query.dry_run());
+        return server_side_apply(&state, &plural, ns, &name, who, &body, dry_run).await;
     }
     let key = key_for(&plural, ns.as_deref(), &name)?;
     // Without a resourceVersion in the patch, a conflict with a concurrent writer (often
@@ -405,9 +422,14 @@ async fn patch(
             Some(&name),
         )?;
         carry_server_metadata(&mut obj, &value)?;
+        let warnings = police(&state, &obj, Some(&stored), query.dry_run()).await?;
+        if query.dry_run() {
+            let preview = state.objects.preview(Write::Replace(obj)).await?;
+            return Ok(warnings.attach(Json(preview).into_response()));
+        }
         match state.objects.replace(obj).await {
             Err(crate::store::StoreError::Conflict { .. }) if !pinned && attempts < 5 => continue,
-            result => return Ok(Json(result?).into_response()),
+            result => return Ok(warnings.attach(Json(result?).into_response())),
         }
     }
 }
@@ -420,16 +442,18 @@ async fn server_side_apply(
     name: &str,
     who: Option<&Identity>,
     body: &Bytes,
+    dry_run: bool,
 ) -> Result<Response, ApiError> {
     let mut obj = admit(body, plural, ns, Some(name))?;
     // An apply that creates marks the creator; one that updates keeps the mark it has.
     // (Without a caller, as in the handlers' own tests, there is nothing to mark.)
-    let stored = match who {
-        Some(_) => state.objects.get(&obj.key()).await?,
-        None => None,
+    let stored = match who.is_some() || state.policies.enabled() {
+        true => state.objects.get(&obj.key()).await?,
+        false => None,
     };
-    match stored {
+    match &stored {
         None => mark_creator(&mut obj, who),
+        Some(_) if who.is_none() => {}
         Some(stored) => match stored.metadata.annotations.get(CREATED_BY) {
             Some(creator) => {
                 obj.metadata
@@ -440,6 +464,16 @@ async fn server_side_apply(
                 obj.metadata.annotations.remove(CREATED_BY);
             }
         },
+    }
+    let warnings = police(state, &obj, stored.as_ref(), dry_run).await?;
+    if dry_run {
+        let preview = state.objects.preview(Write::Apply(obj)).await?;
+        // A new object has no resourceVersion until it is stored.
+        let code = match preview.metadata.resource_version.is_empty() {
+            true => StatusCode::CREATED,
+            false => StatusCode::OK,
+        };
+        return Ok(warnings.attach((code, Json(preview)).into_response()));
     }
     let (outcome, obj) = state.objects.apply(obj).await?;
     let code = if outcome == crate::store::ApplyOutcome::Created {
@@ -454,7 +488,7 @@ async fn server_side_apply(
     {
         response.headers_mut().insert("x-orcaops-apply", h);
     }
-    Ok(response)
+    Ok(warnings.attach(response))
 }
 
 pub(super) async fn replace_cluster(
@@ -462,7 +496,7 @@ pub(super) async fn replace_cluster(
     Path((plural, name)): Path<(String, String)>,
     query: Query<WriteQuery>,
     body: Bytes,
-) -> Result<Json<Object>, ApiError> {
+) -> Result<Response, ApiError> {
     replace(state, plural, None, name, query.0, body).await
 }
 
@@ -471,7 +505,7 @@ pub(super) async fn replace_namespaced(
     Path((ns, plural, name)): Path<(String, String, String)>,
     query: Query<WriteQuery>,
     body: Bytes,
-) -> Result<Json<Object>, ApiError> {
+) -> Result<Response, ApiError> {
     replace(state, plural, Some(ns), name, query.0, body).await
 }
 
@@ -482,12 +516,22 @@ async fn replace(
     name: String,
     query: WriteQuery,
     body: Bytes,
-) -> Result<Json<Object>, ApiError> {
+) -> Result<Response, ApiError> {
     query.check()?;
     let mut obj = admit(&body, &plural, ns.as_deref(), Some(&name))?;
     let raw: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     carry_server_metadata(&mut obj, &raw)?;
-    Ok(Json(state.objects.replace(obj).await?))
+    let stored = match state.policies.enabled() {
+        true => state.objects.get(&obj.key()).await?,
+        false => None,
+    };
+    let warnings = police(&state, &obj, stored.as_ref(), query.dry_run()).await?;
+    let replaced = if query.dry_run() {
+        state.objects.preview(Write::Replace(obj)).await?
+    } else {
+        state.objects.replace(obj).await?
+    };
+    Ok(warnings.attach(Json(replaced).into_response()))
 }
 
 pub(super) async fn delete_cluster(
@@ -497,7 +541,7 @@ pub(super) async fn delete_cluster(
 ) -> Result<Json<Object>, ApiError> {
     query.check()?;
     let key = key_for(&plural, None, &name)?;
-    Ok(Json(state.objects.delete(&key).await?))
+    delete(&state, &key, query.dry_run()).await
 }
 
 pub(super) async fn delete_namespaced(
@@ -507,7 +551,21 @@ pub(super) async fn delete_namespaced(
 ) -> Result<Json<Object>, ApiError> {
     query.check()?;
     let key = key_for(&plural, Some(&ns), &name)?;
-    Ok(Json(state.objects.delete(&key).await?))
+    delete(&state, &key, query.dry_run()).await
+}
+
+/// Deletes (a dry run: says what would be deleted, and deletes nothing).
+async fn delete(
+    state: &AppState,
+    key: &ObjectKey,
+    dry_run: bool,
+) -> Result<Json<Object>, ApiError> {
+    let gone = if dry_run {
+        state.objects.preview(Write::Delete(key.clone())).await?
+    } else {
+        state.objects.delete(key).await?
+    };
+    Ok(Json(gone))
 }
 
 /// Reads the object, applies `change` and writes it back; when another writer got in

@@ -28,6 +28,7 @@ async fn api() -> Api {
     let store = LocalStore::open(data.path()).await.unwrap();
     let state = AppState {
         objects: Arc::new(store.clone()),
+        policies: crate::policy::Policies::watching(Arc::new(store.clone())),
         records: store.clone(),
         // Never called: these doors only write annotations.
         sandboxes: Arc::new(crate::runtime::PodRuntime::new(

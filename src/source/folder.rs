@@ -26,6 +26,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::policy::{Door, Policies};
 use crate::resources::parse::DocumentError;
 use crate::resources::{Kind, Object, ObjectKey};
 use crate::store::{
@@ -90,6 +91,9 @@ enum Changes {
     Rescan,
 }
 
+/// The door a file's documents come through, for the policies' reports.
+type DoorOf = fn(String) -> Door;
+
 /// Applies the YAML files of a folder (recursively) to a store, and keeps them applied:
 /// the local store in local mode, the Kubernetes API with `orcaops sync`.
 pub struct FolderSource {
@@ -100,6 +104,9 @@ pub struct FolderSource {
     namespace: Option<String>,
     /// Whether objects a file no longer declares are deleted.
     prune: bool,
+    /// What every document is reviewed against before it is applied, and which door it
+    /// is reported as coming through (None: nothing is reviewed).
+    policies: Option<(Arc<Policies>, DoorOf)>,
 }
 
 impl FolderSource {
@@ -109,7 +116,17 @@ impl FolderSource {
             store,
             namespace: None,
             prune: true,
+            policies: None,
         }
+    }
+
+    /// Reviews every document against `policies` before applying it: one an Enforce
+    /// policy refuses is not applied (what its file declared before stays in force) and
+    /// gets a `PolicyRefused` Warning event naming the file. `door` names where the
+    /// findings came from in the policies' reports (`Door::Folder`, `Door::Sync`).
+    pub fn with_policies(mut self, policies: Arc<Policies>, door: DoorOf) -> Self {
+        self.policies = Some((policies, door));
+        self
     }
 
     /// Puts every namespaced object in `namespace` (as `kubectl apply -n` does) and limits
@@ -372,6 +389,10 @@ impl FolderSource {
 
     async fn apply(&self, file: &str, obj: Object, report: &mut SyncReport) {
         let key = obj.key();
+        if let Err(message) = self.police(file, &obj).await {
+            report.failed.push(message);
+            return;
+        }
         match self.store.apply(obj).await {
             Ok((ApplyOutcome::Unchanged, _)) => report.unchanged += 1,
             Ok((outcome, stored)) => {
@@ -407,6 +428,67 @@ impl FolderSource {
                 report.failed.push(message);
             }
         }
+    }
+
+    /// What the policies say of `obj` from `file`: Err (the message, said in a Warning
+    /// event on the file) when it must not be applied. Policies that cannot be read
+    /// refuse too: a document is never applied unreviewed.
+    async fn police(&self, file: &str, obj: &Object) -> std::result::Result<(), String> {
+        let Some((policies, door)) = &self.policies else {
+            return Ok(());
+        };
+        let key = obj.key();
+        let review = match policies.current().await {
+            Ok(set) if set.is_empty() => return Ok(()),
+            Ok(_) => {
+                let old = self.store.get(&key).await.ok().flatten();
+                policies.review(obj, old.as_ref()).await
+            }
+            Err(e) => Err(e),
+        };
+        let review = match review {
+            Ok(review) => review,
+            Err(e) => {
+                let message = format!(
+                    "{key} from {file} was not applied: the policies could not be read ({e}); it is tried again with the next change or restart"
+                );
+                self.event(
+                    file_involved(file),
+                    EventType::Warning,
+                    "ApplyFailed",
+                    message.clone(),
+                )
+                .await;
+                return Err(message);
+            }
+        };
+        policies.record(&review, obj, &door(file.to_string()), false);
+        for warning in review.warnings() {
+            let message = format!("{key} from {file}: {}", warning.line());
+            self.event(
+                file_involved(file),
+                EventType::Warning,
+                "PolicyWarning",
+                message,
+            )
+            .await;
+        }
+        if !review.refused() {
+            return Ok(());
+        }
+        let message = format!(
+            "{file}: {}\nnothing of it was applied; what the file declared before stays in force",
+            review.refusal_message(obj)
+        );
+        tracing::warn!(%key, file, "a policy refused an object from the folder; not applied");
+        self.event(
+            file_involved(file),
+            EventType::Warning,
+            "PolicyRefused",
+            message.clone(),
+        )
+        .await;
+        Err(message)
     }
 
     async fn delete(&self, key: &ObjectKey, file: &str, gone: &str, report: &mut SyncReport) {

@@ -4,7 +4,7 @@
 //! All writes go through one connection behind one lock, so resourceVersions are taken,
 //! committed and announced in order; reads use a pool (WAL lets them run beside the writer).
 
-pub(super) mod decide;
+pub(in crate::store) mod decide;
 mod health;
 mod history;
 pub mod keys;

@@ -233,6 +233,15 @@ pub struct WatchFrom {
     pub feed: BoxStream<'static, Result<WatchEvent>>,
 }
 
+/// A write, for [`ObjectStore::preview`].
+#[derive(Clone, Debug)]
+pub enum Write {
+    Create(Object),
+    Apply(Object),
+    Replace(Object),
+    Delete(ObjectKey),
+}
+
 /// What controllers, sources and the REST facade need of a store, whichever it is:
 /// [`LocalStore`] (SQLite) in local mode, the Kubernetes API in cluster mode. Run records,
 /// logs and artifacts are not here: they stay in the local data dir in both modes.
@@ -256,6 +265,25 @@ pub trait ObjectStore: Send + Sync + 'static {
         status: serde_json::Value,
     ) -> Result<Object>;
     async fn delete(&self, key: &ObjectKey) -> Result<Object>;
+    /// What `write` would store (or, for a delete, remove), decided as the write itself
+    /// decides but written nowhere: `dryRun=All`. Errors are the write's own (a create
+    /// of an object that exists, a replace at a stale resourceVersion).
+    async fn preview(&self, write: Write) -> Result<Object> {
+        use local::decide;
+        let key = match &write {
+            Write::Create(obj) | Write::Apply(obj) | Write::Replace(obj) => obj.key(),
+            Write::Delete(key) => key.clone(),
+        };
+        let existing = self.get(&key).await?;
+        let now = chrono::Utc::now();
+        let decision = match write {
+            Write::Create(obj) => decide::create(existing, decide::validated(obj)?, now)?,
+            Write::Apply(obj) => decide::apply(existing, decide::validated(obj)?, now)?,
+            Write::Replace(obj) => decide::replace(existing, decide::validated(obj)?)?,
+            Write::Delete(key) => decide::delete(existing, &key)?,
+        };
+        Ok(decision.into_object())
+    }
     /// Every change from now on (subscribe before listing, so nothing is missed).
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent>;
     async fn record_event(&self, event: NewEvent) -> Result<()>;

@@ -21,6 +21,7 @@ use crate::records::anomaly::RunFacts;
 use crate::resources::job::{JobPhase, JobSpec, JobStatus};
 use crate::resources::{Object, keys};
 
+use super::blocked;
 use super::reconcile::{Observation, Reconciler, write_status};
 use super::workspace::{admission, quota};
 use super::{Context, ControllerError};
@@ -50,6 +51,17 @@ impl Reconciler for JobReconciler {
             _ => None,
         };
         let observed = observe(ctx, obj, stored.clone(), workspace.as_ref()).await?;
+        if wants_to_start(&observed)
+            && let Some(review) = blocked::refusal(ctx, obj).await?
+        {
+            let mut status = stored.clone();
+            blocked::job_blocked(&mut status, &review.refusal_message(obj), observed.now);
+            blocked::record(ctx, &review, obj, !blocked::job_is_blocked(stored));
+            if status != *stored {
+                write_status(ctx, &obj.key(), obj, &status).await?;
+            }
+            return Ok(Observation::Settled(Some(blocked::RECHECK)));
+        }
         if let Some(ws) = workspace.filter(|w| !w.limits.is_empty())
             && let Some(refusal) = admit(ctx, &ws, &observed).await?
         {
@@ -88,6 +100,21 @@ impl Reconciler for JobReconciler {
 /// How long a Job refused by quota waits, if nothing wakes it, before it looks again.
 pub const QUOTA_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Whether the decision would start a container (none of the Job's lives).
+fn wants_to_start(observed: &Observed) -> bool {
+    let live = observed
+        .containers
+        .iter()
+        .any(|c| admission::holds_room(&c.state));
+    !live
+        && admission::job_wants_to_start(
+            &observed.meta,
+            &observed.spec,
+            &observed.status,
+            observed.now,
+        )
+}
+
 /// Asks the workspace for room when the decision would start a container. Returns why
 /// not, if it may not.
 async fn admit(
@@ -95,18 +122,7 @@ async fn admit(
     workspace: &admission::Workspace,
     observed: &Observed,
 ) -> Result<Option<quota::Refusal>, ControllerError> {
-    let live = observed
-        .containers
-        .iter()
-        .any(|c| admission::holds_room(&c.state));
-    if live
-        || !admission::job_wants_to_start(
-            &observed.meta,
-            &observed.spec,
-            &observed.status,
-            observed.now,
-        )
-    {
+    if !wants_to_start(observed) {
         return Ok(None);
     }
     let new_run = admission::job_new_run(&observed.meta, &observed.status);

@@ -25,6 +25,7 @@ use crate::resources::sandbox::{
 };
 use crate::resources::{Kind, Object, ObjectKey};
 
+use super::blocked;
 use super::reconcile::{Cleanup, Observation, Reconciler, invalid, write_status};
 use super::workspace::{admission, quota};
 use super::{Context, ControllerError};
@@ -212,8 +213,19 @@ async fn admit(
     let Some(ns) = obj.metadata.namespace.as_deref() else {
         return Ok(None);
     };
-    if !admission::enforced(ctx) || !admission::sandbox_wants_to_start(&obj.metadata, spec, stored)
-    {
+    if !admission::sandbox_wants_to_start(&obj.metadata, spec, stored) {
+        return Ok(None);
+    }
+    if let Some(review) = blocked::refusal(ctx, obj).await? {
+        let mut status = stored.clone();
+        blocked::sandbox_blocked(&mut status, &review.refusal_message(obj), Utc::now());
+        blocked::record(ctx, &review, obj, !blocked::sandbox_is_blocked(stored));
+        if status != *stored {
+            write_status(ctx, &obj.key(), obj, &status).await?;
+        }
+        return Ok(Some(blocked::RECHECK));
+    }
+    if !admission::enforced(ctx) {
         return Ok(None);
     }
     let Some(workspace) = admission::workspace_of(ctx, ns).await? else {

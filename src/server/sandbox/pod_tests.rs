@@ -75,6 +75,7 @@ async fn on_a_cluster_exec_and_single_files_go_through_pods_exec_and_the_rest_is
     ready_sandbox(&store).await;
     let app = router(AppState {
         objects: std::sync::Arc::new(store.clone()),
+        policies: crate::policy::Policies::watching(std::sync::Arc::new(store.clone())),
         records: store,
         sandboxes: std::sync::Arc::new(pods),
         activity: SandboxActivity::new(),

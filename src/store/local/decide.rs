@@ -9,13 +9,22 @@ use crate::store::{Result, StoreError, WatchEventType};
 
 /// What a write does to the stored object.
 #[derive(Debug, PartialEq)]
-pub(super) enum Decision {
+pub(in crate::store) enum Decision {
     /// Nothing changes: no new resourceVersion, no watch event. Carries the stored object.
     Keep(Object),
     /// Store this object and announce it with this event type.
     Put(Object, WatchEventType),
     /// Delete the object; carries its last state for the DELETED event.
     Remove(Object),
+}
+
+impl Decision {
+    /// The object the write stores, or last had (a delete).
+    pub(in crate::store) fn into_object(self) -> Object {
+        match self {
+            Decision::Keep(obj) | Decision::Put(obj, _) | Decision::Remove(obj) => obj,
+        }
+    }
 }
 
 /// Checks what every store relies on (a name, and a namespace where the kind has
@@ -70,7 +79,7 @@ fn fresh(mut obj: Object, now: DateTime<Utc>) -> Object {
     obj
 }
 
-pub(super) fn create(
+pub(in crate::store) fn create(
     existing: Option<Object>,
     obj: Object,
     now: DateTime<Utc>,
@@ -83,7 +92,11 @@ pub(super) fn create(
 
 /// Create-or-update from a declarative source. Replaces labels, annotations and spec,
 /// keeps the control annotations a file does not mention, and leaves status alone.
-pub(super) fn apply(existing: Option<Object>, obj: Object, now: DateTime<Utc>) -> Result<Decision> {
+pub(in crate::store) fn apply(
+    existing: Option<Object>,
+    obj: Object,
+    now: DateTime<Utc>,
+) -> Result<Decision> {
     let Some(existing) = existing else {
         return Ok(Decision::Put(fresh(obj, now), WatchEventType::Added));
     };
@@ -105,7 +118,7 @@ pub(super) fn apply(existing: Option<Object>, obj: Object, now: DateTime<Utc>) -
 }
 
 /// Full replace (PUT): everything a client owns in metadata, and the spec.
-pub(super) fn replace(existing: Option<Object>, obj: Object) -> Result<Decision> {
+pub(in crate::store) fn replace(existing: Option<Object>, obj: Object) -> Result<Decision> {
     let key = obj.key();
     let existing = existing.ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
     check_version(&key, &obj.metadata.resource_version, &existing)?;
@@ -131,7 +144,7 @@ pub(super) fn update_status(
     Ok(changed(existing, next))
 }
 
-pub(super) fn delete(existing: Option<Object>, key: &ObjectKey) -> Result<Decision> {
+pub(in crate::store) fn delete(existing: Option<Object>, key: &ObjectKey) -> Result<Decision> {
     existing
         .map(Decision::Remove)
         .ok_or_else(|| StoreError::NotFound { key: key.clone() })
