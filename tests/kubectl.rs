@@ -758,3 +758,72 @@ fn a_members_token_works_in_its_workspace_and_is_refused_in_another() {
         "{refused}"
     );
 }
+
+#[test]
+fn kubectl_shows_a_warn_policys_warnings_and_server_dry_runs_and_diff_write_nothing() {
+    let server = Server::start_tls();
+    let kubectl = Kubectl::new(&server);
+    let policy = kubectl.file(
+        "policy.yaml",
+        "apiVersion: orcaops.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: no-latest\nspec:\n  mode: Warn\n  images:\n    deny: [\"*:latest\"]\n",
+    );
+    kubectl.ok(&["apply", "-f", &policy]);
+    let job = |name: &str, run: &str| {
+        format!(
+            "apiVersion: orcaops.dev/v1alpha1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  image: {}\n  steps:\n    - name: main\n      run: {run}\n",
+            common::IMAGE
+        )
+    };
+
+    // Warn: kubectl prints the server's Warning header, and the job is created and runs.
+    let warned = kubectl.file("warned.yaml", &job("warned", "echo one"));
+    let out = kubectl.run(&["apply", "-f", &warned]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: policy no-latest, rule images.deny: spec.image"),
+        "kubectl did not show the warning: {stderr}"
+    );
+    kubectl.wait_phase("warned", "Succeeded");
+
+    // --dry-run=server: checked (the warning comes back) and not written.
+    let dry = kubectl.file("dry.yaml", &job("dry", "echo dry"));
+    let out = kubectl.run(&["apply", "--dry-run=server", "-f", &dry]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("(server dry run)"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Warning: policy no-latest"));
+    let missing = kubectl.fails(&["get", "job", "dry"]);
+    assert!(
+        missing.contains("NotFound") || missing.contains("not found"),
+        "{missing}"
+    );
+
+    // diff: a server-side dry run of the change, nothing applied.
+    let changed = kubectl.file("warned.yaml", &job("warned", "echo two"));
+    let out = kubectl.run(&["diff", "-f", &changed]);
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "kubectl diff: {diff}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changed_line = |sign: char, text: &str| {
+        diff.lines()
+            .any(|l| l.starts_with(sign) && l.trim_end().ends_with(text))
+    };
+    assert!(
+        changed_line('-', "run: echo one") && changed_line('+', "run: echo two"),
+        "{diff}"
+    );
+    let live = kubectl.json(&["get", "job", "warned"]);
+    assert_eq!(
+        live["spec"]["steps"][0]["run"], "echo one",
+        "diff applied the change"
+    );
+}
