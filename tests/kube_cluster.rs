@@ -119,6 +119,7 @@ async fn the_operator_runs_a_job_as_a_pod_collects_its_artifact_and_lets_it_go()
             api_access: Default::default(),
             workers: 2,
             limits: Default::default(),
+            webhook: None,
         },
         shutdown.clone(),
     );
@@ -314,6 +315,7 @@ async fn the_operator_runs_a_sandbox_as_a_pod_stops_starts_and_deletes_it() {
             api_access: Default::default(),
             workers: 2,
             limits: Default::default(),
+            webhook: None,
         },
         shutdown.clone(),
     );

@@ -87,6 +87,15 @@ pub struct OperatorArgs {
     pub api_addr: SocketAddr,
     #[command(flatten)]
     pub access: super::serve::AccessArgs,
+    /// Serve the validating admission webhook (POST /validate) over HTTPS on this address, so the API server checks every write against the Policies (needs --webhook-cert and --webhook-key; see docs/policies.md).
+    #[arg(long, requires_all = ["webhook_cert", "webhook_key"])]
+    pub webhook_addr: Option<SocketAddr>,
+    /// The webhook's certificate (PEM, with its chain), for the Service's DNS name; the caBundle of the ValidatingWebhookConfiguration must sign it.
+    #[arg(long, requires = "webhook_addr")]
+    pub webhook_cert: Option<PathBuf>,
+    /// The webhook certificate's private key (PEM).
+    #[arg(long, requires = "webhook_addr")]
+    pub webhook_key: Option<PathBuf>,
     /// How many objects are reconciled at once.
     #[arg(long, default_value_t = DEFAULT_WORKERS)]
     pub workers: usize,
@@ -119,6 +128,12 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, ClientError> {
         api_access: args.access.access()?,
         workers: args.workers,
         limits: args.limits.limits(),
+        webhook: match (args.webhook_addr, args.webhook_cert, args.webhook_key) {
+            (Some(listen), Some(cert), Some(key)) => {
+                Some(crate::server::tls::TlsOptions { listen, cert, key })
+            }
+            _ => None,
+        },
     })
 }
 
@@ -227,6 +242,25 @@ mod tests {
         );
         assert_eq!(options_of(&["--api-addr", "127.0.0.1:8181"]).api_addr, None);
         assert_eq!(options_of(&[]).api_addr, None);
+    }
+
+    #[test]
+    fn the_webhook_needs_its_address_certificate_and_key() {
+        let options = options_of(&[
+            "--webhook-addr",
+            "0.0.0.0:9443",
+            "--webhook-cert",
+            "/tls/tls.crt",
+            "--webhook-key",
+            "/tls/tls.key",
+        ]);
+        let tls = options.webhook.unwrap();
+        assert_eq!(tls.listen.port(), 9443);
+        assert_eq!(tls.cert, PathBuf::from("/tls/tls.crt"));
+        assert!(options_of(&[]).webhook.is_none());
+        let half = Cli::try_parse_from(["orcaops", "operator", "--webhook-addr", "0.0.0.0:9443"]);
+        let err = half.unwrap_err().to_string();
+        assert!(err.contains("--webhook-cert"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod lease;
+pub mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +42,9 @@ pub struct OperatorOptions {
     pub workers: usize,
     /// The bounds on a Job's output, artifacts and memory.
     pub limits: crate::controller::limits::Limits,
+    /// Where the admission webhook listens over HTTPS, and its certificate
+    /// (`--webhook-addr`, `--webhook-cert`, `--webhook-key`); None: it does not run.
+    pub webhook: Option<server::tls::TlsOptions>,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -64,6 +68,8 @@ pub enum OperatorError {
     Mcp(String),
     #[error("cannot start the API: {0}")]
     Api(String),
+    #[error("cannot start the admission webhook: {0}")]
+    Webhook(server::tls::TlsError),
 }
 
 /// Runs the operator until `shutdown`: the Kubernetes store, pods for Job attempts, run
@@ -155,6 +161,19 @@ pub async fn run(
         None => None,
     };
 
+    // Every replica answers the API server's admission reviews, leading or not: the
+    // policies are read from the cluster and followed on its watch.
+    let webhook = match &options.webhook {
+        Some(tls) => {
+            let policies = crate::policy::Policies::watching(ctx.store.clone());
+            Some(
+                webhook::serve(tls, policies, shutdown.clone())
+                    .await
+                    .map_err(OperatorError::Webhook)?,
+            )
+        }
+        None => None,
+    };
     info!(
         "cluster mode reconciles Jobs and Sandboxes as pods; SandboxTemplates' warm pools are not run"
     );
@@ -169,6 +188,9 @@ pub async fn run(
     let _ = server.await;
     if let Some(api) = api {
         let _ = api.await;
+    }
+    if let Some(webhook) = webhook {
+        let _ = webhook.await;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! This layer reads the store and the resources; it knows no HTTP, no controller and no
 //! runtime (see docs/architecture.md, "Layers").
 
+pub mod admission;
 pub mod eval;
 pub mod report;
 
@@ -38,6 +39,9 @@ pub enum Door {
     Sync(String),
     /// A controller about to start what an object declares.
     Controller,
+    /// The Kubernetes API server's admission webhook, for this user (kubectl on a
+    /// cluster).
+    Admission(String),
 }
 
 impl Door {
@@ -47,6 +51,8 @@ impl Door {
             Door::Folder(file) => format!("folder:{file}"),
             Door::Sync(file) => format!("sync:{file}"),
             Door::Controller => "controller".into(),
+            Door::Admission(user) if user.is_empty() => "admission".into(),
+            Door::Admission(user) => format!("admission:{user}"),
         }
     }
 }
