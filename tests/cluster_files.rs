@@ -14,6 +14,7 @@ mod structural;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
@@ -37,9 +38,12 @@ fn root() -> PathBuf {
 /// Every document of every file in manifests/, in file order.
 fn manifests() -> Vec<Doc> {
     let dir = root().join("manifests");
+    // `kubectl apply -f manifests/` reads the files of the directory, not those of its
+    // subdirectories (manifests/webhook/ is applied on its own).
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.is_dir())
         .collect();
     files.sort();
     let mut docs = Vec::new();
@@ -403,6 +407,7 @@ fn every_option_flipped() -> Value {
         "serviceMonitor": { "enabled": true, "labels": { "release": "prometheus" } },
         "grafanaDashboard": { "enabled": true, "namespace": "monitoring", "labels": { "team": "ops" } },
         "api": { "enabled": true },
+        "webhook": { "enabled": true, "certManager": { "enabled": true } },
         "persistence": { "existingClaim": "orcaops-data" },
         "leaderElection": { "enabled": false },
         "image": { "tag": "dev" },
@@ -446,6 +451,7 @@ fn chart_metadata_and_values_parse() {
         "service.yaml",
         "serviceaccount.yaml",
         "servicemonitor.yaml",
+        "webhook.yaml",
     ];
     assert_eq!(templates, expected.into());
 }
@@ -606,10 +612,184 @@ fn chart_renders_with_every_option_flipped() {
     );
 
     let service: Service = one(&docs, "Service").typed();
-    objects::check_service(&service, &deployment, &[("metrics", 9090), ("api", 8080)]);
+    objects::check_service(
+        &service,
+        &deployment,
+        &[("metrics", 9090), ("api", 8080), ("webhook", 443)],
+    );
+    check_webhook(&docs, "ops");
     let notes = chart.notes(&overrides);
     assert!(notes.contains("port-forward"), "{notes}");
     assert!(notes.contains("orcaops-data"), "{notes}");
+}
+
+/// The webhook as the chart renders it: the configuration calls the Service on a port
+/// that reaches the operator's `--webhook-addr`, with the certificate it mounts, for our
+/// four kinds' creates and updates; with cert-manager, the CA is injected from the
+/// Certificate whose Secret the pod mounts.
+fn check_webhook(docs: &[objects::Doc], fullname: &str) {
+    let config: ValidatingWebhookConfiguration =
+        one(docs, "ValidatingWebhookConfiguration").typed();
+    let hook = &config.webhooks.as_ref().expect("webhooks")[0];
+    assert_eq!(hook.admission_review_versions, ["v1"]);
+    assert_eq!(hook.side_effects, "NoneOnDryRun");
+    assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
+    let rule = &hook.rules.as_ref().expect("rules")[0];
+    assert_eq!(
+        rule.api_groups.as_deref(),
+        Some(&["orcaops.dev".to_string()][..])
+    );
+    let resources: BTreeSet<&str> = rule
+        .resources
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        resources,
+        ["jobs", "workflows", "sandboxes", "sandboxtemplates"].into()
+    );
+    assert_eq!(
+        rule.operations.as_deref(),
+        Some(&["CREATE".to_string(), "UPDATE".to_string()][..])
+    );
+    let target = hook.client_config.service.as_ref().expect("a service");
+    assert_eq!(target.path.as_deref(), Some("/validate"));
+    let service: Service = one(docs, "Service").typed();
+    assert_eq!(service.metadata.name.as_deref(), Some(target.name.as_str()));
+    assert_eq!(
+        service.metadata.namespace.as_deref(),
+        Some(target.namespace.as_str())
+    );
+    let port = service
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .find(|p| Some(p.port) == target.port)
+        .expect("the Service has the port the webhook calls");
+    assert_eq!(port.name.as_deref(), Some("webhook"));
+
+    let deployment: Deployment = one(docs, "Deployment").typed();
+    let (pod, container) = objects::operator_pod(&deployment);
+    let args = container.args.clone().unwrap_or_default();
+    let flag = |name: &str| {
+        let at = args
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("{name} in {args:?}"));
+        args[at + 1].clone()
+    };
+    let listen_port: i32 = flag("--webhook-addr")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let container_port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("webhook"))
+        .expect("a webhook container port");
+    assert_eq!(container_port.container_port, listen_port);
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| flag("--webhook-cert").starts_with(&m.mount_path))
+        .expect("the certificate is on a mounted volume");
+    assert!(flag("--webhook-key").starts_with(&mount.mount_path));
+    let secret = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.secret.as_ref())
+        .and_then(|s| s.secret_name.clone())
+        .expect("the certificate's volume is a Secret");
+    let certificate = one(docs, "Certificate");
+    assert_eq!(certificate.value["spec"]["secretName"], secret.as_str());
+    let namespace = &target.namespace;
+    let dns = certificate.value["spec"]["dnsNames"].to_string();
+    assert!(
+        dns.contains(&format!("{fullname}.{namespace}.svc")),
+        "{dns}"
+    );
+    let inject = &config.metadata.annotations.as_ref().expect("annotations")["cert-manager.io/inject-ca-from"];
+    assert_eq!(inject, &format!("{namespace}/{}", certificate.name()));
+}
+
+#[test]
+fn chart_with_the_webhook_and_its_own_secret_sets_the_ca_bundle() {
+    let chart = load_chart();
+    let overrides = json!({"webhook": {
+        "enabled": true,
+        "secretName": "my-webhook-tls",
+        "caBundle": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==",
+        "failurePolicy": "Ignore",
+    }});
+    let docs = chart.render(&overrides);
+    let kinds = objects::kinds(&docs);
+    assert!(
+        !kinds.contains("Certificate") && !kinds.contains("Issuer"),
+        "{kinds:?}"
+    );
+    let config: ValidatingWebhookConfiguration =
+        one(&docs, "ValidatingWebhookConfiguration").typed();
+    let hook = &config.webhooks.unwrap()[0];
+    assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));
+    assert!(
+        hook.client_config.ca_bundle.is_some(),
+        "the caBundle given is set"
+    );
+    let deployment: Deployment = one(&docs, "Deployment").typed();
+    let (pod, _) = objects::operator_pod(&deployment);
+    let secret = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find_map(|v| v.secret.as_ref())
+        .and_then(|s| s.secret_name.clone());
+    assert_eq!(secret.as_deref(), Some("my-webhook-tls"));
+}
+
+#[test]
+fn the_webhook_manifests_parse_and_reach_the_operator() {
+    let dir = root().join("manifests/webhook");
+    let docs = documents(
+        "manifests/webhook/webhook.yaml",
+        &read(&dir.join("webhook.yaml")),
+    );
+    for doc in &docs {
+        check_object(doc);
+    }
+    let config: ValidatingWebhookConfiguration =
+        one(&docs, "ValidatingWebhookConfiguration").typed();
+    let hook = &config.webhooks.unwrap()[0];
+    let target = hook.client_config.service.as_ref().unwrap();
+    let service: Service = one(&docs, "Service").typed();
+    assert_eq!(service.metadata.name.as_deref(), Some(target.name.as_str()));
+    assert_eq!(target.namespace, NAMESPACE);
+    let plain_deployment: Deployment = one(&manifests(), "Deployment").typed();
+    let pod_labels = plain_deployment
+        .spec
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    for (key, value) in service.spec.unwrap().selector.unwrap() {
+        assert_eq!(
+            pod_labels.get(&key),
+            Some(&value),
+            "the Service selects the operator"
+        );
+    }
+    assert_eq!(
+        one(&docs, "Certificate").value["spec"]["secretName"],
+        "orcaops-webhook-tls",
+        "the Secret docs/policies.md mounts"
+    );
 }
 
 /// The dashboard ConfigMap: labelled for Grafana's sidecar, holding the dashboard file

@@ -299,9 +299,10 @@ impl Finder<'_> {
         if let (Some(rule), Some((field, mode))) = (&self.policy.spec.allow_network, &w.network)
             && !rule.allows(mode)
         {
-            let allowed = match rule {
-                NetworkRule::Any(_) => "none (or a Sandbox's private network)".to_string(),
-                NetworkRule::Modes(m) => m.join(", "),
+            let NetworkRule(allowed) = rule;
+            let allowed = match allowed.is_empty() {
+                true => "none: the policy allows no network mode".to_string(),
+                false => allowed.join(", "),
             };
             self.push(
                 "allowNetwork",

@@ -43,8 +43,8 @@ pub struct PolicySpec {
     pub max_memory: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_timeout_seconds: Option<u64>,
-    /// Which network modes a Job or Sandbox may use: `false` allows only `none` (and a
-    /// Sandbox's `private`), `true` allows all, a list names the modes allowed.
+    /// Which network modes a Job or Sandbox may use (`none`, `private`, `bridge`); any
+    /// other mode is refused. Absent: every mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_network: Option<NetworkRule>,
     /// Labels every covered object must carry: a key (`team`), or a key and its value
@@ -78,13 +78,10 @@ pub struct ImageRule {
     pub require_digest: bool,
 }
 
-/// `allowNetwork`: a yes or no, or the modes allowed.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(untagged)]
-pub enum NetworkRule {
-    Any(bool),
-    Modes(Vec<String>),
-}
+/// `allowNetwork`: the modes allowed (a list, so that the CRD's schema stays structural).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(transparent)]
+pub struct NetworkRule(pub Vec<String>);
 
 impl NetworkRule {
     /// The network modes a spec may name: `none`, `private` (a Sandbox's own network)
@@ -93,11 +90,7 @@ impl NetworkRule {
 
     /// Whether `mode` is allowed.
     pub fn allows(&self, mode: &str) -> bool {
-        match self {
-            NetworkRule::Any(true) => true,
-            NetworkRule::Any(false) => mode == "none" || mode == "private",
-            NetworkRule::Modes(modes) => modes.iter().any(|m| m == mode),
-        }
+        self.0.iter().any(|m| m == mode)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Namespace, PodSpec, Service, ServiceAccount,
@@ -117,6 +118,13 @@ pub fn check_object(doc: &Doc) {
         "Deployment" => drop(doc.typed::<Deployment>()),
         "Service" => drop(doc.typed::<Service>()),
         "ConfigMap" => drop(doc.typed::<ConfigMap>()),
+        "ValidatingWebhookConfiguration" => drop(doc.typed::<ValidatingWebhookConfiguration>()),
+        // cert-manager's kinds: k8s-openapi has no struct for them.
+        "Issuer" | "Certificate" => assert_eq!(
+            doc.value["apiVersion"], "cert-manager.io/v1",
+            "{}",
+            doc.origin
+        ),
         // The Prometheus Operator's kind: k8s-openapi has no struct for it.
         "ServiceMonitor" => assert_eq!(
             doc.value["apiVersion"], "monitoring.coreos.com/v1",

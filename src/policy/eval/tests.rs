@@ -163,12 +163,12 @@ fn resources_and_timeouts_are_bounded_with_the_workspace_defaults_filled_in() {
 }
 
 #[test]
-fn networks_are_allowed_by_yes_no_or_by_mode() {
+fn networks_are_allowed_by_mode() {
     let bridge = job(
         json!({"image": "busybox:1", "steps": [{"name": "s", "run": "true"}], "network": "bridge"}),
     );
     let none = job(json!({"image": "busybox:1", "steps": [{"name": "s", "run": "true"}]}));
-    let no = policy(json!({"allowNetwork": false}));
+    let no = policy(json!({"allowNetwork": ["none", "private"]}));
     assert_eq!(rules(&check(&no, &bridge, None, None)), ["allowNetwork"]);
     assert!(check(&no, &none, None, None).is_empty());
     let modes = policy(json!({"allowNetwork": ["none", "bridge"]}));

@@ -355,7 +355,7 @@ fn policy_spec(p: &mut Problems, spec: &PolicySpec) {
     if let Some(commands) = &spec.commands {
         patterns(p, "spec.commands", commands);
     }
-    if let Some(NetworkRule::Modes(modes)) = &spec.allow_network {
+    if let Some(NetworkRule(modes)) = &spec.allow_network {
         for (i, mode) in modes.iter().enumerate() {
             if !NetworkRule::MODES.contains(&mode.as_str()) {
                 p.push(
