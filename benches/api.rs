@@ -66,6 +66,36 @@ fn workflow_json(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// How many Policies the policy phase creates.
+const POLICIES: usize = 50;
+
+/// Policy `i` of the policy phase: Enforce, covering the bench workspace, with rules every
+/// bench object passes (so every create is reviewed in full and none is refused); one in
+/// five also has a CEL rule.
+fn policy_json(i: usize) -> Vec<u8> {
+    let mut spec = serde_json::json!({
+        "mode": "Enforce",
+        "workspaces": ["bench", "other-*"],
+        "images": { "deny": [format!("*miner-{i}*")], "registries": ["docker.io"] },
+        "commands": { "deny": [format!("*rm -rf /{i}*")] },
+        "allowNetwork": ["none", "bridge"],
+    });
+    if i % 5 == 0 {
+        spec["rules"] = serde_json::json!([{
+            "name": "short-names",
+            "expression": "object.metadata.name.size() < 200",
+            "message": "names are short",
+        }]);
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "orcaops.dev/v1alpha1",
+        "kind": "Policy",
+        "metadata": { "name": format!("bench-{i}") },
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
 struct Outcome {
     requests: usize,
     errors: usize,
@@ -286,6 +316,27 @@ fn main() {
         })
         .await
         .print("list 100 of the jobs (limit=100), saturated", 0.0);
+
+        // Policies: the same creates right before and right after 50 Enforce policies
+        // covering the workspace (each passed, so every write is reviewed by all 50).
+        let without_wf = load(30_000, create("workflows", "wf-n", workflow_json)).await;
+        without_wf.print("create Workflow, saturated, no policies", 0.0);
+        let without_job = load(30_000, create("jobs", "job-n", job_json)).await;
+        without_job.print("create Job, saturated, no policies", 0.0);
+        for i in 0..POLICIES {
+            let created = post_created(&http, format!("{url}/apis/orcaops.dev/v1alpha1/policies"), policy_json(i)).await;
+            assert!(created, "policy {i} was not created");
+        }
+        let with_wf = load(30_000, create("workflows", "wf-p", workflow_json)).await;
+        with_wf.print(&format!("create Workflow, saturated, {POLICIES} policies"), 0.0);
+        let with_job = load(30_000, create("jobs", "job-p", job_json)).await;
+        with_job.print(&format!("create Job, saturated, {POLICIES} policies"), 0.0);
+        let cost = |with: &Outcome, without: &Outcome| 100.0 * (1.0 - with.rate() / without.rate());
+        println!(
+            "{POLICIES} policies cost {:.1} % of the Workflow create rate and {:.1} % of the Job create rate (goal: at most 10 %)",
+            cost(&with_wf, &without_wf),
+            cost(&with_job, &without_job),
+        );
     });
     drop(server);
 }

@@ -287,3 +287,28 @@ fn streamable_http_needs_a_key_and_acts_with_its_role() {
         Some(key.trim()),
     );
 }
+
+/// An agent under Policies, over streamable HTTP: an Enforce refusal is a tool error
+/// naming the rule, and a Warn finding comes back with the result for the model to read.
+#[test]
+fn policies_reach_the_agent_over_streamable_http() {
+    let server = Server::start();
+    let namespace = format!("mcp-pol-{}", std::process::id());
+    let policies = format!(
+        "apiVersion: orcaops.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: mcp-no-miners\nspec:\n  mode: Enforce\n  workspaces: [\"{namespace}\"]\n  images:\n    deny: [\"*miner*\"]\n---\napiVersion: orcaops.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: mcp-pinned\nspec:\n  mode: Warn\n  workspaces: [\"{namespace}\"]\n  images:\n    deny: [\"*:latest\"]\n"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("policies.yaml");
+    std::fs::write(&file, policies).unwrap();
+    server.cli_ok(&["apply", "-f", file.to_str().unwrap()]);
+    run_script(
+        "policy_session.py",
+        &[
+            "--http",
+            &format!("{}/mcp", server.url),
+            "--namespace",
+            &namespace,
+        ],
+        Some(&server.key()),
+    );
+}

@@ -374,19 +374,28 @@ impl ServerHandler for OrcaopsMcp {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim().to_string());
-        let scoped;
-        let server = match caller {
-            Some(token) => {
-                scoped = OrcaopsMcp {
-                    client: self.client.clone().acting_as(Some(token)),
-                    tool_router: self.tool_router.clone(),
-                };
-                &scoped
-            }
-            None => self,
+        // Each call keeps its own answers' `Warning` headers (a Warn policy's findings),
+        // to hand them to the model with the result rather than to the server's stderr.
+        let client = match caller {
+            Some(token) => self.client.clone().acting_as(Some(token)),
+            None => self.client.clone(),
+        }
+        .keeping_warnings();
+        let server = OrcaopsMcp {
+            client: client.clone(),
+            tool_router: self.tool_router.clone(),
         };
-        let call = rmcp::handler::server::tool::ToolCallContext::new(server, request, context);
-        server.tool_router.call(call).await
+        let call = rmcp::handler::server::tool::ToolCallContext::new(&server, request, context);
+        let mut response = server.tool_router.call(call).await?;
+        let warnings = client.take_warnings();
+        if let rmcp::model::CallToolResponse::Complete(result) = &mut response
+            && !warnings.is_empty()
+        {
+            result
+                .content
+                .push(ContentBlock::text(policy_warnings(&warnings)));
+        }
+        Ok(response)
     }
 
     fn get_info(&self) -> ServerConfig {
@@ -394,6 +403,16 @@ impl ServerHandler for OrcaopsMcp {
             .with_server_info(Implementation::new("orcaops", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }
+}
+
+/// What Warn policies said of the call's writes, as a text block for the model.
+fn policy_warnings(warnings: &[String]) -> String {
+    let mut text = String::from("Warnings from the workspace's policies (the write was accepted):");
+    for warning in warnings {
+        text.push_str("\n- ");
+        text.push_str(warning);
+    }
+    text
 }
 
 /// Serves MCP over stdin/stdout until the client closes it. Nothing else may write to
