@@ -80,7 +80,7 @@ fn policy_json(i: usize) -> Vec<u8> {
         "commands": { "deny": [format!("*rm -rf /{i}*")] },
         "allowNetwork": ["none", "bridge"],
     });
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         spec["rules"] = serde_json::json!([{
             "name": "short-names",
             "expression": "object.metadata.name.size() < 200",
