@@ -545,3 +545,62 @@ fn a_cel_rule_refuses_what_it_says_and_allows_the_rest() {
     let (code, _, created) = post(&server, &jobs, &owned);
     assert_eq!(code, 201, "{created:#}");
 }
+
+#[test]
+fn hardened_defaults_hold_and_no_spec_field_turns_them_off() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = namespace("pol-hardened");
+    // What would loosen a container is no field of a spec: refused, naming the field.
+    for (field, extra) in [
+        ("privileged", "  privileged: true\n"),
+        (
+            "securityContext",
+            "  securityContext:\n    privileged: true\n",
+        ),
+        ("capAdd", "  capAdd: [SYS_ADMIN]\n"),
+    ] {
+        let yaml = job_in(&ns, "loose", IMAGE, &format!("{}{extra}", step("id")));
+        let out = server.cli(&["apply", "-f", &file(&tmp, "loose.yaml", &yaml)]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{field}: {stderr}");
+        assert!(stderr.contains(field), "{field}: {stderr}");
+        assert!(get(&server, "job", &ns, "loose").is_none());
+    }
+    // A running job's container: no privileges, every capability dropped, no new
+    // privileges, a PID limit, and Docker's default seccomp profile (never unconfined).
+    let yaml = job_in(&ns, "held", IMAGE, &step("sleep 30"));
+    server.cli_ok(&["apply", "-f", &file(&tmp, "held.yaml", &yaml)]);
+    let id = wait_until(T, "the job's container runs", || {
+        let out = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=orcaops.dev/workspace={ns}"),
+            ])
+            .output()
+            .ok()?;
+        let id = text(&out.stdout).lines().next()?.to_string();
+        (!id.is_empty()).then_some(id)
+    });
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{json .HostConfig}}", &id])
+        .output()
+        .expect("docker inspect runs");
+    let host: Value = serde_json::from_slice(&out.stdout).expect("docker inspect prints JSON");
+    assert_eq!(host["Privileged"], false, "{host:#}");
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{host:#}");
+    assert!(
+        host["CapAdd"].is_null() || host["CapAdd"] == serde_json::json!([]),
+        "{host:#}"
+    );
+    let options = host["SecurityOpt"].to_string();
+    assert!(options.contains("no-new-privileges"), "{options}");
+    assert!(!options.contains("unconfined"), "{options}");
+    assert!(
+        host["PidsLimit"].as_i64().is_some_and(|l| l > 0),
+        "{host:#}"
+    );
+    server.cli_ok(&["cancel", "job", "held", "-n", &ns]);
+}
