@@ -32,27 +32,8 @@ fn job_in(ns: &str, name: &str, body: &str) -> String {
     )
 }
 
-fn get(server: &Server, kind: &str, ns: &str, name: &str) -> Option<Value> {
-    let mut args = vec!["get", kind, name, "-o", "json"];
-    if !ns.is_empty() {
-        args.extend(["-n", ns]);
-    }
-    let out = server.cli(&args);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).expect("get -o json prints JSON"))
-}
-
 fn phase(obj: &Value) -> Option<&str> {
     obj.pointer("/status/phase").and_then(Value::as_str)
-}
-
-fn has_condition(obj: &Value, type_: &str) -> Option<String> {
-    obj.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_ && c["status"] == "True")
-        .map(|c| c["message"].as_str().unwrap_or_default().to_string())
 }
 
 /// The job containers running in workspace `ns` now, as `docker ps` sees them.
@@ -115,10 +96,10 @@ fn watch_until_all_succeed(
         most = most.max(running_jobs(ns));
         let jobs: Vec<Value> = names
             .iter()
-            .filter_map(|n| get(server, "job", ns, n))
+            .filter_map(|n| get_in(server, "job", ns, n))
             .collect();
         for job in &jobs {
-            if let Some(m) = has_condition(job, "QuotaExceeded") {
+            if let Some(m) = true_condition(job, "QuotaExceeded") {
                 assert_eq!(
                     phase(job),
                     Some("Pending"),
@@ -153,7 +134,7 @@ fn concurrent_jobs_2_runs_six_jobs_two_at_a_time_and_all_succeed() {
     let ns = namespace("quota-jobs");
     server.write("ws.yaml", &workspace_yaml(&ns, "    concurrentJobs: 2\n"));
     wait_until(Duration::from_secs(20), "the workspace is read", || {
-        get(&server, "workspace", "", &ns)
+        get_in(&server, "workspace", "", &ns)
     });
     let names: Vec<String> = (1..=6).map(|i| format!("j{i}")).collect();
     let jobs: String = names
@@ -182,7 +163,7 @@ fn concurrent_jobs_2_runs_six_jobs_two_at_a_time_and_all_succeed() {
     );
     for job in &jobs {
         assert_eq!(
-            has_condition(job, "QuotaExceeded"),
+            true_condition(job, "QuotaExceeded"),
             None,
             "the condition goes once the job starts: {job}"
         );
@@ -204,13 +185,13 @@ fn concurrent_jobs_2_runs_six_jobs_two_at_a_time_and_all_succeed() {
     }
     // The workspace counts what runs: nothing now.
     let ws = poll(Duration::from_secs(20), || {
-        let ws = get(&server, "workspace", "", &ns)?;
+        let ws = get_in(&server, "workspace", "", &ns)?;
         (ws.pointer("/status/usage/concurrentJobs/used")? == "0").then_some(ws)
     })
     .unwrap_or_else(|| {
         panic!(
             "the workspace never shows 0 jobs in use: {:#?}\nserver log:\n{}",
-            get(&server, "workspace", "", &ns),
+            get_in(&server, "workspace", "", &ns),
             tail(&server.log(), 80)
         )
     });
@@ -227,7 +208,7 @@ fn a_cpu_quota_of_one_runs_jobs_asking_600m_one_at_a_time() {
     let ns = namespace("quota-cpu");
     server.write("ws.yaml", &workspace_yaml(&ns, "    cpu: \"1\"\n"));
     wait_until(Duration::from_secs(20), "the workspace is read", || {
-        get(&server, "workspace", "", &ns)
+        get_in(&server, "workspace", "", &ns)
     });
     let names: Vec<String> = (1..=3).map(|i| format!("c{i}")).collect();
     let jobs: String = names
@@ -261,7 +242,7 @@ fn a_second_sandbox_over_the_quota_waits_until_the_first_is_deleted() {
     let ns = namespace("quota-sbx");
     server.write("ws.yaml", &workspace_yaml(&ns, "    sandboxes: 1\n"));
     wait_until(Duration::from_secs(20), "the workspace is read", || {
-        get(&server, "workspace", "", &ns)
+        get_in(&server, "workspace", "", &ns)
     });
     let sandbox = |name: &str| {
         format!(
@@ -270,13 +251,13 @@ fn a_second_sandbox_over_the_quota_waits_until_the_first_is_deleted() {
     };
     server.write("first.yaml", &sandbox("first"));
     wait_until(T, "the first sandbox is Ready", || {
-        let sb = get(&server, "sandbox", &ns, "first")?;
+        let sb = get_in(&server, "sandbox", &ns, "first")?;
         (phase(&sb) == Some("Ready")).then_some(())
     });
     server.write("second.yaml", &sandbox("second"));
     let waiting = wait_until(T, "the second sandbox waits for quota", || {
-        let sb = get(&server, "sandbox", &ns, "second")?;
-        has_condition(&sb, "QuotaExceeded").map(|m| (sb, m))
+        let sb = get_in(&server, "sandbox", &ns, "second")?;
+        true_condition(&sb, "QuotaExceeded").map(|m| (sb, m))
     });
     assert_eq!(phase(&waiting.0), Some("Pending"), "{}", waiting.0);
     assert_eq!(
@@ -285,13 +266,13 @@ fn a_second_sandbox_over_the_quota_waits_until_the_first_is_deleted() {
     );
     // Still waiting a while later: nothing lets it in while the first runs.
     std::thread::sleep(Duration::from_secs(2));
-    let still = get(&server, "sandbox", &ns, "second").expect("the second sandbox");
+    let still = get_in(&server, "sandbox", &ns, "second").expect("the second sandbox");
     assert_eq!(phase(&still), Some("Pending"), "{still}");
     let ws = wait_until(
         Duration::from_secs(20),
         "the workspace counts the sandbox",
         || {
-            let ws = get(&server, "workspace", "", &ns)?;
+            let ws = get_in(&server, "workspace", "", &ns)?;
             (ws.pointer("/status/usage/sandboxes/used")? == "1").then_some(ws)
         },
     );
@@ -301,10 +282,10 @@ fn a_second_sandbox_over_the_quota_waits_until_the_first_is_deleted() {
 
     server.cli_ok(&["delete", "sandbox", "first", "-n", &ns]);
     let ready = wait_until(T, "the second sandbox starts", || {
-        let sb = get(&server, "sandbox", &ns, "second")?;
+        let sb = get_in(&server, "sandbox", &ns, "second")?;
         (phase(&sb) == Some("Ready")).then_some(sb)
     });
-    assert_eq!(has_condition(&ready, "QuotaExceeded"), None, "{ready}");
+    assert_eq!(true_condition(&ready, "QuotaExceeded"), None, "{ready}");
     server.cli_ok(&["delete", "sandbox", "second", "-n", &ns]);
 }
 
@@ -320,7 +301,7 @@ fn raising_the_quota_lets_a_waiting_job_start_and_describe_shows_usage_and_defau
     };
     server.write("ws.yaml", &ws("    concurrentJobs: 0\n"));
     wait_until(Duration::from_secs(20), "the workspace is read", || {
-        get(&server, "workspace", "", &ns)
+        get_in(&server, "workspace", "", &ns)
     });
     server.write(
         "job.yaml",
@@ -331,8 +312,8 @@ fn raising_the_quota_lets_a_waiting_job_start_and_describe_shows_usage_and_defau
         ),
     );
     let held = wait_until(T, "the job waits for quota", || {
-        let job = get(&server, "job", &ns, "held")?;
-        has_condition(&job, "QuotaExceeded")
+        let job = get_in(&server, "job", &ns, "held")?;
+        true_condition(&job, "QuotaExceeded")
     });
     assert!(held.contains("never starts"), "{held}");
     let describe = server.cli_ok(&["describe", "job", "held", "-n", &ns]);
@@ -344,10 +325,10 @@ fn raising_the_quota_lets_a_waiting_job_start_and_describe_shows_usage_and_defau
 
     server.write("ws.yaml", &ws("    concurrentJobs: 1\n"));
     let job = wait_until(T, "the job runs once the quota is raised", || {
-        let job = get(&server, "job", &ns, "held")?;
+        let job = get_in(&server, "job", &ns, "held")?;
         (phase(&job) == Some("Succeeded")).then_some(job)
     });
-    assert_eq!(has_condition(&job, "QuotaExceeded"), None, "{job}");
+    assert_eq!(true_condition(&job, "QuotaExceeded"), None, "{job}");
     let described = server.cli_ok(&["describe", "workspace", &ns]);
     assert!(described.contains("concurrentJobs"), "{described}");
     assert!(described.contains("0/1"), "{described}");

@@ -418,16 +418,22 @@ impl FolderSource {
             Err(e) => {
                 tracing::warn!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, error = %e, "the store refused an object from the folder");
                 let message = format!("{key} from {file} was not applied: {e}");
-                self.event(
-                    file_involved(file),
-                    EventType::Warning,
-                    "ApplyFailed",
-                    message.clone(),
-                )
-                .await;
-                report.failed.push(message);
+                report.failed.push(self.apply_failed(file, message).await);
             }
         }
+    }
+
+    /// Says in a Warning event on `file` that one of its objects was not applied; returns
+    /// the message, for the report.
+    async fn apply_failed(&self, file: &str, message: String) -> String {
+        self.event(
+            file_involved(file),
+            EventType::Warning,
+            "ApplyFailed",
+            message.clone(),
+        )
+        .await;
+        message
     }
 
     /// What the policies say of `obj` from `file`: Err (the message, said in a Warning
@@ -452,14 +458,7 @@ impl FolderSource {
                 let message = format!(
                     "{key} from {file} was not applied: the policies could not be read ({e}); it is tried again with the next change or restart"
                 );
-                self.event(
-                    file_involved(file),
-                    EventType::Warning,
-                    "ApplyFailed",
-                    message.clone(),
-                )
-                .await;
-                return Err(message);
+                return Err(self.apply_failed(file, message).await);
             }
         };
         policies.record(&review, obj, &door(file.to_string()), false);

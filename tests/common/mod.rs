@@ -432,6 +432,30 @@ pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
         .collect()
 }
 
+/// `orcaops get KIND NAME -o json` in workspace `ns` ("" for a cluster-scoped kind), or
+/// None when it does not exist.
+#[allow(dead_code)]
+pub fn get_in(server: &Server, kind: &str, ns: &str, name: &str) -> Option<Value> {
+    let mut args = vec!["get", kind, name, "-o", "json"];
+    if !ns.is_empty() {
+        args.extend(["-n", ns]);
+    }
+    let out = server.cli(&args);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("get -o json prints JSON"))
+}
+
+/// The message of the object's condition `type_` when it is True.
+#[allow(dead_code)]
+pub fn true_condition(obj: &Value, type_: &str) -> Option<String> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_ && c["status"] == "True")
+        .map(|c| c["message"].as_str().unwrap_or_default().to_string())
+}
+
 pub fn job_yaml(name: &str, body: &str) -> String {
     format!(
         "apiVersion: orcaops.dev/v1alpha1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  image: {IMAGE}\n{body}"
