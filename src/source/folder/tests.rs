@@ -385,3 +385,59 @@ fn opening_a_file_is_not_a_change() {
         Changes::Files(BTreeSet::from(["sub/x.yaml".to_string()]))
     );
 }
+
+/// `orcaops sync`'s door: a document an Enforce policy refuses is not applied, what the
+/// file declared before stays, the file gets a `PolicyRefused` event, and the policy's
+/// report names the file as the door.
+#[tokio::test]
+async fn a_policy_refuses_a_document_and_the_last_good_version_stays() {
+    let f = Fixture::new().await;
+    let spec = serde_json::json!({"images": {"deny": ["*miner*"]}});
+    f.store
+        .create(Object::new(Kind::Policy, "", "no-miners", spec))
+        .await
+        .unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(f.store.clone());
+    let policies = Policies::polling(store.clone(), Duration::from_secs(10));
+    let source = || f.source().with_policies(policies.clone(), Door::Sync);
+
+    f.write("build.yaml", &job_yaml("build", "busybox:1"));
+    let report = source().sync_all().await.unwrap();
+    assert_eq!(report.created, [job_key("build")]);
+
+    f.write("build.yaml", &job_yaml("build", "evil/miner:1"));
+    f.write("new.yaml", &job_yaml("fresh", "evil/miner:2"));
+    let report = source().sync_all().await.unwrap();
+    assert_eq!(report.failed.len(), 2, "{:?}", report.failed);
+    assert!(report.failed[0].contains("build.yaml") && report.failed[0].contains("images.deny"));
+    assert!(report.created.is_empty() && report.configured.is_empty());
+    let kept = f.job("build").await.unwrap();
+    assert_eq!(
+        kept.spec["image"], "busybox:1",
+        "the last good version stays"
+    );
+    assert!(f.job("fresh").await.is_none());
+    let events = f.file_events("new.yaml").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "PolicyRefused" && e.message.contains("new.yaml")),
+        "{events:?}"
+    );
+
+    policies.flush().await;
+    let policy = f
+        .store
+        .get(&ObjectKey::new(Kind::Policy, "", "no-miners"))
+        .await
+        .unwrap()
+        .unwrap();
+    let doors: Vec<&str> = policy.status["violations"]["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["door"].as_str().unwrap())
+        .collect();
+    assert!(doors.contains(&"sync:build.yaml"), "{doors:?}");
+    assert_eq!(policy.status["violations"]["refused"], 2);
+}
