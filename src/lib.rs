@@ -2,6 +2,7 @@
 //!
 //! Sources write desired state into a store; controllers drive runtimes toward it.
 
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod controller;

@@ -4,6 +4,7 @@
 
 mod anomalies;
 mod apply;
+mod audit;
 mod compare;
 mod cp;
 mod describe;
@@ -175,6 +176,9 @@ pub enum Command {
     /// API keys: create, list, revoke and rotate the keys of a workspace's members.
     #[command(after_help = key::AFTER_HELP)]
     Key(key::KeyArgs),
+    /// The audit log: verify its chain, tail, search and export it.
+    #[command(after_help = audit::AFTER_HELP)]
+    Audit(audit::AuditArgs),
     /// Policies: what they found (`report`), and what they say of files (`test`).
     #[command(after_help = policy::AFTER_HELP)]
     Policy(policy::PolicyArgs),
@@ -319,6 +323,7 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         Command::History(args) => history::history(&client()?, args).await,
         Command::Key(args) => key::key(&client()?, args).await,
         Command::Policy(args) => policy::policy(&client()?, args).await,
+        Command::Audit(args) => audit::audit(&client()?, args).await,
         Command::Anomalies(args) => anomalies::anomalies(&client()?, args).await,
         Command::Diff(args) => compare::diff_job(&client()?, args).await,
         Command::Stats(args) => compare::stats_job(&client()?, args).await,

@@ -218,6 +218,7 @@ async fn serve_api(
             ServeError::Mcp(e) => OperatorError::Mcp(e.to_string()),
             ServeError::Auth(e) => OperatorError::Api(e.to_string()),
             ServeError::Tls(e) => OperatorError::Api(e.to_string()),
+            ServeError::Audit(e) => OperatorError::Api(e.to_string()),
         })
 }
 

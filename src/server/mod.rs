@@ -1,6 +1,7 @@
 //! The HTTP API in Kubernetes path form (`/apis/orcaops.dev/v1alpha1/...`). The CLI is
 //! its client, as kubectl is a client of the Kubernetes API.
 
+mod audited;
 pub mod auth;
 #[cfg(test)]
 mod cluster_tests;

@@ -22,6 +22,8 @@ pub enum ServeError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Tls(#[from] super::tls::TlsError),
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// Starts serving the API on `listener` in a task of its own, which ends once
@@ -46,6 +48,8 @@ pub async fn serve_api_with(
     let keys = std::sync::Arc::new(
         Auth::open(state.records.clone(), state.objects.clone(), access.rate).await?,
     );
+    // In the data dir, beside the run records: on a cluster too (the facade's own actions).
+    let audit = crate::audit::AuditLog::open(state.records.data_dir())?;
     let tls = match &access.tls {
         Some(options) => Some(super::tls::bind(options).await?),
         None => None,
@@ -70,7 +74,8 @@ pub async fn serve_api_with(
     // The guard wraps MCP too: its tools act on the API as much as the API does.
     let mut app = router(state)
         .nest_service("/mcp", mcp)
-        .merge(auth::keys_api::routes(keys.clone()));
+        .merge(auth::keys_api::routes(keys.clone()))
+        .merge(super::audited::routes(audit.clone()));
     if access.authenticate {
         // Inside the guard: a browser's foreign origin is refused before its key is read.
         app = app.layer(axum::middleware::from_fn_with_state(keys, auth::middleware));
@@ -79,6 +84,11 @@ pub async fn serve_api_with(
         .layer(axum::middleware::from_fn_with_state(
             Guard::new(access, addr),
             guard::middleware,
+        ))
+        // Outside the guard and authentication: their refusals are audited too.
+        .layer(axum::middleware::from_fn_with_state(
+            audit,
+            super::audited::middleware,
         ))
         // Outermost, so that the guard's refusals are counted too.
         .layer(axum::middleware::from_fn_with_state(

@@ -16,7 +16,7 @@
 //!   workspace's objects are never revealed.
 
 pub mod keys_api;
-mod request;
+pub(super) mod request;
 mod token;
 
 use std::collections::HashMap;
@@ -489,8 +489,11 @@ pub async fn middleware(State(auth): State<Arc<Auth>>, mut req: Request, next: N
     if let Err(e) = auth.authorize(&who, &need).await {
         return e.into_response();
     }
-    req.extensions_mut().insert(who);
-    next.run(req).await
+    req.extensions_mut().insert(who.clone());
+    let mut response = next.run(req).await;
+    // For the layers outside this one (the audit log): who was answered.
+    response.extensions_mut().insert(who);
+    response
 }
 
 /// `GET /.well-known/orcaops/local-admin-key`: where the server admin key file is, for a

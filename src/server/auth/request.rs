@@ -128,6 +128,8 @@ fn group_need(method: &Method, rest: &str, watch: bool) -> Need {
     match segments.as_slice() {
         [] => Need::Authenticated,
         ["apikeys", ..] => Need::Authenticated,
+        // The audit log: who did what, everywhere.
+        ["auditlog", ..] => Need::ServerAdmin,
         ["namespaces", ns, resource, tail @ ..] => namespaced(method, ns, resource, tail, watch),
         // Containers and runs across workspaces.
         ["containers" | "runs", ..] => Need::ServerAdmin,
