@@ -82,6 +82,21 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "client",
         ],
     ),
+    (
+        "audit",
+        &[
+            "store",
+            "controller",
+            "runtime",
+            "server",
+            "cli",
+            "mcp",
+            "operator",
+            "source",
+            "client",
+            "policy",
+        ],
+    ),
     ("mcp", &["cli"]),
     (
         "client",
