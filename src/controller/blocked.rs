@@ -5,20 +5,18 @@
 //! the first reconcile that gets through drops the condition (see
 //! [`crate::controller::waiting::is_job_wait`]).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use tracing::warn;
-
-use super::reconcile::read_status;
 use super::{Context, ControllerError};
 use crate::policy::{Door, Review};
 use crate::resources::common::{ConditionStatus, set_condition};
 use crate::resources::job::{JobConditionType, JobPhase, JobStatus};
 use crate::resources::sandbox::{SandboxConditionType, SandboxPhase, SandboxStatus};
-use crate::resources::{Kind, Object};
-use crate::store::{StoreError, WatchEvent, WatchEventType};
+use crate::resources::{Kind, Object, ObjectKey};
+use crate::store::{WatchEvent, WatchEventType};
+use chrono::{DateTime, Utc};
 
 /// How long a blocked object waits, if no Policy or Workspace change wakes it, before
 /// it is reviewed again.
@@ -33,8 +31,27 @@ pub async fn refusal(ctx: &Context, obj: &Object) -> Result<Option<Review>, Cont
     Ok(review.refused().then_some(review))
 }
 
-/// Records what the review found, once: when the object was not blocked already.
+/// The objects blocked now, by key: what a Policy or Workspace change wakes. Kept in
+/// memory (a restart reconciles everything anyway, and [`RECHECK`] looks again).
+#[derive(Default)]
+pub struct Blocked {
+    keys: Mutex<HashSet<ObjectKey>>,
+}
+
+impl Blocked {
+    fn insert(&self, key: ObjectKey) {
+        self.keys.lock().expect("blocked lock").insert(key);
+    }
+
+    fn take_all(&self) -> Vec<ObjectKey> {
+        self.keys.lock().expect("blocked lock").drain().collect()
+    }
+}
+
+/// Notes `obj` as blocked (to be woken by a Policy or Workspace change), and records
+/// what the review found, once: when it was not blocked already.
 pub fn record(ctx: &Context, review: &Review, obj: &Object, newly: bool) {
+    ctx.blocked.insert(obj.key());
     if newly {
         ctx.policies.record(review, obj, &Door::Controller, true);
     }
@@ -91,9 +108,9 @@ pub fn sandbox_is_blocked(status: &SandboxStatus) -> bool {
 }
 
 /// Called for every change the controllers see: a Policy or a Workspace whose spec
-/// changed (or that went) may unblock, or block, what waits; every blocked Job and
-/// Sandbox is queued to be reviewed again.
-pub fn on_change(ctx: &Arc<Context>, event: &WatchEvent) {
+/// changed (or that went) may unblock what waits; every blocked Job and Sandbox is
+/// queued to be reviewed again (one still refused notes itself blocked again).
+pub fn on_change(ctx: &Context, event: &WatchEvent) {
     if !matches!(event.object.kind, Kind::Policy | Kind::Workspace) {
         return;
     }
@@ -105,30 +122,9 @@ pub fn on_change(ctx: &Arc<Context>, event: &WatchEvent) {
     if spec_unchanged {
         return;
     }
-    let ctx = Arc::clone(ctx);
-    tokio::spawn(async move {
-        if let Err(e) = wake_blocked(&ctx).await {
-            warn!(error = %e, "cannot wake the objects a policy blocks");
-        }
-    });
-}
-
-async fn wake_blocked(ctx: &Context) -> Result<(), StoreError> {
-    let (jobs, _) = ctx.store.list(Kind::Job, None).await?;
-    for job in jobs {
-        if read_status::<JobStatus>(&job.key(), &job).is_ok_and(|s| job_is_blocked(&s)) {
-            ctx.queue.add(job.key());
-        }
+    for key in ctx.blocked.take_all() {
+        ctx.queue.add(key);
     }
-    let (sandboxes, _) = ctx.store.list(Kind::Sandbox, None).await?;
-    for sandbox in sandboxes {
-        if read_status::<SandboxStatus>(&sandbox.key(), &sandbox)
-            .is_ok_and(|s| sandbox_is_blocked(&s))
-        {
-            ctx.queue.add(sandbox.key());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -96,6 +96,8 @@ pub struct Context {
     pub limits: limits::Limits,
     /// Jobs and Sandboxes admitted by their workspace's quotas and not yet finished.
     pub admitted: workspace::admission::Admitted,
+    /// Jobs and Sandboxes a policy blocks, woken when a Policy or Workspace changes.
+    pub blocked: blocked::Blocked,
 }
 
 /// How often every object is reconciled even when nothing changed.
@@ -148,6 +150,7 @@ impl Context {
             waiting_for_room: waiting::WaitingForRoom::default(),
             limits,
             admitted: workspace::admission::Admitted::default(),
+            blocked: blocked::Blocked::default(),
         });
         let weak = Arc::downgrade(&ctx);
         ctx.metrics.sample_warm_pools(move || {
