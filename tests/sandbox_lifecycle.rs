@@ -103,11 +103,20 @@ impl Harness {
             .unwrap()
     }
 
-    /// Changes a stored object as a client would (spec or annotations).
-    async fn edit(&self, kind: Kind, name: &str, change: impl FnOnce(&mut Object)) {
-        let mut obj = self.get(kind, name).await.unwrap();
-        change(&mut obj);
-        self.store.replace(obj).await.unwrap();
+    /// Changes a stored object as a client would (spec or annotations): read,
+    /// change, write guarded by the resourceVersion read, and read again when
+    /// a controller's status write got in between (a Conflict), as kubectl does.
+    async fn edit(&self, kind: Kind, name: &str, change: impl Fn(&mut Object)) {
+        for _ in 0..20 {
+            let mut obj = self.get(kind, name).await.unwrap();
+            change(&mut obj);
+            match self.store.replace(obj).await {
+                Ok(_) => return,
+                Err(orcaops::store::StoreError::Conflict { .. }) => continue,
+                Err(e) => panic!("editing {kind:?} {name}: {e}"),
+            }
+        }
+        panic!("editing {kind:?} {name}: 20 conflicts in a row");
     }
 
     async fn status(&self, name: &str) -> SandboxStatus {

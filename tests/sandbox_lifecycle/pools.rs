@@ -243,7 +243,7 @@ async fn a_template_change_replaces_its_pool_and_updates_claimed_sandboxes() {
         // (its client container is made again, on the same network and volume).
         let mut changed = template.clone();
         changed["services"][1]["env"] = json!([{"name": "VERSION", "value": "2"}]);
-        h.edit(Kind::SandboxTemplate, "dev", |o| o.spec = changed)
+        h.edit(Kind::SandboxTemplate, "dev", |o| o.spec = changed.clone())
             .await;
         let deadline = Instant::now() + WAIT;
         loop {
