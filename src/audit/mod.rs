@@ -10,8 +10,8 @@
 //! shorter chain) no longer matches it. Files rotate at a size; the chain runs on across
 //! them, from sequence 1.
 //!
-//! [`AuditLog::record`] never waits for the disk: a writer task batches entries, appends
-//! them, fsyncs the file, then the head. [`verify`] walks the whole chain.
+//! [`AuditLog::record`] never waits for the disk: a writer task gathers what is recorded
+//! within [`GROUP_COMMIT`] into one batch, appends it, fsyncs the file, then the head. [`verify`] walks the whole chain.
 //!
 //! This layer knows no HTTP and no store: the server records what requests did, and the
 //! CLI reads the files.
@@ -128,6 +128,8 @@ enum Message {
 pub struct AuditLog {
     sender: mpsc::UnboundedSender<Message>,
     dir: PathBuf,
+    /// How many appends (each one fsync of the file and one of the head) the writer made.
+    appends: std::sync::Arc<AtomicU64>,
 }
 
 impl AuditLog {
@@ -137,9 +139,29 @@ impl AuditLog {
     }
 
     /// As [`open`](Self::open), rotating files at `rotate_at` bytes.
+    ///
+    /// One chain has one writer: opening a log this process has open already (the API
+    /// and the watched folder of one `serve`) gives that log, whose writer still runs,
+    /// so that the two never interleave two chains into one file.
     pub fn open_rotating(data_dir: &Path, rotate_at: u64) -> Result<AuditLog, AuditError> {
+        static OPEN: std::sync::LazyLock<
+            std::sync::Mutex<std::collections::HashMap<PathBuf, AuditLog>>,
+        > = std::sync::LazyLock::new(Default::default);
         let dir = data_dir.join(DIR);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let key = dir.canonicalize().map_err(io(&dir))?;
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(log) = open.get(&key)
+            && !log.sender.is_closed()
+        {
+            return Ok(log.clone());
+        }
+        let log = Self::start(dir, rotate_at)?;
+        open.insert(key, log.clone());
+        Ok(log)
+    }
+
+    fn start(dir: PathBuf, rotate_at: u64) -> Result<AuditLog, AuditError> {
         let last = last_entry(&dir)?;
         let writer = Writer {
             dir: dir.clone(),
@@ -147,10 +169,16 @@ impl AuditLog {
             seq: last.as_ref().map_or(0, |e| e.seq),
             prev: last.map_or_else(|| GENESIS.to_string(), |e| e.hash),
             file: None,
+            appends: Default::default(),
         };
+        let appends = writer.appends.clone();
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(writer.run(receiver));
-        Ok(AuditLog { sender, dir })
+        Ok(AuditLog {
+            sender,
+            dir,
+            appends,
+        })
     }
 
     /// Records `entry` (its seq, prev and hash are the writer's to set). Never waits.
@@ -170,10 +198,35 @@ impl AuditLog {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// How many appends the writer has made: each one write and two fsyncs.
+    pub fn appends(&self) -> u64 {
+        self.appends.load(Ordering::Relaxed)
+    }
 }
 
 /// Entries recorded since start (for the metrics and tests).
 pub static RECORDED: AtomicU64 = AtomicU64::new(0);
+
+/// How long the writer gathers entries after the first before writing them: everything
+/// recorded meanwhile shares one append and one pair of fsyncs (a group commit). A
+/// request's entry is recorded after it is answered either way, so this delays only when
+/// the entry reaches the disk, by at most this long; a flush does not wait for it.
+pub const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Adds to `batch` what arrives within [`GROUP_COMMIT`], stopping early for a flush (or
+/// when the log is closed).
+async fn gather(receiver: &mut mpsc::UnboundedReceiver<Message>, batch: &mut Vec<Message>) {
+    let flushing = |batch: &[Message]| batch.iter().any(|m| matches!(m, Message::Flush(_)));
+    let deadline = tokio::time::sleep(GROUP_COMMIT);
+    tokio::pin!(deadline);
+    while !flushing(batch) {
+        tokio::select! {
+            received = receiver.recv_many(batch, 1024) => if received == 0 { return },
+            () = &mut deadline => return,
+        }
+    }
+}
 
 struct Writer {
     dir: PathBuf,
@@ -181,12 +234,14 @@ struct Writer {
     seq: u64,
     prev: String,
     file: Option<(File, u64)>,
+    appends: std::sync::Arc<AtomicU64>,
 }
 
 impl Writer {
     async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Message>) {
         let mut batch = Vec::new();
         while receiver.recv_many(&mut batch, 1024).await > 0 {
+            gather(&mut receiver, &mut batch).await;
             let mut waiting = Vec::new();
             let mut entries = Vec::new();
             for message in batch.drain(..) {
@@ -239,6 +294,7 @@ impl Writer {
         file.write_all(text.as_bytes()).map_err(io(&path))?;
         file.sync_data().map_err(io(&path))?;
         *size += text.len() as u64;
+        self.appends.fetch_add(1, Ordering::Relaxed);
         self.seq = seq;
         self.prev = prev;
         write_head(

@@ -173,3 +173,36 @@ async fn an_empty_log_verifies_with_no_entries() {
     let data = tempfile::tempdir().unwrap();
     assert_eq!(verify(&data.path().join(DIR)).unwrap(), Ok(0));
 }
+
+#[tokio::test]
+async fn entries_recorded_close_together_share_one_append() {
+    let data = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(data.path()).unwrap();
+    // 100 entries over about 200 ms: one write each would be 100 appends and 200 fsyncs.
+    for i in 0..100 {
+        log.record(entry(i));
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    log.flush().await;
+    let appends = log.appends();
+    assert!(
+        appends <= 100 / 5,
+        "{appends} appends for 100 entries recorded within about 200 ms"
+    );
+    assert_eq!(verify(log.dir()).unwrap(), Ok(100));
+}
+
+#[tokio::test]
+async fn opening_an_open_log_again_gives_the_same_writer() {
+    let data = tempfile::tempdir().unwrap();
+    let api = AuditLog::open(data.path()).unwrap();
+    let folder = AuditLog::open(data.path()).unwrap();
+    for i in 0..20 {
+        api.record(entry(i));
+        folder.record(entry(100 + i));
+    }
+    folder.flush().await;
+    api.flush().await;
+    // Two writers would each have started their own chain at entry 1 in one file.
+    assert_eq!(verify(api.dir()).unwrap(), Ok(40));
+}

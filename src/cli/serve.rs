@@ -194,8 +194,12 @@ impl LocalMode {
             shutdown.clone(),
         )));
         if let Some(dir) = dir {
+            // The API's log: opening it again gives the one the API records into.
+            let audit = crate::audit::AuditLog::open(&data_dir)
+                .map_err(|e| ClientError::usage(format!("cannot open the audit log: {e}")))?;
             let source = FolderSource::new(dir, std::sync::Arc::new(store.clone()))
-                .with_policies(policies, crate::policy::Door::Folder);
+                .with_policies(policies, crate::policy::Door::Folder)
+                .with_audit(audit);
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = source.run(token).await {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::resources::expr::PolicyRule;
+use crate::resources::expr::{PolicyRule, PolicyVars};
 use crate::resources::job::JobSpec;
 use crate::resources::policy::{NetworkRule, PatternRule, PolicyMode, PolicySpec};
 use crate::resources::quantity::{parse_cpu_millis, parse_memory_bytes};
@@ -77,9 +77,17 @@ impl Compiled {
         self.spec.mode
     }
 
-    /// Whether the policy has CEL rules (whose evaluation needs the CEL stack).
+    /// Whether the policy has CEL rules.
     pub fn has_cel(&self) -> bool {
         !self.rules.is_empty()
+    }
+
+    /// Whether one of its CEL rules nests too deeply for the caller's stack, so that
+    /// the policy must be checked on the CEL stack.
+    pub fn needs_cel_stack(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|(_, _, rule)| rule.as_ref().is_ok_and(|r| !r.is_shallow()))
     }
 
     /// Whether the policy selects workspace `namespace` by its own `workspaces` patterns
@@ -99,26 +107,73 @@ pub fn covers(kind: Kind) -> bool {
 
 /// Everything `policy` finds in `object` (replacing `old`), with the workspace's
 /// `defaults` filled in where the object leaves them out. CEL rules are evaluated here:
-/// call it on the CEL stack when [`Compiled::has_cel`].
+/// call it on the CEL stack when [`Compiled::needs_cel_stack`].
 pub fn check(
     policy: &Compiled,
     object: &Object,
     old: Option<&Object>,
     defaults: Option<&WorkspaceDefaults>,
 ) -> Vec<Violation> {
-    if !covers(object.kind) {
+    let subject = Subject::new(object, old, defaults);
+    let vars = policy.has_cel().then(|| subject.vars());
+    check_subject(policy, &subject, vars.as_ref())
+}
+
+/// One write made ready for every policy that covers it: what would run is read from
+/// the spec once, not once per policy.
+pub struct Subject<'a> {
+    object: &'a Object,
+    old: Option<&'a Object>,
+    workloads: Vec<Workload>,
+}
+
+impl<'a> Subject<'a> {
+    pub fn new(
+        object: &'a Object,
+        old: Option<&'a Object>,
+        defaults: Option<&WorkspaceDefaults>,
+    ) -> Subject<'a> {
+        let workloads = match covers(object.kind) {
+            true => workloads(object, defaults),
+            false => Vec::new(),
+        };
+        Subject {
+            object,
+            old,
+            workloads,
+        }
+    }
+
+    /// The object and the one it replaces as CEL rules see them; made once per write,
+    /// on the thread that evaluates the rules.
+    pub fn vars(&self) -> PolicyVars {
+        PolicyVars::new(self.object, self.old)
+    }
+}
+
+/// What `policy` finds in `subject`; `vars` are the subject's CEL values, needed when
+/// the policy [`has_cel`](Compiled::has_cel) rules.
+pub fn check_subject(
+    policy: &Compiled,
+    subject: &Subject<'_>,
+    vars: Option<&PolicyVars>,
+) -> Vec<Violation> {
+    if !covers(subject.object.kind) {
         return Vec::new();
     }
     let mut found = Finder {
         policy,
         out: Vec::new(),
     };
-    for workload in workloads(object, defaults) {
-        found.workload(&workload);
+    for workload in &subject.workloads {
+        found.workload(workload);
     }
-    found.labels(&object.metadata.labels);
+    found.labels(&subject.object.metadata.labels);
     if policy.has_cel() {
-        found.cel(object, old);
+        match vars {
+            Some(vars) => found.cel(vars),
+            None => found.cel(&subject.vars()),
+        }
     }
     found.out
 }
@@ -138,6 +193,9 @@ struct Container {
     /// The field of the container (`spec`, `spec.services[1]`).
     field: String,
     image: String,
+    /// The image as a full reference (`busybox` is `busybox:latest`), which the image
+    /// patterns match, worked out once for every policy.
+    reference: String,
     /// Each command as `(field, text)`: a step's `run`, a `command` joined by spaces.
     commands: Vec<(String, String)>,
     /// `(field, quantity)` of the cpu and memory; None where none is set.
@@ -197,6 +255,7 @@ fn job(
     let resources = spec.resources.clone().unwrap_or_default();
     let mut containers = vec![Container {
         field: at.to_string(),
+        reference: full_reference(&spec.image),
         image: spec.image.clone(),
         commands,
         cpu: resources.cpu,
@@ -211,6 +270,7 @@ fn job(
         };
         containers.push(Container {
             field,
+            reference: full_reference(&service.image),
             image: service.image.clone(),
             commands,
             ..Default::default()
@@ -249,6 +309,7 @@ fn sandbox(
             };
             Container {
                 field,
+                reference: full_reference(&service.image),
                 image: service.image.clone(),
                 commands,
                 cpu: resources.cpu,
@@ -339,8 +400,8 @@ impl Finder<'_> {
             return;
         };
         let field = format!("{}.image", c.field);
-        let image = full_reference(&c.image);
-        if let Some(p) = rule.deny.iter().find(|p| glob(p, &image)) {
+        let image = &c.reference;
+        if let Some(p) = rule.deny.iter().find(|p| glob(p, image)) {
             self.push(
                 "images.deny",
                 field.clone(),
@@ -348,7 +409,7 @@ impl Finder<'_> {
                 "use an image the policy does not deny (pin a version tag or a digest)".into(),
             );
         }
-        if !rule.allow.is_empty() && !rule.allow.iter().any(|p| glob(p, &image)) {
+        if !rule.allow.is_empty() && !rule.allow.iter().any(|p| glob(p, image)) {
             self.push(
                 "images.allow",
                 field.clone(),
@@ -481,15 +542,11 @@ impl Finder<'_> {
         }
     }
 
-    fn cel(&mut self, object: &Object, old: Option<&Object>) {
-        let object = serde_json::to_value(object).unwrap_or_default();
-        let old = old
-            .and_then(|o| serde_json::to_value(o).ok())
-            .unwrap_or(serde_json::Value::Null);
+    fn cel(&mut self, vars: &PolicyVars) {
         for (name, message, rule) in &self.policy.rules {
             let rule_name = format!("rules.{name}");
             let outcome = match rule {
-                Ok(rule) => rule.allows(&object, &old),
+                Ok(rule) => rule.allows(vars),
                 Err(e) => Err(e.clone()),
             };
             match outcome {
@@ -547,16 +604,24 @@ pub fn registry_of(image: &str) -> &str {
 /// Whether `text` matches `pattern`, where `*` matches any run of characters (`/`
 /// included) and `?` any one character.
 pub fn glob(pattern: &str, text: &str) -> bool {
+    if pattern.is_ascii() && text.is_ascii() {
+        // One byte is one character: match the bytes, without collecting anything.
+        return glob_over(pattern.as_bytes(), text.as_bytes(), b'?', b'*');
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    glob_over(&p, &t, '?', '*')
+}
+
+fn glob_over<T: PartialEq + Copy>(p: &[T], t: &[T], one: T, any: T) -> bool {
     let (mut pi, mut ti) = (0, 0);
     // Where the last `*` was, and the text position it is matched up to.
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -567,7 +632,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == any)
 }
 
 #[cfg(test)]

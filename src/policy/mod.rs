@@ -161,18 +161,20 @@ impl PolicySet {
             .unwrap_or(crate::resources::DEFAULT_WORKSPACE);
         let defaults = self.workspaces.get(namespace).and_then(|(_, d)| d.as_ref());
         let covering: Vec<&Compiled> = self.covering(namespace).collect();
+        let subject = eval::Subject::new(obj, old, defaults);
         let run = || {
+            let vars = covering.iter().any(|p| p.has_cel()).then(|| subject.vars());
             covering
                 .iter()
-                .flat_map(|p| eval::check(p, obj, old, defaults))
+                .flat_map(|p| eval::check_subject(p, &subject, vars.as_ref()))
                 .collect::<Vec<_>>()
         };
-        let violations = if covering.iter().any(|p| p.has_cel()) {
+        let violations = if covering.iter().any(|p| p.needs_cel_stack()) {
             // One thread with a deep stack for every CEL rule of the write.
             crate::resources::expr::on_cel_stack(run).unwrap_or_else(|e| {
                 covering
                     .iter()
-                    .filter(|p| p.has_cel())
+                    .filter(|p| p.needs_cel_stack())
                     .map(|p| Violation {
                         policy: p.name.clone(),
                         mode: p.mode(),

@@ -348,9 +348,24 @@ pub struct NodeVars {
     pub outputs: BTreeMap<String, String>,
 }
 
-impl Vars {
+/// The CEL standard library, built once for the process: `Context::default()` builds it
+/// again for every context, which cost more than most evaluations.
+static STDLIB: std::sync::LazyLock<std::sync::Arc<cel::Env>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(cel::Env::stdlib()));
+
+/// A context with the standard library and no variables.
+fn base_context() -> Context<'static, 'static> {
+    Context::with_env(STDLIB.clone())
+}
+
+/// What an expression is evaluated with: the variables it may name.
+pub trait Bindings: Sync {
+    fn context(&self) -> Context<'static, 'static>;
+}
+
+impl Bindings for Vars {
     fn context(&self) -> Context<'static, 'static> {
-        let mut ctx = Context::default();
+        let mut ctx = base_context();
         let jobs: serde_json::Map<String, serde_json::Value> = self
             .jobs
             .iter()
@@ -375,7 +390,7 @@ impl Vars {
 }
 
 /// Evaluates a condition; anything but a boolean is an error that says what it was.
-pub fn eval_bool(source: &str, vars: &Vars) -> Result<bool, String> {
+pub fn eval_bool(source: &str, vars: &impl Bindings) -> Result<bool, String> {
     match eval(source, vars)? {
         Value::Bool(b) => Ok(b),
         other => Err(format!(
@@ -385,7 +400,7 @@ pub fn eval_bool(source: &str, vars: &Vars) -> Result<bool, String> {
     }
 }
 
-fn eval(source: &str, vars: &Vars) -> Result<Value, String> {
+fn eval(source: &str, vars: &impl Bindings) -> Result<Value, String> {
     limits::on_cel_stack(|| {
         let program = compile(source).map_err(|e| e.message)?;
         let context = vars.context();
@@ -397,7 +412,7 @@ fn eval(source: &str, vars: &Vars) -> Result<Value, String> {
 }
 
 /// `text` with each `${{ … }}` replaced by its value as text.
-pub fn render(text: &str, vars: &Vars) -> Result<String, String> {
+pub fn render(text: &str, vars: &impl Bindings) -> Result<String, String> {
     if !has_template(text) {
         return Ok(text.to_string());
     }
@@ -449,33 +464,25 @@ pub const POLICY_ROOTS: [&str; 2] = ["object", "oldObject"];
 pub struct PolicyRule {
     source: String,
     program: std::sync::Arc<Program>,
+    /// How deeply the expression nests (its evaluation recurses as deep).
+    depth: usize,
 }
 
 impl PolicyRule {
     /// Compiles `source` within the limits, and checks that it names only `object` and
     /// `oldObject`.
     pub fn compile(source: &str) -> Result<PolicyRule, ExprError> {
-        let (program, refs) = limits::on_cel_stack(|| {
-            let program = compile(source)?;
-            let mut refs = Vec::new();
-            references(program.expression(), &mut Vec::new(), &mut refs);
-            Ok::<_, ExprError>((program, refs))
-        })
-        .map_err(|e| ExprError::new(format!("`{source}`: {e}"), "simplify the expression"))??;
-        for path in refs {
-            if !POLICY_ROOTS.contains(&path[0].as_str()) {
-                return Err(ExprError::new(
-                    format!(
-                        "`{source}` names `{}`, which a policy rule cannot see",
-                        path[0]
-                    ),
-                    "a rule sees `object` (what is written) and `oldObject` (what it replaces, null on create), such as object.spec.timeoutSeconds <= 600",
-                ));
-            }
-        }
+        let program = compile_rooted(
+            source,
+            &POLICY_ROOTS,
+            "a policy rule",
+            "a rule sees `object` (what is written) and `oldObject` (what it replaces, null on create), such as object.spec.timeoutSeconds <= 600",
+        )?;
+        let depth = limits::depth(program.expression());
         Ok(PolicyRule {
             source: source.to_string(),
             program: std::sync::Arc::new(program),
+            depth,
         })
     }
 
@@ -483,23 +490,25 @@ impl PolicyRule {
         &self.source
     }
 
-    /// Whether the rule allows `object` (replacing `old`); an expression that is not a
-    /// boolean, or fails (a missing field), is an error that says so. Call it on the CEL
-    /// stack ([`on_cel_stack`]), once for a whole batch of rules.
-    pub fn allows(
-        &self,
-        object: &serde_json::Value,
-        old: &serde_json::Value,
-    ) -> Result<bool, String> {
-        let mut ctx = Context::default();
-        ctx.add_variable_from_value(
-            "object",
-            cel::to_value(object.clone()).expect("JSON is a CEL value"),
-        );
-        ctx.add_variable_from_value(
-            "oldObject",
-            cel::to_value(old.clone()).expect("JSON is a CEL value"),
-        );
+    /// How deeply the rule's expression nests.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Whether the rule nests shallowly enough to be evaluated on any thread's stack;
+    /// deeper rules are evaluated on the CEL stack ([`on_cel_stack`]).
+    pub fn is_shallow(&self) -> bool {
+        self.depth <= SHALLOW_DEPTH
+    }
+
+    /// Whether the rule allows the object in `vars`; an expression that is not a
+    /// boolean, or fails (a missing field), is an error that says so. A rule that is not
+    /// [`is_shallow`](Self::is_shallow) must be called on the CEL stack
+    /// ([`on_cel_stack`]), once for a whole batch of rules.
+    pub fn allows(&self, vars: &PolicyVars) -> Result<bool, String> {
+        let mut ctx = base_context();
+        ctx.add_variable_from_value("object", vars.object.clone());
+        ctx.add_variable_from_value("oldObject", vars.old.clone());
         match self.program.execute(&ctx) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!(
@@ -509,6 +518,94 @@ impl PolicyRule {
             )),
             Err(e) => Err(format!("`{}` cannot be evaluated: {e}", self.source)),
         }
+    }
+}
+
+/// How deeply a policy rule may nest and still be evaluated on the caller's stack
+/// (a tokio worker's 2 MiB): evaluation recurses once per level, and twelve levels
+/// cover every rule a person writes (`a && b && c || has(x.y) && x.y.all(...)`).
+/// A deeper one costs a thread with the CEL stack per write, which is what this avoids.
+pub const SHALLOW_DEPTH: usize = 12;
+
+/// What a policy rule is evaluated with: the object written and the one it replaces,
+/// converted to CEL values once per write, not once per rule.
+#[derive(Clone, Debug)]
+pub struct PolicyVars {
+    object: Value,
+    old: Value,
+}
+
+impl PolicyVars {
+    /// `object` (as written) and `old` (`None` on create: `oldObject` is null).
+    pub fn new<T: serde::Serialize>(object: &T, old: Option<&T>) -> PolicyVars {
+        let convert = |v: &T| cel::to_value(v).unwrap_or(Value::Null);
+        PolicyVars {
+            object: convert(object),
+            old: old.map(convert).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// Compiles `source` (on the CEL stack) and checks that every name it uses starts with
+/// one of `roots`; `what` and `fix` say what sees them, for the error.
+fn compile_rooted(
+    source: &str,
+    roots: &[&str],
+    what: &str,
+    fix: &str,
+) -> Result<Program, ExprError> {
+    let (program, refs) = limits::on_cel_stack(|| {
+        let program = compile(source)?;
+        let mut refs = Vec::new();
+        references(program.expression(), &mut Vec::new(), &mut refs);
+        Ok::<_, ExprError>((program, refs))
+    })
+    .map_err(|e| ExprError::new(format!("`{source}`: {e}"), "simplify the expression"))??;
+    match refs.iter().find(|path| !roots.contains(&path[0].as_str())) {
+        Some(path) => Err(ExprError::new(
+            format!("`{source}` names `{}`, which {what} cannot see", path[0]),
+            fix,
+        )),
+        None => Ok(program),
+    }
+}
+
+/// The names a webhook's filter and input templates may use: the delivery's JSON body,
+/// and its headers (names in lower case).
+pub const HOOK_ROOTS: [&str; 2] = ["body", "headers"];
+
+const HOOK_FIX: &str = "a webhook's filter and inputs see `body` (the delivery's JSON) and `headers` (names in lower case), such as body.ref == 'refs/heads/main' or headers['x-github-event'] == 'push'";
+
+/// Checks a webhook filter (`template` false) or input (`template` true: text with
+/// `${{ … }}`) against what a delivery provides.
+pub fn check_hook(text: &str, template: bool) -> Result<(), ExprError> {
+    if !template {
+        return compile_rooted(text, &HOOK_ROOTS, "a webhook filter", HOOK_FIX).map(|_| ());
+    }
+    for piece in pieces(text)? {
+        if let Piece::Expr(source) = piece {
+            compile_rooted(source, &HOOK_ROOTS, "a webhook input", HOOK_FIX)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a webhook delivery's filter and inputs are evaluated with.
+#[derive(Clone, Debug)]
+pub struct HookContext {
+    pub body: serde_json::Value,
+    /// Header names in lower case; values of a repeated header joined by ", ".
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Bindings for HookContext {
+    fn context(&self) -> Context<'static, 'static> {
+        let mut ctx = base_context();
+        let body = cel::to_value(&self.body).unwrap_or(Value::Null);
+        ctx.add_variable_from_value("body", body);
+        let headers = cel::to_value(&self.headers).expect("strings are CEL values");
+        ctx.add_variable_from_value("headers", headers);
+        ctx
     }
 }
 

@@ -93,6 +93,9 @@ pub mod keys {
     /// `run-<Idempotency-Key or a fresh id>`. A run whose token has it is triggered by
     /// `api`; other tokens by `rerun`.
     pub const RUN_TOKEN_PREFIX: &str = "run-";
+    /// Prefix of the token a webhook delivery sets: `hook-<delivery id>`. A run whose
+    /// token has it is triggered by `webhook`.
+    pub const HOOK_TOKEN_PREFIX: &str = "hook-";
 }
 
 /// The kinds orcaops knows.

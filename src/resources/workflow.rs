@@ -75,6 +75,43 @@ pub struct WorkflowSpec {
     /// the same run.
     #[serde(default, skip_serializing_if = "is_default")]
     pub suspend: bool,
+    /// What else starts a run: a signed webhook (`POST /hooks/<workspace>/<name>`). A
+    /// Workflow with triggers, like one with a schedule, is not run by being applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<WorkflowTrigger>,
+}
+
+/// One way a run is started from outside.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowTrigger {
+    /// A delivery to `/hooks/<workspace>/<name>`, signed with a shared secret (GitHub's
+    /// `X-Hub-Signature-256`, or GitLab's `X-Gitlab-Token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookTrigger>,
+}
+
+/// A webhook: where its secret is, which deliveries start a run, and with what inputs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookTrigger {
+    /// The key of a Secret in the Workflow's workspace that holds the shared secret.
+    pub secret_ref: super::common::SecretKeySelector,
+    /// The run's inputs, each a template over the delivery: `${{ body.ref }}`,
+    /// `${{ headers['x-github-event'] }}`. Inputs not given keep their defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
+    /// A CEL condition over `body` and `headers` (names in lower case): a delivery for
+    /// which it is false is answered 202 and starts nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+}
+
+impl WorkflowSpec {
+    /// The webhook trigger, if the Workflow has one.
+    pub fn webhook(&self) -> Option<&WebhookTrigger> {
+        self.triggers.iter().find_map(|t| t.webhook.as_ref())
+    }
 }
 
 impl WorkflowSpec {

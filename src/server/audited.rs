@@ -20,6 +20,7 @@ use serde::Deserialize;
 use super::auth::Identity;
 use super::auth::request::{Need, Verb, need};
 use super::error::ApiError;
+use super::hooks::Delivered;
 use crate::audit::{self, AuditLog, Entry};
 
 /// The layer: records what [`entry_for`] says is worth recording.
@@ -31,10 +32,28 @@ pub async fn middleware(State(log): State<AuditLog>, req: Request, next: Next) -
     let response = next.run(req).await;
     let who = response.extensions().get::<Identity>();
     let code = response.status().as_u16();
-    if let Some(entry) = entry_for(&method, &path, query.as_deref(), code, who, remote) {
+    if let Some(delivered) = response.extensions().get::<Delivered>() {
+        log.record(delivery_entry(delivered, code, remote));
+    } else if let Some(entry) = entry_for(&method, &path, query.as_deref(), code, who, remote) {
         log.record(entry);
     }
     response
+}
+
+/// The entry of a webhook delivery, whatever it was answered: the sender is named by
+/// the delivery id it sent.
+fn delivery_entry(delivered: &Delivered, code: u16, remote: Option<SocketAddr>) -> Entry {
+    Entry {
+        time: Utc::now(),
+        actor: format!("webhook:{}", delivered.delivery),
+        verb: "webhook".into(),
+        resource: "workflows".into(),
+        namespace: delivered.namespace.clone(),
+        name: delivered.name.clone(),
+        remote: remote.map(|r| r.to_string()).unwrap_or_default(),
+        code,
+        ..Default::default()
+    }
 }
 
 /// The entry for a request and its answer, or None when it is a plain read.

@@ -72,7 +72,9 @@ pub async fn serve_api_with(
     )
     .map_err(ServeError::Mcp)?;
     // The guard wraps MCP too: its tools act on the API as much as the API does.
+    let hooks = super::hooks::routes(state.clone());
     let mut app = router(state)
+        .merge(hooks)
         .nest_service("/mcp", mcp)
         .merge(auth::keys_api::routes(keys.clone()))
         .merge(super::audited::routes(audit.clone()));

@@ -50,7 +50,7 @@ fn conflict(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "Conflict", message)
 }
 
-fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
+pub(super) fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
     let message = message.into();
     let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message.clone());
     err.details.kind = Kind::Workflow.as_str().to_string();
@@ -201,17 +201,26 @@ pub(super) fn find_token_run(obj: &Object, token: &str) -> TokenRun {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+    request_id(headers, &[IDEMPOTENCY_KEY])
+}
+
+/// The first of the headers `names` the request has, as an id that may go in a run
+/// token (an Idempotency-Key, a webhook's delivery id); a bad one is a 400 naming it.
+pub(super) fn request_id(headers: &HeaderMap, names: &[&str]) -> Result<Option<String>, ApiError> {
+    let Some((name, value)) = names
+        .iter()
+        .find_map(|name| headers.get(*name).map(|v| (name, v)))
+    else {
         return Ok(None);
     };
-    let key = value.to_str().unwrap_or("\u{fffd}").trim();
+    let id = value.to_str().unwrap_or("\u{fffd}").trim();
     let fine = |c: char| c.is_ascii_alphanumeric() || "-_.:".contains(c);
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.chars().all(fine) {
+    if id.is_empty() || id.len() > MAX_IDEMPOTENCY_KEY || !id.chars().all(fine) {
         return Err(ApiError::bad_request(format!(
-            "header Idempotency-Key {key:?} must be 1 to {MAX_IDEMPOTENCY_KEY} characters of letters, digits, '-', '_', '.' or ':' (a UUID is a good one)"
+            "header {name} {id:?} must be 1 to {MAX_IDEMPOTENCY_KEY} characters of letters, digits, '-', '_', '.' or ':' (a UUID is a good one)"
         )));
     }
-    Ok(Some(key.to_string()))
+    Ok(Some(id.to_string()))
 }
 
 /// The answer of `runs` and `rerun`: the token, and the run once the controller has
@@ -302,15 +311,23 @@ pub(super) async fn start(
 ) -> Result<Response, ApiError> {
     let request: RunRequest = body_of(body)?;
     let idem = idempotency_key(headers)?;
-    let token = format!(
-        "{}{}",
-        keys::RUN_TOKEN_PREFIX,
-        idem.clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
-    );
-    if idem.is_some()
-        && let Some(found) = recorded_run(state, key, &token).await?
-    {
+    start_token(state, key, keys::RUN_TOKEN_PREFIX, idem, request.inputs).await
+}
+
+/// Starts a run of `key` with these inputs, by the token `<prefix><id>`: a request that
+/// gives an `id` seen before (an Idempotency-Key, a webhook's delivery id) answers with
+/// the run it started instead; without one, the id is fresh.
+pub(super) async fn start_token(
+    state: &AppState,
+    key: &ObjectKey,
+    prefix: &str,
+    id: Option<String>,
+    inputs: BTreeMap<String, String>,
+) -> Result<Response, ApiError> {
+    let retried = id.is_some();
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let token = format!("{prefix}{id}");
+    if retried && let Some(found) = recorded_run(state, key, &token).await? {
         return Ok(found);
     }
     let (obj, duplicate) = change_workflow(state, key, |obj| {
@@ -318,15 +335,15 @@ pub(super) async fn start(
             return Ok(Change::Unchanged(true));
         }
         let spec = spec_of(obj)?;
-        check_inputs(&spec, &key.name, &request.inputs)?;
+        check_inputs(&spec, &key.name, &inputs)?;
         let a = &mut obj.metadata.annotations;
         a.insert(keys::RERUN.into(), token.clone());
-        if request.inputs.is_empty() {
+        if inputs.is_empty() {
             a.remove(keys::INPUTS);
         } else {
             a.insert(
                 keys::INPUTS.into(),
-                serde_json::to_string(&request.inputs).expect("strings serialize"),
+                serde_json::to_string(&inputs).expect("strings serialize"),
             );
         }
         a.remove(keys::RERUN_MODE);

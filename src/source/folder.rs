@@ -26,6 +26,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{AuditLog, Entry};
 use crate::policy::{Door, Policies};
 use crate::resources::parse::DocumentError;
 use crate::resources::{Kind, Object, ObjectKey};
@@ -107,6 +108,8 @@ pub struct FolderSource {
     /// What every document is reviewed against before it is applied, and which door it
     /// is reported as coming through (None: nothing is reviewed).
     policies: Option<(Arc<Policies>, DoorOf)>,
+    /// Where each write (and refusal) is recorded, as actor `folder:<file>`.
+    audit: Option<AuditLog>,
 }
 
 impl FolderSource {
@@ -117,6 +120,31 @@ impl FolderSource {
             namespace: None,
             prune: true,
             policies: None,
+            audit: None,
+        }
+    }
+
+    /// Records every create, update and delete the folder makes, and every document a
+    /// policy or the store refuses, in `log`, as actor `folder:<file>`.
+    pub fn with_audit(mut self, log: AuditLog) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
+    /// Records in the audit log (if any) that `file` did `verb` to `key`, answered `code`.
+    fn audit(&self, file: &str, verb: &str, key: &ObjectKey, code: u16, detail: String) {
+        if let Some(log) = &self.audit {
+            log.record(Entry {
+                time: chrono::Utc::now(),
+                actor: format!("folder:{file}"),
+                verb: verb.to_string(),
+                resource: key.kind.plural().to_string(),
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                code,
+                detail,
+                ..Default::default()
+            });
         }
     }
 
@@ -390,12 +418,18 @@ impl FolderSource {
     async fn apply(&self, file: &str, obj: Object, report: &mut SyncReport) {
         let key = obj.key();
         if let Err(message) = self.police(file, &obj).await {
+            let first = message.lines().next().unwrap_or_default().to_string();
+            self.audit(file, "apply", &key, 403, first);
             report.failed.push(message);
             return;
         }
         match self.store.apply(obj).await {
             Ok((ApplyOutcome::Unchanged, _)) => report.unchanged += 1,
             Ok((outcome, stored)) => {
+                match outcome {
+                    ApplyOutcome::Created => self.audit(file, "create", &key, 201, String::new()),
+                    _ => self.audit(file, "update", &key, 200, String::new()),
+                }
                 let (reason, verb) = match outcome {
                     ApplyOutcome::Created => ("Applied", "created"),
                     _ => ("Configured", "updated"),
@@ -417,6 +451,7 @@ impl FolderSource {
             }
             Err(e) => {
                 tracing::warn!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, error = %e, "the store refused an object from the folder");
+                self.audit(file, "apply", &key, code_of(&e), e.to_string());
                 let message = format!("{key} from {file} was not applied: {e}");
                 report.failed.push(self.apply_failed(file, message).await);
             }
@@ -493,6 +528,7 @@ impl FolderSource {
     async fn delete(&self, key: &ObjectKey, file: &str, gone: &str, report: &mut SyncReport) {
         match self.store.delete(key).await {
             Ok(deleted) => {
+                self.audit(file, "delete", key, 200, gone.to_string());
                 tracing::info!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, "deleted: {gone}");
                 self.event(
                     object_involved(&deleted),
@@ -505,6 +541,7 @@ impl FolderSource {
             }
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => {
+                self.audit(file, "delete", key, code_of(&e), e.to_string());
                 tracing::warn!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, error = %e, "could not delete an object the folder no longer declares");
                 report
                     .failed
@@ -634,12 +671,7 @@ fn file_involved(rel: &str) -> InvolvedObject {
 }
 
 fn object_involved(obj: &Object) -> InvolvedObject {
-    InvolvedObject {
-        kind: obj.kind.to_string(),
-        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
-        name: obj.metadata.name.clone(),
-        uid: obj.metadata.uid.clone(),
-    }
+    InvolvedObject::of(obj)
 }
 
 /// The files a batch of events touches. `known` are the files read so far, so that a
@@ -681,4 +713,15 @@ fn changes(dir: &Path, known: &[String], batch: Batch) -> Changes {
         }
     }
     Changes::Files(changed)
+}
+
+/// The code the API would have answered for a store's refusal, for the audit log.
+fn code_of(e: &StoreError) -> u16 {
+    match e {
+        StoreError::NotFound { .. } => 404,
+        StoreError::AlreadyExists { .. } | StoreError::Conflict { .. } => 409,
+        StoreError::Invalid { .. } => 422,
+        StoreError::Kube(::kube::Error::Api(status)) => status.code,
+        _ => 500,
+    }
 }

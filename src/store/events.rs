@@ -22,6 +22,18 @@ pub struct InvolvedObject {
     pub uid: String,
 }
 
+impl InvolvedObject {
+    /// The object `obj`, by kind, namespace, name and uid.
+    pub fn of(obj: &crate::resources::Object) -> InvolvedObject {
+        InvolvedObject {
+            kind: obj.kind.to_string(),
+            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+            name: obj.metadata.name.clone(),
+            uid: obj.metadata.uid.clone(),
+        }
+    }
+}
+
 /// An event to record; repeats of the same (object, type, reason, message) add to `count`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEvent {

@@ -91,7 +91,9 @@ async fn ttl_expiry_happens_on_time_is_recorded_and_can_be_undone() {
         // Started again by the annotation: Ready, the same container, a new TTL.
         let now = Utc::now().to_rfc3339();
         h.edit(Kind::Sandbox, "short", |o| {
-            o.metadata.annotations.insert(keys::START.into(), now.clone());
+            o.metadata
+                .annotations
+                .insert(keys::START.into(), now.clone());
         })
         .await;
         let again = h

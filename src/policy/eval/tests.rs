@@ -230,3 +230,72 @@ fn kinds_a_policy_does_not_cover_are_never_refused() {
     let ws = Object::new(Kind::Workspace, "", "team-a", json!({}));
     assert!(check(&p, &ws, None, None).is_empty());
 }
+
+/// A rule of `additions` `+ 0u` (the timeout is unsigned) around the timeout: one level deeper for each.
+fn nested_rule(additions: usize) -> String {
+    format!(
+        "has(object.spec.timeoutSeconds) && object.spec.timeoutSeconds{} <= 60",
+        " + 0u".repeat(additions)
+    )
+}
+
+#[test]
+fn shallow_rules_run_on_any_stack_and_deep_ones_ask_for_the_cel_stack() {
+    use crate::resources::expr::{PolicyRule, SHALLOW_DEPTH};
+    let shallow =
+        policy(json!({"rules": [{"name": "short", "expression": nested_rule(0), "message": "m"}]}));
+    assert!(shallow.has_cel());
+    assert!(!shallow.needs_cel_stack(), "a plain rule is shallow");
+    let deep = policy(
+        json!({"rules": [{"name": "deep", "expression": nested_rule(SHALLOW_DEPTH), "message": "m"}]}),
+    );
+    assert!(deep.needs_cel_stack(), "{} levels", SHALLOW_DEPTH + 4);
+
+    // The deepest rule still called shallow is evaluated on a stack half a tokio
+    // worker's, in this (debug) build, and gives the right answer both ways.
+    let deepest = (0..64)
+        .map(nested_rule)
+        .take_while(|r| PolicyRule::compile(r).unwrap().is_shallow())
+        .last()
+        .expect("some rule is shallow");
+    assert_eq!(
+        PolicyRule::compile(&deepest).unwrap().depth(),
+        SHALLOW_DEPTH
+    );
+    let p = policy(
+        json!({"rules": [{"name": "deepest", "expression": deepest, "message": "too long"}]}),
+    );
+    assert!(!p.needs_cel_stack());
+    let ok = job(
+        json!({"image": "busybox:1", "steps": [{"name": "s", "run": "true"}], "timeoutSeconds": 30}),
+    );
+    let slow = job(
+        json!({"image": "busybox:1", "steps": [{"name": "s", "run": "true"}], "timeoutSeconds": 90}),
+    );
+    let found = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || (check(&p, &ok, None, None), check(&p, &slow, None, None)))
+        .unwrap()
+        .join()
+        .expect("evaluated within 1 MiB of stack");
+    assert!(found.0.is_empty(), "{:?}", found.0);
+    assert_eq!(rules(&found.1), ["rules.deepest"]);
+}
+
+#[test]
+fn globs_match_the_same_over_bytes_and_characters() {
+    for (pattern, text, expected) in [
+        ("*:latest", "docker.io/busybox:latest", true),
+        ("busy?ox:*", "busybox:1.36", true),
+        ("*rm -rf /*", "sudo rm -rf / --no-preserve-root", true),
+        ("a*b*c", "aXbYc", true),
+        ("a*b*c", "aXbY", false),
+        ("é*", "été", true),
+        ("?té", "été", true),
+        ("??té", "été", false),
+        ("*", "", true),
+        ("?", "", false),
+    ] {
+        assert_eq!(glob(pattern, text), expected, "{pattern} against {text}");
+    }
+}

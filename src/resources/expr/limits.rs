@@ -100,24 +100,33 @@ fn check_pattern(source: &str, pattern: &str) -> Result<(), ExprError> {
 /// Calls `f` on `e` and on every expression inside it.
 fn visit(e: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
     f(e);
-    let mut each = |items: &mut dyn Iterator<Item = &IdedExpr>| items.for_each(|x| visit(x, f));
+    for child in children(e) {
+        visit(child, f);
+    }
+}
+
+/// How deeply `e` nests: 1 for a name or a literal, one more for each operator, call,
+/// field or comprehension around it. Evaluation recurses as deep.
+pub fn depth(e: &IdedExpr) -> usize {
+    1 + children(e).into_iter().map(depth).max().unwrap_or(0)
+}
+
+/// The expressions `e` is made of.
+fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
     match &e.expr {
-        Expr::Comprehension(c) => each(
-            &mut [
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ]
-            .into_iter(),
-        ),
-        Expr::Call(c) => each(&mut c.target.iter().map(|t| &**t).chain(c.args.iter())),
-        Expr::Select(s) => each(&mut std::iter::once(&*s.operand)),
-        Expr::List(l) => each(&mut l.elements.iter()),
-        Expr::Map(m) => each(&mut m.entries.iter().flat_map(entry_values)),
-        Expr::Struct(s) => each(&mut s.entries.iter().flat_map(entry_values)),
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        Expr::Call(c) => c.target.iter().map(|t| &**t).chain(c.args.iter()).collect(),
+        Expr::Select(s) => vec![&*s.operand],
+        Expr::List(l) => l.elements.iter().collect(),
+        Expr::Map(m) => m.entries.iter().flat_map(entry_values).collect(),
+        Expr::Struct(s) => s.entries.iter().flat_map(entry_values).collect(),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
     }
 }
 

@@ -102,6 +102,7 @@ fn workflow_spec(p: &mut Problems, spec: &WorkflowSpec) {
     expressions(p, spec);
     run_nodes(p, spec);
     schedule(p, spec);
+    triggers(p, spec);
     if spec.concurrency == Some(0) {
         p.push(
             "spec.concurrency",
@@ -122,6 +123,62 @@ fn workflow_spec(p: &mut Problems, spec: &WorkflowSpec) {
                 format!("{max} runs at once is out of range (each run in progress is kept in the status)"),
                 format!("use 1 to {MAX_ACTIVE_RUNS_LIMIT}, or remove it for the default of {DEFAULT_MAX_ACTIVE_RUNS}"),
             );
+        }
+    }
+}
+
+/// One webhook, with a secret, whose filter and inputs name only what a delivery has.
+fn triggers(p: &mut Problems, spec: &WorkflowSpec) {
+    let mut webhooks = 0;
+    for (i, trigger) in spec.triggers.iter().enumerate() {
+        let at = format!("spec.triggers[{i}]");
+        let Some(hook) = &trigger.webhook else {
+            p.push(
+                at,
+                "the trigger says nothing",
+                "give it a webhook (webhook: {secretRef: {name: hook-secret, key: token}})",
+            );
+            continue;
+        };
+        webhooks += 1;
+        if webhooks == 2 {
+            p.push(
+                format!("{at}.webhook"),
+                "a Workflow has one webhook (one URL, /hooks/<workspace>/<name>)",
+                "keep one webhook; tell deliveries apart with its filter and inputs",
+            );
+        }
+        let secret = &hook.secret_ref;
+        if secret.name.is_empty() || secret.key.is_empty() {
+            p.push(
+                format!("{at}.webhook.secretRef"),
+                "the webhook's secret is not named: deliveries could not be verified",
+                "name a Secret and its key (orcaops secret create hook-secret --from-literal=token=...)",
+            );
+        }
+        if let Some(filter) = &hook.filter
+            && let Err(e) = crate::resources::expr::check_hook(filter, false)
+        {
+            p.push(format!("{at}.webhook.filter"), e.message, e.fix);
+        }
+        for (name, template) in &hook.inputs {
+            let field = format!("{at}.webhook.inputs.{name}");
+            if !spec.inputs.iter().any(|input| &input.name == name) {
+                let declared: Vec<&str> = spec.inputs.iter().map(|i| i.name.as_str()).collect();
+                p.push(
+                    field,
+                    format!(
+                        "input \"{name}\" is not declared by the workflow (it declares {})",
+                        match declared.is_empty() {
+                            true => "none".to_string(),
+                            false => declared.join(", "),
+                        }
+                    ),
+                    format!("declare it under spec.inputs (- name: {name}), or drop it here"),
+                );
+            } else if let Err(e) = crate::resources::expr::check_hook(template, true) {
+                p.push(field, e.message, e.fix);
+            }
         }
     }
 }

@@ -50,22 +50,7 @@ const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 pub use crate::resources::keys::CREATED_BY;
 
-/// Requests per second per key, and the burst allowed above it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RateLimit {
-    pub per_second: f64,
-    pub burst: f64,
-}
-
-impl RateLimit {
-    /// `--rate-limit N`: N requests a second, bursts of 10 N; 0 turns the limit off.
-    pub fn per_second(n: u32) -> Option<RateLimit> {
-        (n > 0).then(|| RateLimit {
-            per_second: f64::from(n),
-            burst: f64::from(n) * 10.0,
-        })
-    }
-}
+pub use super::ratelimit::RateLimit;
 
 /// The default of `--rate-limit`: generous for a person or an agent, a stop for a loop.
 pub const DEFAULT_RATE_LIMIT: u32 = 200;
@@ -102,11 +87,6 @@ impl Identity {
 /// A Workspace's members as last read, and when; None when it was not declared.
 type CachedMembers = (Instant, Option<Vec<crate::resources::workspace::Member>>);
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 /// The keys, the members cache and the rate buckets of one server.
 pub struct Auth {
     store: LocalStore,
@@ -114,8 +94,7 @@ pub struct Auth {
     admin_key_file: PathBuf,
     keys: RwLock<HashMap<String, StoredKey>>,
     members: Mutex<HashMap<String, CachedMembers>>,
-    buckets: Mutex<HashMap<String, Bucket>>,
-    rate: Option<RateLimit>,
+    buckets: super::ratelimit::Buckets,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -181,8 +160,7 @@ impl Auth {
             admin_key_file,
             keys: RwLock::new(keys),
             members: Mutex::new(HashMap::new()),
-            buckets: Mutex::new(HashMap::new()),
-            rate,
+            buckets: super::ratelimit::Buckets::new(rate),
         })
     }
 
@@ -260,24 +238,7 @@ impl Auth {
 
     /// Takes one request from the key's bucket; Err with the seconds to wait when empty.
     fn take(&self, id: &str) -> Result<(), u64> {
-        let Some(rate) = self.rate else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry(id.to_string()).or_insert(Bucket {
-            tokens: rate.burst,
-            at: now,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * rate.per_second;
-        bucket.tokens = (bucket.tokens + refill).min(rate.burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - bucket.tokens) / rate.per_second).ceil().max(1.0) as u64)
-        }
+        self.buckets.take(id)
     }
 
     /// The role of `member` in `workspace`, from its Workspace's members; None when the

@@ -98,6 +98,10 @@ pub fn need(method: &Method, path: &str, query: Option<&str>) -> Need {
         "/metrics" => return Need::ServerAdmin,
         _ => {}
     }
+    // A webhook delivery is signed with its trigger's secret, not an API key.
+    if path.starts_with("/hooks/") {
+        return Need::Anyone;
+    }
     if path == "/mcp" || path.starts_with("/mcp/") {
         return Need::Authenticated;
     }

@@ -441,3 +441,40 @@ async fn a_policy_refuses_a_document_and_the_last_good_version_stays() {
     assert!(doors.contains(&"sync:build.yaml"), "{doors:?}");
     assert_eq!(policy.status["violations"]["refused"], 2);
 }
+
+#[tokio::test]
+async fn every_write_the_folder_makes_is_in_the_audit_log_as_its_file() {
+    let f = Fixture::new().await;
+    let data = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(data.path()).unwrap();
+    let source = || f.source().with_audit(log.clone());
+    f.write("jobs/a.yaml", &job_yaml("a", "busybox:1"));
+    source().sync_all().await.unwrap();
+    f.write("jobs/a.yaml", &job_yaml("a", "busybox:2"));
+    source().sync_all().await.unwrap();
+    // Unchanged: nothing is written, so nothing is recorded.
+    source().sync_all().await.unwrap();
+    f.remove("jobs/a.yaml");
+    source().sync_all().await.unwrap();
+    log.flush().await;
+
+    let entries = crate::audit::read_all(log.dir()).unwrap();
+    let seen: Vec<(&str, &str, &str, u16)> = entries
+        .iter()
+        .map(|e| (e.actor.as_str(), e.verb.as_str(), e.name.as_str(), e.code))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("folder:jobs/a.yaml", "create", "a", 201),
+            ("folder:jobs/a.yaml", "update", "a", 200),
+            ("folder:jobs/a.yaml", "delete", "a", 200),
+        ]
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.resource == "jobs" && e.namespace == "default")
+    );
+    assert_eq!(crate::audit::verify(log.dir()).unwrap(), Ok(3));
+}

@@ -3,16 +3,17 @@
 
 use super::*;
 
-/// What starts a run. Without a schedule: the spec (a digest of it, `suspend` aside, so
-/// suspending and resuming keep the run), plus the re-run token when someone asked for
-/// one. With a schedule, only a re-run token (the ticks are the scheduler's).
+/// What starts a run. Without a schedule or triggers: the spec (a digest of it, `suspend`
+/// aside, so suspending and resuming keep the run), plus the re-run token when someone
+/// asked for one. With a schedule, only a re-run token (the ticks are the scheduler's);
+/// with triggers (a webhook), only a token (each delivery sets one).
 pub fn run_trigger(meta: &ObjectMeta, spec: &WorkflowSpec) -> Option<String> {
     let token = meta
         .annotations
         .get(keys::RERUN)
         .filter(|t| !t.is_empty())
         .map(|t| format!("rerun={t}"));
-    if spec.schedule.is_some() {
+    if spec.schedule.is_some() || !spec.triggers.is_empty() {
         return token;
     }
     let digest = format!("s{}", spec_digest(spec));
@@ -26,6 +27,7 @@ fn spec_digest(spec: &WorkflowSpec) -> String {
     let mut value = serde_json::to_value(spec).expect("a spec serializes");
     if let Some(map) = value.as_object_mut() {
         map.remove("suspend");
+        map.remove("triggers");
     }
     let digest = Sha256::digest(value.to_string().as_bytes());
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
@@ -80,7 +82,8 @@ pub(super) fn request_of(trigger: &str) -> String {
 }
 
 /// What started a run, by its trigger, as the run records name it: `schedule` (a tick),
-/// `api` (`POST .../runs`), `rerun` (another token), `spec` (applied or changed).
+/// `api` (`POST .../runs`), `webhook` (a delivery), `rerun` (another token), `spec`
+/// (applied or changed).
 pub fn trigger_name(run_trigger: &str) -> &'static str {
     let parts: Vec<&str> = run_trigger.split('/').collect();
     if parts.iter().any(|p| p.starts_with("schedule=")) {
@@ -90,6 +93,11 @@ pub fn trigger_name(run_trigger: &str) -> &'static str {
         .any(|p| p.starts_with(&format!("rerun={}", keys::RUN_TOKEN_PREFIX)))
     {
         "api"
+    } else if parts
+        .iter()
+        .any(|p| p.starts_with(&format!("rerun={}", keys::HOOK_TOKEN_PREFIX)))
+    {
+        "webhook"
     } else if parts.iter().any(|p| p.starts_with("rerun=")) {
         "rerun"
     } else {

@@ -195,3 +195,51 @@ fn max_active_runs_needs_allow_and_a_bound() {
         .is_empty()
     );
 }
+
+#[test]
+fn webhook_triggers_are_checked() {
+    let hook = |webhook: &str| {
+        with_job(&format!(
+            "  inputs: [{{name: ref}}]\n  triggers:\n    - webhook: {webhook}\n  jobs: [{{name: a, job: JOB}}]\n"
+        ))
+    };
+    let good = "{secretRef: {name: hook, key: token}, filter: \"body.ref == 'refs/heads/main'\", inputs: {ref: '${{ body.ref }}'}}";
+    assert!(
+        problems(&hook(good)).is_empty(),
+        "{:#?}",
+        problems(&hook(good))
+    );
+
+    let e = refused(&hook(
+        "{secretRef: {name: hook, key: token}, filter: \"object.spec == 1\"}",
+    ));
+    assert!(
+        e.contains("spec.triggers[0].webhook.filter") && e.contains("names `object`"),
+        "{e}"
+    );
+    assert!(e.contains("`body`"), "the fix says what a filter sees: {e}");
+
+    let e = refused(&hook(
+        "{secretRef: {name: hook, key: token}, inputs: {branch: '${{ body.ref }}'}}",
+    ));
+    assert!(
+        e.contains("spec.triggers[0].webhook.inputs.branch") && e.contains("it declares ref"),
+        "{e}"
+    );
+
+    let e = refused(&hook(
+        "{secretRef: {name: hook, key: token}, inputs: {ref: '${{ inputs.ref }}'}}",
+    ));
+    assert!(e.contains("names `inputs`"), "{e}");
+
+    let e = refused(&hook("{secretRef: {name: '', key: token}}"));
+    assert!(e.contains("secretRef") && e.contains("not named"), "{e}");
+
+    let e = refused(&with_job(
+        "  triggers: [{}]\n  jobs: [{name: a, job: JOB}]\n",
+    ));
+    assert!(
+        e.contains("spec.triggers[0]") && e.contains("says nothing"),
+        "{e}"
+    );
+}

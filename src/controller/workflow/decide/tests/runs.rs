@@ -345,3 +345,18 @@ fn a_record_follows_the_run_as_its_nodes_change_and_only_then() {
     assert_eq!((run2.run, run2.phase), (2, WorkflowPhase::Running));
     assert_eq!(run2.progress, "1/2");
 }
+
+#[test]
+fn a_workflow_with_a_webhook_runs_only_for_a_delivery_and_records_it() {
+    let hooked = "triggers:\n- webhook: {secretRef: {name: hook, key: token}}\njobs:\n- {name: a, job: JOB}\n";
+    let mut f = Fixture::new(&spec(hooked));
+    let d = f.step();
+    assert_eq!(d.status.run, None, "applying it starts nothing");
+    assert!(d.actions.is_empty());
+    let token = format!("{}delivery-1", keys::HOOK_TOKEN_PREFIX);
+    f.annotate(keys::RERUN, &token);
+    let d = f.step();
+    assert_eq!(d.status.run, Some(1));
+    assert_eq!(f.records[0].trigger, "webhook");
+    assert_eq!(f.records[0].token.as_deref(), Some(token.as_str()));
+}
