@@ -1,9 +1,10 @@
-//! What authentication costs (run with `cargo bench --bench auth`): GET and create
-//! throughput of the API served twice in this process, once as `orcaops serve` serves it
-//! (every request carries the server admin key, checked and authorized) and once with no
-//! authentication layer at all, in the same run and on the same machine. Rounds
-//! alternate between the two, and the figures are the medians of the rounds. It prints
-//! the overhead next to the goal (at most 5 %); it asserts nothing.
+//! What authentication and the audit log cost (run with `cargo bench --bench auth`): GET
+//! and create throughput of the API served three times in this process: as `orcaops
+//! serve` serves it (every request carries the server admin key, checked and authorized,
+//! and every write is recorded in the audit log), with no authentication layer, and with
+//! authentication but no audit log, in the same run and on the same machine. Rounds
+//! alternate between them, and the figures are the medians of the rounds. It prints the
+//! overheads next to the goal (authentication at most 5 %); it asserts nothing.
 //!
 //! Both servers have their own SQLite data dir and no controllers, so the figures are the
 //! API and the store, which is all that authentication touches. The load generator runs
@@ -40,7 +41,16 @@ struct Target {
     _data: tempfile::TempDir,
 }
 
-async fn start(authenticated: bool) -> Target {
+/// How a target is served.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Full,
+    NoAuthentication,
+    NoAudit,
+}
+
+async fn start(served: Mode) -> Target {
+    let authenticated = served != Mode::NoAuthentication;
     let data = tempfile::tempdir().unwrap();
     let store = LocalStore::open(data.path()).await.unwrap();
     let docker = orcaops::runtime::DockerRuntime::connect()
@@ -54,8 +64,10 @@ async fn start(authenticated: bool) -> Target {
         Arc::new(orcaops::metrics::Metrics::new()),
     );
     let mut access = Access::default().with_rate_limit(0);
-    if !authenticated {
-        access = access.unauthenticated_for_benchmarks();
+    match served {
+        Mode::Full => {}
+        Mode::NoAuthentication => access = access.unauthenticated_for_benchmarks(),
+        Mode::NoAudit => access = access.unaudited_for_benchmarks(),
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -135,9 +147,10 @@ fn main() {
         (1, Duration::from_millis(200))
     };
     rt.block_on(async {
-        let with = start(true).await;
-        let without = start(false).await;
-        for target in [&with, &without] {
+        let with = start(Mode::Full).await;
+        let without = start(Mode::NoAuthentication).await;
+        let unaudited = start(Mode::NoAudit).await;
+        for target in [&with, &without, &unaudited] {
             let seeded = target
                 .http
                 .post(format!("{}{BASE}/jobs", target.url))
@@ -149,15 +162,17 @@ fn main() {
             assert!(seeded.status().is_success(), "{}", seeded.text().await.unwrap());
         }
         for (what, create) in [("GET one job", false), ("create a job", true)] {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
             for round in 0..rounds {
                 a.push(rate(&with, create, time, round).await);
                 b.push(rate(&without, create, time, round).await);
+                c.push(rate(&unaudited, create, time, round).await);
             }
-            let (a, b) = (median(a), median(b));
+            let (a, b, c) = (median(a), median(b), median(c));
             println!(
-                "{what}: with a key {a:.0} req/s, without authentication {b:.0} req/s, overhead {:+.1}% (goal <= 5%); {rounds} alternating rounds of {time:?}, {CONCURRENCY} in flight",
-                (b / a - 1.0) * 100.0
+                "{what}: as served {a:.0} req/s, without authentication {b:.0} req/s (authentication costs {:+.1}%, goal <= 5%), without the audit log {c:.0} req/s (the audit log costs {:+.1}%); {rounds} alternating rounds of {time:?}, {CONCURRENCY} in flight",
+                (b / a - 1.0) * 100.0,
+                (c / a - 1.0) * 100.0
             );
         }
     });

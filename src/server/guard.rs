@@ -43,6 +43,8 @@ pub struct Access {
     pub(super) tls: Option<super::tls::TlsOptions>,
     /// False only in `benches/auth.rs`, to measure what authentication costs.
     pub(super) authenticate: bool,
+    /// False only in `benches/auth.rs`, to measure what the audit log costs.
+    pub(super) audit: bool,
 }
 
 impl Default for Access {
@@ -53,6 +55,7 @@ impl Default for Access {
             rate: RateLimit::per_second(super::auth::DEFAULT_RATE_LIMIT),
             tls: None,
             authenticate: true,
+            audit: true,
         }
     }
 }
@@ -110,6 +113,14 @@ impl Access {
     #[doc(hidden)]
     pub fn unauthenticated_for_benchmarks(mut self) -> Self {
         self.authenticate = false;
+        self
+    }
+
+    /// Serves the API without recording in the audit log: for `benches/auth.rs`, which
+    /// measures what the log adds to a write. No command can ask for it.
+    #[doc(hidden)]
+    pub fn unaudited_for_benchmarks(mut self) -> Self {
+        self.audit = false;
         self
     }
 

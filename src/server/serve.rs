@@ -82,16 +82,19 @@ pub async fn serve_api_with(
         // Inside the guard: a browser's foreign origin is refused before its key is read.
         app = app.layer(axum::middleware::from_fn_with_state(keys, auth::middleware));
     }
-    let app = app
-        .layer(axum::middleware::from_fn_with_state(
-            Guard::new(access, addr),
-            guard::middleware,
-        ))
+    let audited = access.audit;
+    let mut app = app.layer(axum::middleware::from_fn_with_state(
+        Guard::new(access, addr),
+        guard::middleware,
+    ));
+    if audited {
         // Outside the guard and authentication: their refusals are audited too.
-        .layer(axum::middleware::from_fn_with_state(
+        app = app.layer(axum::middleware::from_fn_with_state(
             audit,
             super::audited::middleware,
-        ))
+        ));
+    }
+    let app = app
         // Outermost, so that the guard's refusals are counted too.
         .layer(axum::middleware::from_fn_with_state(
             metrics,
