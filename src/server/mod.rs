@@ -101,6 +101,26 @@ pub struct AppState {
     pub policies: Arc<crate::policy::Policies>,
 }
 
+#[cfg(test)]
+impl AppState {
+    /// Local mode over `store`, for tests of doors that only write objects: the sandbox
+    /// I/O is a pod runtime over a mock API server, never called.
+    pub(crate) fn for_door_tests(store: &LocalStore) -> AppState {
+        AppState {
+            objects: Arc::new(store.clone()),
+            policies: crate::policy::Policies::watching(Arc::new(store.clone())),
+            records: store.clone(),
+            sandboxes: Arc::new(crate::runtime::PodRuntime::new(
+                crate::kubeapi::mock::mock_client().0,
+            )),
+            activity: crate::controller::activity::SandboxActivity::new(),
+            shutdown: CancellationToken::new(),
+            leading: None,
+            metrics: Default::default(),
+        }
+    }
+}
+
 /// What run records, logs and artifacts answer on a replica that does not lead.
 pub const NOT_LEADING: &str = "this operator replica is a standby: run records, step logs \
 and artifacts are written to the data dir of the leading replica, not this one. Reach the \

@@ -1,8 +1,6 @@
 //! The Workflow doors through the real router over a local store, with no controller:
 //! each test writes the status the controller would, and reads back what the door wrote.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -26,19 +24,7 @@ struct Api {
 async fn api() -> Api {
     let data = tempfile::tempdir().unwrap();
     let store = LocalStore::open(data.path()).await.unwrap();
-    let state = AppState {
-        objects: Arc::new(store.clone()),
-        policies: crate::policy::Policies::watching(Arc::new(store.clone())),
-        records: store.clone(),
-        // Never called: these doors only write annotations.
-        sandboxes: Arc::new(crate::runtime::PodRuntime::new(
-            crate::kubeapi::mock::mock_client().0,
-        )),
-        activity: crate::controller::activity::SandboxActivity::new(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        leading: None,
-        metrics: Default::default(),
-    };
+    let state = AppState::for_door_tests(&store);
     Api {
         app: router(state),
         store,

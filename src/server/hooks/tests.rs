@@ -3,7 +3,6 @@
 //! answer does not wait for one).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request};
@@ -65,19 +64,7 @@ async fn fixture() -> Fixture {
             .await
             .unwrap();
     }
-    let state = AppState {
-        objects: Arc::new(store.clone()),
-        policies: crate::policy::Policies::watching(Arc::new(store.clone())),
-        records: store.clone(),
-        // Never called: deliveries only write annotations.
-        sandboxes: Arc::new(crate::runtime::PodRuntime::new(
-            crate::kubeapi::mock::mock_client().0,
-        )),
-        activity: crate::controller::activity::SandboxActivity::new(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        leading: None,
-        metrics: Default::default(),
-    };
+    let state = AppState::for_door_tests(&store);
     Fixture {
         app: routes(state),
         store,
