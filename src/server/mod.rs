@@ -28,6 +28,8 @@ mod selector;
 mod serve;
 mod status;
 mod table;
+#[cfg(test)]
+mod test_state;
 pub mod tls;
 mod watch;
 mod workflows;
@@ -99,26 +101,6 @@ pub struct AppState {
     /// The live policies every write is reviewed against (shared with the folder and
     /// the controllers).
     pub policies: Arc<crate::policy::Policies>,
-}
-
-#[cfg(test)]
-impl AppState {
-    /// Local mode over `store`, for tests of doors that only write objects: the sandbox
-    /// I/O is a pod runtime over a mock API server, never called.
-    pub(crate) fn for_door_tests(store: &LocalStore) -> AppState {
-        AppState {
-            objects: Arc::new(store.clone()),
-            policies: crate::policy::Policies::watching(Arc::new(store.clone())),
-            records: store.clone(),
-            sandboxes: Arc::new(crate::runtime::PodRuntime::new(
-                crate::kubeapi::mock::mock_client().0,
-            )),
-            activity: crate::controller::activity::SandboxActivity::new(),
-            shutdown: CancellationToken::new(),
-            leading: None,
-            metrics: Default::default(),
-        }
-    }
 }
 
 /// What run records, logs and artifacts answer on a replica that does not lead.
