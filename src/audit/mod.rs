@@ -11,7 +11,8 @@
 //! them, from sequence 1.
 //!
 //! [`AuditLog::record`] never waits for the disk: a writer task gathers what is recorded
-//! within [`GROUP_COMMIT`] into one batch, appends it, fsyncs the file, then the head. [`verify`] walks the whole chain.
+//! within [`GROUP_COMMIT`] into one batch, appends it, fsyncs the file, then the head.
+//! [`verify`] walks the whole chain.
 //!
 //! This layer knows no HTTP and no store: the server records what requests did, and the
 //! CLI reads the files.

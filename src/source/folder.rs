@@ -417,23 +417,20 @@ impl FolderSource {
 
     async fn apply(&self, file: &str, obj: Object, report: &mut SyncReport) {
         let key = obj.key();
-        if let Err(message) = self.police(file, &obj).await {
+        if let Err((code, message)) = self.police(file, &obj).await {
             let first = message.lines().next().unwrap_or_default().to_string();
-            self.audit(file, "apply", &key, 403, first);
+            self.audit(file, "apply", &key, code, first);
             report.failed.push(message);
             return;
         }
         match self.store.apply(obj).await {
             Ok((ApplyOutcome::Unchanged, _)) => report.unchanged += 1,
             Ok((outcome, stored)) => {
-                match outcome {
-                    ApplyOutcome::Created => self.audit(file, "create", &key, 201, String::new()),
-                    _ => self.audit(file, "update", &key, 200, String::new()),
-                }
-                let (reason, verb) = match outcome {
-                    ApplyOutcome::Created => ("Applied", "created"),
-                    _ => ("Configured", "updated"),
+                let (reason, verb, audited, code) = match outcome {
+                    ApplyOutcome::Created => ("Applied", "created", "create", 201),
+                    _ => ("Configured", "updated", "update", 200),
                 };
+                self.audit(file, audited, &key, code, String::new());
                 tracing::info!(
                     kind = %key.kind, namespace = %key.namespace, name = %key.name, file,
                     generation = stored.metadata.generation, "{verb} from the folder"
@@ -442,8 +439,13 @@ impl FolderSource {
                     "{verb} from {file} (generation {})",
                     stored.metadata.generation
                 );
-                self.event(object_involved(&stored), EventType::Normal, reason, message)
-                    .await;
+                self.event(
+                    InvolvedObject::of(&stored),
+                    EventType::Normal,
+                    reason,
+                    message,
+                )
+                .await;
                 match outcome {
                     ApplyOutcome::Created => report.created.push(key),
                     _ => report.configured.push(key),
@@ -471,10 +473,11 @@ impl FolderSource {
         message
     }
 
-    /// What the policies say of `obj` from `file`: Err (the message, said in a Warning
-    /// event on the file) when it must not be applied. Policies that cannot be read
-    /// refuse too: a document is never applied unreviewed.
-    async fn police(&self, file: &str, obj: &Object) -> std::result::Result<(), String> {
+    /// What the policies say of `obj` from `file`: Err (the code the API would answer,
+    /// 403 for a refusal, and the message, said in a Warning event on the file) when it
+    /// must not be applied. Policies that cannot be read refuse too (503): a document is
+    /// never applied unreviewed.
+    async fn police(&self, file: &str, obj: &Object) -> std::result::Result<(), (u16, String)> {
         let Some((policies, door)) = &self.policies else {
             return Ok(());
         };
@@ -493,7 +496,7 @@ impl FolderSource {
                 let message = format!(
                     "{key} from {file} was not applied: the policies could not be read ({e}); it is tried again with the next change or restart"
                 );
-                return Err(self.apply_failed(file, message).await);
+                return Err((503, self.apply_failed(file, message).await));
             }
         };
         policies.record(&review, obj, &door(file.to_string()), false);
@@ -522,7 +525,7 @@ impl FolderSource {
             message.clone(),
         )
         .await;
-        Err(message)
+        Err((403, message))
     }
 
     async fn delete(&self, key: &ObjectKey, file: &str, gone: &str, report: &mut SyncReport) {
@@ -531,7 +534,7 @@ impl FolderSource {
                 self.audit(file, "delete", key, 200, gone.to_string());
                 tracing::info!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, "deleted: {gone}");
                 self.event(
-                    object_involved(&deleted),
+                    InvolvedObject::of(&deleted),
                     EventType::Normal,
                     "Deleted",
                     format!("deleted: {gone}"),
@@ -668,10 +671,6 @@ fn file_involved(rel: &str) -> InvolvedObject {
         name: rel.to_string(),
         uid: String::new(),
     }
-}
-
-fn object_involved(obj: &Object) -> InvolvedObject {
-    InvolvedObject::of(obj)
 }
 
 /// The files a batch of events touches. `known` are the files read so far, so that a
