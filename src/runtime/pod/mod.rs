@@ -19,6 +19,7 @@
 //! sends what they return and reads pods back for the controller. Why this shape (and not a
 //! container per step, or init containers) is told in `docs/architecture.md`.
 
+mod attach;
 mod build;
 mod collect;
 pub(crate) mod runtime;

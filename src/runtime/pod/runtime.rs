@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Client, Resource};
-use tokio::io::AsyncReadExt;
 
+use super::attach::Ending;
 use super::build::{JobAttempt, STEPS_CONTAINER, build_network_policy, build_pod};
 use super::collect::{artifact_copy_command, release_command};
 use crate::runtime::artifact::store_tar;
@@ -116,7 +116,8 @@ impl PodRuntime {
     }
 
     /// Runs `command` in the steps container, with its stdout going to `stdout`, and
-    /// fails with its stderr when it exits non-zero.
+    /// fails with its stderr when it exits non-zero, or with what broke when the
+    /// connection ends before the command's exit status.
     async fn exec<W>(&self, id: &str, command: Vec<String>, stdout: &mut W) -> Result<()>
     where
         W: tokio::io::AsyncWrite + Unpin + Send,
@@ -141,19 +142,27 @@ impl PodRuntime {
         let mut out = process.stdout().expect("stdout was asked for");
         let mut err = process.stderr().expect("stderr was asked for");
         let mut message = Vec::new();
-        let (copied, _) = tokio::join!(
-            tokio::io::copy(&mut out, stdout),
+        let ending = Ending::default();
+        let (copied, _, status) = tokio::join!(
+            ending.drain(&mut out, stdout),
             // All of it, so that a chatty command never blocks on a full pipe.
-            err.read_to_end(&mut message),
+            ending.drain(&mut err, &mut message),
+            ending.status(status),
         );
         copied?;
         message.truncate(MAX_EXEC_MESSAGE);
-        let status = match status {
-            Some(status) => status.await,
-            None => None,
+        let status = match Ending::finish(process, status).await {
+            Ok(status) => status,
+            // What was copied is not all there was: the caller must not keep it.
+            Err(message) => {
+                return Err(RuntimeError::Exec {
+                    pod: id.to_string(),
+                    command: shown,
+                    message,
+                });
+            }
         };
-        let _ = process.join().await;
-        let failure = status.filter(|s| s.status.as_deref() != Some("Success"));
+        let failure = Some(status).filter(|s| s.status.as_deref() != Some("Success"));
         match failure {
             None => Ok(()),
             Some(status) => {

@@ -148,7 +148,8 @@ async fn on_a_cluster_exec_and_single_files_go_through_pods_exec_and_the_rest_is
     assert_eq!(events[1]["exit"]["code"], 7, "{events:?}");
 
     // Each went to the service's container of the sandbox's pod.
-    let uris = seen.lock().unwrap().clone();
+    let seen = seen.lock().unwrap().clone();
+    let uris: Vec<&str> = seen.iter().map(|s| s.uri.as_str()).collect();
     assert_eq!(uris.len(), 4, "{uris:?}");
     for uri in &uris {
         assert!(
@@ -158,6 +159,10 @@ async fn on_a_cluster_exec_and_single_files_go_through_pods_exec_and_the_rest_is
         );
     }
     assert!(uris[0].contains("command=ls"), "{}", uris[0]);
+    // The upload's bytes went to the write command's stdin, closed after them.
+    assert!(uris[1].contains("stdin=true"), "{}", uris[1]);
+    assert_eq!(seen[1].stdin, b"hi");
+    assert!(seen[0].stdin.is_empty() && !uris[0].contains("stdin=true"));
 
     // A tar upload and /containers are Docker's only, and say what to use instead.
     for (method, uri, content_type, body) in [

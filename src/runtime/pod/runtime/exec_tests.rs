@@ -1,10 +1,11 @@
 //! Artifact copy and release through a real WebSocket exec: a small server that speaks
-//! the API server's `v4.channel.k8s.io` protocol (stdout on channel 1, stderr on 2, the
-//! exit `Status` on 3), since the tower-test mock cannot upgrade a connection.
+//! the API server's `v5.channel.k8s.io` protocol (stdin on channel 0 until a close of
+//! it, stdout on 1, stderr on 2, the exit `Status` on 3), since the tower-test mock
+//! cannot upgrade a connection.
 
 use std::sync::{Arc, Mutex};
 
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::Message;
@@ -21,14 +22,15 @@ const ID: &str = "team-a/orcaops-team-a-build-0123abcd-r1a1";
 pub(crate) struct Answer {
     stdout: Vec<u8>,
     stderr: String,
-    status: Value,
+    /// `None`: the connection is dropped after stdin, before any status.
+    status: Option<Value>,
 }
 
 pub(crate) fn success(stdout: Vec<u8>) -> Answer {
     Answer {
         stdout,
         stderr: String::new(),
-        status: json!({"metadata": {}, "status": "Success"}),
+        status: Some(json!({"metadata": {}, "status": "Success"})),
     }
 }
 
@@ -36,37 +38,82 @@ pub(crate) fn exit_code(code: i64, stderr: &str) -> Answer {
     Answer {
         stdout: Vec::new(),
         stderr: stderr.to_string(),
-        status: json!({
+        status: Some(json!({
             "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
             "message": format!("command terminated with non-zero exit code: {code}"),
             "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
-        }),
+        })),
     }
 }
 
-/// Serves one exec per answer, in order; returns the runtime and the request URIs seen.
-pub(crate) async fn exec_server(answers: Vec<Answer>) -> (PodRuntime, Arc<Mutex<Vec<String>>>) {
+/// Some output, then the connection drops: no status, no close handshake.
+pub(crate) fn broken(stdout: &[u8]) -> Answer {
+    Answer {
+        stdout: stdout.to_vec(),
+        stderr: String::new(),
+        status: None,
+    }
+}
+
+/// What one exec asked for: the request's URI and what it wrote to stdin.
+#[derive(Clone, Debug)]
+pub(crate) struct Seen {
+    pub uri: String,
+    pub stdin: Vec<u8>,
+}
+
+/// The `v5.channel.k8s.io` message that closes channel 0: stdin is at its end.
+const STDIN_CLOSED: [u8; 2] = [255, 0];
+
+/// Serves one exec per answer, in order, as the API server does with protocol v5: an
+/// exec with stdin first reads it to its end (the command, like `cat > file`, exits
+/// only then); then the output, the status and a close; then it reads until the
+/// client goes, so that nothing unread turns the close into a reset. Returns the
+/// runtime and what each exec asked for.
+pub(crate) async fn exec_server(answers: Vec<Answer>) -> (PodRuntime, Arc<Mutex<Vec<Seen>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let uris = seen.clone();
+    let log = seen.clone();
     tokio::spawn(async move {
         for answer in answers {
             let (stream, _) = listener.accept().await.unwrap();
-            let uris = uris.clone();
+            let uri = Arc::new(Mutex::new(String::new()));
+            let asked = uri.clone();
             // The error type is tungstenite's, not ours to shrink.
             #[allow(clippy::result_large_err)]
             let callback = move |request: &Request, mut response: Response| {
-                uris.lock().unwrap().push(request.uri().to_string());
+                *asked.lock().unwrap() = request.uri().to_string();
+                let offered = request
+                    .headers()
+                    .get("Sec-WebSocket-Protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                assert!(offered.contains("v5.channel.k8s.io"), "{offered}");
                 response.headers_mut().insert(
                     "Sec-WebSocket-Protocol",
-                    "v4.channel.k8s.io".parse().unwrap(),
+                    "v5.channel.k8s.io".parse().unwrap(),
                 );
                 Ok(response)
             };
             let mut ws = tokio_tungstenite::accept_hdr_async(stream, callback)
                 .await
                 .unwrap();
+            let uri = uri.lock().unwrap().clone();
+            let mut stdin = Vec::new();
+            if uri.contains("stdin=true") {
+                while let Some(Ok(message)) = ws.next().await {
+                    match message {
+                        Message::Binary(bytes) if bytes[..] == STDIN_CLOSED => break,
+                        Message::Binary(bytes) if bytes.first() == Some(&0) => {
+                            stdin.extend_from_slice(&bytes[1..]);
+                        }
+                        Message::Close(_) => break,
+                        _ => {}
+                    }
+                }
+            }
+            log.lock().unwrap().push(Seen { uri, stdin });
             let channel = |n: u8, bytes: &[u8]| {
                 let mut message = vec![n];
                 message.extend_from_slice(bytes);
@@ -78,10 +125,16 @@ pub(crate) async fn exec_server(answers: Vec<Answer>) -> (PodRuntime, Arc<Mutex<
             if !answer.stderr.is_empty() {
                 ws.send(channel(2, answer.stderr.as_bytes())).await.unwrap();
             }
-            ws.send(channel(3, answer.status.to_string().as_bytes()))
+            let Some(status) = answer.status else {
+                drop(ws);
+                continue;
+            };
+            ws.send(channel(3, status.to_string().as_bytes()))
                 .await
                 .unwrap();
             let _ = ws.close(None).await;
+            let rest = async { while let Some(Ok(_)) = ws.next().await {} };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rest).await;
         }
     });
     let config = kube::Config::new(url.parse().unwrap());
@@ -153,17 +206,17 @@ async fn copy_out_stores_what_tar_writes_as_local_mode_stores_it() {
 
     let seen = seen.lock().unwrap();
     let path = "/api/v1/namespaces/team-a/pods/orcaops-team-a-build-0123abcd-r1a1/exec?";
-    assert!(seen[0].starts_with(path), "{}", seen[0]);
+    assert!(seen[0].uri.starts_with(path), "{}", seen[0].uri);
     assert!(
-        seen[0].contains("container=steps")
-            && seen[0].contains("command=tar&command=cf&command=-&command=-C&command=%2Fwork%2Fout&command=report.txt"),
+        seen[0].uri.contains("container=steps")
+            && seen[0].uri.contains("command=tar&command=cf&command=-&command=-C&command=%2Fwork%2Fout&command=report.txt"),
         "{}",
-        seen[0]
+        seen[0].uri
     );
     assert!(
-        seen[2].contains("command=%2Fbin%2Fsh&command=-c"),
+        seen[2].uri.contains("command=%2Fbin%2Fsh&command=-c"),
         "{}",
-        seen[2]
+        seen[2].uri
     );
 }
 
@@ -214,7 +267,7 @@ async fn a_sandbox_exec_collects_output_and_the_exit_code() {
     assert_eq!(&output.stdout[..], b"out\n");
     assert_eq!(&output.stderr[..], b"err\n");
     assert!(!output.timed_out);
-    let uri = seen.lock().unwrap()[0].clone();
+    let uri = seen.lock().unwrap()[0].uri.clone();
     assert!(
         uri.starts_with("/api/v1/namespaces/team-a/pods/orcaops-team-a-web-dev-0123abcd/exec?"),
         "{uri}"
@@ -271,7 +324,52 @@ async fn a_sandbox_file_read_says_what_is_wrong_as_docker_does() {
         runtime.read_file(WEB, "relative", 10).await,
         Err(RuntimeError::InvalidPath { .. })
     ));
-    let uri = seen.lock().unwrap()[0].clone();
+    let uri = seen.lock().unwrap()[0].uri.clone();
     assert!(uri.contains("command=%2Fetc%2Fmotd"), "{uri}");
     assert_eq!(seen.lock().unwrap().len(), 4, "no exec for a relative path");
+}
+
+/// A connection that breaks before the command's status is an error that says so, at
+/// once: kube leaves the output pipes open then, and a read to their end never ends.
+#[tokio::test]
+async fn a_broken_connection_is_an_error_not_a_wait_or_a_success() {
+    use crate::runtime::sandbox::ExecRequest;
+    const WEB: &str = "team-a/orcaops-team-a-web-dev-0123abcd/web";
+    let (runtime, seen) = exec_server(vec![
+        broken(b"half of it"),
+        broken(b""),
+        broken(b"part of a tar"),
+    ])
+    .await;
+    async fn within<T>(what: impl Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(20), what)
+            .await
+            .expect("a broken exec ends without waiting")
+    }
+    let exec = within(runtime.sandbox_exec(
+        WEB,
+        &ExecRequest {
+            command: vec!["cat".into()],
+            ..Default::default()
+        },
+    ))
+    .await;
+    let message = exec.unwrap_err().to_string();
+    assert!(message.contains("broke"), "{message}");
+
+    let write =
+        within(runtime.write_file(WEB, "/work/a.txt", bytes::Bytes::from_static(b"hi"), 0o644))
+            .await;
+    assert!(matches!(write, Err(RuntimeError::Exec { .. })), "{write:?}");
+    assert_eq!(seen.lock().unwrap()[1].stdin, b"hi");
+
+    let dest = tempfile::tempdir().unwrap();
+    let copy =
+        within(runtime.copy_out(ID, "/work/out/report.txt", dest.path(), "report", 1 << 30)).await;
+    assert!(matches!(copy, Err(RuntimeError::Exec { .. })), "{copy:?}");
+    assert_eq!(
+        std::fs::read_dir(dest.path()).unwrap().count(),
+        0,
+        "half an artifact is not kept"
+    );
 }

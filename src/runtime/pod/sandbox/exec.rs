@@ -8,11 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+use super::super::attach::Ending;
 use super::super::runtime::PodRuntime;
 use super::build::sandbox_pod_name;
 use crate::resources::{DEFAULT_WORKSPACE, ObjectMeta};
@@ -85,11 +85,8 @@ pub fn kill_command(exec_id: &str) -> Vec<String> {
 /// The exit code in the API's exec `Status`: 0 on success, the `ExitCode` cause on a
 /// non-zero exit, 126 (could not run) otherwise, with the reason.
 fn exit_code_of(
-    status: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>,
+    status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status,
 ) -> (i64, Option<String>) {
-    let Some(status) = status else {
-        return (126, Some("the exec ended without a status".to_string()));
-    };
     if status.status.as_deref() == Some("Success") {
         return (0, None);
     }
@@ -112,7 +109,8 @@ impl PodRuntime {
     /// [`DockerRuntime::exec`](crate::runtime::DockerRuntime::exec) does: stdin (when
     /// given) is written then closed; after `timeout` the exec's processes are killed
     /// and the result is exit code 124 with `timed_out` and the output so far. A missing
-    /// pod is [`RuntimeError::ContainerNotFound`]. `tty` merges stderr into stdout.
+    /// pod is [`RuntimeError::ContainerNotFound`], a connection that breaks before the
+    /// command's status comes [`RuntimeError::Exec`]. `tty` merges stderr into stdout.
     pub async fn sandbox_exec(&self, container: &str, request: &ExecRequest) -> Result<ExecOutput> {
         let (namespace, pod, service) = split_container(container)?;
         let started = Instant::now();
@@ -141,7 +139,8 @@ impl PodRuntime {
         let stdin = process.stdin();
         let mut out = process.stdout();
         let mut err = process.stderr();
-        let (mut stdout, mut stderr) = (BytesMut::new(), BytesMut::new());
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let ending = Ending::default();
         let run = async {
             let write = async {
                 if let (Some(mut pipe), Some(bytes)) = (stdin, request.stdin.clone()) {
@@ -151,47 +150,44 @@ impl PodRuntime {
                 Ok::<_, std::io::Error>(())
             };
             let read_out = async {
-                if let Some(out) = out.as_mut() {
-                    let mut buf = vec![0; EXEC_BUFFER];
-                    loop {
-                        let n = out.read(&mut buf).await?;
-                        if n == 0 {
-                            break;
-                        }
-                        stdout.extend_from_slice(&buf[..n]);
-                    }
+                match out.as_mut() {
+                    Some(out) => ending.drain(out, &mut stdout).await.map(drop),
+                    None => Ok(()),
                 }
-                Ok::<_, std::io::Error>(())
             };
             let read_err = async {
-                if let Some(err) = err.as_mut() {
-                    let mut buf = vec![0; EXEC_BUFFER];
-                    loop {
-                        let n = err.read(&mut buf).await?;
-                        if n == 0 {
-                            break;
-                        }
-                        stderr.extend_from_slice(&buf[..n]);
-                    }
+                match err.as_mut() {
+                    Some(err) => ending.drain(err, &mut stderr).await.map(drop),
+                    None => Ok(()),
                 }
-                Ok::<_, std::io::Error>(())
             };
-            let (w, o, e) = tokio::join!(write, read_out, read_err);
+            let (w, o, e, status) = tokio::join!(write, read_out, read_err, ending.status(status));
             // A command that exits without reading its stdin closes the pipe early.
             drop(w);
             o?;
             e?;
-            let status = match status {
-                Some(status) => status.await,
-                None => None,
-            };
-            Ok::<_, RuntimeError>(exit_code_of(status.as_ref()))
+            Ok::<_, RuntimeError>(status)
         };
         let outcome = match request.timeout {
             None => Some(run.await?),
             Some(timeout) => tokio::time::timeout(timeout, run).await.ok().transpose()?,
         };
-        let _ = process.join().await;
+        let outcome = match outcome {
+            Some(status) => match Ending::finish(process, status).await {
+                Ok(status) => Some(exit_code_of(&status)),
+                Err(message) => {
+                    return Err(RuntimeError::Exec {
+                        pod: container.to_string(),
+                        command: request.command.join(" "),
+                        message,
+                    });
+                }
+            },
+            None => {
+                let _ = process.join().await;
+                None
+            }
+        };
         let (exit_code, timed_out) = match outcome {
             Some((code, reason)) => {
                 if let Some(reason) = reason.filter(|_| stderr.is_empty()) {
@@ -208,8 +204,8 @@ impl PodRuntime {
         };
         Ok(ExecOutput {
             exit_code,
-            stdout: stdout.freeze(),
-            stderr: stderr.freeze(),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
             timed_out,
             duration: started.elapsed(),
         })
