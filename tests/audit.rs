@@ -1,5 +1,6 @@
 //! The audit log with the real binary: a scripted session against `orcaops serve` is
-//! recorded (writes, a key made, a refused key, a failed authentication), searched and
+//! recorded (writes, a key made, a refused key, a failed authentication, a controller's
+//! delete of a Job its TTL removes), searched and
 //! exported through the API; `orcaops audit verify` passes on the files, then fails,
 //! naming the entry, after one byte of one entry is edited, after one entry is removed,
 //! and after two are swapped.
@@ -50,6 +51,33 @@ fn a_session_is_recorded_and_verify_finds_each_kind_of_tampering() {
     server.cli_ok(&["apply", "-f", job.to_str().unwrap()]);
     server.wait_phase("audited", "Succeeded", Duration::from_secs(60));
     server.cli_ok(&["delete", "job", "audited"]);
+    // A Job its TTL removes: the controller's delete is recorded as its own.
+    let ttl = tmp.path().join("ttl.yaml");
+    std::fs::write(
+        &ttl,
+        job_yaml(
+            "short-lived",
+            "  ttlSecondsAfterFinished: 0\n  steps:\n    - name: s\n      run: echo hi\n",
+        ),
+    )
+    .unwrap();
+    server.cli_ok(&["apply", "-f", ttl.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let by_controller = loop {
+        let found = server.cli_ok(&["audit", "search", "--actor", "controller"]);
+        if found.contains("jobs/default/short-lived") || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        by_controller.contains("delete") && by_controller.contains("jobs/default/short-lived"),
+        "no controller delete of the TTL's Job: {by_controller}"
+    );
+    assert!(
+        !by_controller.contains("jobs/default/audited"),
+        "the API's delete is not the controller's: {by_controller}"
+    );
     // A key made, and a request with a key that is not one.
     let key = server.cli_ok(&["key", "create", "--server-admin", "--member", "ops", "-q"]);
     assert!(!key.trim().is_empty());

@@ -176,10 +176,16 @@ impl LocalMode {
             store: store.clone(),
             docker: runtime,
         };
-        let ctx = Context::with_limits(&backend, limits);
+        // One log for the API, the folder and the controllers (opening it again gives
+        // the same writer, so the chain never forks).
+        let audit = crate::audit::AuditLog::open(&data_dir)
+            .map_err(|e| ClientError::usage(format!("cannot open the audit log: {e}")))?;
+        // The controllers' own writes are recorded as actor `controller`; the API's
+        // are recorded by its audit layer, so it writes to the store undecorated.
+        let ctx = Context::audited(&backend, limits, audit.clone());
         let policies = ctx.policies.clone();
         let state = AppState {
-            objects: ctx.store.clone(),
+            objects: backend.objects(),
             policies: policies.clone(),
             records: ctx.records.clone(),
             sandboxes: backend.sandbox_io(),
@@ -194,9 +200,6 @@ impl LocalMode {
             shutdown.clone(),
         )));
         if let Some(dir) = dir {
-            // The API's log: opening it again gives the one the API records into.
-            let audit = crate::audit::AuditLog::open(&data_dir)
-                .map_err(|e| ClientError::usage(format!("cannot open the audit log: {e}")))?;
             let source = FolderSource::new(dir, std::sync::Arc::new(store.clone()))
                 .with_policies(policies, crate::policy::Door::Folder)
                 .with_audit(audit);

@@ -25,9 +25,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use crate::audit::AuditLog;
 use crate::metrics::Metrics;
 use crate::resources::{Kind, ObjectKey};
 use crate::runtime::{JobRuntime, RuntimeError};
+use crate::store::audited::{AuditedStore, CONTROLLER};
 use crate::store::{LocalStore, ObjectStore, StoreError, WatchEvent, WatchEventType};
 pub use backend::Backend;
 pub use sandbox::runtime::SandboxRuntime;
@@ -113,6 +115,16 @@ impl Context {
 
     /// Like [`Context::new`], with the bounds the server was started with.
     pub fn with_limits(backend: &Backend, limits: limits::Limits) -> Arc<Self> {
+        Self::build(backend, limits, None)
+    }
+
+    /// Like [`Context::with_limits`], with what the controllers create, update and
+    /// delete recorded in `audit` as actor `controller`.
+    pub fn audited(backend: &Backend, limits: limits::Limits, audit: AuditLog) -> Arc<Self> {
+        Self::build(backend, limits, Some(audit))
+    }
+
+    fn build(backend: &Backend, limits: limits::Limits, audit: Option<AuditLog>) -> Arc<Self> {
         let queue = WorkQueue::new();
         let activity = activity::SandboxActivity::new();
         let sandboxes = sandbox::Tracker::default();
@@ -134,7 +146,10 @@ impl Context {
         }
         let ctx = Arc::new(Context {
             policies: backend.policies(),
-            store: backend.objects(),
+            store: match audit {
+                Some(log) => Arc::new(AuditedStore::new(backend.objects(), log, CONTROLLER)),
+                None => backend.objects(),
+            },
             records: backend.records(),
             jobs: backend.jobs(),
             sandbox_runtime,

@@ -453,7 +453,7 @@ impl FolderSource {
             }
             Err(e) => {
                 tracing::warn!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, error = %e, "the store refused an object from the folder");
-                self.audit(file, "apply", &key, code_of(&e), e.to_string());
+                self.audit(file, "apply", &key, e.code(), e.to_string());
                 let message = format!("{key} from {file} was not applied: {e}");
                 report.failed.push(self.apply_failed(file, message).await);
             }
@@ -544,7 +544,7 @@ impl FolderSource {
             }
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => {
-                self.audit(file, "delete", key, code_of(&e), e.to_string());
+                self.audit(file, "delete", key, e.code(), e.to_string());
                 tracing::warn!(kind = %key.kind, namespace = %key.namespace, name = %key.name, file, error = %e, "could not delete an object the folder no longer declares");
                 report
                     .failed
@@ -712,15 +712,4 @@ fn changes(dir: &Path, known: &[String], batch: Batch) -> Changes {
         }
     }
     Changes::Files(changed)
-}
-
-/// The code the API would have answered for a store's refusal, for the audit log.
-fn code_of(e: &StoreError) -> u16 {
-    match e {
-        StoreError::NotFound { .. } => 404,
-        StoreError::AlreadyExists { .. } | StoreError::Conflict { .. } => 409,
-        StoreError::Invalid { .. } => 422,
-        StoreError::Kube(::kube::Error::Api(status)) => status.code,
-        _ => 500,
-    }
 }

@@ -4,6 +4,7 @@
 //! [`ObjectStore`] is what controllers and sources use; local mode implements it with
 //! [`LocalStore`] (SQLite in WAL mode), cluster mode with [`KubeStore`] (the Kubernetes API).
 
+pub mod audited;
 pub mod events;
 pub mod kube;
 pub mod local;
@@ -94,6 +95,24 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The HTTP status code a request that met this error is answered with, as the
+    /// audit log records outcomes (the API's answer adds a reason and details).
+    pub fn code(&self) -> u16 {
+        match self {
+            StoreError::NotFound { .. } | StoreError::SecretNotFound { .. } => 404,
+            StoreError::AlreadyExists { .. }
+            | StoreError::SecretExists { .. }
+            | StoreError::Conflict { .. }
+            | StoreError::SecretConflict { .. } => 409,
+            StoreError::Invalid { .. } | StoreError::SecretInvalid { .. } => 422,
+            StoreError::Gone { .. } => 410,
+            StoreError::Kube(::kube::Error::Api(status)) => status.code,
+            StoreError::Unwritable { .. } => 503,
+            _ if self.is_unreachable() || self.is_storage_failure() => 503,
+            _ => 500,
+        }
+    }
+
     /// Whether the store could not be reached at all (as opposed to refusing a request).
     pub fn is_unreachable(&self) -> bool {
         match self {
