@@ -170,6 +170,7 @@ impl AuditLog {
             seq: last.as_ref().map_or(0, |e| e.seq),
             prev: last.map_or_else(|| GENESIS.to_string(), |e| e.hash),
             file: None,
+            head: None,
             appends: Default::default(),
         };
         let appends = writer.appends.clone();
@@ -235,6 +236,8 @@ struct Writer {
     seq: u64,
     prev: String,
     file: Option<(File, u64)>,
+    /// `audit.head`, open for rewriting in place.
+    head: Option<File>,
     appends: std::sync::Arc<AtomicU64>,
 }
 
@@ -298,13 +301,16 @@ impl Writer {
         self.appends.fetch_add(1, Ordering::Relaxed);
         self.seq = seq;
         self.prev = prev;
-        write_head(
-            &self.dir,
-            &Head {
-                seq: self.seq,
-                hash: self.prev.clone(),
-            },
-        )
+        let head = Head {
+            seq: self.seq,
+            hash: self.prev.clone(),
+        };
+        let path = self.dir.join(HEAD);
+        let file = match &mut self.head {
+            Some(file) => file,
+            None => self.head.insert(open_head(&self.dir)?),
+        };
+        write_head(file, &head).map_err(io(&path))
     }
 
     /// The file to append to: the newest, or a new one once it is past `rotate_at`.
@@ -337,19 +343,38 @@ fn size_of(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// Writes the head to a temporary file, fsyncs it and renames it over `audit.head`.
-fn write_head(dir: &Path, head: &Head) -> Result<(), AuditError> {
+/// The width `audit.head` is padded to, so that each write covers all of it: a head
+/// (a sequence number and a SHA-256) takes about 90 bytes.
+const HEAD_WIDTH: usize = 160;
+
+/// Opens `audit.head` for rewriting in place; a new one's directory entry is fsynced.
+fn open_head(dir: &Path) -> Result<File, AuditError> {
     let path = dir.join(HEAD);
-    let tmp = dir.join(format!("{HEAD}.tmp"));
-    let mut file = File::create(&tmp).map_err(io(&tmp))?;
-    let json = serde_json::to_string(head).expect("a head serializes");
-    file.write_all(json.as_bytes()).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    if let Ok(d) = File::open(dir) {
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    if !existed && let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
+    Ok(file)
+}
+
+/// Rewrites the head in place, padded to [`HEAD_WIDTH`], and fsyncs it: one small write
+/// within one disk sector and one fsync, with no file made or renamed (which would
+/// commit the file system's journal at every batch, stalling the store's writes too).
+fn write_head(file: &File, head: &Head) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut text = serde_json::to_string(head).expect("a head serializes");
+    let width = HEAD_WIDTH.max(text.len() + 1);
+    text.extend(std::iter::repeat_n(' ', width - 1 - text.len()));
+    text.push('\n');
+    // The width never changes, so the file keeps its length (no metadata to sync).
+    file.write_all_at(text.as_bytes(), 0)?;
+    file.sync_data()
 }
 
 /// The log's files, oldest first.

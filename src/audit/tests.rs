@@ -206,3 +206,22 @@ async fn opening_an_open_log_again_gives_the_same_writer() {
     // Two writers would each have started their own chain at entry 1 in one file.
     assert_eq!(verify(api.dir()).unwrap(), Ok(40));
 }
+
+/// The head is rewritten in place at a fixed width, and names the newest entry.
+#[tokio::test]
+async fn the_head_is_rewritten_in_place_and_names_the_newest_entry() {
+    let (_data, dir) = written(12, ROTATE_AT).await;
+    let text = std::fs::read_to_string(dir.join(HEAD)).unwrap();
+    assert_eq!(text.len(), HEAD_WIDTH, "{text:?}");
+    let head: Head = serde_json::from_str(&text).unwrap();
+    let newest = read_all(&dir).unwrap().pop().unwrap();
+    assert_eq!((head.seq, head.hash), (12, newest.hash));
+    // A head of an older version (written whole, shorter) is overwritten whole.
+    std::fs::write(dir.join(HEAD), r#"{"seq":1,"hash":"x"}"#).unwrap();
+    let log = AuditLog::open(dir.parent().unwrap()).unwrap();
+    log.record(entry(12));
+    log.flush().await;
+    let head: Head =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(HEAD)).unwrap()).unwrap();
+    assert_eq!(head.seq, 13);
+}

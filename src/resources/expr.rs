@@ -506,10 +506,7 @@ impl PolicyRule {
     /// [`is_shallow`](Self::is_shallow) must be called on the CEL stack
     /// ([`on_cel_stack`]), once for a whole batch of rules.
     pub fn allows(&self, vars: &PolicyVars) -> Result<bool, String> {
-        let mut ctx = base_context();
-        ctx.add_variable_from_value("object", vars.object.clone());
-        ctx.add_variable_from_value("oldObject", vars.old.clone());
-        match self.program.execute(&ctx) {
+        match self.program.execute(&vars.context) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!(
                 "`{}` gave {}, not true or false",
@@ -528,21 +525,26 @@ impl PolicyRule {
 pub const SHALLOW_DEPTH: usize = 12;
 
 /// What a policy rule is evaluated with: the object written and the one it replaces,
-/// converted to CEL values once per write, not once per rule.
-#[derive(Clone, Debug)]
+/// bound once per write as CEL variables (turning a value into the interpreter's own is
+/// a walk over all of it), not once per rule.
 pub struct PolicyVars {
-    object: Value,
-    old: Value,
+    context: Context<'static, 'static>,
 }
 
 impl PolicyVars {
     /// `object` (as written) and `old` (`None` on create: `oldObject` is null).
     pub fn new<T: serde::Serialize>(object: &T, old: Option<&T>) -> PolicyVars {
         let convert = |v: &T| cel::to_value(v).unwrap_or(Value::Null);
-        PolicyVars {
-            object: convert(object),
-            old: old.map(convert).unwrap_or(Value::Null),
-        }
+        let mut context = base_context();
+        context.add_variable_from_value("object", convert(object));
+        context.add_variable_from_value("oldObject", old.map(convert).unwrap_or(Value::Null));
+        PolicyVars { context }
+    }
+}
+
+impl std::fmt::Debug for PolicyVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyVars { object, oldObject }")
     }
 }
 

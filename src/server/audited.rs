@@ -26,18 +26,36 @@ use crate::audit::{self, AuditLog, Entry};
 /// The layer: records what [`entry_for`] says is worth recording.
 pub async fn middleware(State(log): State<AuditLog>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().map(str::to_string);
+    // The URI shares the request's bytes: kept without copying the path.
+    let uri = req.uri().clone();
     let remote = super::tls::peer(&req);
     let response = next.run(req).await;
-    let who = response.extensions().get::<Identity>();
     let code = response.status().as_u16();
     if let Some(delivered) = response.extensions().get::<Delivered>() {
         log.record(delivery_entry(delivered, code, remote));
-    } else if let Some(entry) = entry_for(&method, &path, query.as_deref(), code, who, remote) {
-        log.record(entry);
+    } else if !quiet_read(&method, uri.path(), code) {
+        let who = response.extensions().get::<Identity>();
+        if let Some(entry) = entry_for(&method, uri.path(), uri.query(), code, who, remote) {
+            log.record(entry);
+        }
     }
     response
+}
+
+/// A GET that was answered (not refused), is not of a Secret and is not an exec or a
+/// file download (both GETs): never recorded, so not worth working out what it asked
+/// for. [`entry_for`] decides the rest.
+fn quiet_read(method: &Method, path: &str, code: u16) -> bool {
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    matches!(*method, Method::GET | Method::HEAD)
+        && code != 401
+        && code != 403
+        && !matches!(last, "exec" | "files" | "attach")
+        && !path.contains("/secrets")
 }
 
 /// The entry of a webhook delivery, whatever it was answered: the sender is named by
@@ -312,6 +330,43 @@ mod tests {
             (anonymous.actor.as_str(), anonymous.verb.as_str()),
             ("anonymous", "authenticate")
         );
+    }
+
+    /// What the layer skips without asking [`entry_for`] is what it would not record.
+    #[test]
+    fn the_reads_skipped_early_are_those_never_recorded() {
+        let base = "/apis/orcaops.dev/v1alpha1/namespaces/team-a";
+        for (method, path, code) in [
+            (Method::GET, format!("{base}/jobs/build"), 200),
+            (Method::GET, format!("{base}/jobs"), 200),
+            (Method::GET, format!("{base}/jobs/build/log"), 200),
+            (Method::HEAD, format!("{base}/jobs/build"), 404),
+            (Method::GET, format!("{base}/sandboxes/box/exec"), 101),
+            (Method::GET, format!("{base}/sandboxes/box/files/"), 200),
+            (Method::GET, format!("{base}/jobs"), 403),
+            (
+                Method::GET,
+                "/api/v1/namespaces/team-a/secrets/db".to_string(),
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/team-a/secrets".to_string(),
+                200,
+            ),
+            (Method::POST, format!("{base}/jobs"), 201),
+        ] {
+            let recorded = entry(method.clone(), &path, code).is_some();
+            if quiet_read(&method, &path, code) {
+                assert!(!recorded, "{method} {path} {code} is skipped but recorded");
+            }
+            let expect_quiet = !recorded && matches!(method, Method::GET | Method::HEAD);
+            assert_eq!(
+                quiet_read(&method, &path, code),
+                expect_quiet,
+                "{method} {path} {code}"
+            );
+        }
     }
 
     #[test]
