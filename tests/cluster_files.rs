@@ -167,6 +167,7 @@ fn needed_cluster_grants() -> BTreeSet<(String, String, String)> {
     grant("events.k8s.io", "events", &["create", "patch", "list"]);
     grant("networking.k8s.io", "networkpolicies", &read_create_delete);
     grant("", "namespaces", &["get", "list", "watch"]);
+    grant("", "secrets", &["get"]);
     needed
 }
 

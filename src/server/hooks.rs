@@ -12,8 +12,10 @@
 //! 202 `WebhookIgnored` when the filter says no; 401 unsigned or badly signed; 404 no such
 //! Workflow, or one without a webhook (after as much work as a real delivery, so the time
 //! taken tells nothing); 413 past [`MAX_DELIVERY_BYTES`]; 422 an input that cannot be
-//! rendered; 429 past the rate of the sender's address; 501 on a cluster. Each delivery
-//! is in the audit log, as actor `webhook:<delivery id>`.
+//! rendered; 429 past the rate of the sender's address; 503 while the secret cannot be
+//! read (with a Warning event on the Workflow saying why). The secret is the local
+//! store's, or on a cluster the namespace's Secret, which the operator reads. Each
+//! delivery is in the audit log, as actor `webhook:<delivery id>`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,8 +37,7 @@ use super::{AppState, workflows};
 use crate::resources::expr::{self, HookContext};
 use crate::resources::workflow::{WebhookTrigger, WorkflowSpec};
 use crate::resources::{Kind, ObjectKey, keys};
-use crate::store::secrets::{SecretValue, SecretValues};
-use crate::store::{EventType, InvolvedObject, NewEvent};
+use crate::store::{EventType, InvolvedObject, NewEvent, SecretValue, StoreError};
 
 #[cfg(test)]
 mod tests;
@@ -141,13 +142,6 @@ async fn receive(
                 ),
             )
         })?;
-    if hooks.state.leading.is_some() {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "webhook triggers are served by `orcaops serve` (local mode); on a cluster, start runs with POST .../workflows/NAME/runs from the sender instead",
-        ));
-    }
     let key = ObjectKey::new(Kind::Workflow, namespace, name);
     let found = hooks.state.objects.get(&key).await?;
     let trigger = found
@@ -229,28 +223,39 @@ async fn read_secret(
 ) -> Result<String, ApiError> {
     let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
     let reference = &trigger.secret_ref;
-    let why = match hooks
+    let read = hooks
         .state
-        .records
-        .secret_value(namespace, &reference.name, &reference.key)
-        .await?
-    {
-        SecretValue::Found(value) => return Ok(value),
-        SecretValue::NoSecret => format!(
-            "there is no secret {} in workspace {namespace}",
-            reference.name
-        ),
-        SecretValue::NoKey => format!("secret {} has no key {}", reference.name, reference.key),
-        SecretValue::NotText => format!(
-            "key {} of secret {} is not text",
-            reference.key, reference.name
-        ),
-        SecretValue::Native => "the secret is not readable here".to_string(),
-    };
-    let message = format!(
-        "a webhook delivery could not be verified: {why}; create it with kubectl create secret generic {} --from-literal={}=VALUE -n {namespace}, and give the sender the same VALUE",
+        .objects
+        .read_secret_key(namespace, &reference.name, &reference.key)
+        .await;
+    let create = format!(
+        "create it with kubectl create secret generic {} --from-literal={}=VALUE -n {namespace}, and give the sender the same VALUE",
         reference.name, reference.key
     );
+    let why = match read {
+        Ok(SecretValue::Found(value)) => return Ok(value),
+        Ok(SecretValue::NoSecret) => format!(
+            "there is no secret {} in workspace {namespace}; {create}",
+            reference.name
+        ),
+        Ok(SecretValue::NoKey) => format!(
+            "secret {} has no key {}; {create}",
+            reference.name, reference.key
+        ),
+        Ok(SecretValue::NotText) => format!(
+            "key {} of secret {} is not text; {create}",
+            reference.key, reference.name
+        ),
+        Ok(SecretValue::Native) => format!("the secret is not readable here; {create}"),
+        // The operator's service account may not read Secrets: not the sender's fault,
+        // and an admin can fix it.
+        Err(StoreError::Kube(kube::Error::Api(status))) if status.code == 403 => format!(
+            "the operator may not read secret {}: its ClusterRole needs get on secrets (manifests/03-clusterrole.yaml and the chart grant it)",
+            reference.name
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let message = format!("a webhook delivery could not be verified: {why}");
     let event = NewEvent {
         involved: InvolvedObject::of(obj),
         type_: EventType::Warning,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{
     ApplyOutcome, Event, EventQuery, ListPage, NewEvent, ObjectStore, PageQuery, Result,
-    StoreError, Tombstone, WatchEvent, WatchFrom, Write,
+    SecretValue, StoreError, Tombstone, WatchEvent, WatchFrom, Write,
 };
 use crate::audit::{AuditLog, Entry};
 use crate::resources::{Kind, Object, ObjectKey};
@@ -153,6 +153,9 @@ impl ObjectStore for AuditedStore {
     }
     async fn remove_tombstone(&self, key: &ObjectKey) -> Result<()> {
         self.inner.remove_tombstone(key).await
+    }
+    async fn read_secret_key(&self, namespace: &str, name: &str, key: &str) -> Result<SecretValue> {
+        self.inner.read_secret_key(namespace, name, key).await
     }
 }
 

@@ -18,6 +18,7 @@ mod watch;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
@@ -29,7 +30,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::local::decide::validated;
 use super::{
     ApplyOutcome, Event, EventQuery, EventType, ListPage, NewEvent, ObjectStore, PageQuery, Result,
-    StoreError, WatchEvent, WatchFrom,
+    SecretValue, StoreError, WatchEvent, WatchFrom,
 };
 use crate::resources::{Kind, Object, ObjectKey};
 use convert::{api_resource, from_dynamic, object_reference, to_dynamic};
@@ -525,6 +526,22 @@ impl ObjectStore for KubeStore {
     async fn remove_finalizer(&self, key: &ObjectKey, name: &str) -> Result<()> {
         self.patch_finalizers(key, true, |current| patch::remove_finalizer(current, name))
             .await
+    }
+
+    /// One key of a Secret, read with the operator's `get` on secrets; a refusal is the
+    /// API's (403 where the ClusterRole lacks it).
+    async fn read_secret_key(&self, namespace: &str, name: &str, key: &str) -> Result<SecretValue> {
+        let secrets: Api<Secret> = Api::namespaced(self.client().clone(), namespace);
+        let Some(secret) = secrets.get_opt(name).await.map_err(StoreError::Kube)? else {
+            return Ok(SecretValue::NoSecret);
+        };
+        let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) else {
+            return Ok(SecretValue::NoKey);
+        };
+        Ok(match String::from_utf8(bytes.0.clone()) {
+            Ok(text) => SecretValue::Found(text),
+            Err(_) => SecretValue::NotText,
+        })
     }
 }
 

@@ -9,6 +9,7 @@ pub mod events;
 pub mod kube;
 pub mod local;
 pub mod secrets;
+pub use secrets::SecretValue;
 pub mod tombstone;
 
 use std::sync::Arc;
@@ -364,6 +365,13 @@ pub trait ObjectStore: Send + Sync + 'static {
         let _ = key;
         Ok(())
     }
+    /// The value of `key` in Secret `name` of `namespace`, for what the server checks
+    /// itself (a webhook delivery's signature): the local store's own secrets, or the
+    /// cluster's Secrets. A store that keeps none answers [`SecretValue::Native`].
+    async fn read_secret_key(&self, namespace: &str, name: &str, key: &str) -> Result<SecretValue> {
+        let _ = (namespace, name, key);
+        Ok(SecretValue::Native)
+    }
 }
 
 #[async_trait::async_trait]
@@ -441,6 +449,9 @@ impl ObjectStore for LocalStore {
     }
     async fn remove_tombstone(&self, key: &ObjectKey) -> Result<()> {
         LocalStore::remove_tombstone(self, key).await
+    }
+    async fn read_secret_key(&self, namespace: &str, name: &str, key: &str) -> Result<SecretValue> {
+        <LocalStore as secrets::SecretValues>::secret_value(self, namespace, name, key).await
     }
 }
 

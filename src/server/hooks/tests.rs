@@ -370,3 +370,91 @@ async fn a_sender_past_its_rate_waits() {
     );
     assert_eq!(codes.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
 }
+
+/// On a cluster (`operator --api`): the Workflow and its Secret are read from the API
+/// server (the operator's `get` on secrets), and the run is asked for on the Workflow
+/// there; a Secret the operator may not read is a 503 and a Warning event naming the
+/// missing grant, never the sender's 401.
+#[tokio::test]
+async fn on_a_cluster_the_secret_is_the_namespaces_and_the_run_is_asked_there() {
+    use crate::store::kube::mock::{
+        Exchange, core_path, event_created, events_path, mock_store, object_path, served, status,
+    };
+    let (store, api) = mock_store();
+    let data = tempfile::tempdir().unwrap();
+    let records = LocalStore::open(data.path()).await.unwrap();
+    let (_lead, leading) = tokio::sync::watch::channel(true);
+    let objects: Arc<dyn crate::store::ObjectStore> = Arc::new(store.clone());
+    let state = AppState {
+        policies: crate::policy::Policies::disabled(objects.clone()),
+        objects,
+        records: records.clone(),
+        sandboxes: Arc::new(crate::runtime::PodRuntime::new(store.client().clone())),
+        activity: crate::controller::activity::SandboxActivity::new(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        leading: Some(leading),
+        metrics: Default::default(),
+    };
+    let f = Fixture {
+        app: routes(state),
+        store: records,
+        _data: data,
+    };
+    let ci = Object::new(Kind::Workflow, "default", "ci", workflow(hook()));
+    let mut asked = ci.clone();
+    asked
+        .metadata
+        .annotations
+        .insert(keys::RERUN.into(), "hook-c-1".into());
+    let secret = serde_json::to_value(Secret {
+        metadata: ObjectMeta {
+            name: Some("hook".into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "token".to_string(),
+            k8s_openapi::ByteString(SECRET.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    })
+    .unwrap();
+    let workflow = object_path(Kind::Workflow, "default", "ci");
+    let secret_path = core_path(Some("default"), "secrets/hook");
+    let api = api.expect(vec![
+        // The delivery: the Workflow, its Secret; no run of that token yet (the status
+        // and the records say so); the request for the run, written on the Workflow.
+        Exchange::get(workflow.clone()).reply(200, served(&ci, "5")),
+        Exchange::get(secret_path.clone()).reply(200, secret),
+        Exchange::get(workflow.clone()).reply(200, served(&ci, "5")),
+        Exchange::get(workflow.clone()).reply(200, served(&ci, "5")),
+        Exchange::put(workflow.clone())
+            .body("/metadata/annotations/orcaops.dev~1rerun", json!("hook-c-1"))
+            .body("/metadata/resourceVersion", json!("5"))
+            .reply(200, served(&asked, "6")),
+        // A second delivery, when the operator may not read Secrets.
+        Exchange::get(workflow.clone()).reply(200, served(&asked, "6")),
+        Exchange::get(secret_path).reply(
+            403,
+            status(
+                403,
+                "Forbidden",
+                "secrets \"hook\" is forbidden: User \"system:serviceaccount:orcaops-system:orcaops-operator\" cannot get resource \"secrets\"",
+            ),
+        ),
+        Exchange::post(events_path("default"))
+            .body("/regarding/name", json!("ci"))
+            .body("/reason", json!("WebhookSecretMissing"))
+            .reply(201, event_created()),
+    ]);
+    let (code, body) = f
+        .github("push", "c-1", SECRET, push("refs/heads/main"))
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["token"], "hook-c-1");
+    let (code, body) = f
+        .github("push", "c-2", SECRET, push("refs/heads/main"))
+        .await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    api.done().await;
+}
