@@ -66,6 +66,11 @@ fn workflow_json(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// A create's body for a name.
+type Body = fn(&str) -> Vec<u8>;
+/// Create rates by round: without policies, with them.
+type Rates = [Vec<f64>; 2];
+
 /// How many Policies the policy phase creates.
 const POLICIES: usize = 50;
 
@@ -311,6 +316,25 @@ async fn set_policies(http: &reqwest::Client, url: &str, with: bool) {
     );
 }
 
+/// Request `i` creates `<prefix>-<i>` of `plural` on the server at `url`.
+fn creates(
+    http: &reqwest::Client,
+    url: &str,
+    plural: &'static str,
+    prefix: String,
+    body: Body,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
++ Send
++ Sync
++ 'static {
+    let (http, url) = (http.clone(), format!("{url}{BASE}/{plural}"));
+    move |i: usize| {
+        let (http, url) = (http.clone(), url.clone());
+        let body = body(&format!("{prefix}-{i}"));
+        Box::pin(async move { post_created(&http, url, body).await })
+    }
+}
+
 async fn wait_ready(http: &reqwest::Client, server: &Served) {
     for _ in 0..200 {
         if get_ok(http, format!("{}/healthz", server.url)).await {
@@ -357,14 +381,7 @@ fn main() {
                 async move { get_ok(&http, url).await }
             }
         };
-        let create = |plural: &'static str, prefix: String, body: fn(&str) -> Vec<u8>| {
-            let (http, url) = (http.clone(), url.clone());
-            move |i: usize| {
-                let (http, url) = (http.clone(), format!("{url}{BASE}/{plural}"));
-                let body = body(&format!("{prefix}-{i}"));
-                async move { post_created(&http, url, body).await }
-            }
-        };
+        let create = |plural, prefix, body| creates(&http, &url, plural, prefix, body);
         load(2_000, get.clone()).await; // warm-up
         load_at_rate(5_000, 100_000, get.clone()).await.print("GET one job at 5,000/s", 5000.0);
         load(100_000, get).await.print("GET one job, saturated", 5000.0);
@@ -404,14 +421,7 @@ async fn policy_phase(server: &Served) {
     let url = server.url.clone();
     let http = server.http_with(reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY));
     wait_ready(&http, server).await;
-    let create = |plural: &'static str, prefix: String, body: fn(&str) -> Vec<u8>| {
-        let (http, url) = (http.clone(), url.clone());
-        move |i: usize| {
-            let (http, url) = (http.clone(), format!("{url}{BASE}/{plural}"));
-            let body = body(&format!("{prefix}-{i}"));
-            async move { post_created(&http, url, body).await }
-        }
-    };
+    let create = |plural, prefix, body| creates(&http, &url, plural, prefix, body);
     // Each policy is passed, so every write is reviewed by all 50. A pair's two rounds
     // run back to back, so what changes slowly (the store growing) weighs on both
     // alike; the cost is the median over the pairs, so that one round disturbed by
@@ -432,28 +442,19 @@ async fn policy_phase(server: &Served) {
         for with in order {
             set_policies(&http, &url, with).await;
             let tag = if with { "p" } else { "n" };
-            let created = load_for(
-                time,
-                30_000,
-                create("workflows", format!("wf-{tag}{round}"), workflow_json),
-            )
-            .await;
-            assert_eq!(
-                created.errors, 0,
-                "a Workflow create failed with policies {with}"
-            );
-            wf[usize::from(with)].push(created.rate());
-            let created = load_for(
-                time,
-                30_000,
-                create("jobs", format!("job-{tag}{round}"), job_json),
-            )
-            .await;
-            assert_eq!(
-                created.errors, 0,
-                "a Job create failed with policies {with}"
-            );
-            job[usize::from(with)].push(created.rate());
+            let kinds: [(&str, Body, &mut Rates); 2] = [
+                ("workflows", workflow_json, &mut wf),
+                ("jobs", job_json, &mut job),
+            ];
+            for (plural, body, rates) in kinds {
+                let prefix = format!("{plural}-{tag}{round}");
+                let created = load_for(time, 30_000, create(plural, prefix, body)).await;
+                assert_eq!(
+                    created.errors, 0,
+                    "a create of {plural} failed with policies {with}"
+                );
+                rates[usize::from(with)].push(created.rate());
+            }
         }
     }
     let show = |rates: &[f64]| {
@@ -479,7 +480,7 @@ async fn policy_phase(server: &Served) {
         median(&pairs)
     };
     println!(
-        "{POLICIES} policies cost {:.1} % of the Workflow create rate and {:.1} % of the Job create rate (medians over {rounds} pairs of {:.0} s rounds; goal: at most 10 %)",
+        "{POLICIES} policies cost {:.1} % of the Workflow create rate and {:.1} % of the Job create rate (medians over {rounds} pairs of {:.1} s rounds; goal: at most 10 %)",
         cost(&wf),
         cost(&job),
         time.as_secs_f64(),

@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::resources::ObjectKey;
+
 #[cfg(test)]
 mod tests;
 
@@ -81,6 +83,27 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry of `actor` doing `verb` to the object `key`, answered `code`, now.
+    pub fn on_object(
+        actor: String,
+        verb: &str,
+        key: &ObjectKey,
+        code: u16,
+        detail: String,
+    ) -> Entry {
+        Entry {
+            time: Utc::now(),
+            actor,
+            verb: verb.to_string(),
+            resource: key.kind.plural().to_string(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            code,
+            detail,
+            ..Default::default()
+        }
+    }
+
     /// The hash of this entry after `prev`: SHA-256 over `prev`, a newline, and the entry's
     /// JSON with `hash` empty.
     pub fn digest(&self) -> String {

@@ -134,17 +134,13 @@ impl FolderSource {
     /// Records in the audit log (if any) that `file` did `verb` to `key`, answered `code`.
     fn audit(&self, file: &str, verb: &str, key: &ObjectKey, code: u16, detail: String) {
         if let Some(log) = &self.audit {
-            log.record(Entry {
-                time: chrono::Utc::now(),
-                actor: format!("folder:{file}"),
-                verb: verb.to_string(),
-                resource: key.kind.plural().to_string(),
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
+            log.record(Entry::on_object(
+                format!("folder:{file}"),
+                verb,
+                key,
                 code,
                 detail,
-                ..Default::default()
-            });
+            ));
         }
     }
 

@@ -40,17 +40,8 @@ impl AuditedStore {
             Ok(_) => (done, String::new()),
             Err(e) => (e.code(), e.to_string()),
         };
-        self.log.record(Entry {
-            time: chrono::Utc::now(),
-            actor: self.actor.clone(),
-            verb: verb.to_string(),
-            resource: key.kind.plural().to_string(),
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            code,
-            detail,
-            ..Default::default()
-        });
+        let entry = Entry::on_object(self.actor.clone(), verb, key, code, detail);
+        self.log.record(entry);
     }
 }
 

@@ -532,16 +532,8 @@ impl ObjectStore for KubeStore {
     /// API's (403 where the ClusterRole lacks it).
     async fn read_secret_key(&self, namespace: &str, name: &str, key: &str) -> Result<SecretValue> {
         let secrets: Api<Secret> = Api::namespaced(self.client().clone(), namespace);
-        let Some(secret) = secrets.get_opt(name).await.map_err(StoreError::Kube)? else {
-            return Ok(SecretValue::NoSecret);
-        };
-        let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) else {
-            return Ok(SecretValue::NoKey);
-        };
-        Ok(match String::from_utf8(bytes.0.clone()) {
-            Ok(text) => SecretValue::Found(text),
-            Err(_) => SecretValue::NotText,
-        })
+        let secret = secrets.get_opt(name).await.map_err(StoreError::Kube)?;
+        Ok(SecretValue::of(secret.as_ref(), key))
     }
 }
 

@@ -41,16 +41,24 @@ pub trait SecretValues: Send + Sync + 'static {
 #[async_trait::async_trait]
 impl SecretValues for LocalStore {
     async fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Result<SecretValue> {
-        let Some(secret) = self.get_secret(namespace, name).await? else {
-            return Ok(SecretValue::NoSecret);
+        let secret = self.get_secret(namespace, name).await?;
+        Ok(SecretValue::of(secret.as_ref(), key))
+    }
+}
+
+impl SecretValue {
+    /// What `secret` (None: there is none) holds under `key`.
+    pub fn of(secret: Option<&k8s_openapi::api::core::v1::Secret>, key: &str) -> SecretValue {
+        let Some(secret) = secret else {
+            return SecretValue::NoSecret;
         };
         let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) else {
-            return Ok(SecretValue::NoKey);
+            return SecretValue::NoKey;
         };
-        Ok(match String::from_utf8(bytes.0.clone()) {
+        match String::from_utf8(bytes.0.clone()) {
             Ok(text) => SecretValue::Found(text),
             Err(_) => SecretValue::NotText,
-        })
+        }
     }
 }
 
