@@ -6,6 +6,7 @@ mod anomalies;
 mod apply;
 mod audit;
 mod compare;
+mod completion;
 mod cp;
 mod describe;
 mod exec;
@@ -198,6 +199,9 @@ pub enum Command {
     Run(run::RunCommand),
     /// Print the CustomResourceDefinitions of all kinds as YAML.
     Crds,
+    /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish).
+    #[command(after_help = completion::AFTER_HELP)]
+    Completion(completion::CompletionArgs),
     /// Serve MCP tools over stdio for AI agents (Claude Code: `claude mcp add orcaops -- orcaops mcp`).
     Mcp(mcp::McpArgs),
 }
@@ -337,6 +341,7 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
             print!("{}", crate::resources::crds_yaml());
             Ok(exit::OK)
         }
+        Command::Completion(args) => Ok(completion::print(&args)),
     }
 }
 
