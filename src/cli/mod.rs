@@ -11,6 +11,7 @@ mod cp;
 mod describe;
 mod exec;
 mod history;
+mod init;
 mod key;
 mod limits;
 mod mcp;
@@ -199,6 +200,9 @@ pub enum Command {
     Run(run::RunCommand),
     /// Print the CustomResourceDefinitions of all kinds as YAML.
     Crds,
+    /// Write a starter folder (a job, a workflow, a sandbox template, a workspace) and a README.
+    #[command(after_help = init::AFTER_HELP)]
+    Init(init::InitArgs),
     /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish).
     #[command(after_help = completion::AFTER_HELP)]
     Completion(completion::CompletionArgs),
@@ -342,6 +346,7 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
             Ok(exit::OK)
         }
         Command::Completion(args) => Ok(completion::print(&args)),
+        Command::Init(args) => init::init(&args),
     }
 }
 
