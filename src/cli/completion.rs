@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
 use crate::client::exit;
+use crate::resources::Kind;
 
 pub const AFTER_HELP: &str = "\
 Install it once:
@@ -30,47 +31,61 @@ pub struct CompletionArgs {
     pub shell: Shell,
 }
 
-/// Bash's completion of live object names, wrapped around clap_complete's `_orcaops`:
-/// when the word before the cursor is a kind and the command takes `KIND NAME`, the
-/// names of that kind; otherwise clap_complete's own answer.
-const BASH_LIVE_NAMES: &str = r#"
+/// The commands that take `KIND NAME`, as a bash `case` pattern.
+const TAKES_KIND_NAME: &str =
+    "get|describe|logs|delete|cancel|rerun|approve|suspend|resume|stop|start|history|diff|stats";
+
+/// Bash's completion of kinds and live object names, wrapped around clap_complete's
+/// `_orcaops`: in a command that takes `KIND NAME`, the kinds after the command and the
+/// names of that kind after a kind; otherwise clap_complete's own answer. The kinds and
+/// the words accepted for them come from [`Kind`], so a new kind completes too.
+fn bash_live_names() -> String {
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.singular()).collect();
+    let spellings: Vec<&str> = Kind::ALL
+        .iter()
+        .flat_map(|k| {
+            [k.singular(), k.plural()]
+                .into_iter()
+                .chain(k.short_names().iter().copied())
+        })
+        .collect();
+    format!(
+        r#"
 # Kinds, and names of live objects (orcaops completion): in a command that takes
 # KIND NAME, the kinds after the command and the names after a kind.
-_orcaops_live_names() {
-    local cur=${COMP_WORDS[COMP_CWORD]}
+_orcaops_live_names() {{
+    local cur=${{COMP_WORDS[COMP_CWORD]}}
+    case ${{COMP_WORDS[1]}} in
+        {commands}) ;;
+        *) _orcaops "$@"; return ;;
+    esac
     if [[ $COMP_CWORD -eq 2 && $cur != -* ]]; then
-        case ${COMP_WORDS[1]} in
-            get|describe|logs|delete|cancel|rerun|approve|suspend|resume|stop|start|history|diff|stats)
-                COMPREPLY=($(compgen -W "job workflow sandbox sandboxtemplate workspace policy" -- "$cur"))
-                return 0
-                ;;
-        esac
+        COMPREPLY=($(compgen -W "{kinds}" -- "$cur"))
+        return 0
     fi
-    if [[ $COMP_CWORD -ge 3 ]]; then
-        local command=${COMP_WORDS[1]} kind=${COMP_WORDS[COMP_CWORD-1]}
-        case $command in
-            get|describe|logs|delete|cancel|rerun|approve|suspend|resume|stop|start|history|diff|stats)
-                case $kind in
-                    job|jobs|workflow|workflows|wf|sandbox|sandboxes|sb|sandboxtemplate|sandboxtemplates|sbt|workspace|workspaces|ws|policy|policies)
-                        local namespace=() i
-                        for ((i = 2; i < COMP_CWORD; i++)); do
-                            case ${COMP_WORDS[i]} in
-                                -n|--namespace|--workspace) namespace=(-n "${COMP_WORDS[i+1]}") ;;
-                            esac
-                        done
-                        local names
-                        names=$(orcaops get "$kind" "${namespace[@]}" -o name 2>/dev/null) || names=
-                        COMPREPLY=($(compgen -W "$(printf '%s\n' $names | sed 's|.*/||')" -- "$cur"))
-                        return 0
-                        ;;
+    local kind=${{COMP_WORDS[COMP_CWORD-1]}}
+    case $kind in
+        {spellings})
+            local namespace=() i names
+            for ((i = 2; i < COMP_CWORD; i++)); do
+                case ${{COMP_WORDS[i]}} in
+                    -n|--namespace|--workspace) namespace=(-n "${{COMP_WORDS[i+1]}}") ;;
                 esac
-                ;;
-        esac
-    fi
+            done
+            names=$(orcaops get "$kind" "${{namespace[@]}}" -o name 2>/dev/null) || names=
+            COMPREPLY=($(compgen -W "$(printf '%s\n' $names | sed 's|.*/||')" -- "$cur"))
+            return 0
+            ;;
+    esac
     _orcaops "$@"
-}
+}}
 complete -F _orcaops_live_names -o nosort -o bashdefault -o default orcaops
-"#;
+"#,
+        commands = TAKES_KIND_NAME,
+        kinds = kinds.join(" "),
+        spellings = spellings.join("|"),
+    )
+}
 
 /// Prints the completion script of `args.shell`.
 pub fn print(args: &CompletionArgs) -> u8 {
@@ -82,11 +97,9 @@ pub fn print(args: &CompletionArgs) -> u8 {
         &mut script,
     );
     if args.shell == Shell::Bash {
-        script.extend_from_slice(BASH_LIVE_NAMES.as_bytes());
+        script.extend_from_slice(bash_live_names().as_bytes());
     }
-    match std::io::stdout().lock().write_all(&script) {
-        Ok(()) => exit::OK,
-        // A closed pipe (`| head`) is the reader's choice, not an error worth a message.
-        Err(_) => exit::OK,
-    }
+    // A closed pipe (`| head`) is the reader's choice, not an error worth a message.
+    let _ = std::io::stdout().lock().write_all(&script);
+    exit::OK
 }

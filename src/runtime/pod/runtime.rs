@@ -162,23 +162,20 @@ impl PodRuntime {
                 });
             }
         };
-        let failure = Some(status).filter(|s| s.status.as_deref() != Some("Success"));
-        match failure {
-            None => Ok(()),
-            Some(status) => {
-                let stderr = String::from_utf8_lossy(&message).trim().to_string();
-                let message = if stderr.is_empty() {
-                    status.message.unwrap_or_default()
-                } else {
-                    stderr
-                };
-                Err(RuntimeError::Exec {
-                    pod: id.to_string(),
-                    command: shown,
-                    message,
-                })
-            }
+        if status.status.as_deref() == Some("Success") {
+            return Ok(());
         }
+        let stderr = String::from_utf8_lossy(&message).trim().to_string();
+        let message = if stderr.is_empty() {
+            status.message.unwrap_or_default()
+        } else {
+            stderr
+        };
+        Err(RuntimeError::Exec {
+            pod: id.to_string(),
+            command: shown,
+            message,
+        })
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct Answer {
     stderr: String,
     /// `None`: the connection is dropped after stdin, before any status.
     status: Option<Value>,
+    /// The command runs on, with no status, until the client goes away.
+    runs_on: bool,
 }
 
 pub(crate) fn success(stdout: Vec<u8>) -> Answer {
@@ -31,6 +33,7 @@ pub(crate) fn success(stdout: Vec<u8>) -> Answer {
         stdout,
         stderr: String::new(),
         status: Some(json!({"metadata": {}, "status": "Success"})),
+        runs_on: false,
     }
 }
 
@@ -43,6 +46,7 @@ pub(crate) fn exit_code(code: i64, stderr: &str) -> Answer {
             "message": format!("command terminated with non-zero exit code: {code}"),
             "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
         })),
+        runs_on: false,
     }
 }
 
@@ -52,6 +56,16 @@ pub(crate) fn broken(stdout: &[u8]) -> Answer {
         stdout: stdout.to_vec(),
         stderr: String::new(),
         status: None,
+        runs_on: false,
+    }
+}
+
+/// Some output, then nothing: the command runs on until the client goes away (the
+/// server keeps serving the next execs meanwhile).
+pub(crate) fn running(stdout: &[u8]) -> Answer {
+    Answer {
+        runs_on: true,
+        ..broken(stdout)
     }
 }
 
@@ -124,6 +138,10 @@ pub(crate) async fn exec_server(answers: Vec<Answer>) -> (PodRuntime, Arc<Mutex<
             }
             if !answer.stderr.is_empty() {
                 ws.send(channel(2, answer.stderr.as_bytes())).await.unwrap();
+            }
+            if answer.runs_on {
+                tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
+                continue;
             }
             let Some(status) = answer.status else {
                 drop(ws);
@@ -371,5 +389,40 @@ async fn a_broken_connection_is_an_error_not_a_wait_or_a_success() {
         std::fs::read_dir(dest.path()).unwrap().count(),
         0,
         "half an artifact is not kept"
+    );
+}
+
+/// A sandbox exec past its timeout ends at its timeout, with the output so far, and
+/// the command is killed by a second exec; it does not wait for the command to end.
+#[tokio::test]
+async fn a_sandbox_exec_past_its_timeout_is_killed_not_waited_for() {
+    use crate::runtime::sandbox::{ExecRequest, TIMED_OUT_EXIT_CODE};
+    const WEB: &str = "team-a/orcaops-team-a-web-dev-0123abcd/web";
+    let (runtime, seen) = exec_server(vec![running(b"working\n"), success(Vec::new())]).await;
+    let started = std::time::Instant::now();
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        runtime.sandbox_exec(
+            WEB,
+            &ExecRequest {
+                command: vec!["sleep".into(), "3600".into()],
+                timeout: Some(std::time::Duration::from_millis(500)),
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .expect("a timed-out exec returns, not waiting for the command")
+    .unwrap();
+    assert!(output.timed_out);
+    assert_eq!(output.exit_code, TIMED_OUT_EXIT_CODE);
+    assert_eq!(&output.stdout[..], b"working\n");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "the kill is a second exec: {seen:?}");
+    assert!(
+        seen[1].uri.contains("command=%2Fbin%2Fsh"),
+        "{}",
+        seen[1].uri
     );
 }

@@ -184,7 +184,9 @@ impl PodRuntime {
                 }
             },
             None => {
-                let _ = process.join().await;
+                // Timed out: the command still runs, so joining would wait for it.
+                // Dropping the process ends our side; the kill below ends the command.
+                drop(process);
                 None
             }
         };
