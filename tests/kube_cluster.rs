@@ -120,6 +120,7 @@ async fn the_operator_runs_a_job_as_a_pod_collects_its_artifact_and_lets_it_go()
             workers: 2,
             limits: Default::default(),
             webhook: None,
+            summarizer: None,
         },
         shutdown.clone(),
     );
@@ -316,6 +317,7 @@ async fn the_operator_runs_a_sandbox_as_a_pod_stops_starts_and_deletes_it() {
             workers: 2,
             limits: Default::default(),
             webhook: None,
+            summarizer: None,
         },
         shutdown.clone(),
     );

@@ -417,6 +417,14 @@ pub async fn history(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientEr
         ]);
     }
     print!("{}", table(&rows));
+    // The newest run the summariser explained (`serve --summarizer-url`).
+    if let Some(r) = runs.iter().find(|r| r.explanation.is_some()) {
+        println!(
+            "\nWhy run {} failed (the summariser's words):\n  {}",
+            r.run,
+            r.explanation.as_deref().unwrap_or_default()
+        );
+    }
     let ok = runs
         .iter()
         .filter(|r| r.phase == crate::resources::job::JobPhase::Succeeded)

@@ -187,10 +187,10 @@ pub enum Command {
     /// Every run of a job or a workflow, or with --all the runs of every job, searched.
     #[command(after_help = history::AFTER_HELP)]
     History(history::HistoryArgs),
-    /// Two runs of a job side by side: spec, image, trigger, steps, usage, errors.
+    /// Two runs of a job or workflow side by side: spec, image, trigger, steps or nodes, usage, errors.
     #[command(after_help = compare::DIFF_HELP)]
     Diff(compare::DiffArgs),
-    /// A job's success rate, duration percentiles, usage and a sparkline of its runs.
+    /// A job's success rate, durations and sparkline; or a workspace's usage and cost.
     #[command(after_help = compare::STATS_HELP)]
     Stats(compare::StatsArgs),
     /// What was unusual about each job's last run, against the runs before it.
@@ -333,8 +333,8 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         Command::Policy(args) => policy::policy(&client()?, args).await,
         Command::Audit(args) => audit::audit(&client()?, args).await,
         Command::Anomalies(args) => anomalies::anomalies(&client()?, args).await,
-        Command::Diff(args) => compare::diff_job(&client()?, args).await,
-        Command::Stats(args) => compare::stats_job(&client()?, args).await,
+        Command::Diff(args) => compare::diff(&client()?, args).await,
+        Command::Stats(args) => compare::stats(&client()?, args).await,
         Command::Run(run::RunCommand {
             what: Some(run::RunWhat::Workflow(args)),
             ..

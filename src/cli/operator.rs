@@ -102,6 +102,8 @@ pub struct OperatorArgs {
     // The bounds on a Job's output, artifacts and memory.
     #[command(flatten)]
     pub limits: super::limits::LimitArgs,
+    #[command(flatten)]
+    pub summarizer: super::serve::SummarizerArgs,
 }
 
 /// Checks the arguments before anything is built: cheap errors first.
@@ -134,6 +136,7 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, ClientError> {
             }
             _ => None,
         },
+        summarizer: args.summarizer.config()?,
     })
 }
 

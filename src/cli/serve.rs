@@ -39,6 +39,58 @@ pub struct ServeArgs {
     // The bounds on a Job's output, artifacts and memory.
     #[command(flatten)]
     pub limits: super::limits::LimitArgs,
+    #[command(flatten)]
+    pub summarizer: SummarizerArgs,
+}
+
+/// The optional summariser of failed runs. Shared by `serve` and `operator`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct SummarizerArgs {
+    /// An OpenAI-compatible chat endpoint (its base URL, such as
+    /// http://127.0.0.1:8080/v1): a failed run's extracted errors and output tails are
+    /// sent to it, and its few sentences on why the run failed go into the run record
+    /// (`explanation`, shown by `orcaops history job NAME`). Off when not given. The
+    /// run's text leaves this machine for that endpoint.
+    #[arg(long, value_name = "URL", env = "ORCAOPS_SUMMARIZER_URL")]
+    pub summarizer_url: Option<String>,
+    /// The model the endpoint serves.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "ORCAOPS_SUMMARIZER_MODEL",
+        default_value = "gpt-4o-mini"
+    )]
+    pub summarizer_model: String,
+    /// A file holding the endpoint's API key, sent as a bearer token.
+    #[arg(long, value_name = "FILE", requires = "summarizer_url")]
+    pub summarizer_key_file: Option<PathBuf>,
+}
+
+impl SummarizerArgs {
+    /// The summariser asked for, checked; None when it is off.
+    pub fn config(&self) -> Result<Option<crate::summary::SummarizerConfig>, ClientError> {
+        let Some(url) = &self.summarizer_url else {
+            return Ok(None);
+        };
+        let api_key = match &self.summarizer_key_file {
+            None => None,
+            Some(file) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| {
+                        ClientError::usage(format!("--summarizer-key-file {}: {e}", file.display()))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+        };
+        let config = crate::summary::SummarizerConfig {
+            url: url.clone(),
+            model: self.summarizer_model.clone(),
+            api_key,
+        };
+        config.validate().map_err(ClientError::usage)?;
+        Ok(Some(config))
+    }
 }
 
 /// Which web pages and host names may reach the API from a browser. Shared by `serve`
@@ -110,6 +162,17 @@ impl DockerArgs {
     }
 }
 
+/// How local mode runs beyond its folder and address: who may reach the API from a
+/// browser (`serve`'s `--cors-origin` and `--allowed-host`), how the Docker daemon is
+/// spared, the bounds on a Job's output, artifacts and memory, and the summariser.
+#[derive(Default)]
+pub struct LocalOptions {
+    pub access: server::Access,
+    pub docker_limits: DockerLimits,
+    pub limits: Limits,
+    pub summarizer: Option<crate::summary::SummarizerConfig>,
+}
+
 /// Everything local mode runs, started; used by `serve` and by `run` without a server.
 pub struct LocalMode {
     /// Held for as long as local mode runs: one process per data dir.
@@ -131,25 +194,25 @@ impl LocalMode {
             dir,
             listen,
             workers,
-            server::Access::default(),
-            DockerLimits::default(),
-            Limits::default(),
+            LocalOptions::default(),
         )
         .await
     }
 
-    /// [`LocalMode::start`] with the origins and host names browsers may use (`serve`'s
-    /// `--cors-origin` and `--allowed-host`), sparing the Docker daemon as
-    /// `docker_limits` say, and bounding a Job's output, artifacts and memory by `limits`.
+    /// [`LocalMode::start`] as `options` say.
     pub async fn start_with(
         data_dir: PathBuf,
         dir: Option<PathBuf>,
         listen: SocketAddr,
         workers: usize,
-        access: server::Access,
-        docker_limits: DockerLimits,
-        limits: Limits,
+        options: LocalOptions,
     ) -> Result<LocalMode, ClientError> {
+        let LocalOptions {
+            access,
+            docker_limits,
+            limits,
+            summarizer,
+        } = options;
         docker_limits.validate().map_err(ClientError::usage)?;
         let lock = super::lock_data_dir(
             &data_dir,
@@ -183,6 +246,9 @@ impl LocalMode {
         // The controllers' own writes are recorded as actor `controller`; the API's
         // are recorded by its audit layer, so it writes to the store undecorated.
         let ctx = Context::audited(&backend, limits, audit.clone());
+        if let Some(config) = summarizer {
+            crate::summary::install(&ctx, config).map_err(ClientError::usage)?;
+        }
         let policies = ctx.policies.clone();
         let state = AppState {
             objects: backend.objects(),
@@ -239,6 +305,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
         )));
     }
     let access = args.access.access()?;
+    let summarizer = args.summarizer.config()?;
     let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
     if !args.listen.ip().is_loopback() {
         warn!(listen = %args.listen, "the API is reachable beyond this machine over plain HTTP: API keys travel in clear; put a TLS-terminating proxy in front of it");
@@ -248,9 +315,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
         Some(args.dir.clone()),
         args.listen,
         args.workers,
-        access,
-        args.docker.limits(),
-        args.limits.limits(),
+        LocalOptions {
+            access,
+            docker_limits: args.docker.limits(),
+            limits: args.limits.limits(),
+            summarizer,
+        },
     )
     .await?;
     info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");

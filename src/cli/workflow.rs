@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use clap::Args;
 use reqwest::Method;
-use serde_json::Value;
 
 use super::output::{age, table};
 use super::{Target, target_key};
 use crate::client::workflow::{
-    self, DagNode, RerunMode, RunRequested, WorkflowRunState, WorkflowRunWatch, critical_path, dag,
-    parse_inputs, phase_str, slowest_node, workflow_spec, workflow_status,
+    self, DagNode, RerunMode, RunRequested, WorkflowRunState, WorkflowRunWatch, critical_path_text,
+    dag, parse_inputs, phase_str, slowest_node, workflow_spec, workflow_status,
 };
 use crate::client::{ApiClient, ClientError, exit, object_path};
 use crate::records::WorkflowRunRecord;
@@ -200,11 +199,7 @@ fn print_changes(shown: &mut BTreeMap<String, String>, nodes: &[NodeStatus]) {
 }
 
 fn duration(seconds: i64) -> String {
-    if seconds < 60 {
-        format!("{seconds}s")
-    } else {
-        format!("{}m{}s", seconds / 60, seconds % 60)
-    }
+    crate::client::workflow::seconds(seconds)
 }
 
 pub const RERUN_HELP: &str = "\
@@ -398,25 +393,8 @@ pub fn describe(out: &mut String, obj: &Object) {
     let _ = writeln!(out, "DAG:");
     let layers = dag(&spec, &status);
     out.push_str(&draw_dag(&layers));
-    if let Some((path, total)) = critical_path(&layers) {
-        let chain: Vec<String> = path
-            .iter()
-            .map(|name| {
-                let took = layers
-                    .iter()
-                    .flatten()
-                    .find(|n| &n.name == name)
-                    .and_then(|n| n.duration_seconds)
-                    .map_or("-".to_string(), duration);
-                format!("{name} ({took})")
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "Critical path: {} = {}",
-            chain.join(" -> "),
-            duration(total)
-        );
+    if let Some(line) = critical_path_text(&layers) {
+        let _ = writeln!(out, "Critical path: {line}");
     }
     if let Some((node, secs)) = slowest_node(&layers) {
         let _ = writeln!(out, "Slowest node:  {node} ({})", duration(secs));
@@ -547,12 +525,7 @@ pub async fn logs(
 
 /// `orcaops history workflow NAME`: every run, newest first.
 pub async fn history(client: &ApiClient, key: &ObjectKey) -> Result<u8, ClientError> {
-    let value: Value = client
-        .json(Method::GET, &format!("{}/runs", object_path(key)), None)
-        .await?;
-    let runs: Vec<WorkflowRunRecord> =
-        serde_json::from_value(value.get("items").cloned().unwrap_or_default())
-            .map_err(|e| ClientError::usage(format!("unexpected run list from the server: {e}")))?;
+    let runs = crate::client::workflow::workflow_runs(client, key).await?;
     if runs.is_empty() {
         eprintln!("workflow {} has not run yet.", key.name);
         return Ok(exit::OK);

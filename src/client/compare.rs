@@ -12,6 +12,9 @@ use crate::resources::job::{JobPhase, Usage};
 
 use super::format::duration;
 
+pub mod usage;
+pub mod workflow;
+
 /// How long a run took, when it has both ends.
 pub fn run_ms(r: &RunRecord) -> Option<u64> {
     match (r.start_time, r.completion_time) {
@@ -291,6 +294,13 @@ pub fn diff(a: &RunRecord, b: &RunRecord) -> String {
                 .map(|x| format!("  {}: {}", x.kind.as_str(), x.message))
                 .collect();
             let _ = writeln!(out, "\nanomalies of run {}:\n{}", r.run, lines.join("\n"));
+        }
+        if let Some(text) = &r.explanation {
+            let _ = writeln!(
+                out,
+                "\nwhy run {} failed (the summariser's words):\n  {text}",
+                r.run
+            );
         }
     }
     out

@@ -406,6 +406,18 @@ pub struct DagNode {
     pub approval: bool,
 }
 
+/// Every run of a Workflow as the server lists them: its run records, newest first.
+pub async fn workflow_runs(
+    client: &ApiClient,
+    key: &ObjectKey,
+) -> Result<Vec<crate::records::WorkflowRunRecord>, ClientError> {
+    let value: serde_json::Value = client
+        .json(Method::GET, &format!("{}/runs", object_path(key)), None)
+        .await?;
+    serde_json::from_value(value.get("items").cloned().unwrap_or_default())
+        .map_err(|e| ClientError::usage(format!("unexpected run list from the server: {e}")))
+}
+
 /// The nodes of `spec` in topological layers (a node's layer is one more than its
 /// deepest need's), each with its state from `status` (the current run).
 pub fn dag(spec: &WorkflowSpec, status: &WorkflowStatus) -> Vec<Vec<DagNode>> {
@@ -590,6 +602,33 @@ pub fn critical_path(layers: &[Vec<DagNode>]) -> Option<(Vec<String>, i64)> {
     }
     path.reverse();
     Some((path, total))
+}
+
+/// [`critical_path`] for reading: `build (10s) -> test (40s) -> deploy (3s) = 53s`.
+pub fn critical_path_text(layers: &[Vec<DagNode>]) -> Option<String> {
+    let (path, total) = critical_path(layers)?;
+    let chain: Vec<String> = path
+        .iter()
+        .map(|name| {
+            let took = layers
+                .iter()
+                .flatten()
+                .find(|n| &n.name == name)
+                .and_then(|n| n.duration_seconds)
+                .map_or("-".to_string(), seconds);
+            format!("{name} ({took})")
+        })
+        .collect();
+    Some(format!("{} = {}", chain.join(" -> "), seconds(total)))
+}
+
+/// Whole seconds for reading: `40s`, `2m5s`.
+pub fn seconds(seconds: i64) -> String {
+    if seconds < 60 {
+        format!("{seconds}s")
+    } else {
+        format!("{}m{}s", seconds / 60, seconds % 60)
+    }
 }
 
 /// The node (or matrix combination) that took longest, with its seconds.

@@ -6,6 +6,7 @@ pub mod activity;
 mod backend;
 pub mod blocked;
 pub mod event;
+pub mod explain;
 pub mod finalizer;
 pub mod job;
 pub mod limits;
@@ -100,6 +101,8 @@ pub struct Context {
     pub admitted: workspace::admission::Admitted,
     /// Jobs and Sandboxes a policy blocks, woken when a Policy or Workspace changes.
     pub blocked: blocked::Blocked,
+    /// The optional summariser, set once at start: it explains failed runs.
+    pub explainer: std::sync::OnceLock<Arc<dyn explain::Explainer>>,
 }
 
 /// How often every object is reconciled even when nothing changed.
@@ -166,6 +169,7 @@ impl Context {
             limits,
             admitted: workspace::admission::Admitted::default(),
             blocked: blocked::Blocked::default(),
+            explainer: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&ctx);
         ctx.metrics.sample_warm_pools(move || {

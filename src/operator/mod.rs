@@ -45,6 +45,8 @@ pub struct OperatorOptions {
     /// Where the admission webhook listens over HTTPS, and its certificate
     /// (`--webhook-addr`, `--webhook-cert`, `--webhook-key`); None: it does not run.
     pub webhook: Option<server::tls::TlsOptions>,
+    /// The optional summariser of failed runs (`--summarizer-url`).
+    pub summarizer: Option<crate::summary::SummarizerConfig>,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -70,6 +72,8 @@ pub enum OperatorError {
     Api(String),
     #[error("cannot start the admission webhook: {0}")]
     Webhook(server::tls::TlsError),
+    #[error("cannot start the summariser: {0}")]
+    Summarizer(String),
 }
 
 /// Runs the operator until `shutdown`: the Kubernetes store, pods for Job attempts, run
@@ -95,6 +99,9 @@ pub async fn run(
         pods: PodRuntime::new(client.clone()),
     };
     let ctx = Context::with_limits(&backend, options.limits);
+    if let Some(config) = options.summarizer.clone() {
+        crate::summary::install(&ctx, config).map_err(OperatorError::Summarizer)?;
+    }
     ctx.metrics
         .register_kube_calls(crate::kubeapi::timing::call_latency());
 

@@ -8,6 +8,7 @@ pub mod anomaly;
 pub mod errors;
 pub mod output;
 pub mod search;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,6 +95,11 @@ pub struct RunRecord {
     /// What ran and why (runs recorded before the context was kept have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<RunContext>,
+    /// A few sentences on why the run failed, written after it ended by the optional
+    /// summariser (`serve --summarizer-url`); None when it is off, down, or the run
+    /// succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
 }
 
 /// What a run ran and what started it, so that any two runs can be compared
@@ -165,6 +171,13 @@ pub struct WorkflowRunRecord {
     pub summary: String,
     /// Every node of the run (a matrix node has one per combination).
     pub nodes: Vec<NodeStatus>,
+    /// The Workflow's spec as the run ran it, and its hash (as a Job run's context has
+    /// them), so that two runs can be compared: `orcaops diff workflow`. Runs recorded
+    /// before orcaops kept them have neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Value>,
 }
 
 /// Where logs and artifacts of one run live:

@@ -478,6 +478,7 @@ async fn recorded_run(cluster: &Replica) {
         usage: None,
         anomalies: Vec::new(),
         context: None,
+        explanation: None,
     };
     cluster.records.put_run(&run).await.unwrap();
     let dir = records::run_dir(

@@ -190,11 +190,17 @@ pub fn router(state: AppState) -> Router {
                 .put(status::replace_namespaced)
                 .patch(status::patch_namespaced),
         )
-        // Job runs across jobs; before `{plural}`, which would read `runs` as a kind.
+        // Job runs across jobs, and their usage; before `{plural}`, which would read
+        // `runs` or `usage` as a kind.
         .route(&format!("{BASE}/runs"), get(search::runs_all))
         .route(
             &format!("{BASE}/namespaces/{{ns}}/runs"),
             get(search::runs_namespaced),
+        )
+        .route(&format!("{BASE}/usage"), get(search::usage_all))
+        .route(
+            &format!("{BASE}/namespaces/{{ns}}/usage"),
+            get(search::usage_namespaced),
         )
         .route(&format!("{ns}/{{name}}/log"), get(sandbox::log))
         .route(&format!("{ns}/{{name}}/cancel"), post(jobs::cancel))

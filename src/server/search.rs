@@ -1,6 +1,7 @@
 //! `GET /apis/orcaops.dev/v1alpha1[/namespaces/{ns}]/runs`: Job runs across jobs, from
 //! the run records (they outlive their Jobs), filtered and searched. What
-//! `orcaops history --all` and the MCP tool `search_runs` ask.
+//! `orcaops history --all` and the MCP tool `search_runs` ask. And
+//! `GET …[/namespaces/{ns}]/usage`: what those runs used (`orcaops stats --workspace`).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use crate::records::search::{MAX_LIMIT, RunQuery};
+use crate::records::usage::UsageReport;
 use crate::resources::quantity::parse_duration_secs;
 
 /// The runs one answer holds unless `limit` says otherwise.
@@ -47,6 +49,27 @@ fn when(param: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Ap
         ))
     })?;
     Ok(now - chrono::TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2_000_000)))
+}
+
+/// Since when and until when; None: unbounded.
+type Period = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// `since` and `until` as times, with since before until.
+fn period(
+    since: Option<&str>,
+    until: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Period, ApiError> {
+    let since = since.map(|t| when("since", t, now)).transpose()?;
+    let until = until.map(|t| when("until", t, now)).transpose()?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        return Err(ApiError::bad_request(format!(
+            "since ({s}) is not before until ({u}), so no run can match"
+        )));
+    }
+    Ok((since, until))
 }
 
 /// `team=web,tier==1`: runs are selected on key=value terms only.
@@ -86,23 +109,7 @@ pub(super) fn query(
             "limit={limit}: give 1 to {MAX_LIMIT}"
         )));
     }
-    let since = p
-        .since
-        .as_deref()
-        .map(|t| when("since", t, now))
-        .transpose()?;
-    let until = p
-        .until
-        .as_deref()
-        .map(|t| when("until", t, now))
-        .transpose()?;
-    if let (Some(s), Some(u)) = (since, until)
-        && s >= u
-    {
-        return Err(ApiError::bad_request(format!(
-            "since ({s}) is not before until ({u}), so no run can match"
-        )));
-    }
+    let (since, until) = period(p.since.as_deref(), p.until.as_deref(), now)?;
     Ok(RunQuery {
         namespace,
         name: p.name.filter(|n| !n.is_empty()),
@@ -145,6 +152,54 @@ pub(super) async fn runs_namespaced(
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::bad_request(query_error(&e)))?;
     search(&state, query(Some(ns), p, Utc::now())?).await
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct UsageParams {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// What the runs that ended in a period used, summed by job and by day (see
+/// [`crate::records::usage`]).
+async fn usage(
+    state: &AppState,
+    namespace: Option<String>,
+    params: Result<Query<UsageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; the parameters are since and until (a time such as 2026-12-04T10:00:00Z, or a duration back from now such as 7d)",
+            e.body_text()
+        ))
+    })?;
+    let (since, until) = period(p.since.as_deref(), p.until.as_deref(), Utc::now())?;
+    let rows = state
+        .records()?
+        .usage_rows(namespace.as_deref(), since, until)
+        .await?;
+    let report = UsageReport::of(&rows, namespace, since, until);
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("kind".into(), json!("UsageReport"));
+    }
+    Ok(Json(body).into_response())
+}
+
+pub(super) async fn usage_all(
+    State(state): State<AppState>,
+    params: Result<Query<UsageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    usage(&state, None, params).await
+}
+
+pub(super) async fn usage_namespaced(
+    State(state): State<AppState>,
+    Path(ns): Path<String>,
+    params: Result<Query<UsageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    usage(&state, Some(ns), params).await
 }
 
 fn query_error(e: &axum::extract::rejection::QueryRejection) -> String {

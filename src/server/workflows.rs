@@ -867,6 +867,8 @@ pub fn runs_from_status(obj: &Object) -> Vec<WorkflowRunRecord> {
         progress: String::new(),
         summary: String::new(),
         nodes: Vec::new(),
+        spec_hash: None,
+        spec: None,
     };
     let mut out = Vec::new();
     if let Some(run) = status.run {

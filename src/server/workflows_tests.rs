@@ -573,6 +573,8 @@ async fn a_key_whose_run_left_the_status_is_found_in_the_run_records() {
         progress: "1/1".into(),
         summary: String::new(),
         nodes: Vec::new(),
+        spec_hash: None,
+        spec: None,
     };
     api.store
         .put_workflow_run(&record(&obj.metadata.uid, "run-first"))

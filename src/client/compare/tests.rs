@@ -49,6 +49,7 @@ fn record(run: u32, phase: JobPhase, secs: i64, spec: serde_json::Value) -> RunR
             image: "busybox:latest".into(),
             image_id: Some("sha256:0123456789abcdef0123".into()),
         }),
+        explanation: None,
     }
 }
 

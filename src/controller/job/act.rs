@@ -178,6 +178,15 @@ async fn act_one(
         }
         JobAction::RecordRun(record) => {
             ctx.records.put_run(&record).await?;
+            if let Some(explainer) = ctx.explainer.get()
+                && crate::controller::explain::wanted(&record)
+            {
+                crate::controller::explain::spawn(
+                    Arc::clone(explainer),
+                    ctx.records.clone(),
+                    *record,
+                );
+            }
             Ok(None)
         }
     }

@@ -135,8 +135,8 @@ fn group_need(method: &Method, rest: &str, watch: bool) -> Need {
         // The audit log: who did what, everywhere.
         ["auditlog", ..] => Need::ServerAdmin,
         ["namespaces", ns, resource, tail @ ..] => namespaced(method, ns, resource, tail, watch),
-        // Containers and runs across workspaces.
-        ["containers" | "runs", ..] => Need::ServerAdmin,
+        // Containers, runs and usage across workspaces.
+        ["containers" | "runs" | "usage", ..] => Need::ServerAdmin,
         [resource] => Need::Resource {
             verb: collection_verb(method, watch),
             resource: resource.to_string(),
@@ -154,7 +154,7 @@ fn group_need(method: &Method, rest: &str, watch: bool) -> Need {
 
 fn namespaced(method: &Method, ns: &str, resource: &str, tail: &[&str], watch: bool) -> Need {
     let (verb, name) = match tail {
-        [] if resource == "runs" => (Verb::History, None),
+        [] if matches!(resource, "runs" | "usage") => (Verb::History, None),
         [] => (collection_verb(method, watch), None),
         [name, rest @ ..] => (object_verb(method, rest), Some(name.to_string())),
     };
@@ -209,7 +209,7 @@ fn object_verb(method: &Method, subresource: &[&str]) -> Verb {
 /// Whether `role` allows `verb` on `resource` inside its own workspace.
 pub fn role_allows(role: Role, verb: Verb, resource: &str) -> bool {
     let workload = matches!(resource, "jobs" | "workflows" | "sandboxes");
-    let readable = workload || matches!(resource, "sandboxtemplates" | "events" | "runs");
+    let readable = workload || matches!(resource, "sandboxtemplates" | "events" | "runs" | "usage");
     match role {
         Role::Admin => true,
         Role::Developer => (readable && verb.reads()) || (workload && verb != Verb::UpdateStatus),
@@ -350,7 +350,19 @@ mod tests {
             ),
             (
                 Method::GET,
+                format!("{ns}/usage"),
+                None,
+                res(Verb::History, "usage", Some("team-a"), None),
+            ),
+            (
+                Method::GET,
                 "/apis/orcaops.dev/v1alpha1/runs".into(),
+                None,
+                Need::ServerAdmin,
+            ),
+            (
+                Method::GET,
+                "/apis/orcaops.dev/v1alpha1/usage".into(),
                 None,
                 Need::ServerAdmin,
             ),

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::LocalStore;
 use crate::records::search::{MAX_LIMIT, RunQuery, fts_phrase, search_text};
+use crate::records::usage::UsageRow;
 use crate::records::{AttemptRecord, RunRecord, WorkflowRunRecord};
 use crate::store::{Event, EventQuery, EventType, InvolvedObject, NewEvent, Result};
 
@@ -36,6 +37,13 @@ pub(super) const NODE_RUNS: &str = "SELECT document FROM runs WHERE namespace = 
      AND json_extract(document, '$.context.labels.\"orcaops.dev/workflow\"') = ?2 \
      AND json_extract(document, '$.context.labels.\"orcaops.dev/node\"') = ?3 \
      ORDER BY sort_time IS NULL DESC, sort_time DESC, run DESC LIMIT ?4";
+const USAGE_ROWS: &str = "SELECT namespace, name, \
+     json_extract(document, '$.context.labels.\"orcaops.dev/workflow\"'), \
+     json_extract(document, '$.phase'), json_extract(document, '$.startTime'), \
+     json_extract(document, '$.completionTime'), json_extract(document, '$.usage.cpuMillis'), \
+     json_extract(document, '$.usage.peakMemoryBytes') FROM runs \
+     WHERE (?1 IS NULL OR namespace = ?1) AND (?2 IS NULL OR sort_time >= ?2) \
+     AND (?3 IS NULL OR sort_time < ?3)";
 const PUT_WORKFLOW_RUN: &str = "INSERT INTO workflow_runs (uid, run, namespace, name, sort_time, document, token) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
      ON CONFLICT (uid, run) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, \
@@ -142,6 +150,65 @@ impl LocalStore {
             .bind(&rec.uid)
             .bind(i64::from(rec.run));
         self.inner.write_all(vec![put, forget, index]).await
+    }
+
+    /// Adds the summariser's explanation to a run's record (see
+    /// [`crate::records::RunRecord::explanation`]); a run not recorded is left alone.
+    pub async fn set_run_explanation(&self, uid: &str, run: u32, text: &str) -> Result<()> {
+        let set = sqlx::query(
+            "UPDATE runs SET document = json_set(document, '$.explanation', ?3) \
+             WHERE uid = ?1 AND run = ?2",
+        )
+        .bind(uid.to_string())
+        .bind(i64::from(run))
+        .bind(text.to_string());
+        self.inner.write_all(vec![set]).await
+    }
+
+    /// The usage figures of every Job run that ended (else started) in `[since, until)`,
+    /// in one workspace or all: only the fields usage is summed from, never the whole
+    /// documents, so a month of runs is read in one pass.
+    pub async fn usage_rows(
+        &self,
+        namespace: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Vec<UsageRow>> {
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(USAGE_ROWS)
+            .bind(namespace)
+            .bind(since.map(|t| t.timestamp_micros()))
+            .bind(until.map(|t| t.timestamp_micros()))
+            .fetch_all(&self.inner.readers)
+            .await?;
+        let time = |t: Option<String>| {
+            t.and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.to_utc())
+        };
+        Ok(rows
+            .into_iter()
+            .map(
+                |(namespace, name, workflow, phase, start, end, cpu, memory)| UsageRow {
+                    namespace,
+                    name,
+                    workflow,
+                    phase: phase.unwrap_or_default(),
+                    start_time: time(start),
+                    completion_time: time(end),
+                    cpu_millis: cpu.and_then(|n| u64::try_from(n).ok()),
+                    peak_memory_bytes: memory.and_then(|n| u64::try_from(n).ok()),
+                },
+            )
+            .collect())
     }
 
     /// The runs of every Job that `query` selects, newest first (see [`RunQuery`]).

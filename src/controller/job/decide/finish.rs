@@ -147,6 +147,7 @@ impl Decider<'_> {
             usage: self.status.usage.clone(),
             anomalies: Vec::new(),
             context: Some(self.run_context(record_image)),
+            explanation: None,
         };
         record.anomalies = self.anomalies(&record);
         self.actions.push(JobAction::RecordRun(Box::new(record)));

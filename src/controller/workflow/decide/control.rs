@@ -286,6 +286,7 @@ impl Decider<'_> {
         };
         let meta = &self.obs.meta;
         let status = &self.status;
+        let spec = serde_json::to_value(&self.obs.spec).unwrap_or_default();
         let record = WorkflowRunRecord {
             uid: meta.uid.clone(),
             namespace: meta.namespace.clone().unwrap_or_default(),
@@ -305,6 +306,8 @@ impl Decider<'_> {
             progress: status.progress.clone().unwrap_or_default(),
             summary: status.summary.clone().unwrap_or_default(),
             nodes: status.nodes.clone(),
+            spec_hash: Some(crate::records::spec_hash(&spec)),
+            spec: Some(spec),
         };
         self.actions
             .retain(|a| !matches!(a, WorkflowAction::RecordRun(r) if r.run == run));

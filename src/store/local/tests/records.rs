@@ -101,6 +101,7 @@ fn run(uid: &str, run: u32, start: Option<u32>, end: Option<u32>) -> RunRecord {
         usage: None,
         anomalies: Vec::new(),
         context: None,
+        explanation: None,
     }
 }
 
@@ -237,6 +238,8 @@ async fn workflow_runs_are_kept_apart_from_job_runs_and_replaced_by_run() {
             phase: NodePhase::Succeeded,
             ..Default::default()
         }],
+        spec_hash: None,
+        spec: None,
     };
     store
         .put_workflow_run(&record(1, WorkflowPhase::Running, None))
@@ -627,5 +630,86 @@ async fn a_workflow_nodes_runs_are_found_across_its_jobs_by_an_index() {
     assert!(
         plan.iter().any(|p| p.contains("runs_by_workflow_node")),
         "the node's runs are read by the index, not a scan: {plan:?}"
+    );
+}
+
+#[tokio::test]
+async fn usage_rows_are_the_runs_of_a_period_with_their_usage_and_workflow() {
+    use crate::resources::job::Usage;
+    let (_dir, store) = store().await;
+    let mut measured = run("u1", 1, Some(0), Some(2));
+    measured.usage = Some(Usage {
+        cpu_millis: Some(1500),
+        peak_memory_bytes: Some(64 << 20),
+        output_bytes: 10,
+    });
+    measured.phase = JobPhase::Failed;
+    let mut node = run("u2", 1, Some(10), Some(12));
+    node.namespace = "team-a".into();
+    node.name = "ci-1-test".into();
+    node.context = Some(crate::records::RunContext {
+        spec_hash: String::new(),
+        spec: serde_json::Value::Null,
+        trigger: "workflow".into(),
+        source: None,
+        labels: [("orcaops.dev/workflow".to_string(), "ci".to_string())].into(),
+        image: "busybox".into(),
+        image_id: None,
+    });
+    let late = run("u1", 2, Some(30), Some(40));
+    for r in [&measured, &node, &late] {
+        store.put_run(r).await.unwrap();
+    }
+
+    let rows = store.usage_rows(None, None, None).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let first = rows
+        .iter()
+        .find(|r| r.name == "build" && r.start_time == Some(at(0)))
+        .unwrap();
+    assert_eq!(first.phase, "Failed");
+    assert_eq!(first.cpu_millis, Some(1500));
+    assert_eq!(first.peak_memory_bytes, Some(64 << 20));
+    assert_eq!(first.completion_time, Some(at(2)));
+    let ci = rows.iter().find(|r| r.name == "ci-1-test").unwrap();
+    assert_eq!(ci.workflow.as_deref(), Some("ci"));
+    assert_eq!(ci.group(), "workflow/ci");
+
+    // By workspace, and by the time each run ended.
+    let team = store.usage_rows(Some("team-a"), None, None).await.unwrap();
+    assert_eq!(team.len(), 1);
+    let window = store
+        .usage_rows(None, Some(at(5)), Some(at(20)))
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 1, "{window:?}");
+    assert_eq!(window[0].name, "ci-1-test");
+}
+
+#[tokio::test]
+async fn an_explanation_is_added_to_a_recorded_run_and_nothing_else_changes() {
+    let (_dir, store) = store().await;
+    let mut failed = run("u1", 1, Some(0), Some(1));
+    failed.phase = JobPhase::Failed;
+    failed.summary = "step test exited with code 2".into();
+    store.put_run(&failed).await.unwrap();
+    store
+        .set_run_explanation("u1", 1, "The test step panicked.")
+        .await
+        .unwrap();
+    // A run that was never recorded stays unrecorded.
+    store.set_run_explanation("u1", 9, "nothing").await.unwrap();
+    let runs = store.runs("default", "build").await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0].explanation.as_deref(),
+        Some("The test step panicked.")
+    );
+    assert_eq!(
+        RunRecord {
+            explanation: None,
+            ..runs[0].clone()
+        },
+        failed
     );
 }
