@@ -331,6 +331,38 @@ fn a_run_records_its_spec_image_and_trigger_and_two_runs_can_be_compared() {
     );
     assert!(stats.contains("\n  .FF\n"), "{stats}");
 
+    // The workspace's usage: the three runs of one job, priced; across workspaces too
+    // (the local admin key may ask that).
+    let usage = server.cli_ok(&[
+        "stats",
+        "--workspace",
+        "default",
+        "--since",
+        "1h",
+        "--price-cpu-hour",
+        "1",
+        "--price-gb-hour",
+        "1",
+    ]);
+    assert!(
+        usage.starts_with("usage of workspace default from "),
+        "{usage}"
+    );
+    assert!(usage.contains("3 runs (2 failed)"), "{usage}");
+    assert!(usage.contains("COST"), "{usage}");
+    let row = usage
+        .lines()
+        .find(|l| l.starts_with("job/build "))
+        .unwrap_or_else(|| panic!("no row for the job: {usage}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..3], ["3", "2"], "3 runs, 2 failed: {row}");
+    let all = server.cli_ok(&["stats", "-A"]);
+    assert!(all.contains("default/job/build "), "{all}");
+    let bad = server.cli(&["stats", "-n", "default", "--since", "yesterday"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(err.contains("duration back from now"), "{err}");
+
     // Searching across jobs: by the words of an error line, by phase, by label.
     let found = server.cli_ok(&["history", "--all", "--grep", "v2 is broken"]);
     let rows: Vec<&str> = found

@@ -552,6 +552,36 @@ fn a_nodes_anomalies_are_judged_against_the_node_in_earlier_workflow_runs() {
         .unwrap_or_else(|| panic!("{path}"));
     assert!((6..30).contains(&secs), "the 6 s run's path: {path}");
     assert!(wf.contains("Slowest node:  work ("), "{wf}");
+
+    // The slow run against the one before it, node by node.
+    let diff = server.cli_ok(&["diff", "workflow", "wfcli-slow"]);
+    assert!(
+        diff.starts_with("workflow default/wfcli-slow: run 6 against run 7"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("nap=6 (changed)"),
+        "the inputs differ: {diff}"
+    );
+    let row = diff
+        .lines()
+        .find(|l| l.starts_with("work "))
+        .unwrap_or_else(|| panic!("no row for the node: {diff}"));
+    assert!(row.contains("Succeeded -> Succeeded"), "{row}");
+    assert!(row.contains("(+"), "run 7's node took longer: {row}");
+    assert!(diff.contains("critical path of run 7: work ("), "{diff}");
+    assert!(
+        diff.contains("SlowerThanUsual"),
+        "the node's anomaly: {diff}"
+    );
+    let none = server.cli(&["diff", "workflow", "wfcli-slow", "2", "99"]);
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        err.contains(
+            "workflow wfcli-slow has no run 99; its recorded runs are 1, 2, 3, 4, 5, 6, 7"
+        ),
+        "{err}"
+    );
 }
 
 const OVERLAP: &str = r#"apiVersion: orcaops.dev/v1alpha1

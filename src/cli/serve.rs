@@ -189,14 +189,7 @@ impl LocalMode {
         listen: SocketAddr,
         workers: usize,
     ) -> Result<LocalMode, ClientError> {
-        Self::start_with(
-            data_dir,
-            dir,
-            listen,
-            workers,
-            LocalOptions::default(),
-        )
-        .await
+        Self::start_with(data_dir, dir, listen, workers, LocalOptions::default()).await
     }
 
     /// [`LocalMode::start`] as `options` say.

@@ -47,6 +47,15 @@ fn hours(seconds: f64) -> String {
     }
 }
 
+/// A cost with two decimals, or four below one unit (runs of seconds cost fractions).
+fn money(cost: f64) -> String {
+    if cost >= 1.0 || cost == 0.0 {
+        format!("{cost:.2}")
+    } else {
+        format!("{cost:.4}")
+    }
+}
+
 fn rows(entries: &[UsageEntry], first: &str, prices: Option<&Prices>) -> Vec<Vec<String>> {
     let mut header = [first, "RUNS", "FAILED", "WALL", "CPU", "MEMORY GB-H"]
         .map(String::from)
@@ -68,10 +77,10 @@ fn row(name: &str, t: &UsageTotals, prices: Option<&Prices>) -> Vec<String> {
         t.failed.to_string(),
         hours(t.wall_seconds),
         hours(t.cpu_seconds),
-        format!("{:.3}", t.memory_gb_seconds / 3600.0),
+        format!("{:.4}", t.memory_gb_seconds / 3600.0),
     ];
     if let Some(p) = prices {
-        row.push(format!("{:.2}", t.cost(p)));
+        row.push(money(t.cost(p)));
     }
     row
 }
@@ -103,7 +112,7 @@ pub fn render_usage(report: &UsageReport, prices: Option<&Prices>) -> String {
     }
     let _ = writeln!(
         out,
-        "{} runs ({} failed): {} of CPU, {:.3} GB-hours of memory, {} wall time{}",
+        "{} runs ({} failed): {} of CPU, {:.4} GB-hours of memory, {} wall time{}",
         t.runs,
         t.failed,
         hours(t.cpu_seconds),
@@ -111,8 +120,8 @@ pub fn render_usage(report: &UsageReport, prices: Option<&Prices>) -> String {
         hours(t.wall_seconds),
         match prices {
             Some(p) => format!(
-                "; cost {:.2} at {} per CPU-hour and {} per GB-hour",
-                t.cost(p),
+                "; cost {} at {} per CPU-hour and {} per GB-hour",
+                money(t.cost(p)),
                 p.cpu_hour,
                 p.gb_hour
             ),
@@ -173,7 +182,7 @@ mod tests {
         };
         let plain = render_usage(&report, None);
         assert!(plain.contains("usage of workspace team-a from the first run to now"));
-        assert!(plain.contains("3 runs (1 failed): 2.00h of CPU, 2.000 GB-hours"));
+        assert!(plain.contains("3 runs (1 failed): 2.00h of CPU, 2.0000 GB-hours"));
         assert!(plain.contains("job/build"));
         assert!(plain.contains("2026-12-05"));
         assert!(!plain.contains("COST"));
