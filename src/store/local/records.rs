@@ -264,8 +264,9 @@ impl LocalStore {
             None => {}
             // Nothing to search for: nothing matches.
             Some(None) => return Ok(Vec::new()),
+            // Not correlated: the full-text match runs once, not once per run.
             Some(Some(phrase)) => add(
-                "EXISTS (SELECT 1 FROM run_text t WHERE run_text MATCH ? AND t.uid = r.uid AND t.run = r.run)",
+                "(r.uid, r.run) IN (SELECT uid, run FROM run_text WHERE run_text MATCH ?)",
                 vec![Bind::Text(phrase)],
             ),
         }
