@@ -15,6 +15,7 @@ mod init;
 mod key;
 mod limits;
 mod mcp;
+mod notify;
 mod operator;
 mod output;
 mod policy;

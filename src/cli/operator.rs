@@ -102,6 +102,9 @@ pub struct OperatorArgs {
     // The bounds on a Job's output, artifacts and memory.
     #[command(flatten)]
     pub limits: super::limits::LimitArgs,
+    // The server-wide notification endpoints.
+    #[command(flatten)]
+    pub notify: super::notify::NotifyArgs,
 }
 
 /// Checks the arguments before anything is built: cheap errors first.
@@ -127,7 +130,10 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, ClientError> {
         api_addr: args.api.then_some(args.api_addr),
         api_access: args.access.access()?,
         workers: args.workers,
-        limits: args.limits.limits(),
+        controllers: crate::controller::Options {
+            limits: args.limits.limits(),
+            notifications: args.notify.settings()?,
+        },
         webhook: match (args.webhook_addr, args.webhook_cert, args.webhook_key) {
             (Some(listen), Some(cert), Some(key)) => {
                 Some(crate::server::tls::TlsOptions { listen, cert, key })

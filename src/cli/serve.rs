@@ -8,7 +8,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::client::{ClientError, exit};
-use crate::controller::limits::Limits;
 use crate::controller::{self, Context};
 use crate::runtime::DockerRuntime;
 use crate::runtime::docker::{
@@ -39,6 +38,9 @@ pub struct ServeArgs {
     // The bounds on a Job's output, artifacts and memory.
     #[command(flatten)]
     pub limits: super::limits::LimitArgs,
+    // The server-wide notification endpoints.
+    #[command(flatten)]
+    pub notify: super::notify::NotifyArgs,
 }
 
 /// Which web pages and host names may reach the API from a browser. Shared by `serve`
@@ -133,14 +135,15 @@ impl LocalMode {
             workers,
             server::Access::default(),
             DockerLimits::default(),
-            Limits::default(),
+            controller::Options::default(),
         )
         .await
     }
 
     /// [`LocalMode::start`] with the origins and host names browsers may use (`serve`'s
     /// `--cors-origin` and `--allowed-host`), sparing the Docker daemon as
-    /// `docker_limits` say, and bounding a Job's output, artifacts and memory by `limits`.
+    /// `docker_limits` say, and the controllers' `options` (the bounds on a Job's output,
+    /// artifacts and memory; the server-wide notification endpoints).
     pub async fn start_with(
         data_dir: PathBuf,
         dir: Option<PathBuf>,
@@ -148,7 +151,7 @@ impl LocalMode {
         workers: usize,
         access: server::Access,
         docker_limits: DockerLimits,
-        limits: Limits,
+        options: controller::Options,
     ) -> Result<LocalMode, ClientError> {
         docker_limits.validate().map_err(ClientError::usage)?;
         let lock = super::lock_data_dir(
@@ -182,7 +185,7 @@ impl LocalMode {
             .map_err(|e| ClientError::usage(format!("cannot open the audit log: {e}")))?;
         // The controllers' own writes are recorded as actor `controller`; the API's
         // are recorded by its audit layer, so it writes to the store undecorated.
-        let ctx = Context::audited(&backend, limits, audit.clone());
+        let ctx = Context::audited(&backend, options, audit.clone());
         let policies = ctx.policies.clone();
         let state = AppState {
             objects: backend.objects(),
@@ -250,7 +253,10 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
         args.workers,
         access,
         args.docker.limits(),
-        args.limits.limits(),
+        controller::Options {
+            limits: args.limits.limits(),
+            notifications: args.notify.settings()?,
+        },
     )
     .await?;
     info!(dir = %args.dir.display(), data_dir = %data_dir.display(), api = %format!("http://{}", local.addr), "orcaops is serving");
