@@ -167,4 +167,17 @@ fn a_failed_run_is_posted_signed_to_the_workspace_and_server_wide_endpoints() {
         !described.contains("team=a"),
         "no query strings in events: {described}"
     );
+
+    let out = server
+        .curl()
+        .args(["-s", &format!("{}/metrics", server.url)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"orcaops_notifications_total{event="runFailed",outcome="delivered"} 2"#),
+        "both deliveries are counted:\n{metrics}"
+    );
 }
