@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use common::*;
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::Sha256;
 
 const T: Duration = Duration::from_secs(120);
@@ -90,20 +90,7 @@ fn a_failed_run_is_posted_signed_to_the_workspace_and_server_wide_endpoints() {
     let ns = format!("notify-{}", std::process::id());
 
     // The workspace's signing key, as a Secret made through the API.
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "notify"},
-        "stringData": {"key": WORKSPACE_KEY},
-    });
-    let out = server
-        .curl()
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
-        .args(["-H", "Content-Type: application/json"])
-        .args(["--data", &secret.to_string()])
-        .arg(format!("{}/api/v1/namespaces/{ns}/secrets", server.url))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+    server.create_secret(&ns, "notify", "key", WORKSPACE_KEY);
     server.write(
         "workspace.yaml",
         &format!(

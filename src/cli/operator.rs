@@ -31,6 +31,12 @@ the service account's namespace, else the kubeconfig context's); one leads and a
 the others stand by and take over within about 15 s. The holder is $POD_NAME (else the
 host name). Never run more than one replica with --no-leader-election.
 
+Notifications: failed runs, anomalies, waiting approvals and expiring sandboxes are
+POSTed as signed JSON to every --notify-url (key: --notify-secret-file, e.g. a mounted
+Secret) and to each Workspace's spec.notifications (signed with the Secret its
+secretRef names in the workspace's namespace); the leader sends them. See
+docs/observability.md.
+
 Endpoints on --metrics-addr: /metrics (Prometheus: reconciles, queue depth, leader,
 Jobs and Sandboxes by phase, run durations; the list is in docs/observability.md;
 also on --api-addr with --api), /healthz (the process answers), /readyz (the cluster
