@@ -9,6 +9,7 @@ pub mod controller;
 pub mod kubeapi;
 pub mod mcp;
 pub mod metrics;
+pub mod notifications;
 pub mod operator;
 pub mod policy;
 pub mod records;

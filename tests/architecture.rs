@@ -14,7 +14,9 @@
 //!   every door (the REST handlers, the folder, `sync`, the controllers) can share it;
 //! - `server` handlers see traits, never Docker or pods (`DockerRuntime`, `PodRuntime`,
 //!   `runtime::docker`, `runtime::pod`);
-//! - `mcp` shares the `client` module with the CLI and never reaches into `cli`.
+//! - `mcp` shares the `client` module with the CLI and never reaches into `cli`;
+//! - `notifications` read `store`, `resources` and `metrics` only: the controllers offer
+//!   them events, `serve` and `operator` give them their settings.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -37,12 +39,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "kubeapi",
             "metrics",
             "policy",
+            "notifications",
         ],
     ),
     (
         "store",
         &[
             "policy",
+            "notifications",
             "controller",
             "runtime",
             "server",
@@ -56,6 +60,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "runtime",
         &[
             "policy",
+            "notifications",
             "controller",
             "store",
             "server",
@@ -86,6 +91,20 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "audit",
         &[
             "store",
+            "controller",
+            "runtime",
+            "server",
+            "cli",
+            "mcp",
+            "operator",
+            "source",
+            "client",
+            "policy",
+        ],
+    ),
+    (
+        "notifications",
+        &[
             "controller",
             "runtime",
             "server",

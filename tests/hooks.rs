@@ -55,24 +55,7 @@ fn runs(wf: &Value) -> u64 {
 #[test]
 fn a_signed_push_runs_the_example_once_and_everything_is_audited() {
     let server = Server::start();
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "hook"},
-        "stringData": {"token": SECRET},
-    });
-    let out = server
-        .curl()
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            &secret.to_string(),
-        ])
-        .arg(format!("{}/api/v1/namespaces/default/secrets", server.url))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+    server.create_secret("default", "hook", "token", SECRET);
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/workflows/on-push.yaml");
     server.write("on-push.yaml", &std::fs::read_to_string(example).unwrap());

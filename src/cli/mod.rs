@@ -15,6 +15,7 @@ mod init;
 mod key;
 mod limits;
 mod mcp;
+mod notify;
 mod operator;
 mod output;
 mod policy;
@@ -118,7 +119,12 @@ pub enum Command {
         Browsers: a request from a web page of another origin, or naming a host the\n\
         server does not answer to (DNS rebinding), is refused with 403. To use the API\n\
         from your own page and by another name:\n  \
-        orcaops serve --dir ./work --cors-origin http://localhost:3000 --allowed-host orcaops.lan"
+        orcaops serve --dir ./work --cors-origin http://localhost:3000 --allowed-host orcaops.lan\n\n\
+        Notifications: failed runs, anomalies, waiting approvals and expiring sandboxes are\n\
+        POSTed as JSON, signed with the key in the file, to every --notify-url (a Workspace's\n\
+        spec.notifications adds its own; docs/observability.md shows how to check them):\n  \
+        openssl rand -hex 32 > notify.key\n  \
+        orcaops serve --dir ./work --notify-url http://alerts.internal:8080/orcaops --notify-secret-file notify.key"
     )]
     Serve(serve::ServeArgs),
     /// Run cluster mode: reconcile the cluster's resources, Job attempts as pods.

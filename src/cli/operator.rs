@@ -31,6 +31,12 @@ the service account's namespace, else the kubeconfig context's); one leads and a
 the others stand by and take over within about 15 s. The holder is $POD_NAME (else the
 host name). Never run more than one replica with --no-leader-election.
 
+Notifications: failed runs, anomalies, waiting approvals and expiring sandboxes are
+POSTed as signed JSON to every --notify-url (key: --notify-secret-file, e.g. a mounted
+Secret) and to each Workspace's spec.notifications (signed with the Secret its
+secretRef names in the workspace's namespace); the leader sends them. See
+docs/observability.md.
+
 Endpoints on --metrics-addr: /metrics (Prometheus: reconciles, queue depth, leader,
 Jobs and Sandboxes by phase, run durations; the list is in docs/observability.md;
 also on --api-addr with --api), /healthz (the process answers), /readyz (the cluster
@@ -104,6 +110,9 @@ pub struct OperatorArgs {
     pub limits: super::limits::LimitArgs,
     #[command(flatten)]
     pub summarizer: super::serve::SummarizerArgs,
+    // The server-wide notification endpoints.
+    #[command(flatten)]
+    pub notify: super::notify::NotifyArgs,
 }
 
 /// Checks the arguments before anything is built: cheap errors first.
@@ -129,7 +138,10 @@ pub fn options(args: OperatorArgs) -> Result<OperatorOptions, ClientError> {
         api_addr: args.api.then_some(args.api_addr),
         api_access: args.access.access()?,
         workers: args.workers,
-        limits: args.limits.limits(),
+        controllers: crate::controller::Options {
+            limits: args.limits.limits(),
+            notifications: args.notify.settings()?,
+        },
         webhook: match (args.webhook_addr, args.webhook_cert, args.webhook_key) {
             (Some(listen), Some(cert), Some(key)) => {
                 Some(crate::server::tls::TlsOptions { listen, cert, key })

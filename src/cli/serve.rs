@@ -8,7 +8,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::client::{ClientError, exit};
-use crate::controller::limits::Limits;
 use crate::controller::{self, Context};
 use crate::runtime::DockerRuntime;
 use crate::runtime::docker::{
@@ -41,6 +40,9 @@ pub struct ServeArgs {
     pub limits: super::limits::LimitArgs,
     #[command(flatten)]
     pub summarizer: SummarizerArgs,
+    // The server-wide notification endpoints.
+    #[command(flatten)]
+    pub notify: super::notify::NotifyArgs,
 }
 
 /// The optional summariser of failed runs. Shared by `serve` and `operator`.
@@ -164,12 +166,14 @@ impl DockerArgs {
 
 /// How local mode runs beyond its folder and address: who may reach the API from a
 /// browser (`serve`'s `--cors-origin` and `--allowed-host`), how the Docker daemon is
-/// spared, the bounds on a Job's output, artifacts and memory, and the summariser.
+/// spared, what the controllers are started with, and the summariser.
 #[derive(Default)]
 pub struct LocalOptions {
     pub access: server::Access,
     pub docker_limits: DockerLimits,
-    pub limits: Limits,
+    /// The bounds on a Job's output, artifacts and memory; the server-wide notification
+    /// endpoints.
+    pub controllers: controller::Options,
     pub summarizer: Option<crate::summary::SummarizerConfig>,
 }
 
@@ -203,7 +207,7 @@ impl LocalMode {
         let LocalOptions {
             access,
             docker_limits,
-            limits,
+            controllers,
             summarizer,
         } = options;
         docker_limits.validate().map_err(ClientError::usage)?;
@@ -238,7 +242,7 @@ impl LocalMode {
             .map_err(|e| ClientError::usage(format!("cannot open the audit log: {e}")))?;
         // The controllers' own writes are recorded as actor `controller`; the API's
         // are recorded by its audit layer, so it writes to the store undecorated.
-        let ctx = Context::audited(&backend, limits, audit.clone());
+        let ctx = Context::audited(&backend, controllers, audit.clone());
         if let Some(config) = summarizer {
             crate::summary::install(&ctx, config).map_err(ClientError::usage)?;
         }
@@ -311,7 +315,10 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
         LocalOptions {
             access,
             docker_limits: args.docker.limits(),
-            limits: args.limits.limits(),
+            controllers: controller::Options {
+                limits: args.limits.limits(),
+                notifications: args.notify.settings()?,
+            },
             summarizer,
         },
     )

@@ -3,8 +3,8 @@
 
 use tracing::debug;
 
-use super::ControllerError;
-use crate::store::{EventType, InvolvedObject, NewEvent, ObjectStore};
+use super::{Context, ControllerError};
+use crate::store::{EventType, InvolvedObject, NewEvent};
 
 /// One event a decision asks to record about the object it reconciled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,9 +33,10 @@ impl Event {
     }
 }
 
-/// Records `events` about `involved`, in order.
+/// Records `events` about `involved`, in order, and offers each recorded one to the
+/// notifications (which send only those they are about, later).
 pub async fn record(
-    store: &dyn ObjectStore,
+    ctx: &Context,
     involved: &InvolvedObject,
     events: Vec<Event>,
 ) -> Result<(), ControllerError> {
@@ -46,14 +47,14 @@ pub async fn record(
     } in events
     {
         debug!(reason, %message, "event");
-        store
-            .record_event(NewEvent {
-                involved: involved.clone(),
-                type_,
-                reason: reason.into(),
-                message,
-            })
-            .await?;
+        let event = NewEvent {
+            involved: involved.clone(),
+            type_,
+            reason: reason.into(),
+            message,
+        };
+        ctx.store.record_event(event.clone()).await?;
+        ctx.notifier.offer(&event);
     }
     Ok(())
 }

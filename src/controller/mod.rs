@@ -28,6 +28,7 @@ use tracing::{debug, error, warn};
 
 use crate::audit::AuditLog;
 use crate::metrics::Metrics;
+use crate::notifications::{self, Notifier};
 use crate::resources::{Kind, ObjectKey};
 use crate::runtime::{JobRuntime, RuntimeError};
 use crate::store::audited::{AuditedStore, CONTROLLER};
@@ -103,6 +104,17 @@ pub struct Context {
     pub blocked: blocked::Blocked,
     /// The optional summariser, set once at start: it explains failed runs.
     pub explainer: std::sync::OnceLock<Arc<dyn explain::Explainer>>,
+    /// Where the events worth a notification go (see [`event::record`]).
+    pub notifier: Arc<Notifier>,
+}
+
+/// What the controllers are started with, beside the backend.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The bounds on a Job's output, artifacts and memory.
+    pub limits: limits::Limits,
+    /// The server-wide notification endpoints and how deliveries are retried.
+    pub notifications: notifications::Settings,
 }
 
 /// How often every object is reconciled even when nothing changed.
@@ -113,21 +125,21 @@ pub const DEFAULT_WORKERS: usize = 16;
 impl Context {
     /// The controllers' shared state over `backend`.
     pub fn new(backend: &Backend) -> Arc<Self> {
-        Self::with_limits(backend, limits::Limits::default())
+        Self::with_options(backend, Options::default())
     }
 
-    /// Like [`Context::new`], with the bounds the server was started with.
-    pub fn with_limits(backend: &Backend, limits: limits::Limits) -> Arc<Self> {
-        Self::build(backend, limits, None)
+    /// Like [`Context::new`], with what the server was started with.
+    pub fn with_options(backend: &Backend, options: Options) -> Arc<Self> {
+        Self::build(backend, options, None)
     }
 
-    /// Like [`Context::with_limits`], with what the controllers create, update and
+    /// Like [`Context::with_options`], with what the controllers create, update and
     /// delete recorded in `audit` as actor `controller`.
-    pub fn audited(backend: &Backend, limits: limits::Limits, audit: AuditLog) -> Arc<Self> {
-        Self::build(backend, limits, Some(audit))
+    pub fn audited(backend: &Backend, options: Options, audit: AuditLog) -> Arc<Self> {
+        Self::build(backend, options, Some(audit))
     }
 
-    fn build(backend: &Backend, limits: limits::Limits, audit: Option<AuditLog>) -> Arc<Self> {
+    fn build(backend: &Backend, options: Options, audit: Option<AuditLog>) -> Arc<Self> {
         let queue = WorkQueue::new();
         let activity = activity::SandboxActivity::new();
         let sandboxes = sandbox::Tracker::default();
@@ -147,6 +159,12 @@ impl Context {
         if let Some(docker) = sandbox_runtime.warm_pools() {
             metrics.register_docker_calls(docker.call_latency());
         }
+        // Outcomes are recorded on the undecorated store: they are no controller's writes.
+        let notifier = Arc::new(Notifier::new(
+            options.notifications,
+            backend.objects(),
+            Arc::clone(&metrics),
+        ));
         let ctx = Arc::new(Context {
             policies: backend.policies(),
             store: match audit {
@@ -166,10 +184,11 @@ impl Context {
             pools: template::Pools::default(),
             followers: job::follow::Followers::default(),
             waiting_for_room: waiting::WaitingForRoom::default(),
-            limits,
+            limits: options.limits,
             admitted: workspace::admission::Admitted::default(),
             blocked: blocked::Blocked::default(),
             explainer: std::sync::OnceLock::new(),
+            notifier,
         });
         let weak = Arc::downgrade(&ctx);
         ctx.metrics.sample_warm_pools(move || {
@@ -217,7 +236,9 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
         warn!(error = %e, "cannot look for orphaned containers");
     }
 
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(
+        Arc::clone(&ctx.notifier).run(shutdown.clone()),
+    )];
     for _ in 0..workers.max(1) {
         let ctx = Arc::clone(&ctx);
         let shutdown = shutdown.clone();

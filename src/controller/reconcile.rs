@@ -206,7 +206,7 @@ pub async fn drive<R: Reconciler>(
                 written = true;
             }
             events.append(&mut decision.events);
-            event::record(ctx.store.as_ref(), &involved, std::mem::take(&mut events)).await?;
+            event::record(ctx, &involved, std::mem::take(&mut events)).await?;
         }
         let actions = std::mem::take(&mut decision.actions);
         let again = reconciler
@@ -240,7 +240,7 @@ pub async fn drive<R: Reconciler>(
             Err(wait) => requeue = Some(requeue.map_or(wait, |r| r.min(wait))),
         }
     }
-    event::record(ctx.store.as_ref(), &involved, events).await?;
+    event::record(ctx, &involved, events).await?;
     if goes {
         return Ok(None);
     }

@@ -79,6 +79,14 @@ struct CallLabels {
     outcome: String,
 }
 
+/// A notification's event (`runFailed`, `anomaly`, `approvalWaiting`, `sandboxExpiring`)
+/// and outcome (`delivered`, `failed`, `dropped`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    event: String,
+    outcome: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     workspace: String,
@@ -147,6 +155,7 @@ pub struct Metrics {
     request_duration: Family<RouteLabels, Histogram>,
     pool_ready: Family<PoolLabels, Gauge>,
     claims: Family<ClaimLabels, Histogram>,
+    notifications: Family<NotificationLabels, Counter>,
     docker_calls: OnceLock<()>,
     kube_calls: OnceLock<()>,
     samplers: Mutex<Vec<Sampler>>,
@@ -243,6 +252,14 @@ impl Metrics {
              or miss)",
             claims.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Outgoing notifications by event and outcome: delivered (a 2xx answer), failed \
+             (refused, out of attempts, or unsigned for want of its secret), dropped (the \
+             queue was full)",
+            notifications.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciles,
@@ -258,6 +275,7 @@ impl Metrics {
             request_duration,
             pool_ready,
             claims,
+            notifications,
             docker_calls: OnceLock::new(),
             kube_calls: OnceLock::new(),
             samplers: Mutex::new(Vec::new()),
@@ -276,6 +294,17 @@ impl Metrics {
         self.duration
             .get_or_create(&KindLabels { kind })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts one notification of `event` that ended with `outcome`; both from fixed
+    /// sets, so the series stay few.
+    pub fn notification(&self, event: &'static str, outcome: &'static str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                event: event.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn set_queue_depth(&self, depth: usize) {

@@ -40,8 +40,9 @@ pub struct OperatorOptions {
     /// `--allowed-host`).
     pub api_access: server::Access,
     pub workers: usize,
-    /// The bounds on a Job's output, artifacts and memory.
-    pub limits: crate::controller::limits::Limits,
+    /// The bounds on a Job's output, artifacts and memory, and the server-wide
+    /// notification endpoints.
+    pub controllers: controller::Options,
     /// Where the admission webhook listens over HTTPS, and its certificate
     /// (`--webhook-addr`, `--webhook-cert`, `--webhook-key`); None: it does not run.
     pub webhook: Option<server::tls::TlsOptions>,
@@ -98,7 +99,7 @@ pub async fn run(
         records,
         pods: PodRuntime::new(client.clone()),
     };
-    let ctx = Context::with_limits(&backend, options.limits);
+    let ctx = Context::with_options(&backend, options.controllers.clone());
     if let Some(config) = options.summarizer.clone() {
         crate::summary::install(&ctx, config).map_err(OperatorError::Summarizer)?;
     }

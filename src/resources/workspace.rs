@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use super::common::{Condition, Resources};
+use super::common::{Condition, Resources, SecretKeySelector};
 use super::job::{JobNetwork, JobSpec};
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -44,6 +44,85 @@ pub struct WorkspaceSpec {
     /// Names of the Policies that apply here, beside those that select this workspace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
+    /// HTTP endpoints told (a signed JSON POST) when something here needs attention: a
+    /// run failed, an anomaly, an approval waiting, a sandbox about to expire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Notification>,
+}
+
+/// One endpoint of `spec.notifications`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Notification {
+    /// Where the notification is POSTed: an `http://` URL.
+    pub url: String,
+    /// Which events are sent here; empty or absent: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<NotificationEvent>,
+    /// The key of a Secret in this workspace whose value signs each body
+    /// (`X-Orcaops-Signature-256: sha256=<hex HMAC-SHA256>`); absent: sent unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeySelector>,
+}
+
+impl Notification {
+    /// Whether `event` is sent to this endpoint.
+    pub fn wants(&self, event: NotificationEvent) -> bool {
+        self.events.is_empty() || self.events.contains(&event)
+    }
+}
+
+/// What a notification can be about.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum NotificationEvent {
+    /// A Job's run ended Failed or TimedOut.
+    RunFailed,
+    /// A finished Job run is anomalous (slower than usual, a memory spike, ...).
+    Anomaly,
+    /// A Workflow node waits for someone to approve it.
+    ApprovalWaiting,
+    /// A Sandbox expires soon (idle timeout or TTL).
+    SandboxExpiring,
+}
+
+impl NotificationEvent {
+    /// The name in `events`, in bodies and in the `X-Orcaops-Event` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RunFailed => "runFailed",
+            Self::Anomaly => "anomaly",
+            Self::ApprovalWaiting => "approvalWaiting",
+            Self::SandboxExpiring => "sandboxExpiring",
+        }
+    }
+}
+
+/// A notification endpoint as declared (`spec.notifications[].url`, `--notify-url`),
+/// checked: an absolute `http://` URL. On a problem, what is wrong and the fix.
+pub fn notification_url(text: &str) -> Result<url::Url, (String, String)> {
+    let url = url::Url::parse(text).map_err(|e| {
+        (
+            format!("\"{text}\" is not a URL ({e})"),
+            "write an absolute URL such as http://alerts.internal:8080/orcaops".to_string(),
+        )
+    })?;
+    match url.scheme() {
+        "http" if url.host().is_some() => Ok(url),
+        "http" => Err((
+            format!("\"{text}\" names no host"),
+            "write an absolute URL such as http://alerts.internal:8080/orcaops".into(),
+        )),
+        // The HTTP client is built without TLS (no TLS stack beyond kube's own).
+        "https" => Err((
+            format!("\"{text}\": orcaops sends notifications over plain HTTP only"),
+            "send to an http:// endpoint (a relay beside orcaops can forward over TLS); bodies are signed either way".into(),
+        )),
+        other => Err((
+            format!("\"{text}\" is not HTTP (scheme {other})"),
+            "write an http:// URL".into(),
+        )),
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

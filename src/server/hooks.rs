@@ -27,13 +27,13 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::ratelimit::{Buckets, RateLimit};
 use super::{AppState, workflows};
+use crate::notifications::signature;
 use crate::resources::expr::{self, HookContext};
 use crate::resources::workflow::{WebhookTrigger, WorkflowSpec};
 use crate::resources::{Kind, ObjectKey, keys};
@@ -287,18 +287,9 @@ enum Signature {
 /// body, or an `X-Gitlab-Token` equal to it; both compared in constant time.
 fn signature(headers: &HeaderMap, secret: &[u8], body: &[u8]) -> Signature {
     if let Some(given) = header_text(headers, "x-hub-signature-256") {
-        let Some(given) = given
-            .strip_prefix("sha256=")
-            .and_then(|h| hex::decode(h).ok())
-        else {
-            return Signature::Wrong;
-        };
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-        mac.update(body);
-        return match mac.verify_slice(&given) {
-            Ok(()) => Signature::Valid,
-            Err(_) => Signature::Wrong,
+        return match signature::verify(secret, body, given) {
+            true => Signature::Valid,
+            false => Signature::Wrong,
         };
     }
     if let Some(token) = header_text(headers, "x-gitlab-token") {

@@ -297,6 +297,29 @@ impl Server {
         std::fs::rename(&tmp, &path).unwrap();
     }
 
+    /// Makes the Secret `name` in workspace `ns` through the API, with `key` holding
+    /// `value`, as `kubectl create secret generic` would.
+    pub fn create_secret(&self, ns: &str, name: &str, key: &str, value: &str) {
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": {key: value},
+        });
+        let out = self
+            .curl()
+            .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
+            .args(["-H", "Content-Type: application/json"])
+            .args(["--data", &secret.to_string()])
+            .arg(format!("{}/api/v1/namespaces/{ns}/secrets", self.url))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("\n201"),
+            "secret {ns}/{name} is created: {text}"
+        );
+    }
+
     /// The job as JSON, or None when it does not exist.
     pub fn job(&self, name: &str) -> Option<Value> {
         self.object("job", name)

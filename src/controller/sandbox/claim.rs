@@ -110,7 +110,7 @@ pub(super) async fn try_claim(
     }
     ctx.metrics.warm_pool_claimed(true, started.elapsed());
     debug!(slot = %slot.slot, "claimed a warm-pool sandbox");
-    event::record(ctx.store.as_ref(), &involved(&key, obj), events).await?;
+    event::record(ctx, &involved(&key, obj), events).await?;
     // Look again at once: the monitor, expiry and the rest of the status follow.
     Ok(Some(Some(Duration::ZERO)))
 }

@@ -10,7 +10,7 @@ use crate::resources::expr::PolicyRule;
 use crate::resources::policy::{NetworkRule, PatternRule, PolicySpec};
 use crate::resources::quantity;
 use crate::resources::sandbox::{HealthCheck, SandboxService, SandboxSpec, SandboxTemplateSpec};
-use crate::resources::workspace::WorkspaceSpec;
+use crate::resources::workspace::{WorkspaceSpec, notification_url};
 
 impl CheckSpec for SandboxSpec {
     fn check(&self, p: &mut Problems) {
@@ -271,6 +271,7 @@ fn health_check(p: &mut Problems, field: &str, check: &HealthCheck) {
 }
 
 fn workspace_spec(p: &mut Problems, spec: &WorkspaceSpec) {
+    notifications(p, spec);
     if let Some(quotas) = &spec.quotas {
         let limits = Resources {
             cpu: quotas.cpu.clone(),
@@ -323,6 +324,24 @@ fn workspace_spec(p: &mut Problems, spec: &WorkspaceSpec) {
             policy,
             MAX_NAME,
         );
+    }
+}
+
+fn notifications(p: &mut Problems, spec: &WorkspaceSpec) {
+    for (i, notification) in spec.notifications.iter().enumerate() {
+        let at = format!("spec.notifications[{i}]");
+        if let Err((message, fix)) = notification_url(&notification.url) {
+            p.push(format!("{at}.url"), message, fix);
+        }
+        if let Some(secret) = &notification.secret_ref
+            && (secret.name.is_empty() || secret.key.is_empty())
+        {
+            p.push(
+                format!("{at}.secretRef"),
+                "the signing secret is not named: the receiver could not check the bodies",
+                "name a Secret of this workspace and its key (kubectl create secret generic notify --from-literal=key=...), or drop secretRef to send unsigned",
+            );
+        }
     }
 }
 

@@ -475,3 +475,47 @@ fn workspace_quotas_refuse_unknown_fields() {
     );
     assert!(!validate(&obj).is_empty());
 }
+
+#[test]
+fn workspace_notifications_need_an_http_url_and_a_named_secret() {
+    let obj = Object::new(
+        Kind::Workspace,
+        "",
+        "team-a",
+        json!({"notifications": [
+            {"url": "http://alerts.internal:8080/orcaops", "events": ["runFailed", "anomaly"],
+             "secretRef": {"name": "notify", "key": "key"}},
+            {"url": "alerts.internal/orcaops"},
+            {"url": "ftp://alerts.internal/"},
+            {"url": "http://alerts.internal/", "secretRef": {"name": "", "key": "key"}},
+        ]}),
+    );
+    assert_eq!(
+        fields(&obj),
+        [
+            "spec.notifications[1].url",
+            "spec.notifications[2].url",
+            "spec.notifications[3].secretRef",
+        ]
+    );
+    let bad = &validate(&obj)[0];
+    assert!(bad.fix.contains("http://"), "{bad:?}");
+}
+
+#[test]
+fn workspace_notifications_refuse_unknown_events() {
+    let obj = Object::new(
+        Kind::Workspace,
+        "",
+        "team-a",
+        json!({"notifications": [{"url": "http://a/", "events": ["runSucceeded"]}]}),
+    );
+    let error = only_error(&obj);
+    assert!(
+        error.message.contains("unknown variant `runSucceeded`")
+            && error
+                .message
+                .contains("`runFailed`, `anomaly`, `approvalWaiting`, `sandboxExpiring`"),
+        "the events a notification can choose are named: {error:?}"
+    );
+}

@@ -73,9 +73,7 @@ async fn fixture() -> Fixture {
 }
 
 fn github_signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    signature::sign(secret.as_bytes(), body)
 }
 
 fn push(reference: &str) -> Vec<u8> {
