@@ -167,7 +167,7 @@ spec:
 );
 
 impl Template {
-    fn files(self) -> Vec<(&'static str, &'static str)> {
+    pub(super) fn files(self) -> Vec<(&'static str, &'static str)> {
         match self {
             Template::All => vec![JOB, WORKFLOW, TEMPLATE, WORKSPACE],
             Template::Ci => vec![JOB, WORKFLOW, WORKSPACE],

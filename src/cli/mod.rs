@@ -9,6 +9,7 @@ mod compare;
 mod completion;
 mod cp;
 mod describe;
+mod doctor;
 mod exec;
 mod history;
 mod init;
@@ -209,6 +210,9 @@ pub enum Command {
     /// Write a starter folder (a job, a workflow, a sandbox template, a workspace) and a README.
     #[command(after_help = init::AFTER_HELP)]
     Init(init::InitArgs),
+    /// Check what a first run depends on (Docker, images, data dir, port, server) and how to fix it.
+    #[command(after_help = doctor::AFTER_HELP)]
+    Doctor(doctor::DoctorArgs),
     /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish).
     #[command(after_help = completion::AFTER_HELP)]
     Completion(completion::CompletionArgs),
@@ -353,6 +357,7 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         }
         Command::Completion(args) => Ok(completion::print(&args)),
         Command::Init(args) => init::init(&args),
+        Command::Doctor(args) => doctor::doctor(args, &client()?, &cli.server).await,
     }
 }
 

@@ -205,6 +205,34 @@ impl DockerRuntime {
         self.gate.call(name, lane, call).await
     }
 
+    /// The daemon's version and the API version both ends speak after negotiation
+    /// (`orcaops doctor`).
+    pub async fn daemon_version(&self) -> Result<(String, String)> {
+        let version = self
+            .call("version", Lane::Read, self.docker.version())
+            .await??;
+        Ok((
+            version.version.unwrap_or_else(|| "unknown".into()),
+            self.docker.client_version().to_string(),
+        ))
+    }
+
+    /// Whether `image` is on this machine, without pulling it (`orcaops doctor`).
+    pub async fn image_present(&self, image: &str) -> Result<bool> {
+        match self
+            .call(
+                "inspect_image",
+                Lane::Read,
+                self.docker.inspect_image(image),
+            )
+            .await?
+        {
+            Ok(_) => Ok(true),
+            Err(e) if status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Present locally: Ok after one inspect. Otherwise pulls it; a failed
     /// pull is [`RuntimeError::ImageUnavailable`] with Docker's reason.
     pub async fn ensure_image(&self, image: &str) -> Result<()> {
