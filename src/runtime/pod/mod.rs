@@ -24,6 +24,7 @@ mod build;
 mod collect;
 pub(crate) mod runtime;
 pub mod sandbox;
+pub mod tenant;
 #[cfg(test)]
 mod tests;
 
