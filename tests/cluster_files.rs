@@ -29,6 +29,12 @@ const NAMESPACE: &str = "orcaops-system";
 const LEASE: &str = "orcaops-operator";
 /// A kind being added beside the five of `Kind::ALL`; the ClusterRole grants it already.
 const SANDBOX_TEMPLATES: &str = "sandboxtemplates";
+/// The ClusterRoles a Workspace's members are bound to, by the names the operator uses.
+const WORKSPACE_ROLES: [&str; 3] = [
+    "orcaops-workspace-admin",
+    "orcaops-workspace-developer",
+    "orcaops-workspace-viewer",
+];
 const REGENERATE: &str = "regenerate with `cargo run -- crds > crds/orcaops.dev.yaml && cp crds/orcaops.dev.yaml manifests/01-crds.yaml && cp crds/orcaops.dev.yaml charts/orcaops/crds/orcaops.dev.yaml`";
 
 fn root() -> PathBuf {
@@ -165,8 +171,24 @@ fn needed_cluster_grants() -> BTreeSet<(String, String, String)> {
     grant("", "persistentvolumeclaims", &read_create_delete);
     grant("", "events", &["create", "patch"]);
     grant("events.k8s.io", "events", &["create", "patch", "list"]);
-    grant("networking.k8s.io", "networkpolicies", &read_create_delete);
-    grant("", "namespaces", &["get", "list", "watch"]);
+    grant(
+        "networking.k8s.io",
+        "networkpolicies",
+        &["get", "list", "watch", "create", "patch", "delete"],
+    );
+    grant(
+        "",
+        "namespaces",
+        &["get", "list", "watch", "create", "patch"],
+    );
+    grant("", "resourcequotas", &["get", "create", "patch", "delete"]);
+    grant("", "limitranges", &["get", "create", "patch", "delete"]);
+    grant(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        &["get", "list", "create", "patch", "delete"],
+    );
+    grant("rbac.authorization.k8s.io", "clusterroles", &["bind"]);
     grant("", "secrets", &["get"]);
     needed
 }
@@ -174,6 +196,14 @@ fn needed_cluster_grants() -> BTreeSet<(String, String, String)> {
 /// The ClusterRole grants what the operator needs and nothing else.
 fn check_cluster_role(role: &ClusterRole, origin: &str) {
     let granted = grants(role.rules.as_deref().unwrap_or_default(), origin);
+    // `bind` reaches the members' roles only, never any ClusterRole.
+    for rule in role.rules.as_deref().unwrap_or_default() {
+        if rule.verbs.contains(&"bind".to_string()) {
+            let mut names = rule.resource_names.clone().unwrap_or_default();
+            names.sort();
+            assert_eq!(names, WORKSPACE_ROLES, "{origin}: bind is limited to them");
+        }
+    }
     for kind in Kind::ALL {
         let plural = kind.plural();
         for (resource, verb) in [
@@ -221,7 +251,7 @@ fn check_lease_role(role: &Role, origin: &str) {
 #[test]
 fn the_cluster_role_grants_exactly_what_the_operator_needs() {
     let docs = manifests();
-    let role = one(&docs, "ClusterRole");
+    let role = operator_role(&docs);
     check_cluster_role(&role.typed(), &role.origin);
     let lease_role = one(&docs, "Role");
     check_lease_role(&lease_role.typed(), &lease_role.origin);
@@ -237,7 +267,7 @@ fn the_bindings_give_the_roles_to_the_operators_service_account() {
         (
             &cluster_binding.role_ref,
             &cluster_binding.subjects,
-            one(&docs, "ClusterRole"),
+            operator_role(&docs),
         ),
         (&binding.role_ref, &binding.subjects, one(&docs, "Role")),
     ] {
@@ -453,6 +483,7 @@ fn chart_metadata_and_values_parse() {
         "serviceaccount.yaml",
         "servicemonitor.yaml",
         "webhook.yaml",
+        "workspace-roles.yaml",
     ];
     assert_eq!(templates, expected.into());
 }
@@ -491,10 +522,7 @@ fn chart_renders_with_the_default_values() {
     );
     let service: Service = one(&docs, "Service").typed();
     objects::check_service(&service, &deployment, &[("metrics", 9090)]);
-    check_cluster_role(
-        &one(&docs, "ClusterRole").typed(),
-        "the chart's ClusterRole",
-    );
+    check_cluster_role(&operator_role(&docs).typed(), "the chart's ClusterRole");
     check_lease_role(&one(&docs, "Role").typed(), "the chart's Role");
     assert!(!chart.notes(&json!({})).contains("port-forward"));
 }
@@ -870,14 +898,94 @@ fn check_dashboard_configmap(configmap: &objects::Doc) {
 }
 
 /// The chart and manifests/ install the same operator: same rules, same hardening.
+/// The operator's ClusterRole, beside the members' roles.
+fn operator_role(docs: &[Doc]) -> &Doc {
+    let found: Vec<&Doc> = docs
+        .iter()
+        .filter(|d| d.kind() == "ClusterRole" && !WORKSPACE_ROLES.contains(&d.name()))
+        .collect();
+    assert_eq!(found.len(), 1, "one ClusterRole of the operator");
+    found[0]
+}
+
+/// The one `kind` of the operator (its ClusterRole among the members' roles).
+fn the<'a>(docs: &'a [Doc], kind: &str) -> &'a Doc {
+    if kind == "ClusterRole" {
+        operator_role(docs)
+    } else {
+        one(docs, kind)
+    }
+}
+
+/// The members' roles: each there once, each holding the one below it, none with `*`.
+fn check_workspace_roles(docs: &[Doc], origin: &str) -> Vec<Value> {
+    let role = |name: &str| -> BTreeSet<(String, String, String)> {
+        let doc = docs
+            .iter()
+            .find(|d| d.kind() == "ClusterRole" && d.name() == name)
+            .unwrap_or_else(|| panic!("{origin}: no ClusterRole {name}"));
+        let typed: ClusterRole = doc.typed();
+        grants(typed.rules.as_deref().unwrap_or_default(), origin)
+    };
+    let (viewer, developer, admin) = (
+        role("orcaops-workspace-viewer"),
+        role("orcaops-workspace-developer"),
+        role("orcaops-workspace-admin"),
+    );
+    assert!(
+        viewer.is_subset(&developer) && developer.is_subset(&admin),
+        "{origin}"
+    );
+    let writes = |g: &BTreeSet<(String, String, String)>| {
+        g.iter().any(|(_, r, v)| r == "jobs" && v == "create")
+    };
+    assert!(
+        !writes(&viewer) && writes(&developer),
+        "{origin}: viewers only read"
+    );
+    assert!(
+        admin.iter().any(|(_, r, _)| r == "secrets")
+            && !developer.iter().any(|(_, r, _)| r == "secrets"),
+        "{origin}: only admins manage secrets"
+    );
+    WORKSPACE_ROLES
+        .iter()
+        .map(|name| {
+            docs.iter()
+                .find(|d| d.kind() == "ClusterRole" && d.name() == *name)
+                .unwrap()
+                .value["rules"]
+                .clone()
+        })
+        .collect()
+}
+
+#[test]
+fn the_members_roles_are_shipped_in_both_and_agree() {
+    let plain = check_workspace_roles(&manifests(), "manifests/");
+    let chart = check_workspace_roles(&load_chart().render(&json!({})), "the chart");
+    assert_eq!(
+        plain, chart,
+        "the chart's member roles differ from manifests/"
+    );
+    // The names the operator binds to.
+    for role in [
+        orcaops::resources::workspace::Role::Admin,
+        orcaops::resources::workspace::Role::Developer,
+        orcaops::resources::workspace::Role::Viewer,
+    ] {
+        assert!(WORKSPACE_ROLES.contains(&orcaops::runtime::pod::tenant::cluster_role(role)));
+    }
+}
+
 #[test]
 fn chart_agrees_with_the_manifests() {
     let rendered = load_chart().render(&json!({}));
     let plain = manifests();
     for kind in ["ClusterRole", "Role"] {
         assert_eq!(
-            one(&rendered, kind).value["rules"],
-            one(&plain, kind).value["rules"],
+            the(&rendered, kind).value["rules"],
+            the(&plain, kind).value["rules"],
             "the chart's {kind} differs from manifests/"
         );
     }

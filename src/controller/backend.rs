@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::sandbox::SandboxRuntime;
+use super::workspace::tenant::TenantRuntime;
 use crate::runtime::sandbox::SandboxIo;
 use crate::runtime::{DockerRuntime, JobRuntime, PodRuntime};
 use crate::store::secrets::{PodSecrets, SecretValues};
@@ -90,6 +91,15 @@ impl Backend {
         match self {
             Backend::Local { store, .. } => Arc::new(store.clone()),
             Backend::Cluster { .. } => Arc::new(PodSecrets),
+        }
+    }
+
+    /// What applies a Workspace's tenant (Namespace, quota, limits, isolation, member
+    /// bindings): on a cluster the pod runtime's client; one machine has none.
+    pub fn tenants(&self) -> Option<Arc<dyn TenantRuntime>> {
+        match self {
+            Backend::Local { .. } => None,
+            Backend::Cluster { pods, .. } => Some(Arc::new(pods.clone())),
         }
     }
 

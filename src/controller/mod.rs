@@ -102,6 +102,8 @@ pub struct Context {
     pub admitted: workspace::admission::Admitted,
     /// Jobs and Sandboxes a policy blocks, woken when a Policy or Workspace changes.
     pub blocked: blocked::Blocked,
+    /// What applies a Workspace's tenant on a cluster; None on one machine.
+    pub tenants: Option<Arc<dyn workspace::tenant::TenantRuntime>>,
     /// The optional summariser, set once at start: it explains failed runs.
     pub explainer: std::sync::OnceLock<Arc<dyn explain::Explainer>>,
     /// Where the events worth a notification go (see [`event::record`]).
@@ -188,6 +190,7 @@ impl Context {
             admitted: workspace::admission::Admitted::default(),
             blocked: blocked::Blocked::default(),
             explainer: std::sync::OnceLock::new(),
+            tenants: backend.tenants(),
             notifier,
         });
         let weak = Arc::downgrade(&ctx);
@@ -427,7 +430,16 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
         Kind::Workspace if workspace::admission::enforced(ctx) => {
             reconcile::drive(&workspace::WorkspaceReconciler, ctx, key).await
         }
-        // Policies (and a cluster's Workspaces) are stored and validated.
+        Kind::Workspace => match &ctx.tenants {
+            Some(runtime) => {
+                let tenants = workspace::tenant::TenantReconciler {
+                    runtime: Arc::clone(runtime),
+                };
+                reconcile::drive(&tenants, ctx, key).await
+            }
+            None => Ok(None),
+        },
+        // Policies are stored and validated.
         _ => Ok(None),
     };
     let outcome = match &result {
@@ -502,10 +514,6 @@ const RECONCILED: [Kind; 5] = [
 
 async fn enqueue_all(ctx: &Context) -> Result<(), StoreError> {
     for kind in RECONCILED {
-        // A cluster's Workspaces are stored only (their quotas are the Namespace's).
-        if kind == Kind::Workspace && !workspace::admission::enforced(ctx) {
-            continue;
-        }
         let (objects, _) = ctx.store.list(kind, None).await?;
         ctx.metrics.objects_listed(kind, &objects);
         for obj in objects {

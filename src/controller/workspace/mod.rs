@@ -1,12 +1,14 @@
 //! The Workspace controller, and quota admission for the Jobs and Sandboxes of a
 //! workspace (a namespace is a workspace). Observe reads the Workspace and what its
 //! members hold ([`admission`]); decide ([`decide`], pure) writes `status.usage`
-//! against each quota, the member count and `Ready`; there is nothing to act on. Local
-//! mode only: on a cluster a Workspace is stored, and its quotas are the Namespace's.
+//! against each quota, the member count and `Ready`; there is nothing to act on. That is
+//! local mode; on a cluster a Workspace owns its tenant ([`tenant`]) and the API server
+//! enforces its quotas.
 
 pub mod admission;
 pub mod decide;
 pub mod quota;
+pub mod tenant;
 pub mod wake;
 
 use std::sync::Arc;

@@ -20,8 +20,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use super::runtime::PodRuntime;
-use crate::resources::workspace::{Role, WorkspaceSpec};
 use crate::resources::API_VERSION;
+use crate::resources::workspace::{Role, WorkspaceSpec};
 use crate::runtime::RuntimeError;
 
 /// The field manager of what the Workspace controller applies.
@@ -246,12 +246,7 @@ impl PodRuntime {
     /// taken out, a member gone).
     pub async fn apply_tenant(&self, tenant: &Tenant) -> Result<Applied, RuntimeError> {
         let client = self.client().clone();
-        let ns = tenant
-            .namespace
-            .metadata
-            .name
-            .clone()
-            .unwrap_or_default();
+        let ns = tenant.namespace.metadata.name.clone().unwrap_or_default();
         let params = PatchParams::apply(MANAGER).force();
         let mut done = Applied::default();
         Api::<Namespace>::all(client.clone())

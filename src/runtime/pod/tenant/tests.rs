@@ -1,6 +1,6 @@
 use super::*;
-use crate::resources::workspace::{Member, Quotas, WorkspaceDefaults};
 use crate::resources::common::Resources;
+use crate::resources::workspace::{Member, Quotas, WorkspaceDefaults};
 
 fn owner() -> TenantOwner {
     TenantOwner {
@@ -71,7 +71,13 @@ fn a_cpu_quota_without_defaults_gives_containers_a_request_to_count() {
         item.default_request.as_ref().unwrap()["cpu"],
         Quantity(FALLBACK_CPU.into())
     );
-    assert!(!item.default_request.as_ref().unwrap().contains_key("memory"));
+    assert!(
+        !item
+            .default_request
+            .as_ref()
+            .unwrap()
+            .contains_key("memory")
+    );
     // Concurrent jobs without a sandboxes quota: pods are the jobs' alone.
     let jobs = build_tenant(
         &owner(),
