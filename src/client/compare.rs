@@ -112,6 +112,27 @@ fn spec_yaml(r: &RunRecord) -> Option<String> {
     serde_saphyr::to_string(spec).ok()
 }
 
+/// The line diff of two runs' specs as YAML (`ra`, `rb` name the runs), nothing when
+/// they are equal, or which run did not record its spec.
+fn spec_section(out: &mut String, a: Option<String>, b: Option<String>, ra: &str, rb: &str) {
+    match (a, b) {
+        (Some(sa), Some(sb)) if sa != sb => {
+            let _ = writeln!(out, "\nspec ({ra} -> {rb}):");
+            for line in line_diff(&sa, &sb, 2) {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        (Some(_), Some(_)) => {}
+        (a, _) => {
+            let _ = writeln!(
+                out,
+                "\nspec: not recorded for {}; runs recorded before orcaops kept the spec cannot be compared by spec",
+                if a.is_none() { ra } else { rb }
+            );
+        }
+    }
+}
+
 /// Runs `a` and `b` of one Job side by side: phase, trigger, duration, image, spec,
 /// usage, then the spec's diff, each step's exit code and duration, the outputs, and
 /// the errors and anomalies of each.
@@ -196,22 +217,7 @@ pub fn diff(a: &RunRecord, b: &RunRecord) -> String {
         super::format::table_with_gap(&rows, 3)
     );
 
-    match (spec_yaml(a), spec_yaml(b)) {
-        (Some(sa), Some(sb)) if sa != sb => {
-            let _ = writeln!(out, "\nspec ({ra} -> {rb}):");
-            for line in line_diff(&sa, &sb, 2) {
-                let _ = writeln!(out, "  {line}");
-            }
-        }
-        (Some(_), Some(_)) => {}
-        _ => {
-            let _ = writeln!(
-                out,
-                "\nspec: not recorded for {}; runs recorded before orcaops kept the spec cannot be compared by spec",
-                if a.context.is_none() { &ra } else { &rb }
-            );
-        }
-    }
+    spec_section(&mut out, spec_yaml(a), spec_yaml(b), &ra, &rb);
 
     let names: Vec<&str> = {
         let mut seen = BTreeSet::new();

@@ -119,6 +119,27 @@ pub struct Options {
     pub notifications: notifications::Settings,
 }
 
+/// A controller context on the tower-test mock API server, which answers as `answer`
+/// does (None: no answer, the request hangs), with run records in a temporary dir.
+/// Keep the dir and the server's task for as long as the context is used.
+#[cfg(test)]
+pub(crate) async fn mock_cluster(
+    answer: impl FnMut(&crate::store::kube::mock::Seen) -> Option<crate::store::kube::mock::Reply>
+    + Send
+    + 'static,
+) -> (Arc<Context>, tempfile::TempDir, tokio::task::JoinHandle<()>) {
+    let (client, api) = crate::store::kube::mock::mock_client();
+    let server = api.route(Arc::new(std::sync::Mutex::new(Vec::new())), answer);
+    let dir = tempfile::tempdir().unwrap();
+    let records = LocalStore::open(dir.path()).await.unwrap();
+    let ctx = Context::new(&Backend::Cluster {
+        store: crate::store::KubeStore::new(client.clone(), "kube-test"),
+        records,
+        pods: crate::runtime::PodRuntime::new(client),
+    });
+    (ctx, dir, server)
+}
+
 /// How often every object is reconciled even when nothing changed.
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(60);
 /// How many objects are reconciled at once.

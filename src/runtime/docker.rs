@@ -236,17 +236,8 @@ impl DockerRuntime {
     /// Present locally: Ok after one inspect. Otherwise pulls it; a failed
     /// pull is [`RuntimeError::ImageUnavailable`] with Docker's reason.
     pub async fn ensure_image(&self, image: &str) -> Result<()> {
-        match self
-            .call(
-                "inspect_image",
-                Lane::Read,
-                self.docker.inspect_image(image),
-            )
-            .await?
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if status(&e) == Some(404) => {}
-            Err(e) => return Err(e.into()),
+        if self.image_present(image).await? {
+            return Ok(());
         }
         let options = CreateImageOptionsBuilder::default()
             .from_image(image)

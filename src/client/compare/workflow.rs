@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::{delta, line_diff, short_hash};
+use super::{delta, short_hash, spec_section};
 use crate::client::format::{duration, table_with_gap};
 use crate::client::workflow::{critical_path_text, dag, phase_str, slowest_node};
 use crate::records::output::human_bytes;
@@ -139,22 +139,7 @@ pub fn diff_workflow(a: &WorkflowRun, b: &WorkflowRun) -> String {
         table_with_gap(&rows, 3)
     );
 
-    match (a.spec_yaml(), b.spec_yaml()) {
-        (Some(sa), Some(sb)) if sa != sb => {
-            let _ = writeln!(out, "\nspec ({ra} -> {rb}):");
-            for line in line_diff(&sa, &sb, 2) {
-                let _ = writeln!(out, "  {line}");
-            }
-        }
-        (Some(_), Some(_)) => {}
-        _ => {
-            let _ = writeln!(
-                out,
-                "\nspec: not recorded for {}; runs recorded before orcaops kept the spec cannot be compared by spec",
-                if x.spec.is_none() { &ra } else { &rb }
-            );
-        }
-    }
+    spec_section(&mut out, a.spec_yaml(), b.spec_yaml(), &ra, &rb);
 
     let names: Vec<&str> = {
         let mut seen = BTreeSet::new();

@@ -95,19 +95,7 @@ fn meta(owner: &TenantOwner, name: &str) -> ObjectMeta {
 /// A member's name as a DNS label part: lower case, `-` for anything else, at most 40
 /// characters (the binding's name also says the role).
 fn dns_part(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    out = out.trim_matches('-').to_string();
-    if out.is_empty() { "member".into() } else { out }
+    crate::resources::validate::dns_label_suggestion(name, 40)
 }
 
 /// The tenant of workspace `owner` as `spec` declares it.

@@ -14,9 +14,7 @@ use crate::controller::sandbox::SandboxReconciler;
 use crate::controller::{Context, ControllerError};
 use crate::resources::sandbox::{SandboxPhase, SandboxStatus};
 use crate::resources::{Kind, ObjectKey, keys};
-use crate::runtime::PodRuntime;
-use crate::store::kube::mock::{Reply, Seen, event_created, mock_client, status};
-use crate::store::{KubeStore, LocalStore};
+use crate::store::kube::mock::{Reply, Seen, event_created, status};
 
 const NS: &str = "default";
 const UID: &str = "0123abcd-4567-89ef-0123-456789abcdef";
@@ -193,19 +191,11 @@ impl Scenario {
             version: 1,
             ..Default::default()
         }));
-        let (client, api) = mock_client();
         let state = cluster.clone();
-        let server = api.route(Arc::new(Mutex::new(Vec::new())), move |request| {
+        let (ctx, dir, server) = crate::controller::mock_cluster(move |request| {
             Some(state.lock().unwrap().answer(request))
-        });
-        let dir = tempfile::tempdir().unwrap();
-        let records = LocalStore::open(dir.path()).await.unwrap();
-        let store = KubeStore::new(client.clone(), "kube-test");
-        let ctx = Context::new(&crate::controller::Backend::Cluster {
-            store,
-            records,
-            pods: PodRuntime::new(client),
-        });
+        })
+        .await;
         Scenario {
             cluster,
             ctx,

@@ -13,7 +13,6 @@ use crate::controller::reconcile::drive;
 use crate::resources::{Kind, ObjectKey};
 use crate::runtime::PodRuntime;
 use crate::store::kube::mock::{Reply, Seen, event_created, mock_client, status};
-use crate::store::{KubeStore, LocalStore};
 
 const WS_PATH: &str = "/apis/orcaops.dev/v1alpha1/workspaces/team-a";
 const UID: &str = "11112222-3333-4444-5555-666677778888";
@@ -109,19 +108,11 @@ impl Scenario {
             version: 1,
             ..Default::default()
         }));
-        let (client, api) = mock_client();
         let state = cluster.clone();
-        let server = api.route(Arc::new(Mutex::new(Vec::new())), move |request| {
+        let (ctx, dir, server) = crate::controller::mock_cluster(move |request| {
             Some(state.lock().unwrap().answer(request))
-        });
-        let dir = tempfile::tempdir().unwrap();
-        let records = LocalStore::open(dir.path()).await.unwrap();
-        let store = KubeStore::new(client.clone(), "kube-test");
-        let ctx = Context::new(&crate::controller::Backend::Cluster {
-            store,
-            records,
-            pods: PodRuntime::new(client),
-        });
+        })
+        .await;
         Scenario {
             cluster,
             ctx,

@@ -114,7 +114,7 @@ fn member_names_become_valid_binding_names_once_each() {
         names,
         [
             "orcaops-workspace-developer-alice-smith-example-com",
-            "orcaops-workspace-viewer-member"
+            "orcaops-workspace-viewer-my-name"
         ]
     );
 }
