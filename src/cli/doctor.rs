@@ -338,7 +338,7 @@ async fn server_version(client: &ApiClient) -> Result<String, ClientError> {
 }
 
 /// The port serve will listen on: free, or held by an orcaops server.
-async fn port_check(listen: SocketAddr, held_by: Option<&str>) -> Check {
+fn port_check(listen: SocketAddr, held_by: Option<&str>) -> Check {
     match std::net::TcpListener::bind(listen) {
         Ok(_) => Check::ok("port", format!("{listen} is free for `orcaops serve`")),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match held_by {
@@ -401,7 +401,7 @@ pub async fn checks(args: &DoctorArgs, client: &ApiClient, server: &str) -> Vec<
         (Ok(v), true) => Some(format!("version {v}")),
         _ => None,
     };
-    out.push(port_check(args.listen, held_by.as_deref()).await);
+    out.push(port_check(args.listen, held_by.as_deref()));
     let mine = env!("CARGO_PKG_VERSION");
     out.push(match answer {
         Ok(v) if v == mine => Check::ok(
@@ -543,16 +543,16 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_port_held_by_another_program_names_the_fix() {
+    #[test]
+    fn a_port_held_by_another_program_names_the_fix() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = held.local_addr().unwrap();
-        let taken = port_check(addr, None).await;
+        let taken = port_check(addr, None);
         assert_eq!(taken.verdict, Verdict::Fail);
         assert!(taken.fix.unwrap().contains("--listen 127.0.0.1:"));
-        let ours = port_check(addr, Some("version 0.1.0")).await;
+        let ours = port_check(addr, Some("version 0.1.0"));
         assert_eq!(ours.verdict, Verdict::Ok);
         drop(held);
-        assert_eq!(port_check(addr, None).await.verdict, Verdict::Ok);
+        assert_eq!(port_check(addr, None).verdict, Verdict::Ok);
     }
 }

@@ -4,6 +4,7 @@
 use tracing::debug;
 
 use super::{Context, ControllerError};
+use crate::notifications::Notice;
 use crate::store::{EventType, InvolvedObject, NewEvent};
 
 /// One event a decision asks to record about the object it reconciled.
@@ -53,8 +54,12 @@ pub async fn record(
             reason: reason.into(),
             message,
         };
-        ctx.store.record_event(event.clone()).await?;
-        ctx.notifier.offer(&event);
+        // Only an event notifications are about is copied, and it is sent once recorded.
+        let notice = Notice::of(&event, chrono::Utc::now());
+        ctx.store.record_event(event).await?;
+        if let Some(notice) = notice {
+            ctx.notifier.enqueue(notice);
+        }
     }
     Ok(())
 }

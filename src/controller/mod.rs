@@ -102,8 +102,9 @@ pub struct Context {
     pub admitted: workspace::admission::Admitted,
     /// Jobs and Sandboxes a policy blocks, woken when a Policy or Workspace changes.
     pub blocked: blocked::Blocked,
-    /// What applies a Workspace's tenant on a cluster; None on one machine.
-    pub tenants: Option<Arc<dyn workspace::tenant::TenantRuntime>>,
+    /// The Workspace controller of a cluster, which applies each Workspace's tenant;
+    /// None on one machine.
+    pub tenants: Option<Arc<workspace::tenant::Tenants>>,
     /// The optional summariser, set once at start: it explains failed runs.
     pub explainer: std::sync::OnceLock<Arc<dyn explain::Explainer>>,
     /// Where the events worth a notification go (see [`event::record`]).
@@ -211,7 +212,9 @@ impl Context {
             admitted: workspace::admission::Admitted::default(),
             blocked: blocked::Blocked::default(),
             explainer: std::sync::OnceLock::new(),
-            tenants: backend.tenants(),
+            tenants: backend
+                .tenants()
+                .map(|runtime| Arc::new(workspace::tenant::Tenants::new(runtime))),
             notifier,
         });
         let weak = Arc::downgrade(&ctx);
@@ -452,12 +455,7 @@ async fn reconcile_one(ctx: &Arc<Context>, key: &ObjectKey) {
             reconcile::drive(&workspace::WorkspaceReconciler, ctx, key).await
         }
         Kind::Workspace => match &ctx.tenants {
-            Some(runtime) => {
-                let tenants = workspace::tenant::TenantReconciler {
-                    runtime: Arc::clone(runtime),
-                };
-                reconcile::drive(&tenants, ctx, key).await
-            }
+            Some(tenants) => reconcile::drive(tenants.as_ref(), ctx, key).await,
             None => Ok(None),
         },
         // Policies are stored and validated.

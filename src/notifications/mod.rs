@@ -84,9 +84,14 @@ impl Notifier {
 
     /// Queues a notice of `recorded` if it is one; never waits.
     pub fn offer(&self, recorded: &NewEvent) {
-        let Some(notice) = Notice::of(recorded, chrono::Utc::now()) else {
-            return;
-        };
+        if let Some(notice) = Notice::of(recorded, chrono::Utc::now()) {
+            self.enqueue(notice);
+        }
+    }
+
+    /// Queues `notice` for delivery, or drops it (with a warning and a count) when the
+    /// queue is full.
+    pub fn enqueue(&self, notice: Notice) {
         let event = notice.event;
         if let Err(e) = self.queue.try_send(notice) {
             let notice = match e {

@@ -1,12 +1,14 @@
 //! The Workspace controller on a cluster: a Workspace owns its tenant there (see
 //! [`crate::runtime::pod::tenant`]): its Namespace, a ResourceQuota, a LimitRange, a
-//! NetworkPolicy that isolates it and a RoleBinding per member. Every reconcile applies
-//! them server-side (a no-op write when nothing changed, and a repair when someone
-//! edited or deleted one), so the resync of every minute also corrects drift; the
-//! quotas are then enforced by the API server itself.
+//! NetworkPolicy that isolates it and a RoleBinding per member. They are applied
+//! server-side when the Workspace is new to this operator or its generation moved, and
+//! again every [`REAPPLY`] (a no-op write when nothing changed, a repair when someone
+//! edited or deleted one), not at every one-minute resync; the quotas are then enforced
+//! by the API server itself.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -20,7 +22,7 @@ use crate::runtime::RuntimeError;
 use crate::runtime::pod::PodRuntime;
 use crate::runtime::pod::tenant::{Applied, Tenant, TenantOwner, build_tenant};
 
-/// How often a tenant is applied again when nothing woke its Workspace.
+/// How often a tenant is applied again when its Workspace did not change.
 pub const REAPPLY: Duration = Duration::from_secs(300);
 
 /// What applies a tenant: the pod runtime's Kubernetes client.
@@ -39,6 +41,9 @@ impl TenantRuntime for PodRuntime {
 #[derive(Clone, Debug)]
 pub struct Observed {
     pub generation: i64,
+    /// Whether the tenant is to be applied: not yet by this process, for another
+    /// generation, or [`REAPPLY`] ago.
+    pub due: bool,
     pub tenant: Tenant,
     pub members: u32,
     pub status: WorkspaceStatus,
@@ -89,7 +94,11 @@ pub fn decide(observed: &Observed) -> Decision {
         observed.now,
     );
     Decision {
-        actions: vec![Box::new(tenant.clone())],
+        actions: if observed.due {
+            vec![Box::new(tenant.clone())]
+        } else {
+            Vec::new()
+        },
         status,
         events: if was_ready {
             Vec::new()
@@ -103,13 +112,38 @@ pub fn decide(observed: &Observed) -> Decision {
     }
 }
 
-/// The Workspace controller where the runtime applies tenants (a cluster).
-pub struct TenantReconciler {
-    pub runtime: Arc<dyn TenantRuntime>,
+/// The Workspace controller where the runtime applies tenants (a cluster), with what it
+/// last applied: per Workspace name, its uid, generation and when.
+pub struct Tenants {
+    runtime: Arc<dyn TenantRuntime>,
+    applied: Mutex<HashMap<String, (String, i64, Instant)>>,
+}
+
+impl Tenants {
+    pub fn new(runtime: Arc<dyn TenantRuntime>) -> Self {
+        Tenants {
+            runtime,
+            applied: Mutex::default(),
+        }
+    }
+
+    fn applied(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, i64, Instant)>> {
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn due(&self, obj: &Object) -> bool {
+        self.applied()
+            .get(&obj.metadata.name)
+            .is_none_or(|(uid, generation, at)| {
+                *uid != obj.metadata.uid
+                    || *generation != obj.metadata.generation
+                    || at.elapsed() >= REAPPLY
+            })
+    }
 }
 
 #[async_trait::async_trait]
-impl Reconciler for TenantReconciler {
+impl Reconciler for Tenants {
     const FINALIZER: bool = false;
     type Observed = Observed;
     type Action = Box<Tenant>;
@@ -130,6 +164,7 @@ impl Reconciler for TenantReconciler {
         };
         Ok(Observation::Ready(Observed {
             generation: obj.metadata.generation,
+            due: self.due(obj),
             members: spec.members.len() as u32,
             tenant: build_tenant(&owner, &spec),
             status: stored.clone(),
@@ -154,8 +189,20 @@ impl Reconciler for TenantReconciler {
             if !done.removed.is_empty() {
                 tracing::info!(workspace = %obj.metadata.name, removed = ?done.removed, "tenant objects no longer declared removed");
             }
+            self.applied().insert(
+                obj.metadata.name.clone(),
+                (
+                    obj.metadata.uid.clone(),
+                    obj.metadata.generation,
+                    Instant::now(),
+                ),
+            );
         }
         Ok(false)
+    }
+
+    async fn gone(&self, _ctx: &Arc<Context>, key: &crate::resources::ObjectKey) {
+        self.applied().remove(&key.name);
     }
 }
 

@@ -122,9 +122,9 @@ impl Scenario {
     }
 
     async fn reconcile(&self) -> Result<Option<Duration>, ControllerError> {
-        let runtime = self.ctx.tenants.clone().expect("a cluster applies tenants");
+        let tenants = self.ctx.tenants.clone().expect("a cluster applies tenants");
         let key = ObjectKey::new(Kind::Workspace, "", "team-a");
-        drive(&TenantReconciler { runtime }, &self.ctx, &key).await
+        drive(tenants.as_ref(), &self.ctx, &key).await
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Cluster) -> T) -> T {
@@ -189,9 +189,35 @@ async fn a_workspace_applies_its_tenant_and_says_so_in_its_status() {
         assert_eq!(c.events, ["TenantApplied"]);
     });
 
-    // Again with nothing changed: applied again (repairing any drift), no new event.
+    // Again with nothing changed (a resync): no new event, and nothing applied again
+    // before REAPPLY has passed.
+    let applies = s.with(|c| c.managers.len());
     s.reconcile().await.unwrap();
     s.with(|c| assert_eq!(c.events, ["TenantApplied"]));
+    s.with(|c| assert_eq!(c.managers.len(), applies, "{:#?}", c.requests));
+}
+
+#[test]
+fn a_tenant_is_applied_only_when_due() {
+    let tenant = build_tenant(
+        &TenantOwner {
+            name: "team-a".into(),
+            uid: UID.into(),
+        },
+        &WorkspaceSpec::default(),
+    );
+    let observed = |due: bool| Observed {
+        generation: 1,
+        due,
+        tenant: tenant.clone(),
+        members: 0,
+        status: WorkspaceStatus::default(),
+        now: chrono::Utc::now(),
+    };
+    assert_eq!(decide(&observed(true)).actions.len(), 1);
+    let idle = decide(&observed(false));
+    assert!(idle.actions.is_empty());
+    assert_eq!(idle.requeue_after, Some(REAPPLY));
 }
 
 #[tokio::test]
