@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts what orcaops needs on a fresh Debian machine, idempotently:
-# the Docker engine, a running dockerd, a local `busybox:latest` image built from
+# the Docker engine, a running dockerd, headless Chromium and chromedriver, a local `busybox:latest` image built from
 # Debian's busybox-static (no registry needed), and a Python venv with the MCP SDK
 # for the MCP tests, and Prometheus's promtool and server for tests/metrics.rs. Safe to
 # run again and again.
@@ -26,6 +26,15 @@ if ! command -v kubectl >/dev/null 2>&1; then
   log "installing kubectl (apt-get) for the kubectl tests"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubectl >/dev/null 2>&1 \
     || log "warning: kubectl could not be installed; tests/kubectl.rs will fail until it is on PATH"
+fi
+
+# Headless Chromium and its WebDriver are only for tests/dashboard.rs and
+# scripts/screenshots.sh, which drive the dashboard in a real browser.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  log "installing chromium and chromium-driver (apt-get) for the dashboard tests"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+    || log "warning: chromium could not be installed; tests/dashboard.rs will fail until chromium and chromedriver are on PATH"
 fi
 
 # promtool and prometheus are only for tests/metrics.rs, which starts its own server

@@ -24,6 +24,7 @@ mod run;
 mod serve;
 mod sync;
 mod terminal;
+mod ui;
 mod workflow;
 
 /// The pure tar extraction of `orcaops cp`, reachable for the fuzz tests (tests/fuzz.rs)
@@ -216,6 +217,9 @@ pub enum Command {
     /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish).
     #[command(after_help = completion::AFTER_HELP)]
     Completion(completion::CompletionArgs),
+    /// Open the web dashboard in a browser, logged in by a one-time link.
+    #[command(after_help = ui::AFTER_HELP)]
+    Ui(ui::UiArgs),
     /// Serve MCP tools over stdio for AI agents (Claude Code: `claude mcp add orcaops -- orcaops mcp`).
     Mcp(mcp::McpArgs),
 }
@@ -358,6 +362,7 @@ pub async fn run(cli: Cli) -> Result<u8, ClientError> {
         Command::Completion(args) => Ok(completion::print(&args)),
         Command::Init(args) => init::init(&args),
         Command::Doctor(args) => doctor::doctor(args, &client()?, &cli.server).await,
+        Command::Ui(args) => ui::ui(&client()?, args).await,
     }
 }
 

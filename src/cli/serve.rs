@@ -7,7 +7,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::client::{ClientError, exit};
+use crate::client::{ApiClient, ClientError, exit};
 use crate::controller::{self, Context};
 use crate::runtime::DockerRuntime;
 use crate::runtime::docker::{
@@ -330,10 +330,26 @@ pub async fn serve(args: ServeArgs) -> Result<u8, ClientError> {
         data_dir.display(),
         addr = local.addr
     );
+    // The dashboard's login link, asked of the server just started, as `orcaops ui` does.
+    let own = ApiClient::new(&format!("http://{}", loopback(local.addr)))?.with_token(
+        std::fs::read_to_string(data_dir.join(crate::server::auth::ADMIN_KEY_FILE)).ok(),
+    );
+    match crate::client::ui::login_link(&own).await {
+        Ok(url) => eprintln!("Dashboard: {url} (one-time link; later: orcaops ui)"),
+        Err(e) => warn!(error = %e, "no dashboard login link"),
+    }
     wait_for_signal().await;
     info!("shutting down");
     local.stop().await;
     Ok(exit::OK)
+}
+
+/// The address to reach a listener at from this machine (its own, unless unspecified).
+fn loopback(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
 }
 
 pub(super) async fn wait_for_signal() {

@@ -8,6 +8,7 @@ mod error;
 pub mod format;
 pub mod run;
 pub mod secrets;
+pub mod ui;
 mod watch;
 pub mod wire;
 pub mod workflow;

@@ -1,7 +1,7 @@
 //! list: label and field selectors, and `limit`/`continue` pagination in key order.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -78,6 +78,7 @@ pub(super) async fn list(
     kind: Kind,
     ns: Option<String>,
     query: ListQuery,
+    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let ns = ns.filter(|_| kind.namespaced());
     let selectors = Selectors::parse(
@@ -106,7 +107,7 @@ pub(super) async fn list(
             send_initial_events: flag("sendInitialEvents", query.send_initial_events.as_deref())?,
             timeout: query.timeout_seconds.map(std::time::Duration::from_secs),
         };
-        return watch(state, params).await;
+        return watch(state, params, super::logs::wants_event_stream(headers)).await;
     }
     let start = query
         .continue_

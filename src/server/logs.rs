@@ -82,7 +82,8 @@ fn latest_attempt(dir: &std::path::Path) -> Option<u32> {
         .max()
 }
 
-fn wants_event_stream(headers: &HeaderMap) -> bool {
+/// Whether the client asked for server-sent events (`Accept: text/event-stream`).
+pub(super) fn wants_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()

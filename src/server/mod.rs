@@ -31,6 +31,7 @@ mod table;
 #[cfg(test)]
 mod test_state;
 pub mod tls;
+pub mod ui;
 mod watch;
 mod workflows;
 #[cfg(test)]

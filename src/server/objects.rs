@@ -46,16 +46,18 @@ pub(super) async fn list_all(
     State(state): State<AppState>,
     Path(plural): Path<String>,
     Query(query): Query<ListQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    super::list::list(state, kind_for(&plural)?, None, query).await
+    super::list::list(state, kind_for(&plural)?, None, query, &headers).await
 }
 
 pub(super) async fn list_namespaced(
     State(state): State<AppState>,
     Path((ns, plural)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    super::list::list(state, kind_for(&plural)?, Some(ns), query).await
+    super::list::list(state, kind_for(&plural)?, Some(ns), query, &headers).await
 }
 
 pub(super) async fn get_cluster(

@@ -77,7 +77,8 @@ pub async fn serve_api_with(
         .merge(hooks)
         .nest_service("/mcp", mcp)
         .merge(auth::keys_api::routes(keys.clone()))
-        .merge(super::audited::routes(audit.clone()));
+        .merge(super::audited::routes(audit.clone()))
+        .merge(super::ui::routes(keys.clone()));
     if access.authenticate {
         // Inside the guard: a browser's foreign origin is refused before its key is read.
         app = app.layer(axum::middleware::from_fn_with_state(keys, auth::middleware));

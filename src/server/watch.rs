@@ -48,15 +48,43 @@ pub(super) struct WatchParams {
     pub timeout: Option<Duration>,
 }
 
-pub(super) async fn watch(state: AppState, params: WatchParams) -> Result<Response, ApiError> {
+/// Serves a watch as JSON lines, or as server-sent events when `sse` (the client sent
+/// `Accept: text/event-stream`, as a browser's `EventSource` does): each line becomes one
+/// `data:` event, so the dashboard reads the same events kubectl does.
+pub(super) async fn watch(
+    state: AppState,
+    params: WatchParams,
+    sse: bool,
+) -> Result<Response, ApiError> {
     let start = start(state.objects.as_ref(), &params).await?;
     let lines = spawn_watch(start, params, state.shutdown.clone(), BOOKMARK_INTERVAL);
-    let body = tokio_stream::wrappers::ReceiverStream::new(lines).map(Ok::<_, Infallible>);
+    let lines = tokio_stream::wrappers::ReceiverStream::new(lines);
+    if sse {
+        let events = lines.map(|line| Ok::<_, Infallible>(sse_event(&line)));
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            Body::from_stream(events),
+        )
+            .into_response());
+    }
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
+        Body::from_stream(lines.map(Ok::<_, Infallible>)),
     )
         .into_response())
+}
+
+/// One watch line (compact JSON, so no newline inside) as a server-sent event.
+fn sse_event(line: &[u8]) -> Bytes {
+    let json = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut event = Vec::with_capacity(json.len() + 8);
+    event.extend_from_slice(b"data: ");
+    event.extend_from_slice(json);
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
 }
 
 /// Where a watch starts: the objects to announce as ADDED first, the buffered events to

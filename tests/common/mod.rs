@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod browser;
 pub mod docker;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_orcaops");

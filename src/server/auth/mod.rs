@@ -15,6 +15,7 @@
 //!   A caller outside a workspace gets 403 whether or not the object exists, so another
 //!   workspace's objects are never revealed.
 
+pub mod cookie;
 pub mod keys_api;
 pub(super) mod request;
 mod token;
@@ -95,6 +96,8 @@ pub struct Auth {
     keys: RwLock<HashMap<String, StoredKey>>,
     members: Mutex<HashMap<String, CachedMembers>>,
     buckets: super::ratelimit::Buckets,
+    /// The dashboard's one-time login links.
+    pub once: cookie::OnceTokens,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -161,11 +164,29 @@ impl Auth {
             keys: RwLock::new(keys),
             members: Mutex::new(HashMap::new()),
             buckets: super::ratelimit::Buckets::new(rate),
+            once: cookie::OnceTokens::default(),
         })
     }
 
     pub fn admin_key_file(&self) -> &Path {
         &self.admin_key_file
+    }
+
+    /// The server admin key itself, read from its file: what a one-time login link logs a
+    /// browser in with.
+    pub fn admin_key(&self) -> Result<String, ApiError> {
+        std::fs::read_to_string(&self.admin_key_file)
+            .map(|text| text.trim().to_string())
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    format!(
+                        "cannot read the server admin key {}: {e}",
+                        self.admin_key_file.display()
+                    ),
+                )
+            })
     }
 
     /// The identity a token proves, or why it proves none.
@@ -417,10 +438,26 @@ pub async fn middleware(State(auth): State<Arc<Auth>>, mut req: Request, next: N
         return next.run(req).await;
     }
     let who = match req.headers().get(header::AUTHORIZATION) {
-        None => Err(unauthorized(NO_KEY)),
         Some(value) => token::bearer(value.as_bytes())
             .map_err(|e| unauthorized(format!("{e}; send `Authorization: Bearer <key>`")))
             .and_then(|token| auth.authenticate(token)),
+        // The dashboard's cookie: a write must show it comes from the dashboard's own
+        // script (a header no form on another site can add).
+        None => match cookie::key(req.headers()) {
+            None => Err(unauthorized(NO_KEY)),
+            Some(_)
+                if cookie::writes(req.method())
+                    && !req.headers().contains_key(cookie::CSRF_HEADER) =>
+            {
+                return forbidden(format!(
+                    "a write authenticated by the dashboard's cookie must carry the header {}; \
+                     scripts and tools send `Authorization: Bearer <key>` instead",
+                    cookie::CSRF_HEADER
+                ))
+                .into_response();
+            }
+            Some(token) => auth.authenticate(&token),
+        },
     };
     let who = match who {
         Ok(who) => who,

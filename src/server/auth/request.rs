@@ -102,6 +102,15 @@ pub fn need(method: &Method, path: &str, query: Option<&str>) -> Need {
     if path.starts_with("/hooks/") {
         return Need::Anyone;
     }
+    // The dashboard: its pages and assets hold no data, and decide themselves between
+    // the app and the login page; what it shows comes from the API, checked as usual.
+    if path == "/ui" || path.starts_with("/ui/") {
+        return match path {
+            "/ui/session" => Need::Authenticated,
+            "/ui/login-link" => Need::ServerAdmin,
+            _ => Need::Anyone,
+        };
+    }
     if path == "/mcp" || path.starts_with("/mcp/") {
         return Need::Authenticated;
     }
