@@ -14,6 +14,8 @@ use serde_json::Value;
 // The tests' fixtures: the binary, the image, a free port and the Docker check.
 #[path = "../../tests/common/mod.rs"]
 mod fixtures;
+#[allow(unused_imports)]
+pub use fixtures::browser;
 #[allow(unused_imports)] // each bench takes what it needs
 pub use fixtures::{BIN, IMAGE, free_port, require_docker};
 

@@ -306,6 +306,16 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// A Chrome DevTools Protocol command, through chromedriver.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": cmd, "params": params}),
+        )
+        .await
+    }
+
     /// A PNG of the window.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;

@@ -88,7 +88,12 @@ async fn page(
         None => uri.path().to_string(),
     };
     match cookie::key(headers).map(|key| auth.authenticate(&key)) {
-        Some(Ok(_)) => html(StatusCode::OK, assets::index().text()),
+        Some(Ok(_)) => {
+            // The shell holds no data: compressed and revalidated like the other files.
+            let mut response = assets::index().respond(headers);
+            no_referrer(&mut response);
+            response
+        }
         Some(Err(e)) => login(headers, Some(&e.to_status().message), &next),
         None => login(headers, None, &next),
     }

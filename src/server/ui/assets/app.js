@@ -37,6 +37,9 @@ function h(tag, attrs, ...kids) {
   return el;
 }
 const pill = (p, attrs) => h('span', { class: 'pill t-' + (TONE[p] || 'idle'), ...attrs }, p || '—');
+const tone = (text, t) => h('span', { class: 'pill t-' + t }, text);
+const td = (...k) => h('td', {}, ...k), num = (...k) => h('td', { class: 'num' }, ...k), sum = (...k) => h('td', { class: 'sum' }, ...k);
+const rowh = (...k) => h('th', { scope: 'row' }, ...k), muted = (...k) => h('p', { class: 'muted' }, ...k);
 const ts = (s) => (s ? Date.parse(s) : NaN);
 const st = (o) => (o && o.status) || {};
 const md = (o) => (o && o.metadata) || {};
@@ -278,7 +281,10 @@ class Ctx {
   live(url, onFlush, onError) {
     const l = new Live(url, (c, live) => this.closed || onFlush(c, live), (e) => {
       if (this.closed) return;
-      onError ? onError(e) : this.main.prepend(errBox(e));
+      if (onError) return onError(e), this.ready();
+      // Nothing of this page can be shown: keep the title and say why.
+      for (const el of this.main.querySelectorAll('section, .actions, .summary, .head .pill')) el.hidden = true;
+      this.main.querySelector('.head').after(errBox(e));
       this.ready();
     });
     this.on(() => l.stop());
@@ -343,9 +349,14 @@ const crumbs = (...parts) => h('nav', { class: 'crumbs', 'aria-label': 'Breadcru
 const section = (name, ...kids) => h('section', { class: 'card', 'aria-label': name }, h('h2', {}, name), ...kids);
 const facts = (pairs) => h('dl', { class: 'facts' }, pairs.filter((p) => p && p[1] != null && p[1] !== '').map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v))));
 function table(cols, rows, attrs) {
-  return h('div', { class: 'tablewrap' }, h('table', { class: 'tbl', ...attrs },
-    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, rows)));
+  const t = h('table', { class: 'tbl', ...attrs }, h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))), h('tbody', {}, rows));
+  alignHeads(t);
+  return h('div', { class: 'tablewrap' }, t);
+}
+// Numbers are right-aligned; so are their column heads.
+function alignHeads(t) {
+  const first = t.tBodies[0].rows[0];
+  if (first) [...t.tHead.rows[0].cells].forEach((c, i) => first.cells[i] && c.classList.toggle('num', first.cells[i].classList.contains('num')));
 }
 const nsLink = (path) => path + (S.ns ? '?ns=' + enc(S.ns) : '');
 
@@ -387,41 +398,41 @@ const phaseCell = (p) => h('td', { 'data-testid': 'phase' }, pill(p));
 const nameCell = (plural, o) => {
   const m = md(o);
   const href = KINDS[plural].ns ? `/ui/${plural}/${enc(m.namespace)}/${enc(m.name)}` : plural === 'workspaces' ? `/ui/?ns=${enc(m.name)}` : null;
-  return h('th', { scope: 'row' }, href ? h('a', { href }, m.name) : m.name);
+  return rowh(href ? h('a', { href }, m.name) : m.name);
 };
 const COLUMNS = {
   jobs: [
     ['Phase', (o) => phaseCell(st(o).phase || 'Pending'), '9em'],
-    ['Runs', (o) => h('td', { class: 'num' }, st(o).totalRuns || 0), '4.5em'],
-    ['Attempt', (o) => h('td', { class: 'num' }, st(o).attempt || '—'), '5.5em'],
-    ['Summary', (o) => h('td', { class: 'sum' }, st(o).summary || '')],
-    ['Anomaly', (o) => h('td', {}, (st(o).anomalies || []).slice(0, 1).map((a) => pill(a.kind, { class: 'pill t-wait' }))), '10em'],
+    ['Runs', (o) => num(st(o).totalRuns || 0), '4.5em'],
+    ['Attempt', (o) => num(st(o).attempt || '—'), '5.5em'],
+    ['Summary', (o) => sum(st(o).summary || '')],
+    ['Anomaly', (o) => td((st(o).anomalies || []).slice(0, 1).map((a) => tone(a.kind, 'wait'))), '10em'],
   ],
   workflows: [
     ['Phase', (o) => phaseCell(st(o).phase || 'Pending'), '10.5em'],
-    ['Progress', (o) => h('td', {}, progress(st(o).progress)), '9em'],
-    ['Run', (o) => h('td', { class: 'num' }, st(o).run || '—'), '4em'],
-    ['Summary', (o) => h('td', { class: 'sum' }, st(o).summary || (o.spec && o.spec.schedule ? 'scheduled: ' + o.spec.schedule : ''))],
+    ['Progress', (o) => td(progress(st(o).progress)), '9em'],
+    ['Run', (o) => num(st(o).run || '—'), '4em'],
+    ['Summary', (o) => sum(st(o).summary || (o.spec && o.spec.schedule ? 'scheduled: ' + o.spec.schedule : ''))],
   ],
   sandboxes: [
     ['Phase', (o) => phaseCell(st(o).phase || 'Pending'), '8.5em'],
-    ['Template', (o) => h('td', {}, (o.spec && o.spec.templateRef) || '—'), '10em'],
-    ['Expires', (o) => h('td', {}, st(o).expiresAt ? when(st(o).expiresAt) : 'never'), '8em'],
-    ['Message', (o) => h('td', { class: 'sum' }, st(o).message || '')],
+    ['Template', (o) => td((o.spec && o.spec.templateRef) || '—'), '10em'],
+    ['Expires', (o) => td(st(o).expiresAt ? when(st(o).expiresAt) : 'never'), '8em'],
+    ['Message', (o) => sum(st(o).message || '')],
   ],
   workspaces: [
-    ['Usage', (o) => h('td', { class: 'sum' }, st(o).summary || '—')],
-    ['Members', (o) => h('td', { class: 'num' }, st(o).members || 0), '6em'],
-    ['Keys', (o) => h('td', { class: 'num' }, st(o).keys || 0), '4em'],
-    ['Waiting', (o) => h('td', { class: 'num' }, st(o).waiting || 0), '5em'],
+    ['Usage', (o) => sum(st(o).summary || '—')],
+    ['Members', (o) => num(st(o).members || 0), '6em'],
+    ['Keys', (o) => num(st(o).keys || 0), '4em'],
+    ['Waiting', (o) => num(st(o).waiting || 0), '5em'],
   ],
   policies: [
-    ['Mode', (o) => h('td', {}, pill((o.spec && o.spec.mode) || 'Enforce')), '7.5em'],
-    ['Workspaces', (o) => h('td', {}, ((o.spec && o.spec.workspaces) || []).join(', ') || 'all'), '10em'],
-    ['Refused', (o) => h('td', { class: 'num' }, (st(o).violations || {}).refused || 0), '5.5em'],
-    ['Warned', (o) => h('td', { class: 'num' }, (st(o).violations || {}).warned || 0), '5.5em'],
-    ['Audited', (o) => h('td', { class: 'num' }, (st(o).violations || {}).audited || 0), '5.5em'],
-    ['By rule', (o) => h('td', { class: 'sum' }, Object.entries((st(o).violations || {}).byRule || {}).map(([k, v]) => `${k}=${v}`).join(', '))],
+    ['Mode', (o) => td(pill((o.spec && o.spec.mode) || 'Enforce')), '7.5em'],
+    ['Workspaces', (o) => td(((o.spec && o.spec.workspaces) || []).join(', ') || 'all'), '10em'],
+    ['Refused', (o) => num((st(o).violations || {}).refused || 0), '5.5em'],
+    ['Warned', (o) => num((st(o).violations || {}).warned || 0), '5.5em'],
+    ['Audited', (o) => num((st(o).violations || {}).audited || 0), '5.5em'],
+    ['By rule', (o) => sum(Object.entries((st(o).violations || {}).byRule || {}).map(([k, v]) => `${k}=${v}`).join(', '))],
   ],
 };
 function progress(p) {
@@ -469,13 +480,13 @@ function listPage(ctx, plural) {
   const rowOf = (o) => {
     const m = md(o);
     const tr = h('tr', { 'data-testid': `row-${K.one}-${K.ns ? m.namespace + '-' : ''}${m.name}`, 'data-name': m.name.toLowerCase() },
-      nameCell(plural, o), all && h('td', {}, m.namespace), COLUMNS[plural].map((c) => c[1](o)), h('td', {}, when(m.creationTimestamp)));
+      nameCell(plural, o), all && td(m.namespace), COLUMNS[plural].map((c) => c[1](o)), td(when(m.creationTimestamp)));
     tr.hidden = !!filter && !tr.dataset.name.includes(filter);
     return tr;
   };
   const order = (a, b) => sort === 'age' ? ts(md(b.o).creationTimestamp) - ts(md(a.o).creationTimestamp) || a.k.localeCompare(b.k) : a.k.localeCompare(b.k);
   const params = { labelSelector: label, fieldSelector: phase && 'status.phase=' + phase };
-  ctx.live(listUrl(plural, S.ns, params), (changed, live) => {
+  const flush = (changed, live) => {
     let added = false;
     for (const k of changed) {
       const o = live.map.get(k), old = rows.get(k);
@@ -490,6 +501,7 @@ function listPage(ctx, plural) {
     if (added) {
       const sorted = [...live.map.keys()].filter((k) => rows.has(k)).map((k) => ({ k: md(live.map.get(k)).name + '\n' + k, o: live.map.get(k), tr: rows.get(k) })).sort(order);
       tbody.append(...sorted.map((x) => x.tr));
+      alignHeads(tbody.parentNode);
     }
     const n = live.map.size;
     count.textContent = `${n} ${where}${phase ? ', phase ' + phase : ''}${label ? ', label ' + label : ''}`;
@@ -497,7 +509,12 @@ function listPage(ctx, plural) {
     empty.textContent = phase || label ? `No ${K.title.toLowerCase()} match these filters.` : `No ${K.title.toLowerCase()} ${where} yet.`;
     if (extra) findings(extra, live.map);
     if (live.loaded) ctx.ready();
-  });
+  };
+  // A member may read their own Workspace but not list them all.
+  if (plural === 'workspaces' && !S.session.admin && S.session.workspace) {
+    const one = { map: new Map(), loaded: true }, w = S.session.workspace;
+    api(`${B}/workspaces/${enc(w)}`).then((o) => one.map.set('/' + w, o), (e) => ctx.main.append(errBox(e))).then(() => flush(new Set(['/' + w]), one));
+  } else ctx.live(listUrl(plural, S.ns, params), flush);
   focusHead(ctx);
 }
 
@@ -514,9 +531,9 @@ function findings(box, map) {
   all.sort((a, b) => ts(b.lastSeen) - ts(a.lastSeen));
   box.replaceChildren(section('Recent findings', all.length
     ? table(['Policy', 'Rule', 'Object', 'Action', 'Count', 'Last seen', 'Door', 'Message'], all.slice(0, 100).map((f) => h('tr', {},
-      h('td', {}, f.policy), h('td', {}, f.rule), h('td', {}, f.object), h('td', {}, pill(f.action, { class: 'pill t-' + (f.action === 'refused' || f.action === 'blocked' ? 'bad' : f.action === 'warned' ? 'wait' : 'idle') })),
-      h('td', { class: 'num' }, f.count), h('td', {}, when(f.lastSeen)), h('td', {}, f.door), h('td', { class: 'sum' }, f.field ? f.field + ': ' : '', f.message))))
-    : h('p', { class: 'muted' }, 'No policy has found anything yet.')));
+      td(f.policy), td(f.rule), td(f.object), td(tone(f.action, f.action === 'refused' || f.action === 'blocked' ? 'bad' : f.action === 'warned' ? 'wait' : 'idle')),
+      num(f.count), td(when(f.lastSeen)), td(f.door), sum(f.field ? f.field + ': ' : '', f.message))))
+    : muted('No policy has found anything yet.')));
 }
 
 // ---------------------------------------------------------------- overview
@@ -526,7 +543,7 @@ function overviewPage(ctx) {
   const root = h('div', { 'data-testid': 'overview', class: 'overview' });
   ctx.main.append(title('Overview', h('span', { class: 'muted' }, all ? 'every workspace' : 'workspace ' + S.ns)), root);
   const box = (name, cls) => {
-    const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+    const body = h('div', {}, muted('Loading…'));
     root.append(h('section', { class: 'card ' + (cls || ''), 'aria-label': name }, h('h2', {}, name), body));
     return body;
   };
@@ -554,9 +571,9 @@ function overviewPage(ctx) {
   api(runsUrl('limit=20')).then((r) => recent.replaceChildren(runsTable(r.items || [], all)), (e) => recent.replaceChildren(errBox(e, 'Run search'))).finally(done);
   api(runsUrl('anomalous=true&limit=20')).then((r) => {
     const rows = [];
-    for (const run of r.items || []) for (const a of run.anomalies || []) rows.push(h('tr', {}, h('th', { scope: 'row' }, h('a', { href: `/ui/jobs/${enc(run.namespace)}/${enc(run.name)}?run=${run.run}` }, run.name, ' #', run.run)),
-      h('td', {}, pill(a.kind, { class: 'pill t-wait' })), h('td', { class: 'sum' }, a.message), h('td', {}, when(run.completionTime))));
-    anomalies.replaceChildren(rows.length ? table(['Run', 'Anomaly', 'What', 'Ended'], rows) : h('p', { class: 'muted' }, 'No anomalous runs.'));
+    for (const run of r.items || []) for (const a of run.anomalies || []) rows.push(h('tr', {}, rowh(h('a', { href: `/ui/jobs/${enc(run.namespace)}/${enc(run.name)}?run=${run.run}` }, run.name, ' #', run.run)),
+      td(tone(a.kind, 'wait')), sum(a.message), td(when(run.completionTime))));
+    anomalies.replaceChildren(rows.length ? table(['Run', 'Anomaly', 'What', 'Ended'], rows) : muted('No anomalous runs.'));
   }, (e) => anomalies.replaceChildren(errBox(e, 'Anomaly detection'))).finally(done);
   focusHead(ctx);
   api(listUrl('sandboxtemplates', S.ns)).then((r) => {
@@ -566,7 +583,7 @@ function overviewPage(ctx) {
       return h('li', {}, h('b', {}, md(t).name), all ? h('span', { class: 'muted' }, ' in ', md(t).namespace) : '', ': ',
         p ? [h('meter', { min: 0, max: p.desired || 1, value: p.ready, 'aria-hidden': 'true' }), ` ${p.ready} ready of ${p.desired}`, h('div', { class: 'muted small' }, `${p.starting} starting · ${p.claimed || 0} claimed · ${p.missed || 0} missed`)]
           : h('span', { class: 'muted' }, 'pool status not available'));
-    })) : h('p', { class: 'muted' }, 'No template keeps a warm pool.'));
+    })) : muted('No template keeps a warm pool.'));
   }, (e) => pools.replaceChildren(errBox(e, 'Warm-pool status'))).finally(done);
 }
 
@@ -574,19 +591,19 @@ function approvalsBox(box, map) {
   const rows = [];
   for (const w of map.values()) for (const n of st(w).nodes || []) if (n.phase === 'WaitingApproval')
     rows.push(h('li', {}, h('a', { href: `/ui/workflows/${enc(md(w).namespace)}/${enc(md(w).name)}` }, md(w).name, ' → ', n.name), n.message ? h('span', { class: 'muted' }, ' ', n.message) : null));
-  box.replaceChildren(rows.length ? h('ul', { class: 'plain' }, rows) : h('p', { class: 'muted' }, 'Nothing waits for approval.'));
+  box.replaceChildren(rows.length ? h('ul', { class: 'plain' }, rows) : muted('Nothing waits for approval.'));
 }
 function expiringBox(box, map) {
   const soon = [...map.values()].filter((o) => { const d = ts(st(o).expiresAt) - Date.now(); return d < 3600e3 && d > -60e3 && st(o).phase !== 'Expired'; })
     .sort((a, b) => ts(st(a).expiresAt) - ts(st(b).expiresAt));
   box.replaceChildren(soon.length ? h('ul', { class: 'plain' }, soon.map((o) => h('li', {}, h('a', { href: `/ui/sandboxes/${enc(md(o).namespace)}/${enc(md(o).name)}` }, md(o).name), ' ',
-    h('span', { class: 'muted' }, countdown(st(o).expiresAt), st(o).expiryReason ? ` (${st(o).expiryReason})` : '')))) : h('p', { class: 'muted' }, 'None within the hour.'));
+    h('span', { class: 'muted' }, countdown(st(o).expiresAt), st(o).expiryReason ? ` (${st(o).expiryReason})` : '')))) : muted('None within the hour.'));
 }
 function runsTable(items, showNs) {
-  if (!items.length) return h('p', { class: 'muted' }, 'No runs recorded yet.');
+  if (!items.length) return muted('No runs recorded yet.');
   return table(['Job', showNs && 'Workspace', 'Run', 'Phase', 'Started', 'Duration', 'Summary'].filter(Boolean), items.map((r) => h('tr', {},
-    h('th', { scope: 'row' }, h('a', { href: `/ui/jobs/${enc(r.namespace)}/${enc(r.name)}?run=${r.run}` }, r.name)), showNs && h('td', {}, r.namespace),
-    h('td', { class: 'num' }, r.run), h('td', {}, pill(r.phase)), h('td', {}, when(r.startTime)), h('td', { class: 'num' }, dur(span(r.startTime, r.completionTime))), h('td', { class: 'sum' }, r.summary))));
+    rowh(h('a', { href: `/ui/jobs/${enc(r.namespace)}/${enc(r.name)}?run=${r.run}` }, r.name)), showNs && td(r.namespace),
+    num(r.run), td(pill(r.phase)), td(when(r.startTime)), num(dur(span(r.startTime, r.completionTime))), sum(r.summary))));
 }
 
 // ---------------------------------------------------------------- one object, live
@@ -600,8 +617,8 @@ function eventsBox(box, ns, kind, name) {
   return api(`/api/v1/namespaces/${enc(ns)}/events?fieldSelector=involvedObject.kind=${kind},involvedObject.name=${enc(name)}`).then((r) => {
     const items = (r.items || []).sort((a, b) => ts(b.lastTimestamp) - ts(a.lastTimestamp));
     box.replaceChildren(items.length ? table(['Last seen', 'Type', 'Reason', 'Message', 'Count'], items.slice(0, 50).map((e) => h('tr', {},
-      h('td', {}, when(e.lastTimestamp)), h('td', {}, pill(e.type)), h('td', {}, e.reason), h('td', { class: 'sum' }, e.message), h('td', { class: 'num' }, e.count))))
-      : h('p', { class: 'muted' }, 'No events.'));
+      td(when(e.lastTimestamp)), td(pill(e.type)), td(e.reason), sum(e.message), num(e.count))))
+      : muted('No events.'));
   }, (e) => box.replaceChildren(errBox(e, 'Events')));
 }
 const specBox = (spec) => h('details', { class: 'spec' }, h('summary', {}, 'Show the spec'), h('pre', {}, yaml(spec || {})));
@@ -624,7 +641,9 @@ function jobPage(ctx, ns, name) {
     const s = st(job), current = s.run || (runs[0] && runs[0].run) || 0, run = sel || current;
     const rec = runs.find((r) => r.run === run) || {};
     const mine = job && run === s.run;
-    const phase = mine ? s.phase || 'Pending' : rec.phase || (job ? 'Pending' : 'Deleted');
+    const phase = mine ? s.phase || 'Pending' : rec.phase || (job ? 'Pending' : runs.length ? 'Deleted' : 'Not found');
+    const missing = loaded && !job && !runs.length;
+    for (const el of ctx.main.querySelectorAll('section, .actions')) el.hidden = missing;
     phaseEl.textContent = phase;
     phaseEl.className = 'pill t-' + (TONE[phase] || 'idle');
     cancel.disabled = !job || FINISHED.includes(s.phase);
@@ -641,24 +660,24 @@ function jobPage(ctx, ns, name) {
       ['Duration', running ? since(s.startTime) : dur(mine ? span(s.startTime, s.completionTime) : span(rec.startTime, rec.completionTime))],
       ['Trigger', rec.context && rec.context.trigger],
       wf && ['Workflow', h('a', { href: `/ui/workflows/${enc(ns)}/${enc(wf)}` }, wf, ' run ', lbl['orcaops.dev/workflow-run'], ', node ', lbl['orcaops.dev/node'])],
-      !job && loaded && ['Note', runs.length ? 'This job no longer exists; its run records remain.' : 'There is no such job, and no run records of one.'],
+      !job && loaded && ['Note', runs.length ? 'This job no longer exists; its run records remain.' : `There is no job ${ns}/${name}, and no run records of one.`],
     ]));
     const stepList = (mine ? s.steps : rec.steps) || [];
     const names = ((job && job.spec.steps) || stepList).map((x) => x.name);
     keep(steps, [names, stepList, running], () => names.length ? table(['Step', 'Exit code', 'Duration', 'Started', 'Errors'], names.map((n) => {
       const x = stepList.find((y) => y.name === n) || {};
-      return h('tr', {}, h('th', { scope: 'row' }, n), h('td', { class: 'num' }, x.exitCode != null ? pill(String(x.exitCode), { class: 'pill t-' + (x.exitCode ? 'bad' : 'ok') }) : x.startTime ? pill('Running') : '—'),
-        h('td', { class: 'num' }, x.durationMs != null ? dur(x.durationMs) : x.startTime && x.exitCode == null && running ? since(x.startTime) : '—'),
-        h('td', {}, when(x.startTime)), h('td', { class: 'sum' }, (x.errors || []).map((e) => h('div', { class: 'errline' }, `line ${e.line}: ${e.text}`))));
-    })) : h('p', { class: 'muted' }, 'No steps.'));
+      return h('tr', {}, rowh(n), num(x.exitCode != null ? tone(String(x.exitCode), x.exitCode ? 'bad' : 'ok') : x.startTime ? pill('Running') : '—'),
+        num(x.durationMs != null ? dur(x.durationMs) : x.startTime && x.exitCode == null && running ? since(x.startTime) : '—'),
+        td(when(x.startTime)), sum((x.errors || []).map((e) => h('div', { class: 'errline' }, `line ${e.line}: ${e.text}`))));
+    })) : muted('No steps.'));
     const list = (mine ? s.artifacts : rec.artifacts) || [];
     keep(arts, [run, list], () => list.length ? table(['Artifact', 'Size', 'SHA-256'], list.map((a) => h('tr', {},
-      h('th', { scope: 'row' }, h('a', { href: `${base}/artifacts/${enc(a.name)}?run=${run}`, download: a.name, 'data-testid': 'artifact-' + a.name }, a.name)),
-      h('td', { class: 'num' }, bytes(a.size)), h('td', {}, h('code', { class: 'sha', 'data-testid': 'checksum-' + a.name }, a.sha256)))))
-      : h('p', { class: 'muted' }, (job && job.spec.artifacts || []).length ? 'Collected when the run ends.' : 'This job declares no artifacts.'));
+      rowh(h('a', { href: `${base}/artifacts/${enc(a.name)}?run=${run}`, download: a.name, 'data-testid': 'artifact-' + a.name }, a.name)),
+      num(bytes(a.size)), td(h('code', { class: 'sha', 'data-testid': 'checksum-' + a.name }, a.sha256)))))
+      : muted((job && job.spec.artifacts || []).length ? 'Collected when the run ends.' : 'This job declares no artifacts.'));
     const u = (mine ? s.usage : rec.usage) || null, an = (mine ? s.anomalies : rec.anomalies) || [];
-    keep(usage, [u, an], () => [u ? facts([['CPU time', dur(u.cpuMillis)], ['Peak memory', bytes(u.peakMemoryBytes)], ['Output', bytes(u.outputBytes)]]) : h('p', { class: 'muted' }, 'No usage recorded for this run yet.'),
-      an.length ? h('ul', { class: 'plain anomalies' }, an.map((a) => h('li', {}, pill(a.kind, { class: 'pill t-wait' }), ' ', a.message))) : h('p', { class: 'muted' }, 'No anomalies in this run.')]);
+    keep(usage, [u, an], () => [u ? facts([['CPU time', dur(u.cpuMillis)], ['Peak memory', bytes(u.peakMemoryBytes)], ['Output', bytes(u.outputBytes)]]) : muted('No usage recorded for this run yet.'),
+      an.length ? h('ul', { class: 'plain anomalies' }, an.map((a) => h('li', {}, tone(a.kind, 'wait'), ' ', a.message))) : muted('No anomalies in this run.')]);
     keep(spec, [md(job).generation, rec.run], () => specBox(job ? job.spec : rec.context && rec.context.spec));
     logs.sync(job, runs);
   };
@@ -688,14 +707,14 @@ function jobPage(ctx, ns, name) {
 function historyBox(ns, name, runs, job) {
   if (!runs.length) {
     const hs = st(job).history || [];
-    return hs.length ? table(['Run', 'Phase', 'Started', 'Duration', 'Exit code', 'Attempts'], hs.map((r) => h('tr', {}, h('th', {}, r.run), h('td', {}, pill(r.phase)), h('td', {}, when(r.startTime)), h('td', { class: 'num' }, dur(r.durationMs)), h('td', { class: 'num' }, r.exitCode ?? '—'), h('td', { class: 'num' }, r.attempts))))
-      : h('p', { class: 'muted' }, 'No runs yet.');
+    return hs.length ? table(['Run', 'Phase', 'Started', 'Duration', 'Exit code', 'Attempts'], hs.map((r) => h('tr', {}, h('th', {}, r.run), td(pill(r.phase)), td(when(r.startTime)), num(dur(r.durationMs)), num(r.exitCode ?? '—'), num(r.attempts))))
+      : muted('No runs yet.');
   }
   return h('div', {}, trend(runs.slice(0, 50).reverse()), table(['Run', 'Phase', 'Trigger', 'Started', 'Duration', 'Exit code', 'Attempts', 'Anomalies', ''], runs.map((r, i) => h('tr', {},
-    h('th', { scope: 'row' }, h('a', { href: `/ui/jobs/${enc(ns)}/${enc(name)}?run=${r.run}` }, '#', r.run)), h('td', {}, pill(r.phase)), h('td', {}, (r.context && r.context.trigger) || '—'),
-    h('td', {}, when(r.startTime)), h('td', { class: 'num' }, dur(span(r.startTime, r.completionTime))), h('td', { class: 'num' }, r.exitCode ?? '—'), h('td', { class: 'num' }, r.attempts),
-    h('td', {}, (r.anomalies || []).map((a) => pill(a.kind, { class: 'pill t-wait', title: a.message }))),
-    h('td', {}, runs[i + 1] ? h('a', { href: `/ui/compare/${enc(ns)}/${enc(name)}?a=${runs[i + 1].run}&b=${r.run}` }, 'compare with #', runs[i + 1].run) : '')))));
+    rowh(h('a', { href: `/ui/jobs/${enc(ns)}/${enc(name)}?run=${r.run}` }, '#', r.run)), td(pill(r.phase)), td((r.context && r.context.trigger) || '—'),
+    td(when(r.startTime)), num(dur(span(r.startTime, r.completionTime))), num(r.exitCode ?? '—'), num(r.attempts),
+    td((r.anomalies || []).map((a) => pill(a.kind, { class: 'pill t-wait', title: a.message }))),
+    td(runs[i + 1] ? h('a', { href: `/ui/compare/${enc(ns)}/${enc(name)}?a=${runs[i + 1].run}&b=${r.run}` }, 'compare with #', runs[i + 1].run) : '')))));
 }
 
 // Bars of run durations, oldest first, coloured by phase.
@@ -733,7 +752,7 @@ class Logs {
   sync(job, runs) {
     const s = st(job), current = s.run || (runs[0] && runs[0].run) || 0;
     const run = this.sel.run || current, rec = runs.find((r) => r.run === run) || {};
-    if (!run) return this.box.replaceChildren(h('p', { class: 'muted' }, 'No run yet.'));
+    if (!run) return this.box.replaceChildren(muted('No run yet.'));
     const mine = job && run === s.run;
     const attempts = mine ? s.attempt || 1 : rec.attempts || 1;
     const attempt = Math.min(this.sel.attempt || attempts, attempts);
@@ -748,13 +767,13 @@ class Logs {
       this.attempt = attempt;
       this.bar.replaceChildren(this.picker(runs, current, run, attempts, attempt));
       for (const n of names) this.box.append(this.part(n).el);
-      if (!names.length) this.box.append(h('p', { class: 'muted' }, 'No steps.'));
+      if (!names.length) this.box.append(muted('No steps.'));
     }
     const firstOpen = names.findIndex((n) => { const x = statusSteps.find((y) => y.name === n); return !x || x.exitCode == null; });
     names.forEach((n, i) => {
       const p = this.parts.get(n), x = statusSteps.find((y) => y.name === n) || {};
       const running = live && i === firstOpen;
-      p.badge.replaceWith((p.badge = x.exitCode != null ? pill('exit ' + x.exitCode, { class: 'pill t-' + (x.exitCode ? 'bad' : 'ok') }) : running ? pill('Running') : live ? pill('Pending') : h('span')));
+      p.badge.replaceWith((p.badge = x.exitCode != null ? tone('exit ' + x.exitCode, x.exitCode ? 'bad' : 'ok') : running ? pill('Running') : live ? pill('Pending') : h('span')));
       p.time.textContent = x.durationMs != null ? dur(x.durationMs) : '';
       if (!live || x.exitCode != null) {
         if (p.state === 'live') {
@@ -893,17 +912,17 @@ function approval(base, run, n) {
     h('div', { class: 'filters' }, h('label', { for: 'msg-' + n.name }, 'Message'), msg, ok, no));
 }
 function nodeTable(ns, list, crit) {
-  if (!list.length) return h('p', { class: 'muted' }, 'No run yet.');
+  if (!list.length) return muted('No run yet.');
   const wrap = h('details', { open: list.length <= 40 || null }, h('summary', {}, `${list.length} nodes`),
     table(['Node', 'Phase', 'Job', 'Duration', 'Attempts', 'Message'], list.map((n) => h('tr', { class: crit.nodes.has(n.name) ? 'crit' : null },
-      h('th', { scope: 'row' }, n.name), h('td', {}, pill(n.phase || 'Pending')), h('td', {}, n.job ? h('a', { href: `/ui/jobs/${enc(ns)}/${enc(n.job)}` }, n.job) : '—'),
-      h('td', { class: 'num' }, nodeDuration(n) || '—'), h('td', { class: 'num' }, n.attempts || (n.iterations ? n.iterations + ' iterations' : '—')), h('td', { class: 'sum' }, n.message || '')))));
+      rowh(n.name), td(pill(n.phase || 'Pending')), td(n.job ? h('a', { href: `/ui/jobs/${enc(ns)}/${enc(n.job)}` }, n.job) : '—'),
+      num(nodeDuration(n) || '—'), num(n.attempts || (n.iterations ? n.iterations + ' iterations' : '—')), sum(n.message || '')))));
   return wrap;
 }
 const wfRuns = (items) => items.length ? table(['Run', 'Phase', 'Trigger', 'Progress', 'Started', 'Duration', 'Summary'], items.map((r) => h('tr', {},
-  h('th', { scope: 'row' }, '#', r.run), h('td', {}, pill(r.phase)), h('td', {}, r.trigger || '—'), h('td', {}, r.progress || '—'), h('td', {}, when(r.startTime)),
-  h('td', { class: 'num' }, dur(span(r.startTime, r.completionTime))), h('td', { class: 'sum' }, r.summary || ''))))
-  : h('p', { class: 'muted' }, 'No runs recorded yet.');
+  rowh('#', r.run), td(pill(r.phase)), td(r.trigger || '—'), td(r.progress || '—'), td(when(r.startTime)),
+  num(dur(span(r.startTime, r.completionTime))), sum(r.summary || ''))))
+  : muted('No runs recorded yet.');
 
 // ---------------------------------------------------------------- sandbox
 
@@ -945,10 +964,10 @@ function sandboxPage(ctx, ns, name) {
       ['Idle timeout', o.spec.idleTimeoutSeconds && dur(o.spec.idleTimeoutSeconds * 1000)], ['TTL', o.spec.ttlSeconds && dur(o.spec.ttlSeconds * 1000)],
       ['Claimed from', s.claimedFrom && `pool of ${s.claimedFrom.template} (slot ${s.claimedFrom.slot})`]]));
     keep(services, s.services || [], () => (s.services || []).length ? table(['Service', 'State', 'Ready', 'Restarts', 'Endpoints', 'Message'], s.services.map((x) => h('tr', {},
-      h('th', { scope: 'row' }, x.name), h('td', {}, x.state || '—'), h('td', {}, h('span', { class: 'pill t-' + (x.ready ? 'ok' : 'idle') }, x.ready ? 'ready' : 'not ready')),
-      h('td', { class: 'num' }, x.restarts || 0), h('td', {}, (x.endpoints || []).map((e) => h('div', {}, h('a', { href: `http://${e.hostIp}:${e.hostPort}/`, target: '_blank', rel: 'noopener' }, `${e.hostIp}:${e.hostPort}`), ` → ${e.containerPort}${e.name ? ' (' + e.name + ')' : ''}`))),
-      h('td', { class: 'sum' }, x.message || ''))))
-      : h('p', { class: 'muted' }, 'No service runs yet.'));
+      rowh(x.name), td(x.state || '—'), td(tone(x.ready ? 'ready' : 'not ready', x.ready ? 'ok' : 'idle')),
+      num(x.restarts || 0), td((x.endpoints || []).map((e) => h('div', {}, h('a', { href: `http://${e.hostIp}:${e.hostPort}/`, target: '_blank', rel: 'noopener' }, `${e.hostIp}:${e.hostPort}`), ` → ${e.containerPort}${e.name ? ' (' + e.name + ')' : ''}`))),
+      sum(x.message || ''))))
+      : muted('No service runs yet.'));
     keep(spec, md(o).generation, () => specBox(o.spec));
     if (p !== lastPhase) (lastPhase = p), eventsBox(events, ns, 'Sandbox', name);
     if (synced && first) (first = false), ctx.ready();
@@ -1021,7 +1040,7 @@ async function comparePage(ctx, ns, name) {
   if (ctx.closed) return;
   const a = runs.find((r) => r.run === +ctx.q.get('a')) || runs[1], b = runs.find((r) => r.run === +ctx.q.get('b')) || runs[0];
   if (!a || !b) {
-    ctx.main.append(h('p', { class: 'muted' }, 'This job needs two runs to compare.'));
+    ctx.main.append(muted('This job needs two runs to compare.'));
     return ctx.ready();
   }
   const pick = (id, label, cur, key) => [h('label', { for: id }, label), h('select', { id, onchange: (e) => go(withQuery({ [key]: e.target.value }), true) },
@@ -1030,7 +1049,8 @@ async function comparePage(ctx, ns, name) {
   const d = (r) => span(r.startTime, r.completionTime);
   const delta = (x, y, f) => (x >= 0 && y >= 0 && x !== y ? h('span', { class: y > x ? 'worse' : 'better' }, (y > x ? '+' : '−') + f(Math.abs(y - x))) : '');
   const ctxOf = (r) => r.context || {}, U = (r) => r.usage || {};
-  const row = (k, x, y, ch) => h('tr', { class: String(x) !== String(y) ? 'differs' : null }, h('th', { scope: 'row' }, k), h('td', {}, x), h('td', {}, y), h('td', {}, ch || ''));
+  const text = (v) => (v instanceof Node ? v.textContent : String(v));
+  const row = (k, x, y, ch) => h('tr', { class: k !== 'Started' && text(x) !== text(y) ? 'differs' : null }, rowh(k), td(x), td(y), td(ch || ''));
   const cols = ['', `Run #${a.run}`, `Run #${b.run}`, 'Change'];
   ctx.main.append(section('Runs', table(cols, [
     row('Phase', pill(a.phase), pill(b.phase)),
@@ -1051,27 +1071,27 @@ async function comparePage(ctx, ns, name) {
   const stepOf = (r, n) => (r.steps || []).find((s) => s.name === n) || {};
   ctx.main.append(section('Steps', table(['Step', `Exit #${a.run}`, `Exit #${b.run}`, `Duration #${a.run}`, `Duration #${b.run}`, 'Change'], names.map((n) => {
     const x = stepOf(a, n), y = stepOf(b, n);
-    return h('tr', { class: x.exitCode !== y.exitCode ? 'differs' : null }, h('th', { scope: 'row' }, n), h('td', { class: 'num' }, x.exitCode ?? '—'), h('td', { class: 'num' }, y.exitCode ?? '—'),
-      h('td', { class: 'num' }, dur(x.durationMs)), h('td', { class: 'num' }, dur(y.durationMs)), h('td', {}, delta(x.durationMs, y.durationMs, dur)));
+    return h('tr', { class: x.exitCode !== y.exitCode ? 'differs' : null }, rowh(n), num(x.exitCode ?? '—'), num(y.exitCode ?? '—'),
+      num(dur(x.durationMs)), num(dur(y.durationMs)), td(delta(x.durationMs, y.durationMs, dur)));
   }))));
   const outs = [...new Set([...Object.keys(a.outputs || {}), ...Object.keys(b.outputs || {})])].filter((k) => (a.outputs || {})[k] !== (b.outputs || {})[k]);
-  if (outs.length) ctx.main.append(section('Outputs that differ', table(['Key', `#${a.run}`, `#${b.run}`], outs.map((k) => h('tr', {}, h('th', {}, k), h('td', {}, (a.outputs || {})[k] ?? '—'), h('td', {}, (b.outputs || {})[k] ?? '—'))))));
+  if (outs.length) ctx.main.append(section('Outputs that differ', table(['Key', `#${a.run}`, `#${b.run}`], outs.map((k) => h('tr', {}, h('th', {}, k), td((a.outputs || {})[k] ?? '—'), td((b.outputs || {})[k] ?? '—'))))));
   const errs = (r) => {
     const lines = (r.steps || []).flatMap((s) => (s.errors || []).map((e) => h('li', {}, h('b', {}, s.name), ` line ${e.line}: ${e.text}`)));
-    const an = (r.anomalies || []).map((x) => h('li', {}, pill(x.kind, { class: 'pill t-wait' }), ' ', x.message));
-    return h('div', {}, h('h3', {}, `Run #${r.run}`), lines.length ? h('ul', { class: 'plain errs' }, lines) : h('p', { class: 'muted' }, 'No error lines.'), an.length ? h('ul', { class: 'plain' }, an) : h('p', { class: 'muted' }, 'No anomalies.'));
+    const an = (r.anomalies || []).map((x) => h('li', {}, tone(x.kind, 'wait'), ' ', x.message));
+    return h('div', {}, h('h3', {}, `Run #${r.run}`), lines.length ? h('ul', { class: 'plain errs' }, lines) : muted('No error lines.'), an.length ? h('ul', { class: 'plain' }, an) : muted('No anomalies.'));
   };
   ctx.main.append(section('Errors and anomalies', h('div', { class: 'cols' }, errs(a), errs(b))));
   const sa = ctxOf(a).spec, sb = ctxOf(b).spec;
-  ctx.main.append(section('Spec', sa && sb ? specDiff(yaml(sa), yaml(sb)) : h('p', { class: 'muted' }, 'These runs were recorded before orcaops kept the spec of each run.')));
+  ctx.main.append(section('Spec', sa && sb ? specDiff(yaml(sa), yaml(sb)) : muted('These runs were recorded before orcaops kept the spec of each run.')));
   ctx.ready();
 }
 
 // A line diff (longest common subsequence), unchanged runs folded.
 function specDiff(x, y) {
   const A = x.split('\n'), Bl = y.split('\n'), n = A.length, m = Bl.length;
-  if (x === y) return h('p', { class: 'muted' }, 'The same spec.');
-  if (n * m > 4e6) return h('p', { class: 'muted' }, 'The specs differ (too large to show line by line).');
+  if (x === y) return muted('The same spec.');
+  if (n * m > 4e6) return muted('The specs differ (too large to show line by line).');
   const L = Array.from({ length: n + 1 }, () => new Uint16Array(m + 1));
   for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) L[i][j] = A[i] === Bl[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
   const out = [];
@@ -1119,11 +1139,11 @@ async function auditPage(ctx) {
   } else verdict.replaceChildren(v.reason.code === 403 ? h('p', { class: 'note' }, 'The audit log is for server admins; this key cannot read it.') : errBox(v.reason, 'The audit log'));
   if (r.status === 'fulfilled') {
     const items = (r.value.items || []).filter((e) => !words.length || words.every((w) => JSON.stringify(e).toLowerCase().includes(w))).reverse();
-    results.replaceChildren(h('p', { class: 'muted' }, `${items.length} entries, newest first${items.length >= 500 ? ' (the newest 500 that match)' : ''}.`),
+    results.replaceChildren(muted(`${items.length} entries, newest first${items.length >= 500 ? ' (the newest 500 that match)' : ''}.`),
       items.length ? table(['#', 'Time', 'Actor', 'Verb', 'Object', 'Code', 'From', 'Detail'], items.map((e) => h('tr', { class: e.code >= 400 ? 'differs' : null },
-        h('td', { class: 'num' }, e.seq), h('td', {}, when(e.time)), h('td', {}, e.member || e.actor, e.agent ? h('span', { class: 'muted' }, ' via ', e.agent) : '', e.member ? h('div', { class: 'muted small' }, e.actor) : ''),
-        h('td', {}, e.verb), h('td', {}, [e.resource, e.namespace, e.name].filter(Boolean).join(' / ')), h('td', {}, pill(String(e.code), { class: 'pill t-' + (e.code >= 400 ? 'bad' : 'ok') })),
-        h('td', {}, e.remote || ''), h('td', { class: 'sum' }, e.detail || ''))), { 'data-testid': 'audit' }) : null);
+        num(e.seq), td(when(e.time)), td(e.member || e.actor, e.agent ? h('span', { class: 'muted' }, ' via ', e.agent) : '', e.member ? h('div', { class: 'muted small' }, e.actor) : ''),
+        td(e.verb), td([e.resource, e.namespace, e.name].filter(Boolean).join(' / ')), td(tone(String(e.code), e.code >= 400 ? 'bad' : 'ok')),
+        td(e.remote || ''), sum(e.detail || ''))), { 'data-testid': 'audit' }) : null);
   } else if (v.status === 'fulfilled' || v.reason.code !== 403) results.replaceChildren(errBox(r.reason, 'The audit log'));
   ctx.ready();
 }
@@ -1142,6 +1162,10 @@ document.addEventListener('click', (e) => {
   window.scrollTo(0, 0);
 });
 addEventListener('popstate', () => ((render.moved = true), render()));
+// A page left for another keeps its connections in the back/forward cache, and a browser
+// opens at most six per server: close them when the page is hidden, reopen on return.
+addEventListener('pagehide', () => page && page.close());
+addEventListener('pageshow', (e) => e.persisted && render());
 document.addEventListener('keydown', (e) => {
   const t = e.target;
   if (e.key === '/' && !/^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName) && !t.isContentEditable) {
