@@ -593,3 +593,78 @@ async fn screenshots_of_the_main_pages() {
         std::fs::write(out.join(format!("{name}.png")), &png).unwrap();
     }
 }
+
+/// A workflow of 482 nodes (a 480-way matrix between two nodes) stays readable: the
+/// matrix is one group node, which expands into every combination on a click.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_500_node_workflow_is_grouped_and_expands() {
+    let server = Server::start();
+    let a: Vec<String> = (0..24).map(|i| i.to_string()).collect();
+    let b: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    server.write(
+        "wide.yaml",
+        &format!(
+            "apiVersion: orcaops.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: wide\nspec:\n  jobs:\n    - name: gate\n      approval: {{message: 'Start the sweep?'}}\n      job: {{image: busybox:latest, steps: [{{name: s, run: 'true'}}]}}\n    - name: sweep\n      needs: [gate]\n      matrix: {{a: [{}], b: [{}]}}\n      job: {{image: busybox:latest, steps: [{{name: s, run: 'true'}}]}}\n    - name: report\n      needs: [sweep]\n      job: {{image: busybox:latest, steps: [{{name: s, run: 'true'}}]}}\n",
+            a.join(","),
+            b.join(",")
+        ),
+    );
+    common::wait_until(WAIT, "the workflow waiting", || {
+        server
+            .workflow("wide")
+            .filter(|w| w["status"]["phase"] == "WaitingApproval")
+    });
+    let browser = logged_in(&server).await;
+    browser
+        .goto(&format!("{}/ui/workflows/default/wide", server.url))
+        .await;
+    browser.wait_ready().await;
+    let nodes = "[data-testid='dag'] [data-testid^='node-']";
+    browser
+        .wait(WAIT, "the gate and the report drawn", || async {
+            (browser.count("[data-testid='node-gate']").await == 1
+                && browser.count("[data-testid='node-report']").await == 1)
+                .then_some(())
+        })
+        .await;
+    assert_eq!(
+        browser.count("[data-testid='group-sweep']").await,
+        1,
+        "the matrix is one group"
+    );
+    assert_eq!(
+        browser.count(nodes).await,
+        2,
+        "only the gate and the report besides the group"
+    );
+    let label = browser
+        .text("[data-testid='group-sweep']")
+        .await
+        .unwrap_or_default();
+    assert!(
+        label.contains("480"),
+        "the group says how many it holds: {label}"
+    );
+    if let Some(dir) = std::env::var_os("ORCAOPS_SCREENSHOTS") {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        std::fs::write(
+            std::path::Path::new(&dir).join("workflow-500.png"),
+            browser.screenshot().await,
+        )
+        .unwrap();
+    }
+
+    browser.click("[data-testid='group-sweep']").await;
+    browser
+        .wait(WAIT, "every combination drawn", || async {
+            (browser.count(nodes).await == 482).then_some(())
+        })
+        .await;
+    assert_eq!(
+        browser
+            .attribute("[data-testid='node-sweep-a-23-b-19']", "data-phase")
+            .await
+            .as_deref(),
+        Some("Pending")
+    );
+}

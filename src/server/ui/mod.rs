@@ -220,11 +220,13 @@ fn set_cookie(response: &mut Response, value: &str) {
     }
 }
 
-/// A URL with a token in it must not leak through the Referer of what it links to.
+/// A URL with a token in it must not leak through the Referer of what it links to on
+/// other sites. (Not `no-referrer`: with it, Chromium posts the login form with
+/// `Origin: null`, which the guard refuses as a foreign page.)
 fn no_referrer(response: &mut Response) {
     response.headers_mut().insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
 }
 

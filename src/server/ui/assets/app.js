@@ -89,8 +89,11 @@ setInterval(() => {
 }, 10000);
 // A duration still growing: the ticker below moves it every second.
 const since = (s) => (isNaN(ts(s)) ? '—' : h('span', { 'data-since': ts(s) }, dur(Date.now() - ts(s))));
+// A deadline: "in 4m 10s", then "12s ago".
+const until = (s) => h('span', { 'data-until': s }, countdown(s));
 setInterval(() => {
   for (const e of document.querySelectorAll('[data-since]')) e.textContent = dur(Date.now() - +e.dataset.since);
+  for (const e of document.querySelectorAll('[data-until]')) e.textContent = countdown(e.dataset.until);
 }, 1000);
 // Re-renders el only when what it shows changed, so open details and focus survive updates.
 function keep(el, what, fn) {
@@ -243,6 +246,7 @@ class Live {
     this.loaded = true;
     this.kick(true);
   }
+  // One flush per frame; a big list (each flush lays out every row) at most 4 a second.
   kick(force) {
     this.force ||= force;
     if (this.pending) return;
@@ -252,9 +256,11 @@ class Live {
       if (this.stopped) return;
       const c = this.changed;
       this.changed = new Set();
+      this.last = performance.now();
       if (c.size || this.force) (this.force = false), this.onFlush(c, this);
     };
-    document.hidden ? setTimeout(run, 250) : requestAnimationFrame(run);
+    const wait = this.loaded && this.map.size > 300 ? (this.last || 0) + 250 - performance.now() : 0;
+    document.hidden ? setTimeout(run, 250) : setTimeout(() => requestAnimationFrame(run), Math.max(0, wait));
   }
   stop() {
     this.stopped = true;
@@ -559,14 +565,14 @@ function overviewPage(ctx) {
       lists[plural] = live.map;
       const by = {};
       for (const o of live.map.values()) by[st(o).phase || 'Pending'] = (by[st(o).phase || 'Pending'] || 0) + 1;
-      counts[plural].replaceChildren(h('p', { class: 'big' }, h('a', { href: nsLink('/ui/' + plural), 'aria-label': `${live.map.size} ${KINDS[plural].title.toLowerCase()}` }, live.map.size)),
-        h('ul', { class: 'phases' }, KINDS[plural].phases.filter((p) => by[p]).map((p) => h('li', {}, h('a', { href: `/ui/${plural}?ns=${enc(S.ns)}&phase=${p}`, class: 'pill t-' + (TONE[p] || 'idle') }, `${p} ${by[p]}`)))));
+      keep(counts[plural], [live.map.size, by], () => [h('p', { class: 'big' }, h('a', { href: nsLink('/ui/' + plural), 'aria-label': `${live.map.size} ${KINDS[plural].title.toLowerCase()}` }, live.map.size)),
+        h('ul', { class: 'phases' }, KINDS[plural].phases.filter((p) => by[p]).map((p) => h('li', {}, h('a', { href: `/ui/${plural}?ns=${enc(S.ns)}&phase=${p}`, class: 'pill t-' + (TONE[p] || 'idle') }, `${p} ${by[p]}`))))]);
       if (plural === 'workflows') approvalsBox(approvals, live.map);
       if (plural === 'sandboxes') expiringBox(expiring, live.map);
       if (first && live.loaded) (first = false), done();
     }, (e) => (counts[plural].replaceChildren(errBox(e)), done()));
   }
-  ctx.every(1000, () => lists.sandboxes && expiringBox(expiring, lists.sandboxes));
+  ctx.every(30000, () => lists.sandboxes && expiringBox(expiring, lists.sandboxes));
   const runsUrl = (extra) => (all ? `${B}/runs?` : `${B}/namespaces/${enc(S.ns)}/runs?`) + extra;
   api(runsUrl('limit=20')).then((r) => recent.replaceChildren(runsTable(r.items || [], all)), (e) => recent.replaceChildren(errBox(e, 'Run search'))).finally(done);
   api(runsUrl('anomalous=true&limit=20')).then((r) => {
@@ -588,16 +594,16 @@ function overviewPage(ctx) {
 }
 
 function approvalsBox(box, map) {
-  const rows = [];
-  for (const w of map.values()) for (const n of st(w).nodes || []) if (n.phase === 'WaitingApproval')
-    rows.push(h('li', {}, h('a', { href: `/ui/workflows/${enc(md(w).namespace)}/${enc(md(w).name)}` }, md(w).name, ' → ', n.name), n.message ? h('span', { class: 'muted' }, ' ', n.message) : null));
-  box.replaceChildren(rows.length ? h('ul', { class: 'plain' }, rows) : muted('Nothing waits for approval.'));
+  const waiting = [];
+  for (const w of map.values()) for (const n of st(w).nodes || []) if (n.phase === 'WaitingApproval') waiting.push([md(w).namespace, md(w).name, n.name, n.message]);
+  keep(box, waiting, () => waiting.length ? h('ul', { class: 'plain' }, waiting.map(([ns, wf, node, msg]) =>
+    h('li', {}, h('a', { href: `/ui/workflows/${enc(ns)}/${enc(wf)}` }, wf, ' → ', node), msg ? h('span', { class: 'muted' }, ' ', msg) : null))) : muted('Nothing waits for approval.'));
 }
 function expiringBox(box, map) {
   const soon = [...map.values()].filter((o) => { const d = ts(st(o).expiresAt) - Date.now(); return d < 3600e3 && d > -60e3 && st(o).phase !== 'Expired'; })
     .sort((a, b) => ts(st(a).expiresAt) - ts(st(b).expiresAt));
-  box.replaceChildren(soon.length ? h('ul', { class: 'plain' }, soon.map((o) => h('li', {}, h('a', { href: `/ui/sandboxes/${enc(md(o).namespace)}/${enc(md(o).name)}` }, md(o).name), ' ',
-    h('span', { class: 'muted' }, countdown(st(o).expiresAt), st(o).expiryReason ? ` (${st(o).expiryReason})` : '')))) : muted('None within the hour.'));
+  keep(box, soon.map((o) => [md(o).namespace, md(o).name, st(o).expiresAt, st(o).expiryReason]), () => soon.length ? h('ul', { class: 'plain' }, soon.map((o) => h('li', {}, h('a', { href: `/ui/sandboxes/${enc(md(o).namespace)}/${enc(md(o).name)}` }, md(o).name), ' ',
+    h('span', { class: 'muted' }, until(st(o).expiresAt), st(o).expiryReason ? ` (${st(o).expiryReason})` : '')))) : muted('None within the hour.'));
 }
 function runsTable(items, showNs) {
   if (!items.length) return muted('No runs recorded yet.');
@@ -620,6 +626,14 @@ function eventsBox(box, ns, kind, name) {
       td(when(e.lastTimestamp)), td(pill(e.type)), td(e.reason), sum(e.message), num(e.count))))
       : muted('No events.'));
   }, (e) => box.replaceChildren(errBox(e, 'Events')));
+}
+// The object of a detail page is missing (text), or back (null): hide or show the page.
+function gone(ctx, text) {
+  let note = ctx.main.querySelector('.gone');
+  for (const el of ctx.main.querySelectorAll('section, .actions, .summary, .head .pill, .facts')) el.hidden = !!text;
+  if (text && !note) ctx.main.querySelector('.head').after((note = h('p', { class: 'note gone', role: 'status' })));
+  if (note) (note.hidden = !text), (note.textContent = text || '');
+  if (text) ctx.ready();
 }
 const specBox = (spec) => h('details', { class: 'spec' }, h('summary', {}, 'Show the spec'), h('pre', {}, yaml(spec || {})));
 
@@ -896,9 +910,10 @@ function workflowPage(ctx, ns, name) {
   watchOne(ctx, 'workflows', ns, name, (o, synced) => {
     wf = o;
     if (!o) {
-      if (synced) ctx.main.append(h('p', { class: 'error', role: 'alert' }, `Workflow ${ns}/${name} does not exist (or was deleted).`)), ctx.ready();
+      if (synced) gone(ctx, `There is no workflow ${ns}/${name} (or it was just deleted).`);
       return;
     }
+    gone(ctx, null);
     show();
     if (synced && first) (first = false), fetched.then(() => ctx.ready());
   });
@@ -948,9 +963,10 @@ function sandboxPage(ctx, ns, name) {
   watchOne(ctx, 'sandboxes', ns, name, (o, synced) => {
     sb = o;
     if (!o) {
-      if (synced) ctx.main.append(h('p', { class: 'error', role: 'alert' }, `Sandbox ${ns}/${name} does not exist (or was deleted).`)), ctx.ready();
+      if (synced) gone(ctx, `There is no sandbox ${ns}/${name} (or it was just deleted).`);
       return;
     }
+    gone(ctx, null);
     const s = st(o), p = s.phase || 'Pending';
     phaseEl.textContent = p;
     phaseEl.className = 'pill t-' + (TONE[p] || 'idle');
@@ -1152,8 +1168,9 @@ async function auditPage(ctx) {
 
 document.addEventListener('click', (e) => {
   const a = e.target.closest && e.target.closest('a[href]');
-  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey || a.target || a.hasAttribute('download')) return;
-  const u = new URL(a.href, location.href);
+  // getAttribute: an SVG link's href and target are not strings.
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey || a.getAttribute('target') || a.hasAttribute('download')) return;
+  const u = new URL(a.getAttribute('href'), location.href);
   if (u.origin !== location.origin || !u.pathname.startsWith('/ui/') || /^\/ui\/(assets|login|logout)/.test(u.pathname)) return;
   e.preventDefault();
   if (u.hash && u.pathname === location.pathname && u.search === location.search) return document.querySelector(u.hash)?.focus();

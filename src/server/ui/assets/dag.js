@@ -3,7 +3,7 @@
 // matrix combinations grouped once there are many, the critical path marked.
 
 const NS = 'http://www.w3.org/2000/svg';
-const W = 184, H = 46, GX = 64, GY = 14, PAD = 18;
+const W = 184, H = 48, GX = 64, GY = 14, PAD = 18;
 // A matrix node with at least this many combinations is drawn as one group node.
 export const GROUP_MIN = 7;
 const FINISHED = ['Succeeded', 'Failed', 'Skipped', 'Cancelled'];
@@ -29,7 +29,8 @@ export function duration(n) {
   const d = n.completionTime ? ms(n.startTime, n.completionTime) : Date.now() - Date.parse(n.startTime);
   if (!(d >= 0)) return '';
   const s = d / 1000;
-  return s < 60 ? s.toFixed(s < 10 ? 1 : 0) + ' s' : Math.floor(s / 60) + 'm ' + Math.floor(s % 60) + 's';
+  const m = Math.floor(s / 60);
+  return s < 60 ? s.toFixed(s < 10 ? 1 : 0) + ' s' : m < 60 ? `${m}m ${Math.floor(s % 60)}s` : `${Math.floor(m / 60)}h ${m % 60}m`;
 }
 
 // The declared job a status node comes from: its own name, or the longest matrix
@@ -194,6 +195,10 @@ export class Dag {
     if (this.last) {
       const r = this.update(...this.last);
       this.onToggle && this.onToggle(r);
+      // Bring what was toggled into view inside the scrollable frame.
+      const first = r.u.list.find((x) => x.id === 'group:' + base || (x.node && x.node.base === base));
+      const el = first && this.els.get(first.id);
+      if (el) this.host.scrollTo({ left: Math.max(0, el.g.transform.baseVal[0].matrix.e - 40), top: Math.max(0, el.g.transform.baseVal[0].matrix.f - 40) });
     }
   }
 
@@ -236,7 +241,7 @@ export class Dag {
         g.setAttribute('role', 'button');
         g.setAttribute('aria-expanded', 'false');
         g.insertBefore(svg('rect', { width: W, height: H, rx: 7, x: 4, y: 4, class: 'stack' }), g.children[1]);
-        el.bar = svg('g', { class: 'bar', transform: `translate(12,${H - 7})` });
+        el.bar = svg('g', { class: 'bar', transform: `translate(12,${H - 6})` });
         g.append(el.bar);
         const open = () => this.toggle(unit.base);
         g.addEventListener('click', open);
