@@ -71,6 +71,21 @@ async fn logins_cookies_and_one_time_links_over_http() {
         "login returns to the page asked for: {body}"
     );
 
+    // `serve` printed a one-time link of its own at start-up.
+    let printed = common::wait_until(WAIT, "the printed dashboard link", || {
+        server
+            .log()
+            .lines()
+            .find_map(|l| l.split("Dashboard: ").nth(1).map(str::to_string))
+    });
+    let printed = printed.split_whitespace().next().unwrap().to_string();
+    assert!(
+        printed.starts_with(&format!("{}/ui/login?once=", server.url)),
+        "{printed}"
+    );
+    let by_printed = http.get(&printed).send().await.unwrap();
+    assert_eq!(by_printed.status(), 303, "the printed link logs in");
+
     // The one-time link logs in once, with a cookie scoped to this server's port.
     let link = one_time_link(&server);
     let first = http.get(&link).send().await.unwrap();

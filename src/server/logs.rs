@@ -36,6 +36,30 @@ pub(super) struct LogQuery {
     tail_lines: Option<usize>,
 }
 
+/// Returns when the store reports a change of the job `key` (or lost track of changes,
+/// which may have included one); never when its feed is closed.
+async fn changed(
+    changes: &mut tokio::sync::broadcast::Receiver<crate::store::WatchEvent>,
+    key: &crate::resources::ObjectKey,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match changes.recv().await {
+            Ok(e) => {
+                let m = &e.object.metadata;
+                if e.object.kind == key.kind
+                    && m.name == key.name
+                    && m.namespace.as_deref().unwrap_or_default() == key.namespace
+                {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
 /// A piece of a log on its way out.
 #[derive(Debug, PartialEq)]
 enum Chunk {
@@ -265,6 +289,10 @@ pub(super) async fn log(
         Box::pin(bounded_stream(CHANNEL_CHUNKS, move |tx| async move {
             let mut offset = start;
             let mut idle = 0;
+            // Subscribed before the first look at the job, so that no change is missed:
+            // the run's end wakes the loop at once, and the log ends with it (the CLI's
+            // `run` waits for that end, so a poll's sleep here was its latency).
+            let mut changes = state.objects.watch();
             loop {
                 let finished = !live
                     || match state.objects.get(&key).await {
@@ -305,6 +333,7 @@ pub(super) async fn log(
                 tokio::select! {
                     _ = state.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                    _ = changed(&mut changes, &key) => {}
                 }
             }
         }));

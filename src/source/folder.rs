@@ -642,21 +642,84 @@ impl FolderSource {
     }
 }
 
-/// The next batch of file events: the first one, and those arriving within [`DEBOUNCE`] of it.
-/// `None` when the watcher is gone.
+/// The next batch of file events. It ends as soon as every file it touched is complete:
+/// closed after writing, renamed into place (an editor's save), or removed; a writer that
+/// has not closed its file yet holds the batch open for up to [`DEBOUNCE`] after the
+/// first event, as before. So a whole file is applied at once, and only partial writes
+/// wait. `None` when the watcher is gone.
 async fn next_batch(
     rx: &mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
 ) -> Option<Batch> {
-    let mut batch = vec![rx.recv().await?];
+    let first = rx.recv().await?;
     let deadline = tokio::time::Instant::now() + DEBOUNCE;
+    let mut writes = Writes::default();
+    writes.see(&first);
+    let mut batch = vec![first];
     loop {
+        // What is queued already joins the batch before it is judged complete.
+        while let Ok(event) = rx.try_recv() {
+            writes.see(&event);
+            batch.push(event);
+        }
+        if writes.complete() {
+            return Some(batch);
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return Some(batch),
             event = rx.recv() => match event {
-                Some(event) => batch.push(event),
+                Some(event) => {
+                    writes.see(&event);
+                    batch.push(event);
+                }
                 None => return Some(batch),
             },
         }
+    }
+}
+
+/// Which files of a batch are being written and which are done.
+#[derive(Default)]
+struct Writes {
+    /// Created or written to, and not closed, renamed or removed since.
+    open: std::collections::HashSet<PathBuf>,
+    /// Whether any file was finished (closed after writing, renamed, removed).
+    finished: bool,
+    /// An event that asks for a rescan (or an error): act at once.
+    rescan: bool,
+}
+
+impl Writes {
+    fn see(&mut self, event: &notify::Result<notify::Event>) {
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+        let Ok(event) = event else {
+            self.rescan = true;
+            return;
+        };
+        if event.need_rescan() {
+            self.rescan = true;
+            return;
+        }
+        match event.kind {
+            EventKind::Create(CreateKind::Folder) => self.finished = true,
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
+                self.open.extend(event.paths.iter().cloned());
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Name(
+                RenameMode::To | RenameMode::From | RenameMode::Both | RenameMode::Any,
+            )) => {
+                for path in &event.paths {
+                    self.open.remove(path);
+                }
+                self.finished = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.rescan || (self.finished && self.open.is_empty())
     }
 }
 
