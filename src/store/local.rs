@@ -101,6 +101,8 @@ struct Inner {
     write_failure: Mutex<Option<health::WriteFailure>>,
     /// The cipher of the secrets, read from (or made as) `secrets.key` on first use.
     secret_key: std::sync::OnceLock<secrets::SecretKey>,
+    /// When events older than [`EVENT_TTL`] were last pruned (Unix microseconds).
+    events_pruned: std::sync::atomic::AtomicI64,
 }
 
 /// One page of a list; see [`LocalStore::list_page`].
@@ -185,6 +187,7 @@ impl LocalStore {
             writer_options,
             write_failure: Mutex::new(None),
             secret_key: std::sync::OnceLock::new(),
+            events_pruned: std::sync::atomic::AtomicI64::new(0),
         });
         spawn_checkpointer(Arc::downgrade(&inner));
         Ok(LocalStore { inner })

@@ -16,6 +16,20 @@ const RECORD_EVENT: &str = "INSERT INTO events \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8) \
      ON CONFLICT (involved_kind, involved_namespace, involved_name, involved_uid, type, reason, message) \
      DO UPDATE SET count = count + 1, last_timestamp = excluded.last_timestamp";
+/// How many events one object keeps: the newest, by last occurrence.
+pub const EVENTS_PER_OBJECT: i64 = 100;
+/// How long an event is kept after it last occurred.
+pub const EVENT_TTL: chrono::TimeDelta = chrono::TimeDelta::days(7);
+/// How often, at most, events past [`EVENT_TTL`] are looked for.
+const PRUNE_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+// The object's events past its newest EVENTS_PER_OBJECT; the UNIQUE index on
+// (involved_kind, involved_namespace, involved_name, ...) finds them without a scan.
+const BOUND_EVENTS: &str = "DELETE FROM events \
+     WHERE involved_kind = ?1 AND involved_namespace = ?2 AND involved_name = ?3 \
+       AND id NOT IN (SELECT id FROM events \
+         WHERE involved_kind = ?1 AND involved_namespace = ?2 AND involved_name = ?3 \
+         ORDER BY last_timestamp DESC, id DESC LIMIT ?4)";
+const EXPIRE_EVENTS: &str = "DELETE FROM events WHERE last_timestamp < ?1";
 const LIST_EVENTS: &str = "SELECT involved_kind, involved_namespace, involved_name, involved_uid, \
      type, reason, message, count, first_timestamp, last_timestamp FROM events \
      WHERE (?1 IS NULL OR involved_kind = ?1) \
@@ -76,10 +90,15 @@ type EventRow = (
 impl LocalStore {
     /// Records an event. The same (involved object, type, reason, message) as an event
     /// already recorded adds 1 to its count and moves its lastTimestamp to now.
+    ///
+    /// Events do not pile up: an object keeps its newest [`EVENTS_PER_OBJECT`], and an
+    /// event is dropped [`EVENT_TTL`] after it last occurred (looked for at most once a
+    /// minute, in the same transaction as an event being recorded).
     pub async fn record_event(&self, ev: NewEvent) -> Result<()> {
+        use std::sync::atomic::Ordering;
         let now = Utc::now().timestamp_micros();
         let involved = &ev.involved;
-        let statement = sqlx::query(RECORD_EVENT)
+        let record = sqlx::query(RECORD_EVENT)
             .bind(&involved.kind)
             .bind(&involved.namespace)
             .bind(&involved.name)
@@ -88,7 +107,25 @@ impl LocalStore {
             .bind(&ev.reason)
             .bind(&ev.message)
             .bind(now);
-        self.inner.write_one(statement).await
+        let bound = sqlx::query(BOUND_EVENTS)
+            .bind(&involved.kind)
+            .bind(&involved.namespace)
+            .bind(&involved.name)
+            .bind(EVENTS_PER_OBJECT);
+        let mut statements = vec![record, bound];
+        let last = self.inner.events_pruned.load(Ordering::Relaxed);
+        let every = PRUNE_EVERY.num_microseconds().unwrap_or(i64::MAX);
+        if now - last >= every
+            && self
+                .inner
+                .events_pruned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let cutoff = now - EVENT_TTL.num_microseconds().unwrap_or(i64::MAX);
+            statements.push(sqlx::query(EXPIRE_EVENTS).bind(cutoff));
+        }
+        self.inner.write_all(statements).await
     }
 
     /// Events about objects matching kind, namespace and name (None: any), newest

@@ -2,7 +2,7 @@
 // No framework: h() builds DOM nodes (text is always a text node, never markup), pages
 // are functions of a context that closes their watches when the page is left, and live
 // data comes from watches served as server-sent events, batched per animation frame.
-import { Dag, GROUP_MIN, svg, duration as nodeDuration } from '/ui/assets/dag.js';
+import { Dag, GROUP_MIN, svg, graph, criticalPath, duration as nodeDuration } from '/ui/assets/dag.js';
 
 const B = '/apis/orcaops.dev/v1alpha1';
 const KINDS = {
@@ -308,6 +308,7 @@ const ROUTES = [
   [/^\/ui\/(jobs|workflows|sandboxes|workspaces|policies)\/?$/, listPage],
   [/^\/ui\/jobs\/([^/]+)\/([^/]+)\/?$/, jobPage],
   [/^\/ui\/workflows\/([^/]+)\/([^/]+)\/?$/, workflowPage],
+  [/^\/ui\/workflows\/([^/]+)\/([^/]+)\/compare\/?$/, compareWorkflowPage],
   [/^\/ui\/sandboxes\/([^/]+)\/([^/]+)\/?$/, sandboxPage],
   [/^\/ui\/compare\/([^/]+)\/([^/]+)\/?$/, comparePage],
   [/^\/ui\/audit\/?$/, auditPage],
@@ -359,10 +360,15 @@ function table(cols, rows, attrs) {
   alignHeads(t);
   return h('div', { class: 'tablewrap' }, t);
 }
-// Numbers are right-aligned; so are their column heads.
+// A column of numbers is right-aligned, head and every cell (whatever a row holds: a
+// pill, a dash); every other column is left-aligned, its head too.
 function alignHeads(t) {
-  const first = t.tBodies[0].rows[0];
-  if (first) [...t.tHead.rows[0].cells].forEach((c, i) => first.cells[i] && c.classList.toggle('num', first.cells[i].classList.contains('num')));
+  const rows = [...t.tBodies[0].rows];
+  [...t.tHead.rows[0].cells].forEach((c, i) => {
+    const n = rows.some((r) => r.cells[i] && r.cells[i].classList.contains('num'));
+    c.classList.toggle('num', n);
+    if (n) for (const r of rows) r.cells[i] && r.cells[i].classList.add('num');
+  });
 }
 const nsLink = (path) => path + (S.ns ? '?ns=' + enc(S.ns) : '');
 
@@ -903,7 +909,7 @@ function workflowPage(ctx, ns, name) {
     keep(spec, md(wf).generation, () => specBox(wf.spec));
     if (s.run + s.phase !== lastRun) {
       lastRun = s.run + s.phase;
-      fetched = Promise.all([api(base + '/runs').then((r) => hist.replaceChildren(wfRuns(r.items || [])), (e) => hist.replaceChildren(errBox(e, 'Run history'))),
+      fetched = Promise.all([api(base + '/runs').then((r) => hist.replaceChildren(wfRuns(ns, name, r.items || [])), (e) => hist.replaceChildren(errBox(e, 'Run history'))),
         eventsBox(events, ns, 'Workflow', name)]);
     }
   };
@@ -934,9 +940,10 @@ function nodeTable(ns, list, crit) {
       num(nodeDuration(n) || '—'), num(n.attempts || (n.iterations ? n.iterations + ' iterations' : '—')), sum(n.message || '')))));
   return wrap;
 }
-const wfRuns = (items) => items.length ? table(['Run', 'Phase', 'Trigger', 'Progress', 'Started', 'Duration', 'Summary'], items.map((r) => h('tr', {},
+const wfRuns = (ns, name, items) => items.length ? table(['Run', 'Phase', 'Trigger', 'Progress', 'Started', 'Duration', 'Summary', ''], items.map((r, i) => h('tr', {},
   rowh('#', r.run), td(pill(r.phase)), td(r.trigger || '—'), td(r.progress || '—'), td(when(r.startTime)),
-  num(dur(span(r.startTime, r.completionTime))), sum(r.summary || ''))))
+  num(dur(span(r.startTime, r.completionTime))), sum(r.summary || ''),
+  td(items[i + 1] ? h('a', { href: `/ui/workflows/${enc(ns)}/${enc(name)}/compare?a=${items[i + 1].run}&b=${r.run}` }, 'compare with #', items[i + 1].run) : ''))))
   : muted('No runs recorded yet.');
 
 // ---------------------------------------------------------------- sandbox
@@ -1042,6 +1049,20 @@ function execConsole(base) {
 
 // ---------------------------------------------------------------- compare two runs
 
+// What both comparisons share: the run pickers, the change of a figure, a row of the
+// side-by-side table (marked when the runs differ) and the spec's line diff.
+function runPicker(runs, a, b) {
+  const pick = (id, label, cur, key) => [h('label', { for: id }, label), h('select', { id, onchange: (e) => go(withQuery({ [key]: e.target.value }), true) },
+    runs.map((r) => h('option', { value: r.run, selected: r === cur }, `#${r.run} ${r.phase}`)))];
+  return h('form', { class: 'filters', onsubmit: (e) => e.preventDefault() }, pick('c-a', 'Run A', a, 'a'), pick('c-b', 'Run B', b, 'b'));
+}
+const change = (x, y, f) => (x >= 0 && y >= 0 && x !== y ? h('span', { class: y > x ? 'worse' : 'better' }, (y > x ? '+' : '−') + f(Math.abs(y - x))) : '');
+const asText = (v) => (v instanceof Node ? v.textContent : String(v));
+const cmpRow = (k, x, y, ch) => h('tr', { class: k !== 'Started' && asText(x) !== asText(y) ? 'differs' : null }, rowh(k), td(x), td(y), td(ch || ''));
+const hashCode = (x) => h('code', { class: 'sha' }, (x || '—').slice(0, 16));
+const specCmp = (sa, sb, a, b) => sa && sb ? specDiff(yaml(sa), yaml(sb))
+  : muted(`Not recorded for run #${sa ? b.run : a.run}${sa || sb ? '' : ` nor run #${b.run}`}: runs recorded before orcaops kept the spec of each run cannot be compared by spec.`);
+
 async function comparePage(ctx, ns, name) {
   const base = objUrl('jobs', ns, name);
   ctx.main.append(crumbs(h('a', { href: `/ui/jobs?ns=${enc(ns)}` }, 'Jobs'), ns, h('a', { href: `/ui/jobs/${enc(ns)}/${enc(name)}` }, name)), title(`Compare runs of ${name}`));
@@ -1059,14 +1080,10 @@ async function comparePage(ctx, ns, name) {
     ctx.main.append(muted('This job needs two runs to compare.'));
     return ctx.ready();
   }
-  const pick = (id, label, cur, key) => [h('label', { for: id }, label), h('select', { id, onchange: (e) => go(withQuery({ [key]: e.target.value }), true) },
-    runs.map((r) => h('option', { value: r.run, selected: r === cur }, `#${r.run} ${r.phase}`)))];
-  ctx.main.append(h('form', { class: 'filters', onsubmit: (e) => e.preventDefault() }, pick('c-a', 'Run A', a, 'a'), pick('c-b', 'Run B', b, 'b')));
+  ctx.main.append(runPicker(runs, a, b));
   const d = (r) => span(r.startTime, r.completionTime);
-  const delta = (x, y, f) => (x >= 0 && y >= 0 && x !== y ? h('span', { class: y > x ? 'worse' : 'better' }, (y > x ? '+' : '−') + f(Math.abs(y - x))) : '');
   const ctxOf = (r) => r.context || {}, U = (r) => r.usage || {};
-  const text = (v) => (v instanceof Node ? v.textContent : String(v));
-  const row = (k, x, y, ch) => h('tr', { class: k !== 'Started' && text(x) !== text(y) ? 'differs' : null }, rowh(k), td(x), td(y), td(ch || ''));
+  const row = cmpRow, delta = change;
   const cols = ['', `Run #${a.run}`, `Run #${b.run}`, 'Change'];
   ctx.main.append(section('Runs', table(cols, [
     row('Phase', pill(a.phase), pill(b.phase)),
@@ -1077,7 +1094,7 @@ async function comparePage(ctx, ns, name) {
     row('Exit code', a.exitCode ?? '—', b.exitCode ?? '—'),
     row('Image', ctxOf(a).image || '—', ctxOf(b).image || '—'),
     row('Image id', h('code', { class: 'sha' }, ctxOf(a).imageId || '—'), h('code', { class: 'sha' }, ctxOf(b).imageId || '—')),
-    row('Spec hash', h('code', { class: 'sha' }, (ctxOf(a).specHash || '—').slice(0, 16)), h('code', { class: 'sha' }, (ctxOf(b).specHash || '—').slice(0, 16)), ctxOf(a).specHash !== ctxOf(b).specHash ? 'changed' : ''),
+    row('Spec hash', hashCode(ctxOf(a).specHash), hashCode(ctxOf(b).specHash), ctxOf(a).specHash !== ctxOf(b).specHash ? 'changed' : ''),
     row('CPU time', dur(U(a).cpuMillis), dur(U(b).cpuMillis), delta(U(a).cpuMillis, U(b).cpuMillis, dur)),
     row('Peak memory', bytes(U(a).peakMemoryBytes), bytes(U(b).peakMemoryBytes), delta(U(a).peakMemoryBytes, U(b).peakMemoryBytes, bytes)),
     row('Output', bytes(U(a).outputBytes), bytes(U(b).outputBytes), delta(U(a).outputBytes, U(b).outputBytes, bytes)),
@@ -1088,7 +1105,7 @@ async function comparePage(ctx, ns, name) {
   ctx.main.append(section('Steps', table(['Step', `Exit #${a.run}`, `Exit #${b.run}`, `Duration #${a.run}`, `Duration #${b.run}`, 'Change'], names.map((n) => {
     const x = stepOf(a, n), y = stepOf(b, n);
     return h('tr', { class: x.exitCode !== y.exitCode ? 'differs' : null }, rowh(n), num(x.exitCode ?? '—'), num(y.exitCode ?? '—'),
-      num(dur(x.durationMs)), num(dur(y.durationMs)), td(delta(x.durationMs, y.durationMs, dur)));
+      num(dur(x.durationMs)), num(dur(y.durationMs)), num(delta(x.durationMs, y.durationMs, dur)));
   }))));
   const outs = [...new Set([...Object.keys(a.outputs || {}), ...Object.keys(b.outputs || {})])].filter((k) => (a.outputs || {})[k] !== (b.outputs || {})[k]);
   if (outs.length) ctx.main.append(section('Outputs that differ', table(['Key', `#${a.run}`, `#${b.run}`], outs.map((k) => h('tr', {}, h('th', {}, k), td((a.outputs || {})[k] ?? '—'), td((b.outputs || {})[k] ?? '—'))))));
@@ -1098,8 +1115,93 @@ async function comparePage(ctx, ns, name) {
     return h('div', {}, h('h3', {}, `Run #${r.run}`), lines.length ? h('ul', { class: 'plain errs' }, lines) : muted('No error lines.'), an.length ? h('ul', { class: 'plain' }, an) : muted('No anomalies.'));
   };
   ctx.main.append(section('Errors and anomalies', h('div', { class: 'cols' }, errs(a), errs(b))));
-  const sa = ctxOf(a).spec, sb = ctxOf(b).spec;
-  ctx.main.append(section('Spec', sa && sb ? specDiff(yaml(sa), yaml(sb)) : muted('These runs were recorded before orcaops kept the spec of each run.')));
+  ctx.main.append(section('Spec', specCmp(ctxOf(a).spec, ctxOf(b).spec, a, b)));
+  ctx.ready();
+}
+
+// Two runs of a workflow, as `orcaops diff workflow` shows them: the runs, their specs,
+// node by node (usage from each node's Job run record), why nodes ended, critical paths.
+async function compareWorkflowPage(ctx, ns, name) {
+  const base = objUrl('workflows', ns, name), page = `/ui/workflows/${enc(ns)}/${enc(name)}`;
+  ctx.main.append(crumbs(h('a', { href: `/ui/workflows?ns=${enc(ns)}` }, 'Workflows'), ns, h('a', { href: page }, name)), title(`Compare runs of ${name}`));
+  focusHead(ctx);
+  let runs;
+  try {
+    runs = ((await api(base + '/runs')).items || []).sort((x, y) => y.run - x.run);
+  } catch (e) {
+    ctx.main.append(errBox(e, 'Run history'));
+    return ctx.ready();
+  }
+  if (ctx.closed) return;
+  const a = runs.find((r) => r.run === +ctx.q.get('a')) || runs[1], b = runs.find((r) => r.run === +ctx.q.get('b')) || runs[0];
+  if (!a || !b) {
+    ctx.main.append(muted('This workflow needs two runs to compare.'));
+    return ctx.ready();
+  }
+  // Each run's Job run records (by the labels its node Jobs carry), and for a run that
+  // did not record its spec, the workflow's current one for the shape of its graph.
+  const jobsOf = (r) => api(`${B}/namespaces/${enc(ns)}/runs?limit=1000&labelSelector=${enc(`orcaops.dev/workflow=${name},orcaops.dev/workflow-run=${r.run}`)}`)
+    .then((x) => x, (e) => ({ items: [], error: e }));
+  const [ja, jb, current] = await Promise.all([jobsOf(a), jobsOf(b), a.spec && b.spec ? null : api(base).then((o) => o.spec, () => null)]);
+  if (ctx.closed) return;
+  const root = h('div', { 'data-testid': 'compare-workflow' });
+  ctx.main.append(runPicker(runs, a, b), root);
+  const side = (r, j) => ({ r, jobs: j.items || [], spec: r.spec || current, node: (n) => (r.nodes || []).find((x) => x.name === n) });
+  const A = side(a, ja), Bs = side(b, jb);
+  const ends = (x) => (x && x.completionTime ? span(x.startTime, x.completionTime) : NaN);
+  // The newest run record of the Job that ran a node.
+  const jobRun = (s, n) => { const job = (s.node(n) || {}).job; return job && s.jobs.filter((j) => j.name === job).sort((x, y) => y.run - x.run)[0]; };
+  const use = (s, n, k) => ((jobRun(s, n) || {}).usage || {})[k];
+  const inputs = (r) => Object.entries(r.inputs || {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—';
+  root.append(section('Runs', table(['', `Run #${a.run}`, `Run #${b.run}`, 'Change'], [
+    cmpRow('Phase', pill(a.phase), pill(b.phase)),
+    cmpRow('Trigger', a.trigger || '—', b.trigger || '—'),
+    cmpRow('Generation', a.generation, b.generation),
+    cmpRow('Started', when(a.startTime), when(b.startTime)),
+    cmpRow('Duration', dur(ends(a)), dur(ends(b)), change(ends(a), ends(b), dur)),
+    cmpRow('Progress', progress(a.progress), progress(b.progress)),
+    cmpRow('Inputs', inputs(a), inputs(b)),
+    cmpRow('Spec hash', hashCode(a.specHash), hashCode(b.specHash), a.specHash && b.specHash && a.specHash !== b.specHash ? 'changed' : ''),
+    cmpRow('Summary', a.summary || '—', b.summary || '—'),
+  ])));
+  root.append(section('Spec', specCmp(a.spec, b.spec, a, b)));
+  const names = [...new Set([...(a.nodes || []), ...(b.nodes || [])].map((n) => n.name))];
+  const both = (x, y, f) => { const c = change(x, y, f); return [f(x), ' → ', f(y), c && h('div', { class: 'small' }, c)]; };
+  const phase = (n) => (n ? pill(n.phase || 'Pending') : h('span', { class: 'muted' }, 'absent'));
+  const err = (j) => j.error && errBox(j.error, 'Run search (for usage and errors)');
+  root.append(section('Nodes', err(ja) || err(jb), muted(`Each cell: run #${a.run} → run #${b.run}, and the change.`), names.length ? table(['Node', 'Phase', 'Duration', 'Attempts', 'CPU time', 'Peak memory'], names.map((n) => {
+    const x = A.node(n), y = Bs.node(n);
+    return h('tr', { 'data-testid': 'compare-node-' + n, class: (x && x.phase) !== (y && y.phase) ? 'differs' : null }, rowh(n), td(phase(x), ' → ', phase(y)),
+      num(both(ends(x), ends(y), dur)), num(both((x || {}).attempts, (y || {}).attempts, (v) => v ?? '—')),
+      num(both(use(A, n, 'cpuMillis'), use(Bs, n, 'cpuMillis'), dur)), num(both(use(A, n, 'peakMemoryBytes'), use(Bs, n, 'peakMemoryBytes'), bytes)));
+  }), { class: 'tbl pairs' }) : muted('Neither run has nodes.')));
+  // Why each node ended, its first error line and its anomalies.
+  const why = (s) => {
+    const lines = [];
+    for (const n of s.r.nodes || []) {
+      if (n.message) lines.push(h('li', {}, h('b', {}, n.name), ': ', n.message));
+      const j = jobRun(s, n.name);
+      if (!j) continue;
+      const step = (j.steps || []).find((x) => (x.errors || []).length);
+      if (step) lines.push(h('li', {}, h('b', {}, n.name), ' (', h('a', { href: `/ui/jobs/${enc(ns)}/${enc(j.name)}?run=${j.run}` }, j.name, ' #', j.run), `): step ${step.name} line ${step.errors[0].line}: `,
+        h('span', { class: 'errline' }, step.errors[0].text)));
+      for (const x of j.anomalies || []) lines.push(h('li', {}, h('b', {}, n.name), ': ', tone(x.kind, 'wait'), ' ', x.message));
+    }
+    return h('div', {}, h('h3', {}, `Run #${s.r.run}`), lines.length ? h('ul', { class: 'plain' }, lines) : muted('No messages, error lines or anomalies.'));
+  };
+  root.append(section('Messages, errors and anomalies', h('div', { class: 'cols' }, why(A), why(Bs))));
+  // The critical path (along the needs of the spec it ran) and the slowest node.
+  const paths = (s) => {
+    const took = (n) => `${n} (${dur(ends(s.node(n)))})`;
+    const slow = (s.r.nodes || []).filter((n) => ends(n) >= 0).sort((x, y) => ends(y) - ends(x))[0];
+    const crit = s.spec && criticalPath(graph(s.spec, { nodes: s.r.nodes || [] }));
+    return h('div', {}, h('h3', {}, `Run #${s.r.run}`), facts([
+      ['Critical path', crit && crit.nodes.size ? `${[...crit.nodes].reverse().map(took).join(' → ')} = ${dur(crit.ms)}` : s.spec ? 'no node has a duration' : 'unknown: the spec of this run is not recorded'],
+      ['Slowest node', slow ? took(slow.name) : '—'],
+      !s.r.spec && s.spec && ['Note', 'The spec of this run is not recorded; its graph is drawn from the workflow\'s current spec.'],
+    ]));
+  };
+  root.append(section('Critical paths', h('div', { class: 'cols' }, paths(A), paths(Bs))));
   ctx.ready();
 }
 

@@ -10,6 +10,64 @@ use crate::resources::job::JobPhase;
 use crate::store::{EventQuery, EventType};
 
 #[tokio::test]
+async fn events_are_bounded_per_object_and_by_age() {
+    use crate::store::local::records::{EVENT_TTL, EVENTS_PER_OBJECT};
+    let (_dir, store) = store().await;
+    let bound = EVENTS_PER_OBJECT as usize;
+    store
+        .record_event(new_event("quiet", "Started", "once"))
+        .await
+        .unwrap();
+    for i in 0..bound + 30 {
+        store
+            .record_event(new_event("busy", "Retried", &format!("attempt {i}")))
+            .await
+            .unwrap();
+    }
+    let busy = store
+        .list_events(EventQuery::newest(1000).kind("Job").name("busy"))
+        .await
+        .unwrap();
+    assert_eq!(busy.len(), bound, "one object keeps its newest {bound}");
+    assert_eq!(
+        busy[0].message,
+        format!("attempt {}", bound + 29),
+        "the newest kept"
+    );
+    assert_eq!(
+        busy[bound - 1].message,
+        "attempt 30",
+        "the oldest ones dropped"
+    );
+    let quiet = store
+        .list_events(EventQuery::newest(10).name("quiet"))
+        .await
+        .unwrap();
+    assert_eq!(quiet.len(), 1, "another object's events are untouched");
+
+    // An event last seen longer ago than the TTL goes at the next prune.
+    let old = (Utc::now() - EVENT_TTL - chrono::TimeDelta::hours(1)).timestamp_micros();
+    sqlx::query("UPDATE events SET last_timestamp = ?1 WHERE involved_name = 'quiet'")
+        .bind(old)
+        .execute(&mut *store.inner.writer.lock().await)
+        .await
+        .unwrap();
+    store
+        .inner
+        .events_pruned
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    store
+        .record_event(new_event("busy", "Retried", "one more"))
+        .await
+        .unwrap();
+    let quiet = store
+        .list_events(EventQuery::newest(10).name("quiet"))
+        .await
+        .unwrap();
+    assert!(quiet.is_empty(), "expired: {quiet:?}");
+}
+
+#[tokio::test]
 async fn repeated_events_are_counted() {
     let (_dir, store) = store().await;
     store
