@@ -683,3 +683,52 @@ async fn a_500_node_workflow_is_grouped_and_expands() {
         Some("Pending")
     );
 }
+
+/// Two runs of a workflow side by side: a node that failed in one run and succeeded in
+/// the other shows both phases in its row.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workflow_runs_side_by_side() {
+    let server = Server::start();
+    let workflow = |second: &str| {
+        format!(
+            "apiVersion: orcaops.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: twice\nspec:\n  jobs:\n    - name: first\n      job: {{image: busybox:latest, steps: [{{name: s, run: 'echo one'}}]}}\n    - name: second\n      needs: [first]\n      job: {{image: busybox:latest, steps: [{{name: s, run: '{second}'}}]}}\n"
+        )
+    };
+    server.write("twice.yaml", &workflow("exit 1"));
+    common::wait_until(WAIT, "run 1 failed", || {
+        server
+            .workflow("twice")
+            .filter(|w| w["status"]["phase"] == "Failed")
+    });
+    server.write("twice.yaml", &workflow("echo fixed"));
+    common::wait_until(WAIT, "a later run succeeded", || {
+        server
+            .workflow("twice")
+            .filter(|w| w["status"]["phase"] == "Succeeded")
+    });
+    let run = common::wait_until(WAIT, "the run number", || {
+        server
+            .workflow("twice")
+            .and_then(|w| w["status"]["run"].as_u64())
+    });
+    let browser = logged_in(&server).await;
+    browser
+        .goto(&format!(
+            "{}/ui/workflows/default/twice/compare?a=1&b={run}",
+            server.url
+        ))
+        .await;
+    browser.wait_ready().await;
+    assert_eq!(browser.count("[data-testid='compare-workflow']").await, 1);
+    let row = browser
+        .wait_text("[data-testid='compare-node-second']", WAIT, |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert!(row.contains("Failed") && row.contains("Succeeded"), "{row}");
+    let first = browser
+        .text("[data-testid='compare-node-first']")
+        .await
+        .unwrap_or_default();
+    assert!(first.matches("Succeeded").count() >= 2, "{first}");
+}

@@ -12,6 +12,7 @@ pub mod job;
 pub mod limits;
 pub mod queue;
 pub mod reconcile;
+pub mod resync;
 pub mod sandbox;
 pub mod secrets;
 pub mod template;
@@ -255,7 +256,8 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
     ctx.synced
         .store(false, std::sync::atomic::Ordering::Relaxed);
     recount_containers(&ctx).await;
-    match enqueue_all(&ctx).await {
+    let mut active = resync::Active::default();
+    match enqueue_all(&ctx, &mut active).await {
         Ok(()) => ctx.synced.store(true, std::sync::atomic::Ordering::Relaxed),
         Err(e) => error!(error = %e, "cannot list objects at start-up"),
     }
@@ -318,24 +320,40 @@ pub async fn run(ctx: Arc<Context>, workers: usize, shutdown: CancellationToken)
 
     let mut resync = tokio::time::interval(RESYNC_PERIOD);
     resync.tick().await;
+    let mut resyncs: u32 = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = resync.tick() => {
                 recount_containers(&ctx).await;
-                match enqueue_all(&ctx).await {
-                    Ok(()) => ctx.synced.store(true, std::sync::atomic::Ordering::Relaxed),
-                    Err(e) => warn!(error = %e, "resync failed"),
+                resyncs = resyncs.wrapping_add(1);
+                // Level-triggered: what is not at rest each time, everything now and then
+                // (see `resync`).
+                if resyncs.is_multiple_of(resync::FULL_EVERY) || !ctx.synced.load(std::sync::atomic::Ordering::Relaxed) {
+                    match enqueue_all(&ctx, &mut active).await {
+                        Ok(()) => ctx.synced.store(true, std::sync::atomic::Ordering::Relaxed),
+                        Err(e) => warn!(error = %e, "resync failed"),
+                    }
+                } else {
+                    debug!(active = active.len(), "resync of the objects not at rest");
+                    for key in active.keys() {
+                        ctx.queue.add(key.clone());
+                    }
                 }
                 if let Err(e) = ctx.remove_orphans().await {
                     warn!(error = %e, "orphan sweep failed");
                 }
             }
             event = watch.recv() => match event {
-                Ok(event) => on_change(&ctx, event),
+                Ok(event) => {
+                    if RECONCILED.contains(&event.object.kind) {
+                        active.note(&event.object, event.type_ == WatchEventType::Deleted);
+                    }
+                    on_change(&ctx, event)
+                }
                 Err(RecvError::Lagged(missed)) => {
                     warn!(missed, "watch stream lagged; relisting");
-                    if let Err(e) = enqueue_all(&ctx).await {
+                    if let Err(e) = enqueue_all(&ctx, &mut active).await {
                         warn!(error = %e, "relist failed");
                     }
                 }
@@ -531,11 +549,14 @@ const RECONCILED: [Kind; 5] = [
     Kind::Workspace,
 ];
 
-async fn enqueue_all(ctx: &Context) -> Result<(), StoreError> {
+/// Lists every object the controllers run and queues it, noting which are not at rest.
+async fn enqueue_all(ctx: &Context, active: &mut resync::Active) -> Result<(), StoreError> {
+    active.clear();
     for kind in RECONCILED {
         let (objects, _) = ctx.store.list(kind, None).await?;
         ctx.metrics.objects_listed(kind, &objects);
         for obj in objects {
+            active.note(&obj, false);
             // A Workflow's Job queues its Workflow too: one deleted while the server was
             // down is then found gone, and its Jobs deleted.
             if let Some(owner) = workflow::owner_of(&obj) {

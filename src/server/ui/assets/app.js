@@ -1056,12 +1056,18 @@ function runPicker(runs, a, b) {
     runs.map((r) => h('option', { value: r.run, selected: r === cur }, `#${r.run} ${r.phase}`)))];
   return h('form', { class: 'filters', onsubmit: (e) => e.preventDefault() }, pick('c-a', 'Run A', a, 'a'), pick('c-b', 'Run B', b, 'b'));
 }
-const change = (x, y, f) => (x >= 0 && y >= 0 && x !== y ? h('span', { class: y > x ? 'worse' : 'better' }, (y > x ? '+' : '−') + f(Math.abs(y - x))) : '');
+const change = (x, y, f) => {
+  if (!(x >= 0 && y >= 0 && x !== y)) return '';
+  const sign = y > x ? '+' : '−';
+  const pct = x ? Math.round((Math.abs(y - x) / x) * 100) : 0;
+  return h('span', { class: y > x ? 'worse' : 'better' }, sign + f(Math.abs(y - x)) + (pct ? ` (${sign}${pct}%)` : ''));
+};
 const asText = (v) => (v instanceof Node ? v.textContent : String(v));
 const cmpRow = (k, x, y, ch) => h('tr', { class: k !== 'Started' && asText(x) !== asText(y) ? 'differs' : null }, rowh(k), td(x), td(y), td(ch || ''));
-const hashCode = (x) => h('code', { class: 'sha' }, (x || '—').slice(0, 16));
+const hashCode = (x) => (x ? h('code', { class: 'sha' }, x.slice(0, 16)) : h('span', { class: 'muted' }, 'not recorded'));
 const specCmp = (sa, sb, a, b) => sa && sb ? specDiff(yaml(sa), yaml(sb))
-  : muted(`Not recorded for run #${sa ? b.run : a.run}${sa || sb ? '' : ` nor run #${b.run}`}: runs recorded before orcaops kept the spec of each run cannot be compared by spec.`);
+  : muted(sa || sb ? `The spec of run #${sa ? b.run : a.run} is not recorded` : `The specs of runs #${a.run} and #${b.run} are not recorded`,
+    ': runs recorded before orcaops kept the spec of each run cannot be compared by spec.');
 
 async function comparePage(ctx, ns, name) {
   const base = objUrl('jobs', ns, name);
@@ -1123,42 +1129,49 @@ async function comparePage(ctx, ns, name) {
 // node by node (usage from each node's Job run record), why nodes ended, critical paths.
 async function compareWorkflowPage(ctx, ns, name) {
   const base = objUrl('workflows', ns, name), page = `/ui/workflows/${enc(ns)}/${enc(name)}`;
-  ctx.main.append(crumbs(h('a', { href: `/ui/workflows?ns=${enc(ns)}` }, 'Workflows'), ns, h('a', { href: page }, name)), title(`Compare runs of ${name}`));
+  const root = h('div', { 'data-testid': 'compare-workflow' });
+  ctx.main.append(crumbs(h('a', { href: `/ui/workflows?ns=${enc(ns)}` }, 'Workflows'), ns, h('a', { href: page }, name)), title(`Compare runs of ${name}`), root);
   focusHead(ctx);
   let runs;
   try {
     runs = ((await api(base + '/runs')).items || []).sort((x, y) => y.run - x.run);
   } catch (e) {
-    ctx.main.append(errBox(e, 'Run history'));
+    root.append(e.code === 404 ? h('p', { class: 'note' }, `There is no workflow ${ns}/${name}, and no run records of one.`) : errBox(e, 'Run history'));
     return ctx.ready();
   }
   if (ctx.closed) return;
   const a = runs.find((r) => r.run === +ctx.q.get('a')) || runs[1], b = runs.find((r) => r.run === +ctx.q.get('b')) || runs[0];
   if (!a || !b) {
-    ctx.main.append(muted('This workflow needs two runs to compare.'));
+    root.append(muted('This workflow needs two runs to compare.'));
     return ctx.ready();
   }
   // Each run's Job run records (by the labels its node Jobs carry), and for a run that
   // did not record its spec, the workflow's current one for the shape of its graph.
-  const jobsOf = (r) => api(`${B}/namespaces/${enc(ns)}/runs?limit=1000&labelSelector=${enc(`orcaops.dev/workflow=${name},orcaops.dev/workflow-run=${r.run}`)}`)
+  const jobsOf = (r) => api(`${B}/namespaces/${enc(ns)}/runs?limit=1000&labelSelector=${enc(`orcaops.dev/workflow=${name}` + (r ? `,orcaops.dev/workflow-run=${r.run}` : ''))}`)
     .then((x) => x, (e) => ({ items: [], error: e }));
   const [ja, jb, current] = await Promise.all([jobsOf(a), jobsOf(b), a.spec && b.spec ? null : api(base).then((o) => o.spec, () => null)]);
+  // The newest run record of each Job.
+  const jobs = new Map();
+  const add = (list) => { for (const j of list.items || []) if (!jobs.has(j.name) || jobs.get(j.name).run < j.run) jobs.set(j.name, j); };
+  add(ja), add(jb);
+  // A node kept by a partial rerun kept the Job of an earlier run: the workflow's newest
+  // job runs, of every run, hold it.
+  if ([...(a.nodes || []), ...(b.nodes || [])].some((n) => n.job && !jobs.has(n.job)) && !ja.error) add(await jobsOf(null));
   if (ctx.closed) return;
-  const root = h('div', { 'data-testid': 'compare-workflow' });
-  ctx.main.append(runPicker(runs, a, b), root);
-  const side = (r, j) => ({ r, jobs: j.items || [], spec: r.spec || current, node: (n) => (r.nodes || []).find((x) => x.name === n) });
-  const A = side(a, ja), Bs = side(b, jb);
+  root.append(runPicker(runs, a, b));
+  const side = (r) => ({ r, spec: r.spec || current, node: (n) => (r.nodes || []).find((x) => x.name === n) });
+  const A = side(a), Bs = side(b);
   const ends = (x) => (x && x.completionTime ? span(x.startTime, x.completionTime) : NaN);
-  // The newest run record of the Job that ran a node.
-  const jobRun = (s, n) => { const job = (s.node(n) || {}).job; return job && s.jobs.filter((j) => j.name === job).sort((x, y) => y.run - x.run)[0]; };
+  const jobRun = (s, n) => jobs.get((s.node(n) || {}).job);
   const use = (s, n, k) => ((jobRun(s, n) || {}).usage || {})[k];
+  const took = (r) => (r.startTime && !r.completionTime ? h('span', {}, 'running for ', since(r.startTime)) : dur(ends(r)));
   const inputs = (r) => Object.entries(r.inputs || {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—';
   root.append(section('Runs', table(['', `Run #${a.run}`, `Run #${b.run}`, 'Change'], [
     cmpRow('Phase', pill(a.phase), pill(b.phase)),
     cmpRow('Trigger', a.trigger || '—', b.trigger || '—'),
     cmpRow('Generation', a.generation, b.generation),
     cmpRow('Started', when(a.startTime), when(b.startTime)),
-    cmpRow('Duration', dur(ends(a)), dur(ends(b)), change(ends(a), ends(b), dur)),
+    cmpRow('Duration', took(a), took(b), change(ends(a), ends(b), dur)),
     cmpRow('Progress', progress(a.progress), progress(b.progress)),
     cmpRow('Inputs', inputs(a), inputs(b)),
     cmpRow('Spec hash', hashCode(a.specHash), hashCode(b.specHash), a.specHash && b.specHash && a.specHash !== b.specHash ? 'changed' : ''),
@@ -1166,9 +1179,12 @@ async function compareWorkflowPage(ctx, ns, name) {
   ])));
   root.append(section('Spec', specCmp(a.spec, b.spec, a, b)));
   const names = [...new Set([...(a.nodes || []), ...(b.nodes || [])].map((n) => n.name))];
-  const both = (x, y, f) => { const c = change(x, y, f); return [f(x), ' → ', f(y), c && h('div', { class: 'small' }, c)]; };
+  const both = (x, y, f) => {
+    const fx = f(x), fy = f(y), c = change(x, y, f);
+    return fx === '—' && fy === '—' ? '—' : [fx, ' → ', fy, c && h('div', { class: 'small' }, c)];
+  };
   const phase = (n) => (n ? pill(n.phase || 'Pending') : h('span', { class: 'muted' }, 'absent'));
-  const err = (j) => j.error && errBox(j.error, 'Run search (for usage and errors)');
+  const err = (j) => j.error ? errBox(j.error, 'Run search (for usage and errors)') : (j.metadata || {}).maybeMore && muted('Only the newest 1,000 job runs of this run were read.');
   root.append(section('Nodes', err(ja) || err(jb), muted(`Each cell: run #${a.run} → run #${b.run}, and the change.`), names.length ? table(['Node', 'Phase', 'Duration', 'Attempts', 'CPU time', 'Peak memory'], names.map((n) => {
     const x = A.node(n), y = Bs.node(n);
     return h('tr', { 'data-testid': 'compare-node-' + n, class: (x && x.phase) !== (y && y.phase) ? 'differs' : null }, rowh(n), td(phase(x), ' → ', phase(y)),
