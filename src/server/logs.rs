@@ -37,12 +37,16 @@ pub(super) struct LogQuery {
 }
 
 /// Returns when the store reports a change of the job `key` (or lost track of changes,
-/// which may have included one); never when its feed is closed.
+/// which may have included one); never when its feed is closed, or when the store has
+/// no feed running (a cluster's API facade without controllers: the poll does it all).
 async fn changed(
-    changes: &mut tokio::sync::broadcast::Receiver<crate::store::WatchEvent>,
+    changes: &mut Option<tokio::sync::broadcast::Receiver<crate::store::WatchEvent>>,
     key: &crate::resources::ObjectKey,
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    let Some(changes) = changes else {
+        return std::future::pending().await;
+    };
     loop {
         match changes.recv().await {
             Ok(e) => {
@@ -292,7 +296,7 @@ pub(super) async fn log(
             // Subscribed before the first look at the job, so that no change is missed:
             // the run's end wakes the loop at once, and the log ends with it (the CLI's
             // `run` waits for that end, so a poll's sleep here was its latency).
-            let mut changes = state.objects.watch();
+            let mut changes = state.objects.watch_if_running();
             loop {
                 let finished = !live
                     || match state.objects.get(&key).await {

@@ -103,6 +103,9 @@ impl ObjectStore for AuditedStore {
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent> {
         self.inner.watch()
     }
+    fn watch_if_running(&self) -> Option<tokio::sync::broadcast::Receiver<WatchEvent>> {
+        self.inner.watch_if_running()
+    }
     async fn record_event(&self, event: NewEvent) -> Result<()> {
         self.inner.record_event(event).await
     }

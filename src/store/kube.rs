@@ -462,6 +462,15 @@ impl ObjectStore for KubeStore {
         receiver
     }
 
+    /// Only once [`watch`](Self::watch) has started the watches of every kind (the
+    /// operator's controllers do): a followed log alone must not start them.
+    fn watch_if_running(&self) -> Option<broadcast::Receiver<WatchEvent>> {
+        self.inner
+            .watching
+            .is_completed()
+            .then(|| self.inner.feed.subscribe())
+    }
+
     /// An events.k8s.io Event about the object, reported by `orcaops`. Events about files
     /// of a watched folder have no object in the cluster to attach to, and are only logged.
     async fn record_event(&self, event: NewEvent) -> Result<()> {

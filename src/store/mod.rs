@@ -306,6 +306,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
     /// Every change from now on (subscribe before listing, so nothing is missed).
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent>;
+    /// The same feed, but only when subscribing starts nothing (the feed runs already):
+    /// for a caller that can do without it, such as a followed log, which wakes on it
+    /// and polls otherwise. None by default.
+    fn watch_if_running(&self) -> Option<tokio::sync::broadcast::Receiver<WatchEvent>> {
+        None
+    }
     async fn record_event(&self, event: NewEvent) -> Result<()>;
     /// One page of [`list`](Self::list): the objects the query asks for, how many more
     /// follow, and the resourceVersion.
@@ -407,6 +413,9 @@ impl ObjectStore for LocalStore {
     }
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent> {
         LocalStore::watch(self)
+    }
+    fn watch_if_running(&self) -> Option<tokio::sync::broadcast::Receiver<WatchEvent>> {
+        Some(LocalStore::watch(self))
     }
     async fn record_event(&self, event: NewEvent) -> Result<()> {
         LocalStore::record_event(self, event).await
