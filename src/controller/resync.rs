@@ -12,6 +12,8 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
+use crate::resources::job::JobPhase;
+use crate::resources::workflow::WorkflowPhase;
 use crate::resources::{Kind, Object, ObjectKey};
 
 /// Every how many resyncs every object is queued again.
@@ -66,26 +68,22 @@ pub fn at_rest(obj: &Object) -> bool {
     if observed != Some(obj.metadata.generation) {
         return false;
     }
-    let phase = obj
-        .status
-        .get("phase")
-        .and_then(Value::as_str)
-        .unwrap_or("Pending");
-    let spec = &obj.spec;
+    // The phase as its kind defines it; none (a new object) reads as the default, Pending.
+    fn phase<P: serde::de::DeserializeOwned + Default>(obj: &Object) -> P {
+        obj.status
+            .get("phase")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_default()
+    }
+    let set = |field: &str| obj.spec.get(field).is_some_and(|v| !v.is_null());
     match obj.kind {
         Kind::Job => {
-            let finished = matches!(phase, "Succeeded" | "Failed" | "TimedOut" | "Cancelled");
-            let suspended = spec.get("suspend").and_then(Value::as_bool) == Some(true);
-            let timer = spec
-                .get("ttlSecondsAfterFinished")
-                .is_some_and(|v| !v.is_null());
-            (finished && !timer) || (suspended && phase != "Running")
+            let phase: JobPhase = phase(obj);
+            let suspended = obj.spec.get("suspend").and_then(Value::as_bool) == Some(true);
+            (phase.is_finished() && !set("ttlSecondsAfterFinished"))
+                || (suspended && phase != JobPhase::Running)
         }
-        Kind::Workflow => {
-            let finished = matches!(phase, "Succeeded" | "Failed" | "Cancelled");
-            let scheduled = spec.get("schedule").is_some_and(|v| !v.is_null());
-            finished && !scheduled
-        }
+        Kind::Workflow => phase::<WorkflowPhase>(obj).is_finished() && !set("schedule"),
         _ => false,
     }
 }

@@ -77,10 +77,7 @@ pub struct OnceTokens {
 impl OnceTokens {
     /// A new token (32 random bytes in hex).
     pub fn issue(&self) -> String {
-        let mut bytes = [0u8; 32];
-        bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        let token = hex::encode(bytes);
+        let token = super::token::random_secret();
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         tokens.retain(|_, at| at.elapsed() < ONCE_TTL);
         while tokens.len() >= ONCE_MAX {

@@ -26,15 +26,21 @@ pub fn generate() -> NewToken {
 
 /// Makes a key whose id is given (the server admin key's is `admin`).
 pub fn generate_with_id(id: &str) -> NewToken {
-    let mut secret = [0u8; SECRET_LEN / 2];
-    secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let secret = hex::encode(secret);
+    let secret = random_secret();
     NewToken {
         id: id.to_string(),
         token: format!("{PREFIX}{id}_{secret}"),
         hash: hash(&secret),
     }
+}
+
+/// 32 random bytes (from the operating system's generator, through UUIDv4) in hex: a
+/// key's secret, or anything else that must not be guessed.
+pub fn random_secret() -> String {
+    let mut secret = [0u8; SECRET_LEN / 2];
+    secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    hex::encode(secret)
 }
 
 /// The id and the secret of a token, or None when it is not shaped as one of ours.

@@ -484,30 +484,26 @@ async fn every_write_the_folder_makes_is_in_the_audit_log_as_its_file() {
 #[tokio::test(start_paused = true)]
 async fn a_batch_ends_when_its_files_are_complete_and_waits_for_partial_writes() {
     use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RenameMode};
-    let event = |kind: EventKind, paths: &[&str]| {
-        Ok(notify::Event {
+    let created = EventKind::Create(CreateKind::File);
+    let written = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+    let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+    let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let send = |kind: EventKind, paths: &[&str]| {
+        tx.send(Ok(notify::Event {
             kind,
             paths: paths.iter().map(PathBuf::from).collect(),
             attrs: Default::default(),
-        })
+        }))
+        .unwrap()
     };
-    let (tx, mut rx) = mpsc::unbounded_channel();
+
     // A whole file: created, written, closed. Done without waiting for the debounce.
-    tx.send(event(EventKind::Create(CreateKind::File), &["/f/a.yaml"]))
-        .unwrap();
-    tx.send(event(
-        EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-        &["/f/a.yaml"],
-    ))
-    .unwrap();
-    tx.send(event(
-        EventKind::Access(AccessKind::Close(AccessMode::Write)),
-        &["/f/a.yaml"],
-    ))
-    .unwrap();
+    send(created, &["/f/a.yaml"]);
+    send(written, &["/f/a.yaml"]);
+    send(closed, &["/f/a.yaml"]);
     let start = tokio::time::Instant::now();
-    let batch = next_batch(&mut rx).await.unwrap();
-    assert_eq!(batch.len(), 3);
+    assert_eq!(next_batch(&mut rx).await.unwrap().len(), 3);
     assert_eq!(
         start.elapsed(),
         Duration::ZERO,
@@ -516,24 +512,11 @@ async fn a_batch_ends_when_its_files_are_complete_and_waits_for_partial_writes()
 
     // Two files, one closed, the other still being written: the batch waits for the
     // debounce (the paused clock advances only by that sleep).
-    tx.send(event(
-        EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-        &["/f/b.yaml"],
-    ))
-    .unwrap();
-    tx.send(event(
-        EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-        &["/f/c.yaml"],
-    ))
-    .unwrap();
-    tx.send(event(
-        EventKind::Access(AccessKind::Close(AccessMode::Write)),
-        &["/f/b.yaml"],
-    ))
-    .unwrap();
+    send(written, &["/f/b.yaml"]);
+    send(written, &["/f/c.yaml"]);
+    send(closed, &["/f/b.yaml"]);
     let start = tokio::time::Instant::now();
-    let batch = next_batch(&mut rx).await.unwrap();
-    assert_eq!(batch.len(), 3);
+    assert_eq!(next_batch(&mut rx).await.unwrap().len(), 3);
     assert_eq!(
         start.elapsed(),
         DEBOUNCE,
@@ -541,16 +524,8 @@ async fn a_batch_ends_when_its_files_are_complete_and_waits_for_partial_writes()
     );
 
     // An editor's save: the temporary file renamed over the real one ends it at once.
-    tx.send(event(
-        EventKind::Create(CreateKind::File),
-        &["/f/.a.yaml.swp"],
-    ))
-    .unwrap();
-    tx.send(event(
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
-        &["/f/.a.yaml.swp", "/f/a.yaml"],
-    ))
-    .unwrap();
+    send(created, &["/f/.a.yaml.swp"]);
+    send(renamed, &["/f/.a.yaml.swp", "/f/a.yaml"]);
     let start = tokio::time::Instant::now();
     assert_eq!(next_batch(&mut rx).await.unwrap().len(), 2);
     assert_eq!(start.elapsed(), Duration::ZERO);
